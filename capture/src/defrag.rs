@@ -1,0 +1,386 @@
+//! IPv4 and IPv6 fragment reassembly with hard caps.
+//!
+//! Contract: [`Defragmenter::push`] takes one fragment (its datagram key, byte offset, more-
+//! fragments flag and data) and answers [`Outcome::Held`], [`Outcome::Complete`] with the
+//! reassembled upper-layer payload, or [`Outcome::Dropped`] with the reason. A datagram is
+//! complete when every byte from 0 to the end announced by the last fragment (MF = 0) is present.
+//!
+//! Invariants: the bytes held across all datagrams never exceed `max_bytes`, the datagrams held
+//! never exceed `max_datagrams`, and a reassembled payload never exceeds [`MAX_DATAGRAM`]. When a
+//! cap would be crossed, the datagram that was updated least recently (by capture time) is
+//! evicted and counted. Time is the capture timestamp passed in: this module never reads the
+//! clock, so replay behaves like live capture.
+//!
+//! Overlaps: for IPv6 a fragment that overlaps another (other than an exact duplicate) discards
+//! the whole datagram, as RFC 5722 §4 requires (overlaps are an evasion technique and a receiver
+//! would drop them too). IPv4 has no such rule; the bytes received first win (the BSD/Linux
+//! behaviour for the common case, and it means later data never rewrites what an earlier stage may
+//! already have accepted). Both are counted in [`DefragStats::overlaps`].
+//!
+//! Never: it does not use etherparse's uncapped pool, does not look inside the payload, and does
+//! not keep state for a datagram after it completes or is dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use crate::Timestamp;
+
+/// Largest reassembled upper-layer payload: the IPv4 total length field is 16 bits, and IPv6
+/// without jumbograms (RFC 2675 forbids fragmenting those) is bounded the same way.
+pub const MAX_DATAGRAM: u32 = 65_535;
+
+/// Identifies the datagram a fragment belongs to: (src, dst, protocol, id) for IPv4 (RFC 791),
+/// (src, dst, id) for IPv6 (RFC 8200 §4.5; `protocol` is 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DatagramKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: u8,
+    pub id: u32,
+}
+
+impl DatagramKey {
+    fn is_v6(&self) -> bool {
+        self.src.is_ipv6()
+    }
+}
+
+/// A reassembled datagram: its upper-layer protocol and payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reassembled {
+    pub protocol: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Why a fragment did not go into a datagram (or took its datagram with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Bad length or offset, or contradicting the datagram's end.
+    Malformed(&'static str),
+    /// IPv6 overlapping fragments (RFC 5722): the datagram is gone.
+    Overlap,
+    /// The fragment alone does not fit the byte cap, or caps are zero.
+    Capacity,
+}
+
+/// The answer to one fragment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Held,
+    Complete(Reassembled),
+    Dropped(DropReason),
+}
+
+/// Counters; read them with [`Defragmenter::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DefragStats {
+    /// Datagrams dropped to respect a cap.
+    pub evicted: u64,
+    /// Datagrams dropped because their fragments stopped arriving.
+    pub timed_out: u64,
+    /// Fragments that overlapped data already held.
+    pub overlaps: u64,
+    /// Fragments rejected as malformed (and datagrams they invalidated).
+    pub malformed: u64,
+}
+
+struct Datagram {
+    /// Received bytes at their offsets; holes are zero-filled. Its length is what is accounted.
+    buf: Vec<u8>,
+    /// Received ranges, sorted, disjoint and non-adjacent (half-open).
+    have: Vec<(u32, u32)>,
+    /// End of the datagram, known once the fragment with MF = 0 arrived.
+    end: Option<u32>,
+    /// Upper-layer protocol (IPv6: next header of the offset-0 fragment).
+    protocol: Option<u8>,
+    /// Position in the age index.
+    age: (Timestamp, u64),
+}
+
+/// Fragment reassembly state for all datagrams in flight.
+pub struct Defragmenter {
+    max_bytes: usize,
+    max_datagrams: usize,
+    timeout_ns: u64,
+    datagrams: HashMap<DatagramKey, Datagram>,
+    /// (last update time, serial) → key; the first entry is the oldest datagram.
+    ages: BTreeMap<(Timestamp, u64), DatagramKey>,
+    serial: u64,
+    held_bytes: usize,
+    stats: DefragStats,
+}
+
+impl Defragmenter {
+    pub fn new(max_bytes: usize, max_datagrams: usize, timeout_ns: u64) -> Self {
+        Defragmenter {
+            max_bytes,
+            max_datagrams,
+            timeout_ns,
+            datagrams: HashMap::new(),
+            ages: BTreeMap::new(),
+            serial: 0,
+            held_bytes: 0,
+            stats: DefragStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &DefragStats {
+        &self.stats
+    }
+
+    /// Bytes currently held across all datagrams.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Datagrams currently being reassembled.
+    pub fn held_datagrams(&self) -> usize {
+        self.datagrams.len()
+    }
+
+    /// Adds one fragment. `protocol` is the upper-layer protocol the fragment announces (for
+    /// IPv6 the fragment header's next header; only the offset-0 fragment's value is used).
+    pub fn push(
+        &mut self,
+        now: Timestamp,
+        key: DatagramKey,
+        offset: u32,
+        more: bool,
+        protocol: u8,
+        data: &[u8],
+    ) -> Outcome {
+        self.expire(now);
+        let Ok(len) = u32::try_from(data.len()) else {
+            return self.reject("fragment longer than any datagram");
+        };
+        let end = offset.saturating_add(len);
+        if end > MAX_DATAGRAM {
+            return self.reject("fragment ends beyond the largest datagram");
+        }
+        // RFC 791 / RFC 8200 §4.5: every fragment but the last carries a multiple of 8 bytes.
+        if more && (len == 0 || len % 8 != 0) {
+            return self.reject("non-final fragment length not a multiple of 8");
+        }
+
+        if !self.datagrams.contains_key(&key) {
+            if self.max_datagrams == 0 {
+                self.stats.evicted += 1;
+                return Outcome::Dropped(DropReason::Capacity);
+            }
+            while self.datagrams.len() >= self.max_datagrams {
+                if !self.evict_oldest_except(None) {
+                    break;
+                }
+            }
+            self.serial += 1;
+            let age = (now, self.serial);
+            self.ages.insert(age, key);
+            self.datagrams.insert(
+                key,
+                Datagram {
+                    buf: Vec::new(),
+                    have: Vec::new(),
+                    end: None,
+                    protocol: None,
+                    age,
+                },
+            );
+        }
+        let Some(dg) = self.datagrams.get(&key) else {
+            return Outcome::Dropped(DropReason::Capacity);
+        };
+
+        // Consistency of the datagram's end.
+        let last_have = dg.have.last().map_or(0, |r| r.1);
+        let contradicts = if more {
+            dg.end.is_some_and(|e| end > e)
+        } else {
+            dg.end.is_some_and(|e| e != end) || last_have > end
+        };
+        if contradicts {
+            self.remove(&key);
+            return self.reject("fragment contradicts the datagram's end");
+        }
+
+        // Overlap with bytes already held.
+        let covered = covered_parts(&dg.have, offset, end);
+        if !covered.is_empty() {
+            let identical = covered.iter().all(|&(s, e)| {
+                dg.buf.get(s as usize..e as usize)
+                    == data.get((s - offset) as usize..(e - offset) as usize)
+            });
+            if !identical {
+                self.stats.overlaps += 1;
+                if key.is_v6() {
+                    self.remove(&key);
+                    return Outcome::Dropped(DropReason::Overlap);
+                }
+            }
+        }
+
+        // Make room for the growth of this datagram's buffer.
+        let growth = (end as usize).saturating_sub(dg.buf.len());
+        if growth > self.max_bytes {
+            self.remove(&key);
+            self.stats.evicted += 1;
+            return Outcome::Dropped(DropReason::Capacity);
+        }
+        while self.held_bytes + growth > self.max_bytes {
+            if !self.evict_oldest_except(Some(&key)) {
+                self.remove(&key);
+                self.stats.evicted += 1;
+                return Outcome::Dropped(DropReason::Capacity);
+            }
+        }
+
+        self.serial += 1;
+        let serial = self.serial;
+        let Some(dg) = self.datagrams.get_mut(&key) else {
+            return Outcome::Dropped(DropReason::Capacity);
+        };
+        if dg.buf.len() < end as usize {
+            dg.buf.resize(end as usize, 0);
+            self.held_bytes += growth;
+        }
+        // First received wins: write only the parts nobody wrote before.
+        for (s, e) in uncovered_parts(&dg.have, offset, end) {
+            let src = &data[(s - offset) as usize..(e - offset) as usize];
+            dg.buf[s as usize..e as usize].copy_from_slice(src);
+        }
+        insert_range(&mut dg.have, offset, end);
+        if !more {
+            dg.end = Some(end);
+        }
+        if offset == 0 {
+            dg.protocol = Some(protocol);
+        }
+        let old_age = dg.age;
+        dg.age = (now, serial);
+        let new_age = dg.age;
+        let complete = dg.end.is_some_and(|e| dg.have == [(0, e)]) && dg.protocol.is_some();
+        self.ages.remove(&old_age);
+        self.ages.insert(new_age, key);
+
+        if complete {
+            if let Some(mut dg) = self.remove(&key) {
+                if let (Some(e), Some(protocol)) = (dg.end, dg.protocol) {
+                    dg.buf.truncate(e as usize);
+                    return Outcome::Complete(Reassembled {
+                        protocol,
+                        payload: dg.buf,
+                    });
+                }
+            }
+        }
+        Outcome::Held
+    }
+
+    /// Drops every datagram not updated within the timeout before `now` (capture time).
+    pub fn expire(&mut self, now: Timestamp) {
+        while let Some((&(ts, serial), _)) = self.ages.first_key_value() {
+            if now.saturating_since(ts) <= self.timeout_ns {
+                break;
+            }
+            if let Some(key) = self.ages.remove(&(ts, serial)) {
+                if let Some(dg) = self.datagrams.remove(&key) {
+                    self.held_bytes -= dg.buf.len();
+                    self.stats.timed_out += 1;
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, what: &'static str) -> Outcome {
+        self.stats.malformed += 1;
+        Outcome::Dropped(DropReason::Malformed(what))
+    }
+
+    fn remove(&mut self, key: &DatagramKey) -> Option<Datagram> {
+        let dg = self.datagrams.remove(key)?;
+        self.ages.remove(&dg.age);
+        self.held_bytes -= dg.buf.len();
+        Some(dg)
+    }
+
+    /// Evicts the oldest datagram other than `keep`; false if there is none.
+    fn evict_oldest_except(&mut self, keep: Option<&DatagramKey>) -> bool {
+        let victim = self
+            .ages
+            .values()
+            .find(|k| Some(*k) != keep)
+            .copied();
+        match victim {
+            Some(k) => {
+                self.remove(&k);
+                self.stats.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Parts of [start, end) already present in `have`.
+fn covered_parts(have: &[(u32, u32)], start: u32, end: u32) -> Vec<(u32, u32)> {
+    have.iter()
+        .filter_map(|&(s, e)| {
+            let s = s.max(start);
+            let e = e.min(end);
+            (s < e).then_some((s, e))
+        })
+        .collect()
+}
+
+/// Parts of [start, end) missing from `have`.
+fn uncovered_parts(have: &[(u32, u32)], start: u32, end: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut at = start;
+    for &(s, e) in have {
+        if e <= at {
+            continue;
+        }
+        if s >= end {
+            break;
+        }
+        if s > at {
+            out.push((at, s.min(end)));
+        }
+        at = at.max(e);
+        if at >= end {
+            break;
+        }
+    }
+    if at < end {
+        out.push((at, end));
+    }
+    out
+}
+
+/// Adds [start, end) to the sorted disjoint list, merging neighbours that touch or overlap.
+fn insert_range(have: &mut Vec<(u32, u32)>, start: u32, end: u32) {
+    if start >= end {
+        return;
+    }
+    let mut s = start;
+    let mut e = end;
+    let mut out = Vec::with_capacity(have.len() + 1);
+    let mut placed = false;
+    for &(rs, re) in have.iter() {
+        if re < s {
+            out.push((rs, re));
+        } else if rs > e {
+            if !placed {
+                out.push((s, e));
+                placed = true;
+            }
+            out.push((rs, re));
+        } else {
+            s = s.min(rs);
+            e = e.max(re);
+        }
+    }
+    if !placed {
+        out.push((s, e));
+    }
+    *have = out;
+}

@@ -1,0 +1,49 @@
+//! Every third-party capture in ../shared/pcaps decodes to TCP segments without damage.
+//! Skipped (with a message) when the folder is not present.
+
+use std::path::Path;
+
+use tapspan_capture::{DecodeConfig, Decoder, FileSource, PacketSource};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps");
+
+#[test]
+fn every_shared_capture_yields_tcp_segments() {
+    let dir = Path::new(DIR);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        eprintln!("skipped: {} not found", dir.display());
+        return;
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "pcap" || x == "pcapng")
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no captures in {}", dir.display());
+    for path in files {
+        let mut src = FileSource::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut dec = Decoder::new(DecodeConfig::default());
+        let mut segments = 0u64;
+        loop {
+            match src.next_frame() {
+                Ok(Some(frame)) => {
+                    if dec.decode(&frame).is_some() {
+                        segments += 1;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => panic!("{}: {e}", path.display()),
+            }
+        }
+        let stats = dec.stats().clone();
+        eprintln!("{}: {stats:?}", path.file_name().unwrap().to_string_lossy());
+        assert!(segments > 0, "{}: no TCP segments ({stats:?})", path.display());
+        assert_eq!(stats.tcp_segments, segments);
+        assert_eq!(stats.unsupported_link, 0, "{}", path.display());
+        assert_eq!(stats.malformed, 0, "{}: {stats:?}", path.display());
+        assert_eq!(src.position(), src.total_len().unwrap(), "{}", path.display());
+    }
+}

@@ -1,0 +1,78 @@
+//! Command line: `tapspan replay FILE...` (live capture and reports come later).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tapspan",
+    version,
+    about = "Passive tracer: turns captured HTTP/1.x traffic into distributed-tracing spans",
+    long_about = "tapspan rebuilds TCP streams from packet captures, decodes HTTP/1.x, pairs each \
+request with its response and writes a client and a server span per exchange, with no change to \
+the traced services.\n\nExit codes: 0 ok; 1 runtime failure; 2 bad usage or unreadable/damaged \
+input (spans decoded before the damage are still written)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay pcap/pcapng files and write spans.
+    ///
+    /// Several files are captures of the same time window from different points (client host,
+    /// server host, mirror port); they are merged by timestamp and an exchange seen twice becomes
+    /// one pair of spans.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Capture files (pcap or pcapng).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Where to write spans as JSON lines; `-` is stdout.
+    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    pub output: String,
+
+    /// Print a latency table per (service, method, route) and capture counters to stderr.
+    #[arg(long)]
+    pub summary: bool,
+
+    /// Also record this request/response header as a span attribute (repeatable).
+    #[arg(long = "capture-header", value_name = "NAME")]
+    pub capture_headers: Vec<String>,
+
+    /// Never write this header's value, even if captured (repeatable; Authorization, Cookie,
+    /// Set-Cookie and Proxy-Authorization are always redacted).
+    #[arg(long = "redact-header", value_name = "NAME")]
+    pub redact_headers: Vec<String>,
+
+    /// Connections tracked at once; the least recently active are evicted beyond it.
+    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    pub max_connections: usize,
+
+    /// Out-of-order bytes held per connection direction while waiting for a hole to fill.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_held_bytes: usize,
+
+    /// Out-of-order bytes held across all connections.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub max_held_bytes_total: usize,
+
+    /// Close a connection after this many seconds (capture time) without a packet.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub idle_timeout: u64,
+
+    /// Bytes of IP fragments held for reassembly across all datagrams.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_fragment_bytes: usize,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}

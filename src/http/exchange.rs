@@ -1,0 +1,103 @@
+//! `HttpExchange`: the first owned value of the pipeline — one request paired with its response
+//! (either side may be missing), redacted heads, four instants, sizes, and what went wrong.
+
+use std::net::SocketAddr;
+
+use tapspan_capture::Timestamp;
+
+use crate::reassembly::ConnId;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub method: String,
+    /// Request target as on the wire (origin-form, absolute-form, authority-form or `*`).
+    pub target: String,
+    pub minor_version: u8,
+    /// Captured headers (lower-case names), already redacted.
+    pub headers: Vec<(String, String)>,
+    pub body_size: u64,
+    /// The request's body did not complete in the capture.
+    pub truncated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub status: u16,
+    pub reason: String,
+    pub minor_version: u8,
+    pub headers: Vec<(String, String)>,
+    pub body_size: u64,
+    pub truncated: bool,
+}
+
+impl RequestInfo {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+impl ResponseInfo {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The instants of an exchange, each the timestamp of the packet that delivered that byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Instants {
+    pub request_start: Option<Timestamp>,
+    pub request_end: Option<Timestamp>,
+    pub response_start: Option<Timestamp>,
+    pub response_end: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpExchange {
+    pub conn: ConnId,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    /// 1-based position of this exchange on its connection.
+    pub depth: u32,
+    /// Absolute TCP sequence number of the request's first byte (or the response's, when the
+    /// request was not captured): with the 4-tuple it identifies the exchange at any capture point.
+    pub anchor_seq: u32,
+    pub request: Option<RequestInfo>,
+    pub response: Option<ResponseInfo>,
+    /// 1xx responses before the final one, with the time each began.
+    pub informational: Vec<(u16, Timestamp)>,
+    pub t: Instants,
+    /// Capture gaps that fell inside this exchange.
+    pub gaps: u32,
+    /// Why the exchange is incomplete (`error.type`), if it is.
+    pub error: Option<&'static str>,
+}
+
+impl HttpExchange {
+    /// First instant seen of the exchange.
+    pub fn start(&self) -> Timestamp {
+        self.t
+            .request_start
+            .or(self.t.response_start)
+            .unwrap_or_default()
+    }
+    /// Last instant seen of the exchange.
+    pub fn end(&self) -> Timestamp {
+        [
+            self.t.response_end,
+            self.t.response_start,
+            self.t.request_end,
+            self.t.request_start,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or_default()
+    }
+}

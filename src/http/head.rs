@@ -1,0 +1,294 @@
+//! Message heads: finding where a head ends, parsing it with `httparse` (with a lenient fallback
+//! for the lower-case or oddly spaced start lines real servers accept), and keeping only what
+//! framing, pairing and the span need. Header values of interest pass through [`super::redact`].
+
+use super::redact::HeaderPolicy;
+
+/// Heads longer than this are not HTTP we can decode (nginx's default large buffer is 8 KiB ×4).
+pub const MAX_HEAD_LEN: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: String, target: String },
+    Response { status: u16, reason: String },
+}
+
+/// The parts of a head that tapspan keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageHead {
+    pub start: StartLine,
+    /// Minor version of HTTP/1.x.
+    pub minor_version: u8,
+    pub content_length: Option<u64>,
+    /// Transfer-Encoding ends in `chunked`.
+    pub chunked: bool,
+    /// Transfer-Encoding present but not ending in chunked (a response body then runs to close).
+    pub other_transfer_encoding: bool,
+    pub connection_close: bool,
+    pub connection_upgrade: bool,
+    pub keep_alive: bool,
+    /// Captured headers, lower-case names, values already redacted.
+    pub headers: Vec<(String, String)>,
+    /// Length of the head in bytes, including the empty line.
+    pub len: usize,
+}
+
+const METHODS: &[&[u8]] = &[
+    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
+    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
+    b"SEARCH", b"PURGE", b"MKCALENDAR", b"BCOPY", b"BMOVE", b"BDELETE", b"BPROPFIND", b"POLL",
+    b"SUBSCRIBE", b"UNSUBSCRIBE", b"NOTIFY", b"M-SEARCH", b"RPC_IN_DATA", b"RPC_OUT_DATA",
+];
+
+/// Does `p` start with a known method followed by a space (case-insensitive)?
+pub fn starts_like_request(p: &[u8]) -> bool {
+    METHODS.iter().any(|m| {
+        p.len() > m.len() && p[..m.len()].eq_ignore_ascii_case(m) && p[m.len()] == b' '
+    })
+}
+
+/// Does `p` start like a status line?
+pub fn starts_like_response(p: &[u8]) -> bool {
+    p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"HTTP/")
+}
+
+/// Could `p` be the beginning of such a message (it may be too short to tell yet)?
+pub fn could_start(p: &[u8], request: bool) -> bool {
+    if request {
+        METHODS.iter().any(|m| {
+            let n = p.len().min(m.len() + 1);
+            let mut want = m.to_vec();
+            want.push(b' ');
+            p[..n].eq_ignore_ascii_case(&want[..n])
+        })
+    } else {
+        let n = p.len().min(5);
+        p[..n].eq_ignore_ascii_case(&b"HTTP/"[..n])
+    }
+}
+
+/// Offset of the first plausible message start in `p` at a line beginning (or at 0).
+pub fn find_message_start(p: &[u8], request: bool) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let tail = &p[i..];
+        if tail.is_empty() {
+            return None;
+        }
+        let found = if request {
+            starts_like_request(tail)
+        } else {
+            starts_like_response(tail)
+        };
+        if found || (tail.len() < 12 && could_start(tail, request)) {
+            return Some(i);
+        }
+        match tail.iter().position(|&b| b == b'\n') {
+            Some(nl) => i += nl + 1,
+            None => return None,
+        }
+    }
+}
+
+/// End of the head (index after the empty line) if `buf` holds a whole head. `from` is where to
+/// resume scanning (bytes before it were scanned already), so split heads cost O(n) overall.
+pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from.saturating_sub(3);
+    while let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') {
+        let at = i + nl;
+        // "\n\n" or "\n\r\n"
+        if at + 1 < buf.len() && buf[at + 1] == b'\n' {
+            return Some(at + 2);
+        }
+        if at + 2 < buf.len() && buf[at + 1] == b'\r' && buf[at + 2] == b'\n' {
+            return Some(at + 3);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed HTTP head")]
+pub struct HeadError;
+
+/// Parse a complete head (`buf[..len]` ends with the empty line).
+pub fn parse_head(
+    buf: &[u8],
+    request: bool,
+    policy: &HeaderPolicy,
+) -> Result<MessageHead, HeadError> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // The start line is parsed by hand (httparse rejects `http/1.1` and similar forms that servers
+    // accept); header lines go through httparse.
+    let (start, minor, headers_at) = lenient_start_line(buf, request).ok_or(HeadError)?;
+    let hdrs = match httparse::parse_headers(&buf[headers_at..], &mut storage) {
+        Ok(httparse::Status::Complete((_, h))) => h,
+        _ => return Err(HeadError),
+    };
+    let mut head = MessageHead {
+        start,
+        minor_version: minor,
+        content_length: None,
+        chunked: false,
+        other_transfer_encoding: false,
+        connection_close: false,
+        connection_upgrade: false,
+        keep_alive: false,
+        headers: Vec::new(),
+        len: find_head_end(buf, 0).ok_or(HeadError)?,
+    };
+    for h in hdrs.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            // RFC 9112 §6.3: differing or invalid lengths make the framing unreliable.
+            match value.parse::<u64>() {
+                Ok(n) if head.content_length.is_none_or(|m| m == n) => {
+                    head.content_length = Some(n)
+                }
+                _ => return Err(HeadError),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = value.rsplit(',').next().unwrap_or("").trim();
+            if last.eq_ignore_ascii_case("chunked") {
+                head.chunked = true;
+                head.other_transfer_encoding = false;
+            } else {
+                head.chunked = false;
+                head.other_transfer_encoding = true;
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    head.connection_close = true;
+                } else if token.eq_ignore_ascii_case("upgrade") {
+                    head.connection_upgrade = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    head.keep_alive = true;
+                }
+            }
+        }
+        if let Some(kept) = policy.capture(name, h.value) {
+            head.headers.push(kept);
+        }
+    }
+    Ok(head)
+}
+
+/// Start line, tolerant of lower-case `http/1.1`, extra spaces and a missing reason phrase.
+/// Returns the line, the minor version and where the header lines begin.
+fn lenient_start_line(buf: &[u8], request: bool) -> Option<(StartLine, u8, usize)> {
+    let nl = buf.iter().position(|&b| b == b'\n')?;
+    let line = &buf[..nl];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = String::from_utf8_lossy(line);
+    let mut parts = text.split([' ', '\t']).filter(|s| !s.is_empty());
+    let version_minor = |v: &str| -> Option<u8> {
+        let v = v.to_ascii_uppercase();
+        let rest = v.strip_prefix("HTTP/1.")?;
+        rest.parse::<u8>().ok().filter(|m| *m <= 9)
+    };
+    if request {
+        let method = parts.next()?;
+        if !method.bytes().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
+        let target = parts.next()?;
+        let minor = version_minor(parts.next()?)?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some((
+            StartLine::Request {
+                method: method.to_ascii_uppercase(),
+                target: target.to_string(),
+            },
+            minor,
+            nl + 1,
+        ))
+    } else {
+        let minor = version_minor(parts.next()?)?;
+        let code = parts.next()?;
+        if code.len() != 3 {
+            return None;
+        }
+        let status: u16 = code.parse().ok()?;
+        if !(100..=999).contains(&status) {
+            return None;
+        }
+        let reason = parts.collect::<Vec<_>>().join(" ");
+        Some((StartLine::Response { status, reason }, minor, nl + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> HeaderPolicy {
+        HeaderPolicy::default()
+    }
+
+    #[test]
+    fn request_head_with_captured_and_redacted_headers() {
+        let raw = b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t\r\nX-Request-ID: abc\r\nContent-Length: 3\r\n\r\nxyz";
+        let head = parse_head(raw, true, &policy()).unwrap();
+        assert_eq!(
+            head.start,
+            StartLine::Request {
+                method: "GET".into(),
+                target: "/a?x=1".into()
+            }
+        );
+        assert_eq!(head.content_length, Some(3));
+        assert_eq!(head.len, raw.len() - 3);
+        assert!(head.headers.contains(&("x-request-id".into(), "abc".into())));
+        let all = format!("{:?}", head.headers);
+        assert!(!all.contains("s3cr3t"), "{all}");
+    }
+
+    #[test]
+    fn lower_case_version_and_method_are_accepted() {
+        let raw = b"get /x http/1.1\r\nhost: a\r\n\r\n";
+        let head = parse_head(raw, true, &policy()).unwrap();
+        assert!(matches!(head.start, StartLine::Request { ref method, .. } if method == "GET"));
+    }
+
+    #[test]
+    fn status_line_without_reason() {
+        let head = parse_head(b"HTTP/1.0 204\r\n\r\n", false, &policy()).unwrap();
+        assert_eq!(
+            head.start,
+            StartLine::Response {
+                status: 204,
+                reason: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn conflicting_content_lengths_are_rejected() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+        assert_eq!(parse_head(raw, false, &policy()), Err(HeadError));
+    }
+
+    #[test]
+    fn head_end_found_across_resumed_scans() {
+        let raw = b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest";
+        for from in 0..raw.len() {
+            assert_eq!(find_head_end(raw, from.min(20)), Some(raw.len() - 4));
+        }
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+    }
+
+    #[test]
+    fn message_start_after_garbage() {
+        assert_eq!(
+            find_message_start(b"junk\r\nmore\nGET / HTTP/1.1\r\n", true),
+            Some(11)
+        );
+        assert_eq!(find_message_start(b"\x16\x03\x01\x02", true), None);
+    }
+}

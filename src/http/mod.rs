@@ -1,0 +1,706 @@
+//! HTTP/1.x over reassembled streams: frames messages in both directions, pairs responses with
+//! requests in order (pipelining), and emits one [`HttpExchange`] per request.
+//!
+//! - Heads are parsed from the packet bytes when whole, copied into a capped buffer when split.
+//! - `100 Continue` and other 1xx are not final responses; `101` and a 2xx to `CONNECT` end HTTP
+//!   decoding for that connection (what follows is another protocol).
+//! - After a capture gap or garbage, decoding resynchronises at the next line that starts a
+//!   message; a message cut by the gap is emitted with `error.type` = `capture_gap`.
+//! - A request without a response (reset, close, idle, capture end) is emitted with `error.type`.
+//! - A connection whose first bytes are not HTTP (TLS, Redis, …) is left alone: no spans, no errors.
+
+pub mod body;
+pub mod exchange;
+pub mod head;
+pub mod redact;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use tapspan_capture::Timestamp;
+
+pub use exchange::{HttpExchange, Instants, RequestInfo, ResponseInfo};
+
+use crate::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
+use body::{BodyReader, Framing};
+use head::{MessageHead, StartLine};
+use redact::HeaderPolicy;
+
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub headers: HeaderPolicy,
+    /// Requests awaiting a response on one connection; beyond it the oldest is given up.
+    pub max_pending_requests: usize,
+    /// Bytes scanned for a message start on a connection that never showed HTTP, before giving up.
+    pub max_resync_scan: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            headers: HeaderPolicy::default(),
+            max_pending_requests: 128,
+            max_resync_scan: 256 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HttpStats {
+    pub connections: u64,
+    pub non_http_connections: u64,
+    pub upgraded_connections: u64,
+    pub exchanges: u64,
+    pub incomplete_exchanges: u64,
+    pub responses_without_request: u64,
+    pub malformed_messages: u64,
+    pub resyncs: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Between messages.
+    Start,
+    /// Inside a head that began in an earlier event (bytes in `head_buf`).
+    Head,
+    Body(BodyReader),
+    /// Looking for the next message start.
+    Resync,
+    /// Nothing more to decode in this direction.
+    Done,
+}
+
+struct DirState {
+    phase: Phase,
+    head_buf: Vec<u8>,
+    msg_ts: Timestamp,
+    msg_seq: u32,
+    /// The message being read is a 1xx response.
+    informational: bool,
+    resync_scanned: u64,
+}
+
+impl DirState {
+    fn new() -> Self {
+        DirState {
+            phase: Phase::Start,
+            head_buf: Vec::new(),
+            msg_ts: Timestamp(0),
+            msg_seq: 0,
+            informational: false,
+            resync_scanned: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Nothing seen yet.
+    Unknown,
+    Http,
+    /// Not HTTP: ignored.
+    Opaque,
+    /// Switched protocols after a 101 or CONNECT.
+    Tunnel,
+}
+
+struct HttpConn {
+    client: SocketAddr,
+    server: SocketAddr,
+    how: OpenHow,
+    mode: Mode,
+    dirs: [DirState; 2],
+    /// Requests whose final response has not begun, oldest first.
+    waiting: VecDeque<HttpExchange>,
+    /// The exchange whose final response is being read.
+    responding: Option<HttpExchange>,
+    /// Depth of the request being read in the client direction (0 when none).
+    reading_request: u32,
+    depth: u32,
+}
+
+pub struct HttpDecoder {
+    config: HttpConfig,
+    conns: HashMap<ConnId, HttpConn>,
+    pub stats: HttpStats,
+}
+
+fn close_error(why: CloseReason) -> &'static str {
+    match why {
+        CloseReason::Fin => "connection_closed",
+        other => other.as_str(),
+    }
+}
+
+impl HttpDecoder {
+    pub fn new(config: HttpConfig) -> Self {
+        HttpDecoder {
+            config,
+            conns: HashMap::new(),
+            stats: HttpStats::default(),
+        }
+    }
+
+    pub fn active_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn push<F: FnMut(HttpExchange)>(&mut self, ev: StreamEvent<'_>, out: &mut F) {
+        match ev {
+            StreamEvent::Open {
+                conn,
+                client,
+                server,
+                how,
+                ..
+            } => {
+                self.stats.connections += 1;
+                self.conns.insert(
+                    conn,
+                    HttpConn {
+                        client,
+                        server,
+                        how,
+                        mode: Mode::Unknown,
+                        dirs: [DirState::new(), DirState::new()],
+                        waiting: VecDeque::new(),
+                        responding: None,
+                        reading_request: 0,
+                        depth: 0,
+                    },
+                );
+            }
+            StreamEvent::Data {
+                conn,
+                dir,
+                seq,
+                ts,
+                bytes,
+                ..
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let mut ctx = Ctx {
+                        id: conn,
+                        config: &self.config,
+                        stats: &mut self.stats,
+                        out,
+                    };
+                    c.data(dir, ts, seq, bytes, &mut ctx);
+                }
+            }
+            StreamEvent::Gap {
+                conn, dir, len, ts, ..
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let mut ctx = Ctx {
+                        id: conn,
+                        config: &self.config,
+                        stats: &mut self.stats,
+                        out,
+                    };
+                    c.gap(dir, len, ts, &mut ctx);
+                }
+            }
+            StreamEvent::HalfClose { conn, dir, ts } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let mut ctx = Ctx {
+                        id: conn,
+                        config: &self.config,
+                        stats: &mut self.stats,
+                        out,
+                    };
+                    c.half_close(dir, ts, "connection_closed", &mut ctx);
+                }
+            }
+            StreamEvent::Close { conn, why, ts } => {
+                if let Some(mut c) = self.conns.remove(&conn) {
+                    let mut ctx = Ctx {
+                        id: conn,
+                        config: &self.config,
+                        stats: &mut self.stats,
+                        out,
+                    };
+                    c.close(why, ts, &mut ctx);
+                }
+            }
+        }
+    }
+}
+
+/// What a connection needs from the decoder while it works.
+struct Ctx<'a, F> {
+    id: ConnId,
+    config: &'a HttpConfig,
+    stats: &'a mut HttpStats,
+    out: &'a mut F,
+}
+
+impl<F: FnMut(HttpExchange)> Ctx<'_, F> {
+    fn emit(&mut self, ex: HttpExchange) {
+        self.stats.exchanges += 1;
+        if ex.error.is_some() {
+            self.stats.incomplete_exchanges += 1;
+        }
+        (self.out)(ex);
+    }
+}
+
+impl HttpConn {
+    fn data<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        ts: Timestamp,
+        seq: u32,
+        bytes: &[u8],
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        if matches!(self.mode, Mode::Opaque | Mode::Tunnel) {
+            return;
+        }
+        let request = dir == Direction::ClientToServer;
+        let d = dir.index();
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            match &mut self.dirs[d].phase {
+                Phase::Done => return,
+                Phase::Start => {
+                    // RFC 9112 §2.2: empty lines before a message are ignored.
+                    let skip = rest
+                        .iter()
+                        .position(|&b| b != b'\r' && b != b'\n')
+                        .unwrap_or(rest.len());
+                    i += skip;
+                    let rest = &bytes[i..];
+                    if rest.is_empty() {
+                        break;
+                    }
+                    if head::could_start(rest, request) {
+                        let st = &mut self.dirs[d];
+                        st.msg_ts = ts;
+                        st.msg_seq = seq.wrapping_add(i as u32);
+                        st.phase = Phase::Head;
+                        st.head_buf.clear();
+                        continue;
+                    }
+                    if self.mode == Mode::Unknown && self.how == OpenHow::Handshake {
+                        // The connection's first bytes are not HTTP: another protocol.
+                        self.mode = Mode::Opaque;
+                        ctx.stats.non_http_connections += 1;
+                        return;
+                    }
+                    ctx.stats.resyncs += 1;
+                    self.dirs[d].phase = Phase::Resync;
+                }
+                Phase::Resync => {
+                    match head::find_message_start(rest, request) {
+                        Some(at) => {
+                            i += at;
+                            self.dirs[d].phase = Phase::Start;
+                            self.dirs[d].resync_scanned = 0;
+                        }
+                        None => {
+                            let st = &mut self.dirs[d];
+                            st.resync_scanned += rest.len() as u64;
+                            if self.mode == Mode::Unknown
+                                && st.resync_scanned > ctx.config.max_resync_scan
+                            {
+                                self.mode = Mode::Opaque;
+                                ctx.stats.non_http_connections += 1;
+                            }
+                            return;
+                        }
+                    }
+                }
+                Phase::Head => {
+                    let st = &mut self.dirs[d];
+                    let (head_bytes, used): (Option<Vec<u8>>, usize);
+                    if st.head_buf.is_empty() {
+                        if let Some(end) = head::find_head_end(rest, 0) {
+                            let used_now = end;
+                            let parsed =
+                                head::parse_head(&rest[..end], request, &ctx.config.headers);
+                            i += used_now;
+                            self.on_head(dir, parsed, ts, ctx);
+                            continue;
+                        }
+                        head_bytes = None;
+                        used = rest.len();
+                    } else {
+                        let before = st.head_buf.len();
+                        let room = head::MAX_HEAD_LEN.saturating_sub(before);
+                        let take = rest.len().min(room);
+                        st.head_buf.extend_from_slice(&rest[..take]);
+                        match head::find_head_end(&st.head_buf, before) {
+                            Some(end) => {
+                                st.head_buf.truncate(end);
+                                head_bytes = Some(std::mem::take(&mut st.head_buf));
+                                used = end - before;
+                            }
+                            None => {
+                                head_bytes = None;
+                                used = take;
+                            }
+                        }
+                    }
+                    match head_bytes {
+                        Some(buf) => {
+                            let parsed = head::parse_head(&buf, request, &ctx.config.headers);
+                            // Keep the allocation for the next split head.
+                            self.dirs[d].head_buf = buf;
+                            self.dirs[d].head_buf.clear();
+                            i += used;
+                            self.on_head(dir, parsed, ts, ctx);
+                        }
+                        None => {
+                            let st = &mut self.dirs[d];
+                            if st.head_buf.is_empty() {
+                                st.head_buf.extend_from_slice(&rest[..used.min(head::MAX_HEAD_LEN)]);
+                            }
+                            i += used;
+                            if st.head_buf.len() >= head::MAX_HEAD_LEN
+                                || !head::could_start(&st.head_buf, request)
+                            {
+                                st.head_buf.clear();
+                                ctx.stats.malformed_messages += 1;
+                                self.cut(dir, "malformed_message", ctx);
+                            }
+                        }
+                    }
+                }
+                Phase::Body(reader) => match reader.consume(rest) {
+                    Ok(n) => {
+                        i += n;
+                        if reader.done {
+                            self.message_end(dir, ts, ctx);
+                        }
+                    }
+                    Err(_) => {
+                        ctx.stats.malformed_messages += 1;
+                        self.cut(dir, "malformed_message", ctx);
+                    }
+                },
+            }
+            if matches!(self.mode, Mode::Opaque | Mode::Tunnel) {
+                return;
+            }
+        }
+    }
+
+    /// A head was parsed (or failed to): decide its body framing and do the pairing.
+    fn on_head<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        parsed: Result<MessageHead, head::HeadError>,
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let d = dir.index();
+        let mut head = match parsed {
+            Ok(h) => h,
+            Err(_) => {
+                ctx.stats.malformed_messages += 1;
+                self.cut(dir, "malformed_message", ctx);
+                return;
+            }
+        };
+        if self.mode == Mode::Unknown {
+            self.mode = Mode::Http;
+        }
+        let (msg_ts, msg_seq) = (self.dirs[d].msg_ts, self.dirs[d].msg_seq);
+        let start = std::mem::replace(
+            &mut head.start,
+            StartLine::Response {
+                status: 0,
+                reason: String::new(),
+            },
+        );
+        let framing = match start {
+            StartLine::Request { method, target } => {
+                let framing = request_framing(&head);
+                self.depth += 1;
+                self.reading_request = self.depth;
+                let ex = HttpExchange {
+                    conn: ctx.id,
+                    client: self.client,
+                    server: self.server,
+                    depth: self.depth,
+                    anchor_seq: msg_seq,
+                    request: Some(RequestInfo {
+                        method,
+                        target,
+                        minor_version: head.minor_version,
+                        headers: std::mem::take(&mut head.headers),
+                        body_size: 0,
+                        truncated: false,
+                    }),
+                    response: None,
+                    informational: Vec::new(),
+                    t: Instants {
+                        request_start: Some(msg_ts),
+                        ..Instants::default()
+                    },
+                    gaps: 0,
+                    error: None,
+                };
+                if self.waiting.len() >= ctx.config.max_pending_requests {
+                    if let Some(mut old) = self.waiting.pop_front() {
+                        old.error = Some("no_response");
+                        ctx.emit(old);
+                    }
+                }
+                self.waiting.push_back(ex);
+                framing
+            }
+            StartLine::Response { status, reason } => {
+                if (100..200).contains(&status) && status != 101 {
+                    self.dirs[d].informational = true;
+                    if let Some(front) = self.waiting.front_mut() {
+                        front.informational.push((status, msg_ts));
+                    }
+                    Framing::None
+                } else {
+                    self.dirs[d].informational = false;
+                    let mut ex = match self.waiting.pop_front() {
+                        Some(ex) => ex,
+                        None => {
+                            ctx.stats.responses_without_request += 1;
+                            self.depth += 1;
+                            HttpExchange {
+                                conn: ctx.id,
+                                client: self.client,
+                                server: self.server,
+                                depth: self.depth,
+                                anchor_seq: msg_seq,
+                                request: None,
+                                response: None,
+                                informational: Vec::new(),
+                                t: Instants::default(),
+                                gaps: 0,
+                                error: Some("request_not_captured"),
+                            }
+                        }
+                    };
+                    let method = ex.request.as_ref().map(|r| r.method.as_str());
+                    let switches = status == 101
+                        || (method == Some("CONNECT") && (200..300).contains(&status));
+                    let framing = if switches {
+                        Framing::None
+                    } else {
+                        response_framing(&head, status, method)
+                    };
+                    ex.t.response_start = Some(msg_ts);
+                    ex.response = Some(ResponseInfo {
+                        status,
+                        reason,
+                        minor_version: head.minor_version,
+                        headers: std::mem::take(&mut head.headers),
+                        body_size: 0,
+                        truncated: false,
+                    });
+                    if switches {
+                        ctx.stats.upgraded_connections += 1;
+                        self.mode = Mode::Tunnel;
+                    }
+                    self.responding = Some(ex);
+                    framing
+                }
+            }
+        };
+        let reader = BodyReader::new(framing);
+        let done = reader.done;
+        self.dirs[d].phase = Phase::Body(reader);
+        if done {
+            self.message_end(dir, ts, ctx);
+        }
+    }
+
+    /// The current message in `dir` is complete; its last byte arrived at `ts`.
+    fn message_end<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let d = dir.index();
+        let body_len = match &self.dirs[d].phase {
+            Phase::Body(r) => r.body_len,
+            _ => 0,
+        };
+        self.dirs[d].phase = Phase::Start;
+        match dir {
+            Direction::ClientToServer => {
+                let depth = std::mem::take(&mut self.reading_request);
+                if let Some(ex) = self.find_exchange(depth) {
+                    ex.t.request_end = Some(ts);
+                    if let Some(r) = ex.request.as_mut() {
+                        r.body_size = body_len;
+                    }
+                }
+            }
+            Direction::ServerToClient => {
+                if std::mem::take(&mut self.dirs[d].informational) {
+                    return;
+                }
+                if let Some(mut ex) = self.responding.take() {
+                    ex.t.response_end = Some(ts);
+                    if let Some(r) = ex.response.as_mut() {
+                        r.body_size = body_len;
+                    }
+                    ctx.emit(ex);
+                }
+            }
+        }
+        if self.mode == Mode::Tunnel {
+            for st in &mut self.dirs {
+                st.phase = Phase::Done;
+            }
+        }
+    }
+
+    fn find_exchange(&mut self, depth: u32) -> Option<&mut HttpExchange> {
+        if depth == 0 {
+            return None;
+        }
+        if let Some(ex) = self.responding.as_mut().filter(|e| e.depth == depth) {
+            return Some(ex);
+        }
+        self.waiting.iter_mut().find(|e| e.depth == depth)
+    }
+
+    /// The message being read in `dir` cannot be finished: record why and look for the next one.
+    fn cut<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        why: &'static str,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let d = dir.index();
+        let in_body = matches!(self.dirs[d].phase, Phase::Body(_));
+        self.dirs[d].phase = Phase::Resync;
+        self.dirs[d].head_buf.clear();
+        ctx.stats.resyncs += 1;
+        match dir {
+            Direction::ClientToServer => {
+                let depth = std::mem::take(&mut self.reading_request);
+                if let Some(ex) = self.find_exchange(depth) {
+                    if let Some(r) = ex.request.as_mut() {
+                        r.truncated = in_body;
+                    }
+                    ex.error.get_or_insert(why);
+                }
+            }
+            Direction::ServerToClient => {
+                self.dirs[d].informational = false;
+                if let Some(mut ex) = self.responding.take() {
+                    if let Some(r) = ex.response.as_mut() {
+                        r.truncated = true;
+                    }
+                    ex.error.get_or_insert(why);
+                    ctx.emit(ex);
+                }
+            }
+        }
+    }
+
+    fn gap<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        len: u64,
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        if matches!(self.mode, Mode::Opaque | Mode::Tunnel) {
+            return;
+        }
+        let d = dir.index();
+        let target_depth = match dir {
+            Direction::ClientToServer => self.reading_request,
+            Direction::ServerToClient => self.responding.as_ref().map_or(0, |e| e.depth),
+        };
+        if let Some(ex) = self.find_exchange(target_depth) {
+            ex.gaps += 1;
+        }
+        let continues = match &mut self.dirs[d].phase {
+            Phase::Body(reader) => reader.skip_gap(len).then_some(reader.done),
+            _ => None,
+        };
+        match (&self.dirs[d].phase, continues) {
+            // The body's last bytes were lost but its length says it ended there.
+            (Phase::Body(_), Some(true)) => self.message_end(dir, ts, ctx),
+            (Phase::Body(_), Some(false)) => {}
+            (Phase::Body(_) | Phase::Head, _) => self.cut(dir, "capture_gap", ctx),
+            (Phase::Start, _) => self.dirs[d].phase = Phase::Resync,
+            (Phase::Resync | Phase::Done, _) => {}
+        }
+    }
+
+    /// `dir` ended. A close-delimited body is complete; anything else in flight was cut.
+    fn half_close<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        ts: Timestamp,
+        why: &'static str,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let d = dir.index();
+        match &mut self.dirs[d].phase {
+            Phase::Body(reader) if reader.framing() == Framing::UntilClose => {
+                reader.close();
+                self.message_end(dir, ts, ctx);
+            }
+            Phase::Body(_) | Phase::Head if self.mode != Mode::Tunnel => {
+                self.cut(dir, why, ctx);
+            }
+            _ => {}
+        }
+        self.dirs[d].phase = Phase::Done;
+    }
+
+    fn close<F: FnMut(HttpExchange)>(&mut self, why: CloseReason, ts: Timestamp, ctx: &mut Ctx<'_, F>) {
+        let err = close_error(why);
+        // A close-delimited response ends cleanly only with a FIN (a HalfClose, already seen).
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let d = dir.index();
+            if matches!(self.dirs[d].phase, Phase::Body(_) | Phase::Head) && self.mode != Mode::Tunnel
+            {
+                self.cut(dir, err, ctx);
+            }
+        }
+        if let Some(mut ex) = self.responding.take() {
+            ex.error.get_or_insert(err);
+            ctx.emit(ex);
+        }
+        for mut ex in self.waiting.drain(..) {
+            ex.error.get_or_insert(err);
+            ctx.emit(ex);
+        }
+        let _ = ts;
+    }
+}
+
+/// RFC 9112 §6.3 for requests: chunked, else Content-Length, else no body.
+fn request_framing(head: &MessageHead) -> Framing {
+    if head.chunked {
+        Framing::Chunked
+    } else if let Some(n) = head.content_length {
+        Framing::Length(n)
+    } else {
+        Framing::None
+    }
+}
+
+/// RFC 9112 §6.3 for responses.
+fn response_framing(head: &MessageHead, status: u16, method: Option<&str>) -> Framing {
+    if method == Some("HEAD") || (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::None
+    } else if head.chunked {
+        Framing::Chunked
+    } else if head.other_transfer_encoding {
+        Framing::UntilClose
+    } else if let Some(n) = head.content_length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    }
+}

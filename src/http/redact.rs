@@ -1,0 +1,127 @@
+//! Which headers are kept, and secrets that never leave: by default `Authorization`, `Cookie`,
+//! `Set-Cookie` and `Proxy-Authorization` values are never written, nor query parameters whose
+//! names look like credentials (token, key, secret, password, …). Users may add names to redact.
+
+/// Replaces a secret value wherever a name is kept but its value is not.
+pub const REDACTED: &str = "REDACTED";
+
+/// Headers captured by default: propagation ids, and the few that describe the caller.
+pub const DEFAULT_CAPTURED: &[&str] = &[
+    "x-request-id",
+    "x-correlation-id",
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "uber-trace-id",
+    "x-amzn-trace-id",
+    "host",
+    "user-agent",
+    "content-type",
+    "x-forwarded-for",
+];
+
+pub const DEFAULT_REDACTED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+/// Query parameter names containing any of these (case-insensitive) have their values redacted.
+const SECRET_PARAM_WORDS: &[&str] = &[
+    "token", "key", "secret", "password", "passwd", "pwd", "auth", "session", "signature", "sig",
+    "credential",
+];
+
+#[derive(Clone, Debug)]
+pub struct HeaderPolicy {
+    captured: Vec<String>,
+    redacted: Vec<String>,
+}
+
+impl Default for HeaderPolicy {
+    fn default() -> Self {
+        HeaderPolicy {
+            captured: DEFAULT_CAPTURED.iter().map(|s| s.to_string()).collect(),
+            redacted: DEFAULT_REDACTED.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl HeaderPolicy {
+    /// Also capture these headers (lower-cased); a redacted one keeps its name, never its value.
+    pub fn with_captured(mut self, names: &[String]) -> Self {
+        self.captured
+            .extend(names.iter().map(|n| n.to_ascii_lowercase()));
+        self
+    }
+    pub fn with_redacted(mut self, names: &[String]) -> Self {
+        self.redacted
+            .extend(names.iter().map(|n| n.to_ascii_lowercase()));
+        self
+    }
+
+    fn is_redacted(&self, name: &str) -> bool {
+        self.redacted.iter().any(|r| r.eq_ignore_ascii_case(name))
+    }
+
+    /// The (lower-case name, value) to keep for this header, if any.
+    pub fn capture(&self, name: &str, value: &[u8]) -> Option<(String, String)> {
+        if !self.captured.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            return None;
+        }
+        let value = if self.is_redacted(name) {
+            REDACTED.to_string()
+        } else {
+            String::from_utf8_lossy(value).trim().to_string()
+        };
+        Some((name.to_ascii_lowercase(), value))
+    }
+}
+
+/// The query string with the values of credential-like parameters replaced by [`REDACTED`].
+pub fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_secret_param(name) => format!("{name}={REDACTED}"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_PARAM_WORDS.iter().any(|w| lower.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_query_values_are_replaced() {
+        assert_eq!(
+            redact_query("a=1&access_token=abc123&API_KEY=k&page=2"),
+            "a=1&access_token=REDACTED&API_KEY=REDACTED&page=2"
+        );
+    }
+
+    #[test]
+    fn redacted_header_keeps_name_not_value() {
+        let p = HeaderPolicy::default().with_captured(&["Authorization".into()]);
+        assert_eq!(
+            p.capture("Authorization", b"Basic dXNlcjpwYXNz"),
+            Some(("authorization".into(), REDACTED.into()))
+        );
+        assert_eq!(HeaderPolicy::default().capture("Cookie", b"s=1"), None);
+    }
+}

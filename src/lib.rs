@@ -1,0 +1,16 @@
+//! tapspan: a passive tracer. Packets → TCP streams → HTTP exchanges → spans.
+//!
+//! Stages (each a plain type in, plain type out, with `push(input, out)` and `finish(out)`):
+//! [`reassembly`] turns TCP segments into ordered stream events, [`http`] frames and pairs
+//! HTTP/1.x messages into exchanges, [`span`] turns exchanges into spans, [`export`] writes them.
+//! No stage reads the clock: time is the capture's.
+
+pub mod cli;
+pub mod export;
+pub mod ids;
+pub mod http;
+pub mod pipeline;
+pub mod reassembly;
+pub mod route;
+pub mod span;
+pub mod summary;

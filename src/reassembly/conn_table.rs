@@ -1,0 +1,410 @@
+//! The connection table: finds each segment's connection, decides who is client and server,
+//! and ends connections (FIN both ways, RST, idle for `idle_timeout_ns` of capture time, or
+//! evicted least-recently-active first when `max_connections` is reached).
+//!
+//! Roles: a SYN without ACK comes from the client, a SYN-ACK from the server. Without a handshake
+//! the first payload decides (an HTTP request line from the client, a status line from the
+//! server), and before that the ports do (a well-known or lower port is the server's).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tapspan_capture::{TcpSegment, Timestamp};
+
+use super::half_stream::{HalfEvent, HalfLimits, HalfStream};
+use super::seq::SeqNum;
+use super::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
+
+#[derive(Clone, Debug)]
+pub struct ReassemblyConfig {
+    /// Connections tracked at once; beyond it the least recently active are evicted.
+    pub max_connections: usize,
+    /// Out-of-order bytes held per direction before the first hole is skipped.
+    pub max_held_bytes_per_direction: usize,
+    /// Out-of-order bytes held across all connections.
+    pub max_held_bytes_total: usize,
+    /// A connection with no packet for this long (capture time) is closed as idle.
+    pub idle_timeout_ns: u64,
+    /// A hole older than this (capture time) is skipped.
+    pub hole_timeout_ns: u64,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            max_connections: 262_144,
+            max_held_bytes_per_direction: 1 << 20,
+            max_held_bytes_total: 256 << 20,
+            idle_timeout_ns: 300_000_000_000,
+            hole_timeout_ns: 10_000_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ReassemblyStats {
+    pub segments: u64,
+    pub connections: u64,
+    pub midstream_connections: u64,
+    pub closed_fin: u64,
+    pub closed_rst: u64,
+    pub expired_idle: u64,
+    pub evicted: u64,
+    pub retransmitted_bytes: u64,
+    pub overlap_conflict_bytes: u64,
+    pub out_of_order_segments: u64,
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    pub peak_connections: u64,
+    pub peak_held_bytes: u64,
+}
+
+struct Conn {
+    id: ConnId,
+    client: SocketAddr,
+    server: SocketAddr,
+    how: OpenHow,
+    opened: bool,
+    /// Roles come from a SYN or a recognised first payload; until then they may still swap.
+    roles_certain: bool,
+    halves: [HalfStream; 2],
+    last_ts: Timestamp,
+}
+
+/// Order-independent key of a connection's 4-tuple.
+fn conn_key(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// Ports that are servers' (HTTP ones and the rest of the well-known range) beat ephemeral ports.
+fn server_likelihood(port: u16) -> u32 {
+    match port {
+        80 | 443 | 8000 | 8008 | 8080 | 8081 | 8443 | 8888 | 3128 | 5000 | 9000 => 3,
+        0..=1023 => 2,
+        1024..=32767 => 1,
+        _ => 0,
+    }
+}
+
+fn looks_like_request(p: &[u8]) -> bool {
+    crate::http::head::starts_like_request(p)
+}
+
+fn looks_like_response(p: &[u8]) -> bool {
+    p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"HTTP/")
+}
+
+pub struct Reassembler {
+    config: ReassemblyConfig,
+    conns: HashMap<(SocketAddr, SocketAddr), Conn>,
+    next_id: u64,
+    held_total: usize,
+    last_sweep: Timestamp,
+    now: Timestamp,
+    pub stats: ReassemblyStats,
+}
+
+impl Reassembler {
+    pub fn new(config: ReassemblyConfig) -> Self {
+        Reassembler {
+            config,
+            conns: HashMap::new(),
+            next_id: 0,
+            held_total: 0,
+            last_sweep: Timestamp(0),
+            now: Timestamp(0),
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    pub fn active_connections(&self) -> usize {
+        self.conns.len()
+    }
+    pub fn held_bytes(&self) -> usize {
+        self.held_total
+    }
+
+    pub fn push<F: FnMut(StreamEvent<'_>)>(&mut self, seg: &TcpSegment<'_>, out: &mut F) {
+        self.stats.segments += 1;
+        self.now = self.now.max(seg.ts);
+        self.maybe_sweep(out);
+
+        let key = conn_key(seg.flow.src, seg.flow.dst);
+        let flags = seg.flags;
+        if flags.syn() && !flags.ack() {
+            // A new handshake on a 4-tuple we still track: the old connection is over.
+            if let Some(old) = self.conns.get(&key) {
+                let same = old.client == seg.flow.src
+                    && !old.halves[0].is_started()
+                    && old.how == OpenHow::Handshake;
+                if !same {
+                    self.close(key, CloseReason::Fin, seg.ts, out);
+                }
+            }
+        }
+        if !self.conns.contains_key(&key) {
+            if seg.payload.is_empty() && !flags.syn() {
+                // A lone ACK/FIN/RST of a connection we never saw (or already closed): nothing to
+                // decode, and tracking it would let stray packets fill the table.
+                return;
+            }
+            self.open(key, seg, out);
+        }
+        let held_cap = self.config.max_held_bytes_total;
+        let limits = HalfLimits {
+            max_held_bytes: self.config.max_held_bytes_per_direction,
+            hole_timeout_ns: self.config.hole_timeout_ns,
+        };
+        let conn = self.conns.get_mut(&key).expect("connection was just inserted");
+        conn.last_ts = conn.last_ts.max(seg.ts);
+
+        if !conn.roles_certain {
+            if flags.syn() {
+                let from_client = !flags.ack();
+                conn.set_roles(seg.flow.src, seg.flow.dst, from_client);
+                conn.roles_certain = true;
+            } else if !seg.payload.is_empty() {
+                if looks_like_request(&seg.payload) {
+                    conn.set_roles(seg.flow.src, seg.flow.dst, true);
+                } else if looks_like_response(&seg.payload) {
+                    conn.set_roles(seg.flow.src, seg.flow.dst, false);
+                }
+                conn.roles_certain = true;
+            }
+        }
+        let dir = if seg.flow.src == conn.client {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let id = conn.id;
+        {
+            let held_total = &mut self.held_total;
+            let (client, server, how) = (conn.client, conn.server, conn.how);
+            let opened = &mut conn.opened;
+            let mut forward = |ev: HalfEvent<'_>, d: Direction| {
+                if !*opened {
+                    *opened = true;
+                    out(StreamEvent::Open {
+                        conn: id,
+                        client,
+                        server,
+                        how,
+                        ts: seg.ts,
+                    });
+                }
+                out(half_to_stream(id, d, seg.ts, ev));
+            };
+            let half = &mut conn.halves[dir.index()];
+            if flags.syn() {
+                half.syn(SeqNum(seg.seq));
+            }
+            let data_seq = if flags.syn() {
+                SeqNum(seg.seq).add(1)
+            } else {
+                SeqNum(seg.seq)
+            };
+            if !flags.rst() {
+                half.segment(
+                    seg.ts,
+                    data_seq,
+                    flags.fin(),
+                    &seg.payload,
+                    limits,
+                    held_total,
+                    held_cap,
+                    &mut |ev| forward(ev, dir),
+                );
+            }
+            if flags.ack() {
+                let other = match dir {
+                    Direction::ClientToServer => Direction::ServerToClient,
+                    Direction::ServerToClient => Direction::ClientToServer,
+                };
+                conn.halves[other.index()].acked(seg.ts, SeqNum(seg.ack), held_total, &mut |ev| {
+                    forward(ev, other)
+                });
+            }
+        }
+        self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.held_total as u64);
+        let conn = &self.conns[&key];
+        if flags.rst() {
+            self.close(key, CloseReason::Rst, seg.ts, out);
+        } else if conn.halves[0].is_finished() && conn.halves[1].is_finished() {
+            self.close(key, CloseReason::Fin, seg.ts, out);
+        }
+    }
+
+    /// End of input: every connection still open ends with `CaptureEnd`.
+    pub fn finish<F: FnMut(StreamEvent<'_>)>(&mut self, out: &mut F) {
+        let mut keys: Vec<_> = self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
+        keys.sort();
+        let now = self.now;
+        for (_, key) in keys {
+            self.close(key, CloseReason::CaptureEnd, now, out);
+        }
+    }
+
+    fn open<F: FnMut(StreamEvent<'_>)>(
+        &mut self,
+        key: (SocketAddr, SocketAddr),
+        seg: &TcpSegment<'_>,
+        out: &mut F,
+    ) {
+        if self.conns.len() >= self.config.max_connections {
+            self.evict_oldest(out);
+        }
+        let (src, dst) = (seg.flow.src, seg.flow.dst);
+        let how = if seg.flags.syn() {
+            OpenHow::Handshake
+        } else {
+            self.stats.midstream_connections += 1;
+            OpenHow::Midstream
+        };
+        let src_is_client = server_likelihood(dst.port()) >= server_likelihood(src.port());
+        let (client, server) = if src_is_client { (src, dst) } else { (dst, src) };
+        self.next_id += 1;
+        self.stats.connections += 1;
+        self.conns.insert(
+            key,
+            Conn {
+                id: ConnId(self.next_id),
+                client,
+                server,
+                how,
+                opened: false,
+                roles_certain: false,
+                halves: Default::default(),
+                last_ts: seg.ts,
+            },
+        );
+        self.stats.peak_connections = self.stats.peak_connections.max(self.conns.len() as u64);
+    }
+
+    fn close<F: FnMut(StreamEvent<'_>)>(
+        &mut self,
+        key: (SocketAddr, SocketAddr),
+        why: CloseReason,
+        ts: Timestamp,
+        out: &mut F,
+    ) {
+        let Some(mut conn) = self.conns.remove(&key) else {
+            return;
+        };
+        let id = conn.id;
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let half = &mut conn.halves[dir.index()];
+            let mut opened = conn.opened;
+            let (client, server, how) = (conn.client, conn.server, conn.how);
+            half.flush(ts, &mut self.held_total, &mut |ev| {
+                if !opened {
+                    opened = true;
+                    out(StreamEvent::Open {
+                        conn: id,
+                        client,
+                        server,
+                        how,
+                        ts,
+                    });
+                }
+                out(half_to_stream(id, dir, ts, ev))
+            });
+            conn.opened = opened;
+            let s = &half.stats;
+            self.stats.retransmitted_bytes += s.retransmitted_bytes;
+            self.stats.overlap_conflict_bytes += s.overlap_conflict_bytes;
+            self.stats.out_of_order_segments += s.out_of_order_segments;
+            self.stats.gaps += s.gaps;
+            self.stats.gap_bytes += s.gap_bytes;
+        }
+        match why {
+            CloseReason::Fin => self.stats.closed_fin += 1,
+            CloseReason::Rst => self.stats.closed_rst += 1,
+            CloseReason::Idle => self.stats.expired_idle += 1,
+            CloseReason::Evicted => self.stats.evicted += 1,
+            CloseReason::CaptureEnd => {}
+        }
+        if conn.opened {
+            out(StreamEvent::Close { conn: id, why, ts });
+        }
+    }
+
+    fn maybe_sweep<F: FnMut(StreamEvent<'_>)>(&mut self, out: &mut F) {
+        let every = (self.config.idle_timeout_ns / 10).max(1_000_000_000);
+        if self.now.saturating_since(self.last_sweep) < every {
+            return;
+        }
+        self.last_sweep = self.now;
+        let deadline = self.now.0.saturating_sub(self.config.idle_timeout_ns);
+        let mut idle: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.last_ts.0 < deadline)
+            .map(|(k, c)| (c.id, *k))
+            .collect();
+        idle.sort();
+        let now = self.now;
+        for (_, key) in idle {
+            self.close(key, CloseReason::Idle, now, out);
+        }
+    }
+
+    /// Evict the least recently active eighth of the table at once, so eviction costs O(1) per
+    /// connection opened rather than a scan each time.
+    fn evict_oldest<F: FnMut(StreamEvent<'_>)>(&mut self, out: &mut F) {
+        let n = (self.conns.len() / 8).max(1);
+        let mut by_age: Vec<(Timestamp, ConnId, (SocketAddr, SocketAddr))> = self
+            .conns
+            .iter()
+            .map(|(k, c)| (c.last_ts, c.id, *k))
+            .collect();
+        by_age.select_nth_unstable(n - 1);
+        by_age.truncate(n);
+        by_age.sort();
+        let now = self.now;
+        for (_, _, key) in by_age {
+            self.close(key, CloseReason::Evicted, now, out);
+        }
+    }
+}
+
+fn half_to_stream(conn: ConnId, dir: Direction, ts: Timestamp, ev: HalfEvent<'_>) -> StreamEvent<'_> {
+    match ev {
+        HalfEvent::Data {
+            offset,
+            seq,
+            ts,
+            bytes,
+        } => StreamEvent::Data {
+            conn,
+            dir,
+            offset,
+            seq,
+            ts,
+            bytes,
+        },
+        HalfEvent::Gap { offset, len } => StreamEvent::Gap {
+            conn,
+            dir,
+            offset,
+            len,
+            ts,
+        },
+        HalfEvent::Fin { ts } => StreamEvent::HalfClose { conn, dir, ts },
+    }
+}
+
+impl Conn {
+    fn set_roles(&mut self, src: SocketAddr, dst: SocketAddr, src_is_client: bool) {
+        let (client, server) = if src_is_client { (src, dst) } else { (dst, src) };
+        if (client, server) != (self.client, self.server) && !self.opened {
+            self.client = client;
+            self.server = server;
+            self.halves.swap(0, 1);
+        }
+    }
+}

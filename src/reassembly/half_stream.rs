@@ -1,0 +1,307 @@
+//! One direction of a TCP connection: sequence numbers in, in-order bytes out.
+//!
+//! Policy, chosen to reproduce what the receiving application read:
+//! - **First copy wins.** Bytes already delivered are never replaced by a retransmission, and a held
+//!   out-of-order segment is not replaced by a later copy of the same range (Linux's receive queue
+//!   behaves this way; RFC 9293 §3.10.7.4 lets a receiver trim duplicate data). Where a later copy of
+//!   a held range carries different bytes, the differing bytes are counted (`overlap_conflict_bytes`):
+//!   that is either corruption or an evasion attempt, and worth a counter.
+//! - **Holes are skipped, not waited on forever.** A hole is given up (a `Gap` event, then the held
+//!   bytes after it) when the peer acknowledges data beyond it (the receiver got bytes the capture
+//!   missed), when held data exceeds its cap, when the hole is older than `hole_timeout_ns` of
+//!   capture time, or when the connection ends.
+//! - Bytes released from the hold queue carry the later of their own timestamp and the timestamp of
+//!   the packet that filled the hole: that is when they became readable in order.
+//!
+//! Never allocates for in-order data: only out-of-order segments are copied.
+
+use std::collections::BTreeMap;
+
+use tapspan_capture::Timestamp;
+
+use super::seq::SeqNum;
+
+/// What a half-stream hands to its connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HalfEvent<'a> {
+    Data {
+        offset: u64,
+        seq: u32,
+        ts: Timestamp,
+        bytes: &'a [u8],
+    },
+    Gap {
+        offset: u64,
+        len: u64,
+    },
+    Fin {
+        ts: Timestamp,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct HalfLimits {
+    pub max_held_bytes: usize,
+    pub hole_timeout_ns: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HalfStats {
+    pub retransmitted_bytes: u64,
+    pub overlap_conflict_bytes: u64,
+    pub out_of_order_segments: u64,
+    pub gaps: u64,
+    pub gap_bytes: u64,
+}
+
+struct Held {
+    ts: Timestamp,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct HalfStream {
+    /// Sequence number of stream offset 0, once known.
+    base: Option<SeqNum>,
+    /// Offset of the next byte expected in order.
+    next_offset: u64,
+    held: BTreeMap<u64, Held>,
+    held_bytes: usize,
+    /// Capture time at which the current hole was first seen.
+    hole_since: Option<Timestamp>,
+    fin_offset: Option<u64>,
+    finished: bool,
+    pub stats: HalfStats,
+}
+
+impl HalfStream {
+    pub fn is_started(&self) -> bool {
+        self.base.is_some()
+    }
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    fn seq_at(&self, offset: u64) -> u32 {
+        self.base.map_or(0, |b| b.add(offset as u32).0)
+    }
+
+    /// Offset of `seq` relative to the stream, or None before the stream is anchored.
+    fn offset_of(&self, seq: SeqNum) -> Option<i64> {
+        let base = self.base?;
+        // Relative to the next expected byte, so wraparound and streams > 4 GiB both work.
+        let next_seq = base.add(self.next_offset as u32);
+        Some(self.next_offset as i64 + seq.diff(next_seq))
+    }
+
+    /// A SYN anchors the stream: data starts at ISN + 1.
+    pub fn syn(&mut self, isn: SeqNum) {
+        if self.base.is_none() {
+            self.base = Some(isn.add(1));
+        }
+    }
+
+    /// One segment of this direction. `held_total` is the connection table's global count of held
+    /// bytes; `global_cap` its limit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn segment<F: FnMut(HalfEvent<'_>)>(
+        &mut self,
+        ts: Timestamp,
+        seq: SeqNum,
+        fin: bool,
+        payload: &[u8],
+        limits: HalfLimits,
+        held_total: &mut usize,
+        global_cap: usize,
+        out: &mut F,
+    ) {
+        if self.finished {
+            self.stats.retransmitted_bytes += payload.len() as u64;
+            return;
+        }
+        if self.base.is_none() {
+            if payload.is_empty() && !fin {
+                return;
+            }
+            // Picked up mid-stream: the first byte seen is offset 0.
+            self.base = Some(seq);
+        }
+        let Some(mut offset) = self.offset_of(seq) else {
+            return;
+        };
+        let mut payload = payload;
+        if offset < 0 {
+            // Starts before the first byte we anchored on: only the tail can be new.
+            let skip = offset.unsigned_abs().min(payload.len() as u64) as usize;
+            self.stats.retransmitted_bytes += skip as u64;
+            payload = &payload[skip..];
+            offset = 0;
+        }
+        let offset = offset as u64;
+        let end = offset + payload.len() as u64;
+        if fin && self.fin_offset.is_none() {
+            self.fin_offset = Some(end);
+        }
+
+        if end <= self.next_offset {
+            self.stats.retransmitted_bytes += payload.len() as u64;
+        } else if offset <= self.next_offset {
+            let fresh = &payload[(self.next_offset - offset) as usize..];
+            self.stats.retransmitted_bytes += (payload.len() - fresh.len()) as u64;
+            self.deliver(ts, fresh, out);
+            self.release_held(ts, held_total, out);
+        } else {
+            self.hold(ts, offset, payload, held_total);
+            if self.held_bytes > limits.max_held_bytes || *held_total > global_cap {
+                self.skip_hole(ts, held_total, out);
+            }
+        }
+        if let Some(since) = self.hole_since {
+            if ts.saturating_since(since) > limits.hole_timeout_ns {
+                self.skip_hole(ts, held_total, out);
+            }
+        }
+        self.check_fin(ts, out);
+    }
+
+    /// The peer acknowledged `ack`: if that is beyond a hole, the capture missed those bytes.
+    pub fn acked<F: FnMut(HalfEvent<'_>)>(
+        &mut self,
+        ts: Timestamp,
+        ack: SeqNum,
+        held_total: &mut usize,
+        out: &mut F,
+    ) {
+        if self.held.is_empty() {
+            return;
+        }
+        if let Some(acked_offset) = self.offset_of(ack) {
+            if acked_offset > self.next_offset as i64 {
+                self.skip_hole(ts, held_total, out);
+                self.check_fin(ts, out);
+            }
+        }
+    }
+
+    /// End of connection or capture: give up every hole and hand over everything held.
+    pub fn flush<F: FnMut(HalfEvent<'_>)>(
+        &mut self,
+        ts: Timestamp,
+        held_total: &mut usize,
+        out: &mut F,
+    ) {
+        while !self.held.is_empty() {
+            self.skip_hole(ts, held_total, out);
+        }
+        self.check_fin(ts, out);
+    }
+
+    fn deliver<F: FnMut(HalfEvent<'_>)>(&mut self, ts: Timestamp, bytes: &[u8], out: &mut F) {
+        if bytes.is_empty() {
+            return;
+        }
+        out(HalfEvent::Data {
+            offset: self.next_offset,
+            seq: self.seq_at(self.next_offset),
+            ts,
+            bytes,
+        });
+        self.next_offset += bytes.len() as u64;
+    }
+
+    fn hold(&mut self, ts: Timestamp, offset: u64, payload: &[u8], held_total: &mut usize) {
+        self.stats.out_of_order_segments += 1;
+        self.hole_since.get_or_insert(ts);
+        // Where held data overlaps, the first copy stays: count differing bytes, keep only the
+        // uncovered pieces of the new segment.
+        let end = offset + payload.len() as u64;
+        let mut cursor = offset;
+        let mut pieces: Vec<(u64, u64)> = Vec::new();
+        for (&held_off, held) in self.held.range(..end) {
+            let held_end = held_off + held.bytes.len() as u64;
+            if held_end <= offset {
+                continue;
+            }
+            let lo = held_off.max(offset);
+            let hi = held_end.min(end);
+            let a = &held.bytes[(lo - held_off) as usize..(hi - held_off) as usize];
+            let b = &payload[(lo - offset) as usize..(hi - offset) as usize];
+            self.stats.overlap_conflict_bytes +=
+                a.iter().zip(b).filter(|(x, y)| x != y).count() as u64;
+            self.stats.retransmitted_bytes += hi - lo;
+            if lo > cursor {
+                pieces.push((cursor, lo));
+            }
+            cursor = cursor.max(hi);
+        }
+        if cursor < end {
+            pieces.push((cursor, end));
+        }
+        for (lo, hi) in pieces {
+            let bytes = payload[(lo - offset) as usize..(hi - offset) as usize].to_vec();
+            self.held_bytes += bytes.len();
+            *held_total += bytes.len();
+            self.held.insert(lo, Held { ts, bytes });
+        }
+    }
+
+    fn release_held<F: FnMut(HalfEvent<'_>)>(
+        &mut self,
+        ts: Timestamp,
+        held_total: &mut usize,
+        out: &mut F,
+    ) {
+        while let Some(entry) = self.held.first_entry() {
+            if *entry.key() > self.next_offset {
+                break;
+            }
+            let off = *entry.key();
+            let held = entry.remove();
+            self.held_bytes -= held.bytes.len();
+            *held_total -= held.bytes.len();
+            let skip = (self.next_offset - off) as usize;
+            if skip < held.bytes.len() {
+                self.deliver(held.ts.max(ts), &held.bytes[skip..], out);
+            } else {
+                self.stats.retransmitted_bytes += held.bytes.len() as u64;
+            }
+        }
+        self.hole_since = if self.held.is_empty() { None } else { Some(ts) };
+    }
+
+    /// Give up the first hole: report it as a gap and release what follows it.
+    fn skip_hole<F: FnMut(HalfEvent<'_>)>(
+        &mut self,
+        ts: Timestamp,
+        held_total: &mut usize,
+        out: &mut F,
+    ) {
+        let Some((&first, _)) = self.held.first_key_value() else {
+            return;
+        };
+        if first > self.next_offset {
+            let len = first - self.next_offset;
+            out(HalfEvent::Gap {
+                offset: self.next_offset,
+                len,
+            });
+            self.stats.gaps += 1;
+            self.stats.gap_bytes += len;
+            self.next_offset = first;
+        }
+        self.release_held(ts, held_total, out);
+    }
+
+    fn check_fin<F: FnMut(HalfEvent<'_>)>(&mut self, ts: Timestamp, out: &mut F) {
+        if !self.finished && self.fin_offset.is_some_and(|f| f <= self.next_offset) {
+            self.finished = true;
+            out(HalfEvent::Fin { ts });
+        }
+    }
+}

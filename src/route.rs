@@ -1,0 +1,74 @@
+//! `http.route` from a path: segments that are identifiers become `{id}`, so `/users/42` and
+//! `/users/43` aggregate as `/users/{id}`. Identifiers: all digits, UUIDs, hex strings of 8+
+//! characters with at least one digit, and long mixed alphanumeric tokens (24+ chars with digits).
+
+/// The route template of `path` (no query string).
+pub fn template(path: &str) -> String {
+    if path.is_empty() {
+        return "/".to_string();
+    }
+    if !path.starts_with('/') {
+        return path.to_string();
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if is_identifier(seg) {
+            out.push_str("{id}");
+        } else {
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+fn is_identifier(seg: &str) -> bool {
+    if seg.is_empty() {
+        return false;
+    }
+    let has_digit = seg.bytes().any(|b| b.is_ascii_digit());
+    if seg.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    if is_uuid(seg) {
+        return true;
+    }
+    if seg.len() >= 8 && has_digit && seg.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return true;
+    }
+    seg.len() >= 24
+        && has_digit
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template;
+
+    #[test]
+    fn identifiers_become_placeholders() {
+        assert_eq!(template("/users/42"), "/users/{id}");
+        assert_eq!(
+            template("/orders/3f2b8c1e-9a4d-4e2b-8c1a-0d9e8f7a6b5c/items"),
+            "/orders/{id}/items"
+        );
+        assert_eq!(template("/blob/deadbeef01"), "/blob/{id}");
+        assert_eq!(template("/static/app.css"), "/static/app.css");
+        assert_eq!(template("/v1/users"), "/v1/users");
+        assert_eq!(template("/"), "/");
+        assert_eq!(template("*"), "*");
+    }
+}

@@ -1,0 +1,402 @@
+//! Spans in the JSON-lines schema of DESIGN.md: each exchange yields a client span (service =
+//! caller) and a server span (service = callee, child of the client span).
+//!
+//! Trace ids, in order: W3C `traceparent` (its parent span id becomes the client span's parent),
+//! B3 (single `b3` or `X-B3-TraceId`/`X-B3-SpanId`), `uber-trace-id`, `X-Amzn-Trace-Id`,
+//! `X-Request-ID` (hashed), else the exchange is the root of its own trace.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::http::redact::redact_query;
+use crate::http::HttpExchange;
+use crate::ids;
+use crate::route;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SpanEvent {
+    pub name: &'static str,
+    pub time_unix_nano: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanKind {
+    Client,
+    Server,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanStatus {
+    Unset,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Span {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub kind: SpanKind,
+    pub name: String,
+    pub service: String,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub status: SpanStatus,
+    pub attributes: Map<String, Value>,
+    pub events: Vec<SpanEvent>,
+}
+
+/// Where the trace id came from, as written in `tapspan.link`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: u128,
+    /// The caller's span id, when the propagated header names one.
+    pub parent_span_id: Option<u64>,
+    pub link: &'static str,
+}
+
+fn hex_u128(s: &str) -> Option<u128> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(s, 16).ok().filter(|v| *v != 0)
+}
+
+fn hex_u64(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok().filter(|v| *v != 0)
+}
+
+/// W3C Trace Context §3.2: `version-traceid-parentid-flags`.
+fn parse_traceparent(v: &str) -> Option<TraceContext> {
+    let mut parts = v.trim().split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let parent = parts.next()?;
+    let _flags = parts.next()?;
+    if version.len() != 2 || version == "ff" || trace.len() != 32 || parent.len() != 16 {
+        return None;
+    }
+    Some(TraceContext {
+        trace_id: hex_u128(trace)?,
+        parent_span_id: Some(hex_u64(parent)?),
+        link: "traceparent",
+    })
+}
+
+/// B3 single header: `traceid-spanid[-sampled[-parentspanid]]`, or just a sampling flag.
+fn parse_b3_single(v: &str) -> Option<TraceContext> {
+    let mut parts = v.trim().split('-');
+    let trace = parts.next()?;
+    let span = parts.next()?;
+    if trace.len() != 16 && trace.len() != 32 {
+        return None;
+    }
+    Some(TraceContext {
+        trace_id: hex_u128(trace)?,
+        parent_span_id: hex_u64(span),
+        link: "b3",
+    })
+}
+
+/// Jaeger `uber-trace-id: trace:span:parent:flags`.
+fn parse_uber(v: &str) -> Option<TraceContext> {
+    let mut parts = v.trim().split(':');
+    let trace = parts.next()?;
+    let span = parts.next()?;
+    Some(TraceContext {
+        trace_id: hex_u128(trace)?,
+        parent_span_id: hex_u64(span),
+        link: "uber-trace-id",
+    })
+}
+
+/// AWS `X-Amzn-Trace-Id: Root=1-<8 hex time>-<24 hex>;Parent=<16 hex>;Sampled=1`.
+fn parse_amzn(v: &str) -> Option<TraceContext> {
+    let mut root = None;
+    let mut parent = None;
+    for field in v.split(';') {
+        let (k, val) = field.trim().split_once('=')?;
+        if k.eq_ignore_ascii_case("root") {
+            let mut p = val.split('-');
+            let (_ver, time, rand) = (p.next()?, p.next()?, p.next()?);
+            root = hex_u128(&format!("{time}{rand}"));
+        } else if k.eq_ignore_ascii_case("parent") {
+            parent = hex_u64(val);
+        }
+    }
+    Some(TraceContext {
+        trace_id: root?,
+        parent_span_id: parent,
+        link: "x-amzn-trace-id",
+    })
+}
+
+/// The propagated trace context of a request, by the precedence in the module docs.
+pub fn propagated_context(ex: &HttpExchange) -> Option<TraceContext> {
+    let req = ex.request.as_ref()?;
+    if let Some(tc) = req.header("traceparent").and_then(parse_traceparent) {
+        return Some(tc);
+    }
+    if let Some(tc) = req.header("b3").and_then(parse_b3_single) {
+        return Some(tc);
+    }
+    if let Some(trace) = req.header("x-b3-traceid").and_then(hex_u128) {
+        return Some(TraceContext {
+            trace_id: trace,
+            parent_span_id: req.header("x-b3-spanid").and_then(hex_u64),
+            link: "b3",
+        });
+    }
+    if let Some(tc) = req.header("uber-trace-id").and_then(parse_uber) {
+        return Some(tc);
+    }
+    if let Some(tc) = req.header("x-amzn-trace-id").and_then(parse_amzn) {
+        return Some(tc);
+    }
+    let rid = req
+        .header("x-request-id")
+        .or_else(|| ex.response.as_ref()?.header("x-request-id"))?;
+    if rid.trim().is_empty() {
+        return None;
+    }
+    Some(TraceContext {
+        trace_id: ids::request_id_trace_id(rid),
+        parent_span_id: None,
+        link: "x-request-id",
+    })
+}
+
+/// Path and query of a request target (origin-form or absolute-form).
+pub fn split_target(target: &str) -> (Option<&str>, Option<&str>) {
+    let without_scheme = match target.find("://") {
+        Some(i) if target[..i].bytes().all(|b| b.is_ascii_alphabetic()) => {
+            let rest = &target[i + 3..];
+            match rest.find('/') {
+                Some(j) => &rest[j..],
+                None => "/",
+            }
+        }
+        _ => target,
+    };
+    if !(without_scheme.starts_with('/') || without_scheme == "*") {
+        return (None, None); // authority-form (CONNECT host:port)
+    }
+    let without_fragment = without_scheme.split('#').next().unwrap_or("");
+    match without_fragment.split_once('?') {
+        Some((p, q)) => (Some(p), Some(q)),
+        None => (Some(without_fragment), None),
+    }
+}
+
+fn host_service(addr: std::net::SocketAddr) -> String {
+    addr.to_string()
+}
+
+fn hex64(v: u64) -> String {
+    format!("{v:016x}")
+}
+
+/// The two spans of one exchange: `[client, server]`.
+pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
+    let anchored_on_request = ex.request.is_some();
+    let xid = ids::exchange_id(ex.client, ex.server, ex.anchor_seq, anchored_on_request);
+    let ctx = propagated_context(ex);
+    let trace_id = ctx
+        .as_ref()
+        .map_or_else(|| ids::root_trace_id(xid), |c| c.trace_id);
+    let client_span = ids::span_id(xid, "client");
+    let server_span = ids::span_id(xid, "server");
+
+    let method = ex.request.as_ref().map(|r| r.method.as_str());
+    let (path, query) = ex
+        .request
+        .as_ref()
+        .map_or((None, None), |r| split_target(&r.target));
+    let route = path.map(route::template);
+    let name = match (method, &route) {
+        (Some(m), Some(r)) => format!("{m} {r}"),
+        (Some(m), None) => m.to_string(),
+        (None, _) => "HTTP".to_string(),
+    };
+    let status = ex.response.as_ref().map(|r| r.status);
+
+    let mut attrs = Map::new();
+    if let Some(m) = method {
+        attrs.insert("http.request.method".into(), json!(m));
+    }
+    if let Some(p) = path {
+        attrs.insert("url.path".into(), json!(p));
+    }
+    if let Some(q) = query {
+        attrs.insert("url.query".into(), json!(redact_query(q)));
+    }
+    if let Some(r) = &route {
+        attrs.insert("http.route".into(), json!(r));
+    }
+    if let Some(s) = status {
+        attrs.insert("http.response.status_code".into(), json!(s));
+    }
+    attrs.insert("server.address".into(), json!(ex.server.ip().to_string()));
+    attrs.insert("server.port".into(), json!(ex.server.port()));
+    attrs.insert("client.address".into(), json!(ex.client.ip().to_string()));
+    attrs.insert("client.port".into(), json!(ex.client.port()));
+    let minor = ex
+        .request
+        .as_ref()
+        .map(|r| r.minor_version)
+        .or(ex.response.as_ref().map(|r| r.minor_version));
+    if let Some(minor) = minor {
+        attrs.insert("network.protocol.version".into(), json!(format!("1.{minor}")));
+    }
+    if let Some(req) = &ex.request {
+        for (name, value) in &req.headers {
+            if name == "user-agent" {
+                attrs.insert("user_agent.original".into(), json!(value));
+            }
+            push_header(&mut attrs, "http.request.header.", name, value);
+        }
+        attrs.insert("http.request.body.size".into(), json!(req.body_size));
+    }
+    if let Some(resp) = &ex.response {
+        for (name, value) in &resp.headers {
+            push_header(&mut attrs, "http.response.header.", name, value);
+        }
+        attrs.insert("http.response.body.size".into(), json!(resp.body_size));
+    }
+    if let (Some(req_end), Some(resp_start)) = (ex.t.request_end, ex.t.response_start) {
+        attrs.insert(
+            "tapspan.ttfb_ns".into(),
+            json!(resp_start.saturating_since(req_end)),
+        );
+    }
+    if !ex.informational.is_empty() {
+        let codes: Vec<u16> = ex.informational.iter().map(|(c, _)| *c).collect();
+        attrs.insert("tapspan.informational_status_codes".into(), json!(codes));
+    }
+    if ex.gaps > 0 {
+        attrs.insert("tapspan.gaps".into(), json!(ex.gaps));
+    }
+    if let Some(err) = ex.error {
+        attrs.insert("error.type".into(), json!(err));
+    }
+    attrs.insert("tapspan.exchange_id".into(), json!(hex64(xid)));
+    if let Some(c) = &ctx {
+        attrs.insert("tapspan.link".into(), json!(c.link));
+        attrs.insert("tapspan.link_confidence".into(), json!(1.0));
+    }
+
+    let mut events = Vec::new();
+    for (_, t) in &ex.informational {
+        events.push(SpanEvent {
+            name: "response.informational",
+            time_unix_nano: t.0,
+        });
+    }
+    if let Some(t) = ex.t.request_end {
+        events.push(SpanEvent {
+            name: "request.end",
+            time_unix_nano: t.0,
+        });
+    }
+    if let Some(t) = ex.t.response_start {
+        events.push(SpanEvent {
+            name: "response.start",
+            time_unix_nano: t.0,
+        });
+    }
+    events.sort_by_key(|e| e.time_unix_nano);
+
+    let cut_short = ex.error.is_some();
+    let client_error = cut_short || status.is_some_and(|s| s >= 400);
+    let server_error = cut_short || status.is_some_and(|s| s >= 500);
+    let (start, end) = (ex.start().0, ex.end().0);
+    let client = Span {
+        trace_id: format!("{trace_id:032x}"),
+        span_id: hex64(client_span),
+        parent_span_id: ctx.as_ref().and_then(|c| c.parent_span_id).map(hex64),
+        kind: SpanKind::Client,
+        name: name.clone(),
+        service: ex.client.ip().to_string(),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        status: if client_error {
+            SpanStatus::Error
+        } else {
+            SpanStatus::Unset
+        },
+        attributes: attrs.clone(),
+        events: events.clone(),
+    };
+    let server = Span {
+        trace_id: format!("{trace_id:032x}"),
+        span_id: hex64(server_span),
+        parent_span_id: Some(hex64(client_span)),
+        kind: SpanKind::Server,
+        name,
+        service: host_service(ex.server),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        status: if server_error {
+            SpanStatus::Error
+        } else {
+            SpanStatus::Unset
+        },
+        attributes: attrs,
+        events,
+    };
+    [client, server]
+}
+
+fn push_header(attrs: &mut Map<String, Value>, prefix: &str, name: &str, value: &str) {
+    let key = format!("{prefix}{name}");
+    match attrs.get_mut(&key) {
+        Some(Value::Array(values)) => values.push(json!(value)),
+        _ => {
+            attrs.insert(key, json!([value]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_parsed_per_w3c() {
+        let tc =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(tc.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(tc.parent_span_id, Some(0x00f067aa0ba902b7));
+        assert!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
+        assert!(parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none());
+    }
+
+    #[test]
+    fn b3_uber_and_amzn() {
+        let b3 = parse_b3_single("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1").unwrap();
+        assert_eq!(b3.trace_id, 0x80f198ee56343ba864fe8b2a57d3eff7);
+        assert_eq!(b3.parent_span_id, Some(0xe457b5a2e4d86bd1));
+        let u = parse_uber("4bf92f3577b34da6:00f067aa0ba902b7:0:1").unwrap();
+        assert_eq!(u.trace_id, 0x4bf92f3577b34da6);
+        let a = parse_amzn("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+            .unwrap();
+        assert_eq!(a.trace_id, 0x5759e988bd862e3fe1be46a994272793);
+        assert_eq!(a.parent_span_id, Some(0x53995c3f42cd8ad8));
+    }
+
+    #[test]
+    fn targets_split_into_path_and_query() {
+        assert_eq!(split_target("/a/b?x=1#f"), (Some("/a/b"), Some("x=1")));
+        assert_eq!(split_target("http://h:8080/p?q"), (Some("/p"), Some("q")));
+        assert_eq!(split_target("http://h"), (Some("/"), None));
+        assert_eq!(split_target("example.com:443"), (None, None));
+        assert_eq!(split_target("*"), (Some("*"), None));
+    }
+}
