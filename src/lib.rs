@@ -7,8 +7,8 @@
 
 pub mod cli;
 pub mod export;
-pub mod ids;
 pub mod http;
+pub mod ids;
 pub mod pipeline;
 pub mod reassembly;
 pub mod route;

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use tapspan_capture::{
-    CaptureError, DecodeConfig, DecodeStats, Decoder, FileSource, LinkType, PacketSource,
-    RawFrame, Timestamp,
+    CaptureError, DecodeConfig, DecodeStats, Decoder, FileSource, LinkType, PacketSource, RawFrame,
+    Timestamp,
 };
 
 use crate::http::{HttpConfig, HttpDecoder, HttpExchange, HttpStats};
-use crate::reassembly::{ReassemblyConfig, ReassemblyStats, Reassembler};
+use crate::reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats};
 
 #[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
@@ -113,7 +113,14 @@ pub fn replay_files<F: FnMut(HttpExchange)>(
             }
         }
     } else {
-        merge_sources(&mut sources, &mut pipeline, &mut outcome, progress, total, out);
+        merge_sources(
+            &mut sources,
+            &mut pipeline,
+            &mut outcome,
+            progress,
+            total,
+            out,
+        );
     }
     outcome.input_bytes = sources.iter().map(|s| s.position()).sum();
     progress(outcome.input_bytes, total);

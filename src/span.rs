@@ -253,7 +253,10 @@ pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
         .map(|r| r.minor_version)
         .or(ex.response.as_ref().map(|r| r.minor_version));
     if let Some(minor) = minor {
-        attrs.insert("network.protocol.version".into(), json!(format!("1.{minor}")));
+        attrs.insert(
+            "network.protocol.version".into(),
+            json!(format!("1.{minor}")),
+        );
     }
     if let Some(req) = &ex.request {
         for (name, value) in &req.headers {
@@ -374,8 +377,12 @@ mod tests {
             parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         assert_eq!(tc.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         assert_eq!(tc.parent_span_id, Some(0x00f067aa0ba902b7));
-        assert!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
-        assert!(parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none());
+        assert!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none()
+        );
+        assert!(
+            parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none()
+        );
     }
 
     #[test]
@@ -385,8 +392,10 @@ mod tests {
         assert_eq!(b3.parent_span_id, Some(0xe457b5a2e4d86bd1));
         let u = parse_uber("4bf92f3577b34da6:00f067aa0ba902b7:0:1").unwrap();
         assert_eq!(u.trace_id, 0x4bf92f3577b34da6);
-        let a = parse_amzn("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
-            .unwrap();
+        let a = parse_amzn(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        )
+        .unwrap();
         assert_eq!(a.trace_id, 0x5759e988bd862e3fe1be46a994272793);
         assert_eq!(a.parent_span_id, Some(0x53995c3f42cd8ad8));
     }

@@ -14,7 +14,9 @@ pub enum Framing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chunk {
     /// Reading hex digits of a chunk size; `seen` says whether any digit was read.
-    Size { seen: bool },
+    Size {
+        seen: bool,
+    },
     /// After the size: extensions until LF.
     Ext,
     Data(u64),

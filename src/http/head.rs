@@ -35,17 +35,44 @@ pub struct MessageHead {
 }
 
 const METHODS: &[&[u8]] = &[
-    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
-    b"SEARCH", b"PURGE", b"MKCALENDAR", b"BCOPY", b"BMOVE", b"BDELETE", b"BPROPFIND", b"POLL",
-    b"SUBSCRIBE", b"UNSUBSCRIBE", b"NOTIFY", b"M-SEARCH", b"RPC_IN_DATA", b"RPC_OUT_DATA",
+    b"GET",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"HEAD",
+    b"OPTIONS",
+    b"PATCH",
+    b"CONNECT",
+    b"TRACE",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+    b"PURGE",
+    b"MKCALENDAR",
+    b"BCOPY",
+    b"BMOVE",
+    b"BDELETE",
+    b"BPROPFIND",
+    b"POLL",
+    b"SUBSCRIBE",
+    b"UNSUBSCRIBE",
+    b"NOTIFY",
+    b"M-SEARCH",
+    b"RPC_IN_DATA",
+    b"RPC_OUT_DATA",
 ];
 
 /// Does `p` start with a known method followed by a space (case-insensitive)?
 pub fn starts_like_request(p: &[u8]) -> bool {
-    METHODS.iter().any(|m| {
-        p.len() > m.len() && p[..m.len()].eq_ignore_ascii_case(m) && p[m.len()] == b' '
-    })
+    METHODS
+        .iter()
+        .any(|m| p.len() > m.len() && p[..m.len()].eq_ignore_ascii_case(m) && p[m.len()] == b' ')
 }
 
 /// Does `p` start like a status line?
@@ -244,7 +271,9 @@ mod tests {
         );
         assert_eq!(head.content_length, Some(3));
         assert_eq!(head.len, raw.len() - 3);
-        assert!(head.headers.contains(&("x-request-id".into(), "abc".into())));
+        assert!(head
+            .headers
+            .contains(&("x-request-id".into(), "abc".into())));
         let all = format!("{:?}", head.headers);
         assert!(!all.contains("s3cr3t"), "{all}");
     }

@@ -292,26 +292,24 @@ impl HttpConn {
                     ctx.stats.resyncs += 1;
                     self.dirs[d].phase = Phase::Resync;
                 }
-                Phase::Resync => {
-                    match head::find_message_start(rest, request) {
-                        Some(at) => {
-                            i += at;
-                            self.dirs[d].phase = Phase::Start;
-                            self.dirs[d].resync_scanned = 0;
-                        }
-                        None => {
-                            let st = &mut self.dirs[d];
-                            st.resync_scanned += rest.len() as u64;
-                            if self.mode == Mode::Unknown
-                                && st.resync_scanned > ctx.config.max_resync_scan
-                            {
-                                self.mode = Mode::Opaque;
-                                ctx.stats.non_http_connections += 1;
-                            }
-                            return;
-                        }
+                Phase::Resync => match head::find_message_start(rest, request) {
+                    Some(at) => {
+                        i += at;
+                        self.dirs[d].phase = Phase::Start;
+                        self.dirs[d].resync_scanned = 0;
                     }
-                }
+                    None => {
+                        let st = &mut self.dirs[d];
+                        st.resync_scanned += rest.len() as u64;
+                        if self.mode == Mode::Unknown
+                            && st.resync_scanned > ctx.config.max_resync_scan
+                        {
+                            self.mode = Mode::Opaque;
+                            ctx.stats.non_http_connections += 1;
+                        }
+                        return;
+                    }
+                },
                 Phase::Head => {
                     let st = &mut self.dirs[d];
                     let (head_bytes, used): (Option<Vec<u8>>, usize);
@@ -355,7 +353,8 @@ impl HttpConn {
                         None => {
                             let st = &mut self.dirs[d];
                             if st.head_buf.is_empty() {
-                                st.head_buf.extend_from_slice(&rest[..used.min(head::MAX_HEAD_LEN)]);
+                                st.head_buf
+                                    .extend_from_slice(&rest[..used.min(head::MAX_HEAD_LEN)]);
                             }
                             i += used;
                             if st.head_buf.len() >= head::MAX_HEAD_LEN
@@ -577,6 +576,7 @@ impl HttpConn {
     ) {
         let d = dir.index();
         let in_body = matches!(self.dirs[d].phase, Phase::Body(_));
+        let in_head = matches!(self.dirs[d].phase, Phase::Head);
         self.dirs[d].phase = Phase::Resync;
         self.dirs[d].head_buf.clear();
         ctx.stats.resyncs += 1;
@@ -592,7 +592,17 @@ impl HttpConn {
             }
             Direction::ServerToClient => {
                 self.dirs[d].informational = false;
-                if let Some(mut ex) = self.responding.take() {
+                // A response whose head was cut still answered the oldest waiting request.
+                let cut_head_answers = in_head && self.responding.is_none();
+                let answered = if cut_head_answers {
+                    self.waiting.pop_front().map(|mut ex| {
+                        ex.t.response_start = Some(self.dirs[d].msg_ts);
+                        ex
+                    })
+                } else {
+                    None
+                };
+                if let Some(mut ex) = self.responding.take().or(answered) {
                     if let Some(r) = ex.response.as_mut() {
                         r.truncated = true;
                     }
@@ -657,12 +667,18 @@ impl HttpConn {
         self.dirs[d].phase = Phase::Done;
     }
 
-    fn close<F: FnMut(HttpExchange)>(&mut self, why: CloseReason, ts: Timestamp, ctx: &mut Ctx<'_, F>) {
+    fn close<F: FnMut(HttpExchange)>(
+        &mut self,
+        why: CloseReason,
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
         let err = close_error(why);
         // A close-delimited response ends cleanly only with a FIN (a HalfClose, already seen).
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {
             let d = dir.index();
-            if matches!(self.dirs[d].phase, Phase::Body(_) | Phase::Head) && self.mode != Mode::Tunnel
+            if matches!(self.dirs[d].phase, Phase::Body(_) | Phase::Head)
+                && self.mode != Mode::Tunnel
             {
                 self.cut(dir, err, ctx);
             }

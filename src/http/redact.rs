@@ -36,7 +36,16 @@ pub const DEFAULT_REDACTED: &[&str] = &[
 
 /// Query parameter names containing any of these (case-insensitive) have their values redacted.
 const SECRET_PARAM_WORDS: &[&str] = &[
-    "token", "key", "secret", "password", "passwd", "pwd", "auth", "session", "signature", "sig",
+    "token",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "auth",
+    "session",
+    "signature",
+    "sig",
     "credential",
 ];
 

@@ -159,7 +159,10 @@ impl Reassembler {
             max_held_bytes: self.config.max_held_bytes_per_direction,
             hole_timeout_ns: self.config.hole_timeout_ns,
         };
-        let conn = self.conns.get_mut(&key).expect("connection was just inserted");
+        let conn = self
+            .conns
+            .get_mut(&key)
+            .expect("connection was just inserted");
         conn.last_ts = conn.last_ts.max(seg.ts);
 
         if !conn.roles_certain {
@@ -266,7 +269,11 @@ impl Reassembler {
             OpenHow::Midstream
         };
         let src_is_client = server_likelihood(dst.port()) >= server_likelihood(src.port());
-        let (client, server) = if src_is_client { (src, dst) } else { (dst, src) };
+        let (client, server) = if src_is_client {
+            (src, dst)
+        } else {
+            (dst, src)
+        };
         self.next_id += 1;
         self.stats.connections += 1;
         self.conns.insert(
@@ -372,7 +379,12 @@ impl Reassembler {
     }
 }
 
-fn half_to_stream(conn: ConnId, dir: Direction, ts: Timestamp, ev: HalfEvent<'_>) -> StreamEvent<'_> {
+fn half_to_stream(
+    conn: ConnId,
+    dir: Direction,
+    ts: Timestamp,
+    ev: HalfEvent<'_>,
+) -> StreamEvent<'_> {
     match ev {
         HalfEvent::Data {
             offset,
@@ -400,7 +412,11 @@ fn half_to_stream(conn: ConnId, dir: Direction, ts: Timestamp, ev: HalfEvent<'_>
 
 impl Conn {
     fn set_roles(&mut self, src: SocketAddr, dst: SocketAddr, src_is_client: bool) {
-        let (client, server) = if src_is_client { (src, dst) } else { (dst, src) };
+        let (client, server) = if src_is_client {
+            (src, dst)
+        } else {
+            (dst, src)
+        };
         if (client, server) != (self.client, self.server) && !self.opened {
             self.client = client;
             self.server = server;

@@ -152,9 +152,21 @@ impl HalfStream {
         if end <= self.next_offset {
             self.stats.retransmitted_bytes += payload.len() as u64;
         } else if offset <= self.next_offset {
-            let fresh = &payload[(self.next_offset - offset) as usize..];
+            let fresh_at = self.next_offset;
+            let fresh = &payload[(fresh_at - offset) as usize..];
             self.stats.retransmitted_bytes += (payload.len() - fresh.len()) as u64;
-            self.deliver(ts, fresh, out);
+            // Held bytes inside this range arrived first and win: deliver up to them, and let
+            // the rest be trimmed against them like any out-of-order copy.
+            let first_held = self.held.keys().next().copied().unwrap_or(u64::MAX);
+            let direct = fresh
+                .len()
+                .min(first_held.saturating_sub(fresh_at) as usize);
+            self.deliver(ts, &fresh[..direct], out);
+            if direct < fresh.len() {
+                let at = fresh_at + direct as u64;
+                self.hold(ts, at, &fresh[direct..], held_total);
+                self.stats.out_of_order_segments -= 1;
+            }
             self.release_held(ts, held_total, out);
         } else {
             self.hold(ts, offset, payload, held_total);

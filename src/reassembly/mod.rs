@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use tapspan_capture::Timestamp;
 
-pub use conn_table::{ReassemblyConfig, ReassemblyStats, Reassembler};
+pub use conn_table::{Reassembler, ReassemblyConfig, ReassemblyStats};
 
 /// Identifies one connection for its lifetime in the table (a reused 4-tuple gets a new id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,286 @@
+//! HTTP framing and pairing, fed stream events directly: every split point of a conversation
+//! must give the same exchanges, and cut-short exchanges must still come out with `error.type`.
+
+use std::net::SocketAddr;
+
+use tapspan::http::{HttpConfig, HttpDecoder, HttpExchange};
+use tapspan::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
+use tapspan_capture::Timestamp;
+
+const C2S: Direction = Direction::ClientToServer;
+const S2C: Direction = Direction::ServerToClient;
+
+struct Conv {
+    dec: HttpDecoder,
+    out: Vec<HttpExchange>,
+    offsets: [u64; 2],
+    ts: u64,
+}
+
+impl Conv {
+    fn new(how: OpenHow) -> Self {
+        let mut c = Conv {
+            dec: HttpDecoder::new(HttpConfig::default()),
+            out: Vec::new(),
+            offsets: [0, 0],
+            ts: 1_000,
+        };
+        let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        c.ev(StreamEvent::Open {
+            conn: ConnId(1),
+            client,
+            server,
+            how,
+            ts: Timestamp(0),
+        });
+        c
+    }
+    fn ev(&mut self, ev: StreamEvent<'_>) {
+        let out = &mut self.out;
+        self.dec.push(ev, &mut |ex| out.push(ex));
+    }
+    fn data(&mut self, dir: Direction, bytes: &[u8]) {
+        self.ts += 1_000;
+        let offset = self.offsets[dir.index()];
+        self.offsets[dir.index()] += bytes.len() as u64;
+        let ts = Timestamp(self.ts);
+        self.ev(StreamEvent::Data {
+            conn: ConnId(1),
+            dir,
+            offset,
+            seq: 1000 + offset as u32,
+            ts,
+            bytes,
+        });
+    }
+    fn gap(&mut self, dir: Direction, len: u64) {
+        let offset = self.offsets[dir.index()];
+        self.offsets[dir.index()] += len;
+        self.ev(StreamEvent::Gap {
+            conn: ConnId(1),
+            dir,
+            offset,
+            len,
+            ts: Timestamp(self.ts),
+        });
+    }
+    fn half_close(&mut self, dir: Direction) {
+        self.ev(StreamEvent::HalfClose {
+            conn: ConnId(1),
+            dir,
+            ts: Timestamp(self.ts),
+        });
+    }
+    fn close(mut self, why: CloseReason) -> Vec<HttpExchange> {
+        self.ev(StreamEvent::Close {
+            conn: ConnId(1),
+            why,
+            ts: Timestamp(self.ts),
+        });
+        self.out
+    }
+}
+
+const CLIENT: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+HEAD /b HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello\
+GET /d HTTP/1.1\r\nHost: x\r\nX-Request-ID: rid-1\r\n\r\n";
+
+const SERVER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc\
+HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n\
+HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+HTTP/1.1 204 No Content\r\n\r\n";
+
+fn summary(
+    exs: &[HttpExchange],
+) -> Vec<(
+    String,
+    String,
+    u16,
+    u64,
+    u64,
+    Vec<u16>,
+    Option<&'static str>,
+)> {
+    exs.iter()
+        .map(|e| {
+            let req = e.request.as_ref();
+            (
+                req.map_or(String::new(), |r| r.method.clone()),
+                req.map_or(String::new(), |r| r.target.clone()),
+                e.response.as_ref().map_or(0, |r| r.status),
+                req.map_or(0, |r| r.body_size),
+                e.response.as_ref().map_or(0, |r| r.body_size),
+                e.informational.iter().map(|(c, _)| *c).collect(),
+                e.error,
+            )
+        })
+        .collect()
+}
+
+fn expected() -> Vec<(
+    String,
+    String,
+    u16,
+    u64,
+    u64,
+    Vec<u16>,
+    Option<&'static str>,
+)> {
+    vec![
+        ("GET".into(), "/a".into(), 200, 0, 3, vec![], None),
+        ("HEAD".into(), "/b".into(), 200, 0, 0, vec![], None),
+        ("POST".into(), "/c".into(), 201, 5, 3, vec![100], None),
+        ("GET".into(), "/d".into(), 204, 0, 0, vec![], None),
+    ]
+}
+
+#[test]
+fn pipelined_conversation_at_every_split_point() {
+    for split in 0..=CLIENT.len().max(SERVER.len()) {
+        let mut c = Conv::new(OpenHow::Handshake);
+        let (a, b) = CLIENT.split_at(split.min(CLIENT.len()));
+        c.data(C2S, a);
+        c.data(C2S, b);
+        let (a, b) = SERVER.split_at(split.min(SERVER.len()));
+        c.data(S2C, a);
+        c.data(S2C, b);
+        let out = c.close(CloseReason::Fin);
+        assert_eq!(summary(&out), expected(), "split at {split}");
+        let last = &out[3];
+        assert_eq!(
+            last.request.as_ref().unwrap().header("x-request-id"),
+            Some("rid-1")
+        );
+    }
+}
+
+#[test]
+fn byte_at_a_time() {
+    let mut c = Conv::new(OpenHow::Handshake);
+    for b in CLIENT {
+        c.data(C2S, std::slice::from_ref(b));
+    }
+    for b in SERVER {
+        c.data(S2C, std::slice::from_ref(b));
+    }
+    let out = c.close(CloseReason::Fin);
+    assert_eq!(summary(&out), expected());
+    // The first exchange starts at the first client byte and ends at the 3rd body byte.
+    assert_eq!(out[0].t.request_start, Some(Timestamp(2_000)));
+}
+
+#[test]
+fn request_without_response_is_emitted_with_the_reason() {
+    let mut c = Conv::new(OpenHow::Handshake);
+    c.data(C2S, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    let out = c.close(CloseReason::Rst);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].error, Some("connection_reset"));
+    assert!(out[0].response.is_none());
+}
+
+#[test]
+fn close_delimited_response_ends_with_the_fin() {
+    let mut c = Conv::new(OpenHow::Handshake);
+    c.data(C2S, b"GET / HTTP/1.0\r\n\r\n");
+    c.data(
+        S2C,
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>",
+    );
+    c.data(S2C, b"</html>");
+    c.half_close(S2C);
+    let out = c.close(CloseReason::Fin);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].error, None);
+    assert_eq!(out[0].response.as_ref().unwrap().body_size, 13);
+}
+
+#[test]
+fn gap_inside_a_sized_body_keeps_the_exchange_and_the_next_one() {
+    let mut c = Conv::new(OpenHow::Handshake);
+    c.data(C2S, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n");
+    c.data(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01");
+    c.gap(S2C, 5);
+    c.data(
+        S2C,
+        b"789HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+    );
+    let out = c.close(CloseReason::Fin);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].gaps, 1);
+    assert_eq!(out[0].error, None);
+    assert_eq!(out[1].response.as_ref().unwrap().status, 404);
+}
+
+#[test]
+fn gap_in_a_head_cuts_that_exchange_and_resynchronises() {
+    let mut c = Conv::new(OpenHow::Handshake);
+    c.data(C2S, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n");
+    c.data(S2C, b"HTTP/1.1 200 OK\r\nContent-Len");
+    c.gap(S2C, 100);
+    c.data(
+        S2C,
+        b"garbage tail\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+    );
+    let out = c.close(CloseReason::Fin);
+    let errors: Vec<_> = out.iter().map(|e| e.error).collect();
+    assert_eq!(errors, vec![Some("capture_gap"), None]);
+    assert_eq!(out[1].response.as_ref().unwrap().status, 201);
+}
+
+#[test]
+fn tls_is_not_http_and_yields_nothing() {
+    let mut c = Conv::new(OpenHow::Handshake);
+    c.data(
+        C2S,
+        &[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ],
+    );
+    c.data(S2C, &[0x16, 0x03, 0x03, 0x00, 0x7a, 0x02]);
+    let stats_before = c.dec.stats.non_http_connections;
+    let out = c.close(CloseReason::Fin);
+    assert!(out.is_empty());
+    assert_eq!(stats_before, 1);
+}
+
+#[test]
+fn upgrade_to_websocket_stops_decoding_without_errors() {
+    let mut c = Conv::new(OpenHow::Handshake);
+    c.data(
+        C2S,
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x85garbage",
+    );
+    c.data(S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello");
+    c.data(C2S, b"\x88\x80more frames");
+    let out = c.close(CloseReason::Fin);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].response.as_ref().unwrap().status, 101);
+    assert_eq!(out[0].error, None);
+}
+
+#[test]
+fn midstream_pickup_skips_to_the_next_message() {
+    let mut c = Conv::new(OpenHow::Midstream);
+    c.data(C2S, b"tail of a body\r\nGET /next HTTP/1.1\r\n\r\n");
+    c.data(
+        S2C,
+        b"dy of an earlier response\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    );
+    let out = c.close(CloseReason::CaptureEnd);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].request.as_ref().unwrap().target, "/next");
+    assert_eq!(out[0].error, None);
+}
+
+#[test]
+fn response_without_a_captured_request() {
+    let mut c = Conv::new(OpenHow::Midstream);
+    c.data(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let out = c.close(CloseReason::CaptureEnd);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].request.is_none());
+    assert_eq!(out[0].error, Some("request_not_captured"));
+}
