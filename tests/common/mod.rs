@@ -1,0 +1,34 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use tapspan::http::HttpExchange;
+use tapspan::pipeline::{replay_files, PipelineConfig, ReplayOutcome};
+use tapspan::span::{spans_for, Span};
+
+/// The read-only third-party captures beside the checkout, if present.
+pub fn shared_pcaps() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
+    dir.is_dir().then_some(dir)
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Replay files with the default configuration, collecting exchanges.
+pub fn replay(paths: &[PathBuf]) -> (Vec<HttpExchange>, ReplayOutcome) {
+    replay_with(paths, PipelineConfig::default())
+}
+
+pub fn replay_with(paths: &[PathBuf], config: PipelineConfig) -> (Vec<HttpExchange>, ReplayOutcome) {
+    let mut exchanges = Vec::new();
+    let outcome = replay_files(paths, config, &mut |_, _| {}, &mut |ex| exchanges.push(ex))
+        .unwrap_or_else(|e| panic!("replay failed: {e}"));
+    (exchanges, outcome)
+}
+
+pub fn spans(exchanges: &[HttpExchange]) -> Vec<Span> {
+    exchanges.iter().flat_map(spans_for).collect()
+}
