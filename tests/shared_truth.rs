@@ -10,7 +10,15 @@ use serde_json::Value;
 use tapspan::http::HttpExchange;
 
 /// (client, client_port, server, server_port, method, uri, status)
-type Key = (String, u16, String, u16, Option<String>, Option<String>, Option<u16>);
+type Key = (
+    String,
+    u16,
+    String,
+    u16,
+    Option<String>,
+    Option<String>,
+    Option<u16>,
+);
 
 fn truth_keys(truth: &Value) -> Vec<Key> {
     truth["transactions"]
@@ -52,7 +60,9 @@ fn known_exception(name: &str, key: &Key) -> Option<&'static str> {
 #[test]
 fn shared_captures_match_their_truth() {
     let Some(dir) = common::shared_pcaps() else {
-        eprintln!("skipping: ../shared/pcaps is not present (it is in the developers' checkout and CI)");
+        eprintln!(
+            "skipping: ../shared/pcaps is not present (it is in the developers' checkout and CI)"
+        );
         return;
     };
     let mut names: Vec<_> = std::fs::read_dir(&dir)
@@ -101,7 +111,11 @@ fn shared_captures_match_their_truth() {
                 }
             }
         }
-        let invented: Vec<_> = ours.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (k.clone(), *n)).collect();
+        let invented: Vec<_> = ours
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
         total_truth += keys.len();
         total_found += found;
         report.push_str(&format!(
@@ -109,7 +123,11 @@ fn shared_captures_match_their_truth() {
             keys.len(),
             invented.iter().map(|(_, n)| n).sum::<usize>()
         ));
-        let ratio = if keys.is_empty() { 1.0 } else { found as f64 / keys.len() as f64 };
+        let ratio = if keys.is_empty() {
+            1.0
+        } else {
+            found as f64 / keys.len() as f64
+        };
         if ratio < 0.99 || !invented.is_empty() {
             failures.push(format!(
                 "{name}: found {found}/{}; missing (first 5) {:?}; invented (first 5) {:?}",

@@ -163,14 +163,10 @@ impl Decoder {
             protocol: if pkt.is_v6 { 0 } else { pkt.protocol },
             id: frag.id,
         };
-        match self.defrag.push(
-            ts,
-            key,
-            frag.offset,
-            frag.more,
-            pkt.protocol,
-            pkt.payload,
-        ) {
+        match self
+            .defrag
+            .push(ts, key, frag.offset, frag.more, pkt.protocol, pkt.payload)
+        {
             DefragOutcome::Held => Verdict::Fragment,
             DefragOutcome::Dropped(DropReason::Malformed(_)) => Verdict::Malformed,
             DefragOutcome::Dropped(_) => Verdict::Fragment,
@@ -305,7 +301,10 @@ mod tests {
         assert_v4_segment(&seg, b"GET");
         assert_eq!(seg.ts, Timestamp(42));
         let s = dec.stats();
-        assert_eq!((s.frames, s.bytes, s.tcp_segments), (1, data.len() as u64, 1));
+        assert_eq!(
+            (s.frames, s.bytes, s.tcp_segments),
+            (1, data.len() as u64, 1)
+        );
     }
 
     #[test]
@@ -324,7 +323,9 @@ mod tests {
         let ip = tcp4(b"link");
         let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 0xaa, 0, 0, 8, 0];
         sll.extend_from_slice(&ip);
-        let mut sll2 = vec![8, 0, 0, 0, 0, 0, 0, 2, 0, 1, 4, 6, 2, 0, 0, 0, 0, 0xaa, 0, 0];
+        let mut sll2 = vec![
+            8, 0, 0, 0, 0, 0, 0, 2, 0, 1, 4, 6, 2, 0, 0, 0, 0, 0xaa, 0, 0,
+        ];
         sll2.extend_from_slice(&ip);
         let mut nflog = vec![2, 0, 0, 0];
         nflog.extend_from_slice(&((4 + ip.len()) as u16).to_le_bytes());
@@ -344,7 +345,10 @@ mod tests {
         ];
         for (link, data) in cases {
             let (seg, stats) = decode_one(link, &data);
-            assert_v4_segment(&seg.unwrap_or_else(|| panic!("{link:?}: {stats:?}")), b"link");
+            assert_v4_segment(
+                &seg.unwrap_or_else(|| panic!("{link:?}: {stats:?}")),
+                b"link",
+            );
         }
     }
 
@@ -381,7 +385,7 @@ mod tests {
         let mut body = vec![(options / 4) as u8, 0];
         body.extend_from_slice(&protocol.to_be_bytes());
         body.extend_from_slice(&[0, 0, 7, 0]);
-        body.extend(std::iter::repeat_n(0xab, options));
+        body.resize(body.len() + options, 0xab);
         body.extend_from_slice(inner);
         udp4(6081, &body)
     }
@@ -431,12 +435,18 @@ mod tests {
             ("gre teb all fields", gre(0x6558, true, true, true, &eth)),
             ("erspan I", gre(0x88be, false, false, false, &eth)),
             ("erspan II", gre(0x88be, false, false, true, &erspan2(&eth))),
-            ("erspan III", gre(0x22eb, false, false, true, &erspan3(false, 0, &eth))),
+            (
+                "erspan III",
+                gre(0x22eb, false, false, true, &erspan3(false, 0, &eth)),
+            ),
             (
                 "erspan III + platform",
                 gre(0x22eb, false, false, true, &erspan3(true, 0, &eth)),
             ),
-            ("erspan III ip", gre(0x22eb, false, false, true, &erspan3(false, 2, &ip))),
+            (
+                "erspan III ip",
+                gre(0x22eb, false, false, true, &erspan3(false, 2, &ip)),
+            ),
             ("ip in ip", ip4_raw(4, &ip)),
         ];
         for (name, outer) in cases {
@@ -514,7 +524,10 @@ mod tests {
             assert!(matches!(segs[0].payload, Cow::Owned(_)));
             assert_eq!(segs[0].ts, Timestamp(102), "timestamp of the last fragment");
             let s = dec.stats();
-            assert_eq!((s.fragments, s.datagrams_reassembled, s.tcp_segments), (3, 1, 1));
+            assert_eq!(
+                (s.fragments, s.datagrams_reassembled, s.tcp_segments),
+                (3, 1, 1)
+            );
         }
     }
 

@@ -206,7 +206,11 @@ fn skip_extension(
 
 /// Skips the extension headers at the start of a (reassembled) payload: the headers of an
 /// IPv6 fragmentable part, or an AH in IPv4.
-pub fn upper_layer(mut protocol: u8, mut bytes: &[u8], is_v6: bool) -> Result<(u8, &[u8]), Malformed> {
+pub fn upper_layer(
+    mut protocol: u8,
+    mut bytes: &[u8],
+    is_v6: bool,
+) -> Result<(u8, &[u8]), Malformed> {
     for _ in 0..MAX_EXT_HEADERS {
         match skip_extension(protocol, bytes, is_v6)? {
             Some((next, rest)) => {
@@ -262,9 +266,7 @@ fn be16(b: &[u8], at: usize) -> u16 {
 }
 
 fn udp(payload: &[u8]) -> Result<Transport<'_>, Malformed> {
-    let header = payload
-        .get(..8)
-        .ok_or(Malformed("UDP header cut short"))?;
+    let header = payload.get(..8).ok_or(Malformed("UDP header cut short"))?;
     let dst_port = be16(header, 2);
     let len = usize::from(be16(header, 4));
     // The UDP length cuts nothing the IP length did not already cut, unless it is smaller.
@@ -347,7 +349,9 @@ fn gre(payload: &[u8]) -> Result<Transport<'_>, Malformed> {
         // header; type II has the GRE sequence number and an 8-byte header (§4.1).
         GRE_ERSPAN_1_2 if !sequence => Ok(Transport::Tunnel(Inner::Ethernet(body))),
         GRE_ERSPAN_1_2 => {
-            let inner = body.get(8..).ok_or(Malformed("ERSPAN II header cut short"))?;
+            let inner = body
+                .get(8..)
+                .ok_or(Malformed("ERSPAN II header cut short"))?;
             Ok(Transport::Tunnel(Inner::Ethernet(inner)))
         }
         GRE_ERSPAN_3 => erspan3(body),
@@ -359,7 +363,9 @@ fn gre(payload: &[u8]) -> Result<Transport<'_>, Malformed> {
 /// SGT(16) P(1) FT(5) HwID(6) D(1) Gra(2) O(1). O set → an 8-byte platform-specific
 /// subheader follows. FT 0 is an Ethernet frame, FT 2 an IP packet.
 fn erspan3(body: &[u8]) -> Result<Transport<'_>, Malformed> {
-    let header = body.get(..12).ok_or(Malformed("ERSPAN III header cut short"))?;
+    let header = body
+        .get(..12)
+        .ok_or(Malformed("ERSPAN III header cut short"))?;
     let optional = header[11] & 0x01 != 0;
     let frame_type = (header[10] >> 2) & 0x1f;
     let len = if optional { 20 } else { 12 };
@@ -394,5 +400,103 @@ pub fn segment<'b>(ts: Timestamp, src: IpAddr, dst: IpAddr, tcp: &TcpSlice<'b>) 
         flags: TcpFlags(tcp.header_slice()[13]),
         window: tcp.window_size(),
         payload: Cow::Borrowed(tcp.payload()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{IpNumber, Ipv6Header};
+
+    use super::*;
+    use crate::testutil::*;
+
+    fn v6_with(next_header: u8, rest: &[u8]) -> Vec<u8> {
+        let header = Ipv6Header {
+            traffic_class: 0,
+            flow_label: Default::default(),
+            payload_length: rest.len() as u16,
+            next_header: IpNumber(next_header),
+            hop_limit: 64,
+            source: SRC6,
+            destination: DST6,
+        };
+        [&header.to_bytes()[..], rest].concat()
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked() {
+        let tcp = tcp_bytes(b"ext");
+        let mut rest = vec![proto::IPV6_DEST_OPTS, 0, 1, 4, 0, 0, 0, 0]; // hop-by-hop, PadN
+        rest.extend_from_slice(&[proto::TCP, 0, 1, 4, 0, 0, 0, 0]); // destination options
+        rest.extend_from_slice(&tcp);
+        rest.extend_from_slice(&[0xee; 6]); // beyond the payload length: cut
+        let mut bytes = v6_with(proto::HOP_BY_HOP, &rest);
+        let payload_len = (rest.len() - 6) as u16;
+        bytes[4..6].copy_from_slice(&payload_len.to_be_bytes());
+        let pkt = parse(NetPacket {
+            proto: NetProto::Ipv6,
+            bytes: &bytes,
+        })
+        .expect("parse");
+        assert_eq!(pkt.protocol, proto::TCP);
+        assert_eq!(pkt.payload, &tcp[..]);
+        assert!(pkt.fragment.is_none() && !pkt.truncated);
+    }
+
+    #[test]
+    fn atomic_fragment_is_not_a_fragment() {
+        let tcp = tcp_bytes(b"atomic");
+        let mut rest = vec![proto::TCP, 0, 0, 0, 0, 0, 0, 9];
+        rest.extend_from_slice(&tcp);
+        let bytes = v6_with(proto::IPV6_FRAG, &rest);
+        let pkt = parse(NetPacket {
+            proto: NetProto::Ipv6,
+            bytes: &bytes,
+        })
+        .expect("parse");
+        assert!(pkt.fragment.is_none());
+        assert_eq!(pkt.payload, &tcp[..]);
+    }
+
+    #[test]
+    fn ipv4_length_rules() {
+        let mut ip = tcp4(b"0123");
+        ip[2..4].copy_from_slice(&10u16.to_be_bytes());
+        let net = NetPacket {
+            proto: NetProto::Ipv4,
+            bytes: &ip,
+        };
+        assert!(parse(net).is_err(), "total length below the header");
+        ip[2..4].copy_from_slice(&0u16.to_be_bytes());
+        let pkt = parse(NetPacket {
+            proto: NetProto::Ipv4,
+            bytes: &ip,
+        })
+        .expect("TSO zero length");
+        assert_eq!(pkt.payload.len(), ip.len() - 20);
+    }
+
+    #[test]
+    fn tunnel_headers_cut_short_or_unknown() {
+        assert!(gre(&[0x00, 0x00, 0x08]).is_err());
+        assert!(
+            gre(&[0x40, 0x00, 0x08, 0x00, 0, 0, 0, 0]).is_err(),
+            "source routing"
+        );
+        assert!(
+            matches!(gre(&[0, 0x01, 0x88, 0x0b]), Ok(Transport::Other)),
+            "PPTP"
+        );
+        assert!(
+            gre(&[0x10, 0, 0x88, 0xbe, 0, 0, 0, 1, 0x10]).is_err(),
+            "ERSPAN II short"
+        );
+        assert!(gre(&[0, 0, 0x22, 0xeb, 0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        assert!(matches!(
+            geneve(&[0x40, 0, 0x65, 0x58, 0, 0, 0, 0]),
+            Ok(Transport::Other)
+        ));
+        assert!(geneve(&[0x02, 0, 0x65, 0x58, 0, 0, 0, 0, 1, 2]).is_err());
+        assert!(udp(&[0, 1, 0x12, 0xb5, 0, 8]).is_err());
     }
 }

@@ -12,6 +12,8 @@ pub mod defrag;
 pub mod error;
 pub mod ip;
 pub mod link;
+#[cfg(test)]
+mod proptests;
 pub mod source;
 pub mod tcp;
 #[cfg(test)]

@@ -83,7 +83,9 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn raw_ip(data: &[u8]) -> Result<NetPacket<'_>, LinkError> {
-    let first = *data.first().ok_or(LinkError::Malformed("empty raw IP frame"))?;
+    let first = *data
+        .first()
+        .ok_or(LinkError::Malformed("empty raw IP frame"))?;
     match first >> 4 {
         4 => Ok(NetPacket {
             proto: NetProto::Ipv4,
@@ -93,7 +95,9 @@ fn raw_ip(data: &[u8]) -> Result<NetPacket<'_>, LinkError> {
             proto: NetProto::Ipv6,
             bytes: data,
         }),
-        _ => Err(LinkError::Malformed("raw IP frame with IP version neither 4 nor 6")),
+        _ => Err(LinkError::Malformed(
+            "raw IP frame with IP version neither 4 nor 6",
+        )),
     }
 }
 
@@ -190,7 +194,9 @@ fn pppoe_session(rest: &[u8]) -> Result<NetPacket<'_>, LinkError> {
         .get(..6)
         .ok_or(LinkError::Malformed("PPPoE header cut short"))?;
     if header[0] != 0x11 || header[1] != 0x00 {
-        return Err(LinkError::Malformed("PPPoE session header with bad version or code"));
+        return Err(LinkError::Malformed(
+            "PPPoE session header with bad version or code",
+        ));
     }
     ppp_payload(&rest[6..])
 }
@@ -368,7 +374,10 @@ mod tests {
         assert_eq!(unwrap(LinkType::ETHERNET, &one), v4(&ip));
         let qinq = ether(0x88a8, &tag(100, 0x8100, &tag(10, 0x0800, &ip)));
         assert_eq!(unwrap(LinkType::ETHERNET, &qinq), v4(&ip));
-        let old = ether(0x9100, &tag(1, 0x9100, &tag(2, 0x8100, &tag(3, 0x0800, &ip))));
+        let old = ether(
+            0x9100,
+            &tag(1, 0x9100, &tag(2, 0x8100, &tag(3, 0x0800, &ip))),
+        );
         assert_eq!(unwrap(LinkType::ETHERNET, &old), v4(&ip));
         // More tags than MAX_LAYERS: rejected, not looped over.
         let mut deep = ip.clone();
@@ -431,7 +440,10 @@ mod tests {
     #[test]
     fn pppoe_session_over_qinq() {
         let ip = tcp4(b"x");
-        let frame = ether(0x88a8, &tag(7, 0x8100, &tag(8, 0x8864, &pppoe(&[0, 0x21], &ip))));
+        let frame = ether(
+            0x88a8,
+            &tag(7, 0x8100, &tag(8, 0x8864, &pppoe(&[0, 0x21], &ip))),
+        );
         assert_eq!(unwrap(LinkType::ETHERNET, &frame), v4(&ip));
         let ip6 = tcp6(b"x");
         let frame = ether(0x8864, &pppoe(&[0, 0x57], &ip6));

@@ -1,7 +1,9 @@
 //! Test helpers: frames built header by header (etherparse's builder for IP/TCP/UDP, our own
 //! bytes for link layers and tunnels) and small pcap / pcapng writers. Test-only.
 
-use etherparse::{IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header, PacketBuilder};
+use etherparse::{
+    IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header, PacketBuilder,
+};
 
 pub const SRC4: [u8; 4] = [10, 0, 0, 1];
 pub const DST4: [u8; 4] = [10, 0, 0, 2];
@@ -119,9 +121,27 @@ pub fn tag(vid: u16, inner_type: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A pcap file image.
-pub fn pcap(big_endian: bool, nanos: bool, link: u32, snaplen: u32, records: &[(u32, u32, &[u8])]) -> Vec<u8> {
-    let w32 = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
-    let w16 = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+pub fn pcap(
+    big_endian: bool,
+    nanos: bool,
+    link: u32,
+    snaplen: u32,
+    records: &[(u32, u32, &[u8])],
+) -> Vec<u8> {
+    let w32 = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w16 = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut out = Vec::new();
     out.extend_from_slice(&w32(if nanos { 0xA1B2_3C4D } else { 0xA1B2_C3D4 }));
     out.extend_from_slice(&w16(2));
@@ -201,7 +221,13 @@ impl PcapNg {
         body.resize(body.len() + ((value.len() + 3) & !3) - value.len(), 0);
     }
 
-    pub fn idb(&mut self, link: u16, snaplen: u32, tsresol: Option<u8>, tsoffset: Option<i64>) -> u64 {
+    pub fn idb(
+        &mut self,
+        link: u16,
+        snaplen: u32,
+        tsresol: Option<u8>,
+        tsoffset: Option<i64>,
+    ) -> u64 {
         let mut body = self.w16(link).to_vec();
         body.extend_from_slice(&[0, 0]);
         body.extend_from_slice(&self.w32(snaplen));
@@ -209,7 +235,11 @@ impl PcapNg {
             self.option(&mut body, 9, &[r]);
         }
         if let Some(o) = tsoffset {
-            let v = if self.big_endian { o.to_be_bytes() } else { o.to_le_bytes() };
+            let v = if self.big_endian {
+                o.to_be_bytes()
+            } else {
+                o.to_le_bytes()
+            };
             self.option(&mut body, 14, &v);
         }
         if tsresol.is_some() || tsoffset.is_some() {

@@ -16,13 +16,11 @@ fn every_shared_capture_yields_tcp_segments() {
     };
     let mut files: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|x| x == "pcap" || x == "pcapng")
-        })
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no captures in {}", dir.display());
+    let mut checked = 0;
     for path in files {
         let mut src = FileSource::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let mut dec = Decoder::new(DecodeConfig::default());
@@ -40,10 +38,43 @@ fn every_shared_capture_yields_tcp_segments() {
         }
         let stats = dec.stats().clone();
         eprintln!("{}: {stats:?}", path.file_name().unwrap().to_string_lossy());
-        assert!(segments > 0, "{}: no TCP segments ({stats:?})", path.display());
+        assert!(
+            segments > 0,
+            "{}: no TCP segments ({stats:?})",
+            path.display()
+        );
         assert_eq!(stats.tcp_segments, segments);
         assert_eq!(stats.unsupported_link, 0, "{}", path.display());
         assert_eq!(stats.malformed, 0, "{}: {stats:?}", path.display());
-        assert_eq!(src.position(), src.total_len().unwrap(), "{}", path.display());
+        assert_eq!(
+            src.position(),
+            src.total_len().unwrap(),
+            "{}",
+            path.display()
+        );
+        if let Some(packets) = truth_packet_count(&path) {
+            assert_eq!(
+                stats.frames,
+                packets,
+                "{}: frame count vs truth",
+                path.display()
+            );
+            checked += 1;
+        }
     }
+    eprintln!("{checked} frame counts checked against NAME.truth.json");
+    assert!(checked > 0);
+}
+
+/// `capture.packets` from `NAME.truth.json`, read without a JSON parser (first `"packets": N`).
+fn truth_packet_count(capture: &Path) -> Option<u64> {
+    let truth = capture.with_extension("truth.json");
+    let text = std::fs::read_to_string(truth).ok()?;
+    let at = text.find("\"packets\":")? + "\"packets\":".len();
+    let digits: String = text[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
 }

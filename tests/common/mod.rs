@@ -8,6 +8,8 @@ use tapspan::pipeline::{replay_files, PipelineConfig, ReplayOutcome};
 use tapspan::span::{spans_for, Span};
 
 /// The read-only third-party captures beside the checkout, if present.
+pub mod craft;
+
 pub fn shared_pcaps() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
     dir.is_dir().then_some(dir)
@@ -22,7 +24,10 @@ pub fn replay(paths: &[PathBuf]) -> (Vec<HttpExchange>, ReplayOutcome) {
     replay_with(paths, PipelineConfig::default())
 }
 
-pub fn replay_with(paths: &[PathBuf], config: PipelineConfig) -> (Vec<HttpExchange>, ReplayOutcome) {
+pub fn replay_with(
+    paths: &[PathBuf],
+    config: PipelineConfig,
+) -> (Vec<HttpExchange>, ReplayOutcome) {
     let mut exchanges = Vec::new();
     let outcome = replay_files(paths, config, &mut |_, _| {}, &mut |ex| exchanges.push(ex))
         .unwrap_or_else(|e| panic!("replay failed: {e}"));

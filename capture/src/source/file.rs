@@ -13,12 +13,14 @@
 //! referring to an interface not described, or a file ending inside a record all give
 //! [`CaptureError::Damaged`] with the offset of the record where it broke. After an error the
 //! source yields `Ok(None)`. Timestamps are converted exactly (integer arithmetic, u128 for
-//! binary resolutions) to nanoseconds; nothing here reads the clock.
+//! binary resolutions) to nanoseconds; nothing here reads the clock. This file owns the reading,
+//! framing and pcap records; `pcapng.rs` interprets the contents of pcapng blocks.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
+use super::pcapng::{self, Interface};
 use super::PacketSource;
 use crate::{CaptureError, LinkType, RawFrame, Timestamp};
 
@@ -29,23 +31,10 @@ const MIN_RECORD_CAP: u32 = 262_144;
 /// No record or block held in memory may be longer than this.
 pub const MAX_BLOCK: usize = 64 << 20;
 
-const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
-const PCAPNG_IDB: u32 = 1;
-const PCAPNG_PB: u32 = 2;
-const PCAPNG_SPB: u32 = 3;
-const PCAPNG_EPB: u32 = 6;
-const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
-
-/// One pcapng interface (Interface Description Block, pcapng spec §4.2).
-#[derive(Clone, Copy, Debug)]
-struct Interface {
-    link: LinkType,
-    snaplen: u32,
-    /// `if_tsresol`: high bit clear → 10^-n seconds, set → 2^-n seconds. Default 10^-6.
-    tsresol: u8,
-    /// `if_tsoffset`: seconds added to every timestamp.
-    tsoffset: i64,
-}
+use pcapng::{
+    BOM as PCAPNG_BOM, EPB as PCAPNG_EPB, IDB as PCAPNG_IDB, PB as PCAPNG_PB, SHB as PCAPNG_SHB,
+    SPB as PCAPNG_SPB,
+};
 
 enum Format {
     Pcap {
@@ -96,33 +85,6 @@ fn rd32(b: &[u8], at: usize, big_endian: bool) -> u32 {
     } else {
         u32::from_le_bytes(v)
     }
-}
-
-fn rd16(b: &[u8], at: usize, big_endian: bool) -> u16 {
-    let v = [b[at], b[at + 1]];
-    if big_endian {
-        u16::from_be_bytes(v)
-    } else {
-        u16::from_le_bytes(v)
-    }
-}
-
-/// pcapng timestamp units → nanoseconds since the epoch, exactly (floored), saturating.
-fn pcapng_ts(ticks: u64, tsresol: u8, tsoffset: i64) -> Timestamp {
-    let n = u32::from(tsresol & 0x7f);
-    let ticks = u128::from(ticks);
-    let ns: u128 = if tsresol & 0x80 != 0 {
-        // 2^-n seconds: ticks < 2^64 and 1e9 < 2^30, so the product fits; n <= 127.
-        (ticks * 1_000_000_000) >> n
-    } else if n <= 9 {
-        ticks * 10u128.pow(9 - n)
-    } else if n - 9 <= 38 {
-        ticks / 10u128.pow(n - 9)
-    } else {
-        0
-    };
-    let total = ns as i128 + i128::from(tsoffset) * 1_000_000_000;
-    Timestamp(total.clamp(0, i128::from(u64::MAX)) as u64)
 }
 
 fn damaged(name: &str, offset: u64, what: String) -> CaptureError {
@@ -264,8 +226,13 @@ impl FileSource {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            if n > self.buf.len() {
-                self.buf.resize(n.next_power_of_two().min(MAX_BLOCK).max(n), 0);
+            // Never grow the buffer for bytes the file cannot have (a damaged length field).
+            let left_in_file = self
+                .total_len
+                .map_or(u64::MAX, |t| t.saturating_sub(self.pos));
+            if n > self.buf.len() && (n as u64) <= left_in_file {
+                self.buf
+                    .resize(n.next_power_of_two().min(MAX_BLOCK).max(n), 0);
             }
         }
         while self.end - self.start < n && !self.eof {
@@ -304,6 +271,11 @@ impl FileSource {
     }
 
     fn truncated(&self, offset: u64, kind: &str, have: usize, need: u64) -> CaptureError {
+        // When the file length is known it is the exact account (the buffer may not have been
+        // grown for a length the file cannot hold).
+        let have = self
+            .total_len
+            .map_or(have as u64, |t| t.saturating_sub(offset).min(need));
         self.damaged(
             offset,
             format!("truncated {kind} (file ends after {have} of {need} bytes)"),
@@ -433,7 +405,9 @@ impl FileSource {
                 if trailer != block_len {
                     return Err(self.damaged(
                         offset,
-                        format!("block length {block_len} differs from its trailing copy {trailer}"),
+                        format!(
+                            "block length {block_len} differs from its trailing copy {trailer}"
+                        ),
                     ));
                 }
                 continue;
@@ -458,141 +432,29 @@ impl FileSource {
             }
             let block_start = self.start;
             self.consume(len);
-            if let Some(frame) = self.pcapng_block(block_type, block_start, len, offset)? {
-                return Ok(Some(frame));
-            }
-        }
-    }
-
-    /// Interprets one whole pcapng block held at `buf[at..at + len]` (already consumed).
-    fn pcapng_block(
-        &mut self,
-        block_type: u32,
-        at: usize,
-        len: usize,
-        offset: u64,
-    ) -> Result<Option<FrameAt>, CaptureError> {
-        let block = &self.buf[at..at + len];
-        let Format::PcapNg {
-            big_endian: be,
-            interfaces,
-            last_ts,
-        } = &mut self.format
-        else {
-            return Ok(None);
-        };
-        let be = *be;
-        match block_type {
-            PCAPNG_SHB => {
-                let major = rd16(block, 12, be);
-                if major != 1 {
-                    return Err(damaged(&self.name, 
+            let Format::PcapNg {
+                interfaces,
+                last_ts,
+                ..
+            } = &mut self.format
+            else {
+                return Ok(None);
+            };
+            let block = &self.buf[block_start..block_start + len];
+            match pcapng::packet(block_type, block, big_endian, interfaces, last_ts) {
+                Ok(Some(p)) => {
+                    return Ok(Some(FrameAt {
+                        start: block_start + p.data_start,
+                        len: p.data_len,
+                        ts: p.ts,
+                        link: p.link,
+                        orig_len: p.orig_len,
                         offset,
-                        format!("section header of unsupported pcapng version {major}"),
-                    ));
+                    }))
                 }
-                Ok(None)
+                Ok(None) => {}
+                Err(what) => return Err(damaged(&self.name, offset, what)),
             }
-            PCAPNG_IDB => {
-                let mut iface = Interface {
-                    link: LinkType(u32::from(rd16(block, 8, be))),
-                    snaplen: rd32(block, 12, be),
-                    tsresol: 6,
-                    tsoffset: 0,
-                };
-                let mut opts = &block[16..len - 4];
-                while opts.len() >= 4 {
-                    let code = rd16(opts, 0, be);
-                    let olen = usize::from(rd16(opts, 2, be));
-                    let Some(value) = opts.get(4..4 + olen) else {
-                        break;
-                    };
-                    match code {
-                        0 => break,
-                        9 if olen >= 1 => iface.tsresol = value[0],
-                        14 if olen >= 8 => {
-                            let v: [u8; 8] = [
-                                value[0], value[1], value[2], value[3], value[4], value[5],
-                                value[6], value[7],
-                            ];
-                            iface.tsoffset = if be {
-                                i64::from_be_bytes(v)
-                            } else {
-                                i64::from_le_bytes(v)
-                            };
-                        }
-                        _ => {}
-                    }
-                    let padded = 4 + ((olen + 3) & !3);
-                    opts = opts.get(padded..).unwrap_or(&[]);
-                }
-                interfaces.push(iface);
-                Ok(None)
-            }
-            PCAPNG_EPB | PCAPNG_PB => {
-                let if_id = if block_type == PCAPNG_EPB {
-                    rd32(block, 8, be) as usize
-                } else {
-                    usize::from(rd16(block, 8, be))
-                };
-                let ticks =
-                    (u64::from(rd32(block, 12, be)) << 32) | u64::from(rd32(block, 16, be));
-                let cap_len = rd32(block, 20, be);
-                let orig_len = rd32(block, 24, be);
-                let Some(iface) = interfaces.get(if_id).copied() else {
-                    return Err(damaged(&self.name, 
-                        offset,
-                        format!("packet block refers to undescribed interface {if_id}"),
-                    ));
-                };
-                if cap_len as usize > len - 32 {
-                    return Err(damaged(&self.name, 
-                        offset,
-                        format!("packet captured length {cap_len} exceeds its block"),
-                    ));
-                }
-                let cap = iface.snaplen.max(MIN_RECORD_CAP);
-                if cap_len > cap {
-                    return Err(damaged(&self.name, 
-                        offset,
-                        format!("packet captured length {cap_len} exceeds the sanity cap {cap}"),
-                    ));
-                }
-                let ts = pcapng_ts(ticks, iface.tsresol, iface.tsoffset);
-                *last_ts = ts;
-                Ok(Some(FrameAt {
-                    start: at + 28,
-                    len: cap_len as usize,
-                    ts,
-                    link: iface.link,
-                    orig_len,
-                    offset,
-                }))
-            }
-            PCAPNG_SPB => {
-                let Some(iface) = interfaces.first().copied() else {
-                    return Err(damaged(&self.name, 
-                        offset,
-                        "simple packet block without an interface 0".into(),
-                    ));
-                };
-                let orig_len = rd32(block, 8, be);
-                // §4.4: the captured length is the smaller of the original length and the
-                // snap length, and the block says how much is really there.
-                let mut cap_len = (orig_len as usize).min(len - 16);
-                if iface.snaplen != 0 {
-                    cap_len = cap_len.min(iface.snaplen as usize);
-                }
-                Ok(Some(FrameAt {
-                    start: at + 12,
-                    len: cap_len,
-                    ts: *last_ts,
-                    link: iface.link,
-                    orig_len,
-                    offset,
-                }))
-            }
-            _ => Ok(None),
         }
     }
 }
@@ -650,7 +512,9 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match src.next_frame() {
-                Ok(Some(f)) => out.push((f.ts.0, f.link_type.0, f.data.to_vec(), f.orig_len, f.offset)),
+                Ok(Some(f)) => {
+                    out.push((f.ts.0, f.link_type.0, f.data.to_vec(), f.orig_len, f.offset))
+                }
                 Ok(None) => return (out, None),
                 Err(e) => {
                     assert!(matches!(src.next_frame(), Ok(None)), "after an error: None");
@@ -693,7 +557,10 @@ mod tests {
                 assert_eq!(frames.len(), 2);
                 assert_eq!(frames[0].0, 1_700_000_000_000_000_000 + 123_456 * unit);
                 assert_eq!(frames[1].0, 1_700_000_001_000_000_000 + 999_999 * unit);
-                assert_eq!((frames[0].1, &frames[0].2, frames[0].3), (101, &a, a.len() as u32 + 4));
+                assert_eq!(
+                    (frames[0].1, &frames[0].2, frames[0].3),
+                    (101, &a, a.len() as u32 + 4)
+                );
                 assert_eq!(frames[0].4, 24);
                 assert_eq!(frames[1].4, 24 + 16 + a.len() as u64);
                 assert_eq!(src.position(), file.len() as u64);
@@ -747,7 +614,9 @@ mod tests {
         assert!(err.to_string().contains("empty"), "{err}");
         let err = source(vec![0xd4, 0xc3]).err().expect("short");
         assert!(err.to_string().contains("only 2 bytes"), "{err}");
-        let err = source(vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0]).err().expect("short header");
+        let err = source(vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0])
+            .err()
+            .expect("short header");
         assert_eq!(err.offset(), Some(0));
         // pcapng magic with a bad byte-order magic is not a capture.
         let bad = [0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 1, 2, 3, 4].to_vec();
@@ -783,7 +652,7 @@ mod tests {
                 got,
                 vec![
                     (1_700_000_000_123_456_000, 1, e1),
-                    (1_710_000_000_987_654_321 - 10_000_000_000 + 10_000_000_000, 101, e2),
+                    (1_700_000_010_987_654_321, 101, e2),
                     (3_500_000_000, 113, e3),
                     (3_500_000_000, 1, s1),
                     (10_000_000_005, 101, p1),
@@ -848,7 +717,10 @@ mod tests {
         assert!(frames.is_empty());
         let err = err.expect("damaged");
         assert_eq!(err.offset(), Some(epb));
-        assert!(err.to_string().contains("truncated block (file ends after"), "{err}");
+        assert!(
+            err.to_string().contains("truncated block (file ends after"),
+            "{err}"
+        );
 
         // A skipped block that runs past the end of the file.
         let mut w = PcapNg::new();
@@ -861,16 +733,28 @@ mod tests {
 
     #[test]
     fn timestamp_resolution_math_is_exact() {
-        assert_eq!(pcapng_ts(1, 6, 0), Timestamp(1_000));
-        assert_eq!(pcapng_ts(1, 9, 0), Timestamp(1));
-        assert_eq!(pcapng_ts(123_456_789_012, 12, 0), Timestamp(123_456_789));
-        assert_eq!(pcapng_ts(1 << 30, 0x80 | 30, 0), Timestamp(1_000_000_000));
-        assert_eq!(pcapng_ts(3, 0x80 | 1, 0), Timestamp(1_500_000_000));
-        assert_eq!(pcapng_ts(u64::MAX, 0x80 | 32, 0), Timestamp(4_294_967_295_999_999_999));
-        assert_eq!(pcapng_ts(5, 0, -10), Timestamp(0));
-        assert_eq!(pcapng_ts(u64::MAX, 0, 0), Timestamp(u64::MAX));
-        assert_eq!(pcapng_ts(u64::MAX, 127, 0), Timestamp(0));
-        assert_eq!(pcapng_ts(u64::MAX, 0xff, i64::MAX), Timestamp(u64::MAX));
+        assert_eq!(pcapng::timestamp(1, 6, 0), Timestamp(1_000));
+        assert_eq!(pcapng::timestamp(1, 9, 0), Timestamp(1));
+        assert_eq!(
+            pcapng::timestamp(123_456_789_012, 12, 0),
+            Timestamp(123_456_789)
+        );
+        assert_eq!(
+            pcapng::timestamp(1 << 30, 0x80 | 30, 0),
+            Timestamp(1_000_000_000)
+        );
+        assert_eq!(pcapng::timestamp(3, 0x80 | 1, 0), Timestamp(1_500_000_000));
+        assert_eq!(
+            pcapng::timestamp(u64::MAX, 0x80 | 32, 0),
+            Timestamp(4_294_967_295_999_999_999)
+        );
+        assert_eq!(pcapng::timestamp(5, 0, -10), Timestamp(0));
+        assert_eq!(pcapng::timestamp(u64::MAX, 0, 0), Timestamp(u64::MAX));
+        assert_eq!(pcapng::timestamp(u64::MAX, 127, 0), Timestamp(0));
+        assert_eq!(
+            pcapng::timestamp(u64::MAX, 0xff, i64::MAX),
+            Timestamp(u64::MAX)
+        );
     }
 
     #[test]
@@ -884,5 +768,45 @@ mod tests {
         assert_eq!(frames.len(), 12);
         assert!(frames.iter().all(|f| f.2.len() == 200_000));
         assert_eq!(src.position(), file.len() as u64);
+    }
+
+    #[test]
+    fn open_reads_a_file_on_disk() {
+        let dir = std::env::temp_dir().join(format!("tapspan-capture-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let a = tcp4(b"disk");
+        let good = pcap(false, true, 101, 65535, &[(3, 4, &a)]);
+        let path = dir.join("good.pcap");
+        std::fs::write(&path, &good).expect("write");
+        let mut src = FileSource::open(&path).expect("open");
+        assert_eq!(src.total_len(), Some(good.len() as u64));
+        assert_eq!(src.name(), path.display().to_string());
+        let (frames, err) = read_all(&mut src);
+        assert!(err.is_none());
+        assert_eq!(frames[0].0, 3_000_000_004);
+
+        // A bogus 60 MiB block length in a small file: damaged, and exact about what is there.
+        let mut w = PcapNg::new();
+        w.shb(false);
+        w.idb(101, 0, None, None);
+        let epb = w.epb(0, 1, &a);
+        let mut bad = w.bytes;
+        bad[epb as usize + 4..epb as usize + 8].copy_from_slice(&(60u32 << 20).to_le_bytes());
+        let path = dir.join("bad.pcapng");
+        std::fs::write(&path, &bad).expect("write");
+        let (_, err) = read_all(&mut FileSource::open(&path).expect("open"));
+        let err = err.expect("damaged");
+        assert_eq!(err.offset(), Some(epb));
+        let have = bad.len() as u64 - epb;
+        assert!(
+            err.to_string()
+                .contains(&format!("file ends after {have} of {} bytes", 60u32 << 20)),
+            "{err}"
+        );
+        assert!(matches!(
+            FileSource::open(&dir.join("missing.pcap")),
+            Err(CaptureError::Io { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

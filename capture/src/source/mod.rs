@@ -1,6 +1,7 @@
 //! Packet sources. `file` reads pcap and pcapng in pure Rust, streaming.
 
 pub mod file;
+mod pcapng;
 
 pub use file::FileSource;
 
