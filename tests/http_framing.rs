@@ -92,9 +92,8 @@ HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n\
 HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
 HTTP/1.1 204 No Content\r\n\r\n";
 
-fn summary(
-    exs: &[HttpExchange],
-) -> Vec<(
+/// (method, target, status, request body, response body, 1xx codes, error)
+type Summary = (
     String,
     String,
     u16,
@@ -102,7 +101,9 @@ fn summary(
     u64,
     Vec<u16>,
     Option<&'static str>,
-)> {
+);
+
+fn summary(exs: &[HttpExchange]) -> Vec<Summary> {
     exs.iter()
         .map(|e| {
             let req = e.request.as_ref();
@@ -119,15 +120,7 @@ fn summary(
         .collect()
 }
 
-fn expected() -> Vec<(
-    String,
-    String,
-    u16,
-    u64,
-    u64,
-    Vec<u16>,
-    Option<&'static str>,
-)> {
+fn expected() -> Vec<Summary> {
     vec![
         ("GET".into(), "/a".into(), 200, 0, 3, vec![], None),
         ("HEAD".into(), "/b".into(), 200, 0, 0, vec![], None),

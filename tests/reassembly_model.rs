@@ -64,7 +64,10 @@ fn run(isn: u32, segments: &[(u64, Vec<u8>)], config: ReassemblyConfig) -> Obser
 }
 
 /// Split `stream` into segments, then duplicate, corrupt copies, drop and shuffle them.
-fn scenario() -> impl Strategy<Value = (u32, Vec<u8>, Vec<(u64, Vec<u8>)>, bool)> {
+/// (client ISN, the stream, segments as (offset, bytes) in arrival order, loss allowed)
+type Scenario = (u32, Vec<u8>, Vec<(u64, Vec<u8>)>, bool);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
     (
         any::<u32>(),
         prop::collection::vec(any::<u8>(), 1..2000),

@@ -204,6 +204,21 @@ pub fn parse_head(
     Ok(head)
 }
 
+/// What can be read of a head that was cut short (by a capture gap or the end of the data): its
+/// start line and every complete header line before the cut. None if the start line is not whole.
+pub fn parse_partial_head(buf: &[u8], request: bool, policy: &HeaderPolicy) -> Option<MessageHead> {
+    let last_nl = buf.iter().rposition(|&b| b == b'\n')?;
+    let mut whole = buf[..=last_nl].to_vec();
+    whole.extend_from_slice(b"\r\n");
+    if let Ok(head) = parse_head(&whole, request, policy) {
+        return Some(head);
+    }
+    let first_nl = buf.iter().position(|&b| b == b'\n')?;
+    let mut line = buf[..=first_nl].to_vec();
+    line.extend_from_slice(b"\r\n");
+    parse_head(&line, request, policy).ok()
+}
+
 /// Start line, tolerant of lower-case `http/1.1`, extra spaces and a missing reason phrase.
 /// Returns the line, the minor version and where the header lines begin.
 fn lenient_start_line(buf: &[u8], request: bool) -> Option<(StartLine, u8, usize)> {

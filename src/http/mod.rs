@@ -575,6 +575,9 @@ impl HttpConn {
         ctx: &mut Ctx<'_, F>,
     ) {
         let d = dir.index();
+        if matches!(self.dirs[d].phase, Phase::Head) && self.salvage_cut_head(dir, why, ctx) {
+            return;
+        }
         let in_body = matches!(self.dirs[d].phase, Phase::Body(_));
         let in_head = matches!(self.dirs[d].phase, Phase::Head);
         self.dirs[d].phase = Phase::Resync;
@@ -611,6 +614,56 @@ impl HttpConn {
                 }
             }
         }
+    }
+
+    /// A head cut short still names its request (method, target) or response (status): keep
+    /// that, as tshark and Zeek do, and mark the message as cut. True if something was salvaged.
+    fn salvage_cut_head<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        why: &'static str,
+        ctx: &mut Ctx<'_, F>,
+    ) -> bool {
+        let d = dir.index();
+        let request = dir == Direction::ClientToServer;
+        let buf = std::mem::take(&mut self.dirs[d].head_buf);
+        let partial = head::parse_partial_head(&buf, request, &ctx.config.headers);
+        self.dirs[d].head_buf = buf;
+        self.dirs[d].head_buf.clear();
+        let Some(mut partial) = partial else {
+            return false;
+        };
+        // Framing of a cut head is unknown: no body is read for it.
+        partial.content_length = None;
+        partial.chunked = false;
+        partial.other_transfer_encoding = true;
+        let ts = self.dirs[d].msg_ts;
+        let informational = matches!(partial.start, StartLine::Response { status, .. } if (100..200).contains(&status) && status != 101);
+        self.on_head(dir, Ok(partial), ts, ctx);
+        ctx.stats.resyncs += 1;
+        match dir {
+            Direction::ClientToServer => {
+                let depth = std::mem::take(&mut self.reading_request);
+                if let Some(ex) = self.find_exchange(depth) {
+                    ex.error.get_or_insert(why);
+                    if let Some(r) = ex.request.as_mut() {
+                        r.truncated = true;
+                    }
+                }
+            }
+            Direction::ServerToClient if !informational => {
+                if let Some(mut ex) = self.responding.take() {
+                    ex.error.get_or_insert(why);
+                    if let Some(r) = ex.response.as_mut() {
+                        r.truncated = true;
+                    }
+                    ctx.emit(ex);
+                }
+            }
+            Direction::ServerToClient => self.dirs[d].informational = false,
+        }
+        self.dirs[d].phase = Phase::Resync;
+        true
     }
 
     fn gap<F: FnMut(HttpExchange)>(

@@ -6,7 +6,7 @@
 //! the first payload decides (an HTTP request line from the client, a status line from the
 //! server), and before that the ports do (a well-known or lower port is the server's).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use tapspan_capture::{TcpSegment, Timestamp};
@@ -27,6 +27,13 @@ pub struct ReassemblyConfig {
     pub idle_timeout_ns: u64,
     /// A hole older than this (capture time) is skipped.
     pub hole_timeout_ns: u64,
+    /// A reset connection is closed only if no data follows the RST for this long: endpoints
+    /// ignore RSTs that fail their checks (RFC 5961 §3, RFC 2385 MD5), and so must we.
+    pub rst_linger_ns: u64,
+    /// Closed connections remembered (for `closed_linger_ns`) so that late retransmissions are
+    /// not taken for new mid-stream connections.
+    pub max_closed_remembered: usize,
+    pub closed_linger_ns: u64,
 }
 
 impl Default for ReassemblyConfig {
@@ -37,6 +44,9 @@ impl Default for ReassemblyConfig {
             max_held_bytes_total: 256 << 20,
             idle_timeout_ns: 300_000_000_000,
             hole_timeout_ns: 10_000_000_000,
+            rst_linger_ns: 1_000_000_000,
+            max_closed_remembered: 65_536,
+            closed_linger_ns: 60_000_000_000,
         }
     }
 }
@@ -57,6 +67,10 @@ pub struct ReassemblyStats {
     pub gap_bytes: u64,
     pub peak_connections: u64,
     pub peak_held_bytes: u64,
+    /// RSTs followed by more data (the endpoint ignored them).
+    pub ignored_rsts: u64,
+    /// Segments of already-closed connections (late retransmissions), dropped.
+    pub late_segments: u64,
 }
 
 struct Conn {
@@ -69,10 +83,12 @@ struct Conn {
     roles_certain: bool,
     halves: [HalfStream; 2],
     last_ts: Timestamp,
+    /// When a RST was seen; the connection closes if nothing follows it.
+    reset_at: Option<Timestamp>,
 }
 
 /// Order-independent key of a connection's 4-tuple.
-fn conn_key(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+fn conn_key(a: SocketAddr, b: SocketAddr) -> ConnKey {
     if a <= b {
         (a, b)
     } else {
@@ -100,13 +116,20 @@ fn looks_like_response(p: &[u8]) -> bool {
 
 pub struct Reassembler {
     config: ReassemblyConfig,
-    conns: HashMap<(SocketAddr, SocketAddr), Conn>,
+    conns: HashMap<ConnKey, Conn>,
     next_id: u64,
     held_total: usize,
     last_sweep: Timestamp,
     now: Timestamp,
+    /// Reset connections waiting out `rst_linger_ns`, oldest first.
+    resets: VecDeque<(Timestamp, ConnKey)>,
+    /// Recently closed connections, oldest first, and when each closed.
+    closed_order: VecDeque<(Timestamp, ConnKey)>,
+    closed: HashMap<ConnKey, Timestamp>,
     pub stats: ReassemblyStats,
 }
+
+type ConnKey = (SocketAddr, SocketAddr);
 
 impl Reassembler {
     pub fn new(config: ReassemblyConfig) -> Self {
@@ -117,6 +140,9 @@ impl Reassembler {
             held_total: 0,
             last_sweep: Timestamp(0),
             now: Timestamp(0),
+            resets: VecDeque::new(),
+            closed_order: VecDeque::new(),
+            closed: HashMap::new(),
             stats: ReassemblyStats::default(),
         }
     }
@@ -132,10 +158,12 @@ impl Reassembler {
         self.stats.segments += 1;
         self.now = self.now.max(seg.ts);
         self.maybe_sweep(out);
+        self.close_lingering_resets(out);
 
         let key = conn_key(seg.flow.src, seg.flow.dst);
         let flags = seg.flags;
         if flags.syn() && !flags.ack() {
+            self.closed.remove(&key);
             // A new handshake on a 4-tuple we still track: the old connection is over.
             if let Some(old) = self.conns.get(&key) {
                 let same = old.client == seg.flow.src
@@ -147,6 +175,11 @@ impl Reassembler {
             }
         }
         if !self.conns.contains_key(&key) {
+            if !flags.syn() && self.closed.contains_key(&key) {
+                // A late retransmission of a connection that already ended.
+                self.stats.late_segments += 1;
+                return;
+            }
             if seg.payload.is_empty() && !flags.syn() {
                 // A lone ACK/FIN/RST of a connection we never saw (or already closed): nothing to
                 // decode, and tracking it would let stray packets fill the table.
@@ -207,7 +240,7 @@ impl Reassembler {
                 half.syn(SeqNum(seg.seq));
             }
             let data_seq = if flags.syn() {
-                SeqNum(seg.seq).add(1)
+                SeqNum(seg.seq).advance(1)
             } else {
                 SeqNum(seg.seq)
             };
@@ -234,9 +267,12 @@ impl Reassembler {
             }
         }
         self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.held_total as u64);
-        let conn = &self.conns[&key];
+        let conn = self.conns.get_mut(&key).expect("connection is tracked");
         if flags.rst() {
-            self.close(key, CloseReason::Rst, seg.ts, out);
+            if conn.reset_at.is_none() {
+                conn.reset_at = Some(seg.ts);
+                self.resets.push_back((seg.ts, key));
+            }
         } else if conn.halves[0].is_finished() && conn.halves[1].is_finished() {
             self.close(key, CloseReason::Fin, seg.ts, out);
         }
@@ -248,16 +284,16 @@ impl Reassembler {
         keys.sort();
         let now = self.now;
         for (_, key) in keys {
-            self.close(key, CloseReason::CaptureEnd, now, out);
+            let why = match self.conns.get(&key).and_then(|c| c.reset_at) {
+                Some(_) => CloseReason::Rst,
+                None => CloseReason::CaptureEnd,
+            };
+            self.close(key, why, now, out);
         }
+        self.resets.clear();
     }
 
-    fn open<F: FnMut(StreamEvent<'_>)>(
-        &mut self,
-        key: (SocketAddr, SocketAddr),
-        seg: &TcpSegment<'_>,
-        out: &mut F,
-    ) {
+    fn open<F: FnMut(StreamEvent<'_>)>(&mut self, key: ConnKey, seg: &TcpSegment<'_>, out: &mut F) {
         if self.conns.len() >= self.config.max_connections {
             self.evict_oldest(out);
         }
@@ -287,6 +323,7 @@ impl Reassembler {
                 roles_certain: false,
                 halves: Default::default(),
                 last_ts: seg.ts,
+                reset_at: None,
             },
         );
         self.stats.peak_connections = self.stats.peak_connections.max(self.conns.len() as u64);
@@ -294,7 +331,7 @@ impl Reassembler {
 
     fn close<F: FnMut(StreamEvent<'_>)>(
         &mut self,
-        key: (SocketAddr, SocketAddr),
+        key: ConnKey,
         why: CloseReason,
         ts: Timestamp,
         out: &mut F,
@@ -338,6 +375,45 @@ impl Reassembler {
         if conn.opened {
             out(StreamEvent::Close { conn: id, why, ts });
         }
+        if matches!(why, CloseReason::Fin | CloseReason::Rst) {
+            self.remember_closed(key, ts);
+        }
+    }
+
+    fn remember_closed(&mut self, key: ConnKey, ts: Timestamp) {
+        if self.config.max_closed_remembered == 0 {
+            return;
+        }
+        while self.closed_order.len() >= self.config.max_closed_remembered
+            || self
+                .closed_order
+                .front()
+                .is_some_and(|(t, _)| ts.saturating_since(*t) > self.config.closed_linger_ns)
+        {
+            let Some((t, k)) = self.closed_order.pop_front() else {
+                break;
+            };
+            // Only forget the entry if it was not refreshed by a later close of the same tuple.
+            if self.closed.get(&k) == Some(&t) {
+                self.closed.remove(&k);
+            }
+        }
+        self.closed.insert(key, ts);
+        self.closed_order.push_back((ts, key));
+    }
+
+    /// Close reset connections that stayed quiet for `rst_linger_ns` after their RST.
+    fn close_lingering_resets<F: FnMut(StreamEvent<'_>)>(&mut self, out: &mut F) {
+        while let Some(&(at, key)) = self.resets.front() {
+            if self.now.saturating_since(at) <= self.config.rst_linger_ns {
+                break;
+            }
+            self.resets.pop_front();
+            let still_reset = self.conns.get(&key).is_some_and(|c| c.reset_at == Some(at));
+            if still_reset {
+                self.close(key, CloseReason::Rst, at, out);
+            }
+        }
     }
 
     fn maybe_sweep<F: FnMut(StreamEvent<'_>)>(&mut self, out: &mut F) {
@@ -364,7 +440,7 @@ impl Reassembler {
     /// connection opened rather than a scan each time.
     fn evict_oldest<F: FnMut(StreamEvent<'_>)>(&mut self, out: &mut F) {
         let n = (self.conns.len() / 8).max(1);
-        let mut by_age: Vec<(Timestamp, ConnId, (SocketAddr, SocketAddr))> = self
+        let mut by_age: Vec<(Timestamp, ConnId, ConnKey)> = self
             .conns
             .iter()
             .map(|(k, c)| (c.last_ts, c.id, *k))

@@ -89,21 +89,21 @@ impl HalfStream {
     }
 
     fn seq_at(&self, offset: u64) -> u32 {
-        self.base.map_or(0, |b| b.add(offset as u32).0)
+        self.base.map_or(0, |b| b.advance(offset as u32).0)
     }
 
     /// Offset of `seq` relative to the stream, or None before the stream is anchored.
     fn offset_of(&self, seq: SeqNum) -> Option<i64> {
         let base = self.base?;
         // Relative to the next expected byte, so wraparound and streams > 4 GiB both work.
-        let next_seq = base.add(self.next_offset as u32);
+        let next_seq = base.advance(self.next_offset as u32);
         Some(self.next_offset as i64 + seq.diff(next_seq))
     }
 
     /// A SYN anchors the stream: data starts at ISN + 1.
     pub fn syn(&mut self, isn: SeqNum) {
         if self.base.is_none() {
-            self.base = Some(isn.add(1));
+            self.base = Some(isn.advance(1));
         }
     }
 

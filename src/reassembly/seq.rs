@@ -10,7 +10,7 @@ impl SeqNum {
     pub fn diff(self, other: SeqNum) -> i64 {
         self.0.wrapping_sub(other.0) as i32 as i64
     }
-    pub fn add(self, n: u32) -> SeqNum {
+    pub fn advance(self, n: u32) -> SeqNum {
         SeqNum(self.0.wrapping_add(n))
     }
 }
@@ -23,6 +23,6 @@ mod tests {
     fn diff_across_wraparound() {
         assert_eq!(SeqNum(5).diff(SeqNum(u32::MAX - 4)), 10);
         assert_eq!(SeqNum(u32::MAX - 4).diff(SeqNum(5)), -10);
-        assert_eq!(SeqNum(u32::MAX).add(2), SeqNum(1));
+        assert_eq!(SeqNum(u32::MAX).advance(2), SeqNum(1));
     }
 }
