@@ -39,13 +39,15 @@ impl Summary {
         let row = self.rows.entry(key).or_insert_with(|| Row {
             count: 0,
             errors: 0,
-            latency_us: Histogram::new(3).expect("3 significant digits is valid"),
+            // 1 µs to 1 hour; longer spans saturate at an hour.
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("bounds and precision are valid"),
         });
         row.count += 1;
         if span.status == SpanStatus::Error {
             row.errors += 1;
         }
-        let us = span.end_unix_nano.saturating_sub(span.start_unix_nano) / 1000;
+        let us = (span.end_unix_nano.saturating_sub(span.start_unix_nano) / 1000).max(1);
         row.latency_us.saturating_record(us);
     }
 
@@ -93,5 +95,52 @@ fn fmt_us(us: u64) -> String {
         format!("{:.1}ms", us as f64 / 1e3)
     } else {
         format!("{us}µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::SpanStatus;
+    use serde_json::{json, Map};
+
+    fn span(ms: u64, status: SpanStatus) -> Span {
+        let mut attributes = Map::new();
+        attributes.insert("http.request.method".into(), json!("GET"));
+        attributes.insert("http.route".into(), json!("/a"));
+        Span {
+            trace_id: String::new(),
+            span_id: String::new(),
+            parent_span_id: None,
+            kind: SpanKind::Server,
+            name: "GET /a".into(),
+            service: "svc".into(),
+            start_unix_nano: 1_000_000_000,
+            end_unix_nano: 1_000_000_000 + ms * 1_000_000,
+            status,
+            attributes,
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn percentiles_and_errors_per_route() {
+        let mut s = Summary::default();
+        for ms in 1..=100 {
+            s.add(&span(
+                ms,
+                if ms > 95 {
+                    SpanStatus::Error
+                } else {
+                    SpanStatus::Unset
+                },
+            ));
+        }
+        let table = s.render();
+        let row = table.lines().nth(1).unwrap();
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&cols[..5], &["svc", "GET", "/a", "100", "5"], "{table}");
+        assert_eq!(cols[5], "50.0ms", "{table}");
+        assert_eq!(cols[8], "100.0ms", "{table}");
     }
 }

@@ -1,0 +1,129 @@
+//! The command line as users run it: exit codes, messages, output files, and secrets that must
+//! never reach the output.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn tapspan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tapspan"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run tapspan")
+}
+
+fn stdout_lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is a JSON object"))
+        .collect()
+}
+
+#[test]
+fn help_reads_well() {
+    let o = tapspan(&["replay", "--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--output",
+        "--summary",
+        "--max-connections",
+        "--redact-header",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn damaged_capture_writes_what_was_decoded_then_exits_2_naming_file_and_offset() {
+    let o = tapspan(&["replay", "fixtures/crafted/truncated.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("truncated.pcap"), "{err}");
+    assert!(err.contains("byte offset"), "{err}");
+    // Two exchanges (the second cut by the damage): four spans.
+    let spans = stdout_lines(&o);
+    assert_eq!(spans.len(), 4);
+    assert_eq!(spans[3]["attributes"]["error.type"], "capture_ended");
+}
+
+#[test]
+fn unreadable_input_exits_2() {
+    let o = tapspan(&["replay", "no/such/file.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/file.pcap"));
+    let o = tapspan(&["replay", "README.md"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a pcap or pcapng"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    assert_eq!(tapspan(&["replay"]).status.code(), Some(2));
+    assert_eq!(tapspan(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn output_file_and_summary() {
+    let dir = std::env::temp_dir().join(format!("tapspan-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("spans.jsonl");
+    let o = tapspan(&[
+        "replay",
+        "fixtures/crafted/baseline.pcap",
+        "--summary",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty());
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(written.lines().count(), 4);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("10.1.0.2:8080"), "{err}");
+    assert!(err.contains("/items/{id}"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn query_tokens_never_reach_the_output() {
+    let o = tapspan(&["replay", "fixtures/crafted/baseline.pcap"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("access_token=REDACTED"), "{text}");
+    assert!(
+        !text.contains("access_token=abc"),
+        "a secret leaked:\n{text}"
+    );
+}
+
+#[test]
+fn basic_auth_credentials_never_reach_the_output() {
+    let Some(dir) = common::shared_pcaps() else {
+        eprintln!("skipping: ../shared/pcaps is not present");
+        return;
+    };
+    for name in [
+        "arkime-http-basicauth.pcap",
+        "zeek-basic-auth-with-colon.pcap",
+    ] {
+        let path = dir.join(name);
+        let o = tapspan(&[
+            "replay",
+            path.to_str().unwrap(),
+            "--capture-header",
+            "authorization",
+        ]);
+        assert!(o.status.success());
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(!text.is_empty());
+        assert!(
+            !text.contains("Basic "),
+            "{name}: credentials leaked:\n{text}"
+        );
+        assert!(
+            text.contains("REDACTED"),
+            "{name}: the header name is kept, its value redacted"
+        );
+    }
+}
