@@ -261,3 +261,24 @@ fn truncated_file_keeps_what_was_decoded_and_names_the_offset() {
     assert_complete(&exs[0], 3000);
     assert_eq!(exs[1].error, Some("capture_ended"));
 }
+
+#[test]
+fn the_same_exchange_seen_at_two_capture_points_is_one_exchange() {
+    let c = conversation(1000, 5000, 2);
+    let near_client = materialise("baseline.pcap", &eth_pcap(&c.segs));
+    // The server's capture point sees every packet 150 µs later, over a VLAN-tagged port.
+    let frames: Vec<_> = c
+        .segs
+        .iter()
+        .map(|s| (s.ts_ns + 150_000, craft::ethernet(&craft::ipv4_packet(s), &[42])))
+        .collect();
+    let near_server = materialise("baseline-server-side.pcap", &craft::pcap(1, false, &frames));
+    let (once, _) = common::replay(std::slice::from_ref(&near_client));
+    let (twice, _) = common::replay(&[near_client, near_server]);
+    assert_eq!(twice.len(), 2);
+    twice.iter().for_each(|e| assert_complete(e, 3000));
+    let ids = |exs: &[HttpExchange]| -> Vec<String> {
+        common::spans(exs).into_iter().map(|s| s.span_id).collect()
+    };
+    assert_eq!(ids(&once), ids(&twice), "same exchange ids from one or two points");
+}
