@@ -1,0 +1,257 @@
+//! Our own recordings of real servers (pcaps/NAME.pcap, each with NAME.md saying how it was
+//! recorded) against two independent references committed beside them:
+//!
+//! - tshark's view (fixtures/reference/NAME.tshark*.tsv, produced by the commands in NAME.md):
+//!   every response tshark decodes is an exchange of ours with the same method, URI and status,
+//!   and our timing equals tshark's `http.time` within 1 µs. tshark measures from the frame that
+//!   completed the request (`http.request_in`) to the frame that completed the response, which is
+//!   our `request.end` → end; for a request carried in one packet that is the span's duration.
+//! - the golden spans (fixtures/NAME.spans.jsonl): the exact output of `tapspan replay`, checked by
+//!   hand against the server's access log and tshark when it was made. `TAPSPAN_BLESS=1` rewrites
+//!   them; review the diff before committing.
+
+mod common;
+
+use std::collections::HashMap;
+
+use tapspan::http::HttpExchange;
+
+struct TsharkRow {
+    time_ns: u64,
+    client_port: u16,
+    fields: HashMap<String, String>,
+}
+
+fn parse_epoch_ns(s: &str) -> u64 {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let frac = format!("{frac:0<9}");
+    secs.parse::<u64>().unwrap() * 1_000_000_000 + frac[..9].parse::<u64>().unwrap()
+}
+
+fn read_tsv(path: &std::path::Path, client_port_field: &str) -> Vec<TsharkRow> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let fields: HashMap<String, String> = header
+                .iter()
+                .zip(l.split('\t'))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            TsharkRow {
+                time_ns: parse_epoch_ns(&fields["frame.time_epoch"]),
+                client_port: fields[client_port_field].parse().unwrap(),
+                fields,
+            }
+        })
+        .collect()
+}
+
+fn captures() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(common::repo_path("pcaps"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".pcap") || n.ends_with(".pcapng"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn stem(file: &str) -> &str {
+    file.trim_end_matches(".pcapng").trim_end_matches(".pcap")
+}
+
+#[test]
+fn every_capture_has_its_note_and_references() {
+    let names = captures();
+    assert!(names.len() >= 4, "at least four recorded captures");
+    for file in &names {
+        let name = stem(file);
+        for needed in [
+            format!("pcaps/{name}.md"),
+            format!("fixtures/reference/{name}.tshark.tsv"),
+            format!("fixtures/reference/{name}.tshark-requests.tsv"),
+            format!("fixtures/{name}.spans.jsonl"),
+        ] {
+            assert!(common::repo_path(&needed).exists(), "{needed} is missing");
+        }
+    }
+}
+
+#[test]
+fn timing_and_heads_agree_with_tshark() {
+    for file in captures() {
+        let name = stem(&file);
+        let (exchanges, outcome) = common::replay(&[common::repo_path(&format!("pcaps/{file}"))]);
+        assert!(outcome.damaged.is_empty());
+        let requests = read_tsv(
+            &common::repo_path(&format!("fixtures/reference/{name}.tshark-requests.tsv")),
+            "tcp.srcport",
+        );
+        let responses = read_tsv(
+            &common::repo_path(&format!("fixtures/reference/{name}.tshark.tsv")),
+            "tcp.dstport",
+        );
+        let by_frame: HashMap<&str, &TsharkRow> = requests
+            .iter()
+            .map(|r| (r.fields["frame.number"].as_str(), r))
+            .collect();
+        let mut used = vec![false; exchanges.len()];
+        let mut checked = 0;
+        for resp in &responses {
+            let status: u16 = resp.fields["http.response.code"].parse().unwrap();
+            if (100..200).contains(&status) {
+                // tshark lists a 1xx as its own response; we keep it on the exchange it precedes.
+                let found = exchanges.iter().any(|e| {
+                    e.client.port() == resp.client_port
+                        && e.informational.iter().any(|(c, t)| *c == status && t.0 <= resp.time_ns)
+                });
+                assert!(found, "{name}: {status} at {} not recorded", resp.time_ns);
+                continue;
+            }
+            // Find our exchange by what tshark is reliable about: the frame that completed the
+            // response, its connection and status. (tshark's own request pairing is wrong for
+            // pipelined requests, so its request fields are only checked where it gives them.)
+            if let Some(why) = tshark_misreads(name, &resp.fields["frame.number"]) {
+                eprintln!("{name}: frame {} not compared: {why}", resp.fields["frame.number"]);
+                continue;
+            }
+            let hit = exchanges.iter().enumerate().position(|(i, e): (usize, &HttpExchange)| {
+                !used[i]
+                    && e.client.port() == resp.client_port
+                    && e.t.response_end.map(|t| t.0) == Some(resp.time_ns)
+                    && e.response.as_ref().is_some_and(|r| r.status == status)
+            });
+            let Some(i) = hit else {
+                panic!("{name}: no exchange for the {status} response in frame {} on port {}",
+                    resp.fields["frame.number"], resp.client_port);
+            };
+            used[i] = true;
+            let e = &exchanges[i];
+            let req_info = e.request.as_ref().expect("request");
+            let end = e.t.response_end.unwrap().0;
+            // A request whose body never came (413 before the body was sent) ends, for tshark too,
+            // with its head.
+            let req_end = e.t.request_end.or(e.t.request_start).unwrap().0;
+            if let Some(req) = by_frame.get(resp.fields["http.request_in"].as_str()) {
+                let methods: Vec<&str> = req.fields["http.request.method"].split(',').collect();
+                let uris: Vec<&str> = req.fields["http.request.uri"].split(',').collect();
+                assert!(methods.contains(&req_info.method.as_str()), "{name}: method {}", req_info.method);
+                assert!(uris.contains(&req_info.target.as_str()), "{name}: uri {}", req_info.target);
+                assert_eq!(req_end, req.time_ns, "{name}: {}: request completes in tshark's request frame", req_info.target);
+            }
+            if let Some(http_time) = resp.fields.get("http.time").filter(|t| !t.is_empty()) {
+                let http_time_ns = parse_epoch_ns(http_time);
+                assert!((end - req_end).abs_diff(http_time_ns) <= 1_000, "{name}: {}: http.time", req_info.target);
+                if e.t.request_start == e.t.request_end {
+                    let duration = end - e.t.request_start.unwrap().0;
+                    assert!(duration.abs_diff(http_time_ns) <= 1_000, "{name}: {}: span duration", req_info.target);
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked > 0, "{name}: no response checked");
+        eprintln!("{name}: {checked} responses agree with tshark");
+    }
+}
+
+/// Responses tshark decodes wrongly, each checked against the server's access log.
+fn tshark_misreads(capture: &str, frame: &str) -> Option<&'static str> {
+    match (capture, frame) {
+        // Pipelined `HEAD /b` then `GET /fail`: tshark reads a body after the HEAD response
+        // (RFC 9110 §9.3.2: a response to HEAD has none), swallows the 500 response as that body
+        // and reports this frame as a 200. nginx's log says HEAD /b 200, GET /fail 500, as we do.
+        ("nginx-pipelined", "40") => Some("tshark gives a HEAD response a body"),
+        _ => None,
+    }
+}
+
+/// (client port when the log has it, method, target, status) from one access-log line: nginx and
+/// python's `"GET /x HTTP/1.1" 200` forms, and the test backends' `ts name addr:port METHOD path
+/// status` form.
+fn parse_log_line(line: &str) -> Option<(Option<u16>, String, String, u16)> {
+    if let Some(open) = line.find('"') {
+        let rest = &line[open + 1..];
+        let close = rest.find('"')?;
+        let mut req = rest[..close].split(' ');
+        let (method, target) = (req.next()?.to_string(), req.next()?.to_string());
+        let status = rest[close + 1..].split_whitespace().next()?.parse().ok()?;
+        let port = line.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        return Some((port, method, target, status));
+    }
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let port = f.get(2)?.rsplit(':').next()?.parse().ok();
+    Some((port, f.get(3)?.to_string(), f.get(4)?.to_string(), f.get(5)?.parse().ok()?))
+}
+
+#[test]
+fn every_request_the_servers_logged_is_an_exchange() {
+    let logs: Vec<String> = std::fs::read_dir(common::repo_path("fixtures/reference"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    let mut checked = 0;
+    for file in captures() {
+        let name = stem(&file);
+        let (exchanges, _) = common::replay(&[common::repo_path(&format!("pcaps/{file}"))]);
+        let mut used = vec![false; exchanges.len()];
+        for log in logs.iter().filter(|l| l.starts_with(&format!("{name}."))) {
+            let text = std::fs::read_to_string(common::repo_path(&format!("fixtures/reference/{log}"))).unwrap();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let Some((port, method, target, status)) = parse_log_line(line) else {
+                    continue; // python's http.server also logs non-request messages
+                };
+                let hit = exchanges.iter().enumerate().position(|(i, e)| {
+                    !used[i]
+                        && port.is_none_or(|p| e.client.port() == p)
+                        && e.request.as_ref().is_some_and(|r| r.method == method && r.target == target)
+                        && e.response.as_ref().is_some_and(|r| r.status == status)
+                });
+                let Some(i) = hit else {
+                    panic!("{log}: logged `{method} {target}` → {status} (port {port:?}) has no exchange");
+                };
+                used[i] = true;
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} log lines checked");
+}
+
+#[test]
+fn spans_match_their_goldens() {
+    let bless = std::env::var_os("TAPSPAN_BLESS").is_some();
+    for file in captures() {
+        let name = stem(&file);
+        let (exchanges, _) = common::replay(&[common::repo_path(&format!("pcaps/{file}"))]);
+        let ours: Vec<String> = common::spans(&exchanges)
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap())
+            .collect();
+        let golden_path = common::repo_path(&format!("fixtures/{name}.spans.jsonl"));
+        if bless {
+            std::fs::write(&golden_path, ours.join("\n") + "\n").unwrap();
+            continue;
+        }
+        let golden = std::fs::read_to_string(&golden_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", golden_path.display()));
+        let golden: Vec<&str> = golden.lines().collect();
+        for (i, (a, b)) in ours.iter().zip(&golden).enumerate() {
+            if a != b {
+                let a: serde_json::Value = serde_json::from_str(a).unwrap();
+                let b: serde_json::Value = serde_json::from_str(b).unwrap();
+                panic!(
+                    "{name}: span {i} differs\n ours:   {}\n golden: {}",
+                    serde_json::to_string_pretty(&a).unwrap(),
+                    serde_json::to_string_pretty(&b).unwrap()
+                );
+            }
+        }
+        assert_eq!(ours.len(), golden.len(), "{name}: span count");
+    }
+}
