@@ -270,7 +270,12 @@ fn the_same_exchange_seen_at_two_capture_points_is_one_exchange() {
     let frames: Vec<_> = c
         .segs
         .iter()
-        .map(|s| (s.ts_ns + 150_000, craft::ethernet(&craft::ipv4_packet(s), &[42])))
+        .map(|s| {
+            (
+                s.ts_ns + 150_000,
+                craft::ethernet(&craft::ipv4_packet(s), &[42]),
+            )
+        })
         .collect();
     let near_server = materialise("baseline-server-side.pcap", &craft::pcap(1, false, &frames));
     let (once, _) = common::replay(std::slice::from_ref(&near_client));
@@ -280,5 +285,9 @@ fn the_same_exchange_seen_at_two_capture_points_is_one_exchange() {
     let ids = |exs: &[HttpExchange]| -> Vec<String> {
         common::spans(exs).into_iter().map(|s| s.span_id).collect()
     };
-    assert_eq!(ids(&once), ids(&twice), "same exchange ids from one or two points");
+    assert_eq!(
+        ids(&once),
+        ids(&twice),
+        "same exchange ids from one or two points"
+    );
 }

@@ -107,7 +107,9 @@ fn timing_and_heads_agree_with_tshark() {
                 // tshark lists a 1xx as its own response; we keep it on the exchange it precedes.
                 let found = exchanges.iter().any(|e| {
                     e.client.port() == resp.client_port
-                        && e.informational.iter().any(|(c, t)| *c == status && t.0 <= resp.time_ns)
+                        && e.informational
+                            .iter()
+                            .any(|(c, t)| *c == status && t.0 <= resp.time_ns)
                 });
                 assert!(found, "{name}: {status} at {} not recorded", resp.time_ns);
                 continue;
@@ -116,18 +118,26 @@ fn timing_and_heads_agree_with_tshark() {
             // response, its connection and status. (tshark's own request pairing is wrong for
             // pipelined requests, so its request fields are only checked where it gives them.)
             if let Some(why) = tshark_misreads(name, &resp.fields["frame.number"]) {
-                eprintln!("{name}: frame {} not compared: {why}", resp.fields["frame.number"]);
+                eprintln!(
+                    "{name}: frame {} not compared: {why}",
+                    resp.fields["frame.number"]
+                );
                 continue;
             }
-            let hit = exchanges.iter().enumerate().position(|(i, e): (usize, &HttpExchange)| {
-                !used[i]
-                    && e.client.port() == resp.client_port
-                    && e.t.response_end.map(|t| t.0) == Some(resp.time_ns)
-                    && e.response.as_ref().is_some_and(|r| r.status == status)
-            });
+            let hit = exchanges
+                .iter()
+                .enumerate()
+                .position(|(i, e): (usize, &HttpExchange)| {
+                    !used[i]
+                        && e.client.port() == resp.client_port
+                        && e.t.response_end.map(|t| t.0) == Some(resp.time_ns)
+                        && e.response.as_ref().is_some_and(|r| r.status == status)
+                });
             let Some(i) = hit else {
-                panic!("{name}: no exchange for the {status} response in frame {} on port {}",
-                    resp.fields["frame.number"], resp.client_port);
+                panic!(
+                    "{name}: no exchange for the {status} response in frame {} on port {}",
+                    resp.fields["frame.number"], resp.client_port
+                );
             };
             used[i] = true;
             let e = &exchanges[i];
@@ -139,16 +149,36 @@ fn timing_and_heads_agree_with_tshark() {
             if let Some(req) = by_frame.get(resp.fields["http.request_in"].as_str()) {
                 let methods: Vec<&str> = req.fields["http.request.method"].split(',').collect();
                 let uris: Vec<&str> = req.fields["http.request.uri"].split(',').collect();
-                assert!(methods.contains(&req_info.method.as_str()), "{name}: method {}", req_info.method);
-                assert!(uris.contains(&req_info.target.as_str()), "{name}: uri {}", req_info.target);
-                assert_eq!(req_end, req.time_ns, "{name}: {}: request completes in tshark's request frame", req_info.target);
+                assert!(
+                    methods.contains(&req_info.method.as_str()),
+                    "{name}: method {}",
+                    req_info.method
+                );
+                assert!(
+                    uris.contains(&req_info.target.as_str()),
+                    "{name}: uri {}",
+                    req_info.target
+                );
+                assert_eq!(
+                    req_end, req.time_ns,
+                    "{name}: {}: request completes in tshark's request frame",
+                    req_info.target
+                );
             }
             if let Some(http_time) = resp.fields.get("http.time").filter(|t| !t.is_empty()) {
                 let http_time_ns = parse_epoch_ns(http_time);
-                assert!((end - req_end).abs_diff(http_time_ns) <= 1_000, "{name}: {}: http.time", req_info.target);
+                assert!(
+                    (end - req_end).abs_diff(http_time_ns) <= 1_000,
+                    "{name}: {}: http.time",
+                    req_info.target
+                );
                 if e.t.request_start == e.t.request_end {
                     let duration = end - e.t.request_start.unwrap().0;
-                    assert!(duration.abs_diff(http_time_ns) <= 1_000, "{name}: {}: span duration", req_info.target);
+                    assert!(
+                        duration.abs_diff(http_time_ns) <= 1_000,
+                        "{name}: {}: span duration",
+                        req_info.target
+                    );
                 }
             }
             checked += 1;
@@ -184,7 +214,12 @@ fn parse_log_line(line: &str) -> Option<(Option<u16>, String, String, u16)> {
     }
     let f: Vec<&str> = line.split_whitespace().collect();
     let port = f.get(2)?.rsplit(':').next()?.parse().ok();
-    Some((port, f.get(3)?.to_string(), f.get(4)?.to_string(), f.get(5)?.parse().ok()?))
+    Some((
+        port,
+        f.get(3)?.to_string(),
+        f.get(4)?.to_string(),
+        f.get(5)?.parse().ok()?,
+    ))
 }
 
 #[test]
@@ -201,7 +236,9 @@ fn every_request_the_servers_logged_is_an_exchange() {
         let (exchanges, _) = common::replay(&[common::repo_path(&format!("pcaps/{file}"))]);
         let mut used = vec![false; exchanges.len()];
         for log in logs.iter().filter(|l| l.starts_with(&format!("{name}."))) {
-            let text = std::fs::read_to_string(common::repo_path(&format!("fixtures/reference/{log}"))).unwrap();
+            let text =
+                std::fs::read_to_string(common::repo_path(&format!("fixtures/reference/{log}")))
+                    .unwrap();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let Some((port, method, target, status)) = parse_log_line(line) else {
                     continue; // python's http.server also logs non-request messages
@@ -209,7 +246,9 @@ fn every_request_the_servers_logged_is_an_exchange() {
                 let hit = exchanges.iter().enumerate().position(|(i, e)| {
                     !used[i]
                         && port.is_none_or(|p| e.client.port() == p)
-                        && e.request.as_ref().is_some_and(|r| r.method == method && r.target == target)
+                        && e.request
+                            .as_ref()
+                            .is_some_and(|r| r.method == method && r.target == target)
                         && e.response.as_ref().is_some_and(|r| r.status == status)
                 });
                 let Some(i) = hit else {
