@@ -151,7 +151,7 @@ fn a_hundred_thousand_open_connections_stay_within_the_cap() {
     let path = flood_capture();
     let mut config = PipelineConfig::default();
     config.reassembly.max_connections = 10_000;
-    let (exchanges, outcome) = common::replay_with(&[path.clone()], config);
+    let (exchanges, outcome) = common::replay_with(std::slice::from_ref(&path), config);
     std::fs::remove_file(&path).ok();
     let r = &outcome.stats.reassembly;
     assert_eq!(r.connections, 100_000);
