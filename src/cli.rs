@@ -35,6 +35,20 @@ pub struct ReplayArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Where spans go and what is kept of them (shared by every command that makes spans).
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
     /// Where to write spans as JSON lines; `-` is stdout.
     #[arg(short, long, value_name = "PATH", default_value = "-")]
     pub output: String,
@@ -51,7 +65,11 @@ pub struct ReplayArgs {
     /// Set-Cookie and Proxy-Authorization are always redacted).
     #[arg(long = "redact-header", value_name = "NAME")]
     pub redact_headers: Vec<String>,
+}
 
+/// Memory caps: every buffer is bounded, and what overflows is counted.
+#[derive(Debug, Args, Clone)]
+pub struct LimitArgs {
     /// Connections tracked at once; the least recently active are evicted beyond it.
     #[arg(long, value_name = "N", default_value_t = 262_144)]
     pub max_connections: usize,
@@ -71,8 +89,20 @@ pub struct ReplayArgs {
     /// Bytes of IP fragments held for reassembly across all datagrams.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_fragment_bytes: usize,
+}
 
-    /// Never show a progress bar.
-    #[arg(long)]
-    pub no_progress: bool,
+impl LimitArgs {
+    /// The pipeline configuration these flags (and the output's header policy) describe.
+    pub fn pipeline_config(&self, output: &OutputArgs) -> crate::pipeline::PipelineConfig {
+        let mut config = crate::pipeline::PipelineConfig::default();
+        config.reassembly.max_connections = self.max_connections.max(1);
+        config.reassembly.max_held_bytes_per_direction = self.max_held_bytes;
+        config.reassembly.max_held_bytes_total = self.max_held_bytes_total;
+        config.reassembly.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);
+        config.decode.defrag_max_bytes = self.max_fragment_bytes;
+        config.http.headers = crate::http::redact::HeaderPolicy::default()
+            .with_captured(&output.capture_headers)
+            .with_redacted(&output.redact_headers);
+        config
+    }
 }

@@ -6,9 +6,11 @@
 //! No stage reads the clock: time is the capture's.
 
 pub mod cli;
+pub mod commands;
 pub mod export;
 pub mod http;
 pub mod ids;
+pub mod output;
 pub mod pipeline;
 pub mod reassembly;
 pub mod route;

@@ -78,6 +78,51 @@ impl Summary {
     }
 }
 
+/// The pipeline's counters, for `--summary`.
+pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String {
+    let d = &s.decode;
+    let r = &s.reassembly;
+    let h = &s.http;
+    format!(
+        "\nframes {} ({} bytes), tcp segments {}, non-tcp {}, unsupported link {}, malformed {}, \
+tunnels {}, fragments {} (reassembled {}, evicted {})\n\
+connections {} (mid-stream {}, fin {}, rst {}, idle {}, evicted {}), retransmitted bytes {}, \
+conflicting overlap bytes {}, out-of-order segments {}, gaps {} ({} bytes)\n\
+http connections {} (not http {}, upgraded {}), exchanges {} (incomplete {}, responses without \
+request {}), malformed messages {}, resyncs {}; spans written {}\n",
+        d.frames,
+        d.bytes,
+        d.tcp_segments,
+        d.non_tcp,
+        d.unsupported_link,
+        d.malformed,
+        d.tunnels_unwrapped,
+        d.fragments,
+        d.datagrams_reassembled,
+        d.defrag_evicted,
+        r.connections,
+        r.midstream_connections,
+        r.closed_fin,
+        r.closed_rst,
+        r.expired_idle,
+        r.evicted,
+        r.retransmitted_bytes,
+        r.overlap_conflict_bytes,
+        r.out_of_order_segments,
+        r.gaps,
+        r.gap_bytes,
+        h.connections,
+        h.non_http_connections,
+        h.upgraded_connections,
+        h.exchanges,
+        h.incomplete_exchanges,
+        h.responses_without_request,
+        h.malformed_messages,
+        h.resyncs,
+        spans,
+    )
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()

@@ -1,6 +1,42 @@
-//! Span sinks. JSON lines is the reference format; OTLP and Zipkin come later behind one
-//! delivery core.
+//! Span sinks. JSON lines is the reference format; exporters implement [`SpanSink`] and are fed
+//! every span; each reports what it delivered and what it dropped, and why.
 
 pub mod jsonl;
 
+use std::fmt;
+
 pub use jsonl::JsonlWriter;
+
+use crate::span::Span;
+
+/// A destination for spans. `send` never blocks for long and never fails: a sink that cannot
+/// deliver counts the loss and says so in its report.
+pub trait SpanSink {
+    fn send(&mut self, span: &Span);
+    /// Deliver what is queued (within the sink's deadline) and report.
+    fn close(self: Box<Self>) -> SinkReport;
+}
+
+/// What a sink did, for the summary and for the exit message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkReport {
+    pub name: String,
+    pub delivered: u64,
+    pub dropped: u64,
+    /// Why spans were dropped, with counts, e.g. "queue full: 12".
+    pub drop_reasons: Vec<(String, u64)>,
+}
+
+impl fmt::Display for SinkReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} spans delivered, {} dropped",
+            self.name, self.delivered, self.dropped
+        )?;
+        for (why, n) in &self.drop_reasons {
+            write!(f, "; {why}: {n}")?;
+        }
+        Ok(())
+    }
+}
