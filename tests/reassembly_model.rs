@@ -269,3 +269,112 @@ fn connection_cap_evicts_and_counts() {
     assert_eq!(r.stats.evicted, 100_000 - r.active_connections() as u64);
     assert_eq!(closes, r.stats.evicted);
 }
+
+fn collect_closes(r: &mut Reassembler, segs: &[TcpSegment<'_>]) -> Vec<CloseReason> {
+    let mut closes = Vec::new();
+    for s in segs {
+        r.push(s, &mut |ev| {
+            if let StreamEvent::Close { why, .. } = ev {
+                closes.push(why)
+            }
+        });
+    }
+    closes
+}
+
+#[test]
+fn idle_connections_expire_by_capture_time() {
+    let mut r = Reassembler::new(ReassemblyConfig {
+        idle_timeout_ns: 60_000_000_000,
+        ..ReassemblyConfig::default()
+    });
+    let other = TcpSegment {
+        flow: FlowKey {
+            src: "10.0.0.9:50000".parse().unwrap(),
+            dst: server(),
+        },
+        ..seg(200_000_000_000, 1, TcpFlags::ACK, b"GET / HTTP/1.1\r\n")
+    };
+    let closes = collect_closes(
+        &mut r,
+        &[
+            seg(1_000_000_000, 10, TcpFlags::ACK, b"GET /a HTTP/1.1\r\n"),
+            other,
+        ],
+    );
+    assert_eq!(closes, vec![CloseReason::Idle]);
+    assert_eq!(r.active_connections(), 1);
+}
+
+#[test]
+fn a_reset_followed_by_data_was_ignored_by_the_endpoint() {
+    // RFC 5961 §3 / RFC 2385: endpoints drop RSTs that fail their checks; data goes on.
+    let mut r = Reassembler::new(ReassemblyConfig::default());
+    let closes = collect_closes(
+        &mut r,
+        &[
+            seg(0, 100, TcpFlags::SYN, b""),
+            seg(1_000, 101, TcpFlags::RST | TcpFlags::ACK, b""),
+            seg(2_000, 101, TcpFlags::ACK, b"GET / HTTP/1.1\r\n\r\n"),
+            seg(5_000_000_000, 119, TcpFlags::ACK, b"more"),
+        ],
+    );
+    assert!(closes.is_empty(), "{closes:?} {:?}", r.stats);
+    assert_eq!(r.stats.ignored_rsts, 1);
+    // A reset that nothing follows closes the connection once it has lingered.
+    let closes = collect_closes(
+        &mut r,
+        &[
+            seg(6_000_000_000, 123, TcpFlags::RST, b""),
+            TcpSegment {
+                flow: FlowKey {
+                    src: "10.0.0.9:50000".parse().unwrap(),
+                    dst: server(),
+                },
+                ..seg(9_000_000_000, 1, TcpFlags::ACK, b"x")
+            },
+        ],
+    );
+    assert_eq!(closes, vec![CloseReason::Rst]);
+}
+
+#[test]
+fn late_retransmission_after_close_is_not_a_new_connection() {
+    let mut r = Reassembler::new(ReassemblyConfig::default());
+    let mut opens = 0;
+    let server_seg = |ts, seq, flags, payload| TcpSegment {
+        flow: FlowKey {
+            src: server(),
+            dst: client(),
+        },
+        ..seg(ts, seq, flags, payload)
+    };
+    let segs = [
+        seg(0, 100, TcpFlags::SYN, b""),
+        server_seg(1, 500, TcpFlags::SYN | TcpFlags::ACK, b""),
+        seg(2, 101, TcpFlags::ACK | TcpFlags::FIN, b""),
+        server_seg(
+            3,
+            501,
+            TcpFlags::ACK | TcpFlags::FIN,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ),
+        // The server's data again, a second later: the connection is gone.
+        server_seg(
+            1_000_000_000,
+            501,
+            TcpFlags::ACK,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ),
+    ];
+    for s in &segs {
+        r.push(s, &mut |ev| {
+            if let StreamEvent::Open { .. } = ev {
+                opens += 1
+            }
+        });
+    }
+    assert_eq!(opens, 1);
+    assert_eq!(r.stats.late_segments, 1);
+    assert_eq!(r.active_connections(), 0);
+}

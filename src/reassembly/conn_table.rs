@@ -197,6 +197,10 @@ impl Reassembler {
             .get_mut(&key)
             .expect("connection was just inserted");
         conn.last_ts = conn.last_ts.max(seg.ts);
+        if conn.reset_at.is_some() && !flags.rst() && (!seg.payload.is_empty() || flags.fin()) {
+            conn.reset_at = None;
+            self.stats.ignored_rsts += 1;
+        }
 
         if !conn.roles_certain {
             if flags.syn() {
