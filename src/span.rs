@@ -195,22 +195,69 @@ pub fn split_target(target: &str) -> (Option<&str>, Option<&str>) {
     }
 }
 
-fn host_service(addr: std::net::SocketAddr) -> String {
-    addr.to_string()
-}
-
 fn hex64(v: u64) -> String {
     format!("{v:016x}")
 }
 
-/// The two spans of one exchange: `[client, server]`.
+/// How an exchange hangs in its trace: decided by the causality builder, or by
+/// [`standalone_linkage`] when each exchange stands alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Linkage {
+    pub trace_id: u128,
+    /// Parent of the client span: the caller's server span, or a propagated parent span id.
+    pub client_parent: Option<u64>,
+    /// How the parent (or the trace) was found, and how sure: `tapspan.link`,
+    /// `tapspan.link_confidence`.
+    pub link: Option<(&'static str, f64)>,
+}
+
+/// Service names of the two ends of an exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub client: String,
+    pub server: String,
+}
+
+impl Endpoints {
+    /// Default names: the server's `ip:port`, the client's ip.
+    pub fn default_for(ex: &HttpExchange) -> Self {
+        Endpoints {
+            client: ex.client.ip().to_string(),
+            server: ex.server.to_string(),
+        }
+    }
+}
+
+/// The exchange id of `ex` (DESIGN.md "Identity").
+pub fn exchange_id_of(ex: &HttpExchange) -> u64 {
+    ids::exchange_id(ex.client, ex.server, ex.anchor_seq, ex.request.is_some())
+}
+
+/// Linkage of an exchange on its own: trace from its propagated context, else its own root.
+pub fn standalone_linkage(ex: &HttpExchange) -> Linkage {
+    match propagated_context(ex) {
+        Some(c) => Linkage {
+            trace_id: c.trace_id,
+            client_parent: c.parent_span_id,
+            link: Some((c.link, 1.0)),
+        },
+        None => Linkage {
+            trace_id: ids::root_trace_id(exchange_id_of(ex)),
+            client_parent: None,
+            link: None,
+        },
+    }
+}
+
+/// The two spans of one exchange standing alone: `[client, server]`.
 pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
-    let anchored_on_request = ex.request.is_some();
-    let xid = ids::exchange_id(ex.client, ex.server, ex.anchor_seq, anchored_on_request);
-    let ctx = propagated_context(ex);
-    let trace_id = ctx
-        .as_ref()
-        .map_or_else(|| ids::root_trace_id(xid), |c| c.trace_id);
+    build_spans(ex, &standalone_linkage(ex), &Endpoints::default_for(ex))
+}
+
+/// The two spans of one exchange, `[client, server]`, placed in its trace by `linkage`.
+pub fn build_spans(ex: &HttpExchange, linkage: &Linkage, names: &Endpoints) -> [Span; 2] {
+    let xid = exchange_id_of(ex);
+    let trace_id = linkage.trace_id;
     let client_span = ids::span_id(xid, "client");
     let server_span = ids::span_id(xid, "server");
 
@@ -290,9 +337,12 @@ pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
         attrs.insert("error.type".into(), json!(err));
     }
     attrs.insert("tapspan.exchange_id".into(), json!(hex64(xid)));
-    if let Some(c) = &ctx {
-        attrs.insert("tapspan.link".into(), json!(c.link));
-        attrs.insert("tapspan.link_confidence".into(), json!(1.0));
+    if let Some((link, confidence)) = linkage.link {
+        attrs.insert("tapspan.link".into(), json!(link));
+        attrs.insert(
+            "tapspan.link_confidence".into(),
+            json!((confidence * 1000.0).round() / 1000.0),
+        );
     }
 
     let mut events = Vec::new();
@@ -323,10 +373,10 @@ pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
     let client = Span {
         trace_id: format!("{trace_id:032x}"),
         span_id: hex64(client_span),
-        parent_span_id: ctx.as_ref().and_then(|c| c.parent_span_id).map(hex64),
+        parent_span_id: linkage.client_parent.map(hex64),
         kind: SpanKind::Client,
         name: name.clone(),
-        service: ex.client.ip().to_string(),
+        service: names.client.clone(),
         start_unix_nano: start,
         end_unix_nano: end,
         status: if client_error {
@@ -343,7 +393,7 @@ pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
         parent_span_id: Some(hex64(client_span)),
         kind: SpanKind::Server,
         name,
-        service: host_service(ex.server),
+        service: names.server.clone(),
         start_unix_nano: start,
         end_unix_nano: end,
         status: if server_error {
