@@ -27,6 +27,12 @@ pub enum Command {
     /// server host, mirror port); they are merged by timestamp and an exchange seen twice becomes
     /// one pair of spans.
     Replay(ReplayArgs),
+
+    /// Capture from a network interface (libpcap) and write spans until SIGINT/SIGTERM.
+    ///
+    /// Same outputs as replay. Needs root, or the capabilities cap_net_raw,cap_net_admin.
+    #[cfg(feature = "live")]
+    Live(crate::commands::live::LiveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,9 +55,10 @@ pub struct ReplayArgs {
 /// Where spans go and what is kept of them (shared by every command that makes spans).
 #[derive(Debug, Args, Clone)]
 pub struct OutputArgs {
-    /// Where to write spans as JSON lines; `-` is stdout.
-    #[arg(short, long, value_name = "PATH", default_value = "-")]
-    pub output: String,
+    /// Where to write spans as JSON lines; `-` is stdout. Default: stdout, unless an exporter
+    /// (--otlp, --zipkin) is given.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<String>,
 
     /// Print a latency table per (service, method, route) and capture counters to stderr.
     #[arg(long)]
@@ -65,6 +72,54 @@ pub struct OutputArgs {
     /// Set-Cookie and Proxy-Authorization are always redacted).
     #[arg(long = "redact-header", value_name = "NAME")]
     pub redact_headers: Vec<String>,
+
+    /// Send spans over OTLP to this collector URL, e.g. http://localhost:4317 (gRPC) or
+    /// http://localhost:4318/v1/traces (HTTP/protobuf) (repeatable).
+    #[arg(long = "otlp", value_name = "URL", value_parser = crate::export::check_url)]
+    pub otlp: Vec<String>,
+
+    /// OTLP protocol; default: `http` for port 4318 or a path ending in /v1/traces, else `grpc`.
+    #[arg(long, value_name = "PROTOCOL", value_parser = ["grpc", "http"])]
+    pub otlp_protocol: Option<String>,
+
+    /// Extra header (metadata for gRPC) on every OTLP request, e.g. an API key for a hosted
+    /// backend (repeatable).
+    #[arg(long = "otlp-header", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub otlp_headers: Vec<(String, String)>,
+
+    /// Compress OTLP requests.
+    #[arg(long, value_name = "ALGO", default_value = "none", value_parser = ["none", "gzip"])]
+    pub otlp_compression: String,
+
+    /// Send spans as Zipkin v2 JSON to this URL, e.g. http://localhost:9411/api/v2/spans
+    /// (repeatable).
+    #[arg(long = "zipkin", value_name = "URL", value_parser = crate::export::check_url)]
+    pub zipkin: Vec<String>,
+
+    /// At exit, how long exporters may take to deliver what is queued; the rest is dropped and
+    /// reported.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub export_deadline: f64,
+
+    /// Spans each exporter holds in memory while the backend is slow or down.
+    #[arg(long, value_name = "SPANS", default_value_t = 8192)]
+    pub export_queue: usize,
+}
+
+/// `KEY=VALUE` for a request header: KEY an HTTP token, VALUE without control characters.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| "expected KEY=VALUE".to_string())?;
+    let k = k.trim();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if k.is_empty() || !k.chars().all(token) {
+        return Err(format!("{k:?} is not a valid header name"));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!("the value of {k} has control characters"));
+    }
+    Ok((k.to_string(), v.trim().to_string()))
 }
 
 /// Memory caps: every buffer is bounded, and what overflows is counted.

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod export;
 pub mod http;
 pub mod ids;
+pub mod live;
 pub mod output;
 pub mod pipeline;
 pub mod reassembly;

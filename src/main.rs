@@ -22,6 +22,8 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Replay(args) => commands::replay::run(args),
+        #[cfg(feature = "live")]
+        Command::Live(args) => commands::live::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("tapspan: {e:#}");

@@ -1,38 +1,95 @@
 //! Where spans go: JSON lines (the reference format), the `--summary` table, and any exporter
-//! sinks, fed one span at a time. Shared by every command that produces spans.
+//! sinks (`--otlp`, `--zipkin`), fed one span at a time. Shared by every command that produces
+//! spans. JSON lines go to stdout unless `--output` says otherwise or an exporter is given.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::cli::OutputArgs;
+use crate::export::delivery::DeliveryConfig;
+use crate::export::otlp::{OtlpConfig, OtlpSink, Protocol};
+use crate::export::zipkin::ZipkinSink;
 use crate::export::{JsonlWriter, SinkReport, SpanSink};
 use crate::pipeline::PipelineStats;
 use crate::span::Span;
 use crate::summary::Summary;
 
 pub struct Outputs {
-    jsonl: JsonlWriter,
+    jsonl: Option<JsonlWriter>,
+    spans: u64,
     summary: Option<Summary>,
     sinks: Vec<Box<dyn SpanSink>>,
     write_error: Option<io::Error>,
 }
 
+/// The delivery settings the output flags describe.
+pub fn delivery_config(args: &OutputArgs) -> DeliveryConfig {
+    let deadline = if args.export_deadline.is_finite() && args.export_deadline >= 0.0 {
+        Duration::from_secs_f64(args.export_deadline.min(86_400.0))
+    } else {
+        Duration::from_secs(10)
+    };
+    let mut config = DeliveryConfig {
+        queue_spans: args.export_queue.max(1),
+        shutdown_deadline: deadline,
+        ..DeliveryConfig::default()
+    };
+    // A request may not outlive the flush deadline by much.
+    config.request_timeout = config
+        .request_timeout
+        .min(deadline.max(Duration::from_secs(1)));
+    config
+}
+
+/// The exporters the output flags ask for.
+pub fn exporter_sinks(args: &OutputArgs) -> anyhow::Result<Vec<Box<dyn SpanSink>>> {
+    let delivery = delivery_config(args);
+    let mut sinks: Vec<Box<dyn SpanSink>> = Vec::new();
+    for url in &args.otlp {
+        let config = OtlpConfig {
+            endpoint: url.clone(),
+            protocol: args.otlp_protocol.as_deref().map(|p| match p {
+                "http" => Protocol::HttpProtobuf,
+                _ => Protocol::Grpc,
+            }),
+            headers: args.otlp_headers.clone(),
+            gzip: args.otlp_compression == "gzip",
+            delivery: delivery.clone(),
+        };
+        let sink = OtlpSink::start(config).map_err(|e| anyhow::anyhow!("--otlp {url}: {e}"))?;
+        sinks.push(Box::new(sink));
+    }
+    for url in &args.zipkin {
+        let sink = ZipkinSink::start(url, delivery.clone())
+            .map_err(|e| anyhow::anyhow!("--zipkin {url}: {e}"))?;
+        sinks.push(Box::new(sink));
+    }
+    Ok(sinks)
+}
+
 impl Outputs {
     pub fn open(args: &OutputArgs) -> anyhow::Result<Self> {
-        let out: Box<dyn Write> = if args.output == "-" {
-            Box::new(io::stdout().lock())
-        } else {
-            Box::new(
-                File::create(&args.output)
-                    .with_context(|| format!("cannot create output file {}", args.output))?,
-            )
+        let exporting = !args.otlp.is_empty() || !args.zipkin.is_empty();
+        let target = match &args.output {
+            Some(path) => Some(path.as_str()),
+            None if exporting => None,
+            None => Some("-"),
+        };
+        let jsonl = match target {
+            None => None,
+            Some("-") => Some(JsonlWriter::new(Box::new(io::stdout().lock()))),
+            Some(path) => Some(JsonlWriter::new(Box::new(
+                File::create(path).with_context(|| format!("cannot create output file {path}"))?,
+            ))),
         };
         Ok(Outputs {
-            jsonl: JsonlWriter::new(out),
+            jsonl,
+            spans: 0,
             summary: args.summary.then(Summary::default),
-            sinks: Vec::new(),
+            sinks: exporter_sinks(args)?,
             write_error: None,
         })
     }
@@ -43,14 +100,15 @@ impl Outputs {
     }
 
     pub fn send(&mut self, span: &Span) {
+        self.spans += 1;
         if let Some(s) = &mut self.summary {
             s.add(span);
         }
         for sink in &mut self.sinks {
             sink.send(span);
         }
-        if self.write_error.is_none() {
-            if let Err(e) = self.jsonl.write(span) {
+        if let (None, Some(jsonl)) = (&self.write_error, &mut self.jsonl) {
+            if let Err(e) = jsonl.write(span) {
                 self.write_error = Some(e);
             }
         }
@@ -58,25 +116,32 @@ impl Outputs {
 
     /// Flush everything; print the summary (with the pipeline's counters) when asked.
     pub fn finish(mut self, stats: &PipelineStats) -> anyhow::Result<()> {
-        self.jsonl.flush().context("writing spans")?;
+        let flushed = match &mut self.jsonl {
+            Some(jsonl) => jsonl.flush(),
+            None => Ok(()),
+        };
+        // Exporters flush concurrently (each within its deadline), so the wait is the longest
+        // deadline, not their sum.
+        let reports: Vec<SinkReport> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .sinks
+                .drain(..)
+                .map(|s| scope.spawn(move || s.close()))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        if let Some(summary) = &self.summary {
+            eprint!("{}", summary.render());
+            eprint!("{}", crate::summary::render_counters(stats, self.spans));
+        }
+        // Exporters always say what they delivered and, if anything was lost, how much and why.
+        // Losing spans to a slow or absent backend is reported, not a failure (exit status 0).
+        for r in &reports {
+            eprintln!("tapspan: {r}");
+        }
         if let Some(e) = self.write_error.take() {
             return Err(e).context("writing spans");
         }
-        let reports: Vec<SinkReport> = self.sinks.into_iter().map(|s| s.close()).collect();
-        if let Some(summary) = &self.summary {
-            eprint!("{}", summary.render());
-            eprint!(
-                "{}",
-                crate::summary::render_counters(stats, self.jsonl.written)
-            );
-            for r in &reports {
-                eprintln!("{r}");
-            }
-        } else {
-            for r in reports.iter().filter(|r| r.dropped > 0) {
-                eprintln!("tapspan: {r}");
-            }
-        }
-        Ok(())
+        flushed.context("writing spans")
     }
 }

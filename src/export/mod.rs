@@ -1,7 +1,15 @@
 //! Span sinks. JSON lines is the reference format; exporters implement [`SpanSink`] and are fed
 //! every span; each reports what it delivered and what it dropped, and why.
+//!
+//! Network exporters ([`otlp`]: OTLP over gRPC and HTTP/protobuf, [`zipkin`]: Zipkin v2 JSON)
+//! share one delivery core, [`delivery`]: bounded queue, batches by count/bytes/age, retries by
+//! policy, a shutdown deadline, and every lost span counted with its reason.
 
+pub mod delivery;
+mod http1;
 pub mod jsonl;
+pub mod otlp;
+pub mod zipkin;
 
 use std::fmt;
 
@@ -9,9 +17,14 @@ pub use jsonl::JsonlWriter;
 
 use crate::span::Span;
 
+/// Check an exporter URL (`http://host[:port][/path]`) for the command line.
+pub fn check_url(url: &str) -> Result<String, String> {
+    http1::HttpUrl::parse(url, "/").map(|_| url.to_string())
+}
+
 /// A destination for spans. `send` never blocks for long and never fails: a sink that cannot
 /// deliver counts the loss and says so in its report.
-pub trait SpanSink {
+pub trait SpanSink: Send {
     fn send(&mut self, span: &Span);
     /// Deliver what is queued (within the sink's deadline) and report.
     fn close(self: Box<Self>) -> SinkReport;

@@ -1,9 +1,16 @@
-//! Packet sources. `file` reads pcap and pcapng in pure Rust, streaming.
+//! Packet sources. `file` reads pcap and pcapng in pure Rust, streaming; `live` captures from an
+//! interface through libpcap (feature `live`); `writer` writes pcap files in pure Rust.
 
 pub mod file;
+#[cfg(feature = "live")]
+pub mod live;
 mod pcapng;
+pub mod writer;
 
 pub use file::FileSource;
+#[cfg(feature = "live")]
+pub use live::{LiveConfig, LiveEvent, LiveSource};
+pub use writer::PcapWriter;
 
 use crate::{CaptureError, RawFrame};
 

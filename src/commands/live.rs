@@ -1,0 +1,352 @@
+//! `tapspan live --interface IFACE`: capture from a network interface and write spans as they
+//! complete, until SIGINT/SIGTERM (cargo feature `live`, libpcap).
+//!
+//! Threads: the capture thread reads packets from libpcap, writes them to `--write-pcap` when
+//! asked, and routes them to the workers (see [`crate::live::engine`]); this thread makes spans,
+//! feeds the outputs and prints the `--stats` line; a metrics thread answers Prometheus scrapes.
+//! On SIGINT or SIGTERM: capturing stops, queued packets are processed, open connections end
+//! (their unfinished exchanges become spans with `error.type` = `capture_ended`), outputs are
+//! flushed, the final summary is printed, and the exit code is 0. A second signal exits at once
+//! (code 1). Exit codes otherwise: 2 when the interface cannot be opened or the filter is bad,
+//! 1 when capturing fails part-way (after everything captured was written).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use tapspan_capture::source::live::{list_interfaces, LiveConfig, LiveEvent, LiveSource};
+use tapspan_capture::source::PcapWriter;
+use tapspan_capture::{CaptureError, Timestamp};
+
+use crate::cli::{LimitArgs, OutputArgs};
+use crate::live::engine::{self, EngineConfig, Ingest, Received};
+use crate::live::metrics;
+use crate::live::stats::{stats_line, Shared};
+use crate::output::Outputs;
+use crate::span::spans_for;
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Network interface to capture from (see --list); `any` captures all of them (Linux).
+    #[arg(short, long, value_name = "IFACE", required_unless_present = "list")]
+    pub interface: Option<String>,
+
+    /// List the interfaces libpcap can capture from, and exit.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Capture only packets matching this BPF expression (tcpdump syntax), e.g. "tcp port 80".
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+
+    /// Bytes kept of each packet.
+    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    pub snaplen: u32,
+
+    /// Put the interface in promiscuous mode (on a mirror port you usually want this).
+    #[arg(long)]
+    pub promisc: bool,
+
+    /// Kernel capture buffer, in MiB: what absorbs bursts while tapspan catches up.
+    #[arg(long, value_name = "MB", default_value_t = 64)]
+    pub buffer_size: usize,
+
+    /// Also write every captured packet to this pcap file (nanosecond timestamps), so the session
+    /// can be replayed later with `tapspan replay`.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    pub write_pcap: Option<PathBuf>,
+
+    /// Print a stats line to stderr every second: packets, bytes, kernel and interface drops,
+    /// packets shed, connections, exchanges, spans/s, queue depths.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Serve the same counters as Prometheus text at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+
+    /// Decode/reassembly/HTTP worker threads (connections are sharded across them).
+    #[arg(long, value_name = "N", default_value_t = engine::default_workers())]
+    pub workers: usize,
+
+    /// Batches of packets each worker's queue holds; beyond it packets are shed and counted.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub queue_batches: usize,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
+    if args.list {
+        return list();
+    }
+    let interface = args.interface.clone().unwrap_or_default();
+    let live_config = LiveConfig {
+        interface: interface.clone(),
+        filter: args.filter.clone(),
+        snaplen: args.snaplen.max(64),
+        promisc: args.promisc,
+        buffer_bytes: args.buffer_size.max(1).saturating_mul(1 << 20),
+        read_timeout_ms: 50,
+    };
+    let source = match LiveSource::open(&live_config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tapspan: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let writer = match &args.write_pcap {
+        None => None,
+        Some(path) => {
+            let file = File::create(path)
+                .with_context(|| format!("cannot create capture file {}", path.display()))?;
+            Some(
+                PcapWriter::new(BufWriter::new(file), source.link_type(), source.snaplen())
+                    .with_context(|| format!("writing {}", path.display()))?,
+            )
+        }
+    };
+    let mut outputs = Outputs::open(&args.output)?;
+
+    let stop = source.stop_handle();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first: a second signal, arriving with the flag already set, exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+
+    let workers = args.workers.clamp(1, 64);
+    let shared = Arc::new(Shared::new(workers));
+    if let Some(addr) = &args.metrics_addr {
+        let bound = metrics::serve(addr, shared.clone())
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        eprintln!("tapspan: metrics at http://{bound}/metrics");
+    }
+    let config = EngineConfig {
+        workers,
+        queue_batches: args.queue_batches.max(1),
+        pipeline: args.limits.pipeline_config(&args.output),
+        ..EngineConfig::default()
+    };
+    let (ingest, exchanges) = engine::start(config, shared.clone());
+    eprintln!(
+        "tapspan: capturing on {interface} (link type {}, {} timestamps, {workers} workers); \
+Ctrl-C to stop",
+        source.link_type().0,
+        if source.nanosecond_timestamps() {
+            "ns"
+        } else {
+            "µs"
+        }
+    );
+    let capture = {
+        let shared = shared.clone();
+        let stop = stop.clone();
+        thread::Builder::new()
+            .name("tapspan-capture".into())
+            .spawn(move || capture_loop(source, ingest, writer, &stop, &shared))
+            .context("starting the capture thread")?
+    };
+
+    let started = Instant::now();
+    let mut prev = shared.snapshot();
+    let mut prev_at = Instant::now();
+    loop {
+        match exchanges.recv_timeout(Duration::from_millis(100)) {
+            Received::Batch(batch) => {
+                shared
+                    .exchanges
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for ex in &batch {
+                    for span in spans_for(ex) {
+                        outputs.send(&span);
+                        shared.spans.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Received::Timeout => {}
+            Received::Done => break,
+        }
+        if args.stats && prev_at.elapsed() >= Duration::from_secs(1) {
+            let now = shared.snapshot();
+            eprintln!(
+                "{}",
+                stats_line(&now, &prev, prev_at.elapsed().as_secs_f64())
+            );
+            prev = now;
+            prev_at = Instant::now();
+        }
+    }
+    let worker_result = exchanges.join();
+    let ended = match capture.join() {
+        Ok(r) => r,
+        Err(_) => CaptureEnd {
+            error: Some("the capture thread panicked".into()),
+            pcap: None,
+        },
+    };
+    let snap = shared.snapshot();
+    outputs.finish(&snap.pipeline)?;
+    eprintln!(
+        "tapspan: live capture on {interface} stopped after {:.1}s: {} packets ({} bytes), \
+kernel drops {}, interface drops {}, shed {}; {} exchanges ({} incomplete), {} spans written{}",
+        started.elapsed().as_secs_f64(),
+        snap.packets,
+        snap.bytes,
+        snap.kernel_dropped,
+        snap.if_dropped,
+        snap.shed_packets,
+        snap.exchanges,
+        snap.pipeline.http.incomplete_exchanges,
+        snap.spans,
+        match (&args.write_pcap, ended.pcap) {
+            (Some(p), Some(n)) => format!("; {n} packets saved to {}", p.display()),
+            _ => String::new(),
+        }
+    );
+    let mut failed = false;
+    if let Err(e) = worker_result {
+        eprintln!("tapspan: {e}");
+        failed = true;
+    }
+    if let Some(e) = ended.error {
+        eprintln!("tapspan: {e} (spans decoded before it were written)");
+        failed = true;
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn list() -> anyhow::Result<ExitCode> {
+    let interfaces = match list_interfaces() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("tapspan: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut out = io::stdout().lock();
+    for i in interfaces {
+        let mut flags = Vec::new();
+        if i.up {
+            flags.push("up");
+        }
+        if i.running {
+            flags.push("running");
+        }
+        if i.loopback {
+            flags.push("loopback");
+        }
+        let addrs: Vec<String> = i.addresses.iter().map(|a| a.to_string()).collect();
+        let line = format!(
+            "{}\t{}\t{}{}",
+            i.name,
+            flags.join(","),
+            addrs.join(" "),
+            i.description
+                .map(|d| format!("\t({d})"))
+                .unwrap_or_default()
+        );
+        if writeln!(out, "{}", line.trim_end()).is_err() {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How the capture thread ended.
+struct CaptureEnd {
+    error: Option<String>,
+    /// Packets written to `--write-pcap`.
+    pcap: Option<u64>,
+}
+
+/// The capture thread: read, keep the pcap copy, route. Stops when `stop` is set or reading fails.
+fn capture_loop(
+    mut source: LiveSource,
+    mut ingest: Ingest,
+    mut writer: Option<PcapWriter<BufWriter<File>>>,
+    stop: &AtomicBool,
+    shared: &Shared,
+) -> CaptureEnd {
+    let mut error: Option<String> = None;
+    let mut last_stats = Instant::now();
+    let mut since_check: u32 = 0;
+    let update_kernel_stats = |source: &mut LiveSource| {
+        if let Ok(k) = source.stats() {
+            shared.kernel_received.store(k.received, Ordering::Relaxed);
+            shared.kernel_dropped.store(k.dropped, Ordering::Relaxed);
+            shared.if_dropped.store(k.if_dropped, Ordering::Relaxed);
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let idle = match source.next_event() {
+            Ok(LiveEvent::Frame(frame)) => {
+                if let Some(w) = &mut writer {
+                    match w.write_frame(&frame) {
+                        Ok(()) => {
+                            shared.pcap_written.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            eprintln!("tapspan: writing the capture file failed, no longer writing it: {e}");
+                            writer = None;
+                        }
+                    }
+                }
+                ingest.push(&frame);
+                false
+            }
+            Ok(LiveEvent::Idle) => {
+                // A quiet link: let capture time follow the (kernel's) wall clock, so idle
+                // connections still expire.
+                if let Ok(d) = SystemTime::now().duration_since(UNIX_EPOCH) {
+                    ingest.advance_idle(Timestamp(d.as_nanos() as u64));
+                }
+                ingest.tick();
+                true
+            }
+            Err(e) => {
+                error = Some(capture_error_message(&e));
+                break;
+            }
+        };
+        since_check += 1;
+        if idle || since_check >= 1024 {
+            since_check = 0;
+            if last_stats.elapsed() >= Duration::from_millis(500) {
+                update_kernel_stats(&mut source);
+                last_stats = Instant::now();
+            }
+        }
+    }
+    update_kernel_stats(&mut source);
+    drop(source);
+    ingest.finish();
+    let pcap = writer.map(|mut w| {
+        if let Err(e) = w.flush() {
+            eprintln!("tapspan: writing the capture file failed: {e}");
+        }
+        w.frames()
+    });
+    CaptureEnd { error, pcap }
+}
+
+fn capture_error_message(e: &CaptureError) -> String {
+    e.to_string()
+}

@@ -1,0 +1,352 @@
+//! Counters of a live run, shared by its threads, and their two renderings: the `--stats` line on
+//! stderr and Prometheus text for `--metrics-addr`.
+//!
+//! Contract: every thread writes only its own counters (atomics, or its own worker slot); readers
+//! take a consistent-enough snapshot with [`Shared::snapshot`]. Counters only grow, except queue
+//! depths and active connections, which are gauges. Nothing here blocks a hot path for longer
+//! than one uncontended lock of a worker's slot, taken a few times a second.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use tapspan_capture::DecodeStats;
+
+use crate::http::HttpStats;
+use crate::pipeline::PipelineStats;
+use crate::reassembly::ReassemblyStats;
+
+/// What one worker last published.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerSnapshot {
+    pub stats: PipelineStats,
+    pub active_connections: usize,
+}
+
+#[derive(Default)]
+pub struct WorkerSlot {
+    /// Batches waiting in this worker's queue.
+    pub queue_depth: AtomicUsize,
+    pub snapshot: Mutex<WorkerSnapshot>,
+}
+
+/// Counters of the whole run.
+#[derive(Default)]
+pub struct Shared {
+    /// Packets and captured bytes read from the interface.
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Packets dropped by tapspan because a worker's queue was full (shed at the front).
+    pub shed_packets: AtomicU64,
+    /// libpcap's counters.
+    pub kernel_received: AtomicU64,
+    pub kernel_dropped: AtomicU64,
+    pub if_dropped: AtomicU64,
+    /// Packets written to `--write-pcap`.
+    pub pcap_written: AtomicU64,
+    /// Exchanges and spans handed to the outputs.
+    pub exchanges: AtomicU64,
+    pub spans: AtomicU64,
+    /// Exchange batches waiting for the output thread.
+    pub output_depth: AtomicUsize,
+    pub output_capacity: AtomicUsize,
+    pub queue_capacity: AtomicUsize,
+    /// The router's decode counters (see `shard.rs`).
+    pub decode: Mutex<DecodeStats>,
+    pub workers: Vec<WorkerSlot>,
+}
+
+/// A copy of [`Shared`] at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub packets: u64,
+    pub bytes: u64,
+    pub shed_packets: u64,
+    pub kernel_received: u64,
+    pub kernel_dropped: u64,
+    pub if_dropped: u64,
+    pub pcap_written: u64,
+    pub exchanges: u64,
+    pub spans: u64,
+    pub active_connections: usize,
+    pub queue_depths: Vec<usize>,
+    pub queue_capacity: usize,
+    pub output_depth: usize,
+    pub output_capacity: usize,
+    pub pipeline: PipelineStats,
+}
+
+impl Shared {
+    pub fn new(workers: usize) -> Self {
+        Shared {
+            workers: (0..workers).map(|_| WorkerSlot::default()).collect(),
+            ..Shared::default()
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut pipeline = PipelineStats {
+            decode: self.decode.lock().map(|d| d.clone()).unwrap_or_default(),
+            ..PipelineStats::default()
+        };
+        let mut active_connections = 0;
+        let mut queue_depths = Vec::with_capacity(self.workers.len());
+        for w in &self.workers {
+            queue_depths.push(w.queue_depth.load(Ordering::Relaxed));
+            if let Ok(s) = w.snapshot.lock() {
+                active_connections += s.active_connections;
+                add_reassembly(&mut pipeline.reassembly, &s.stats.reassembly);
+                add_http(&mut pipeline.http, &s.stats.http);
+            }
+        }
+        Snapshot {
+            packets: ld(&self.packets),
+            bytes: ld(&self.bytes),
+            shed_packets: ld(&self.shed_packets),
+            kernel_received: ld(&self.kernel_received),
+            kernel_dropped: ld(&self.kernel_dropped),
+            if_dropped: ld(&self.if_dropped),
+            pcap_written: ld(&self.pcap_written),
+            exchanges: ld(&self.exchanges),
+            spans: ld(&self.spans),
+            active_connections,
+            queue_depths,
+            queue_capacity: self.queue_capacity.load(Ordering::Relaxed),
+            output_depth: self.output_depth.load(Ordering::Relaxed),
+            output_capacity: self.output_capacity.load(Ordering::Relaxed),
+            pipeline,
+        }
+    }
+}
+
+/// Adds one worker's reassembly counters to a total (peaks add up too: each worker's table is
+/// separate memory). Destructured in full so a new counter cannot be forgotten here.
+pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
+    let ReassemblyStats {
+        segments,
+        connections,
+        midstream_connections,
+        closed_fin,
+        closed_rst,
+        expired_idle,
+        evicted,
+        retransmitted_bytes,
+        overlap_conflict_bytes,
+        out_of_order_segments,
+        gaps,
+        gap_bytes,
+        peak_connections,
+        peak_held_bytes,
+        ignored_rsts,
+        late_segments,
+    } = s;
+    total.segments += segments;
+    total.connections += connections;
+    total.midstream_connections += midstream_connections;
+    total.closed_fin += closed_fin;
+    total.closed_rst += closed_rst;
+    total.expired_idle += expired_idle;
+    total.evicted += evicted;
+    total.retransmitted_bytes += retransmitted_bytes;
+    total.overlap_conflict_bytes += overlap_conflict_bytes;
+    total.out_of_order_segments += out_of_order_segments;
+    total.gaps += gaps;
+    total.gap_bytes += gap_bytes;
+    total.peak_connections += peak_connections;
+    total.peak_held_bytes += peak_held_bytes;
+    total.ignored_rsts += ignored_rsts;
+    total.late_segments += late_segments;
+}
+
+/// Adds one worker's HTTP counters to a total.
+pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
+    let HttpStats {
+        connections,
+        non_http_connections,
+        upgraded_connections,
+        exchanges,
+        incomplete_exchanges,
+        responses_without_request,
+        malformed_messages,
+        resyncs,
+    } = s;
+    total.connections += connections;
+    total.non_http_connections += non_http_connections;
+    total.upgraded_connections += upgraded_connections;
+    total.exchanges += exchanges;
+    total.incomplete_exchanges += incomplete_exchanges;
+    total.responses_without_request += responses_without_request;
+    total.malformed_messages += malformed_messages;
+    total.resyncs += resyncs;
+}
+
+/// The `--stats` line: totals, and rates over `secs` since `prev`.
+pub fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-3);
+    let queues = now
+        .queue_depths
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "tapspan: packets {} ({:.0}/s, {:.1} MB/s) kernel drops {} if drops {} shed {} | \
+connections {} exchanges {} spans {} ({:.0}/s) | queues [{}]/{} output {}/{}",
+        now.packets,
+        rate(now.packets, prev.packets),
+        rate(now.bytes, prev.bytes) / 1e6,
+        now.kernel_dropped,
+        now.if_dropped,
+        now.shed_packets,
+        now.active_connections,
+        now.exchanges,
+        now.spans,
+        rate(now.spans, prev.spans),
+        queues,
+        now.queue_capacity,
+        now.output_depth,
+        now.output_capacity,
+    )
+}
+
+/// Prometheus text exposition format (version 0.0.4).
+pub fn prometheus(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "tapspan_packets_total",
+        "counter",
+        "Packets read from the interface.",
+        s.packets,
+    );
+    metric(
+        "tapspan_bytes_total",
+        "counter",
+        "Captured bytes read from the interface.",
+        s.bytes,
+    );
+    metric(
+        "tapspan_kernel_received_total",
+        "counter",
+        "Packets libpcap reports the kernel delivered.",
+        s.kernel_received,
+    );
+    metric(
+        "tapspan_kernel_drops_total",
+        "counter",
+        "Packets dropped because the capture buffer was full (libpcap ps_drop).",
+        s.kernel_dropped,
+    );
+    metric(
+        "tapspan_interface_drops_total",
+        "counter",
+        "Packets dropped by the interface or driver (libpcap ps_ifdrop).",
+        s.if_dropped,
+    );
+    metric(
+        "tapspan_shed_packets_total",
+        "counter",
+        "Packets tapspan dropped because a worker queue was full.",
+        s.shed_packets,
+    );
+    metric(
+        "tapspan_pcap_written_packets_total",
+        "counter",
+        "Packets written to --write-pcap.",
+        s.pcap_written,
+    );
+    metric(
+        "tapspan_active_connections",
+        "gauge",
+        "TCP connections being tracked.",
+        s.active_connections as u64,
+    );
+    metric(
+        "tapspan_exchanges_total",
+        "counter",
+        "HTTP exchanges completed.",
+        s.exchanges,
+    );
+    metric(
+        "tapspan_spans_total",
+        "counter",
+        "Spans handed to the outputs.",
+        s.spans,
+    );
+    metric(
+        "tapspan_http_incomplete_exchanges_total",
+        "counter",
+        "Exchanges cut short (reset, timeout, capture ended).",
+        s.pipeline.http.incomplete_exchanges,
+    );
+    metric(
+        "tapspan_tcp_gaps_total",
+        "counter",
+        "Holes in TCP streams (bytes never captured).",
+        s.pipeline.reassembly.gaps,
+    );
+    metric(
+        "tapspan_output_queue_depth",
+        "gauge",
+        "Exchange batches waiting for the output thread.",
+        s.output_depth as u64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tapspan_worker_queue_depth Frame batches waiting for a worker.\n\
+# TYPE tapspan_worker_queue_depth gauge"
+    );
+    for (i, d) in s.queue_depths.iter().enumerate() {
+        let _ = writeln!(out, "tapspan_worker_queue_depth{{worker=\"{i}\"}} {d}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_line_and_prometheus() {
+        let shared = Shared::new(2);
+        shared.packets.store(1000, Ordering::Relaxed);
+        shared.spans.store(200, Ordering::Relaxed);
+        shared.workers[1].queue_depth.store(3, Ordering::Relaxed);
+        shared.workers[0]
+            .snapshot
+            .lock()
+            .unwrap()
+            .active_connections = 5;
+        shared.workers[1]
+            .snapshot
+            .lock()
+            .unwrap()
+            .stats
+            .http
+            .exchanges = 7;
+        let now = shared.snapshot();
+        assert_eq!(now.active_connections, 5);
+        assert_eq!(now.pipeline.http.exchanges, 7);
+        let line = stats_line(&now, &Snapshot::default(), 2.0);
+        assert!(line.contains("packets 1000 (500/s"), "{line}");
+        assert!(line.contains("spans 200 (100/s)"), "{line}");
+        assert!(line.contains("queues [0,3]"), "{line}");
+        let text = prometheus(&now);
+        assert!(text.contains("\ntapspan_packets_total 1000\n"), "{text}");
+        assert!(
+            text.contains("tapspan_worker_queue_depth{worker=\"1\"} 3"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("tapspan_"), "{line}");
+            value.parse::<u64>().unwrap();
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! `tapspan live` capturing for real: a real nginx and a real client (curl, wrk) talk across a
+//! veth pair joining two network namespaces this test creates (or over loopback when namespaces
+//! are unavailable, which the test says); tapspan captures on the server's veth and its spans are
+//! checked against nginx's access log. Needs root (CI runs as root) and nginx, curl, wrk and
+//! iproute2, which `.ci/run` installs; without them each test says why and skips.
+//!
+//! `TAPSPAN_TEST_LOOPBACK=1` forces the loopback variant.
+//!
+//! Every test cleans up what it started (namespaces, nginx, tapspan) on success and on panic,
+//! and stops by itself: each wait is bounded.
+#![cfg(feature = "live")]
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The tests share two cores with nginx and the clients: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn tapspan_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tapspan")
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(program).is_file())
+}
+
+/// Why this machine cannot run the live tests, if it cannot.
+fn cannot_run(needs: &[&str]) -> Option<String> {
+    if !is_root() {
+        return Some("needs root to capture packets (CI runs as root)".into());
+    }
+    let missing: Vec<&str> = needs.iter().copied().filter(|p| !have(p)).collect();
+    if !missing.is_empty() {
+        return Some(format!(
+            "{} not installed (.ci/run installs them)",
+            missing.join(", ")
+        ));
+    }
+    None
+}
+
+macro_rules! skip_unless_ready {
+    ($($prog:expr),*) => {
+        if let Some(why) = cannot_run(&[$($prog),*]) {
+            eprintln!("skipping {}: {why}", module_path!());
+            return;
+        }
+    };
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// Where the server and the client live: two namespaces joined by a veth pair, or loopback.
+struct Net {
+    /// (server namespace, client namespace), when namespaces are used.
+    ns: Option<(String, String)>,
+    /// Interface tapspan captures on (in the server namespace).
+    iface: String,
+    server_ip: String,
+    port: u16,
+}
+
+impl Net {
+    fn new() -> Net {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}{}", std::process::id() % 100_000, n);
+        let port = 20_000 + ((std::process::id() as usize * 7 + n * 13) % 20_000) as u16;
+        let (srv, cli) = (format!("tss{tag}"), format!("tsc{tag}"));
+        let veth_s = format!("tsvs{tag}");
+        let veth_c = format!("tsvc{tag}");
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &srv],
+            vec!["netns", "add", &cli],
+            vec![
+                "link", "add", &veth_s, "netns", &srv, "type", "veth", "peer", "name", &veth_c,
+                "netns", &cli,
+            ],
+            vec!["-n", &srv, "addr", "add", "10.213.0.1/24", "dev", &veth_s],
+            vec!["-n", &cli, "addr", "add", "10.213.0.2/24", "dev", &veth_c],
+            vec!["-n", &srv, "link", "set", &veth_s, "up"],
+            vec!["-n", &cli, "link", "set", &veth_c, "up"],
+            vec!["-n", &srv, "link", "set", "lo", "up"],
+            vec!["-n", &cli, "link", "set", "lo", "up"],
+        ];
+        if std::env::var_os("TAPSPAN_TEST_LOOPBACK").is_some() {
+            eprintln!("TAPSPAN_TEST_LOOPBACK is set: using loopback instead of namespaces");
+            return Net {
+                ns: None,
+                iface: "lo".into(),
+                server_ip: "127.0.0.1".into(),
+                port,
+            };
+        }
+        let net = Net {
+            ns: Some((srv.clone(), cli.clone())),
+            iface: veth_s.clone(),
+            server_ip: "10.213.0.1".into(),
+            port,
+        };
+        for step in &steps {
+            let out = run(Command::new("ip").args(step));
+            if !out.status.success() {
+                eprintln!(
+                    "network namespaces unavailable (ip {}: {}): using loopback instead",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                drop(net); // deletes what was made
+                return Net {
+                    ns: None,
+                    iface: "lo".into(),
+                    server_ip: "127.0.0.1".into(),
+                    port,
+                };
+            }
+        }
+        // The veth link needs a moment before it passes traffic.
+        sleep(Duration::from_millis(300));
+        net
+    }
+
+    fn in_server(&self, program: &str) -> Command {
+        self.in_ns(self.ns.as_ref().map(|n| n.0.as_str()), program)
+    }
+
+    fn in_client(&self, program: &str) -> Command {
+        self.in_ns(self.ns.as_ref().map(|n| n.1.as_str()), program)
+    }
+
+    /// `ip netns exec` execs the program itself, so the child's pid is the program's.
+    fn in_ns(&self, ns: Option<&str>, program: &str) -> Command {
+        match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}:{}{path}", self.server_ip, self.port)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if let Some((s, c)) = &self.ns {
+            // Deleting a namespace deletes its end of the veth pair, and with it the other end.
+            let _ = Command::new("ip").args(["netns", "del", s]).output();
+            let _ = Command::new("ip").args(["netns", "del", c]).output();
+        }
+    }
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+/// Waits up to `limit` for the child to exit.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn scratch_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "tapspan-live-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(d.join("www")).unwrap();
+    d
+}
+
+/// nginx in the server namespace, logging each request with its client port and request time.
+fn start_nginx(net: &Net, dir: &Path) -> Proc {
+    let d = dir.display();
+    fs::write(dir.join("www/big.bin"), vec![b'x'; 300_000]).unwrap();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+user root;
+error_log {d}/error.log;
+pid {d}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  log_format t '$remote_port "$request" $status $request_time $body_bytes_sent';
+  client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc;
+  uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;
+  server {{
+    listen {ip}:{port};
+    access_log {d}/access.log t;
+    root {d}/www;
+    location = /big.bin {{ }}
+    location = /slow.bin {{ limit_rate 20k; alias {d}/www/big.bin; }}
+    location /missing {{ return 404; }}
+    location /fail {{ return 500 "no\n"; }}
+    location / {{ return 200 "hello from $uri\n"; }}
+  }}
+}}
+"#,
+        ip = net.server_ip,
+        port = net.port,
+    );
+    fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = net
+        .in_server("nginx")
+        .args(["-p", &d.to_string(), "-c"])
+        .arg(dir.join("nginx.conf"))
+        .args(["-e", &format!("{d}/error.log")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let p = Proc(child);
+    // Ready when it answers (from the client side); nginx's own log is not part of the check.
+    let start = Instant::now();
+    loop {
+        let ok = run(net.in_client("curl").args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "1",
+            &net.url("/ready"),
+        ]))
+        .status
+        .success();
+        if ok {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not come up: {}",
+            fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+        sleep(Duration::from_millis(100));
+    }
+    // The readiness probes are not part of what is checked.
+    sleep(Duration::from_millis(100));
+    let _ = fs::write(dir.join("access.log"), "");
+    p
+}
+
+/// `tapspan live` in the server namespace; returns once it is capturing.
+fn start_tapspan(net: &Net, dir: &Path, extra: &[&str]) -> Proc {
+    let stderr = fs::File::create(dir.join("tapspan.err")).unwrap();
+    let child = net
+        .in_server(tapspan_bin())
+        .args(["live", "--interface", &net.iface, "--filter"])
+        .arg(format!("tcp port {}", net.port))
+        .arg("--output")
+        .arg(dir.join("live.jsonl"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start tapspan live");
+    let p = Proc(child);
+    let start = Instant::now();
+    loop {
+        let err = fs::read_to_string(dir.join("tapspan.err")).unwrap_or_default();
+        if err.contains("capturing on") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "tapspan did not start capturing: {err}"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    p
+}
+
+/// SIGINT, then a bounded wait; returns the exit code and stderr.
+fn stop_tapspan(mut p: Proc, dir: &Path) -> (Option<i32>, String) {
+    signal(p.0.id(), "INT");
+    let status = wait_exit(&mut p.0, Duration::from_secs(30));
+    let err = fs::read_to_string(dir.join("tapspan.err")).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("tapspan did not stop after SIGINT: {err}"));
+    (status.code(), err)
+}
+
+fn spans(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON span ({e}): {l}")))
+        .collect()
+}
+
+/// One access-log line: `$remote_port "$request" $status $request_time $body_bytes_sent`.
+#[derive(Debug)]
+struct LogLine {
+    port: u64,
+    method: String,
+    path: String,
+    status: u64,
+    request_time_ns: i64,
+}
+
+fn access_log(dir: &Path) -> Vec<LogLine> {
+    fs::read_to_string(dir.join("access.log"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (port, rest) = l.split_once(" \"").unwrap();
+            let (request, rest) = rest.split_once("\" ").unwrap();
+            let mut req = request.split(' ');
+            let mut f = rest.split(' ');
+            let secs: f64 = f.nth(1).unwrap().parse().unwrap();
+            let status_str = rest.split(' ').next().unwrap();
+            LogLine {
+                port: port.parse().unwrap(),
+                method: req.next().unwrap().to_string(),
+                path: req.next().unwrap().to_string(),
+                status: status_str.parse().unwrap(),
+                request_time_ns: (secs * 1e9).round() as i64,
+            }
+        })
+        .collect()
+}
+
+fn server_spans(all: &[Value]) -> Vec<&Value> {
+    all.iter().filter(|s| s["kind"] == "server").collect()
+}
+
+fn duration_ns(s: &Value) -> i64 {
+    s["end_unix_nano"].as_i64().unwrap() - s["start_unix_nano"].as_i64().unwrap()
+}
+
+fn curl(net: &Net, args: &[&str]) {
+    let out = run(net
+        .in_client("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "5"])
+        .args(args));
+    assert!(out.status.success(), "curl {args:?} failed: {out:?}");
+}
+
+/// Varied traffic: keep-alive, 404, 500, a POST with a body, a 300 kB download.
+fn make_requests(net: &Net) {
+    curl(
+        net,
+        &[
+            &net.url("/users/1"),
+            &net.url("/users/2"),
+            &net.url("/users/3"),
+        ],
+    );
+    curl(net, &[&net.url("/missing/thing")]);
+    curl(net, &[&net.url("/fail")]);
+    curl(net, &["-d", "name=tapspan&x=1", &net.url("/submit")]);
+    curl(net, &[&net.url("/big.bin")]);
+    curl(
+        net,
+        &["-H", "X-Request-ID: live-test-1", &net.url("/traced")],
+    );
+}
+
+#[test]
+fn live_spans_match_the_server_access_log() {
+    skip_unless_ready!("ip", "nginx", "curl");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new();
+    let dir = scratch_dir();
+    let _nginx = start_nginx(&net, &dir);
+    let tapspan = start_tapspan(&net, &dir, &["--summary"]);
+    make_requests(&net);
+    // Let the last packets reach tapspan before stopping it.
+    sleep(Duration::from_millis(500));
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("stopped after"), "no final summary: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let log = access_log(&dir);
+    assert_eq!(log.len(), 8, "access log: {log:?}");
+    let all = spans(&dir.join("live.jsonl"));
+    let servers = server_spans(&all);
+    assert_eq!(all.len(), 2 * servers.len());
+    assert_eq!(
+        servers.len(),
+        log.len(),
+        "one server span per access-log line\nlog: {log:#?}\nspans: {servers:#?}"
+    );
+    let mut by_key: HashMap<(u64, String, String), &Value> = HashMap::new();
+    for s in &servers {
+        let a = &s["attributes"];
+        let key = (
+            a["client.port"].as_u64().unwrap(),
+            a["http.request.method"].as_str().unwrap().to_string(),
+            a["url.path"].as_str().unwrap().to_string(),
+        );
+        assert!(by_key.insert(key, s).is_none(), "two spans for one request");
+    }
+    for line in &log {
+        let key = (line.port, line.method.clone(), line.path.clone());
+        let s = by_key
+            .get(&key)
+            .unwrap_or_else(|| panic!("no span for {line:?}\nspans: {servers:#?}"));
+        let a = &s["attributes"];
+        assert_eq!(
+            a["http.response.status_code"].as_u64(),
+            Some(line.status),
+            "{line:?}"
+        );
+        assert_eq!(a["server.port"].as_u64(), Some(u64::from(net.port)));
+        assert_eq!(a["server.address"].as_str(), Some(net.server_ip.as_str()));
+        let d = duration_ns(s);
+        assert!(
+            (d - line.request_time_ns).abs() <= 2_000_000,
+            "{line:?}: span lasted {d} ns, nginx says {} ns",
+            line.request_time_ns
+        );
+        let expect_error = line.status >= 500;
+        assert_eq!(s["status"] == "error", expect_error, "{s}");
+        assert!(
+            a.get("error.type").is_none(),
+            "complete exchange marked incomplete: {s}"
+        );
+    }
+    let big = by_key
+        .iter()
+        .find(|(k, _)| k.2 == "/big.bin")
+        .map(|(_, s)| *s)
+        .unwrap();
+    assert_eq!(
+        big["attributes"]["http.response.body.size"].as_u64(),
+        Some(300_000)
+    );
+    let post = by_key.iter().find(|(k, _)| k.2 == "/submit").unwrap().1;
+    assert_eq!(
+        post["attributes"]["http.request.body.size"].as_u64(),
+        Some(16)
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn write_pcap_then_replay_gives_the_same_spans() {
+    skip_unless_ready!("ip", "nginx", "curl");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new();
+    let dir = scratch_dir();
+    let _nginx = start_nginx(&net, &dir);
+    let pcap = dir.join("session.pcap");
+    let tapspan = start_tapspan(&net, &dir, &["--write-pcap", pcap.to_str().unwrap()]);
+    make_requests(&net);
+    // An exchange left open when capture stops: its spans must match too (capture_ended).
+    let mut open_conn = Proc(
+        net.in_client("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "10"])
+            .arg(net.url("/slow.bin"))
+            .spawn()
+            .unwrap(),
+    );
+    sleep(Duration::from_millis(800));
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    let _ = open_conn.0.kill();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("packets saved to"), "{err}");
+
+    let replay = run(Command::new(tapspan_bin())
+        .arg("replay")
+        .arg(&pcap)
+        .arg("--output")
+        .arg(dir.join("replay.jsonl")));
+    assert!(replay.status.success(), "{replay:?}");
+    let sorted = |p: &Path| {
+        let mut v: Vec<String> = fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let live = sorted(&dir.join("live.jsonl"));
+    let replayed = sorted(&dir.join("replay.jsonl"));
+    assert!(live.len() >= 16, "{} spans", live.len());
+    assert!(
+        live.iter().any(|l| l.contains("capture_ended")),
+        "the open download should end as capture_ended"
+    );
+    if live != replayed {
+        let only_live: Vec<_> = live.iter().filter(|l| !replayed.contains(l)).collect();
+        let only_replay: Vec<_> = replayed.iter().filter(|l| !live.contains(l)).collect();
+        panic!("live and replay differ:\nonly live: {only_live:#?}\nonly replay: {only_replay:#?}");
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigint_under_load_flushes_and_exits_0() {
+    skip_unless_ready!("ip", "nginx", "curl", "wrk");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new();
+    let dir = scratch_dir();
+    let _nginx = start_nginx(&net, &dir);
+    let tapspan = start_tapspan(
+        &net,
+        &dir,
+        &["--stats", "--summary", "--metrics-addr", "127.0.0.1:0"],
+    );
+    let mut wrk = Proc(
+        net.in_client("wrk")
+            .args(["-t1", "-c8", "-d6s"])
+            .arg(net.url("/load"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wrk"),
+    );
+    sleep(Duration::from_millis(1500));
+    // The metrics endpoint answers while under load.
+    let err = fs::read_to_string(dir.join("tapspan.err")).unwrap();
+    let addr = err
+        .lines()
+        .find_map(|l| l.strip_prefix("tapspan: metrics at "))
+        .expect("metrics address announced")
+        .to_string();
+    let scrape = run(net.in_server("curl").args(["-s", "--max-time", "5", &addr]));
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    assert!(text.contains("tapspan_packets_total "), "{text}");
+    assert!(text.contains("tapspan_kernel_drops_total "), "{text}");
+    sleep(Duration::from_millis(1000));
+
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    let _ = wrk.0.kill();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("stopped after"), "no final summary: {err}");
+    assert!(err.contains("tapspan: packets "), "no stats line: {err}");
+    let all = spans(&dir.join("live.jsonl"));
+    assert!(
+        all.len() > 100,
+        "only {} spans under load: {err}",
+        all.len()
+    );
+    let text = fs::read_to_string(dir.join("live.jsonl")).unwrap();
+    assert!(text.ends_with('\n'), "output not flushed whole");
+    // Requests in flight at the stop are written as incomplete, never dropped silently.
+    for s in &all {
+        if s["attributes"].get("http.response.status_code").is_none() {
+            assert_eq!(s["status"], "error", "{s}");
+            assert!(s["attributes"]["error.type"].is_string(), "{s}");
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
