@@ -27,6 +27,7 @@
 //! window are not found (the child becomes a root). `max_pending` bounds memory: beyond it the
 //! oldest decisions are made early and counted.
 
+pub mod assign;
 pub mod nesting;
 pub mod services;
 
@@ -127,13 +128,53 @@ pub struct CausalityBuilder {
     /// Exchanges whose parent is not decided, by end time.
     undecided: BTreeSet<(Timestamp, NodeId)>,
     watermark: Timestamp,
-    delays: DelayModel,
+    /// Processing-delay models per calling IP, refitted on each batch.
+    delays_at: HashMap<IpAddr, DelayModel>,
     /// Listening ports seen per IP, to name callers by the service on their IP.
     listeners: HashMap<IpAddr, HashSet<u16>>,
     pub stats: CausalityStats,
 }
 
 const MAX_LISTENER_IPS: usize = 65_536;
+/// Partial assignments kept while assigning calls to requests.
+const BEAM: usize = 48;
+/// Refits of the delay model per batch.
+const EM_ROUNDS: usize = 3;
+
+/// Processing delays implied by an assignment: from each request's arrival or previous call's
+/// return to its next sequential call, and from its last call's return to its response.
+fn chain_gaps(
+    reqs: &[assign::Req],
+    calls: &[assign::Call],
+    chosen: &[Option<(usize, f64)>],
+) -> Vec<u64> {
+    let mut per_req: Vec<Vec<(Timestamp, Timestamp)>> =
+        reqs.iter().map(|r| r.prior_calls.clone()).collect();
+    for (c, choice) in calls.iter().zip(chosen) {
+        if let Some((k, _)) = choice {
+            per_req[*k].push((c.start, c.end));
+        }
+    }
+    let mut gaps = Vec::new();
+    for (r, mut cs) in reqs.iter().zip(per_req) {
+        cs.sort();
+        let mut last = r.arrived;
+        let mut last_launch: Option<Timestamp> = None;
+        for (s, e) in cs {
+            let parallel =
+                last_launch.is_some_and(|l| s.saturating_since(l) <= assign::PARALLEL_LAUNCH_NS);
+            if !parallel && s >= last {
+                gaps.push(s.saturating_since(last));
+            }
+            last_launch = Some(s);
+            last = last.max(e);
+        }
+        if r.responds >= last {
+            gaps.push(r.responds.saturating_since(last));
+        }
+    }
+    gaps
+}
 
 impl CausalityBuilder {
     pub fn new(config: CausalityConfig) -> Self {
@@ -144,7 +185,7 @@ impl CausalityBuilder {
             inbound: HashMap::new(),
             undecided: BTreeSet::new(),
             watermark: Timestamp(0),
-            delays: DelayModel::default(),
+            delays_at: HashMap::new(),
             listeners: HashMap::new(),
             stats: CausalityStats::default(),
         }
@@ -201,60 +242,160 @@ impl CausalityBuilder {
         self.stats.peak_pending = self.stats.peak_pending.max(self.nodes.len() as u64);
         self.watermark = self.watermark.max(end);
         self.decide_due(out);
-        while self.nodes.len() > self.config.max_pending {
-            let Some(&(_, oldest)) = self.undecided.first() else {
-                break;
-            };
-            self.stats.forced_decisions += 1;
-            self.decide(oldest, out);
+        if self.nodes.len() > self.config.max_pending {
+            // Decide the oldest sixteenth early: amortised O(1) per exchange.
+            let n = (self.undecided.len() / 16).max(1);
+            let oldest: Vec<NodeId> = (0..n)
+                .filter_map(|_| self.undecided.pop_first())
+                .map(|(_, id)| id)
+                .collect();
+            self.stats.forced_decisions += oldest.len() as u64;
+            self.decide_batch(oldest, out);
         }
     }
 
     /// End of input: decide everything and emit every trace.
     pub fn finish<F: FnMut(Span)>(&mut self, out: &mut F) {
-        while let Some(&(_, id)) = self.undecided.first() {
-            self.decide(id, out);
-        }
+        let all: Vec<NodeId> = std::mem::take(&mut self.undecided)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        self.decide_batch(all, out);
     }
 
     fn decide_due<F: FnMut(Span)>(&mut self, out: &mut F) {
+        let mut ripe = Vec::new();
         while let Some(&(end, id)) = self.undecided.first() {
             if end.0.saturating_add(self.config.window_ns) > self.watermark.0 {
                 break;
             }
-            self.decide(id, out);
+            self.undecided.pop_first();
+            ripe.push(id);
+        }
+        self.decide_batch(ripe, out);
+    }
+
+    /// Decide the parents of `ids` in order of their start (so a candidate parent's earlier calls
+    /// are known when a later one is scored), then emit the traces whose roots were decided.
+    /// Every exchange that could hang under those roots ended no later than they did, so it is in
+    /// this batch or an earlier one.
+    fn decide_batch<F: FnMut(Span)>(&mut self, mut ids: Vec<NodeId>, out: &mut F) {
+        ids.retain(|id| self.nodes.contains_key(id));
+        ids.sort_by_key(|id| (self.nodes[id].start, *id));
+        let mut decided: Vec<(NodeId, Parent)> = Vec::new();
+        // Calls without propagated ids, by calling IP: assigned jointly (see `assign`).
+        let mut by_caller: HashMap<IpAddr, Vec<NodeId>> = HashMap::new();
+        for &id in &ids {
+            let end = self.nodes[&id].end;
+            self.undecided.remove(&(end, id));
+            let n = &self.nodes[&id];
+            if n.ctx.is_none() && n.request_id.is_none() {
+                by_caller.entry(n.ex.client.ip()).or_default().push(id);
+            } else {
+                let parent = self.find_parent(id);
+                decided.push((id, parent));
+            }
+        }
+        let mut callers: Vec<_> = by_caller.into_iter().collect();
+        callers.sort_by_key(|(ip, _)| *ip);
+        for (ip, calls) in callers {
+            decided.extend(self.assign_by_nesting(ip, &calls));
+        }
+        let mut roots = Vec::new();
+        for (id, parent) in decided {
+            match parent {
+                Parent::Node { id: p, link, .. } => {
+                    if link == "nesting" {
+                        self.stats.linked_by_nesting += 1;
+                    } else {
+                        self.stats.linked_by_id += 1;
+                    }
+                    if let Some(pn) = self.nodes.get_mut(&p) {
+                        pn.children.push(id);
+                    }
+                }
+                _ => {
+                    self.stats.roots += 1;
+                    roots.push(id);
+                }
+            }
+            if let Some(n) = self.nodes.get_mut(&id) {
+                n.parent = match parent {
+                    Parent::Undecided => Parent::Root,
+                    p => p,
+                };
+            }
+        }
+        for root in roots {
+            self.emit_tree(root, out);
         }
     }
 
-    fn decide<F: FnMut(Span)>(&mut self, id: NodeId, out: &mut F) {
-        let Some(node) = self.nodes.get(&id) else {
-            return;
-        };
-        self.undecided.remove(&(node.end, id));
-        let parent = self.find_parent(id);
-        match parent {
-            Parent::Node { id: p, link, .. } => {
-                if link == "nesting" {
-                    self.stats.linked_by_nesting += 1;
-                } else {
-                    self.stats.linked_by_id += 1;
-                }
-                if let Some(pn) = self.nodes.get_mut(&p) {
-                    pn.children.push(id);
-                }
+    /// Parents by send/receive nesting for calls that left `ip`, decided together.
+    fn assign_by_nesting(&mut self, ip: IpAddr, calls: &[NodeId]) -> Vec<(NodeId, Parent)> {
+        let mut req_ids: Vec<NodeId> = Vec::new();
+        let mut req_index: HashMap<NodeId, usize> = HashMap::new();
+        let mut specs = Vec::with_capacity(calls.len());
+        for &id in calls {
+            let mut candidates = Vec::new();
+            for r in self.candidates(id) {
+                let k = *req_index.entry(r).or_insert_with(|| {
+                    req_ids.push(r);
+                    req_ids.len() - 1
+                });
+                candidates.push(k);
             }
-            _ => self.stats.roots += 1,
+            let n = &self.nodes[&id];
+            specs.push(assign::Call {
+                start: n.start,
+                end: n.end,
+                candidates,
+            });
         }
-        if let Some(n) = self.nodes.get_mut(&id) {
-            n.parent = if parent == Parent::Undecided {
-                Parent::Root
-            } else {
-                parent
-            };
+        let reqs: Vec<assign::Req> = req_ids
+            .iter()
+            .map(|r| {
+                let rn = &self.nodes[r];
+                assign::Req {
+                    arrived: rn.request_end.max(rn.start),
+                    responds: rn.ex.t.response_start.unwrap_or(rn.end),
+                    prior_calls: rn
+                        .children
+                        .iter()
+                        .filter_map(|c| self.nodes.get(c))
+                        .map(|c| (c.start, c.end))
+                        .collect(),
+                }
+            })
+            .collect();
+        // Hard EM: assign with the current delay model, refit the model to that assignment's
+        // delays, assign again.
+        let mut model = self.delays_at.entry(ip).or_default().clone();
+        let mut result = assign::assign(&reqs, &specs, &model, BEAM);
+        for _ in 0..EM_ROUNDS {
+            let gaps = chain_gaps(&reqs, &specs, &result);
+            if gaps.len() < 8 {
+                break;
+            }
+            model = DelayModel::fitted(&gaps);
+            result = assign::assign(&reqs, &specs, &model, BEAM);
         }
-        if !matches!(parent, Parent::Node { .. }) {
-            self.emit_tree(id, out);
-        }
+        self.delays_at.insert(ip, model);
+        calls
+            .iter()
+            .zip(result)
+            .map(|(&id, choice)| match choice {
+                Some((k, confidence)) => (
+                    id,
+                    Parent::Node {
+                        id: req_ids[k],
+                        link: "nesting",
+                        confidence,
+                    },
+                ),
+                None => (id, Parent::Root),
+            })
+            .collect()
     }
 
     fn candidates(&self, id: NodeId) -> Vec<NodeId> {
@@ -270,7 +411,7 @@ impl CausalityBuilder {
             .filter(|&r| r != id)
             .filter(|r| {
                 let rn = &self.nodes[r];
-                rn.parent == Parent::Undecided && rn.ex.server != e.ex.server && rn.encloses(e)
+                rn.ex.server != e.ex.server && rn.encloses(e)
             })
             .collect()
     }
@@ -308,40 +449,8 @@ impl CausalityBuilder {
                 None => Parent::Root,
             };
         }
-        // Nesting: gap from each candidate's last event before this call started.
-        let gaps: Vec<u64> = candidates
-            .iter()
-            .map(|r| {
-                let rn = &self.nodes[r];
-                let arrived = if rn.request_end <= e.start {
-                    rn.request_end
-                } else {
-                    rn.start
-                };
-                let last_return = rn
-                    .children
-                    .iter()
-                    .filter_map(|c| self.nodes.get(c))
-                    .map(|c| c.end)
-                    .filter(|t| *t <= e.start)
-                    .max()
-                    .unwrap_or(arrived);
-                e.start.saturating_since(arrived.max(last_return))
-            })
-            .collect();
-        match nesting::choose(&self.delays, &gaps) {
-            Some((best, confidence)) => {
-                if candidates.len() == 1 {
-                    self.delays.observe(gaps[0]);
-                }
-                Parent::Node {
-                    id: candidates[best],
-                    link: "nesting",
-                    confidence,
-                }
-            }
-            None => Parent::Root,
-        }
+        // Calls without propagated ids are decided together by `assign_by_nesting`.
+        Parent::Root
     }
 
     /// The candidate that encloses this call most tightly.

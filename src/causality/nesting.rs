@@ -1,69 +1,77 @@
-//! Send/receive nesting: which inbound request at a service caused an outbound call.
+//! The processing-delay model behind send/receive nesting.
 //!
 //! A candidate parent of outbound call E (leaving address X) is an inbound exchange R at X that
 //! encloses E: R's request arrived before E's request left, and E's response came back before
 //! R's response finished (responses may stream, so R's response end, not start, bounds E).
-//!
-//! Among several candidates (concurrency), the score follows WAP5 / Project5's observation that a
-//! service issues a call a short, service-specific processing delay after the last event of the
-//! request it works on: the arrival of that request, or the return of that request's previous
-//! call. For each candidate R, `gap` = E's start − R's last such event before E started; the
-//! likelihood of a gap is an exponential density whose mean is learned from unambiguous cases
-//! (exactly one candidate). Confidence = likelihood of the chosen candidate / sum over candidates.
+//! Among several candidates, WAP5 / Project5's observation decides: a service issues a call a
+//! short, service-specific processing delay after the last event of the request it works on (its
+//! arrival, or the return of its previous call), and answers a processing delay after its last
+//! call returned. [`DelayModel`] is that delay's distribution, learned per service from the data
+//! ([`super::assign`] does the assignment).
 
-/// Running estimate of a service's processing delay, learned from unambiguous links.
-#[derive(Clone, Debug)]
+/// Distribution of a service's processing delays: before any fit a scale-free prior (every
+/// octave from 1 µs to 17 s equally likely, so no gap is favoured for being short); once fitted
+/// to an assignment, a smoothed histogram over 1/8-octave bins.
+#[derive(Clone, Debug, Default)]
 pub struct DelayModel {
-    sum_ns: f64,
-    count: f64,
+    histogram: Option<Vec<f64>>,
 }
 
-/// Prior: 1 ms mean delay, worth this many observations.
-const PRIOR_MEAN_NS: f64 = 1_000_000.0;
-const PRIOR_WEIGHT: f64 = 4.0;
-const MIN_MEAN_NS: f64 = 5_000.0;
+/// Delay histogram: bins of 1/8 octave from 2^10 ns (1 µs) to 2^34 ns (17 s).
+const BINS_PER_OCTAVE: f64 = 8.0;
+const FIRST_OCTAVE: f64 = 10.0;
+const BINS: usize = 24 * 8;
+/// Share of probability spread evenly over all bins, so that no delay is impossible.
+const UNIFORM_SHARE: f64 = 0.02;
 
-impl Default for DelayModel {
-    fn default() -> Self {
-        DelayModel {
-            sum_ns: PRIOR_MEAN_NS * PRIOR_WEIGHT,
-            count: PRIOR_WEIGHT,
-        }
-    }
+fn bin_of(gap_ns: u64) -> usize {
+    let x = ((gap_ns.max(1) as f64).log2() - FIRST_OCTAVE) * BINS_PER_OCTAVE;
+    x.clamp(0.0, (BINS - 1) as f64) as usize
+}
+
+fn bin_width_ns(bin: usize) -> f64 {
+    let lo = 2f64.powf(FIRST_OCTAVE + bin as f64 / BINS_PER_OCTAVE);
+    lo * (2f64.powf(1.0 / BINS_PER_OCTAVE) - 1.0)
 }
 
 impl DelayModel {
-    pub fn mean_ns(&self) -> f64 {
-        (self.sum_ns / self.count).max(MIN_MEAN_NS)
+    /// Log density (per nanosecond) of a processing delay.
+    pub fn ln_density(&self, gap_ns: u64) -> f64 {
+        let b = bin_of(gap_ns);
+        let mass = self.histogram.as_ref().map_or(1.0 / BINS as f64, |h| h[b]);
+        (mass / bin_width_ns(b)).ln()
     }
 
-    /// An unambiguous link's gap.
-    pub fn observe(&mut self, gap_ns: u64) {
-        self.sum_ns += gap_ns as f64;
-        self.count += 1.0;
+    /// The delays of a whole assignment, smoothed over ±2 bins.
+    pub fn fitted(gaps: &[u64]) -> Self {
+        if gaps.is_empty() {
+            return DelayModel::default();
+        }
+        let mut counts = vec![0f64; BINS];
+        for g in gaps {
+            counts[bin_of(*g)] += 1.0;
+        }
+        let kernel = [0.1, 0.2, 0.4, 0.2, 0.1];
+        let mut smooth = vec![0f64; BINS];
+        for (b, c) in counts.iter().enumerate() {
+            for (k, w) in kernel.iter().enumerate() {
+                let t = b as i64 + k as i64 - 2;
+                if (0..BINS as i64).contains(&t) {
+                    smooth[t as usize] += c * w;
+                }
+            }
+        }
+        let n = gaps.len() as f64;
+        let uniform = UNIFORM_SHARE / BINS as f64;
+        DelayModel {
+            histogram: Some(
+                smooth
+                    .iter()
+                    .map(|c| (1.0 - UNIFORM_SHARE) * c / n + uniform)
+                    .collect(),
+            ),
+        }
     }
-
-    /// Relative likelihood of a gap (density up to a constant factor).
-    pub fn likelihood(&self, gap_ns: u64) -> f64 {
-        (-(gap_ns as f64) / self.mean_ns()).exp()
-    }
-}
-
-/// Pick among candidate gaps: (index of the best, its confidence in 0..1).
-pub fn choose(model: &DelayModel, gaps: &[u64]) -> Option<(usize, f64)> {
-    if gaps.is_empty() {
-        return None;
-    }
-    let min_gap = *gaps.iter().min().expect("non-empty");
-    // Likelihoods relative to the smallest gap, so exp() never underflows to 0 for all of them.
-    let weights: Vec<f64> = gaps.iter().map(|g| model.likelihood(g - min_gap)).collect();
-    let total: f64 = weights.iter().sum();
-    let (best, w) = weights
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .expect("non-empty");
-    Some((best, w / total))
 }
 
 #[cfg(test)]
@@ -71,22 +79,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_closest_preceding_event_wins_with_confidence_from_the_spread() {
-        let m = DelayModel::default();
-        let (i, c) = choose(&m, &[5_000_000, 100_000, 9_000_000]).unwrap();
-        assert_eq!(i, 1);
-        assert!(c > 0.95, "{c}");
-        let (_, c) = choose(&m, &[100_000, 110_000]).unwrap();
-        assert!(c < 0.6, "near-ties are uncertain: {c}");
-        assert_eq!(choose(&m, &[42]).unwrap(), (0, 1.0));
-    }
-
-    #[test]
-    fn the_model_learns_the_mean_delay() {
-        let mut m = DelayModel::default();
-        for _ in 0..1000 {
-            m.observe(200_000);
-        }
-        assert!((m.mean_ns() - 200_000.0).abs() < 5_000.0);
+    fn the_prior_favours_no_scale_and_the_fit_finds_the_delays() {
+        let prior = DelayModel::default();
+        // Scale-free: equal mass per octave, so density falls as 1/gap.
+        let ratio = (prior.ln_density(100_000) - prior.ln_density(200_000)).exp();
+        assert!((ratio - 2.0).abs() < 0.3, "{ratio}");
+        let gaps: Vec<u64> = (0..500).map(|i| 280_000 + (i % 40) * 1_000).collect();
+        let fitted = DelayModel::fitted(&gaps);
+        assert!(fitted.ln_density(300_000) > fitted.ln_density(80_000) + 2.0);
+        assert!(fitted.ln_density(300_000) > fitted.ln_density(3_000_000) + 2.0);
     }
 }

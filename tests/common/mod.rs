@@ -10,6 +10,7 @@ use tapspan::span::Span;
 
 /// The read-only third-party captures beside the checkout, if present.
 pub mod craft;
+pub mod sim;
 
 pub fn shared_pcaps() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
