@@ -47,6 +47,9 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 
+    #[command(flatten)]
+    pub causality: CausalityArgs,
+
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -159,5 +162,37 @@ impl LimitArgs {
             .with_captured(&output.capture_headers)
             .with_redacted(&output.redact_headers);
         config
+    }
+}
+
+/// How exchanges are joined into traces.
+#[derive(Debug, Args, Clone)]
+pub struct CausalityArgs {
+    /// TOML file naming services by `ip:port`, `ip`, CIDR or `:port` (see README).
+    #[arg(long, value_name = "FILE")]
+    pub services: Option<PathBuf>,
+
+    /// Seconds (capture time) after an exchange ends before its parent is decided; a parent
+    /// that outlasts its child by more than this is not found.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub trace_window: f64,
+
+    /// Exchanges held while their traces may still change; beyond it the oldest are decided early.
+    #[arg(long, value_name = "N", default_value_t = 500_000)]
+    pub max_pending_exchanges: usize,
+}
+
+impl CausalityArgs {
+    pub fn config(&self) -> anyhow::Result<crate::causality::CausalityConfig> {
+        let services = match &self.services {
+            Some(path) => crate::causality::ServiceMap::load(path)?,
+            None => crate::causality::ServiceMap::default(),
+        };
+        Ok(crate::causality::CausalityConfig {
+            window_ns: (self.trace_window.max(0.0) * 1e9) as u64,
+            max_pending: self.max_pending_exchanges.max(1),
+            services,
+            ..Default::default()
+        })
     }
 }

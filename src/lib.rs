@@ -5,6 +5,7 @@
 //! HTTP/1.x messages into exchanges, [`span`] turns exchanges into spans, [`export`] writes them.
 //! No stage reads the clock: time is the capture's.
 
+pub mod causality;
 pub mod cli;
 pub mod commands;
 pub mod export;

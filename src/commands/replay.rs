@@ -5,15 +5,23 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::causality::CausalityBuilder;
 use crate::cli::ReplayArgs;
 use crate::output::Outputs;
 use crate::pipeline::replay_files;
-use crate::span::spans_for;
 
 /// Show a progress bar only for inputs at least this large.
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let causality = match args.causality.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tapspan: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut builder = CausalityBuilder::new(causality);
     let mut outputs = Outputs::open(&args.output)?;
     let show_progress = !args.no_progress && io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
@@ -35,10 +43,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let config = args.limits.pipeline_config(&args.output);
     let result = replay_files(&args.files, config, &mut progress, &mut |ex| {
-        for span in spans_for(&ex) {
-            outputs.send(&span);
-        }
+        builder.push(ex, &mut |span| outputs.send(&span));
     });
+    builder.finish(&mut |span| outputs.send(&span));
     if let Some(b) = bar.take() {
         b.finish_and_clear();
     }
@@ -49,7 +56,22 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let summary = args.output.summary;
     outputs.finish(&outcome.stats)?;
+    if summary {
+        let c = &builder.stats;
+        eprintln!(
+            "traces {} from {} exchanges: linked by propagated id {}, by nesting {}, roots {}; \
+decided early at the memory cap {}, peak held {}",
+            c.traces,
+            c.exchanges,
+            c.linked_by_id,
+            c.linked_by_nesting,
+            c.roots,
+            c.forced_decisions,
+            c.peak_pending
+        );
+    }
     if outcome.damaged.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }

@@ -77,6 +77,8 @@ struct DirState {
     msg_seq: u32,
     /// The message being read is a 1xx response.
     informational: bool,
+    /// A capture gap fell where message boundaries were not known: whole messages may be lost.
+    lost_sync: bool,
     resync_scanned: u64,
 }
 
@@ -88,6 +90,7 @@ impl DirState {
             msg_ts: Timestamp(0),
             msg_seq: 0,
             informational: false,
+            lost_sync: false,
             resync_scanned: 0,
         }
     }
@@ -460,7 +463,31 @@ impl HttpConn {
                     Framing::None
                 } else {
                     self.dirs[d].informational = false;
-                    let mut ex = match self.waiting.pop_front() {
+                    // A response cannot begin before its request did: if the oldest waiting request
+                    // started later, this response answers a request the capture lost, and
+                    // pairing it would shift every later pair on the connection.
+                    let answers_front = self
+                        .waiting
+                        .front()
+                        .is_some_and(|f| f.t.request_start.is_none_or(|t| t <= msg_ts));
+                    // After a gap that may have swallowed whole responses, this one answers the
+                    // latest request sent before it; the ones before that lost their responses.
+                    if answers_front && std::mem::take(&mut self.dirs[d].lost_sync) {
+                        while self.waiting.len() > 1
+                            && self.waiting[1].t.request_start.is_some_and(|t| t <= msg_ts)
+                        {
+                            if let Some(mut lost) = self.waiting.pop_front() {
+                                lost.error = Some("capture_gap");
+                                ctx.emit(lost);
+                            }
+                        }
+                    }
+                    let waiting = if answers_front {
+                        self.waiting.pop_front()
+                    } else {
+                        None
+                    };
+                    let mut ex = match waiting {
                         Some(ex) => ex,
                         None => {
                             ctx.stats.responses_without_request += 1;
@@ -692,9 +719,16 @@ impl HttpConn {
             // The body's last bytes were lost but its length says it ended there.
             (Phase::Body(_), Some(true)) => self.message_end(dir, ts, ctx),
             (Phase::Body(_), Some(false)) => {}
-            (Phase::Body(_) | Phase::Head, _) => self.cut(dir, "capture_gap", ctx),
-            (Phase::Start, _) => self.dirs[d].phase = Phase::Resync,
-            (Phase::Resync | Phase::Done, _) => {}
+            (Phase::Body(_) | Phase::Head, _) => {
+                self.cut(dir, "capture_gap", ctx);
+                self.dirs[d].lost_sync = true;
+            }
+            (Phase::Start, _) => {
+                self.dirs[d].phase = Phase::Resync;
+                self.dirs[d].lost_sync = true;
+            }
+            (Phase::Resync, _) => self.dirs[d].lost_sync = true,
+            (Phase::Done, _) => {}
         }
     }
 

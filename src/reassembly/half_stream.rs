@@ -167,7 +167,7 @@ impl HalfStream {
                 self.hold(ts, at, &fresh[direct..], held_total);
                 self.stats.out_of_order_segments -= 1;
             }
-            self.release_held(ts, held_total, out);
+            self.release_held(Some(ts), held_total, out);
         } else {
             self.hold(ts, offset, payload, held_total);
             if self.held_bytes > limits.max_held_bytes || *held_total > global_cap {
@@ -263,9 +263,12 @@ impl HalfStream {
         }
     }
 
+    /// Deliver held bytes that are now in order. `filled_at`: the capture time of the segment
+    /// that filled the hole, if one did; when a hole is given up instead, each held segment keeps
+    /// its own timestamp (when the capture missed the gap, the receiver did not wait for us).
     fn release_held<F: FnMut(HalfEvent<'_>)>(
         &mut self,
-        ts: Timestamp,
+        filled_at: Option<Timestamp>,
         held_total: &mut usize,
         out: &mut F,
     ) {
@@ -279,12 +282,17 @@ impl HalfStream {
             *held_total -= held.bytes.len();
             let skip = (self.next_offset - off) as usize;
             if skip < held.bytes.len() {
-                self.deliver(held.ts.max(ts), &held.bytes[skip..], out);
+                let at = filled_at.map_or(held.ts, |f| held.ts.max(f));
+                self.deliver(at, &held.bytes[skip..], out);
             } else {
                 self.stats.retransmitted_bytes += held.bytes.len() as u64;
             }
         }
-        self.hole_since = if self.held.is_empty() { None } else { Some(ts) };
+        self.hole_since = if self.held.is_empty() {
+            None
+        } else {
+            Some(filled_at.unwrap_or(self.hole_since.unwrap_or_default()))
+        };
     }
 
     /// Give up the first hole: report it as a gap and release what follows it.
@@ -307,7 +315,10 @@ impl HalfStream {
             self.stats.gap_bytes += len;
             self.next_offset = first;
         }
-        self.release_held(ts, held_total, out);
+        self.release_held(None, held_total, out);
+        if !self.held.is_empty() {
+            self.hole_since = Some(ts);
+        }
     }
 
     fn check_fin<F: FnMut(HalfEvent<'_>)>(&mut self, ts: Timestamp, out: &mut F) {

@@ -253,3 +253,23 @@ pub fn ethernet_frames(segs: &[Seg]) -> Vec<(u64, Vec<u8>)> {
         .map(|s| (s.ts_ns, ethernet(&ipv4_packet(s), &[])))
         .collect()
 }
+
+/// The IPv4 packet carrying `seg` between explicit addresses (`seg.dir` is ignored).
+pub fn ipv4_between(seg: &Seg, src: std::net::SocketAddr, dst: std::net::SocketAddr) -> Vec<u8> {
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
+        panic!("IPv4 only");
+    };
+    let mut tcp = TcpHeader::new(src.port(), dst.port(), seg.seq, 65535);
+    tcp.syn = seg.syn;
+    tcp.fin = seg.fin;
+    tcp.rst = seg.rst;
+    if !(seg.syn && seg.ack == 0) {
+        tcp.ack = true;
+        tcp.acknowledgment_number = seg.ack;
+    }
+    tcp.psh = !seg.payload.is_empty();
+    let builder = PacketBuilder::ipv4(s.octets(), d.octets(), 64).tcp_header(tcp);
+    let mut out = Vec::with_capacity(builder.size(seg.payload.len()));
+    builder.write(&mut out, &seg.payload).expect("build packet");
+    out
+}

@@ -3,12 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::http::HttpExchange;
 use tapspan::pipeline::{replay_files, PipelineConfig, ReplayOutcome};
-use tapspan::span::{spans_for, Span};
+use tapspan::span::Span;
 
 /// The read-only third-party captures beside the checkout, if present.
 pub mod craft;
+pub mod sim;
 
 pub fn shared_pcaps() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
@@ -34,6 +36,13 @@ pub fn replay_with(
     (exchanges, outcome)
 }
 
+/// Spans as `tapspan replay` makes them: exchanges through the causality builder.
 pub fn spans(exchanges: &[HttpExchange]) -> Vec<Span> {
-    exchanges.iter().flat_map(spans_for).collect()
+    let mut builder = CausalityBuilder::new(CausalityConfig::default());
+    let mut out = Vec::new();
+    for ex in exchanges {
+        builder.push(ex.clone(), &mut |s| out.push(s));
+    }
+    builder.finish(&mut |s| out.push(s));
+    out
 }

@@ -1,0 +1,541 @@
+//! The causality builder: independent exchanges in, whole traces out (spans with trace ids and
+//! parents). See DESIGN.md "Causality".
+//!
+//! Evidence, strongest first, always labelled in `tapspan.link`:
+//! 1. Propagated context. `traceparent`, B3, `uber-trace-id`, `X-Amzn-Trace-Id` give the trace id
+//!    (and W3C's parent span id is honoured). When a service forwards such a header unchanged (no
+//!    tracer of its own, e.g. a proxy), the outbound call's parent is the enclosing inbound
+//!    exchange with the same header. `X-Request-ID`: exchanges sharing a value share a trace, and
+//!    an outbound call's parent is the innermost inbound exchange at the same service that carries
+//!    the same value and encloses it in time.
+//! 2. Send/receive nesting ([`nesting`]), only for calls that carry no propagated id: the
+//!    enclosing inbound exchange at the caller's address with the best-scoring delay, with its
+//!    confidence. No enclosing candidate: the call is a root, never forced under a wrong parent.
+//!
+//! Trigger causality: the parent of a call is the request whose handling *triggered* it (the
+//! inbound request being served when the call went out), not the party that submitted work to a
+//! queue earlier. That is what a latency investigation needs: whose time the call spent.
+//!
+//! What nesting cannot tell apart: several services behind one IP address (all on loopback, or
+//! sidecars sharing a pod IP). An outbound connection's ephemeral port does not say which process
+//! opened it, so any inbound exchange at that IP is a candidate; a request served by the same
+//! listening port that it calls is excluded. Propagated ids are exact regardless.
+//!
+//! Streaming: an exchange's parent is decided `window_ns` (capture time) after it ended, by which
+//! time every exchange that could enclose it and ended within the window has arrived; a trace
+//! leaves the builder when its root is decided. Parents that outlast a child by more than the
+//! window are not found (the child becomes a root). `max_pending` bounds memory: beyond it the
+//! oldest decisions are made early and counted.
+
+pub mod assign;
+pub mod nesting;
+pub mod services;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use tapspan_capture::Timestamp;
+
+use crate::http::HttpExchange;
+use crate::ids;
+use crate::span::{
+    build_spans, exchange_id_of, propagated_context, Endpoints, Linkage, Span, TraceContext,
+};
+use nesting::DelayModel;
+pub use services::ServiceMap;
+
+#[derive(Clone, Debug)]
+pub struct CausalityConfig {
+    /// Capture time after an exchange ends before its parent is decided.
+    pub window_ns: u64,
+    /// Exchanges held at once; beyond it the oldest are decided early.
+    pub max_pending: usize,
+    /// Candidates examined per call (most recent first).
+    pub max_candidates: usize,
+    pub services: ServiceMap,
+}
+
+impl Default for CausalityConfig {
+    fn default() -> Self {
+        CausalityConfig {
+            window_ns: 5_000_000_000,
+            max_pending: 500_000,
+            max_candidates: 4096,
+            services: ServiceMap::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CausalityStats {
+    pub exchanges: u64,
+    pub traces: u64,
+    pub linked_by_id: u64,
+    pub linked_by_nesting: u64,
+    pub roots: u64,
+    pub forced_decisions: u64,
+    pub peak_pending: u64,
+}
+
+type NodeId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Parent {
+    /// Not decided yet.
+    Undecided,
+    /// A root of our graph (maybe with a propagated parent span id from the application).
+    Root,
+    Node {
+        id: NodeId,
+        link: &'static str,
+        confidence: f64,
+    },
+}
+
+struct Node {
+    ex: HttpExchange,
+    ctx: Option<TraceContext>,
+    /// The X-Request-ID this exchange carries: its request's, else its response's.
+    request_id: Option<String>,
+    /// Every X-Request-ID value seen on the exchange: a service may replace a caller's id (nginx
+    /// does, when configured to), and its calls then carry the id from its response.
+    known_request_ids: Vec<String>,
+    start: Timestamp,
+    /// When the request had fully arrived (its last byte), else its start.
+    request_end: Timestamp,
+    end: Timestamp,
+    parent: Parent,
+    children: Vec<NodeId>,
+}
+
+impl Node {
+    fn encloses(&self, other: &Node) -> bool {
+        self.start <= other.start
+            && other.end <= self.end
+            && (self.start < other.start || other.end < self.end)
+    }
+    fn explicit_context(&self) -> Option<&TraceContext> {
+        self.ctx.as_ref().filter(|c| c.link != "x-request-id")
+    }
+}
+
+pub struct CausalityBuilder {
+    config: CausalityConfig,
+    nodes: HashMap<NodeId, Node>,
+    next_id: NodeId,
+    /// Inbound exchanges by the server's IP, by start time: the candidate parents.
+    inbound: HashMap<IpAddr, BTreeSet<(Timestamp, NodeId)>>,
+    /// Exchanges whose parent is not decided, by end time.
+    undecided: BTreeSet<(Timestamp, NodeId)>,
+    watermark: Timestamp,
+    /// Processing-delay models per calling IP, refitted on each batch.
+    delays_at: HashMap<IpAddr, DelayModel>,
+    /// Listening ports seen per IP, to name callers by the service on their IP.
+    listeners: HashMap<IpAddr, HashSet<u16>>,
+    pub stats: CausalityStats,
+}
+
+const MAX_LISTENER_IPS: usize = 65_536;
+/// Partial assignments kept while assigning calls to requests.
+const BEAM: usize = 48;
+/// Refits of the delay model per batch.
+const EM_ROUNDS: usize = 3;
+
+/// Processing delays implied by an assignment: from each request's arrival or previous call's
+/// return to its next sequential call, and from its last call's return to its response.
+fn chain_gaps(
+    reqs: &[assign::Req],
+    calls: &[assign::Call],
+    chosen: &[Option<(usize, f64)>],
+) -> Vec<u64> {
+    let mut per_req: Vec<Vec<(Timestamp, Timestamp)>> =
+        reqs.iter().map(|r| r.prior_calls.clone()).collect();
+    for (c, choice) in calls.iter().zip(chosen) {
+        if let Some((k, _)) = choice {
+            per_req[*k].push((c.start, c.end));
+        }
+    }
+    let mut gaps = Vec::new();
+    for (r, mut cs) in reqs.iter().zip(per_req) {
+        cs.sort();
+        let mut last = r.arrived;
+        let mut last_launch: Option<Timestamp> = None;
+        for (s, e) in cs {
+            let parallel =
+                last_launch.is_some_and(|l| s.saturating_since(l) <= assign::PARALLEL_LAUNCH_NS);
+            if !parallel && s >= last {
+                gaps.push(s.saturating_since(last));
+            }
+            last_launch = Some(s);
+            last = last.max(e);
+        }
+        if r.responds >= last {
+            gaps.push(r.responds.saturating_since(last));
+        }
+    }
+    gaps
+}
+
+impl CausalityBuilder {
+    pub fn new(config: CausalityConfig) -> Self {
+        CausalityBuilder {
+            config,
+            nodes: HashMap::new(),
+            next_id: 0,
+            inbound: HashMap::new(),
+            undecided: BTreeSet::new(),
+            watermark: Timestamp(0),
+            delays_at: HashMap::new(),
+            listeners: HashMap::new(),
+            stats: CausalityStats::default(),
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn push<F: FnMut(Span)>(&mut self, ex: HttpExchange, out: &mut F) {
+        self.stats.exchanges += 1;
+        if self.listeners.len() < MAX_LISTENER_IPS || self.listeners.contains_key(&ex.server.ip()) {
+            let ports = self.listeners.entry(ex.server.ip()).or_default();
+            if ports.len() < 64 {
+                ports.insert(ex.server.port());
+            }
+        }
+        let ctx = propagated_context(&ex);
+        let mut known_request_ids: Vec<String> = [
+            ex.request.as_ref().and_then(|r| r.header("x-request-id")),
+            ex.response.as_ref().and_then(|r| r.header("x-request-id")),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+        known_request_ids.dedup();
+        let request_id = known_request_ids.first().cloned();
+        let start = ex.start();
+        let end = ex.end();
+        let request_end = ex.t.request_end.unwrap_or(start);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.inbound
+            .entry(ex.server.ip())
+            .or_default()
+            .insert((start, id));
+        self.undecided.insert((end, id));
+        self.nodes.insert(
+            id,
+            Node {
+                ex,
+                ctx,
+                request_id,
+                known_request_ids,
+                start,
+                request_end,
+                end,
+                parent: Parent::Undecided,
+                children: Vec::new(),
+            },
+        );
+        self.stats.peak_pending = self.stats.peak_pending.max(self.nodes.len() as u64);
+        self.watermark = self.watermark.max(end);
+        self.decide_due(out);
+        if self.nodes.len() > self.config.max_pending {
+            // Decide the oldest sixteenth early: amortised O(1) per exchange.
+            let n = (self.undecided.len() / 16).max(1);
+            let oldest: Vec<NodeId> = (0..n)
+                .filter_map(|_| self.undecided.pop_first())
+                .map(|(_, id)| id)
+                .collect();
+            self.stats.forced_decisions += oldest.len() as u64;
+            self.decide_batch(oldest, out);
+        }
+    }
+
+    /// End of input: decide everything and emit every trace.
+    pub fn finish<F: FnMut(Span)>(&mut self, out: &mut F) {
+        let all: Vec<NodeId> = std::mem::take(&mut self.undecided)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        self.decide_batch(all, out);
+    }
+
+    fn decide_due<F: FnMut(Span)>(&mut self, out: &mut F) {
+        let mut ripe = Vec::new();
+        while let Some(&(end, id)) = self.undecided.first() {
+            if end.0.saturating_add(self.config.window_ns) > self.watermark.0 {
+                break;
+            }
+            self.undecided.pop_first();
+            ripe.push(id);
+        }
+        self.decide_batch(ripe, out);
+    }
+
+    /// Decide the parents of `ids` in order of their start (so a candidate parent's earlier calls
+    /// are known when a later one is scored), then emit the traces whose roots were decided.
+    /// Every exchange that could hang under those roots ended no later than they did, so it is in
+    /// this batch or an earlier one.
+    fn decide_batch<F: FnMut(Span)>(&mut self, mut ids: Vec<NodeId>, out: &mut F) {
+        ids.retain(|id| self.nodes.contains_key(id));
+        ids.sort_by_key(|id| (self.nodes[id].start, *id));
+        let mut decided: Vec<(NodeId, Parent)> = Vec::new();
+        // Calls without propagated ids, by calling IP: assigned jointly (see `assign`).
+        let mut by_caller: HashMap<IpAddr, Vec<NodeId>> = HashMap::new();
+        for &id in &ids {
+            let end = self.nodes[&id].end;
+            self.undecided.remove(&(end, id));
+            let n = &self.nodes[&id];
+            if n.ctx.is_none() && n.request_id.is_none() {
+                by_caller.entry(n.ex.client.ip()).or_default().push(id);
+            } else {
+                let parent = self.find_parent(id);
+                decided.push((id, parent));
+            }
+        }
+        let mut callers: Vec<_> = by_caller.into_iter().collect();
+        callers.sort_by_key(|(ip, _)| *ip);
+        for (ip, calls) in callers {
+            decided.extend(self.assign_by_nesting(ip, &calls));
+        }
+        let mut roots = Vec::new();
+        for (id, parent) in decided {
+            match parent {
+                Parent::Node { id: p, link, .. } => {
+                    if link == "nesting" {
+                        self.stats.linked_by_nesting += 1;
+                    } else {
+                        self.stats.linked_by_id += 1;
+                    }
+                    if let Some(pn) = self.nodes.get_mut(&p) {
+                        pn.children.push(id);
+                    }
+                }
+                _ => {
+                    self.stats.roots += 1;
+                    roots.push(id);
+                }
+            }
+            if let Some(n) = self.nodes.get_mut(&id) {
+                n.parent = match parent {
+                    Parent::Undecided => Parent::Root,
+                    p => p,
+                };
+            }
+        }
+        for root in roots {
+            self.emit_tree(root, out);
+        }
+    }
+
+    /// Parents by send/receive nesting for calls that left `ip`, decided together.
+    fn assign_by_nesting(&mut self, ip: IpAddr, calls: &[NodeId]) -> Vec<(NodeId, Parent)> {
+        let mut req_ids: Vec<NodeId> = Vec::new();
+        let mut req_index: HashMap<NodeId, usize> = HashMap::new();
+        let mut specs = Vec::with_capacity(calls.len());
+        for &id in calls {
+            let mut candidates = Vec::new();
+            for r in self.candidates(id) {
+                let k = *req_index.entry(r).or_insert_with(|| {
+                    req_ids.push(r);
+                    req_ids.len() - 1
+                });
+                candidates.push(k);
+            }
+            let n = &self.nodes[&id];
+            specs.push(assign::Call {
+                start: n.start,
+                end: n.end,
+                candidates,
+            });
+        }
+        let reqs: Vec<assign::Req> = req_ids
+            .iter()
+            .map(|r| {
+                let rn = &self.nodes[r];
+                assign::Req {
+                    arrived: rn.request_end.max(rn.start),
+                    responds: rn.ex.t.response_start.unwrap_or(rn.end),
+                    prior_calls: rn
+                        .children
+                        .iter()
+                        .filter_map(|c| self.nodes.get(c))
+                        .map(|c| (c.start, c.end))
+                        .collect(),
+                }
+            })
+            .collect();
+        // Hard EM: assign with the current delay model, refit the model to that assignment's
+        // delays, assign again.
+        let mut model = self.delays_at.entry(ip).or_default().clone();
+        let mut result = assign::assign(&reqs, &specs, &model, BEAM);
+        for _ in 0..EM_ROUNDS {
+            let gaps = chain_gaps(&reqs, &specs, &result);
+            if gaps.len() < 8 {
+                break;
+            }
+            model = DelayModel::fitted(&gaps);
+            result = assign::assign(&reqs, &specs, &model, BEAM);
+        }
+        self.delays_at.insert(ip, model);
+        calls
+            .iter()
+            .zip(result)
+            .map(|(&id, choice)| match choice {
+                Some((k, confidence)) => (
+                    id,
+                    Parent::Node {
+                        id: req_ids[k],
+                        link: "nesting",
+                        confidence,
+                    },
+                ),
+                None => (id, Parent::Root),
+            })
+            .collect()
+    }
+
+    fn candidates(&self, id: NodeId) -> Vec<NodeId> {
+        let e = &self.nodes[&id];
+        let Some(at_caller) = self.inbound.get(&e.ex.client.ip()) else {
+            return Vec::new();
+        };
+        at_caller
+            .range(..=(e.start, NodeId::MAX))
+            .rev()
+            .take(self.config.max_candidates)
+            .map(|&(_, r)| r)
+            .filter(|&r| r != id)
+            .filter(|r| {
+                let rn = &self.nodes[r];
+                rn.ex.server != e.ex.server && rn.encloses(e)
+            })
+            .collect()
+    }
+
+    fn find_parent(&mut self, id: NodeId) -> Parent {
+        let candidates = self.candidates(id);
+        let e = &self.nodes[&id];
+        if let Some(ctx) = e.explicit_context() {
+            // Forwarded unchanged by a service without a tracer: link to the inbound exchange.
+            let forwarded = candidates.iter().copied().filter(|r| {
+                self.nodes[r].explicit_context().is_some_and(|rc| {
+                    rc.trace_id == ctx.trace_id && rc.parent_span_id == ctx.parent_span_id
+                })
+            });
+            return match self.innermost(forwarded) {
+                Some(r) => Parent::Node {
+                    id: r,
+                    link: ctx.link,
+                    confidence: 1.0,
+                },
+                None => Parent::Root,
+            };
+        }
+        if let Some(rid) = &e.request_id {
+            let same_id = candidates
+                .iter()
+                .copied()
+                .filter(|r| self.nodes[r].known_request_ids.contains(rid));
+            return match self.innermost(same_id) {
+                Some(r) => Parent::Node {
+                    id: r,
+                    link: "x-request-id",
+                    confidence: 1.0,
+                },
+                None => Parent::Root,
+            };
+        }
+        // Calls without propagated ids are decided together by `assign_by_nesting`.
+        Parent::Root
+    }
+
+    /// The candidate that encloses this call most tightly.
+    fn innermost(&self, ids: impl Iterator<Item = NodeId>) -> Option<NodeId> {
+        ids.min_by_key(|r| {
+            let n = &self.nodes[r];
+            (n.end.0 - n.start.0, std::cmp::Reverse(n.start))
+        })
+    }
+
+    fn emit_tree<F: FnMut(Span)>(&mut self, root: NodeId, out: &mut F) {
+        let Some(rn) = self.nodes.get(&root) else {
+            return;
+        };
+        self.stats.traces += 1;
+        let trace_id = match (&rn.ctx, &rn.request_id) {
+            (Some(c), _) => c.trace_id,
+            (None, Some(rid)) => ids::request_id_trace_id(rid),
+            (None, None) => ids::root_trace_id(exchange_id_of(&rn.ex)),
+        };
+        // (node, the server span id of its parent exchange)
+        let mut stack: Vec<(NodeId, Option<u64>)> = vec![(root, None)];
+        while let Some((id, parent_span)) = stack.pop() {
+            let Some(node) = self.nodes.remove(&id) else {
+                continue;
+            };
+            if let Some(set) = self.inbound.get_mut(&node.ex.server.ip()) {
+                set.remove(&(node.start, id));
+                if set.is_empty() {
+                    self.inbound.remove(&node.ex.server.ip());
+                }
+            }
+            self.undecided.remove(&(node.end, id));
+            let server_span = ids::span_id(exchange_id_of(&node.ex), "server");
+            stack.extend(node.children.iter().map(|&c| (c, Some(server_span))));
+            let linkage = match (node.parent, parent_span) {
+                (
+                    Parent::Node {
+                        link, confidence, ..
+                    },
+                    Some(p),
+                ) => Linkage {
+                    trace_id,
+                    client_parent: Some(p),
+                    link: Some((link, confidence)),
+                },
+                _ => Linkage {
+                    trace_id,
+                    client_parent: node.explicit_context().and_then(|c| c.parent_span_id),
+                    link: node.ctx.as_ref().map(|c| (c.link, 1.0)),
+                },
+            };
+            let names = self.names(&node.ex);
+            for span in build_spans(&node.ex, &linkage, &names) {
+                out(span);
+            }
+        }
+    }
+
+    /// Service names: the services map, else the server's `ip:port`; a caller by its IP's single
+    /// known listening service, else its IP.
+    fn names(&self, ex: &HttpExchange) -> Endpoints {
+        let services = &self.config.services;
+        let server = services
+            .server_name(ex.server)
+            .map_or_else(|| ex.server.to_string(), str::to_string);
+        let ip = ex.client.ip();
+        let client = match services.client_name(ip) {
+            Some(n) => n.to_string(),
+            // The one service listening on the caller's IP, unless that is the callee itself
+            // (a client on the server's own host, e.g. curl on loopback, is someone else).
+            None => match self.listeners.get(&ip) {
+                Some(ports) if ports.len() == 1 => {
+                    let addr = SocketAddr::new(ip, *ports.iter().next().expect("one port"));
+                    if addr == ex.server {
+                        ip.to_string()
+                    } else {
+                        services
+                            .server_name(addr)
+                            .map_or_else(|| addr.to_string(), str::to_string)
+                    }
+                }
+                _ => ip.to_string(),
+            },
+        };
+        Endpoints { client, server }
+    }
+}
