@@ -254,6 +254,13 @@ impl CausalityBuilder {
         }
     }
 
+    /// Capture time has reached `now` even without new exchanges (live capture on a quiet link):
+    /// traces whose window has passed leave the builder.
+    pub fn advance_to<F: FnMut(Span)>(&mut self, now: Timestamp, out: &mut F) {
+        self.watermark = self.watermark.max(now);
+        self.decide_due(out);
+    }
+
     /// End of input: decide everything and emit every trace.
     pub fn finish<F: FnMut(Span)>(&mut self, out: &mut F) {
         let all: Vec<NodeId> = std::mem::take(&mut self.undecided)

@@ -25,12 +25,12 @@ use tapspan_capture::source::live::{list_interfaces, LiveConfig, LiveEvent, Live
 use tapspan_capture::source::PcapWriter;
 use tapspan_capture::{CaptureError, Timestamp};
 
-use crate::cli::{LimitArgs, OutputArgs};
+use crate::causality::CausalityBuilder;
+use crate::cli::{CausalityArgs, LimitArgs, OutputArgs};
 use crate::live::engine::{self, EngineConfig, Ingest, Received};
 use crate::live::metrics;
 use crate::live::stats::{stats_line, Shared};
 use crate::output::Outputs;
-use crate::span::spans_for;
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {
@@ -85,6 +85,9 @@ pub struct LiveArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub causality: CausalityArgs,
 }
 
 pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
@@ -118,6 +121,14 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    let causality = match args.causality.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tapspan: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut builder = CausalityBuilder::new(causality);
     let mut outputs = Outputs::open(&args.output)?;
 
     let stop = source.stop_handle();
@@ -170,15 +181,31 @@ Ctrl-C to stop",
                 shared
                     .exchanges
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for ex in &batch {
-                    for span in spans_for(ex) {
+                for ex in batch {
+                    builder.push(ex, &mut |span| {
                         outputs.send(&span);
                         shared.spans.fetch_add(1, Ordering::Relaxed);
-                    }
+                    });
                 }
             }
-            Received::Timeout => {}
-            Received::Done => break,
+            Received::Timeout => {
+                // Packet time tracks the wall clock in live capture: let finished traces out
+                // on a quiet link.
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                builder.advance_to(Timestamp(now), &mut |span| {
+                    outputs.send(&span);
+                    shared.spans.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            Received::Done => {
+                builder.finish(&mut |span| {
+                    outputs.send(&span);
+                    shared.spans.fetch_add(1, Ordering::Relaxed);
+                });
+                break;
+            }
         }
         if args.stats && prev_at.elapsed() >= Duration::from_secs(1) {
             let now = shared.snapshot();
