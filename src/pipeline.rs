@@ -72,6 +72,8 @@ impl Pipeline {
 #[derive(Debug, Default)]
 pub struct ReplayOutcome {
     pub stats: PipelineStats,
+    /// Clock offsets of the second and later files relative to the first, as corrected.
+    pub clock_offsets: Vec<crate::clock::ClockOffset>,
     pub damaged: Vec<CaptureError>,
     pub input_bytes: u64,
 }
@@ -92,6 +94,7 @@ pub fn replay_files<F: FnMut(HttpExchange)>(
         .iter()
         .map(|p| FileSource::open(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let clock_offsets = crate::clock::estimate_offsets(paths)?;
     let total: u64 = sources.iter().filter_map(|s| s.total_len()).sum();
     let mut pipeline = Pipeline::new(config);
     let mut outcome = ReplayOutcome::default();
@@ -113,8 +116,12 @@ pub fn replay_files<F: FnMut(HttpExchange)>(
             }
         }
     } else {
+        let corrections: Vec<i64> = std::iter::once(0)
+            .chain(clock_offsets.iter().map(|c| c.offset_ns))
+            .collect();
         merge_sources(
             &mut sources,
+            &corrections,
             &mut pipeline,
             &mut outcome,
             progress,
@@ -122,6 +129,7 @@ pub fn replay_files<F: FnMut(HttpExchange)>(
             out,
         );
     }
+    outcome.clock_offsets = clock_offsets;
     outcome.input_bytes = sources.iter().map(|s| s.position()).sum();
     progress(outcome.input_bytes, total);
     pipeline.finish(out);
@@ -138,14 +146,19 @@ struct HeldFrame {
     offset: u64,
 }
 
-fn pull(source: &mut FileSource, into: &mut Option<HeldFrame>, damaged: &mut Vec<CaptureError>) {
+fn pull(
+    source: &mut FileSource,
+    correction_ns: i64,
+    into: &mut Option<HeldFrame>,
+    damaged: &mut Vec<CaptureError>,
+) {
     let mut buf = into.take().map(|h| h.data).unwrap_or_default();
     match source.next_frame() {
         Ok(Some(f)) => {
             buf.clear();
             buf.extend_from_slice(f.data);
             *into = Some(HeldFrame {
-                ts: f.ts,
+                ts: Timestamp((f.ts.0 as i64).saturating_sub(correction_ns).max(0) as u64),
                 link_type: f.link_type,
                 data: buf,
                 orig_len: f.orig_len,
@@ -159,6 +172,7 @@ fn pull(source: &mut FileSource, into: &mut Option<HeldFrame>, damaged: &mut Vec
 
 fn merge_sources<F: FnMut(HttpExchange)>(
     sources: &mut [FileSource],
+    corrections: &[i64],
     pipeline: &mut Pipeline,
     outcome: &mut ReplayOutcome,
     progress: Progress<'_>,
@@ -166,8 +180,8 @@ fn merge_sources<F: FnMut(HttpExchange)>(
     out: &mut F,
 ) {
     let mut heads: Vec<Option<HeldFrame>> = sources.iter().map(|_| None).collect();
-    for (s, h) in sources.iter_mut().zip(heads.iter_mut()) {
-        pull(s, h, &mut outcome.damaged);
+    for (i, (s, h)) in sources.iter_mut().zip(heads.iter_mut()).enumerate() {
+        pull(s, corrections[i], h, &mut outcome.damaged);
     }
     let mut frames: u64 = 0;
     loop {
@@ -187,7 +201,12 @@ fn merge_sources<F: FnMut(HttpExchange)>(
             };
             pipeline.push_frame(&frame, out);
         }
-        pull(&mut sources[i], &mut heads[i], &mut outcome.damaged);
+        pull(
+            &mut sources[i],
+            corrections[i],
+            &mut heads[i],
+            &mut outcome.damaged,
+        );
         frames += 1;
         if frames % 8192 == 0 {
             progress(sources.iter().map(|s| s.position()).sum(), total);

@@ -227,3 +227,59 @@ fn loss_and_reordering_do_not_break_linking() {
     assert!(s.children > 1000, "{s:?}");
     assert!(s.right as f64 >= 0.88 * s.children as f64, "{s:?}");
 }
+
+/// Replay both capture points' files and score, with the estimated offset.
+fn run_two_points(skew_ns: i64) -> (Score, tapspan::clock::ClockOffset, u64, Vec<Span>) {
+    let sim = simulate(&SimConfig {
+        concurrency: 4,
+        requests: 200,
+        propagate_request_id: true,
+        second_point_skew_ns: Some(skew_ns),
+        ..SimConfig::default()
+    });
+    let dir = std::env::temp_dir().join(format!(
+        "tapspan-two-points-{}-{skew_ns}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = dir.join("a.pcap");
+    let b = dir.join("b.pcap");
+    std::fs::write(&a, common::craft::pcap(1, true, &sim.frames)).unwrap();
+    std::fs::write(&b, common::craft::pcap(1, true, &sim.frames_b)).unwrap();
+    let (exchanges, outcome) = common::replay(&[a, b]);
+    std::fs::remove_dir_all(&dir).ok();
+    let spans = common::spans(&exchanges);
+    let offset = outcome.clock_offsets[0].clone();
+    (score(&sim, &spans), offset, sim.max_one_way_ns, spans)
+}
+
+#[test]
+fn two_capture_points_with_clock_skew() {
+    for skew_ns in [-50_000_000i64, -3_000_000, 0, 17_000_000, 50_000_000] {
+        let (s, offset, one_way, spans) = run_two_points(skew_ns);
+        let error = (offset.offset_ns - skew_ns).unsigned_abs();
+        assert!(
+            error <= one_way,
+            "skew {skew_ns}: estimated {offset:?}, one-way delay {one_way}"
+        );
+        let (lo, hi) = offset.bounds_ns.expect("both directions seen");
+        assert!(lo <= skew_ns && skew_ns <= hi, "{offset:?}");
+        // Each exchange once (the second point's copies are the same exchanges), all linked.
+        assert_eq!(s.right, s.children, "skew {skew_ns}: {s:?}");
+        assert_eq!(
+            spans.len(),
+            2 * (s.children + s.roots),
+            "skew {skew_ns}: duplicates"
+        );
+        // After correction no child starts before its parent.
+        let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+        for span in &spans {
+            if let Some(parent) = span.parent_span_id.as_deref().and_then(|p| by_id.get(p)) {
+                assert!(
+                    span.start_unix_nano >= parent.start_unix_nano,
+                    "skew {skew_ns}: {span:?}"
+                );
+            }
+        }
+    }
+}

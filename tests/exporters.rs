@@ -23,26 +23,30 @@ use opentelemetry_proto::tonic::trace::v1::{span, status};
 use prost::Message;
 use serde_json::{json, Map, Value};
 
+use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::export::delivery::{BatchLimits, DeliveryConfig, RetryPolicy};
 use tapspan::export::otlp::{OtlpConfig, OtlpSink, Protocol};
 use tapspan::export::zipkin::ZipkinSink;
 use tapspan::export::{SinkReport, SpanSink};
 use tapspan::pipeline::{replay_files, PipelineConfig};
-use tapspan::span::{spans_for, Span, SpanKind, SpanStatus};
+use tapspan::span::{Span, SpanKind, SpanStatus};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// The spans `tapspan replay` makes of a capture (exchanges through the causality builder).
 fn spans_of(pcap: &str) -> Vec<Span> {
     let mut spans = Vec::new();
+    let mut builder = CausalityBuilder::new(CausalityConfig::default());
     replay_files(
         &[repo(pcap)],
         PipelineConfig::default(),
         &mut |_, _| {},
-        &mut |ex| spans.extend(spans_for(&ex)),
+        &mut |ex| builder.push(ex, &mut |s| spans.push(s)),
     )
     .expect("replay");
+    builder.finish(&mut |s| spans.push(s));
     assert!(!spans.is_empty(), "{pcap} gave no spans");
     spans
 }

@@ -59,6 +59,28 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let summary = args.output.summary;
     outputs.finish(&outcome.stats)?;
     if summary {
+        for c in &outcome.clock_offsets {
+            let first = args.files[0].display();
+            match c.bounds_ns {
+                Some((lo, hi)) => eprintln!(
+                    "clock of {} relative to {first}: {:+.3} ms (between {:+.3} and {:+.3} ms; \
+{} shared packets on {} connections), corrected",
+                    c.file.display(),
+                    c.offset_ns as f64 / 1e6,
+                    lo as f64 / 1e6,
+                    hi as f64 / 1e6,
+                    c.shared_packets,
+                    c.connections
+                ),
+                None => eprintln!(
+                    "clock of {} relative to {first}: {:+.3} ms (no bounds: {} shared packets, \
+no connection seen both ways), corrected",
+                    c.file.display(),
+                    c.offset_ns as f64 / 1e6,
+                    c.shared_packets
+                ),
+            }
+        }
         let c = &builder.stats;
         eprintln!(
             "traces {} from {} exchanges: linked by propagated id {}, by nesting {}, roots {}; \

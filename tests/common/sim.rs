@@ -29,6 +29,9 @@ pub struct SimConfig {
     pub reorder: f64,
     /// Added to every timestamp of the capture (clock offset of the capture point).
     pub clock_offset_ns: i64,
+    /// Also capture at a second point, whose clock is off by this much: the first point sits a
+    /// quarter of the way from callers to callees, the second three quarters.
+    pub second_point_skew_ns: Option<i64>,
 }
 
 impl Default for SimConfig {
@@ -41,6 +44,7 @@ impl Default for SimConfig {
             loss: 0.0,
             reorder: 0.0,
             clock_offset_ns: 0,
+            second_point_skew_ns: None,
         }
     }
 }
@@ -58,6 +62,10 @@ pub struct TruthExchange {
 
 pub struct Simulated {
     pub frames: Vec<(u64, Vec<u8>)>,
+    /// The second capture point's frames, when asked for.
+    pub frames_b: Vec<(u64, Vec<u8>)>,
+    /// Largest one-way delay between the two points.
+    pub max_one_way_ns: u64,
     pub truth: Vec<TruthExchange>,
 }
 
@@ -116,6 +124,7 @@ struct Packet {
     one_way_ns: u64,
     src: SocketAddr,
     dst: SocketAddr,
+    from_client: bool,
     seq: u32,
     ack: u32,
     syn: bool,
@@ -189,6 +198,7 @@ impl World {
                 one_way_ns: ow,
                 src,
                 dst,
+                from_client,
                 seq: conn.seq[i],
                 ack: conn.seq[1 - i],
                 syn: false,
@@ -209,6 +219,7 @@ impl World {
             one_way_ns: ow,
             src: c,
             dst: s,
+            from_client: true,
             seq: isn[0],
             ack: 0,
             syn: true,
@@ -220,6 +231,7 @@ impl World {
             one_way_ns: ow,
             src: s,
             dst: c,
+            from_client: false,
             seq: isn[1],
             ack: isn[0].wrapping_add(1),
             syn: true,
@@ -364,11 +376,40 @@ pub fn simulate(cfg: &SimConfig) -> Simulated {
         let (back, _) = w.call(ip, FRONT, path, at, None, &rid);
         clients[i].0 = back + w.rng.delay(10_000, 300_000);
     }
-    // Capture at the mirror point, half way: sort by capture time, then lose and reorder.
+    let max_one_way_ns = w.packets.iter().map(|p| p.one_way_ns).max().unwrap_or(0);
+    let frames_b = match cfg.second_point_skew_ns {
+        Some(skew) => w
+            .packets
+            .iter()
+            .map(|p| {
+                let at = p.sent_ns
+                    + if p.from_client {
+                        p.one_way_ns * 3 / 4
+                    } else {
+                        p.one_way_ns / 4
+                    };
+                ((at as i64 + skew) as u64, frame_of(p))
+            })
+            .collect::<Vec<_>>(),
+        None => Vec::new(),
+    };
+    let mut frames_b = frames_b;
+    frames_b.sort_by_key(|(t, _)| *t);
+    // Capture at the mirror point (half way, or a quarter of the way with a second point).
+    let two_points = cfg.second_point_skew_ns.is_some();
     let mut stamped: Vec<(u64, Packet)> = w
         .packets
         .into_iter()
-        .map(|p| (p.sent_ns + p.one_way_ns / 2, p))
+        .map(|p| {
+            let at = if !two_points {
+                p.sent_ns + p.one_way_ns / 2
+            } else if p.from_client {
+                p.sent_ns + p.one_way_ns / 4
+            } else {
+                p.sent_ns + p.one_way_ns * 3 / 4
+            };
+            (at, p)
+        })
         .collect();
     stamped.sort_by_key(|(t, _)| *t);
     let mut frames = Vec::with_capacity(stamped.len());
@@ -376,19 +417,8 @@ pub fn simulate(cfg: &SimConfig) -> Simulated {
         if !p.payload.is_empty() && w.rng.unit() < cfg.loss {
             continue;
         }
-        let seg = craft::Seg {
-            ts_ns: t,
-            dir: craft::Dir::C2S,
-            seq: p.seq,
-            ack: p.ack,
-            syn: p.syn,
-            fin: p.fin,
-            rst: false,
-            payload: p.payload,
-        };
-        let ip = craft::ipv4_between(&seg, p.src, p.dst);
         let ts = (t as i64 + cfg.clock_offset_ns) as u64;
-        frames.push((ts, craft::ethernet(&ip, &[])));
+        frames.push((ts, frame_of(&p)));
     }
     for i in 0..frames.len().saturating_sub(1) {
         if w.rng.unit() < cfg.reorder {
@@ -397,6 +427,22 @@ pub fn simulate(cfg: &SimConfig) -> Simulated {
     }
     Simulated {
         frames,
+        frames_b,
+        max_one_way_ns,
         truth: w.truth,
     }
+}
+
+fn frame_of(p: &Packet) -> Vec<u8> {
+    let seg = craft::Seg {
+        ts_ns: 0,
+        dir: craft::Dir::C2S,
+        seq: p.seq,
+        ack: p.ack,
+        syn: p.syn,
+        fin: p.fin,
+        rst: false,
+        payload: p.payload.clone(),
+    };
+    craft::ethernet(&craft::ipv4_between(&seg, p.src, p.dst), &[])
 }
