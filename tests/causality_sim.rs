@@ -283,3 +283,47 @@ fn two_capture_points_with_clock_skew() {
         }
     }
 }
+
+#[test]
+fn builder_memory_stays_under_its_cap() {
+    let sim = simulate(&SimConfig {
+        concurrency: 8,
+        requests: 800,
+        propagate_request_id: true,
+        ..SimConfig::default()
+    });
+    let mut pipeline = Pipeline::new(PipelineConfig::default());
+    let mut builder = CausalityBuilder::new(CausalityConfig {
+        max_pending: 300,
+        ..CausalityConfig::default()
+    });
+    let mut spans = 0usize;
+    let mut exchanges = 0usize;
+    {
+        let mut sink = |ex| {
+            exchanges += 1;
+            builder.push(ex, &mut |_| spans += 1);
+        };
+        for (i, (ts, data)) in sim.frames.iter().enumerate() {
+            let frame = RawFrame {
+                ts: Timestamp(*ts),
+                link_type: LinkType::ETHERNET,
+                data,
+                orig_len: data.len() as u32,
+                offset: i as u64,
+            };
+            pipeline.push_frame(&frame, &mut sink);
+        }
+        pipeline.finish(&mut sink);
+    }
+    builder.finish(&mut |_| spans += 1);
+    let st = &builder.stats;
+    assert!(exchanges > 3000, "{exchanges}");
+    // Over the cap by at most what early decisions cannot free at once: calls already decided
+    // whose trace's root is still open (a few per trace here).
+    assert!(st.peak_pending <= 300 + 10, "{st:?}");
+    assert!(st.forced_decisions > 0, "the cap was reached: {st:?}");
+    // Decided early, never dropped: every exchange still becomes its two spans.
+    assert_eq!(spans, 2 * exchanges);
+    assert_eq!(builder.pending(), 0);
+}

@@ -452,6 +452,7 @@ fn live_spans_match_the_server_access_log() {
         );
         assert!(by_key.insert(key, s).is_none(), "two spans for one request");
     }
+    let mut within_2ms = 0;
     for line in &log {
         let key = (line.port, line.method.clone(), line.path.clone());
         let s = by_key
@@ -466,11 +467,18 @@ fn live_spans_match_the_server_access_log() {
         assert_eq!(a["server.port"].as_u64(), Some(u64::from(net.port)));
         assert_eq!(a["server.address"].as_str(), Some(net.server_ip.as_str()));
         let d = duration_ns(s);
+        // The wire sees the request before nginx reads it: a span is never shorter than nginx's
+        // time (less 2 ms of its millisecond rounding), and on a busy machine the wait in the
+        // socket can add a few milliseconds that nginx does not count. Most requests must agree
+        // within 2 ms; every one within 50 ms.
         assert!(
-            (d - line.request_time_ns).abs() <= 2_000_000,
+            d >= line.request_time_ns - 2_000_000 && d <= line.request_time_ns + 50_000_000,
             "{line:?}: span lasted {d} ns, nginx says {} ns",
             line.request_time_ns
         );
+        if (d - line.request_time_ns).abs() <= 2_000_000 {
+            within_2ms += 1;
+        }
         let expect_error = line.status >= 500;
         assert_eq!(s["status"] == "error", expect_error, "{s}");
         assert!(
@@ -478,6 +486,11 @@ fn live_spans_match_the_server_access_log() {
             "complete exchange marked incomplete: {s}"
         );
     }
+    assert!(
+        within_2ms + 1 >= log.len(),
+        "only {within_2ms} of {} spans within 2 ms of nginx's $request_time",
+        log.len()
+    );
     let big = by_key
         .iter()
         .find(|(k, _)| k.2 == "/big.bin")
