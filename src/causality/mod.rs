@@ -124,7 +124,9 @@ pub struct CausalityBuilder {
     nodes: HashMap<NodeId, Node>,
     next_id: NodeId,
     /// Inbound exchanges by the server's IP, by start time: the candidate parents.
-    inbound: HashMap<IpAddr, BTreeSet<(Timestamp, NodeId)>>,
+    /// (start, id, the server's port): the port lets a scan skip calls to the same listener
+    /// without looking the node up.
+    inbound: HashMap<IpAddr, BTreeSet<(Timestamp, NodeId, u16)>>,
     /// Exchanges whose parent is not decided, by end time.
     undecided: BTreeSet<(Timestamp, NodeId)>,
     watermark: Timestamp,
@@ -223,7 +225,7 @@ impl CausalityBuilder {
         self.inbound
             .entry(ex.server.ip())
             .or_default()
-            .insert((start, id));
+            .insert((start, id, ex.server.port()));
         self.undecided.insert((end, id));
         self.nodes.insert(
             id,
@@ -410,16 +412,16 @@ impl CausalityBuilder {
         let Some(at_caller) = self.inbound.get(&e.ex.client.ip()) else {
             return Vec::new();
         };
+        // A request to the very listener being called is not a candidate (same IP here).
+        let called_port = e.ex.server.port();
+        let same_ip = e.ex.server.ip() == e.ex.client.ip();
         at_caller
-            .range(..=(e.start, NodeId::MAX))
+            .range(..=(e.start, NodeId::MAX, u16::MAX))
             .rev()
             .take(self.config.max_candidates)
-            .map(|&(_, r)| r)
-            .filter(|&r| r != id)
-            .filter(|r| {
-                let rn = &self.nodes[r];
-                rn.ex.server != e.ex.server && rn.encloses(e)
-            })
+            .filter(|&&(_, r, port)| r != id && !(same_ip && port == called_port))
+            .map(|&(_, r, _)| r)
+            .filter(|r| self.nodes[r].encloses(e))
             .collect()
     }
 
@@ -485,7 +487,7 @@ impl CausalityBuilder {
                 continue;
             };
             if let Some(set) = self.inbound.get_mut(&node.ex.server.ip()) {
-                set.remove(&(node.start, id));
+                set.remove(&(node.start, id, node.ex.server.port()));
                 if set.is_empty() {
                     self.inbound.remove(&node.ex.server.ip());
                 }
