@@ -11,28 +11,36 @@ use std::collections::HashMap;
 
 use common::sim::{simulate, SimConfig, Simulated};
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
+use tapspan::http::HttpExchange;
 use tapspan::ids;
 use tapspan::pipeline::{Pipeline, PipelineConfig};
 use tapspan::span::{Span, SpanKind};
 use tapspan_capture::{LinkType, RawFrame, Timestamp};
 
-fn spans_of(sim: &Simulated, causality: CausalityConfig) -> Vec<Span> {
+/// The simulator's frames through decode, reassembly and HTTP.
+fn exchanges_of(sim: &Simulated) -> Vec<HttpExchange> {
     let mut pipeline = Pipeline::new(PipelineConfig::default());
+    let mut exchanges = Vec::new();
+    let mut sink = |ex| exchanges.push(ex);
+    for (i, (ts, data)) in sim.frames.iter().enumerate() {
+        let frame = RawFrame {
+            ts: Timestamp(*ts),
+            link_type: LinkType::ETHERNET,
+            data,
+            orig_len: data.len() as u32,
+            offset: i as u64,
+        };
+        pipeline.push_frame(&frame, &mut sink);
+    }
+    pipeline.finish(&mut sink);
+    exchanges
+}
+
+fn spans_of(sim: &Simulated, causality: CausalityConfig) -> Vec<Span> {
     let mut builder = CausalityBuilder::new(causality);
     let mut spans = Vec::new();
-    {
-        let mut sink = |ex| builder.push(ex, &mut |s| spans.push(s));
-        for (i, (ts, data)) in sim.frames.iter().enumerate() {
-            let frame = RawFrame {
-                ts: Timestamp(*ts),
-                link_type: LinkType::ETHERNET,
-                data,
-                orig_len: data.len() as u32,
-                offset: i as u64,
-            };
-            pipeline.push_frame(&frame, &mut sink);
-        }
-        pipeline.finish(&mut sink);
+    for ex in exchanges_of(sim) {
+        builder.push(ex, &mut |s| spans.push(s));
     }
     builder.finish(&mut |s| spans.push(s));
     spans
@@ -292,30 +300,16 @@ fn builder_memory_stays_under_its_cap() {
         propagate_request_id: true,
         ..SimConfig::default()
     });
-    let mut pipeline = Pipeline::new(PipelineConfig::default());
     let mut builder = CausalityBuilder::new(CausalityConfig {
         max_pending: 300,
         ..CausalityConfig::default()
     });
+    let exchanges = exchanges_of(&sim);
     let mut spans = 0usize;
-    let mut exchanges = 0usize;
-    {
-        let mut sink = |ex| {
-            exchanges += 1;
-            builder.push(ex, &mut |_| spans += 1);
-        };
-        for (i, (ts, data)) in sim.frames.iter().enumerate() {
-            let frame = RawFrame {
-                ts: Timestamp(*ts),
-                link_type: LinkType::ETHERNET,
-                data,
-                orig_len: data.len() as u32,
-                offset: i as u64,
-            };
-            pipeline.push_frame(&frame, &mut sink);
-        }
-        pipeline.finish(&mut sink);
+    for ex in exchanges.iter().cloned() {
+        builder.push(ex, &mut |_| spans += 1);
     }
+    let exchanges = exchanges.len();
     builder.finish(&mut |_| spans += 1);
     let st = &builder.stats;
     assert!(exchanges > 3000, "{exchanges}");

@@ -25,7 +25,6 @@ use tapspan_capture::source::live::{list_interfaces, LiveConfig, LiveEvent, Live
 use tapspan_capture::source::PcapWriter;
 use tapspan_capture::{CaptureError, Timestamp};
 
-use crate::causality::CausalityBuilder;
 use crate::cli::{CausalityArgs, LimitArgs, OutputArgs};
 use crate::live::engine::{self, EngineConfig, Ingest, Received};
 use crate::live::metrics;
@@ -121,14 +120,10 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let causality = match args.causality.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("tapspan: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
+    let mut builder = match super::causality_builder(&args.causality) {
+        Ok(b) => b,
+        Err(code) => return Ok(code),
     };
-    let mut builder = CausalityBuilder::new(causality);
     let mut outputs = Outputs::open(&args.output)?;
 
     let stop = source.stop_handle();

@@ -3,3 +3,19 @@
 #[cfg(feature = "live")]
 pub mod live;
 pub mod replay;
+
+use std::process::ExitCode;
+
+use crate::causality::CausalityBuilder;
+use crate::cli::CausalityArgs;
+
+/// The causality builder the flags describe; a bad `--services` file is a usage error (exit 2).
+pub fn causality_builder(args: &CausalityArgs) -> Result<CausalityBuilder, ExitCode> {
+    match args.config() {
+        Ok(config) => Ok(CausalityBuilder::new(config)),
+        Err(e) => {
+            eprintln!("tapspan: {e:#}");
+            Err(ExitCode::from(2))
+        }
+    }
+}

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::causality::CausalityBuilder;
 use crate::cli::ReplayArgs;
 use crate::output::Outputs;
 use crate::pipeline::replay_files;
@@ -14,14 +13,10 @@ use crate::pipeline::replay_files;
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let causality = match args.causality.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("tapspan: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
+    let mut builder = match super::causality_builder(&args.causality) {
+        Ok(b) => b,
+        Err(code) => return Ok(code),
     };
-    let mut builder = CausalityBuilder::new(causality);
     let mut outputs = Outputs::open(&args.output)?;
     let show_progress = !args.no_progress && io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
