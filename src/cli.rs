@@ -76,6 +76,12 @@ pub struct OutputArgs {
     #[arg(long = "redact-header", value_name = "NAME")]
     pub redact_headers: Vec<String>,
 
+    /// Never write this query parameter's value (repeatable; parameters whose names contain
+    /// token, key, secret, password, pwd, auth, session, sig or credential are always redacted).
+    /// Redaction cannot be turned off.
+    #[arg(long = "redact-query", value_name = "NAME")]
+    pub redact_queries: Vec<String>,
+
     /// Send spans over OTLP to this collector URL, e.g. http://localhost:4317 (gRPC) or
     /// http://localhost:4318/v1/traces (HTTP/protobuf) (repeatable).
     #[arg(long = "otlp", value_name = "URL", value_parser = crate::export::check_url)]
@@ -160,7 +166,8 @@ impl LimitArgs {
         config.decode.defrag_max_bytes = self.max_fragment_bytes;
         config.http.headers = crate::http::redact::HeaderPolicy::default()
             .with_captured(&output.capture_headers)
-            .with_redacted(&output.redact_headers);
+            .with_redacted(&output.redact_headers)
+            .with_redacted_params(&output.redact_queries);
         config
     }
 }

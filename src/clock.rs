@@ -68,7 +68,8 @@ fn sample(path: &Path) -> Result<HashMap<PacketKey, u64>, CaptureError> {
 
 /// Offsets of `paths[1..]` relative to `paths[0]`.
 pub fn estimate_offsets(paths: &[PathBuf]) -> Result<Vec<ClockOffset>, CaptureError> {
-    let Some(reference) = paths.first() else {
+    // One file has nothing to be offset against: do not read it twice.
+    let [reference, _, ..] = paths else {
         return Ok(Vec::new());
     };
     let reference_times = sample(reference)?;

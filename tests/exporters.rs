@@ -3,6 +3,8 @@
 //! decodes bodies with the generated `ExportTraceServiceRequest`, and a small HTTP/1.1 server
 //! that records bodies (Zipkin) and misbehaves on demand (503, 400, hang).
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -992,4 +994,145 @@ fn otlp_grpc_throughput() {
         received as f64 / otlp_time.as_secs_f64()
     );
     assert!(stderr.contains(" 0 dropped"), "{stderr}");
+}
+
+/// Secret values a capture carries in every place a secret can ride: credentials headers,
+/// cookies both ways, a user-named header, credential-like and user-named query parameters.
+const SECRETS: &[&str] = &[
+    "hunter2-basic",
+    "proxy-pw-77",
+    "cookie-sess-91",
+    "set-cookie-42",
+    "tok-in-query-5",
+    "apikey-in-query-6",
+    "pw-in-query-7",
+    "sig-in-query-8",
+    "custom-param-9",
+    "custom-header-10",
+];
+
+fn secrets_capture() -> PathBuf {
+    use common::craft::{self, Conversation, Dir};
+    let req =
+        format!(
+        "GET /account?access_token={}&api_key={}&password={}&sig={}&email={}&page=2 HTTP/1.1\r\n\
+Host: bank\r\nAuthorization: Basic {}\r\nProxy-Authorization: Basic {}\r\n\
+Cookie: session={}\r\nX-Internal-Secret: {}\r\nX-Request-ID: secrets-1\r\n\r\n",
+        SECRETS[4], SECRETS[5], SECRETS[6], SECRETS[7], SECRETS[8], SECRETS[0], SECRETS[1],
+        SECRETS[2], SECRETS[9]
+    );
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nSet-Cookie: session={}; HttpOnly\r\nContent-Length: 2\r\n\r\nok",
+        SECRETS[3]
+    );
+    let mut c = Conversation::new(7, 9);
+    c.handshake();
+    c.send(Dir::C2S, req.as_bytes(), 1460)
+        .send(Dir::S2C, resp.as_bytes(), 1460)
+        .ack(Dir::C2S);
+    c.fin();
+    let path = std::env::temp_dir().join(format!("tapspan-secrets-{}.pcap", std::process::id()));
+    std::fs::write(
+        &path,
+        craft::pcap(1, false, &craft::ethernet_frames(&c.segs)),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn no_secret_value_reaches_any_output_format() {
+    let capture = secrets_capture();
+    let jsonl = capture.with_extension("jsonl");
+    let (grpc, collector) = grpc_collector_on("127.0.0.1:0".parse().unwrap());
+    let (http, http_log) = http_server(ok);
+    let (zipkin, zipkin_log) = http_server(|_| Reply::Status(202, vec![]));
+    // Ask for every secret-bearing header to be captured: names are kept, values never.
+    let mut args = vec![
+        "replay".to_string(),
+        capture.display().to_string(),
+        "--output".into(),
+        jsonl.display().to_string(),
+        "--summary".into(),
+        "--otlp".into(),
+        format!("http://{grpc}"),
+        "--otlp".into(),
+        format!("http://{http}/v1/traces"),
+        "--zipkin".into(),
+        format!("http://{zipkin}/api/v2/spans"),
+        "--export-deadline".into(),
+        "5".into(),
+        "--redact-header".into(),
+        "X-Internal-Secret".into(),
+        "--redact-query".into(),
+        "email".into(),
+    ];
+    for h in [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-internal-secret",
+    ] {
+        args.push("--capture-header".into());
+        args.push(h.into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tapspan(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    let lines = std::fs::read(&jsonl).unwrap();
+    std::fs::remove_file(&jsonl).ok();
+    std::fs::remove_file(&capture).ok();
+
+    let grpc_wire: Vec<u8> = collector
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, r)| r.encode_to_vec())
+        .collect();
+    let http_wire: Vec<u8> = http_log
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.body.clone())
+        .collect();
+    let zipkin_wire: Vec<u8> = zipkin_log
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.body.clone())
+        .collect();
+    let outputs: [(&str, &[u8]); 6] = [
+        ("JSON lines", &lines),
+        ("stdout", &out.stdout),
+        ("--summary (stderr)", stderr.as_bytes()),
+        ("OTLP gRPC", &grpc_wire),
+        ("OTLP HTTP", &http_wire),
+        ("Zipkin", &zipkin_wire),
+    ];
+    for (name, bytes) in outputs {
+        for secret in SECRETS {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} leaked to {name}"
+            );
+        }
+    }
+    // Positive controls: the exchange is in every format, with its redacted names kept.
+    let text = String::from_utf8_lossy(&lines);
+    assert!(text.contains("email=REDACTED"), "{text}");
+    assert!(text.contains("page=2"), "{text}");
+    assert!(text.contains("http.request.header.authorization"), "{text}");
+    assert!(text.contains("http.response.header.set-cookie"), "{text}");
+    assert!(
+        text.contains("http.request.header.x-internal-secret"),
+        "{text}"
+    );
+    assert!(stderr.contains("/account"), "{stderr}");
+    for (name, bytes) in &outputs[3..] {
+        let t = String::from_utf8_lossy(bytes);
+        assert!(t.contains("/account"), "{name} carries the exchange");
+    }
 }

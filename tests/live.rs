@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -619,4 +620,48 @@ fn sigint_under_load_flushes_and_exits_0() {
         }
     }
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// `--user`: root is dropped once the capture handle is open, and capturing goes on.
+#[test]
+fn user_drops_root_after_the_capture_handle_opens() {
+    skip_unless_ready!();
+    let mut p = Proc(
+        Command::new(tapspan_bin())
+            .args(["live", "-i", "lo", "--user", "nobody", "--output", "-"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tapspan live"),
+    );
+    let pid = p.0.id();
+    let uids = || -> Option<String> {
+        let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
+    let start = Instant::now();
+    let mut seen = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        seen = uids();
+        if seen.as_deref() == Some("65534 65534 65534 65534") {
+            break;
+        }
+        assert!(
+            p.0.try_wait().unwrap().is_none(),
+            "tapspan live exited early"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        seen.as_deref(),
+        Some("65534 65534 65534 65534"),
+        "real, effective, saved and filesystem uid are nobody's"
+    );
+    signal(pid, "TERM");
+    let status = wait_exit(&mut p.0, Duration::from_secs(10)).expect("exits on SIGTERM");
+    let mut stderr = String::new();
+    p.0.stderr.take().unwrap().read_to_string(&mut stderr).ok();
+    assert_eq!(status.code(), Some(0), "{stderr}");
 }

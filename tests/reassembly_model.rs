@@ -378,3 +378,30 @@ fn late_retransmission_after_close_is_not_a_new_connection() {
     assert_eq!(r.stats.late_segments, 1);
     assert_eq!(r.active_connections(), 0);
 }
+
+/// Found by fuzzing (fuzz/regressions/reassembly/held-bytes-past-fin-delivered-after-it): bytes
+/// held beyond the FIN's position were released as a gap and data after the FIN at close.
+#[test]
+fn nothing_follows_a_fin_not_even_held_bytes_beyond_it() {
+    let mut r = Reassembler::new(ReassemblyConfig::default());
+    let mut events = Vec::new();
+    let mut sink = |ev: StreamEvent<'_>| {
+        events.push(match ev {
+            StreamEvent::Data { offset, bytes, .. } => format!("data {offset} {}", bytes.len()),
+            StreamEvent::Gap { offset, len, .. } => format!("gap {offset} {len}"),
+            StreamEvent::HalfClose { .. } => "fin".to_string(),
+            StreamEvent::Close { .. } => "close".to_string(),
+            StreamEvent::Open { .. } => "open".to_string(),
+        })
+    };
+    r.push(&seg(0, 0, TcpFlags::SYN, &[]), &mut sink);
+    r.push(&seg(1, 11, TcpFlags::ACK, b"0123456789"), &mut sink);
+    r.push(
+        &seg(2, 1, TcpFlags::ACK | TcpFlags::FIN, b"abcde"),
+        &mut sink,
+    );
+    r.finish(&mut sink);
+    assert_eq!(events, ["open", "data 0 5", "fin", "close"]);
+    assert_eq!(r.stats.after_fin_bytes, 10);
+    assert_eq!(r.held_bytes(), 0);
+}

@@ -32,7 +32,10 @@ fn truth_keys(truth: &Value) -> Vec<Key> {
                 t["server"].as_str().unwrap_or_default().to_string(),
                 t["server_port"].as_u64().unwrap_or_default() as u16,
                 t["method"].as_str().map(str::to_string),
-                t["uri"].as_str().map(str::to_string),
+                // The truth holds the secrets; tapspan redacts them as it parses the head.
+                t["uri"]
+                    .as_str()
+                    .map(|u| tapspan::http::redact::HeaderPolicy::default().redact_target(u)),
                 t["status_code"].as_u64().map(|s| s as u16),
             )
         })

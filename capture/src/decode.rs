@@ -102,6 +102,8 @@ impl Decoder {
     pub fn decode<'b>(&mut self, frame: &RawFrame<'b>) -> Option<TcpSegment<'b>> {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
+        // Fragments that stopped arriving expire as capture time passes, fragment or not.
+        self.defrag.expire(frame.ts);
         let verdict = match link::unwrap(frame.link_type, frame.data) {
             Ok(net) => self.decode_net(frame.ts, net, 0),
             Err(LinkError::Unsupported(_)) => Verdict::Unsupported,

@@ -79,6 +79,12 @@ pub struct LiveArgs {
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub queue_batches: usize,
 
+    /// When started as root: once the capture handle is open, and before any output file is
+    /// opened, drop to this user (its uid, primary group and supplementary groups), as tcpdump's
+    /// -Z does. Output paths must then be writable by that user.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 
@@ -109,6 +115,12 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    if let Some(user) = &args.user {
+        if let Err(e) = drop_privileges(user) {
+            eprintln!("tapspan: --user {user}: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let writer = match &args.write_pcap {
         None => None,
         Some(path) => {
@@ -371,4 +383,54 @@ fn capture_loop(
 
 fn capture_error_message(e: &CaptureError) -> String {
     e.to_string()
+}
+
+/// Drops root for `user`: supplementary groups, then the primary group, then the user id, and
+/// checks root cannot be regained. Does nothing (but say so) when not running as root.
+fn drop_privileges(user: &str) -> Result<(), String> {
+    use std::ffi::CString;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("tapspan: not running as root, --user {user} has nothing to drop");
+        return Ok(());
+    }
+    let name = CString::new(user).map_err(|_| "a user name has no NUL byte".to_string())?;
+    // SAFETY: passwd is plain data; getpwnam_r fills it, pointing into `buf`, which outlives
+    // every use of `pwd` below.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 1 << 16];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return Err("no such user".to_string());
+    }
+    let (uid, gid) = (pwd.pw_uid, pwd.pw_gid);
+    if uid == 0 {
+        return Err("that user is root: nothing would be dropped".to_string());
+    }
+    let os_err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: plain system calls on values checked above; glibc applies set*id to every thread.
+    unsafe {
+        if libc::initgroups(pwd.pw_name, gid as _) != 0 {
+            return Err(os_err("initgroups"));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(os_err("setgid"));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(os_err("setuid"));
+        }
+        if libc::setuid(0) == 0 || libc::geteuid() == 0 {
+            return Err("root could be regained after setuid".to_string());
+        }
+    }
+    Ok(())
 }

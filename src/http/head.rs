@@ -150,6 +150,7 @@ pub fn parse_head(
     // The start line is parsed by hand (httparse rejects `http/1.1` and similar forms that servers
     // accept); header lines go through httparse.
     let (start, minor, headers_at) = lenient_start_line(buf, request).ok_or(HeadError)?;
+    let start = policy.redact_start(start);
     let hdrs = match httparse::parse_headers(&buf[headers_at..], &mut storage) {
         Ok(httparse::Status::Complete((_, h))) => h,
         _ => return Err(HeadError),

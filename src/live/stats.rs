@@ -133,6 +133,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
         evicted,
         retransmitted_bytes,
         overlap_conflict_bytes,
+        after_fin_bytes,
         out_of_order_segments,
         gaps,
         gap_bytes,
@@ -150,6 +151,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
     total.evicted += evicted;
     total.retransmitted_bytes += retransmitted_bytes;
     total.overlap_conflict_bytes += overlap_conflict_bytes;
+    total.after_fin_bytes += after_fin_bytes;
     total.out_of_order_segments += out_of_order_segments;
     total.gaps += gaps;
     total.gap_bytes += gap_bytes;

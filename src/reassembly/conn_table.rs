@@ -62,6 +62,8 @@ pub struct ReassemblyStats {
     pub evicted: u64,
     pub retransmitted_bytes: u64,
     pub overlap_conflict_bytes: u64,
+    /// Out-of-order bytes beyond a direction's FIN, dropped when it ended.
+    pub after_fin_bytes: u64,
     pub out_of_order_segments: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
@@ -365,6 +367,7 @@ impl Reassembler {
             let s = &half.stats;
             self.stats.retransmitted_bytes += s.retransmitted_bytes;
             self.stats.overlap_conflict_bytes += s.overlap_conflict_bytes;
+            self.stats.after_fin_bytes += s.after_fin_bytes;
             self.stats.out_of_order_segments += s.out_of_order_segments;
             self.stats.gaps += s.gaps;
             self.stats.gap_bytes += s.gap_bytes;

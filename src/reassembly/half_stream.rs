@@ -10,6 +10,8 @@
 //!   bytes after it) when the peer acknowledges data beyond it (the receiver got bytes the capture
 //!   missed), when held data exceeds its cap, when the hole is older than `hole_timeout_ns` of
 //!   capture time, or when the connection ends.
+//! - **Nothing follows a FIN.** Once every byte before the FIN is delivered the direction ends;
+//!   bytes held beyond the FIN's position are dropped and counted (`after_fin_bytes`).
 //! - Bytes released from the hold queue carry the later of their own timestamp and the timestamp of
 //!   the packet that filled the hole: that is when they became readable in order.
 //!
@@ -52,6 +54,8 @@ pub struct HalfStats {
     pub out_of_order_segments: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
+    /// Held bytes beyond the FIN's position, dropped when the stream ended there.
+    pub after_fin_bytes: u64,
 }
 
 struct Held {
@@ -179,7 +183,7 @@ impl HalfStream {
                 self.skip_hole(ts, held_total, out);
             }
         }
-        self.check_fin(ts, out);
+        self.check_fin(ts, held_total, out);
     }
 
     /// The peer acknowledged `ack`: if that is beyond a hole, the capture missed those bytes.
@@ -196,7 +200,7 @@ impl HalfStream {
         if let Some(acked_offset) = self.offset_of(ack) {
             if acked_offset > self.next_offset as i64 {
                 self.skip_hole(ts, held_total, out);
-                self.check_fin(ts, out);
+                self.check_fin(ts, held_total, out);
             }
         }
     }
@@ -211,7 +215,7 @@ impl HalfStream {
         while !self.held.is_empty() {
             self.skip_hole(ts, held_total, out);
         }
-        self.check_fin(ts, out);
+        self.check_fin(ts, held_total, out);
     }
 
     fn deliver<F: FnMut(HalfEvent<'_>)>(&mut self, ts: Timestamp, bytes: &[u8], out: &mut F) {
@@ -321,9 +325,22 @@ impl HalfStream {
         }
     }
 
-    fn check_fin<F: FnMut(HalfEvent<'_>)>(&mut self, ts: Timestamp, out: &mut F) {
+    fn check_fin<F: FnMut(HalfEvent<'_>)>(
+        &mut self,
+        ts: Timestamp,
+        held_total: &mut usize,
+        out: &mut F,
+    ) {
         if !self.finished && self.fin_offset.is_some_and(|f| f <= self.next_offset) {
             self.finished = true;
+            // Bytes held past the FIN are not part of the stream (the receiver drops them, and
+            // nothing may follow the FIN): count and drop them.
+            for (_, held) in std::mem::take(&mut self.held) {
+                self.stats.after_fin_bytes += held.bytes.len() as u64;
+                *held_total -= held.bytes.len();
+            }
+            self.held_bytes = 0;
+            self.hole_since = None;
             out(HalfEvent::Fin { ts });
         }
     }

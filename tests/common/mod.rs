@@ -9,6 +9,7 @@ use tapspan::pipeline::{replay_files, PipelineConfig, ReplayOutcome};
 use tapspan::span::Span;
 
 /// The read-only third-party captures beside the checkout, if present.
+pub mod adversarial;
 pub mod craft;
 pub mod sim;
 

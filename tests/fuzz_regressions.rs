@@ -1,0 +1,304 @@
+//! The fuzz harnesses (fuzz/src/lib.rs, included here by path) run as ordinary tests over the
+//! committed seed corpora (fuzz/seeds/TARGET/) and every crash input found so far
+//! (fuzz/regressions/TARGET/, one file per bug, named after it).
+//!
+//! The seeds are made from real frames: the captures in pcaps/ and fixtures/crafted/, cut to a
+//! few KiB and re-encoded in each harness's input format. `TAPSPAN_WRITE_FUZZ_SEEDS=1 cargo test
+//! --test fuzz_regressions` (or `scripts/fuzz-seeds.sh`) rewrites them; otherwise a test checks
+//! the committed seeds still equal what the generator makes.
+
+mod common;
+#[allow(dead_code)]
+#[path = "../fuzz/src/lib.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tapspan::reassembly::{Direction, Reassembler, ReassemblyConfig, StreamEvent};
+use tapspan_capture::{DecodeConfig, Decoder, FileSource, PacketSource};
+
+type Harness = fn(&[u8]);
+
+const TARGETS: &[(&str, Harness)] = &[
+    ("capture_file", harness::capture_file),
+    ("decode", harness::decode),
+    ("reassembly", harness::reassembly),
+    ("http", harness::http),
+    ("replay", harness::replay),
+];
+
+/// Seeds of capture files are cut at the first record boundary past this many bytes.
+const SEED_FILE_BYTES: u64 = 6 * 1024;
+/// Frames per `decode` seed, segments per `reassembly` seed.
+const SEED_FRAMES: usize = 40;
+
+fn fuzz_dir(sub: &str) -> PathBuf {
+    common::repo_path("fuzz").join(sub)
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => return Vec::new(),
+    };
+    v.retain(|p| p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+    v.sort();
+    v
+}
+
+fn run_dir(sub: &str) -> usize {
+    let mut n = 0;
+    for (target, harness) in TARGETS {
+        for path in files_in(&fuzz_dir(sub).join(target)) {
+            let data = std::fs::read(&path).unwrap();
+            let result = std::panic::catch_unwind(|| harness(&data));
+            assert!(result.is_ok(), "{target} panicked on {}", path.display());
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn crash_inputs_found_by_fuzzing_stay_fixed() {
+    run_dir("regressions");
+}
+
+#[test]
+fn seed_corpora_pass_every_harness_check() {
+    let n = run_dir("seeds");
+    assert!(n >= 5 * 10, "only {n} seeds: run scripts/fuzz-seeds.sh");
+}
+
+/// Real captures the seeds come from.
+fn source_captures() -> Vec<PathBuf> {
+    let mut v = files_in(&common::repo_path("pcaps"));
+    v.extend(files_in(&common::repo_path("fixtures/crafted")));
+    v.retain(|p| {
+        let e = p.extension().map(|e| e.to_string_lossy().to_string());
+        matches!(e.as_deref(), Some("pcap") | Some("pcapng"))
+    });
+    v
+}
+
+fn stem(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().replace('.', "-")
+}
+
+/// The capture's first bytes, cut at a record boundary.
+fn capture_prefix(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut src = FileSource::open(path).unwrap();
+    let mut cut = bytes.len() as u64;
+    while let Ok(Some(f)) = src.next_frame() {
+        if f.offset > SEED_FILE_BYTES {
+            cut = f.offset;
+            break;
+        }
+    }
+    bytes[..cut as usize].to_vec()
+}
+
+/// Frames of a capture: (link type, bytes).
+fn frames(path: &Path, n: usize) -> Vec<(u32, Vec<u8>)> {
+    let mut src = FileSource::open(path).unwrap();
+    let mut v = Vec::new();
+    while let Ok(Some(f)) = src.next_frame() {
+        v.push((f.link_type.0, f.data.to_vec()));
+        if v.len() == n {
+            break;
+        }
+    }
+    v
+}
+
+fn decode_seed(path: &Path) -> Option<Vec<u8>> {
+    let fr = frames(path, SEED_FRAMES);
+    let link = fr.first()?.0;
+    let index = harness::LINK_TYPES.iter().position(|&l| l == link)?;
+    let same: Vec<&[u8]> = fr
+        .iter()
+        .filter(|(l, _)| *l == link)
+        .map(|(_, d)| d.as_slice())
+        .collect();
+    Some(harness::encode_records(index as u8, &same))
+}
+
+/// TCP segments of the capture's first connection in the reassembly harness's format: 12 header
+/// bytes (flags, addressing, seq, ack, time step, length) and the payload in ≤ 255-byte pieces.
+fn reassembly_seed(path: &Path) -> Option<Vec<u8>> {
+    let mut src = FileSource::open(path).unwrap();
+    let mut dec = Decoder::new(DecodeConfig::default());
+    let mut out = Vec::new();
+    let mut first: Option<(std::net::SocketAddr, std::net::SocketAddr)> = None;
+    let mut last_ts = None;
+    let mut n = 0;
+    while let Ok(Some(f)) = src.next_frame() {
+        let Some(seg) = dec.decode(&f) else { continue };
+        let (a, b) = *first.get_or_insert((seg.flow.src, seg.flow.dst));
+        let from_a = seg.flow.src == a && seg.flow.dst == b;
+        let from_b = seg.flow.src == b && seg.flow.dst == a;
+        if !(from_a || from_b) {
+            continue;
+        }
+        // Host bit: 0 for the first sender. Ports: the first sender gets 40000, the other 80.
+        let port_index = |is_a: bool| if is_a { 1u8 } else { 0u8 };
+        let addr = 0x80 | (!from_a) as u8 | (port_index(from_a) << 1) | (port_index(!from_a) << 3);
+        let dt = last_ts.map_or(0, |t| seg.ts.0.saturating_sub(t) / 1000);
+        last_ts = Some(seg.ts.0);
+        let pieces: Vec<&[u8]> = if seg.payload.is_empty() {
+            vec![&[][..]]
+        } else {
+            seg.payload.chunks(255).collect()
+        };
+        let mut seq = seg.seq;
+        for (i, p) in pieces.iter().enumerate() {
+            let fin_here = i + 1 == pieces.len();
+            let flags = if fin_here {
+                seg.flags.0
+            } else {
+                seg.flags.0 & !0x01
+            };
+            out.push(flags);
+            out.push(addr);
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&seg.ack.to_le_bytes());
+            out.push(if i == 0 { dt.min(0xef) as u8 } else { 0 });
+            out.push(p.len() as u8);
+            out.extend_from_slice(p);
+            seq = seq.wrapping_add(p.len() as u32);
+        }
+        n += 1;
+        if n == SEED_FRAMES {
+            break;
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The first connection's stream events as the http harness's ops.
+fn http_seed(path: &Path) -> Option<Vec<u8>> {
+    let mut src = FileSource::open(path).unwrap();
+    let mut dec = Decoder::new(DecodeConfig::default());
+    let mut r = Reassembler::new(ReassemblyConfig::default());
+    let mut first = None;
+    let mut how = 0u8;
+    let mut ops = Vec::new();
+    let mut sink = |ev: StreamEvent<'_>| {
+        let conn = match &ev {
+            StreamEvent::Open { conn, .. }
+            | StreamEvent::Data { conn, .. }
+            | StreamEvent::Gap { conn, .. }
+            | StreamEvent::HalfClose { conn, .. }
+            | StreamEvent::Close { conn, .. } => *conn,
+        };
+        if *first.get_or_insert(conn) != conn {
+            return;
+        }
+        let s2c = |dir: Direction| dir == Direction::ServerToClient;
+        match ev {
+            StreamEvent::Open { how: h, .. } => {
+                how = (h == tapspan::reassembly::OpenHow::Midstream) as u8;
+            }
+            StreamEvent::Data { dir, bytes, .. } => {
+                for p in bytes.chunks(255) {
+                    ops.push(if s2c(dir) { 4 } else { 0 });
+                    ops.push(p.len() as u8);
+                    ops.extend_from_slice(p);
+                }
+            }
+            StreamEvent::Gap { dir, len, .. } => {
+                ops.push(if s2c(dir) { 0x86 } else { 6 });
+                ops.push((len / 37).min(255) as u8);
+            }
+            StreamEvent::HalfClose { dir, .. } => {
+                ops.push(if s2c(dir) { 0x87 } else { 7 });
+                ops.push(0);
+            }
+            StreamEvent::Close { why, .. } => {
+                use tapspan::reassembly::CloseReason::*;
+                ops.push(0xff);
+                ops.push(match why {
+                    Fin => 0,
+                    Rst => 1,
+                    Idle => 2,
+                    Evicted => 3,
+                    CaptureEnd => 4,
+                });
+            }
+        }
+    };
+    while let Ok(Some(f)) = src.next_frame() {
+        if let Some(seg) = dec.decode(&f) {
+            r.push(&seg, &mut sink);
+        }
+    }
+    r.finish(&mut sink);
+    if ops.is_empty() {
+        return None;
+    }
+    // Keep the seed small: the first few KiB of ops (the harness closes what is left open).
+    let mut cut = 0;
+    let mut i = 0;
+    while i + 1 < ops.len() && i < 8 * 1024 {
+        let data = ops[i] % 8 < 6 && ops[i] != 0xff;
+        i += 2 + if data { ops[i + 1] as usize } else { 0 };
+        cut = i.min(ops.len());
+    }
+    let mut seed = vec![how];
+    seed.extend_from_slice(&ops[..cut]);
+    Some(seed)
+}
+
+/// Every seed the generator makes: target → (file name → bytes).
+fn generate_seeds() -> BTreeMap<&'static str, BTreeMap<String, Vec<u8>>> {
+    let mut all: BTreeMap<&'static str, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    for path in source_captures() {
+        let name = stem(&path);
+        let prefix = capture_prefix(&path);
+        all.entry("capture_file")
+            .or_default()
+            .insert(name.clone(), prefix.clone());
+        all.entry("replay")
+            .or_default()
+            .insert(name.clone(), prefix);
+        if let Some(s) = decode_seed(&path) {
+            all.entry("decode").or_default().insert(name.clone(), s);
+        }
+        if let Some(s) = reassembly_seed(&path) {
+            all.entry("reassembly").or_default().insert(name.clone(), s);
+        }
+        if let Some(s) = http_seed(&path) {
+            all.entry("http").or_default().insert(name.clone(), s);
+        }
+    }
+    all
+}
+
+#[test]
+fn committed_seeds_equal_the_generator() {
+    let seeds = generate_seeds();
+    let write = std::env::var_os("TAPSPAN_WRITE_FUZZ_SEEDS").is_some();
+    for (target, files) in &seeds {
+        let dir = fuzz_dir("seeds").join(target);
+        if write {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        for (name, bytes) in files {
+            let path = dir.join(name);
+            if write {
+                std::fs::write(&path, bytes).unwrap();
+            } else {
+                let committed = std::fs::read(&path).unwrap_or_else(|_| {
+                    panic!("{} missing: run scripts/fuzz-seeds.sh", path.display())
+                });
+                assert!(
+                    &committed == bytes,
+                    "{} differs from the generator: run scripts/fuzz-seeds.sh",
+                    path.display()
+                );
+            }
+        }
+    }
+}
