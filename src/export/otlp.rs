@@ -104,6 +104,17 @@ fn any(value: any_value::Value) -> AnyValue {
     AnyValue { value: Some(value) }
 }
 
+/// JSON object members as OTLP key-values, types kept.
+fn key_values(o: &serde_json::Map<String, Value>) -> Vec<KeyValue> {
+    o.iter()
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: Some(any_value(v)),
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// A JSON attribute value as an OTLP `AnyValue` (types kept; null is an empty value).
 pub fn any_value(v: &Value) -> AnyValue {
     use any_value::Value as V;
@@ -119,14 +130,7 @@ pub fn any_value(v: &Value) -> AnyValue {
             values: a.iter().map(any_value).collect(),
         })),
         Value::Object(o) => any(V::KvlistValue(KeyValueList {
-            values: o
-                .iter()
-                .map(|(k, v)| KeyValue {
-                    key: k.clone(),
-                    value: Some(any_value(v)),
-                    ..Default::default()
-                })
-                .collect(),
+            values: key_values(o),
         })),
     }
 }
@@ -182,15 +186,7 @@ pub fn to_otlp(span: &Span) -> OtlpItem {
         kind: kind as i32,
         start_time_unix_nano: span.start_unix_nano,
         end_time_unix_nano: span.end_unix_nano,
-        attributes: span
-            .attributes
-            .iter()
-            .map(|(k, v)| KeyValue {
-                key: k.clone(),
-                value: Some(any_value(v)),
-                ..Default::default()
-            })
-            .collect(),
+        attributes: key_values(&span.attributes),
         events: span
             .events
             .iter()
