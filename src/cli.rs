@@ -1,4 +1,5 @@
-//! Command line: `tapspan replay FILE...` (live capture and reports come later).
+//! Command line: `tapspan replay FILE...` and, with the cargo feature `live`, `tapspan live` (see
+//! `commands::live`); the flags shared by both (outputs, memory caps, causality) are defined here.
 
 use std::path::PathBuf;
 
