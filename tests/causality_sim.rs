@@ -15,24 +15,15 @@ use tapspan::http::HttpExchange;
 use tapspan::ids;
 use tapspan::pipeline::{Pipeline, PipelineConfig};
 use tapspan::span::{Span, SpanKind};
-use tapspan_capture::{LinkType, RawFrame, Timestamp};
+use tapspan_capture::LinkType;
 
 /// The simulator's frames through decode, reassembly and HTTP.
 fn exchanges_of(sim: &Simulated) -> Vec<HttpExchange> {
     let mut pipeline = Pipeline::new(PipelineConfig::default());
     let mut exchanges = Vec::new();
-    let mut sink = |ex| exchanges.push(ex);
-    for (i, (ts, data)) in sim.frames.iter().enumerate() {
-        let frame = RawFrame {
-            ts: Timestamp(*ts),
-            link_type: LinkType::ETHERNET,
-            data,
-            orig_len: data.len() as u32,
-            offset: i as u64,
-        };
-        pipeline.push_frame(&frame, &mut sink);
-    }
-    pipeline.finish(&mut sink);
+    common::run_frames(&mut pipeline, &sim.frames, LinkType::ETHERNET, &mut |ex| {
+        exchanges.push(ex)
+    });
     exchanges
 }
 

@@ -10,7 +10,7 @@ use common::craft::{self, Conversation, Dir};
 use proptest::prelude::*;
 use tapspan::pipeline::{Pipeline, PipelineConfig};
 use tapspan::span::spans_for;
-use tapspan_capture::{LinkType, RawFrame, Timestamp};
+use tapspan_capture::LinkType;
 
 const REQ: &[u8] = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
 const RESP: &[u8] =
@@ -33,17 +33,7 @@ fn run_frames(frames: &[(u64, Vec<u8>)], link: LinkType) -> usize {
     let mut p = Pipeline::new(PipelineConfig::default());
     let mut spans = 0;
     let mut sink = |ex: tapspan::http::HttpExchange| spans += spans_for(&ex).len();
-    for (i, (ts, data)) in frames.iter().enumerate() {
-        let frame = RawFrame {
-            ts: Timestamp(*ts),
-            link_type: link,
-            data,
-            orig_len: data.len() as u32,
-            offset: i as u64,
-        };
-        p.push_frame(&frame, &mut sink);
-    }
-    p.finish(&mut sink);
+    common::run_frames(&mut p, frames, link, &mut sink);
     spans
 }
 

@@ -47,3 +47,23 @@ pub fn spans(exchanges: &[HttpExchange]) -> Vec<Span> {
     builder.finish(&mut |s| out.push(s));
     out
 }
+
+/// Feed captured frames (timestamp, bytes) of one link type through a pipeline, then finish it.
+pub fn run_frames<F: FnMut(HttpExchange)>(
+    pipeline: &mut tapspan::pipeline::Pipeline,
+    frames: &[(u64, Vec<u8>)],
+    link: tapspan_capture::LinkType,
+    sink: &mut F,
+) {
+    for (i, (ts, data)) in frames.iter().enumerate() {
+        let frame = tapspan_capture::RawFrame {
+            ts: tapspan_capture::Timestamp(*ts),
+            link_type: link,
+            data,
+            orig_len: data.len() as u32,
+            offset: i as u64,
+        };
+        pipeline.push_frame(&frame, sink);
+    }
+    pipeline.finish(sink);
+}
