@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::limits::MemoryLimits;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tapspan",
@@ -136,35 +138,61 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args, Clone)]
 pub struct LimitArgs {
     /// Connections tracked at once; the least recently active are evicted beyond it.
-    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_connections)]
     pub max_connections: usize,
 
     /// Out-of-order bytes held per connection direction while waiting for a hole to fill.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_held_bytes_per_direction)]
     pub max_held_bytes: usize,
 
     /// Out-of-order bytes held across all connections.
-    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_held_bytes_total)]
     pub max_held_bytes_total: usize,
+
+    /// Bytes of one HTTP head; a longer head keeps its start line and ends in error.
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes)]
+    pub max_head_bytes: usize,
+
+    /// Requests awaiting a response on one connection; beyond it the oldest is given up.
+    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_requests)]
+    pub max_pending_requests: usize,
+
+    /// Exchanges held while their traces may still change; beyond it the oldest are decided early.
+    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_exchanges)]
+    pub max_pending_exchanges: usize,
+
+    /// Bytes of IP fragments held for reassembly across all datagrams.
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_fragment_bytes)]
+    pub max_fragment_bytes: usize,
+
+    /// IP datagrams reassembled at once.
+    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_fragment_datagrams)]
+    pub max_fragment_datagrams: usize,
 
     /// Close a connection after this many seconds (capture time) without a packet.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub idle_timeout: u64,
-
-    /// Bytes of IP fragments held for reassembly across all datagrams.
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
-    pub max_fragment_bytes: usize,
 }
 
 impl LimitArgs {
+    pub fn memory_limits(&self) -> MemoryLimits {
+        MemoryLimits {
+            max_connections: self.max_connections,
+            max_held_bytes_per_direction: self.max_held_bytes,
+            max_held_bytes_total: self.max_held_bytes_total,
+            max_head_bytes: self.max_head_bytes,
+            max_pending_requests: self.max_pending_requests,
+            max_pending_exchanges: self.max_pending_exchanges,
+            max_fragment_bytes: self.max_fragment_bytes,
+            max_fragment_datagrams: self.max_fragment_datagrams,
+        }
+    }
+
     /// The pipeline configuration these flags (and the output's header policy) describe.
     pub fn pipeline_config(&self, output: &OutputArgs) -> crate::pipeline::PipelineConfig {
         let mut config = crate::pipeline::PipelineConfig::default();
-        config.reassembly.max_connections = self.max_connections.max(1);
-        config.reassembly.max_held_bytes_per_direction = self.max_held_bytes;
-        config.reassembly.max_held_bytes_total = self.max_held_bytes_total;
+        self.memory_limits().apply_to_pipeline(&mut config);
         config.reassembly.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);
-        config.decode.defrag_max_bytes = self.max_fragment_bytes;
         config.http.headers = crate::http::redact::HeaderPolicy::default()
             .with_captured(&output.capture_headers)
             .with_redacted(&output.redact_headers)
@@ -184,23 +212,23 @@ pub struct CausalityArgs {
     /// that outlasts its child by more than this is not found.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub trace_window: f64,
-
-    /// Exchanges held while their traces may still change; beyond it the oldest are decided early.
-    #[arg(long, value_name = "N", default_value_t = 500_000)]
-    pub max_pending_exchanges: usize,
 }
 
 impl CausalityArgs {
-    pub fn config(&self) -> anyhow::Result<crate::causality::CausalityConfig> {
+    pub fn config(
+        &self,
+        limits: &MemoryLimits,
+    ) -> anyhow::Result<crate::causality::CausalityConfig> {
         let services = match &self.services {
             Some(path) => crate::causality::ServiceMap::load(path)?,
             None => crate::causality::ServiceMap::default(),
         };
-        Ok(crate::causality::CausalityConfig {
+        let mut config = crate::causality::CausalityConfig {
             window_ns: (self.trace_window.max(0.0) * 1e9) as u64,
-            max_pending: self.max_pending_exchanges.max(1),
             services,
             ..Default::default()
-        })
+        };
+        limits.apply_to_causality(&mut config);
+        Ok(config)
     }
 }

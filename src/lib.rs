@@ -12,6 +12,7 @@ pub mod commands;
 pub mod export;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod live;
 pub mod output;
 pub mod pipeline;

@@ -78,48 +78,77 @@ impl Summary {
     }
 }
 
-/// The pipeline's counters, for `--summary`.
+/// The pipeline's counters, for `--summary`. Every counter is destructured by name, so a new
+/// one does not compile until it is shown here; the last line gathers the memory caps that were
+/// reached, each of which degraded only the connection (or datagram) it names.
 pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String {
-    let d = &s.decode;
-    let r = &s.reassembly;
-    let h = &s.http;
+    let tapspan_capture::DecodeStats {
+        frames,
+        bytes,
+        tcp_segments,
+        non_tcp,
+        unsupported_link,
+        malformed,
+        tunnels_unwrapped,
+        fragments,
+        datagrams_reassembled,
+        defrag_evicted,
+        defrag_timed_out,
+        defrag_overlaps,
+        defrag_pending,
+        truncated,
+    } = s.decode;
+    let crate::reassembly::ReassemblyStats {
+        segments: _,
+        connections,
+        midstream_connections,
+        closed_fin,
+        closed_rst,
+        expired_idle,
+        evicted,
+        retransmitted_bytes,
+        overlap_conflict_bytes,
+        after_fin_bytes,
+        holes_skipped_at_cap,
+        out_of_order_segments,
+        gaps,
+        gap_bytes,
+        peak_connections,
+        peak_held_bytes,
+        ignored_rsts,
+        late_segments,
+    } = s.reassembly;
+    let crate::http::HttpStats {
+        connections: http_connections,
+        non_http_connections,
+        upgraded_connections,
+        exchanges,
+        incomplete_exchanges,
+        responses_without_request,
+        malformed_messages,
+        heads_too_large,
+        pending_requests_dropped,
+        resyncs,
+    } = s.http;
     format!(
-        "\nframes {} ({} bytes), tcp segments {}, non-tcp {}, unsupported link {}, malformed {}, \
-tunnels {}, fragments {} (reassembled {}, evicted {})\n\
-connections {} (mid-stream {}, fin {}, rst {}, idle {}, evicted {}), retransmitted bytes {}, \
-conflicting overlap bytes {}, out-of-order segments {}, gaps {} ({} bytes)\n\
-http connections {} (not http {}, upgraded {}), exchanges {} (incomplete {}, responses without \
-request {}), malformed messages {}, resyncs {}; spans written {}\n",
-        d.frames,
-        d.bytes,
-        d.tcp_segments,
-        d.non_tcp,
-        d.unsupported_link,
-        d.malformed,
-        d.tunnels_unwrapped,
-        d.fragments,
-        d.datagrams_reassembled,
-        d.defrag_evicted,
-        r.connections,
-        r.midstream_connections,
-        r.closed_fin,
-        r.closed_rst,
-        r.expired_idle,
-        r.evicted,
-        r.retransmitted_bytes,
-        r.overlap_conflict_bytes,
-        r.out_of_order_segments,
-        r.gaps,
-        r.gap_bytes,
-        h.connections,
-        h.non_http_connections,
-        h.upgraded_connections,
-        h.exchanges,
-        h.incomplete_exchanges,
-        h.responses_without_request,
-        h.malformed_messages,
-        h.resyncs,
-        spans,
+        "\nframes {frames} ({bytes} bytes), tcp segments {tcp_segments}, non-tcp {non_tcp}, \
+unsupported link {unsupported_link}, malformed {malformed}, cut by snap length {truncated}, \
+tunnels {tunnels_unwrapped}\n\
+ip fragments {fragments}: datagrams reassembled {datagrams_reassembled}, overlapping \
+{defrag_overlaps}, timed out {defrag_timed_out}, never completed {defrag_pending}\n\
+connections {connections} (mid-stream {midstream_connections}, fin {closed_fin}, rst \
+{closed_rst}, idle {expired_idle}, peak {peak_connections}), retransmitted bytes \
+{retransmitted_bytes}, conflicting overlap bytes {overlap_conflict_bytes}, out-of-order \
+segments {out_of_order_segments} (peak held {peak_held_bytes} bytes), gaps {gaps} ({gap_bytes} \
+bytes), bytes after fin {after_fin_bytes}, ignored rsts {ignored_rsts}, late segments \
+{late_segments}\n\
+http connections {http_connections} (not http {non_http_connections}, upgraded \
+{upgraded_connections}), exchanges {exchanges} (incomplete {incomplete_exchanges}, responses \
+without request {responses_without_request}), malformed messages {malformed_messages}, resyncs \
+{resyncs}; spans written {spans}\n\
+memory caps reached: connections evicted {evicted}, holes skipped at the held-bytes cap \
+{holes_skipped_at_cap}, fragment datagrams evicted {defrag_evicted}, heads over the size cap \
+{heads_too_large}, unanswered requests given up {pending_requests_dropped}\n"
     )
 }
 

@@ -193,9 +193,10 @@ fn a_hundred_thousand_idle_keep_alive_connections() {
 }
 
 #[test]
-fn a_one_megabyte_header_gives_up_that_connection_only() {
-    // The head exceeds the 64 KiB head cap: that connection's decoding stops (counted as
-    // malformed, the connection left alone); nothing is invented from the rest of it.
+fn a_one_megabyte_header_keeps_its_request_line_and_that_connection_only_degrades() {
+    // The head exceeds the 64 KiB head cap: the request is still an exchange (its start line
+    // kept, answered by the server's 431) marked `header_too_large`; the rest of the head is
+    // skipped, and the next connection decodes normally.
     let mut frames = adv::huge_header();
     frames.extend(adv::exchange_from_port(
         41_999,
@@ -205,18 +206,46 @@ fn a_one_megabyte_header_gives_up_that_connection_only() {
     ));
     let t = Tmp::frames("huge.pcap", &frames);
     let (ex, o) = replay(&t);
-    assert_eq!(o.stats.http.malformed_messages, 1);
-    assert_eq!(ex.len(), 1, "{ex:?}");
-    assert_eq!(ex[0].request.as_ref().unwrap().target, "/after");
-    assert_eq!(ex[0].error, None);
+    assert_eq!(o.stats.http.heads_too_large, 1);
+    assert_eq!(o.stats.http.malformed_messages, 0);
+    assert_eq!(ex.len(), 2, "{ex:?}");
+    let big = &ex[0];
+    let req = big.request.as_ref().unwrap();
+    assert_eq!((req.method.as_str(), req.target.as_str()), ("GET", "/big"));
+    assert!(req.truncated);
+    assert_eq!(big.response.as_ref().unwrap().status, 431);
+    assert_eq!(big.error, Some("header_too_large"));
+    assert_eq!(ex[1].request.as_ref().unwrap().target, "/after");
+    assert_eq!(ex[1].error, None);
 }
 
 #[test]
-fn a_header_line_without_end_is_malformed_not_an_exchange() {
+fn a_header_line_without_end_is_cut_at_the_cap_and_reported() {
     let t = Tmp::frames("endless.pcap", &adv::endless_header_line());
     let (ex, o) = replay(&t);
-    assert!(ex.is_empty());
-    assert_eq!(o.stats.http.malformed_messages, 1);
+    assert_eq!(o.stats.http.heads_too_large, 1);
+    assert_eq!(ex.len(), 1, "{ex:?}");
+    assert_eq!(ex[0].request.as_ref().unwrap().target, "/endless");
+    assert!(ex[0].response.is_none());
+    assert_eq!(ex[0].error, Some("header_too_large"));
+}
+
+#[test]
+fn a_smaller_head_cap_from_the_command_line_applies() {
+    // `--max-head-bytes 4096`: a 10 KiB head is cut; the summary counts it.
+    let mut req = b"GET /medium HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+    req.extend(std::iter::repeat_n(b'p', 10 << 10));
+    req.extend_from_slice(b"\r\n\r\n");
+    let t = Tmp::frames(
+        "medium.pcap",
+        &adv::exchange(&req, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    );
+    let (code, stderr, _) = replay_child(t.path(), &["--summary", "--max-head-bytes", "4096"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("heads over the size cap 1"), "{stderr}");
+    let (code, stderr, _) = replay_child(t.path(), &["--summary"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("heads over the size cap 0"), "{stderr}");
 }
 
 #[test]

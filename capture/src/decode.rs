@@ -70,6 +70,9 @@ pub struct DecodeStats {
     pub defrag_overlaps: u64,
     /// TCP segments whose payload a snap length cut short (returned with the bytes captured).
     pub truncated: u64,
+    /// Datagrams whose fragments are held now; read at the end of a capture, those that never
+    /// completed.
+    pub defrag_pending: u64,
 }
 
 /// What became of one frame (or one inner packet).
@@ -114,6 +117,7 @@ impl Decoder {
         self.stats.defrag_evicted = d.evicted;
         self.stats.defrag_timed_out = d.timed_out;
         self.stats.defrag_overlaps = d.overlaps;
+        self.stats.defrag_pending = self.defrag.held_datagrams() as u64;
         match verdict {
             Verdict::Segment(seg) => {
                 self.stats.tcp_segments += 1;

@@ -132,7 +132,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let mut builder = match super::causality_builder(&args.causality) {
+    let mut builder = match super::causality_builder(&args.causality, &args.limits) {
         Ok(b) => b,
         Err(code) => return Ok(code),
     };

@@ -7,11 +7,14 @@ pub mod replay;
 use std::process::ExitCode;
 
 use crate::causality::CausalityBuilder;
-use crate::cli::CausalityArgs;
+use crate::cli::{CausalityArgs, LimitArgs};
 
 /// The causality builder the flags describe; a bad `--services` file is a usage error (exit 2).
-pub fn causality_builder(args: &CausalityArgs) -> Result<CausalityBuilder, ExitCode> {
-    match args.config() {
+pub fn causality_builder(
+    args: &CausalityArgs,
+    limits: &LimitArgs,
+) -> Result<CausalityBuilder, ExitCode> {
+    match args.config(&limits.memory_limits()) {
         Ok(config) => Ok(CausalityBuilder::new(config)),
         Err(e) => {
             eprintln!("tapspan: {e:#}");

@@ -13,7 +13,7 @@ use crate::pipeline::replay_files;
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut builder = match super::causality_builder(&args.causality) {
+    let mut builder = match super::causality_builder(&args.causality, &args.limits) {
         Ok(b) => b,
         Err(code) => return Ok(code),
     };

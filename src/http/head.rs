@@ -4,8 +4,7 @@
 
 use super::redact::HeaderPolicy;
 
-/// Heads longer than this are not HTTP we can decode (nginx's default large buffer is 8 KiB ×4).
-pub const MAX_HEAD_LEN: usize = 64 * 1024;
+/// Header fields per head (httparse needs room for them up front); more is a malformed head.
 const MAX_HEADERS: usize = 128;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -33,6 +33,9 @@ pub struct HttpConfig {
     pub max_pending_requests: usize,
     /// Bytes scanned for a message start on a connection that never showed HTTP, before giving up.
     pub max_resync_scan: u64,
+    /// Bytes of one message head held while waiting for its end; a longer head is cut there,
+    /// keeping its start line, with `error.type` = `header_too_large`.
+    pub max_head_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -41,6 +44,7 @@ impl Default for HttpConfig {
             headers: HeaderPolicy::default(),
             max_pending_requests: 128,
             max_resync_scan: 256 * 1024,
+            max_head_bytes: 64 * 1024,
         }
     }
 }
@@ -54,6 +58,10 @@ pub struct HttpStats {
     pub incomplete_exchanges: u64,
     pub responses_without_request: u64,
     pub malformed_messages: u64,
+    /// Heads longer than `max_head_bytes`, cut after their start line.
+    pub heads_too_large: u64,
+    /// Requests given up unanswered because `max_pending_requests` others waited behind them.
+    pub pending_requests_dropped: u64,
     pub resyncs: u64,
 }
 
@@ -329,7 +337,7 @@ impl HttpConn {
                         used = rest.len();
                     } else {
                         let before = st.head_buf.len();
-                        let room = head::MAX_HEAD_LEN.saturating_sub(before);
+                        let room = ctx.config.max_head_bytes.saturating_sub(before);
                         let take = rest.len().min(room);
                         st.head_buf.extend_from_slice(&rest[..take]);
                         match head::find_head_end(&st.head_buf, before) {
@@ -356,13 +364,16 @@ impl HttpConn {
                         None => {
                             let st = &mut self.dirs[d];
                             if st.head_buf.is_empty() {
-                                st.head_buf
-                                    .extend_from_slice(&rest[..used.min(head::MAX_HEAD_LEN)]);
+                                st.head_buf.extend_from_slice(
+                                    &rest[..used.min(ctx.config.max_head_bytes)],
+                                );
                             }
                             i += used;
-                            if st.head_buf.len() >= head::MAX_HEAD_LEN
-                                || !head::could_start(&st.head_buf, request)
-                            {
+                            if st.head_buf.len() >= ctx.config.max_head_bytes {
+                                // Still a message: its start line is kept (salvaged by `cut`).
+                                ctx.stats.heads_too_large += 1;
+                                self.cut(dir, "header_too_large", ctx);
+                            } else if !head::could_start(&st.head_buf, request) {
                                 st.head_buf.clear();
                                 ctx.stats.malformed_messages += 1;
                                 self.cut(dir, "malformed_message", ctx);
@@ -447,6 +458,7 @@ impl HttpConn {
                 };
                 if self.waiting.len() >= ctx.config.max_pending_requests {
                     if let Some(mut old) = self.waiting.pop_front() {
+                        ctx.stats.pending_requests_dropped += 1;
                         old.error = Some("no_response");
                         ctx.emit(old);
                     }
@@ -670,7 +682,10 @@ impl HttpConn {
         ctx.stats.resyncs += 1;
         match dir {
             Direction::ClientToServer => {
-                let depth = std::mem::take(&mut self.reading_request);
+                // The salvaged head has no body, so `on_head` has already ended it: it is the
+                // newest request.
+                self.reading_request = 0;
+                let depth = self.depth;
                 if let Some(ex) = self.find_exchange(depth) {
                     ex.error.get_or_insert(why);
                     if let Some(r) = ex.request.as_mut() {

@@ -134,6 +134,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
         retransmitted_bytes,
         overlap_conflict_bytes,
         after_fin_bytes,
+        holes_skipped_at_cap,
         out_of_order_segments,
         gaps,
         gap_bytes,
@@ -152,6 +153,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
     total.retransmitted_bytes += retransmitted_bytes;
     total.overlap_conflict_bytes += overlap_conflict_bytes;
     total.after_fin_bytes += after_fin_bytes;
+    total.holes_skipped_at_cap += holes_skipped_at_cap;
     total.out_of_order_segments += out_of_order_segments;
     total.gaps += gaps;
     total.gap_bytes += gap_bytes;
@@ -171,6 +173,8 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
         incomplete_exchanges,
         responses_without_request,
         malformed_messages,
+        heads_too_large,
+        pending_requests_dropped,
         resyncs,
     } = s;
     total.connections += connections;
@@ -180,6 +184,8 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
     total.incomplete_exchanges += incomplete_exchanges;
     total.responses_without_request += responses_without_request;
     total.malformed_messages += malformed_messages;
+    total.heads_too_large += heads_too_large;
+    total.pending_requests_dropped += pending_requests_dropped;
     total.resyncs += resyncs;
 }
 

@@ -64,6 +64,8 @@ pub struct ReassemblyStats {
     pub overlap_conflict_bytes: u64,
     /// Out-of-order bytes beyond a direction's FIN, dropped when it ended.
     pub after_fin_bytes: u64,
+    /// Holes skipped because out-of-order bytes reached a cap.
+    pub holes_skipped_at_cap: u64,
     pub out_of_order_segments: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
@@ -71,7 +73,7 @@ pub struct ReassemblyStats {
     pub peak_held_bytes: u64,
     /// RSTs followed by more data (the endpoint ignored them).
     pub ignored_rsts: u64,
-    /// Segments of already-closed connections (late retransmissions), dropped.
+    /// Segments with data of already-closed connections (late retransmissions), dropped.
     pub late_segments: u64,
 }
 
@@ -178,8 +180,11 @@ impl Reassembler {
         }
         if !self.conns.contains_key(&key) {
             if !flags.syn() && self.closed.contains_key(&key) {
-                // A late retransmission of a connection that already ended.
-                self.stats.late_segments += 1;
+                // A late retransmission of a connection that already ended (the last ACK of a
+                // normal close carries no data and is not counted).
+                if !seg.payload.is_empty() {
+                    self.stats.late_segments += 1;
+                }
                 return;
             }
             if seg.payload.is_empty() && !flags.syn() {
@@ -368,6 +373,7 @@ impl Reassembler {
             self.stats.retransmitted_bytes += s.retransmitted_bytes;
             self.stats.overlap_conflict_bytes += s.overlap_conflict_bytes;
             self.stats.after_fin_bytes += s.after_fin_bytes;
+            self.stats.holes_skipped_at_cap += s.holes_skipped_at_cap;
             self.stats.out_of_order_segments += s.out_of_order_segments;
             self.stats.gaps += s.gaps;
             self.stats.gap_bytes += s.gap_bytes;

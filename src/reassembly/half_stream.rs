@@ -56,6 +56,9 @@ pub struct HalfStats {
     pub gap_bytes: u64,
     /// Held bytes beyond the FIN's position, dropped when the stream ended there.
     pub after_fin_bytes: u64,
+    /// Holes given up because the held bytes reached a cap (not because the peer's ACK
+    /// passed them or they timed out).
+    pub holes_skipped_at_cap: u64,
 }
 
 struct Held {
@@ -175,6 +178,7 @@ impl HalfStream {
         } else {
             self.hold(ts, offset, payload, held_total);
             if self.held_bytes > limits.max_held_bytes || *held_total > global_cap {
+                self.stats.holes_skipped_at_cap += 1;
                 self.skip_hole(ts, held_total, out);
             }
         }

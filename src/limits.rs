@@ -1,0 +1,117 @@
+//! Every memory cap, in one place (issue 6). A capture is hostile input: each structure that
+//! grows with what the wire sends has a cap here, a flag on the command line, and a counter in
+//! `--summary` for when it was reached. Reaching a cap degrades only what caused it — one
+//! connection, one datagram, one connection's oldest request — never the rest of the capture.
+//!
+//! The defaults are the components' own (`ReassemblyConfig`, `HttpConfig`, `DecodeConfig`,
+//! `CausalityConfig`); this struct gathers them so that a user sees and sets them together.
+
+use tapspan_capture::DecodeConfig;
+
+use crate::causality::CausalityConfig;
+use crate::http::HttpConfig;
+use crate::pipeline::PipelineConfig;
+use crate::reassembly::ReassemblyConfig;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Connections tracked at once; beyond it the least recently active are evicted (their
+    /// open exchanges end with `error.type` = `evicted`). Counted: connections evicted.
+    pub max_connections: usize,
+    /// Out-of-order bytes held per connection direction while a hole may still fill; beyond it
+    /// the hole is skipped as a gap. Counted: holes skipped at the held-bytes cap.
+    pub max_held_bytes_per_direction: usize,
+    /// Out-of-order bytes held across all connections (same degradation, on the connection
+    /// whose segment crossed it).
+    pub max_held_bytes_total: usize,
+    /// Bytes of one HTTP head; a longer head keeps its start line and ends with `error.type` =
+    /// `header_too_large`. Counted: heads over the size cap.
+    pub max_head_bytes: usize,
+    /// Requests awaiting a response on one connection (pipelined); beyond it the oldest is
+    /// given up with `error.type` = `no_response`. Counted: unanswered requests given up.
+    pub max_pending_requests: usize,
+    /// Exchanges held by the causality builder while their traces may change; beyond it the
+    /// oldest are decided early. Counted: decided early at the memory cap.
+    pub max_pending_exchanges: usize,
+    /// Bytes of IP fragments held for reassembly across all datagrams; beyond it the oldest
+    /// datagram is dropped. Counted: fragment datagrams evicted.
+    pub max_fragment_bytes: usize,
+    /// IP datagrams being reassembled at once (same degradation).
+    pub max_fragment_datagrams: usize,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        let reassembly = ReassemblyConfig::default();
+        let http = HttpConfig::default();
+        let decode = DecodeConfig::default();
+        let causality = CausalityConfig::default();
+        MemoryLimits {
+            max_connections: reassembly.max_connections,
+            max_held_bytes_per_direction: reassembly.max_held_bytes_per_direction,
+            max_held_bytes_total: reassembly.max_held_bytes_total,
+            max_head_bytes: http.max_head_bytes,
+            max_pending_requests: http.max_pending_requests,
+            max_pending_exchanges: causality.max_pending,
+            max_fragment_bytes: decode.defrag_max_bytes,
+            max_fragment_datagrams: decode.defrag_max_datagrams,
+        }
+    }
+}
+
+impl MemoryLimits {
+    /// Sets the pipeline's caps (decode, reassembly, HTTP). A cap of 0 would make its structure
+    /// useless rather than small, so counts are at least 1.
+    pub fn apply_to_pipeline(&self, config: &mut PipelineConfig) {
+        config.reassembly.max_connections = self.max_connections.max(1);
+        config.reassembly.max_held_bytes_per_direction = self.max_held_bytes_per_direction;
+        config.reassembly.max_held_bytes_total = self.max_held_bytes_total;
+        config.http.max_head_bytes = self.max_head_bytes.max(1);
+        config.http.max_pending_requests = self.max_pending_requests.max(1);
+        config.decode.defrag_max_bytes = self.max_fragment_bytes;
+        config.decode.defrag_max_datagrams = self.max_fragment_datagrams.max(1);
+    }
+
+    pub fn apply_to_causality(&self, config: &mut CausalityConfig) {
+        config.max_pending = self.max_pending_exchanges.max(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_components_own() {
+        let mut pipeline = PipelineConfig::default();
+        let mut causality = CausalityConfig::default();
+        MemoryLimits::default().apply_to_pipeline(&mut pipeline);
+        MemoryLimits::default().apply_to_causality(&mut causality);
+        let fresh = PipelineConfig::default();
+        assert_eq!(
+            pipeline.reassembly.max_connections,
+            fresh.reassembly.max_connections
+        );
+        assert_eq!(pipeline.http.max_head_bytes, 64 * 1024);
+        assert_eq!(pipeline.http.max_pending_requests, 128);
+        assert_eq!(pipeline.decode.defrag_max_bytes, 16 << 20);
+        assert_eq!(causality.max_pending, 500_000);
+    }
+
+    #[test]
+    fn zero_counts_become_one() {
+        let limits = MemoryLimits {
+            max_connections: 0,
+            max_pending_requests: 0,
+            max_pending_exchanges: 0,
+            ..Default::default()
+        };
+        let mut pipeline = PipelineConfig::default();
+        let mut causality = CausalityConfig::default();
+        limits.apply_to_pipeline(&mut pipeline);
+        limits.apply_to_causality(&mut causality);
+        assert_eq!(pipeline.reassembly.max_connections, 1);
+        assert_eq!(pipeline.http.max_pending_requests, 1);
+        assert_eq!(causality.max_pending, 1);
+    }
+}
