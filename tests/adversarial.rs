@@ -17,35 +17,65 @@ use tapspan::pipeline::{PipelineConfig, ReplayOutcome};
 use tapspan::reassembly::{Direction, Reassembler, ReassemblyConfig, StreamEvent};
 use tapspan_capture::{DecodeConfig, Decoder, LinkType, RawFrame, Timestamp};
 
-/// A temporary capture, removed when dropped.
-struct Tmp(PathBuf);
+/// A capture file: committed under fixtures/adversarial/ (small cases), or temporary and removed
+/// when dropped (the floods, too large to commit).
+struct Tmp {
+    path: PathBuf,
+    temporary: bool,
+}
 
 impl Tmp {
     fn new(name: &str) -> Self {
-        Tmp(std::env::temp_dir().join(format!("tapspan-adv-{}-{name}", std::process::id())))
+        let file = format!("tapspan-adv-{}-{name}", std::process::id());
+        Tmp {
+            path: std::env::temp_dir().join(file),
+            temporary: true,
+        }
     }
+
+    /// The committed fixture `name`, checked equal to the generator's `bytes`
+    /// (`TAPSPAN_WRITE_ADVERSARIAL=1 cargo test --test adversarial` rewrites them).
+    fn committed(name: &str, bytes: &[u8]) -> Self {
+        let path = common::repo_path(&format!("fixtures/adversarial/{name}"));
+        if std::env::var_os("TAPSPAN_WRITE_ADVERSARIAL").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let on_disk = std::fs::read(&path)
+            .unwrap_or_else(|_| panic!("{name} missing: run with TAPSPAN_WRITE_ADVERSARIAL=1"));
+        assert!(
+            on_disk == bytes,
+            "fixtures/adversarial/{name} differs from its generator"
+        );
+        Tmp {
+            path,
+            temporary: false,
+        }
+    }
+
     fn frames(name: &str, frames: &[(u64, Vec<u8>)]) -> Self {
-        let t = Tmp::new(name);
-        std::fs::write(&t.0, craft::pcap(1, true, frames)).unwrap();
-        t
+        Tmp::committed(name, &craft::pcap(1, true, frames))
     }
+
     fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl Drop for Tmp {
     fn drop(&mut self) {
-        std::fs::remove_file(&self.0).ok();
+        if self.temporary {
+            std::fs::remove_file(&self.path).ok();
+        }
     }
 }
 
 fn replay(t: &Tmp) -> (Vec<HttpExchange>, ReplayOutcome) {
-    common::replay(std::slice::from_ref(&t.0))
+    common::replay(std::slice::from_ref(&t.path))
 }
 
 fn replay_with(t: &Tmp, config: PipelineConfig) -> (Vec<HttpExchange>, ReplayOutcome) {
-    common::replay_with(std::slice::from_ref(&t.0), config)
+    common::replay_with(std::slice::from_ref(&t.path), config)
 }
 
 /// Runs `tapspan replay` on a capture and returns (exit code, stderr, peak RSS in KiB).
@@ -237,7 +267,7 @@ fn a_smaller_head_cap_from_the_command_line_applies() {
     req.extend(std::iter::repeat_n(b'p', 10 << 10));
     req.extend_from_slice(b"\r\n\r\n");
     let t = Tmp::frames(
-        "medium.pcap",
+        "head-over-flag-cap.pcap",
         &adv::exchange(&req, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
     );
     let (code, stderr, _) = replay_child(t.path(), &["--summary", "--max-head-bytes", "4096"]);
@@ -341,8 +371,9 @@ fn tcp_segments_with_invalid_data_offset_are_malformed() {
 
 #[test]
 fn a_short_snap_length_reports_truncation_and_gaps() {
-    let t = Tmp::new("snaplen.pcap");
-    adv::truncated_snaplen(t.path());
+    let scratch = Tmp::new("snaplen.pcap");
+    adv::truncated_snaplen(scratch.path());
+    let t = Tmp::committed("snaplen.pcap", &std::fs::read(scratch.path()).unwrap());
     let (ex, o) = replay(&t);
     assert!(o.stats.decode.truncated >= 1);
     assert!(o.stats.reassembly.gaps >= 1);
@@ -356,8 +387,7 @@ fn a_short_snap_length_reports_truncation_and_gaps() {
 fn a_pcapng_block_length_that_lies_is_damage_at_its_offset() {
     for lie in [0x7fff_fff0u32, 8, 13, 1_000_000] {
         let (bytes, offset) = adv::pcapng_lying_length(lie);
-        let t = Tmp::new(&format!("lying-{lie}.pcapng"));
-        std::fs::write(t.path(), &bytes).unwrap();
+        let t = Tmp::committed(&format!("lying-{lie}.pcapng"), &bytes);
         let (_, o) = replay(&t);
         assert_eq!(o.damaged.len(), 1, "lie {lie}");
         let msg = o.damaged[0].to_string();
@@ -375,8 +405,7 @@ fn a_pcapng_block_length_that_lies_is_damage_at_its_offset() {
 
 #[test]
 fn a_zero_length_file_is_unreadable_input() {
-    let t = Tmp::new("empty.pcap");
-    std::fs::write(t.path(), b"").unwrap();
+    let t = Tmp::committed("empty.pcap", b"");
     let (code, stderr, _) = replay_child(t.path(), &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("empty.pcap"), "{stderr}");
