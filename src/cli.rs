@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::http::redact::HeaderPolicy;
 use crate::limits::MemoryLimits;
 
 #[derive(Debug, Parser)]
@@ -22,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One value per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replay pcap/pcapng files and write spans.
@@ -30,6 +33,10 @@ pub enum Command {
     /// server host, mirror port); they are merged by timestamp and an exchange seen twice becomes
     /// one pair of spans.
     Replay(ReplayArgs),
+
+    /// Analyse captures (or span JSON lines): an HTML report with a service map, endpoint
+    /// latencies, waterfalls and performance findings, and/or the analysis as JSON.
+    Report(ReportArgs),
 
     /// Capture from a network interface (libpcap) and write spans until SIGINT/SIGTERM.
     ///
@@ -66,9 +73,19 @@ pub struct OutputArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<String>,
 
-    /// Print a latency table per (service, method, route) and capture counters to stderr.
+    /// Print a latency table per (service, method, route), capture counters and performance
+    /// findings to stderr.
     #[arg(long)]
     pub summary: bool,
+
+    /// Write an HTML report (service map, endpoint table, waterfalls, findings) to PATH: one
+    /// self-contained file for any browser.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+
+    /// Write the report's analysis as JSON to PATH (stable fields, for diffing two captures).
+    #[arg(long, value_name = "PATH")]
+    pub analysis_json: Option<PathBuf>,
 
     /// Also record this request/response header as a span attribute (repeatable).
     #[arg(long = "capture-header", value_name = "NAME")]
@@ -116,6 +133,46 @@ pub struct OutputArgs {
     /// Spans each exporter holds in memory while the backend is slow or down.
     #[arg(long, value_name = "SPANS", default_value_t = 8192)]
     pub export_queue: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Capture files (pcap or pcapng, replayed as by `replay`), or span JSON lines written by
+    /// `replay` (one file or several).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Where to write the HTML report.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+
+    /// Write the analysis as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub analysis_json: Option<PathBuf>,
+
+    /// Also print the latency table, counters and findings to stderr.
+    #[arg(long)]
+    pub summary: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub causality: CausalityArgs,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl OutputArgs {
+    /// Which headers are kept and which are redacted.
+    pub fn header_policy(&self) -> HeaderPolicy {
+        HeaderPolicy::default()
+            .with_captured(&self.capture_headers)
+            .with_redacted(&self.redact_headers)
+            .with_redacted_params(&self.redact_queries)
+    }
 }
 
 /// `KEY=VALUE` for a request header: KEY an HTTP token, VALUE without control characters.
@@ -188,15 +245,12 @@ impl LimitArgs {
         }
     }
 
-    /// The pipeline configuration these flags (and the output's header policy) describe.
-    pub fn pipeline_config(&self, output: &OutputArgs) -> crate::pipeline::PipelineConfig {
+    /// The pipeline configuration these flags (and a header policy) describe.
+    pub fn pipeline_config(&self, headers: HeaderPolicy) -> crate::pipeline::PipelineConfig {
         let mut config = crate::pipeline::PipelineConfig::default();
         self.memory_limits().apply_to_pipeline(&mut config);
         config.reassembly.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);
-        config.http.headers = crate::http::redact::HeaderPolicy::default()
-            .with_captured(&output.capture_headers)
-            .with_redacted(&output.redact_headers)
-            .with_redacted_params(&output.redact_queries);
+        config.http.headers = headers;
         config
     }
 }

@@ -5,6 +5,7 @@
 //! HTTP/1.x messages into exchanges, [`span`] turns exchanges into spans, [`export`] writes them.
 //! No stage reads the clock: time is the capture's.
 
+pub mod analyze;
 pub mod causality;
 pub mod cli;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod live;
 pub mod output;
 pub mod pipeline;
 pub mod reassembly;
+pub mod report;
 pub mod route;
 pub mod span;
 pub mod summary;

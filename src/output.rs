@@ -4,10 +4,12 @@
 
 use std::fs::File;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::analyze::{AnalysisConfig, Analyzer};
 use crate::cli::OutputArgs;
 use crate::export::delivery::DeliveryConfig;
 use crate::export::otlp::{OtlpConfig, OtlpSink, Protocol};
@@ -23,6 +25,52 @@ pub struct Outputs {
     summary: Option<Summary>,
     sinks: Vec<Box<dyn SpanSink>>,
     write_error: Option<io::Error>,
+    analysis: Option<AnalysisOutputs>,
+}
+
+/// The analysis (issue 7) and where it goes: an HTML report, JSON, findings in `--summary`.
+pub struct AnalysisOutputs {
+    analyzer: Analyzer,
+    pub html: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub inputs: Vec<String>,
+    /// Print the findings with `--summary`.
+    pub summary: bool,
+}
+
+impl AnalysisOutputs {
+    /// Wanted when any of its outputs is asked for.
+    pub fn wanted(html: Option<&Path>, json: Option<&Path>, summary: bool) -> Option<Self> {
+        (html.is_some() || json.is_some() || summary).then(|| AnalysisOutputs {
+            analyzer: Analyzer::new(AnalysisConfig::default()),
+            html: html.map(Path::to_path_buf),
+            json: json.map(Path::to_path_buf),
+            inputs: Vec::new(),
+            summary,
+        })
+    }
+
+    pub fn push_json(&mut self, value: &serde_json::Value) -> bool {
+        self.analyzer.push_json(value)
+    }
+
+    /// Analyse, write the report and JSON, and print the findings for `--summary`.
+    pub fn finish(self) -> anyhow::Result<()> {
+        let analysis = self.analyzer.finish(self.inputs);
+        if let Some(path) = &self.json {
+            let text = serde_json::to_string_pretty(&analysis)?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if let Some(path) = &self.html {
+            std::fs::write(path, crate::report::html::render(&analysis))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if self.summary {
+            eprint!("{}", analysis.render_findings());
+        }
+        Ok(())
+    }
 }
 
 /// The delivery settings the output flags describe.
@@ -91,7 +139,32 @@ impl Outputs {
             summary: args.summary.then(Summary::default),
             sinks: exporter_sinks(args)?,
             write_error: None,
+            analysis: AnalysisOutputs::wanted(
+                args.report.as_deref(),
+                args.analysis_json.as_deref(),
+                args.summary,
+            ),
         })
+    }
+
+    /// Outputs of `tapspan report`: no spans written, only the analysis (and, with `table`,
+    /// the summary's latency table).
+    pub fn analysis_only(analysis: AnalysisOutputs, table: bool) -> Self {
+        Outputs {
+            jsonl: None,
+            spans: 0,
+            summary: table.then(Summary::default),
+            sinks: Vec::new(),
+            write_error: None,
+            analysis: Some(analysis),
+        }
+    }
+
+    /// Names of the inputs, for the report's title.
+    pub fn set_inputs(&mut self, inputs: Vec<String>) {
+        if let Some(a) = &mut self.analysis {
+            a.inputs = inputs;
+        }
     }
 
     /// Add an exporter; it gets every span after this call.
@@ -104,6 +177,9 @@ impl Outputs {
         if let Some(s) = &mut self.summary {
             s.add(span);
         }
+        if let Some(a) = &mut self.analysis {
+            a.analyzer.push(span);
+        }
         for sink in &mut self.sinks {
             sink.send(span);
         }
@@ -115,7 +191,9 @@ impl Outputs {
     }
 
     /// Flush everything; print the summary (with the pipeline's counters) when asked.
-    pub fn finish(mut self, stats: &PipelineStats) -> anyhow::Result<()> {
+    /// `stats` are the capture pipeline's counters (none when the spans were read from JSON).
+    /// `more` is printed with the summary, after the counters and before the findings.
+    pub fn finish(mut self, stats: Option<&PipelineStats>, more: &str) -> anyhow::Result<()> {
         let flushed = match &mut self.jsonl {
             Some(jsonl) => jsonl.flush(),
             None => Ok(()),
@@ -130,9 +208,15 @@ impl Outputs {
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
-        if let Some(summary) = &self.summary {
-            eprint!("{}", summary.render());
-            eprint!("{}", crate::summary::render_counters(stats, self.spans));
+        if let Some(table) = &self.summary {
+            eprint!("{}", table.render());
+            if let Some(stats) = stats {
+                eprint!("{}", crate::summary::render_counters(stats, self.spans));
+            }
+            eprint!("{more}");
+        }
+        if let Some(analysis) = self.analysis.take() {
+            analysis.finish()?;
         }
         // Exporters always say what they delivered and, if anything was lost, how much and why.
         // Losing spans to a slow or absent backend is reported, not a failure (exit status 0).

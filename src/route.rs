@@ -1,6 +1,7 @@
 //! `http.route` from a path: segments that are identifiers become `{id}`, so `/users/42` and
 //! `/users/43` aggregate as `/users/{id}`. Identifiers: all digits, UUIDs, hex strings of 8+
-//! characters with at least one digit, and long mixed alphanumeric tokens (24+ chars with digits).
+//! characters with at least one digit, codes with a run of 4+ digits (`SKU-0855`), and long mixed
+//! alphanumeric tokens (24+ chars with digits). Version-like segments (`v1`, `oauth2`) stay.
 
 /// The route template of `path` (no query string).
 pub fn template(path: &str) -> String {
@@ -38,6 +39,18 @@ fn is_identifier(seg: &str) -> bool {
     if seg.len() >= 8 && has_digit && seg.bytes().all(|b| b.is_ascii_hexdigit()) {
         return true;
     }
+    let word = seg
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    // A code with a run of 4+ digits (SKU-0855, order_12345, INV2024001), or a long token.
+    let mut run = 0;
+    let long_digit_run = seg.bytes().any(|b| {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 4
+    });
+    if word && long_digit_run {
+        return true;
+    }
     seg.len() >= 24
         && has_digit
         && seg
@@ -68,6 +81,9 @@ mod tests {
         assert_eq!(template("/blob/deadbeef01"), "/blob/{id}");
         assert_eq!(template("/static/app.css"), "/static/app.css");
         assert_eq!(template("/v1/users"), "/v1/users");
+        assert_eq!(template("/stock/SKU-0855"), "/stock/{id}");
+        assert_eq!(template("/hash/sha256"), "/hash/sha256");
+        assert_eq!(template("/auth/oauth2/token"), "/auth/oauth2/token");
         assert_eq!(template("/"), "/");
         assert_eq!(template("*"), "*");
     }

@@ -156,7 +156,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
     let config = EngineConfig {
         workers,
         queue_batches: args.queue_batches.max(1),
-        pipeline: args.limits.pipeline_config(&args.output),
+        pipeline: args.limits.pipeline_config(args.output.header_policy()),
         ..EngineConfig::default()
     };
     let (ingest, exchanges) = engine::start(config, shared.clone());
@@ -233,7 +233,7 @@ Ctrl-C to stop",
         },
     };
     let snap = shared.snapshot();
-    outputs.finish(&snap.pipeline)?;
+    outputs.finish(Some(&snap.pipeline), "")?;
     eprintln!(
         "tapspan: live capture on {interface} stopped after {:.1}s: {} packets ({} bytes), \
 kernel drops {}, interface drops {}, shed {}; {} exchanges ({} incomplete), {} spans written{}",

@@ -3,6 +3,7 @@
 #[cfg(feature = "live")]
 pub mod live;
 pub mod replay;
+pub mod report;
 
 use std::process::ExitCode;
 

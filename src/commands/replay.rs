@@ -1,11 +1,14 @@
 //! `tapspan replay FILE...`: captures → spans.
 
+use std::fmt::Write as _;
 use std::io::{self, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::ReplayArgs;
+use crate::cli::{CausalityArgs, LimitArgs, ReplayArgs};
+use crate::http::redact::HeaderPolicy;
 use crate::output::Outputs;
 use crate::pipeline::replay_files;
 
@@ -13,87 +16,116 @@ use crate::pipeline::replay_files;
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut builder = match super::causality_builder(&args.causality, &args.limits) {
-        Ok(b) => b,
-        Err(code) => return Ok(code),
+    let outputs = Outputs::open(&args.output)?;
+    let replay = Replay {
+        files: &args.files,
+        limits: &args.limits,
+        causality: &args.causality,
+        headers: args.output.header_policy(),
+        progress: !args.no_progress,
+        summary: args.output.summary,
     };
-    let mut outputs = Outputs::open(&args.output)?;
-    let show_progress = !args.no_progress && io::stderr().is_terminal();
-    let mut bar: Option<ProgressBar> = None;
-    let mut progress = |done: u64, total: u64| {
-        if !show_progress || total < PROGRESS_MIN_BYTES {
-            return;
-        }
-        bar.get_or_insert_with(|| {
-            let b = ProgressBar::new(total);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
-        })
-        .set_position(done);
-    };
-    let config = args.limits.pipeline_config(&args.output);
-    let result = replay_files(&args.files, config, &mut progress, &mut |ex| {
-        builder.push(ex, &mut |span| outputs.send(&span));
-    });
-    builder.finish(&mut |span| outputs.send(&span));
-    if let Some(b) = bar.take() {
-        b.finish_and_clear();
-    }
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("tapspan: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let summary = args.output.summary;
-    outputs.finish(&outcome.stats)?;
-    if summary {
-        for c in &outcome.clock_offsets {
-            let first = args.files[0].display();
-            match c.bounds_ns {
-                Some((lo, hi)) => eprintln!(
-                    "clock of {} relative to {first}: {:+.3} ms (between {:+.3} and {:+.3} ms; \
-{} shared packets on {} connections), corrected",
-                    c.file.display(),
-                    c.offset_ns as f64 / 1e6,
-                    lo as f64 / 1e6,
-                    hi as f64 / 1e6,
-                    c.shared_packets,
-                    c.connections
-                ),
-                None => eprintln!(
-                    "clock of {} relative to {first}: {:+.3} ms (no bounds: {} shared packets, \
-no connection seen both ways), corrected",
-                    c.file.display(),
-                    c.offset_ns as f64 / 1e6,
-                    c.shared_packets
-                ),
+    replay.run(outputs)
+}
+
+/// Captures through the pipeline and the causality builder into `Outputs` (shared with
+/// `tapspan report`).
+pub struct Replay<'a> {
+    pub files: &'a [PathBuf],
+    pub limits: &'a LimitArgs,
+    pub causality: &'a CausalityArgs,
+    pub headers: HeaderPolicy,
+    pub progress: bool,
+    pub summary: bool,
+}
+
+impl Replay<'_> {
+    pub fn run(self, mut outputs: Outputs) -> anyhow::Result<ExitCode> {
+        let mut builder = match super::causality_builder(self.causality, self.limits) {
+            Ok(b) => b,
+            Err(code) => return Ok(code),
+        };
+        outputs.set_inputs(self.files.iter().map(|f| f.display().to_string()).collect());
+        let show_progress = self.progress && io::stderr().is_terminal();
+        let mut bar: Option<ProgressBar> = None;
+        let mut progress = |done: u64, total: u64| {
+            if !show_progress || total < PROGRESS_MIN_BYTES {
+                return;
             }
+            bar.get_or_insert_with(|| {
+                let b = ProgressBar::new(total);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                b
+            })
+            .set_position(done);
+        };
+        let config = self.limits.pipeline_config(self.headers);
+        let result = replay_files(self.files, config, &mut progress, &mut |ex| {
+            builder.push(ex, &mut |span| outputs.send(&span));
+        });
+        builder.finish(&mut |span| outputs.send(&span));
+        if let Some(b) = bar.take() {
+            b.finish_and_clear();
         }
-        let c = &builder.stats;
-        eprintln!(
-            "traces {} from {} exchanges: linked by propagated id {}, by nesting {}, roots {}; \
-decided early at the memory cap {}, peak held {}",
-            c.traces,
-            c.exchanges,
-            c.linked_by_id,
-            c.linked_by_nesting,
-            c.roots,
-            c.forced_decisions,
-            c.peak_pending
-        );
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("tapspan: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let mut more = String::new();
+        if self.summary {
+            for c in &outcome.clock_offsets {
+                let first = self.files[0].display();
+                let _ = match c.bounds_ns {
+                    Some((lo, hi)) => writeln!(
+                        more,
+                        "clock of {} relative to {first}: {:+.3} ms (between {:+.3} and {:+.3} \
+ms; {} shared packets on {} connections), corrected",
+                        c.file.display(),
+                        c.offset_ns as f64 / 1e6,
+                        lo as f64 / 1e6,
+                        hi as f64 / 1e6,
+                        c.shared_packets,
+                        c.connections
+                    ),
+                    None => writeln!(
+                        more,
+                        "clock of {} relative to {first}: {:+.3} ms (no bounds: {} shared \
+packets, no connection seen both ways), corrected",
+                        c.file.display(),
+                        c.offset_ns as f64 / 1e6,
+                        c.shared_packets
+                    ),
+                };
+            }
+            let c = &builder.stats;
+            let _ = writeln!(
+                more,
+                "traces {} from {} exchanges: linked by propagated id {}, by nesting {}, roots \
+{}; decided early at the memory cap {}, peak held {}",
+                c.traces,
+                c.exchanges,
+                c.linked_by_id,
+                c.linked_by_nesting,
+                c.roots,
+                c.forced_decisions,
+                c.peak_pending
+            );
+        }
+        outputs.finish(Some(&outcome.stats), &more)?;
+        if outcome.damaged.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        for e in &outcome.damaged {
+            eprintln!("tapspan: {e} (spans decoded before it were written)");
+        }
+        Ok(ExitCode::from(2))
     }
-    if outcome.damaged.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    for e in &outcome.damaged {
-        eprintln!("tapspan: {e} (spans decoded before it were written)");
-    }
-    Ok(ExitCode::from(2))
 }

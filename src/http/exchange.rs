@@ -56,6 +56,9 @@ pub struct Instants {
     pub request_end: Option<Timestamp>,
     pub response_start: Option<Timestamp>,
     pub response_end: Option<Timestamp>,
+    /// A FIN or RST seen while the exchange was still open: when one side gave up on it (a
+    /// caller's timeout, a server's crash). Ends the spans of an exchange never answered.
+    pub closed: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +94,7 @@ impl HttpExchange {
     pub fn end(&self) -> Timestamp {
         [
             self.t.response_end,
+            self.t.closed,
             self.t.response_start,
             self.t.request_end,
             self.t.request_start,

@@ -755,6 +755,7 @@ impl HttpConn {
         why: &'static str,
         ctx: &mut Ctx<'_, F>,
     ) {
+        self.mark_closed(ts);
         let d = dir.index();
         match &mut self.dirs[d].phase {
             Phase::Body(reader) if reader.framing() == Framing::UntilClose => {
@@ -769,6 +770,13 @@ impl HttpConn {
         self.dirs[d].phase = Phase::Done;
     }
 
+    /// Open exchanges learn when their connection began to close.
+    fn mark_closed(&mut self, ts: Timestamp) {
+        for ex in self.responding.iter_mut().chain(self.waiting.iter_mut()) {
+            ex.t.closed.get_or_insert(ts);
+        }
+    }
+
     fn close<F: FnMut(HttpExchange)>(
         &mut self,
         why: CloseReason,
@@ -776,6 +784,9 @@ impl HttpConn {
         ctx: &mut Ctx<'_, F>,
     ) {
         let err = close_error(why);
+        if why == CloseReason::Rst {
+            self.mark_closed(ts);
+        }
         // A close-delimited response ends cleanly only with a FIN (a HalfClose, already seen).
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {
             let d = dir.index();

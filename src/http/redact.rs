@@ -7,7 +7,8 @@
 /// Replaces a secret value wherever a name is kept but its value is not.
 pub const REDACTED: &str = "REDACTED";
 
-/// Headers captured by default: propagation ids, and the few that describe the caller.
+/// Headers captured by default: propagation ids, the few that describe the caller, and how a
+/// body is encoded.
 pub const DEFAULT_CAPTURED: &[&str] = &[
     "x-request-id",
     "x-correlation-id",
@@ -24,6 +25,9 @@ pub const DEFAULT_CAPTURED: &[&str] = &[
     "host",
     "user-agent",
     "content-type",
+    // How a response body travels: the report's large-body finding reads these.
+    "content-encoding",
+    "transfer-encoding",
     "x-forwarded-for",
 ];
 

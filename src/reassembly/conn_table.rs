@@ -295,11 +295,11 @@ impl Reassembler {
         keys.sort();
         let now = self.now;
         for (_, key) in keys {
-            let why = match self.conns.get(&key).and_then(|c| c.reset_at) {
-                Some(_) => CloseReason::Rst,
-                None => CloseReason::CaptureEnd,
+            let (why, at) = match self.conns.get(&key).and_then(|c| c.reset_at) {
+                Some(reset_at) => (CloseReason::Rst, reset_at),
+                None => (CloseReason::CaptureEnd, now),
             };
-            self.close(key, why, now, out);
+            self.close(key, why, at, out);
         }
         self.resets.clear();
     }

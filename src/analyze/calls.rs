@@ -1,0 +1,257 @@
+//! Spans back into calls: each exchange wrote a client span (the caller's side) and a server
+//! span (the callee's); the analysis works on the exchange — one call, with both services, its
+//! timing phases, and the call it was made for (its parent).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::span::{Span, SpanKind};
+
+/// What the analysis needs of one span, from a [`Span`] in memory or a JSON line.
+pub struct SpanFields<'a> {
+    pub trace_id: &'a str,
+    pub span_id: &'a str,
+    pub parent_span_id: Option<&'a str>,
+    pub kind: SpanKind,
+    pub service: &'a str,
+    pub start: u64,
+    pub end: u64,
+    pub error: bool,
+    pub attributes: &'a Map<String, Value>,
+    pub request_end: Option<u64>,
+    pub response_start: Option<u64>,
+}
+
+impl<'a> SpanFields<'a> {
+    pub fn of_span(s: &'a Span) -> Self {
+        let event = |name: &str| {
+            s.events
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| e.time_unix_nano)
+        };
+        SpanFields {
+            trace_id: &s.trace_id,
+            span_id: &s.span_id,
+            parent_span_id: s.parent_span_id.as_deref(),
+            kind: s.kind,
+            service: &s.service,
+            start: s.start_unix_nano,
+            end: s.end_unix_nano,
+            error: s.status == crate::span::SpanStatus::Error,
+            attributes: &s.attributes,
+            request_end: event("request.end"),
+            response_start: event("response.start"),
+        }
+    }
+
+    /// A span as written in JSON lines; `None` if it lacks the fields every span has.
+    pub fn of_json(v: &'a Value) -> Option<Self> {
+        let kind = match v.get("kind")?.as_str()? {
+            "client" => SpanKind::Client,
+            "server" => SpanKind::Server,
+            _ => return None,
+        };
+        let event = |name: &str| {
+            v.get("events")?
+                .as_array()?
+                .iter()
+                .find(|e| e.get("name").and_then(Value::as_str) == Some(name))?
+                .get("time_unix_nano")?
+                .as_u64()
+        };
+        Some(SpanFields {
+            trace_id: v.get("trace_id")?.as_str()?,
+            span_id: v.get("span_id")?.as_str()?,
+            parent_span_id: v.get("parent_span_id").and_then(Value::as_str),
+            kind,
+            service: v.get("service")?.as_str()?,
+            start: v.get("start_unix_nano")?.as_u64()?,
+            end: v.get("end_unix_nano")?.as_u64()?,
+            error: v.get("status").and_then(Value::as_str) == Some("error"),
+            attributes: v.get("attributes")?.as_object()?,
+            request_end: event("request.end"),
+            response_start: event("response.start"),
+        })
+    }
+}
+
+/// One exchange, seen from both ends.
+#[derive(Clone, Debug, Default)]
+pub struct Call {
+    pub trace_id: String,
+    pub exchange_id: String,
+    pub caller: String,
+    pub callee: String,
+    pub method: String,
+    pub route: String,
+    /// Path and (redacted) query: what "the same request" compares.
+    pub target: String,
+    pub status: Option<u16>,
+    pub error_type: Option<String>,
+    /// The server span's status: 5xx or cut short.
+    pub server_error: bool,
+    pub start: u64,
+    pub end: u64,
+    pub request_end: Option<u64>,
+    pub response_start: Option<u64>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub response_chunked: bool,
+    pub response_encoded: bool,
+    /// Index of the call whose handling made this one.
+    pub parent: Option<usize>,
+    /// Span ids, to join parents to children.
+    client_span_id: String,
+    server_span_id: String,
+    client_parent: Option<String>,
+    has_client: bool,
+    has_server: bool,
+}
+
+impl Call {
+    pub fn duration(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Request sent (first byte to last byte).
+    pub fn request_phase(&self) -> u64 {
+        self.request_end.map_or(0, |e| e.saturating_sub(self.start))
+    }
+
+    /// Last request byte to first response byte: the callee's think time plus its own calls.
+    pub fn ttfb(&self) -> Option<u64> {
+        Some(self.response_start?.saturating_sub(self.request_end?))
+    }
+
+    /// First response byte to last.
+    pub fn transfer(&self) -> Option<u64> {
+        Some(self.end.saturating_sub(self.response_start?))
+    }
+
+    /// Failed as far as a caller can tell: a 5xx, or no (complete) response.
+    pub fn failed(&self) -> bool {
+        self.error_type.is_some() || self.status.is_some_and(|s| s >= 500)
+    }
+
+    pub fn endpoint(&self) -> (&str, &str, &str) {
+        (&self.callee, &self.method, &self.route)
+    }
+}
+
+/// Every call of a capture, with parents resolved.
+#[derive(Default)]
+pub struct CallTable {
+    pub calls: Vec<Call>,
+    by_exchange: HashMap<String, usize>,
+}
+
+impl CallTable {
+    pub fn push(&mut self, s: &SpanFields<'_>) {
+        let attr_str = |k: &str| s.attributes.get(k).and_then(Value::as_str);
+        let attr_u64 = |k: &str| s.attributes.get(k).and_then(Value::as_u64);
+        let Some(xid) = attr_str("tapspan.exchange_id") else {
+            return;
+        };
+        let at = *self.by_exchange.entry(xid.to_string()).or_insert_with(|| {
+            self.calls.push(Call::default());
+            self.calls.len() - 1
+        });
+        let c = &mut self.calls[at];
+        match s.kind {
+            SpanKind::Client => {
+                c.caller = s.service.to_string();
+                c.client_span_id = s.span_id.to_string();
+                c.client_parent = s.parent_span_id.map(str::to_string);
+                c.has_client = true;
+            }
+            SpanKind::Server => {
+                c.callee = s.service.to_string();
+                c.server_span_id = s.span_id.to_string();
+                c.server_error = s.error;
+                c.has_server = true;
+            }
+        }
+        if c.exchange_id.is_empty() {
+            c.exchange_id = xid.to_string();
+            c.trace_id = s.trace_id.to_string();
+            c.method = attr_str("http.request.method").unwrap_or("-").to_string();
+            c.route = attr_str("http.route").unwrap_or("-").to_string();
+            c.target = match (attr_str("url.path"), attr_str("url.query")) {
+                (Some(p), Some(q)) => format!("{p}?{q}"),
+                (Some(p), None) => p.to_string(),
+                _ => "-".to_string(),
+            };
+            c.status = attr_u64("http.response.status_code").map(|s| s as u16);
+            c.error_type = attr_str("error.type").map(str::to_string);
+            c.start = s.start;
+            c.end = s.end;
+            c.request_end = s.request_end;
+            c.response_start = s.response_start;
+            c.request_bytes = attr_u64("http.request.body.size").unwrap_or(0);
+            c.response_bytes = attr_u64("http.response.body.size").unwrap_or(0);
+            let header_has = |name: &str, want: Option<&str>| {
+                s.attributes
+                    .get(&format!("http.response.header.{name}"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|vs| {
+                        vs.iter().filter_map(Value::as_str).any(|v| {
+                            let v = v.trim();
+                            !v.is_empty()
+                                && !v.eq_ignore_ascii_case("identity")
+                                && want.is_none_or(|w| v.to_ascii_lowercase().contains(w))
+                        })
+                    })
+            };
+            c.response_chunked = header_has("transfer-encoding", Some("chunked"));
+            c.response_encoded = header_has("content-encoding", None);
+        }
+    }
+
+    /// Orders the calls by start time and joins each to its parent: the call whose server span
+    /// its client span descends from. Calls missing a side (a partial JSON file) keep what they
+    /// have. Ends the table's intake.
+    pub fn resolve(&mut self) {
+        self.by_exchange = HashMap::new();
+        self.calls.sort_by(|a, b| {
+            (a.start, a.end, &a.exchange_id).cmp(&(b.start, b.end, &b.exchange_id))
+        });
+        let by_server: HashMap<&str, usize> = self
+            .calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.has_server)
+            .map(|(i, c)| (c.server_span_id.as_str(), i))
+            .collect();
+        let parents: Vec<Option<usize>> = self
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let p = *by_server.get(c.client_parent.as_deref()?)?;
+                (p != i).then_some(p)
+            })
+            .collect();
+        for (c, p) in self.calls.iter_mut().zip(parents) {
+            c.parent = p;
+            if !c.has_client {
+                c.caller = "?".to_string();
+            }
+            if !c.has_server {
+                c.callee = "?".to_string();
+            }
+        }
+    }
+
+    /// Children of every call, in start order.
+    pub fn children(&self) -> Vec<Vec<usize>> {
+        let mut children = vec![Vec::new(); self.calls.len()];
+        for (i, c) in self.calls.iter().enumerate() {
+            if let Some(p) = c.parent {
+                children[p].push(i);
+            }
+        }
+        children
+    }
+}

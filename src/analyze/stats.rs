@@ -1,0 +1,343 @@
+//! Aggregates over all calls: per endpoint (service, method, route), per edge (caller → callee)
+//! and per service. Latencies go into HdrHistograms with nanosecond values and 3 significant
+//! digits, so a percentile read back is within 0.1% of the exact order statistic.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::calls::Call;
+
+/// Log-scale latency buckets: 5 per decade from 10 µs to 100 s (the last bucket holds the rest).
+pub const BUCKETS_PER_DECADE: u32 = 5;
+pub const BUCKET_FLOOR_NS: u64 = 10_000;
+pub const BUCKETS: usize = 36;
+
+pub fn bucket_of(ns: u64) -> usize {
+    if ns <= BUCKET_FLOOR_NS {
+        return 0;
+    }
+    let decades = (ns as f64 / BUCKET_FLOOR_NS as f64).log10();
+    ((decades * BUCKETS_PER_DECADE as f64) as usize).min(BUCKETS - 1)
+}
+
+/// Lower bound of bucket `i`, in nanoseconds.
+pub fn bucket_floor(i: usize) -> u64 {
+    (BUCKET_FLOOR_NS as f64 * 10f64.powf(i as f64 / BUCKETS_PER_DECADE as f64)) as u64
+}
+
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    // 1 ns to 1 hour; longer saturates.
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("bounds and precision are valid")
+}
+
+/// Latency percentiles, in nanoseconds.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p75: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        // HdrHistogram reports the highest value equivalent to the quantile's bucket (within
+        // 0.1% of the recorded one), capped here at the maximum, itself within 0.1%.
+        let max = h.max();
+        let q = |q: f64| h.value_at_quantile(q).min(max);
+        Percentiles {
+            p50: q(0.50),
+            p75: q(0.75),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            max,
+            mean: h.mean() as u64,
+        }
+    }
+}
+
+struct EndpointAcc {
+    count: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+    ttfb: Histogram<u64>,
+    buckets: [u64; BUCKETS],
+    request_bytes: u64,
+    response_bytes: u64,
+    max_ns: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint {
+    pub service: String,
+    pub method: String,
+    pub route: String,
+    pub count: u64,
+    /// Server spans with status error (5xx, or cut short).
+    pub errors: u64,
+    pub latency_ns: Percentiles,
+    /// Of the calls that got a response.
+    pub ttfb_ns: Option<Percentiles>,
+    /// Counts per log-scale bucket (see `bucket_floor`).
+    pub histogram: Vec<u64>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+}
+
+/// Calls from one service to another.
+#[derive(Clone, Debug, Serialize)]
+pub struct Edge {
+    pub caller: String,
+    pub callee: String,
+    pub count: u64,
+    pub per_second: f64,
+    /// Responses by status class, and calls with no complete response.
+    pub status_2xx: u64,
+    pub status_3xx: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub no_response: u64,
+    pub error_rate: f64,
+    pub latency_ns: Percentiles,
+}
+
+/// A service, by the calls it served.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceNode {
+    pub name: String,
+    pub served: u64,
+    pub made: u64,
+    /// Time serving requests, summed.
+    pub busy_ns: u64,
+    /// Of that, time with at least one of its own calls outstanding.
+    pub waiting_ns: u64,
+    /// `busy_ns - waiting_ns`: its own work (and the network).
+    pub self_ns: u64,
+    /// Call depth from the nearest root (0 for a service that only calls), for layout.
+    pub depth: u32,
+}
+
+pub struct Aggregates {
+    pub endpoints: Vec<Endpoint>,
+    pub edges: Vec<Edge>,
+    pub services: Vec<ServiceNode>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+/// Time inside `[start, end)` covered by at least one of `intervals`.
+pub fn covered(start: u64, end: u64, intervals: &mut [(u64, u64)]) -> u64 {
+    intervals.sort_unstable();
+    let (mut total, mut cursor) = (0, start);
+    for &(s, e) in intervals.iter() {
+        let (s, e) = (s.max(cursor), e.min(end));
+        if e > s {
+            total += e - s;
+            cursor = e;
+        }
+    }
+    total
+}
+
+pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
+    let mut endpoints: BTreeMap<(String, String, String), EndpointAcc> = BTreeMap::new();
+    let mut edges: BTreeMap<(String, String), (Edge, Histogram<u64>)> = BTreeMap::new();
+    let mut services: BTreeMap<String, ServiceNode> = BTreeMap::new();
+    let first_ns = calls.iter().map(|c| c.start).min().unwrap_or(0);
+    let last_ns = calls.iter().map(|c| c.end).max().unwrap_or(0);
+
+    for (i, c) in calls.iter().enumerate() {
+        let d = c.duration().max(1);
+        let e = endpoints
+            .entry((c.callee.clone(), c.method.clone(), c.route.clone()))
+            .or_insert_with(|| EndpointAcc {
+                count: 0,
+                errors: 0,
+                latency: latency_histogram(),
+                ttfb: latency_histogram(),
+                buckets: [0; BUCKETS],
+                request_bytes: 0,
+                response_bytes: 0,
+                max_ns: 0,
+            });
+        e.count += 1;
+        e.errors += u64::from(c.server_error);
+        e.latency.saturating_record(d);
+        e.max_ns = e.max_ns.max(d);
+        if let Some(t) = c.ttfb() {
+            e.ttfb.saturating_record(t.max(1));
+        }
+        e.buckets[bucket_of(d)] += 1;
+        e.request_bytes += c.request_bytes;
+        e.response_bytes += c.response_bytes;
+
+        let (edge, h) = edges
+            .entry((c.caller.clone(), c.callee.clone()))
+            .or_insert_with(|| {
+                (
+                    Edge {
+                        caller: c.caller.clone(),
+                        callee: c.callee.clone(),
+                        count: 0,
+                        per_second: 0.0,
+                        status_2xx: 0,
+                        status_3xx: 0,
+                        status_4xx: 0,
+                        status_5xx: 0,
+                        no_response: 0,
+                        error_rate: 0.0,
+                        latency_ns: Percentiles::default(),
+                    },
+                    latency_histogram(),
+                )
+            });
+        edge.count += 1;
+        match (c.status, &c.error_type) {
+            (Some(s), None) if s < 300 => edge.status_2xx += 1,
+            (Some(s), None) if s < 400 => edge.status_3xx += 1,
+            (Some(s), None) if s < 500 => edge.status_4xx += 1,
+            (Some(_), None) => edge.status_5xx += 1,
+            _ => edge.no_response += 1,
+        }
+        h.saturating_record(d);
+
+        service(&mut services, &c.caller).made += 1;
+        let mut kids: Vec<(u64, u64)> = children[i]
+            .iter()
+            .map(|&k| (calls[k].start, calls[k].end))
+            .collect();
+        let waiting = covered(c.start, c.end, &mut kids);
+        let s = service(&mut services, &c.callee);
+        s.served += 1;
+        s.busy_ns += d;
+        s.waiting_ns += waiting;
+        s.self_ns += d.saturating_sub(waiting);
+    }
+
+    let seconds = (last_ns.saturating_sub(first_ns) as f64 / 1e9).max(1e-9);
+    let edges: Vec<Edge> = edges
+        .into_values()
+        .map(|(mut e, h)| {
+            e.per_second = e.count as f64 / seconds;
+            let failed = e.status_5xx + e.no_response;
+            e.error_rate = failed as f64 / e.count.max(1) as f64;
+            e.latency_ns = Percentiles::of(&h);
+            e
+        })
+        .collect();
+    assign_depths(&mut services, &edges);
+    let endpoints = endpoints
+        .into_iter()
+        .map(|((service, method, route), a)| {
+            let mut latency_ns = Percentiles::of(&a.latency);
+            latency_ns.max = a.max_ns;
+            Endpoint {
+                service,
+                method,
+                route,
+                count: a.count,
+                errors: a.errors,
+                latency_ns,
+                ttfb_ns: (!a.ttfb.is_empty()).then(|| Percentiles::of(&a.ttfb)),
+                histogram: a.buckets.to_vec(),
+                request_bytes: a.request_bytes,
+                response_bytes: a.response_bytes,
+            }
+        })
+        .collect();
+    Aggregates {
+        endpoints,
+        edges,
+        services: services.into_values().collect(),
+        first_ns,
+        last_ns,
+    }
+}
+
+fn service<'a>(services: &'a mut BTreeMap<String, ServiceNode>, name: &str) -> &'a mut ServiceNode {
+    services
+        .entry(name.to_string())
+        .or_insert_with(|| ServiceNode {
+            name: name.to_string(),
+            served: 0,
+            made: 0,
+            busy_ns: 0,
+            waiting_ns: 0,
+            self_ns: 0,
+            depth: u32::MAX,
+        })
+}
+
+/// Depth of each service: 0 for services nobody calls, else one more than its shallowest
+/// caller (breadth first; services only reachable through a cycle get the depth it reaches).
+fn assign_depths(services: &mut BTreeMap<String, ServiceNode>, edges: &[Edge]) {
+    let called: std::collections::HashSet<&str> = edges
+        .iter()
+        .filter(|e| e.caller != e.callee)
+        .map(|e| e.callee.as_str())
+        .collect();
+    let mut frontier: Vec<String> = services
+        .keys()
+        .filter(|n| !called.contains(n.as_str()))
+        .cloned()
+        .collect();
+    if frontier.is_empty() {
+        frontier = services.keys().take(1).cloned().collect();
+    }
+    let mut depth = 0;
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for name in frontier {
+            let Some(s) = services.get_mut(&name) else {
+                continue;
+            };
+            if s.depth != u32::MAX {
+                continue;
+            }
+            s.depth = depth;
+            next.extend(
+                edges
+                    .iter()
+                    .filter(|e| e.caller == name)
+                    .map(|e| e.callee.clone()),
+            );
+        }
+        frontier = next;
+        depth += 1;
+    }
+    for s in services.values_mut() {
+        if s.depth == u32::MAX {
+            s.depth = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_five_per_decade() {
+        assert_eq!(bucket_of(5_000), 0);
+        assert_eq!(bucket_of(10_000), 0);
+        assert_eq!(bucket_of(100_000), 5);
+        assert_eq!(bucket_of(1_000_000), 10);
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+        assert_eq!(bucket_floor(10), 1_000_000);
+    }
+
+    #[test]
+    fn covered_time_merges_overlaps_and_clips() {
+        let mut iv = vec![(5, 10), (0, 3), (8, 20), (30, 40)];
+        assert_eq!(covered(2, 25, &mut iv), 1 + 15);
+    }
+}

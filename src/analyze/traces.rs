@@ -1,0 +1,298 @@
+//! Per-request trees: waterfalls of sampled requests (the slowest, the failing, a typical one
+//! per endpoint) with their critical path, and the calling-context tree of each endpoint
+//! aggregated over all its requests. A request tree is a root call (one nobody's handling made)
+//! and every call below it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::calls::Call;
+
+/// Deeper call chains are cut (a malformed JSON input could even make a cycle).
+const MAX_DEPTH: usize = 32;
+
+#[derive(Clone, Debug)]
+pub struct Sampling {
+    pub slowest: usize,
+    pub failing: usize,
+    /// Endpoints (most called first) given a typical request's waterfall.
+    pub typical: usize,
+    /// Rows per waterfall; a bigger tree shows its first calls and says how many were left out.
+    pub max_rows: usize,
+    /// Calling-context trees: endpoints, and children per node.
+    pub cct_endpoints: usize,
+    pub cct_children: usize,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            slowest: 10,
+            failing: 10,
+            typical: 10,
+            max_rows: 400,
+            cct_endpoints: 20,
+            cct_children: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub depth: u32,
+    pub caller: String,
+    pub callee: String,
+    pub name: String,
+    pub target: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub failed: bool,
+    /// Offsets from the root's start, in nanoseconds.
+    pub start_ns: u64,
+    pub request_end_ns: Option<u64>,
+    pub response_start_ns: Option<u64>,
+    pub end_ns: u64,
+    pub critical: bool,
+    pub exchange_id: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Waterfall {
+    /// Why this one was picked: `slowest`, `failing` or `typical`.
+    pub reason: &'static str,
+    pub trace_id: String,
+    pub root: String,
+    pub start_unix_nano: u64,
+    pub duration_ns: u64,
+    pub calls: usize,
+    pub rows_left_out: usize,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ContextNode {
+    /// `service METHOD route`.
+    pub name: String,
+    /// Calls at this position in the tree, over all requests of the root endpoint.
+    pub count: u64,
+    /// Requests of the root endpoint that reached this position.
+    pub requests: u64,
+    pub total_ns: u64,
+    pub children: Vec<ContextNode>,
+}
+
+/// All calls below `root`, depth first in start order, with their depth.
+fn descendants(root: usize, children: &[Vec<usize>]) -> Vec<(usize, u32)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root, 0u32)];
+    while let Some((i, d)) = stack.pop() {
+        out.push((i, d));
+        if (d as usize) < MAX_DEPTH {
+            stack.extend(children[i].iter().rev().map(|&k| (k, d + 1)));
+        }
+    }
+    out
+}
+
+/// The calls on the critical path below `root`: starting from the root's end, the child that
+/// ended last before that instant is what the root waited for; then the same before that
+/// child's start, and so on, recursively inside each chosen child.
+pub fn critical_path(calls: &[Call], children: &[Vec<usize>], root: usize) -> Vec<usize> {
+    let mut path = Vec::new();
+    let mut todo = vec![(root, 0usize)];
+    while let Some((i, depth)) = todo.pop() {
+        path.push(i);
+        if depth >= MAX_DEPTH {
+            continue;
+        }
+        let c = &calls[i];
+        let mut cursor = c.response_start.unwrap_or(c.end);
+        loop {
+            let next = children[i]
+                .iter()
+                .copied()
+                .filter(|&k| calls[k].end <= cursor && calls[k].end > c.start)
+                .max_by_key(|&k| (calls[k].end, std::cmp::Reverse(calls[k].start)));
+            let Some(k) = next else { break };
+            todo.push((k, depth + 1));
+            if calls[k].start >= cursor {
+                break;
+            }
+            cursor = calls[k].start;
+        }
+    }
+    path
+}
+
+fn waterfall(
+    calls: &[Call],
+    children: &[Vec<usize>],
+    root: usize,
+    reason: &'static str,
+    max_rows: usize,
+) -> Waterfall {
+    let r = &calls[root];
+    let all = descendants(root, children);
+    let critical: std::collections::HashSet<usize> =
+        critical_path(calls, children, root).into_iter().collect();
+    let offset = |t: u64| t.saturating_sub(r.start);
+    let rows = all
+        .iter()
+        .take(max_rows)
+        .map(|&(i, depth)| {
+            let c = &calls[i];
+            Row {
+                depth,
+                caller: c.caller.clone(),
+                callee: c.callee.clone(),
+                name: format!("{} {}", c.method, c.route),
+                target: c.target.clone(),
+                status: c.status,
+                error: c.error_type.clone(),
+                failed: c.failed(),
+                start_ns: offset(c.start),
+                request_end_ns: c.request_end.map(offset),
+                response_start_ns: c.response_start.map(offset),
+                end_ns: offset(c.end),
+                critical: critical.contains(&i),
+                exchange_id: c.exchange_id.clone(),
+            }
+        })
+        .collect();
+    Waterfall {
+        reason,
+        trace_id: r.trace_id.clone(),
+        root: format!("{} {} {}", r.callee, r.method, r.route),
+        start_unix_nano: r.start,
+        duration_ns: r.duration(),
+        calls: all.len(),
+        rows_left_out: all.len().saturating_sub(max_rows),
+        rows,
+    }
+}
+
+/// Root calls, with whether anything in their tree failed.
+fn roots(calls: &[Call], children: &[Vec<usize>]) -> Vec<(usize, bool, usize)> {
+    calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.parent.is_none())
+        .map(|(i, _)| {
+            let tree = descendants(i, children);
+            let failed = tree.iter().any(|&(k, _)| calls[k].failed());
+            (i, failed, tree.len())
+        })
+        .collect()
+}
+
+pub fn sample_waterfalls(calls: &[Call], children: &[Vec<usize>], s: &Sampling) -> Vec<Waterfall> {
+    let roots = roots(calls, children);
+    let mut picked: Vec<(usize, &'static str)> = Vec::new();
+    let mut by_duration: Vec<&(usize, bool, usize)> = roots.iter().collect();
+    by_duration.sort_by_key(|(i, _, _)| std::cmp::Reverse(calls[*i].duration()));
+    for (i, _, _) in by_duration.iter().take(s.slowest) {
+        picked.push((*i, "slowest"));
+    }
+    let failing: Vec<usize> = by_duration
+        .iter()
+        .filter(|(i, failed, _)| *failed && !picked.iter().any(|(p, _)| p == i))
+        .map(|(i, _, _)| *i)
+        .take(s.failing)
+        .collect();
+    picked.extend(failing.into_iter().map(|i| (i, "failing")));
+    // Typical: per root endpoint (most requests first), the request nearest its median.
+    let mut by_endpoint: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, _, _) in &roots {
+        by_endpoint
+            .entry(calls[*i].endpoint())
+            .or_default()
+            .push(*i);
+    }
+    let mut endpoints: Vec<Vec<usize>> = by_endpoint.into_values().collect();
+    endpoints.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for mut group in endpoints.into_iter().take(s.typical) {
+        group.sort_by_key(|&i| calls[i].duration());
+        let median = group[(group.len() - 1) / 2];
+        if !picked.iter().any(|(p, _)| *p == median) {
+            picked.push((median, "typical"));
+        }
+    }
+    picked
+        .into_iter()
+        .map(|(i, why)| waterfall(calls, children, i, why, s.max_rows))
+        .collect()
+}
+
+#[derive(Default)]
+struct CctAcc {
+    count: u64,
+    requests: u64,
+    last_request: usize,
+    total_ns: u64,
+    children: BTreeMap<String, CctAcc>,
+}
+
+/// The calling-context tree of each root endpoint (most requests first).
+pub fn calling_contexts(calls: &[Call], children: &[Vec<usize>], s: &Sampling) -> Vec<ContextNode> {
+    let mut trees: BTreeMap<String, CctAcc> = BTreeMap::new();
+    for (n, (root, c)) in calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.parent.is_none())
+        .enumerate()
+    {
+        let name = format!("{} {} {}", c.callee, c.method, c.route);
+        let top = trees.entry(name).or_default();
+        add_context(calls, children, root, top, n + 1, 0);
+    }
+    let mut out: Vec<ContextNode> = trees
+        .into_iter()
+        .map(|(name, acc)| finish_context(name, acc, s.cct_children))
+        .collect();
+    out.sort_by_key(|n| std::cmp::Reverse(n.count));
+    out.truncate(s.cct_endpoints);
+    out
+}
+
+fn add_context(
+    calls: &[Call],
+    children: &[Vec<usize>],
+    i: usize,
+    node: &mut CctAcc,
+    request: usize,
+    depth: usize,
+) {
+    node.count += 1;
+    node.total_ns += calls[i].duration();
+    if node.last_request != request {
+        node.last_request = request;
+        node.requests += 1;
+    }
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    for &k in &children[i] {
+        let c = &calls[k];
+        let name = format!("{} {} {}", c.callee, c.method, c.route);
+        let child = node.children.entry(name).or_default();
+        add_context(calls, children, k, child, request, depth + 1);
+    }
+}
+
+fn finish_context(name: String, acc: CctAcc, max_children: usize) -> ContextNode {
+    let mut children: Vec<ContextNode> = acc
+        .children
+        .into_iter()
+        .map(|(n, a)| finish_context(n, a, max_children))
+        .collect();
+    children.sort_by_key(|c| std::cmp::Reverse(c.total_ns));
+    children.truncate(max_children);
+    ContextNode {
+        name,
+        count: acc.count,
+        requests: acc.requests,
+        total_ns: acc.total_ns,
+        children,
+    }
+}
