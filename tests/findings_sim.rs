@@ -1,0 +1,305 @@
+//! Every finding type planted in simulated calls, and its look-alike that must not be reported
+//! (parallel calls, one batched call, a compressed body, a fast transfer...). The recorded
+//! shop captures cover the same kinds on real traffic (tests/report.rs); slow transfers only
+//! appear here, since the recording's bridge moves 300 KB in about a millisecond.
+
+use serde_json::{json, Value};
+use tapspan::analyze::{Analysis, AnalysisConfig, Analyzer, FindingKind};
+
+const MS: u64 = 1_000_000;
+const T0: u64 = 1_700_000_000_000_000_000;
+
+/// One simulated exchange: its timing in ms from T0, and what it was.
+#[derive(Clone)]
+struct Call {
+    id: u64,
+    parent: Option<u64>,
+    caller: &'static str,
+    callee: &'static str,
+    method: &'static str,
+    path: String,
+    status: Option<u16>,
+    error: Option<&'static str>,
+    start: f64,
+    first_byte: Option<f64>,
+    end: f64,
+    body: u64,
+    encoding: Option<&'static str>,
+}
+
+fn call(
+    id: u64,
+    parent: Option<u64>,
+    callee: &'static str,
+    path: &str,
+    start: f64,
+    end: f64,
+) -> Call {
+    Call {
+        id,
+        parent,
+        caller: if parent.is_some() { "api" } else { "client" },
+        callee,
+        method: "GET",
+        path: path.to_string(),
+        status: Some(200),
+        error: None,
+        start,
+        first_byte: Some(end - 0.1),
+        end,
+        body: 100,
+        encoding: None,
+    }
+}
+
+fn ns(ms: f64) -> u64 {
+    T0 + (ms * MS as f64) as u64
+}
+
+/// The two spans `tapspan replay` writes for a call, as JSON.
+fn spans(c: &Call) -> [Value; 2] {
+    let mut attrs = json!({
+        "http.request.method": c.method,
+        "url.path": c.path,
+        "http.route": tapspan::route::template(&c.path),
+        "http.response.body.size": c.body,
+        "tapspan.exchange_id": format!("{:016x}", c.id),
+    });
+    if let Some(s) = c.status {
+        attrs["http.response.status_code"] = json!(s);
+    }
+    if let Some(e) = c.error {
+        attrs["error.type"] = json!(e);
+    }
+    if let Some(enc) = c.encoding {
+        attrs["http.response.header.content-encoding"] = json!([enc]);
+    }
+    let mut events = vec![json!({"name": "request.end", "time_unix_nano": ns(c.start + 0.05)})];
+    if let Some(fb) = c.first_byte {
+        events.push(json!({"name": "response.start", "time_unix_nano": ns(fb)}));
+    }
+    let failed = c.error.is_some() || c.status.is_some_and(|s| s >= 500);
+    let span = |kind: &str, id: String, parent: Option<String>, service: &str| {
+        json!({
+            "trace_id": format!("{:032x}", c.parent.unwrap_or(c.id) / 100 + 1),
+            "span_id": id, "parent_span_id": parent, "kind": kind, "service": service,
+            "name": "x", "start_unix_nano": ns(c.start), "end_unix_nano": ns(c.end),
+            "status": if failed { "error" } else { "unset" },
+            "attributes": attrs, "events": events,
+        })
+    };
+    [
+        span(
+            "client",
+            format!("c{}", c.id),
+            c.parent.map(|p| format!("s{p}")),
+            c.caller,
+        ),
+        span(
+            "server",
+            format!("s{}", c.id),
+            Some(format!("c{}", c.id)),
+            c.callee,
+        ),
+    ]
+}
+
+fn analyse(calls: &[Call]) -> Analysis {
+    let mut a = Analyzer::new(AnalysisConfig::default());
+    for c in calls {
+        for s in spans(c) {
+            assert!(a.push_json(&s));
+        }
+    }
+    a.finish(vec!["sim".into()])
+}
+
+fn kinds(a: &Analysis) -> Vec<FindingKind> {
+    let mut k: Vec<FindingKind> = a.findings.iter().map(|f| f.kind).collect();
+    k.sort();
+    k
+}
+
+/// `n` requests to `api`, each at its own time, with `children(parent id, start)`.
+fn requests(n: u64, duration: f64, children: impl Fn(u64, f64) -> Vec<Call>) -> Vec<Call> {
+    let mut out = Vec::new();
+    for r in 0..n {
+        let id = 100 * (r + 1);
+        let start = r as f64 * 1000.0;
+        out.push(call(id, None, "api", "/order/1", start, start + duration));
+        out.extend(children(id, start));
+    }
+    out
+}
+
+#[test]
+fn n_plus_one_and_its_batched_twin() {
+    let planted = analyse(&requests(4, 60.0, |p, t| {
+        (0..5)
+            .map(|i| {
+                let s = t + 1.0 + 10.0 * i as f64;
+                call(
+                    p + 1 + i,
+                    Some(p),
+                    "items",
+                    &format!("/items/{i}"),
+                    s,
+                    s + 8.0,
+                )
+            })
+            .collect()
+    }));
+    let n1: Vec<_> = planted
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::NPlusOne)
+        .collect();
+    assert_eq!(n1.len(), 1);
+    assert_eq!((n1[0].occurrences, n1[0].calls), (4, 20));
+    // Saving: all but the slowest of 5 × 8 ms, in each of 4 requests.
+    assert_eq!(n1[0].impact_ns, 4 * 4 * 8 * MS);
+
+    let batched = analyse(&requests(4, 20.0, |p, t| {
+        vec![call(p + 1, Some(p), "items", "/items", t + 1.0, t + 12.0)]
+    }));
+    assert_eq!(kinds(&batched), []);
+}
+
+#[test]
+fn sequential_calls_and_their_parallel_twin() {
+    let planted = analyse(&requests(3, 40.0, |p, t| {
+        vec![
+            call(p + 1, Some(p), "users", "/users/1", t + 1.0, t + 11.0),
+            call(p + 2, Some(p), "prices", "/prices/1", t + 12.0, t + 22.0),
+            call(p + 3, Some(p), "stock", "/stock/1", t + 23.0, t + 33.0),
+        ]
+    }));
+    assert_eq!(kinds(&planted), [FindingKind::SequentialCalls]);
+    let f = &planted.findings[0];
+    assert_eq!(f.occurrences, 3);
+    assert_eq!(f.impact_ns, 3 * 20 * MS);
+    assert_eq!(
+        f.target,
+        "users GET /users/{id} → prices GET /prices/{id} → stock GET /stock/{id}"
+    );
+
+    let parallel = analyse(&requests(3, 15.0, |p, t| {
+        vec![
+            call(p + 1, Some(p), "users", "/users/1", t + 1.0, t + 11.0),
+            call(p + 2, Some(p), "prices", "/prices/1", t + 1.2, t + 11.0),
+            call(p + 3, Some(p), "stock", "/stock/1", t + 1.4, t + 12.0),
+        ]
+    }));
+    assert_eq!(kinds(&parallel), []);
+    // Back to back but too short to matter (saving under 1 ms): not reported either.
+    let tiny = analyse(&requests(3, 2.0, |p, t| {
+        vec![
+            call(p + 1, Some(p), "users", "/users/1", t + 0.1, t + 0.4),
+            call(p + 2, Some(p), "prices", "/prices/1", t + 0.5, t + 0.8),
+        ]
+    }));
+    assert_eq!(kinds(&tiny), []);
+}
+
+#[test]
+fn repeated_gets_retries_errors_and_timeouts() {
+    let planted = analyse(&requests(2, 400.0, |p, t| {
+        let mut failed = call(p + 2, Some(p), "stock", "/stock/9", t + 10.0, t + 15.0);
+        failed.status = Some(503);
+        let mut gave_up = call(p + 4, Some(p), "slow", "/slow/1", t + 30.0, t + 330.0);
+        gave_up.status = None;
+        gave_up.first_byte = None;
+        gave_up.error = Some("connection_closed");
+        vec![
+            call(p + 1, Some(p), "config", "/config", t + 1.0, t + 3.0),
+            failed,
+            call(p + 3, Some(p), "stock", "/stock/9", t + 16.0, t + 21.0),
+            gave_up,
+            call(p + 5, Some(p), "config", "/config", t + 340.0, t + 342.0),
+        ]
+    }));
+    let k = kinds(&planted);
+    assert!(k.contains(&FindingKind::RepeatedGet), "{k:?}");
+    assert!(k.contains(&FindingKind::Retries), "{k:?}");
+    assert!(k.contains(&FindingKind::Errors), "{k:?}");
+    assert!(k.contains(&FindingKind::Timeouts), "{k:?}");
+    let timeouts = planted
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::Timeouts)
+        .unwrap();
+    assert_eq!(timeouts.calls, 2);
+    assert_eq!(timeouts.impact_ns, 2 * 300 * MS);
+    // The retried call is a retry, not a repeated GET: only /config repeats.
+    let repeated: Vec<_> = planted
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::RepeatedGet)
+        .map(|f| f.target.as_str())
+        .collect();
+    assert_eq!(repeated, ["config GET /config"]);
+
+    // Different targets of one route, fetched twice: neither repeated nor N+1 (under 3 calls).
+    let distinct = analyse(&requests(2, 30.0, |p, t| {
+        vec![
+            call(p + 1, Some(p), "users", "/users/1", t + 1.0, t + 5.0),
+            call(p + 2, Some(p), "users", "/users/2", t + 1.5, t + 5.0),
+        ]
+    }));
+    assert_eq!(kinds(&distinct), []);
+}
+
+#[test]
+fn slow_first_byte_counts_think_time_not_time_spent_calling() {
+    // `api` waits 100 ms for its first byte, all of it spent on its own call: not slow itself.
+    let waiting = analyse(&requests(3, 101.0, |p, t| {
+        let mut c = call(p + 1, Some(p), "db", "/query", t + 0.5, t + 100.5);
+        c.first_byte = Some(t + 100.0);
+        vec![c]
+    }));
+    let slow: Vec<&str> = waiting
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::SlowFirstByte)
+        .map(|f| f.service.as_str())
+        .collect();
+    assert_eq!(slow, ["db"]);
+}
+
+#[test]
+fn slow_transfer_and_large_bodies() {
+    let transfer = |encoding: Option<&'static str>, body: u64, recv_ms: f64| {
+        let mut calls = Vec::new();
+        for i in 0..5u64 {
+            let t = i as f64 * 500.0;
+            let mut c = call(
+                100 * (i + 1),
+                None,
+                "cdn",
+                "/video/intro",
+                t,
+                t + 2.0 + recv_ms,
+            );
+            c.first_byte = Some(t + 2.0);
+            c.body = body;
+            c.encoding = encoding;
+            calls.push(c);
+        }
+        analyse(&calls)
+    };
+    let planted = transfer(None, 4 << 20, 80.0);
+    assert_eq!(
+        kinds(&planted),
+        [FindingKind::SlowTransfer, FindingKind::LargeBody]
+    );
+    let f = &planted.findings[0];
+    assert_eq!(f.kind, FindingKind::SlowTransfer);
+    assert_eq!(f.impact_ns, 5 * 80 * MS);
+    // Compressed: still a slow transfer, but not an uncompressed body.
+    assert_eq!(
+        kinds(&transfer(Some("gzip"), 4 << 20, 80.0)),
+        [FindingKind::SlowTransfer]
+    );
+    // Small and fast: nothing.
+    assert_eq!(kinds(&transfer(None, 2_000, 0.2)), []);
+}
