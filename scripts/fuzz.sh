@@ -9,7 +9,8 @@
 #
 # Works on the stable toolchain: cargo-fuzz passes -Z flags (sanitizer, coverage), which
 # RUSTC_BOOTSTRAP=1 lets stable rustc accept. Environment: FUZZ_SANITIZER (default address;
-# `none` runs about twice as fast), CARGO_TARGET_DIR (honoured).
+# `none` runs about twice as fast), FUZZ_CORPUS (the corpus root, default fuzz/corpus),
+# CARGO_TARGET_DIR (honoured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +27,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 
-corpus=fuzz/corpus/$target
+corpus=${FUZZ_CORPUS:-fuzz/corpus}/$target
 mkdir -p "$corpus" "fuzz/artifacts/$target"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

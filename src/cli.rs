@@ -226,6 +226,10 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_fragment_datagrams)]
     pub max_fragment_datagrams: usize,
 
+    /// Exchanges kept for the report's analysis; later ones are counted, not analysed.
+    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_analysed_calls)]
+    pub max_analysed_calls: usize,
+
     /// Close a connection after this many seconds (capture time) without a packet.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub idle_timeout: u64,
@@ -242,6 +246,7 @@ impl LimitArgs {
             max_pending_exchanges: self.max_pending_exchanges,
             max_fragment_bytes: self.max_fragment_bytes,
             max_fragment_datagrams: self.max_fragment_datagrams,
+            max_analysed_calls: self.max_analysed_calls,
         }
     }
 

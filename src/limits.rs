@@ -38,6 +38,9 @@ pub struct MemoryLimits {
     pub max_fragment_bytes: usize,
     /// IP datagrams being reassembled at once (same degradation).
     pub max_fragment_datagrams: usize,
+    /// Exchanges kept for the report's analysis (`--report`, `--analysis-json`, `--summary`);
+    /// later ones are counted and named in the report, not analysed.
+    pub max_analysed_calls: usize,
 }
 
 impl Default for MemoryLimits {
@@ -55,6 +58,7 @@ impl Default for MemoryLimits {
             max_pending_exchanges: causality.max_pending,
             max_fragment_bytes: decode.defrag_max_bytes,
             max_fragment_datagrams: decode.defrag_max_datagrams,
+            max_analysed_calls: crate::analyze::AnalysisConfig::default().max_calls,
         }
     }
 }
@@ -74,6 +78,13 @@ impl MemoryLimits {
 
     pub fn apply_to_causality(&self, config: &mut CausalityConfig) {
         config.max_pending = self.max_pending_exchanges.max(1);
+    }
+
+    pub fn analysis_config(&self) -> crate::analyze::AnalysisConfig {
+        crate::analyze::AnalysisConfig {
+            max_calls: self.max_analysed_calls,
+            ..Default::default()
+        }
     }
 }
 

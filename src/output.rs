@@ -40,9 +40,14 @@ pub struct AnalysisOutputs {
 
 impl AnalysisOutputs {
     /// Wanted when any of its outputs is asked for.
-    pub fn wanted(html: Option<&Path>, json: Option<&Path>, summary: bool) -> Option<Self> {
+    pub fn wanted(
+        html: Option<&Path>,
+        json: Option<&Path>,
+        summary: bool,
+        config: AnalysisConfig,
+    ) -> Option<Self> {
         (html.is_some() || json.is_some() || summary).then(|| AnalysisOutputs {
-            analyzer: Analyzer::new(AnalysisConfig::default()),
+            analyzer: Analyzer::new(config),
             html: html.map(Path::to_path_buf),
             json: json.map(Path::to_path_buf),
             inputs: Vec::new(),
@@ -119,7 +124,7 @@ pub fn exporter_sinks(args: &OutputArgs) -> anyhow::Result<Vec<Box<dyn SpanSink>
 }
 
 impl Outputs {
-    pub fn open(args: &OutputArgs) -> anyhow::Result<Self> {
+    pub fn open(args: &OutputArgs, analysis: AnalysisConfig) -> anyhow::Result<Self> {
         let exporting = !args.otlp.is_empty() || !args.zipkin.is_empty();
         let target = match &args.output {
             Some(path) => Some(path.as_str()),
@@ -143,6 +148,7 @@ impl Outputs {
                 args.report.as_deref(),
                 args.analysis_json.as_deref(),
                 args.summary,
+                analysis,
             ),
         })
     }

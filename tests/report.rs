@@ -389,3 +389,28 @@ fn report_needs_an_output_and_rejects_what_is_not_a_span() {
     assert!(stderr.contains("bad.jsonl:1: not a span"), "{stderr}");
     assert!(!Path::new(&dir.file("x.json")).exists());
 }
+
+#[test]
+fn the_analysis_cap_bounds_the_calls_kept_and_says_so() {
+    let dir = TempDir::new("cap");
+    let pcap = common::repo_path("pcaps/shop-dirty.pcap");
+    let json = dir.file("capped.json");
+    let html = dir.file("capped.html");
+    tapspan(&[
+        "report",
+        pcap.to_str().unwrap(),
+        "--max-analysed-calls",
+        "100",
+        "--analysis-json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let a: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    // 638 requests on the wire (the services logged them all): 100 kept, 538 counted.
+    assert_eq!(access_log("dirty").len(), 638);
+    assert_eq!(a["calls"], 100);
+    assert_eq!(a["calls_left_out"], 538);
+    let page = std::fs::read_to_string(html).unwrap();
+    assert!(page.contains("data-left-out=\"538\""));
+}

@@ -141,23 +141,46 @@ impl Call {
 }
 
 /// Every call of a capture, with parents resolved.
-#[derive(Default)]
 pub struct CallTable {
     pub calls: Vec<Call>,
     by_exchange: HashMap<String, usize>,
+    /// Calls held at most; later exchanges are counted, not analysed.
+    max_calls: usize,
+    pub calls_left_out: u64,
 }
 
 impl CallTable {
+    pub fn new(max_calls: usize) -> Self {
+        CallTable {
+            calls: Vec::new(),
+            by_exchange: HashMap::new(),
+            max_calls,
+            calls_left_out: 0,
+        }
+    }
+
     pub fn push(&mut self, s: &SpanFields<'_>) {
         let attr_str = |k: &str| s.attributes.get(k).and_then(Value::as_str);
         let attr_u64 = |k: &str| s.attributes.get(k).and_then(Value::as_u64);
         let Some(xid) = attr_str("tapspan.exchange_id") else {
             return;
         };
-        let at = *self.by_exchange.entry(xid.to_string()).or_insert_with(|| {
-            self.calls.push(Call::default());
-            self.calls.len() - 1
-        });
+        let at = match self.by_exchange.get(xid) {
+            Some(&at) => at,
+            None if self.calls.len() >= self.max_calls => {
+                // Counted once per exchange: its client span comes first.
+                if s.kind == SpanKind::Client {
+                    self.calls_left_out += 1;
+                }
+                return;
+            }
+            None => {
+                self.calls.push(Call::default());
+                self.by_exchange
+                    .insert(xid.to_string(), self.calls.len() - 1);
+                self.calls.len() - 1
+            }
+        };
         let c = &mut self.calls[at];
         match s.kind {
             SpanKind::Client => {

@@ -4,9 +4,9 @@
 //! [`Analysis`] is written as JSON (`--analysis-json`, for diffing two captures in CI), as an
 //! HTML report (`report::html`) and as text (`--summary`).
 //!
-//! Memory: the analysis keeps one compact record per exchange until the end of the input
-//! (about 300 bytes each), and the report samples waterfalls, so its size does not grow with
-//! the capture.
+//! Memory: the analysis keeps one record per exchange until the end of the input (a few
+//! hundred bytes each) up to `max_calls` (`--max-analysed-calls`); the report samples
+//! waterfalls, so its size does not grow with the capture.
 
 pub mod calls;
 pub mod findings;
@@ -24,10 +24,22 @@ pub use traces::{ContextNode, Sampling, Waterfall};
 /// The format of `--analysis-json`; bump when a field changes meaning.
 pub const ANALYSIS_FORMAT: u32 = 1;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AnalysisConfig {
     pub thresholds: Thresholds,
     pub sampling: Sampling,
+    /// Exchanges analysed at most (a few hundred bytes each); later ones are counted only.
+    pub max_calls: usize,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            thresholds: Thresholds::default(),
+            sampling: Sampling::default(),
+            max_calls: 2_000_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -39,6 +51,8 @@ pub struct Analysis {
     pub first_unix_nano: u64,
     pub last_unix_nano: u64,
     pub calls: u64,
+    /// Exchanges beyond the analysis cap (`--max-analysed-calls`): counted, not analysed.
+    pub calls_left_out: u64,
     pub requests: u64,
     pub services: Vec<ServiceNode>,
     pub edges: Vec<Edge>,
@@ -49,7 +63,6 @@ pub struct Analysis {
 }
 
 /// Collects spans (in any order) and analyses them at the end.
-#[derive(Default)]
 pub struct Analyzer {
     table: CallTable,
     config: AnalysisConfig,
@@ -58,7 +71,7 @@ pub struct Analyzer {
 impl Analyzer {
     pub fn new(config: AnalysisConfig) -> Self {
         Analyzer {
-            table: CallTable::default(),
+            table: CallTable::new(config.max_calls),
             config,
         }
     }
@@ -93,6 +106,7 @@ impl Analyzer {
             first_unix_nano: agg.first_ns,
             last_unix_nano: agg.last_ns,
             calls: calls.len() as u64,
+            calls_left_out: self.table.calls_left_out,
             requests: calls.iter().filter(|c| c.parent.is_none()).count() as u64,
             services: agg.services,
             edges: agg.edges,
@@ -119,6 +133,13 @@ impl Analysis {
     pub fn render_findings(&self) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
+        if self.calls_left_out > 0 {
+            let _ = writeln!(
+                s,
+                "\nanalysis: {} calls, {} later calls left out at the cap (--max-analysed-calls)",
+                self.calls, self.calls_left_out
+            );
+        }
         if self.findings.is_empty() {
             let _ = writeln!(s, "\nfindings: none");
             return s;

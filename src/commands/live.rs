@@ -136,7 +136,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
         Ok(b) => b,
         Err(code) => return Ok(code),
     };
-    let mut outputs = Outputs::open(&args.output)?;
+    let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
 
     let stop = source.stop_handle();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -16,7 +16,7 @@ use crate::pipeline::replay_files;
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let outputs = Outputs::open(&args.output)?;
+    let outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     let replay = Replay {
         files: &args.files,
         limits: &args.limits,

@@ -18,6 +18,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         args.html.as_deref(),
         args.analysis_json.as_deref(),
         args.summary,
+        args.limits.memory_limits().analysis_config(),
     ) else {
         eprintln!("tapspan: report needs --html PATH and/or --analysis-json PATH");
         return Ok(ExitCode::from(2));

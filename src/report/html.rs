@@ -62,7 +62,7 @@ content=\"width=device-width\"><title>{}</title><style>{STYLE}</style></head><bo
     let _ = write!(
         h,
         "<header><h1>Where the time goes</h1><p class=\"meta\">{} · {} to {} ({}) · <b>{}</b> \
-calls in <b>{}</b> requests · {} services · {}</p></header>",
+calls in <b>{}</b> requests · {} services · {}</p>{}</header>",
         esc(&a.inputs.join(", ")),
         utc(a.first_unix_nano),
         utc(a.last_unix_nano),
@@ -70,7 +70,16 @@ calls in <b>{}</b> requests · {} services · {}</p></header>",
         a.calls,
         a.requests,
         a.services.len(),
-        esc(&a.generator)
+        esc(&a.generator),
+        if a.calls_left_out > 0 {
+            format!(
+                "<p class=\"warn\" data-left-out=\"{}\">{} later calls were not analysed \
+(the cap is --max-analysed-calls {}).</p>",
+                a.calls_left_out, a.calls_left_out, a.calls
+            )
+        } else {
+            String::new()
+        }
     );
     h.push_str("<nav><a href=\"#findings\">Findings</a><a href=\"#map\">Service map</a><a href=\"#endpoints\">Endpoints</a><a href=\"#waterfalls\">Waterfalls</a><a href=\"#contexts\">Calling contexts</a></nav><main>");
     findings(&mut h, a);
