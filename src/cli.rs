@@ -38,6 +38,10 @@ pub enum Command {
     /// latencies, waterfalls and performance findings, and/or the analysis as JSON.
     Report(ReportArgs),
 
+    /// Compare two analyses (`--analysis-json` files): endpoints that got slower or fail more,
+    /// findings that appeared or went away.
+    Diff(DiffArgs),
+
     /// Capture from a network interface (libpcap) and write spans until SIGINT/SIGTERM.
     ///
     /// Same outputs as replay. Needs root, or the capabilities cap_net_raw,cap_net_admin.
@@ -173,6 +177,26 @@ impl OutputArgs {
             .with_redacted(&self.redact_headers)
             .with_redacted_params(&self.redact_queries)
     }
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The analysis before (e.g. of a capture before a deploy).
+    #[arg(value_name = "BEFORE.json")]
+    pub before: PathBuf,
+
+    /// The analysis after.
+    #[arg(value_name = "AFTER.json")]
+    pub after: PathBuf,
+
+    /// Growth of an endpoint's p50 or p99, in percent, that counts as a regression.
+    #[arg(long, value_name = "PERCENT", default_value_t = 20.0)]
+    pub threshold: f64,
+
+    /// Exit with status 3 when there is a regression (a slower or more failing endpoint, or a
+    /// new finding).
+    #[arg(long)]
+    pub fail_on_regression: bool,
 }
 
 /// `KEY=VALUE` for a request header: KEY an HTTP token, VALUE without control characters.

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Replay(args) => commands::replay::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Diff(args) => commands::diff::run(args),
         #[cfg(feature = "live")]
         Command::Live(args) => commands::live::run(args),
     };

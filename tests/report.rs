@@ -414,3 +414,45 @@ fn the_analysis_cap_bounds_the_calls_kept_and_says_so() {
     let page = std::fs::read_to_string(html).unwrap();
     assert!(page.contains("data-left-out=\"538\""));
 }
+
+#[test]
+fn diff_names_what_got_slower_and_what_is_new() {
+    let dir = TempDir::new("diff");
+    let (clean, dirty) = (analysis_of("clean", &dir), analysis_of("dirty", &dir));
+    let (clean_json, dirty_json) = (dir.file("clean.json"), dir.file("dirty.json"));
+    assert!(clean.is_object() && dirty.is_object());
+    let run = |before: &Path, after: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_tapspan"))
+            .arg("diff")
+            .arg(before)
+            .arg(after)
+            .arg("--fail-on-regression")
+            .output()
+            .unwrap()
+    };
+    let out = run(&clean_json, &dirty_json);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start}: {text}"))
+            .to_string()
+    };
+    // /price went from 5 ms to 80 ms think time; /users did not change.
+    assert!(
+        line("pricing GET /price/{id}").ends_with("REGRESSED"),
+        "{text}"
+    );
+    assert!(
+        !line("users GET /users/{id}").ends_with("REGRESSED"),
+        "{text}"
+    );
+    assert!(text
+        .contains("new finding: [n_plus_one] gateway GET /checkout/{id} → items GET /items/{id}"));
+    assert!(text.contains("items GET /catalog/full                          new endpoint"));
+    // Nothing changed: no regression, exit 0.
+    let out = run(&dirty_json, &dirty_json);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("0 regressions\n"));
+}

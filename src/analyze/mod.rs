@@ -9,6 +9,7 @@
 //! waterfalls, so its size does not grow with the capture.
 
 pub mod calls;
+pub mod diff;
 pub mod findings;
 pub mod stats;
 pub mod traces;

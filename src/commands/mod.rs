@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns the process exit code.
 
+pub mod diff;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod replay;
