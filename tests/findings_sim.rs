@@ -14,7 +14,7 @@ const T0: u64 = 1_700_000_000_000_000_000;
 struct Call {
     id: u64,
     parent: Option<u64>,
-    caller: &'static str,
+    caller: String,
     callee: &'static str,
     method: &'static str,
     path: String,
@@ -38,7 +38,7 @@ fn call(
     Call {
         id,
         parent,
-        caller: if parent.is_some() { "api" } else { "client" },
+        caller: if parent.is_some() { "api" } else { "client" }.to_string(),
         callee,
         method: "GET",
         path: path.to_string(),
@@ -93,7 +93,7 @@ fn spans(c: &Call) -> [Value; 2] {
             "client",
             format!("c{}", c.id),
             c.parent.map(|p| format!("s{p}")),
-            c.caller,
+            &c.caller,
         ),
         span(
             "server",
@@ -302,4 +302,47 @@ fn slow_transfer_and_large_bodies() {
     );
     // Small and fast: nothing.
     assert_eq!(kinds(&transfer(None, 2_000, 0.2)), []);
+}
+
+#[test]
+fn the_report_stays_small_with_thousands_of_clients_and_endpoints() {
+    // A mirror port's view: 3,000 client addresses, 20,000 requests for 6,000 distinct assets
+    // (names no route template folds), each request with two downstream calls.
+    let mut calls = Vec::new();
+    for r in 0..20_000u64 {
+        let id = 100 * (r + 1);
+        let t = r as f64 * 2.0;
+        let mut root = call(
+            id,
+            None,
+            "web",
+            &format!("/assets/app.{}.js", r % 6000),
+            t,
+            t + 9.0,
+        );
+        root.caller = format!("10.1.{}.{}", r % 3000 / 250, r % 250);
+        calls.push(root);
+        calls.push(call(id + 1, Some(id), "cache", "/get", t + 1.0, t + 3.0));
+        calls.push(call(id + 2, Some(id), "store", "/blob", t + 4.0, t + 8.0));
+    }
+    for c in calls.iter_mut().filter(|c| c.parent.is_some()) {
+        c.caller = "web".into();
+    }
+    let a = analyse(&calls);
+    assert_eq!(a.calls, 60_000);
+    assert!(a.services.len() <= tapspan::analyze::stats::MAP_SERVICES);
+    let other = a
+        .services
+        .iter()
+        .find(|s| s.name == tapspan::analyze::stats::OTHER_SERVICES)
+        .unwrap();
+    // 3,000 clients and 3 servers; 39 services shown by name, the rest folded.
+    assert_eq!(other.folded, 3003 - 39);
+    assert_eq!(a.endpoints.len(), tapspan::analyze::stats::MAX_ENDPOINTS);
+    assert_eq!(a.endpoints_left_out, 6002 - 1000);
+    // One sequential finding per asset; the 100 most costly are kept.
+    assert_eq!(a.findings.len(), tapspan::analyze::MAX_FINDINGS);
+    assert_eq!(a.findings_left_out, 6000 - 100);
+    let html = tapspan::report::html::render(&a);
+    assert!(html.len() < 5 << 20, "{} bytes", html.len());
 }

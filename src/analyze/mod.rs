@@ -22,6 +22,9 @@ pub use findings::{Finding, FindingKind, Thresholds};
 pub use stats::{Edge, Endpoint, Percentiles, ServiceNode};
 pub use traces::{ContextNode, Sampling, Waterfall};
 
+/// Findings kept (the most costly); a capture of many endpoints can have thousands.
+pub const MAX_FINDINGS: usize = 100;
+
 /// The format of `--analysis-json`; bump when a field changes meaning.
 pub const ANALYSIS_FORMAT: u32 = 1;
 
@@ -58,7 +61,11 @@ pub struct Analysis {
     pub services: Vec<ServiceNode>,
     pub edges: Vec<Edge>,
     pub endpoints: Vec<Endpoint>,
+    /// Endpoints beyond the most called `stats::MAX_ENDPOINTS`: counted, not listed.
+    pub endpoints_left_out: u64,
+    /// The most costly findings, at most `MAX_FINDINGS`.
     pub findings: Vec<Finding>,
+    pub findings_left_out: u64,
     pub waterfalls: Vec<Waterfall>,
     pub calling_contexts: Vec<ContextNode>,
 }
@@ -97,7 +104,9 @@ impl Analyzer {
         let calls = &self.table.calls;
         let children = self.table.children();
         let agg = stats::aggregate(calls, &children);
-        let findings = findings::find(calls, &children, &self.config.thresholds);
+        let mut findings = findings::find(calls, &children, &self.config.thresholds);
+        let findings_left_out = findings.len().saturating_sub(MAX_FINDINGS) as u64;
+        findings.truncate(MAX_FINDINGS);
         let waterfalls = traces::sample_waterfalls(calls, &children, &self.config.sampling);
         let calling_contexts = traces::calling_contexts(calls, &children, &self.config.sampling);
         Analysis {
@@ -112,7 +121,9 @@ impl Analyzer {
             services: agg.services,
             edges: agg.edges,
             endpoints: agg.endpoints,
+            endpoints_left_out: agg.endpoints_left_out,
             findings,
+            findings_left_out,
             waterfalls,
             calling_contexts,
         }
@@ -157,6 +168,9 @@ impl Analysis {
                 f.occurrences,
                 f.trace_ids.first().map_or("-", String::as_str)
             );
+        }
+        if self.findings_left_out > 0 {
+            let _ = writeln!(s, "    and {} less costly ones", self.findings_left_out);
         }
         s
     }

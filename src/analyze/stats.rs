@@ -2,7 +2,7 @@
 //! and per service. Latencies go into HdrHistograms with nanosecond values and 3 significant
 //! digits, so a percentile read back is within 0.1% of the exact order statistic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -124,10 +124,13 @@ pub struct ServiceNode {
     pub self_ns: u64,
     /// Call depth from the nearest root (0 for a service that only calls), for layout.
     pub depth: u32,
+    /// For the node standing for the least busy services: how many it stands for.
+    pub folded: u64,
 }
 
 pub struct Aggregates {
     pub endpoints: Vec<Endpoint>,
+    pub endpoints_left_out: u64,
     pub edges: Vec<Edge>,
     pub services: Vec<ServiceNode>,
     pub first_ns: u64,
@@ -148,14 +151,45 @@ pub fn covered(start: u64, end: u64, intervals: &mut [(u64, u64)]) -> u64 {
     total
 }
 
+/// The map shows this many services (most calls served and made); the rest become one node.
+pub const MAP_SERVICES: usize = 40;
+/// Endpoints kept (most called); the rest are counted.
+pub const MAX_ENDPOINTS: usize = 1000;
+/// Name of the node that stands for the services beyond [`MAP_SERVICES`].
+pub const OTHER_SERVICES: &str = "(other services)";
+
+/// Map names: the busiest services keep theirs, the rest fold into [`OTHER_SERVICES`] (a
+/// mirror port sees thousands of client addresses; a map of them all says nothing).
+fn map_names(calls: &[Call]) -> HashMap<&str, &str> {
+    let mut activity: HashMap<&str, u64> = HashMap::new();
+    for c in calls {
+        *activity.entry(&c.caller).or_default() += 1;
+        *activity.entry(&c.callee).or_default() += 1;
+    }
+    let mut ranked: Vec<(&str, u64)> = activity.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let fold = ranked.len() > MAP_SERVICES;
+    ranked
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, _))| {
+            let shown = !fold || i < MAP_SERVICES - 1;
+            (name, if shown { name } else { OTHER_SERVICES })
+        })
+        .collect()
+}
+
 pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let mut endpoints: BTreeMap<(String, String, String), EndpointAcc> = BTreeMap::new();
     let mut edges: BTreeMap<(String, String), (Edge, Histogram<u64>)> = BTreeMap::new();
     let mut services: BTreeMap<String, ServiceNode> = BTreeMap::new();
     let first_ns = calls.iter().map(|c| c.start).min().unwrap_or(0);
     let last_ns = calls.iter().map(|c| c.end).max().unwrap_or(0);
+    let names = map_names(calls);
+    let folded = names.values().filter(|&&n| n == OTHER_SERVICES).count() as u64;
 
     for (i, c) in calls.iter().enumerate() {
+        let (caller, callee) = (names[c.caller.as_str()], names[c.callee.as_str()]);
         let d = c.duration().max(1);
         let e = endpoints
             .entry((c.callee.clone(), c.method.clone(), c.route.clone()))
@@ -181,12 +215,12 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
         e.response_bytes += c.response_bytes;
 
         let (edge, h) = edges
-            .entry((c.caller.clone(), c.callee.clone()))
+            .entry((caller.to_string(), callee.to_string()))
             .or_insert_with(|| {
                 (
                     Edge {
-                        caller: c.caller.clone(),
-                        callee: c.callee.clone(),
+                        caller: caller.to_string(),
+                        callee: callee.to_string(),
                         count: 0,
                         per_second: 0.0,
                         status_2xx: 0,
@@ -210,13 +244,13 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
         }
         h.saturating_record(d);
 
-        service(&mut services, &c.caller).made += 1;
+        service(&mut services, caller).made += 1;
         let mut kids: Vec<(u64, u64)> = children[i]
             .iter()
             .map(|&k| (calls[k].start, calls[k].end))
             .collect();
         let waiting = covered(c.start, c.end, &mut kids);
-        let s = service(&mut services, &c.callee);
+        let s = service(&mut services, callee);
         s.served += 1;
         s.busy_ns += d;
         s.waiting_ns += waiting;
@@ -235,6 +269,16 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
         })
         .collect();
     assign_depths(&mut services, &edges);
+    if let Some(other) = services.get_mut(OTHER_SERVICES) {
+        other.folded = folded;
+    }
+    let mut endpoints: Vec<_> = endpoints.into_iter().collect();
+    let endpoints_left_out = endpoints.len().saturating_sub(MAX_ENDPOINTS) as u64;
+    if endpoints_left_out > 0 {
+        endpoints.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+        endpoints.truncate(MAX_ENDPOINTS);
+        endpoints.sort_by(|a, b| a.0.cmp(&b.0));
+    }
     let endpoints = endpoints
         .into_iter()
         .map(|((service, method, route), a)| {
@@ -256,6 +300,7 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
         .collect();
     Aggregates {
         endpoints,
+        endpoints_left_out,
         edges,
         services: services.into_values().collect(),
         first_ns,
@@ -274,6 +319,7 @@ fn service<'a>(services: &'a mut BTreeMap<String, ServiceNode>, name: &str) -> &
             waiting_ns: 0,
             self_ns: 0,
             depth: u32::MAX,
+            folded: 0,
         })
 }
 

@@ -23,6 +23,8 @@ pub struct Sampling {
     /// Calling-context trees: endpoints, and children per node.
     pub cct_endpoints: usize,
     pub cct_children: usize,
+    /// Nodes in all calling-context trees together.
+    pub cct_nodes: usize,
 }
 
 impl Default for Sampling {
@@ -34,6 +36,7 @@ impl Default for Sampling {
             max_rows: 400,
             cct_endpoints: 20,
             cct_children: 30,
+            cct_nodes: 3000,
         }
     }
 }
@@ -246,13 +249,14 @@ pub fn calling_contexts(calls: &[Call], children: &[Vec<usize>], s: &Sampling) -
         let top = trees.entry(name).or_default();
         add_context(calls, children, root, top, n + 1, 0);
     }
-    let mut out: Vec<ContextNode> = trees
+    let mut roots: Vec<(String, CctAcc)> = trees.into_iter().collect();
+    roots.sort_by_key(|(_, acc)| std::cmp::Reverse(acc.count));
+    roots.truncate(s.cct_endpoints);
+    let mut budget = s.cct_nodes;
+    roots
         .into_iter()
-        .map(|(name, acc)| finish_context(name, acc, s.cct_children))
-        .collect();
-    out.sort_by_key(|n| std::cmp::Reverse(n.count));
-    out.truncate(s.cct_endpoints);
-    out
+        .map(|(name, acc)| finish_context(name, acc, s.cct_children, &mut budget))
+        .collect()
 }
 
 fn add_context(
@@ -280,14 +284,25 @@ fn add_context(
     }
 }
 
-fn finish_context(name: String, acc: CctAcc, max_children: usize) -> ContextNode {
-    let mut children: Vec<ContextNode> = acc
-        .children
-        .into_iter()
-        .map(|(n, a)| finish_context(n, a, max_children))
-        .collect();
-    children.sort_by_key(|c| std::cmp::Reverse(c.total_ns));
-    children.truncate(max_children);
+/// The tree with each node's children ordered by time (most first), at most `max_children`
+/// of them, and at most `budget` nodes in all trees together (the busiest paths come first).
+fn finish_context(
+    name: String,
+    acc: CctAcc,
+    max_children: usize,
+    budget: &mut usize,
+) -> ContextNode {
+    *budget = budget.saturating_sub(1);
+    let mut kids: Vec<(String, CctAcc)> = acc.children.into_iter().collect();
+    kids.sort_by_key(|(_, a)| std::cmp::Reverse(a.total_ns));
+    kids.truncate(max_children.min(*budget));
+    let mut children = Vec::with_capacity(kids.len());
+    for (n, a) in kids {
+        if *budget == 0 {
+            break;
+        }
+        children.push(finish_context(n, a, max_children, budget));
+    }
     ContextNode {
         name,
         count: acc.count,

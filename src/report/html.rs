@@ -102,7 +102,7 @@ fn findings(h: &mut String, a: &Analysis) {
     let _ = write!(
         h,
         "<section id=\"findings\"><h2>Findings <span class=\"count\">{}</span></h2>",
-        a.findings.len()
+        a.findings.len() as u64 + a.findings_left_out
     );
     if a.findings.is_empty() {
         h.push_str("<p class=\"none\">No performance problem found: no N+1 or sequential calls, repeated GETs, retries, errors, timeouts, slow first bytes or transfers, or large uncompressed bodies.</p></section>");
@@ -145,7 +145,15 @@ class=\"traces\">traces: {}</div></li>",
             traces
         );
     }
-    h.push_str("</ol></section>");
+    h.push_str("</ol>");
+    if a.findings_left_out > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"hint\">{} less costly findings are not shown.</p>",
+            a.findings_left_out
+        );
+    }
+    h.push_str("</section>");
 }
 
 fn endpoints(h: &mut String, a: &Analysis) {
@@ -210,7 +218,15 @@ data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>",
             svg::histogram(&e.histogram)
         );
     }
-    h.push_str("</tbody></table></div></section>");
+    h.push_str("</tbody></table></div>");
+    if a.endpoints_left_out > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"hint\">{} less called endpoints are not listed.</p>",
+            a.endpoints_left_out
+        );
+    }
+    h.push_str("</section>");
 }
 
 fn waterfalls(h: &mut String, a: &Analysis) {

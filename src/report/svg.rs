@@ -116,6 +116,11 @@ pub fn service_map(a: &Analysis) -> String {
     }
     for (i, s) in a.services.iter().enumerate() {
         let (x, y) = pos[i];
+        let label = if s.folded > 0 {
+            format!("{} other services", s.folded)
+        } else {
+            s.name.clone()
+        };
         let self_share = pct(s.self_ns, s.busy_ns);
         let bar = NODE_W - 20.0;
         let _ = write!(
@@ -135,7 +140,7 @@ pub fn service_map(a: &Analysis) -> String {
             pct(s.waiting_ns, s.busy_ns),
             x + 10.0,
             y + 20.0,
-            esc(&s.name),
+            esc(&label),
             x + 10.0,
             y + 36.0,
             s.served,
