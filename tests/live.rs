@@ -424,7 +424,16 @@ fn live_spans_match_the_server_access_log() {
         .open(dir.join("access.log"))
         .and_then(|f| f.set_len(0))
         .unwrap();
-    let tapspan = start_tapspan(&net, &dir, &["--summary"]);
+    let analysis_json = dir.join("analysis.json");
+    let tapspan = start_tapspan(
+        &net,
+        &dir,
+        &[
+            "--summary",
+            "--analysis-json",
+            analysis_json.to_str().unwrap(),
+        ],
+    );
     make_requests(&net);
     // Let the last packets reach tapspan before stopping it.
     sleep(Duration::from_millis(500));
@@ -506,6 +515,10 @@ fn live_spans_match_the_server_access_log() {
         post["attributes"]["http.request.body.size"].as_u64(),
         Some(16)
     );
+    // The analysis written at exit counts every request nginx logged.
+    let analysis: Value =
+        serde_json::from_str(&fs::read_to_string(&analysis_json).unwrap()).unwrap();
+    assert_eq!(analysis["calls"].as_u64(), Some(log.len() as u64));
     let _ = fs::remove_dir_all(&dir);
 }
 
