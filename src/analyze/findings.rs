@@ -11,16 +11,14 @@
 //!   previous ended. Network timing cannot see data dependencies, so this says "could run in
 //!   parallel if neither needs the other's result", and counts only when it would save time.
 //!
-//! Endpoint patterns come from all calls of one endpoint: slow first byte (the callee's own
-//! think time, its own calls excluded), slow transfer, large uncompressed bodies, errors, and
-//! calls abandoned without a response (timeouts).
+//! Endpoint patterns (slow first byte, slow transfer, large bodies, errors, timeouts) are in
+//! `endpoint_findings`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use super::calls::Call;
-use super::stats::covered;
 
 #[derive(Clone, Debug)]
 pub struct Thresholds {
@@ -107,10 +105,6 @@ fn endpoint_name(c: &Call) -> String {
     format!("{} {} {}", c.callee, c.method, c.route)
 }
 
-fn context_name(c: &Call) -> String {
-    format!("{} {} {}", c.callee, c.method, c.route)
-}
-
 #[derive(Default)]
 struct Acc {
     occurrences: u64,
@@ -151,7 +145,7 @@ pub fn find(calls: &[Call], children: &[Vec<usize>], t: &Thresholds) -> Vec<Find
         .into_iter()
         .map(|((kind, context, target), a)| call_finding(kind, context, target, a))
         .collect();
-    findings.extend(endpoint_patterns(calls, children, t));
+    findings.extend(super::endpoint_findings::find(calls, children, t));
     findings.sort_by(|a, b| {
         b.impact_ns
             .cmp(&a.impact_ns)
@@ -168,7 +162,7 @@ fn call_patterns(
     t: &Thresholds,
     acc: &mut BTreeMap<Key, Acc>,
 ) {
-    let ctx = context_name(parent);
+    let ctx = endpoint_name(parent);
     // Retries: the same method and target again after a failed attempt.
     let mut retry = vec![false; kids.len()];
     for (i, &k) in kids.iter().enumerate() {
@@ -340,201 +334,4 @@ running them in parallel saves all but the longest ({} distinct chains seen)",
         trace_ids: a.trace_ids,
         detail,
     }
-}
-
-fn median(mut v: Vec<u64>) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    v[(v.len() - 1) / 2]
-}
-
-fn endpoint_patterns(calls: &[Call], children: &[Vec<usize>], t: &Thresholds) -> Vec<Finding> {
-    let mut by_endpoint: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
-    for (i, c) in calls.iter().enumerate() {
-        by_endpoint.entry(c.endpoint()).or_default().push(i);
-    }
-    let mut out = Vec::new();
-    for ((service, method, route), idx) in by_endpoint {
-        let name = format!("{service} {method} {route}");
-        let examples = |filter: &dyn Fn(&Call) -> bool| -> Vec<String> {
-            let mut ids: Vec<String> = Vec::new();
-            for &i in &idx {
-                let c = &calls[i];
-                if filter(c) && !ids.contains(&c.trace_id) {
-                    ids.push(c.trace_id.clone());
-                    if ids.len() >= t.examples {
-                        break;
-                    }
-                }
-            }
-            ids
-        };
-        let finding =
-            |kind, title: String, calls_n: u64, impact: u64, ids, detail: String| Finding {
-                kind,
-                title,
-                service: service.to_string(),
-                context: name.clone(),
-                target: name.clone(),
-                occurrences: calls_n,
-                calls: calls_n,
-                impact_ns: impact,
-                trace_ids: ids,
-                detail,
-            };
-        let answered: Vec<&Call> = idx
-            .iter()
-            .map(|&i| &calls[i])
-            .filter(|c| c.ttfb().is_some() && c.error_type.is_none())
-            .collect();
-
-        // Think time: waiting for the first byte, minus time the callee spent on its own calls.
-        let think = |c: &Call, i: usize| -> u64 {
-            let (Some(from), Some(to)) = (c.request_end, c.response_start) else {
-                return 0;
-            };
-            let mut kids: Vec<(u64, u64)> = children[i]
-                .iter()
-                .map(|&k| (calls[k].start, calls[k].end))
-                .collect();
-            (to - from.min(to)).saturating_sub(covered(from, to, &mut kids))
-        };
-        let thinks: Vec<(u64, u64)> = idx
-            .iter()
-            .filter(|&&i| calls[i].ttfb().is_some() && calls[i].error_type.is_none())
-            .map(|&i| (think(&calls[i], i), calls[i].duration()))
-            .collect();
-        let med_think = median(thinks.iter().map(|x| x.0).collect());
-        let med_dur = median(answered.iter().map(|c| c.duration()).collect());
-        if !thinks.is_empty()
-            && med_think >= t.slow_think_ns
-            && med_think as f64 >= t.slow_share * med_dur as f64
-        {
-            let total: u64 = thinks.iter().map(|x| x.0).sum();
-            out.push(finding(
-                FindingKind::SlowFirstByte,
-                format!(
-                    "{name} thinks {:.1} ms before its first byte (median)",
-                    med_think as f64 / 1e6
-                ),
-                thinks.len() as u64,
-                total,
-                examples(&|c: &Call| c.ttfb().is_some()),
-                format!(
-                    "server think time (first-byte wait minus its own downstream calls) is {:.0}% \
-of the median call; the payload is not the problem",
-                    100.0 * med_think as f64 / med_dur.max(1) as f64
-                ),
-            ));
-        }
-
-        let transfers: Vec<u64> = answered.iter().filter_map(|c| c.transfer()).collect();
-        let med_transfer = median(transfers.clone());
-        if med_transfer >= t.slow_transfer_ns
-            && med_transfer as f64 >= t.slow_share * med_dur as f64
-        {
-            out.push(finding(
-                FindingKind::SlowTransfer,
-                format!(
-                    "{name} takes {:.1} ms to send its response (median)",
-                    med_transfer as f64 / 1e6
-                ),
-                transfers.len() as u64,
-                transfers.iter().sum(),
-                examples(&|c: &Call| c.transfer().is_some()),
-                format!(
-                    "response transfer is {:.0}% of the median call (median body {} bytes)",
-                    100.0 * med_transfer as f64 / med_dur.max(1) as f64,
-                    median(answered.iter().map(|c| c.response_bytes).collect())
-                ),
-            ));
-        }
-
-        let med_body = median(answered.iter().map(|c| c.response_bytes).collect());
-        let plain = answered.iter().filter(|c| !c.response_encoded).count();
-        if med_body >= t.large_body_bytes && plain * 2 > answered.len() {
-            let chunked = answered.iter().filter(|c| c.response_chunked).count();
-            out.push(finding(
-                FindingKind::LargeBody,
-                format!(
-                    "{name} sends {:.0} KiB bodies without compression (median)",
-                    med_body as f64 / 1024.0
-                ),
-                answered.len() as u64,
-                answered.iter().filter_map(|c| c.transfer()).sum(),
-                examples(&|c: &Call| c.response_bytes >= t.large_body_bytes),
-                format!(
-                    "{plain} of {} responses have no Content-Encoding; {chunked} are chunked, the \
-rest sent whole with Content-Length (the caller waits for the last byte)",
-                    answered.len()
-                ),
-            ));
-        }
-
-        let abandoned: Vec<&Call> = idx
-            .iter()
-            .map(|&i| &calls[i])
-            .filter(|c| c.status.is_none() && c.error_type.is_some())
-            .collect();
-        let failed: Vec<&Call> = idx
-            .iter()
-            .map(|&i| &calls[i])
-            .filter(|c| c.failed() && c.status.is_some())
-            .collect();
-        if !failed.is_empty() {
-            let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
-            for c in &failed {
-                let key = match (c.status, &c.error_type) {
-                    (Some(s), None) => s.to_string(),
-                    (Some(s), Some(e)) => format!("{s} ({e})"),
-                    (None, Some(e)) => e.clone(),
-                    (None, None) => "?".into(),
-                };
-                *by_status.entry(key).or_default() += 1;
-            }
-            let what = by_status
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push(finding(
-                FindingKind::Errors,
-                format!("{name} failed {} of {} calls", failed.len(), idx.len()),
-                failed.len() as u64,
-                failed.iter().map(|c| c.duration()).sum(),
-                examples(&|c: &Call| c.failed() && c.status.is_some()),
-                what,
-            ));
-        }
-        if !abandoned.is_empty() {
-            let med = median(abandoned.iter().map(|c| c.duration()).collect());
-            let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
-            for c in &abandoned {
-                *reasons
-                    .entry(c.error_type.as_deref().unwrap_or("?"))
-                    .or_default() += 1;
-            }
-            let what = reasons
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push(finding(
-                FindingKind::Timeouts,
-                format!(
-                    "{name}: {} of {} calls got no response; given up after {:.1} ms (median)",
-                    abandoned.len(),
-                    idx.len(),
-                    med as f64 / 1e6
-                ),
-                abandoned.len() as u64,
-                abandoned.iter().map(|c| c.duration()).sum(),
-                examples(&|c: &Call| c.status.is_none() && c.error_type.is_some()),
-                what,
-            ));
-        }
-    }
-    out
 }

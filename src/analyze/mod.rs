@@ -10,6 +10,7 @@
 
 pub mod calls;
 pub mod diff;
+pub mod endpoint_findings;
 pub mod findings;
 pub mod stats;
 pub mod traces;
