@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::analyze::{AnalysisConfig, Analyzer};
+use crate::analyze::{Analysis, AnalysisConfig, Analyzer};
 use crate::cli::OutputArgs;
 use crate::export::delivery::DeliveryConfig;
 use crate::export::otlp::{OtlpConfig, OtlpSink, Protocol};
@@ -17,12 +17,12 @@ use crate::export::zipkin::ZipkinSink;
 use crate::export::{JsonlWriter, SinkReport, SpanSink};
 use crate::pipeline::PipelineStats;
 use crate::span::Span;
-use crate::summary::Summary;
 
 pub struct Outputs {
     jsonl: Option<JsonlWriter>,
     spans: u64,
-    summary: Option<Summary>,
+    /// `--summary`: the latency table, counters and findings on stderr.
+    summary: bool,
     sinks: Vec<Box<dyn SpanSink>>,
     write_error: Option<io::Error>,
     analysis: Option<AnalysisOutputs>,
@@ -34,8 +34,6 @@ pub struct AnalysisOutputs {
     pub html: Option<PathBuf>,
     pub json: Option<PathBuf>,
     pub inputs: Vec<String>,
-    /// Print the findings with `--summary`.
-    pub summary: bool,
 }
 
 impl AnalysisOutputs {
@@ -51,7 +49,6 @@ impl AnalysisOutputs {
             html: html.map(Path::to_path_buf),
             json: json.map(Path::to_path_buf),
             inputs: Vec::new(),
-            summary,
         })
     }
 
@@ -59,8 +56,8 @@ impl AnalysisOutputs {
         self.analyzer.push_json(value)
     }
 
-    /// Analyse, write the report and JSON, and print the findings for `--summary`.
-    pub fn finish(self) -> anyhow::Result<()> {
+    /// Analyse, and write the report and JSON.
+    pub fn finish(self) -> anyhow::Result<Analysis> {
         let analysis = self.analyzer.finish(self.inputs);
         if let Some(path) = &self.json {
             let text = serde_json::to_string_pretty(&analysis)?;
@@ -71,10 +68,7 @@ impl AnalysisOutputs {
             std::fs::write(path, crate::report::html::render(&analysis))
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        if self.summary {
-            eprint!("{}", analysis.render_findings());
-        }
-        Ok(())
+        Ok(analysis)
     }
 }
 
@@ -141,7 +135,7 @@ impl Outputs {
         Ok(Outputs {
             jsonl,
             spans: 0,
-            summary: args.summary.then(Summary::default),
+            summary: args.summary,
             sinks: exporter_sinks(args)?,
             write_error: None,
             analysis: AnalysisOutputs::wanted(
@@ -153,13 +147,12 @@ impl Outputs {
         })
     }
 
-    /// Outputs of `tapspan report`: no spans written, only the analysis (and, with `table`,
-    /// the summary's latency table).
-    pub fn analysis_only(analysis: AnalysisOutputs, table: bool) -> Self {
+    /// Outputs of `tapspan report`: no spans written, only the analysis (and the summary).
+    pub fn analysis_only(analysis: AnalysisOutputs, summary: bool) -> Self {
         Outputs {
             jsonl: None,
             spans: 0,
-            summary: table.then(Summary::default),
+            summary,
             sinks: Vec::new(),
             write_error: None,
             analysis: Some(analysis),
@@ -180,9 +173,6 @@ impl Outputs {
 
     pub fn send(&mut self, span: &Span) {
         self.spans += 1;
-        if let Some(s) = &mut self.summary {
-            s.add(span);
-        }
         if let Some(a) = &mut self.analysis {
             a.analyzer.push(span);
         }
@@ -214,15 +204,21 @@ impl Outputs {
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
-        if let Some(table) = &self.summary {
-            eprint!("{}", table.render());
+        let analysis = match self.analysis.take() {
+            Some(a) => Some(a.finish()?),
+            None => None,
+        };
+        if self.summary {
+            if let Some(a) = &analysis {
+                eprint!("{}", crate::summary::render_table(&a.endpoints));
+            }
             if let Some(stats) = stats {
                 eprint!("{}", crate::summary::render_counters(stats, self.spans));
             }
             eprint!("{more}");
-        }
-        if let Some(analysis) = self.analysis.take() {
-            analysis.finish()?;
+            if let Some(a) = &analysis {
+                eprint!("{}", a.render_findings());
+            }
         }
         // Exporters always say what they delivered and, if anything was lost, how much and why.
         // Losing spans to a slow or absent backend is reported, not a failure (exit status 0).

@@ -1,81 +1,35 @@
-//! `--summary`: a table per (service, method, route) of server spans: count, errors and latency
-//! percentiles (HdrHistogram, microsecond resolution, 3 significant digits).
+//! `--summary`: a table per (service, method, route) of server spans — count, errors and latency
+//! percentiles, from the analysis (exact order statistics) — and the pipeline's counters.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
+use crate::analyze::Endpoint;
 
-use crate::span::{Span, SpanKind, SpanStatus};
-
-struct Row {
-    count: u64,
-    errors: u64,
-    latency_us: Histogram<u64>,
-}
-
-#[derive(Default)]
-pub struct Summary {
-    rows: BTreeMap<(String, String, String), Row>,
-}
-
-impl Summary {
-    pub fn add(&mut self, span: &Span) {
-        if span.kind != SpanKind::Server {
-            return;
-        }
-        let attr = |k: &str| {
-            span.attributes
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or("-")
-                .to_string()
-        };
-        let key = (
-            span.service.clone(),
-            attr("http.request.method"),
-            attr("http.route"),
-        );
-        let row = self.rows.entry(key).or_insert_with(|| Row {
-            count: 0,
-            errors: 0,
-            // 1 µs to 1 hour; longer spans saturate at an hour.
-            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("bounds and precision are valid"),
-        });
-        row.count += 1;
-        if span.status == SpanStatus::Error {
-            row.errors += 1;
-        }
-        let us = (span.end_unix_nano.saturating_sub(span.start_unix_nano) / 1000).max(1);
-        row.latency_us.saturating_record(us);
-    }
-
-    pub fn render(&self) -> String {
-        let mut s = String::new();
+/// The latency table, one row per endpoint.
+pub fn render_table(endpoints: &[Endpoint]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<24} {:<8} {:<40} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10}",
+        "service", "method", "route", "count", "errors", "p50", "p90", "p99", "max"
+    );
+    for e in endpoints {
+        let l = &e.latency_ns;
         let _ = writeln!(
             s,
             "{:<24} {:<8} {:<40} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10}",
-            "service", "method", "route", "count", "errors", "p50", "p90", "p99", "max"
+            e.service,
+            e.method,
+            truncate(&e.route, 40),
+            e.count,
+            e.errors,
+            fmt_us(l.p50 / 1000),
+            fmt_us(l.p90 / 1000),
+            fmt_us(l.p99 / 1000),
+            fmt_us(l.max / 1000),
         );
-        for ((service, method, route), row) in &self.rows {
-            let h = &row.latency_us;
-            let _ = writeln!(
-                s,
-                "{:<24} {:<8} {:<40} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10}",
-                service,
-                method,
-                truncate(route, 40),
-                row.count,
-                row.errors,
-                fmt_us(h.value_at_quantile(0.50)),
-                fmt_us(h.value_at_quantile(0.90)),
-                fmt_us(h.value_at_quantile(0.99)),
-                fmt_us(h.max()),
-            );
-        }
-        s
     }
+    s
 }
 
 /// The pipeline's counters, for `--summary`. Every counter is destructured by name, so a new
@@ -175,46 +129,29 @@ fn fmt_us(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::span::SpanStatus;
-    use serde_json::{json, Map};
-
-    fn span(ms: u64, status: SpanStatus) -> Span {
-        let mut attributes = Map::new();
-        attributes.insert("http.request.method".into(), json!("GET"));
-        attributes.insert("http.route".into(), json!("/a"));
-        Span {
-            trace_id: String::new(),
-            span_id: String::new(),
-            parent_span_id: None,
-            kind: SpanKind::Server,
-            name: "GET /a".into(),
-            service: "svc".into(),
-            start_unix_nano: 1_000_000_000,
-            end_unix_nano: 1_000_000_000 + ms * 1_000_000,
-            status,
-            attributes,
-            events: Vec::new(),
-        }
-    }
+    use crate::analyze::Percentiles;
 
     #[test]
-    fn percentiles_and_errors_per_route() {
-        let mut s = Summary::default();
-        for ms in 1..=100 {
-            s.add(&span(
-                ms,
-                if ms > 95 {
-                    SpanStatus::Error
-                } else {
-                    SpanStatus::Unset
-                },
-            ));
-        }
-        let table = s.render();
-        let row = table.lines().nth(1).unwrap();
-        let cols: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(&cols[..5], &["svc", "GET", "/a", "100", "5"], "{table}");
-        assert_eq!(cols[5], "50.0ms", "{table}");
-        assert_eq!(cols[8], "100.0ms", "{table}");
+    fn one_row_per_endpoint_with_exact_percentiles() {
+        let mut ms: Vec<u64> = (1..=100).map(|m| m * 1_000_000).collect();
+        let e = Endpoint {
+            service: "svc".into(),
+            method: "GET".into(),
+            route: "/a".into(),
+            count: 100,
+            errors: 5,
+            latency_ns: Percentiles::of(&mut ms),
+            ttfb_ns: None,
+            histogram: Vec::new(),
+            request_bytes: 0,
+            response_bytes: 0,
+        };
+        let table = render_table(&[e]);
+        let cols: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            cols,
+            ["svc", "GET", "/a", "100", "5", "50.0ms", "90.0ms", "99.0ms", "100.0ms"],
+            "{table}"
+        );
     }
 }

@@ -322,12 +322,7 @@ fn percentiles_match_an_independent_computation_over_the_span_json_lines() {
         ] {
             let want = nearest_rank(&exact, q);
             let got = e["latency_ns"][field].as_u64().unwrap();
-            // HdrHistogram with 3 significant digits: within 0.1%.
-            let tolerance = want / 1000 + 1;
-            assert!(
-                got.abs_diff(want) <= tolerance,
-                "{key:?} {field}: {got} vs exact {want}"
-            );
+            assert_eq!(got, want, "{key:?} {field}");
         }
     }
 

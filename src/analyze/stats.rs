@@ -1,10 +1,11 @@
 //! Aggregates over all calls: per endpoint (service, method, route), per edge (caller → callee)
-//! and per service. Latencies go into HdrHistograms with nanosecond values and 3 significant
-//! digits, so a percentile read back is within 0.1% of the exact order statistic.
+//! and per service. Percentiles are exact order statistics (nearest rank) of the calls' own
+//! durations: the analysis holds every call anyway (up to `--max-analysed-calls`), so a
+//! duration per call costs 8 bytes, where an HdrHistogram of 3 significant digits costs about
+//! 190 KB per endpoint — gigabytes for a capture with thousands of routes.
 
 use std::collections::{BTreeMap, HashMap};
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::calls::Call;
@@ -27,11 +28,6 @@ pub fn bucket_floor(i: usize) -> u64 {
     (BUCKET_FLOOR_NS as f64 * 10f64.powf(i as f64 / BUCKETS_PER_DECADE as f64)) as u64
 }
 
-pub(crate) fn latency_histogram() -> Histogram<u64> {
-    // 1 ns to 1 hour; longer saturates.
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("bounds and precision are valid")
-}
-
 /// Latency percentiles, in nanoseconds.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -45,35 +41,33 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
+    /// Nearest-rank percentiles: the smallest value with at least q of all values at or below.
+    pub fn of(values: &mut [u64]) -> Self {
+        if values.is_empty() {
             return Percentiles::default();
         }
-        // HdrHistogram reports the highest value equivalent to the quantile's bucket (within
-        // 0.1% of the recorded one), capped here at the maximum, itself within 0.1%.
-        let max = h.max();
-        let q = |q: f64| h.value_at_quantile(q).min(max);
+        values.sort_unstable();
+        let n = values.len();
+        let q = |q: f64| values[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
         Percentiles {
             p50: q(0.50),
             p75: q(0.75),
             p90: q(0.90),
             p99: q(0.99),
             p999: q(0.999),
-            max,
-            mean: h.mean() as u64,
+            max: values[n - 1],
+            mean: (values.iter().map(|&v| u128::from(v)).sum::<u128>() / n as u128) as u64,
         }
     }
 }
 
 struct EndpointAcc {
-    count: u64,
     errors: u64,
-    latency: Histogram<u64>,
-    ttfb: Histogram<u64>,
+    latency: Vec<u64>,
+    ttfb: Vec<u64>,
     buckets: [u64; BUCKETS],
     request_bytes: u64,
     response_bytes: u64,
-    max_ns: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -181,7 +175,7 @@ fn map_names(calls: &[Call]) -> HashMap<&str, &str> {
 
 pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let mut endpoints: BTreeMap<(String, String, String), EndpointAcc> = BTreeMap::new();
-    let mut edges: BTreeMap<(String, String), (Edge, Histogram<u64>)> = BTreeMap::new();
+    let mut edges: BTreeMap<(String, String), (Edge, Vec<u64>)> = BTreeMap::new();
     let mut services: BTreeMap<String, ServiceNode> = BTreeMap::new();
     let first_ns = calls.iter().map(|c| c.start).min().unwrap_or(0);
     let last_ns = calls.iter().map(|c| c.end).max().unwrap_or(0);
@@ -194,21 +188,17 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
         let e = endpoints
             .entry((c.callee.clone(), c.method.clone(), c.route.clone()))
             .or_insert_with(|| EndpointAcc {
-                count: 0,
                 errors: 0,
-                latency: latency_histogram(),
-                ttfb: latency_histogram(),
+                latency: Vec::new(),
+                ttfb: Vec::new(),
                 buckets: [0; BUCKETS],
                 request_bytes: 0,
                 response_bytes: 0,
-                max_ns: 0,
             });
-        e.count += 1;
         e.errors += u64::from(c.server_error);
-        e.latency.saturating_record(d);
-        e.max_ns = e.max_ns.max(d);
+        e.latency.push(d);
         if let Some(t) = c.ttfb() {
-            e.ttfb.saturating_record(t.max(1));
+            e.ttfb.push(t);
         }
         e.buckets[bucket_of(d)] += 1;
         e.request_bytes += c.request_bytes;
@@ -231,7 +221,7 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
                         error_rate: 0.0,
                         latency_ns: Percentiles::default(),
                     },
-                    latency_histogram(),
+                    Vec::new(),
                 )
             });
         edge.count += 1;
@@ -242,7 +232,7 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
             (Some(_), None) => edge.status_5xx += 1,
             _ => edge.no_response += 1,
         }
-        h.saturating_record(d);
+        h.push(d);
 
         service(&mut services, caller).made += 1;
         let mut kids: Vec<(u64, u64)> = children[i]
@@ -260,11 +250,11 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let seconds = (last_ns.saturating_sub(first_ns) as f64 / 1e9).max(1e-9);
     let edges: Vec<Edge> = edges
         .into_values()
-        .map(|(mut e, h)| {
+        .map(|(mut e, mut durations)| {
             e.per_second = e.count as f64 / seconds;
             let failed = e.status_5xx + e.no_response;
             e.error_rate = failed as f64 / e.count.max(1) as f64;
-            e.latency_ns = Percentiles::of(&h);
+            e.latency_ns = Percentiles::of(&mut durations);
             e
         })
         .collect();
@@ -275,27 +265,23 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let mut endpoints: Vec<_> = endpoints.into_iter().collect();
     let endpoints_left_out = endpoints.len().saturating_sub(MAX_ENDPOINTS) as u64;
     if endpoints_left_out > 0 {
-        endpoints.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+        endpoints.sort_by(|a, b| (b.1.latency.len().cmp(&a.1.latency.len())).then(a.0.cmp(&b.0)));
         endpoints.truncate(MAX_ENDPOINTS);
         endpoints.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let endpoints = endpoints
         .into_iter()
-        .map(|((service, method, route), a)| {
-            let mut latency_ns = Percentiles::of(&a.latency);
-            latency_ns.max = a.max_ns;
-            Endpoint {
-                service,
-                method,
-                route,
-                count: a.count,
-                errors: a.errors,
-                latency_ns,
-                ttfb_ns: (!a.ttfb.is_empty()).then(|| Percentiles::of(&a.ttfb)),
-                histogram: a.buckets.to_vec(),
-                request_bytes: a.request_bytes,
-                response_bytes: a.response_bytes,
-            }
+        .map(|((service, method, route), mut a)| Endpoint {
+            service,
+            method,
+            route,
+            count: a.latency.len() as u64,
+            errors: a.errors,
+            latency_ns: Percentiles::of(&mut a.latency),
+            ttfb_ns: (!a.ttfb.is_empty()).then(|| Percentiles::of(&mut a.ttfb)),
+            histogram: a.buckets.to_vec(),
+            request_bytes: a.request_bytes,
+            response_bytes: a.response_bytes,
         })
         .collect();
     Aggregates {

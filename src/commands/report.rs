@@ -71,8 +71,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    // Spans read back are not re-tabulated: the summary is the findings.
-    Outputs::analysis_only(analysis, false).finish(None, "")?;
+    Outputs::analysis_only(analysis, args.summary).finish(None, "")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -159,8 +159,8 @@ class=\"traces\">traces: {}</div></li>",
 fn endpoints(h: &mut String, a: &Analysis) {
     h.push_str(
         "<section id=\"endpoints\"><h2>Endpoints</h2><p class=\"hint\">Server side of every \
-call, per (service, method, route). Click a heading to sort. Latencies from HdrHistogram (3 \
-significant digits); histogram buckets are 5 per decade.</p><div class=\"scroll\"><table \
+call, per (service, method, route). Click a heading to sort. Percentiles are exact (nearest \
+rank over every call); histogram buckets are 5 per decade.</p><div class=\"scroll\"><table \
 class=\"sortable endpoints\"><thead><tr><th>service</th><th>method</th><th>route</th>\
 <th class=\"n\">count</th><th class=\"n\">errors</th><th class=\"n\">p50</th><th \
 class=\"n\">p75</th><th class=\"n\">p90</th><th class=\"n\">p99</th><th class=\"n\">p99.9</th>\
