@@ -77,15 +77,25 @@ impl<'a> SpanFields<'a> {
     }
 }
 
+/// Ids are only compared, so they are kept as 64-bit hashes (a span or exchange id of any
+/// form, from JSON written by another version too).
+fn id_key(id: &str) -> u64 {
+    crate::ids::hash64("analysis-id", id.as_bytes())
+}
+
+/// A shared string: one allocation per distinct service, method or route.
+pub type Name = std::sync::Arc<str>;
+
 /// One exchange, seen from both ends.
 #[derive(Clone, Debug, Default)]
 pub struct Call {
     pub trace_id: String,
     pub exchange_id: String,
-    pub caller: String,
-    pub callee: String,
-    pub method: String,
-    pub route: String,
+    /// Interned: a capture has few distinct services, methods and routes, and many calls.
+    pub caller: Name,
+    pub callee: Name,
+    pub method: Name,
+    pub route: Name,
     /// Path and (redacted) query: what "the same request" compares.
     pub target: String,
     pub status: Option<u16>,
@@ -102,10 +112,10 @@ pub struct Call {
     pub response_encoded: bool,
     /// Index of the call whose handling made this one.
     pub parent: Option<usize>,
-    /// Span ids, to join parents to children.
-    client_span_id: String,
-    server_span_id: String,
-    client_parent: Option<String>,
+    /// Span ids (hashed: only compared), to join parents to children.
+    client_span_id: u64,
+    server_span_id: u64,
+    client_parent: Option<u64>,
     has_client: bool,
     has_server: bool,
 }
@@ -143,7 +153,9 @@ impl Call {
 /// Every call of a capture, with parents resolved.
 pub struct CallTable {
     pub calls: Vec<Call>,
-    by_exchange: HashMap<String, usize>,
+    /// Exchange id (hashed) → index in `calls`.
+    by_exchange: HashMap<u64, usize>,
+    names: std::collections::HashSet<Name>,
     /// Calls held at most; later exchanges are counted, not analysed.
     max_calls: usize,
     pub calls_left_out: u64,
@@ -154,6 +166,7 @@ impl CallTable {
         CallTable {
             calls: Vec::new(),
             by_exchange: HashMap::new(),
+            names: Default::default(),
             max_calls,
             calls_left_out: 0,
         }
@@ -165,7 +178,8 @@ impl CallTable {
         let Some(xid) = attr_str("tapspan.exchange_id") else {
             return;
         };
-        let at = match self.by_exchange.get(xid) {
+        let key = id_key(xid);
+        let at = match self.by_exchange.get(&key) {
             Some(&at) => at,
             None if self.calls.len() >= self.max_calls => {
                 // Counted once per exchange: its client span comes first.
@@ -176,22 +190,30 @@ impl CallTable {
             }
             None => {
                 self.calls.push(Call::default());
-                self.by_exchange
-                    .insert(xid.to_string(), self.calls.len() - 1);
+                self.by_exchange.insert(key, self.calls.len() - 1);
                 self.calls.len() - 1
             }
+        };
+        let names = &mut self.names;
+        let mut intern = |s: &str| -> Name {
+            if let Some(n) = names.get(s) {
+                return n.clone();
+            }
+            let n: Name = s.into();
+            names.insert(n.clone());
+            n
         };
         let c = &mut self.calls[at];
         match s.kind {
             SpanKind::Client => {
-                c.caller = s.service.to_string();
-                c.client_span_id = s.span_id.to_string();
-                c.client_parent = s.parent_span_id.map(str::to_string);
+                c.caller = intern(s.service);
+                c.client_span_id = id_key(s.span_id);
+                c.client_parent = s.parent_span_id.map(id_key);
                 c.has_client = true;
             }
             SpanKind::Server => {
-                c.callee = s.service.to_string();
-                c.server_span_id = s.span_id.to_string();
+                c.callee = intern(s.service);
+                c.server_span_id = id_key(s.span_id);
                 c.server_error = s.error;
                 c.has_server = true;
             }
@@ -199,8 +221,8 @@ impl CallTable {
         if c.exchange_id.is_empty() {
             c.exchange_id = xid.to_string();
             c.trace_id = s.trace_id.to_string();
-            c.method = attr_str("http.request.method").unwrap_or("-").to_string();
-            c.route = attr_str("http.route").unwrap_or("-").to_string();
+            c.method = intern(attr_str("http.request.method").unwrap_or("-"));
+            c.route = intern(attr_str("http.route").unwrap_or("-"));
             c.target = match (attr_str("url.path"), attr_str("url.query")) {
                 (Some(p), Some(q)) => format!("{p}?{q}"),
                 (Some(p), None) => p.to_string(),
@@ -240,29 +262,29 @@ impl CallTable {
         self.calls.sort_by(|a, b| {
             (a.start, a.end, &a.exchange_id).cmp(&(b.start, b.end, &b.exchange_id))
         });
-        let by_server: HashMap<&str, usize> = self
+        let by_server: HashMap<u64, usize> = self
             .calls
             .iter()
             .enumerate()
             .filter(|(_, c)| c.has_server)
-            .map(|(i, c)| (c.server_span_id.as_str(), i))
+            .map(|(i, c)| (c.server_span_id, i))
             .collect();
         let parents: Vec<Option<usize>> = self
             .calls
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let p = *by_server.get(c.client_parent.as_deref()?)?;
+                let p = *by_server.get(&c.client_parent?)?;
                 (p != i).then_some(p)
             })
             .collect();
         for (c, p) in self.calls.iter_mut().zip(parents) {
             c.parent = p;
             if !c.has_client {
-                c.caller = "?".to_string();
+                c.caller = "?".into();
             }
             if !c.has_server {
-                c.callee = "?".to_string();
+                c.callee = "?".into();
             }
         }
     }

@@ -127,7 +127,7 @@ impl Acc {
         if self.trace_ids.len() < examples && !self.trace_ids.contains(&parent.trace_id) {
             self.trace_ids.push(parent.trace_id.clone());
         }
-        self.service = parent.callee.clone();
+        self.service = parent.callee.to_string();
     }
 }
 
@@ -188,7 +188,7 @@ fn call_patterns(
     let mut by_target: HashMap<(&str, &str, &str), Vec<&Call>> = HashMap::new();
     let mut by_route: HashMap<(&str, &str, &str), Vec<&Call>> = HashMap::new();
     for c in &first_tries {
-        if matches!(c.method.as_str(), "GET" | "HEAD") && !c.failed() {
+        if matches!(&*c.method, "GET" | "HEAD") && !c.failed() {
             by_target
                 .entry((&c.callee, &c.method, &c.target))
                 .or_default()

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::calls::Call;
+use super::calls::{Call, Name};
 
 /// Log-scale latency buckets: 5 per decade from 10 µs to 100 s (the last bucket holds the rest).
 pub const BUCKETS_PER_DECADE: u32 = 5;
@@ -174,7 +174,7 @@ fn map_names(calls: &[Call]) -> HashMap<&str, &str> {
 }
 
 pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
-    let mut endpoints: BTreeMap<(String, String, String), EndpointAcc> = BTreeMap::new();
+    let mut endpoints: BTreeMap<(Name, Name, Name), EndpointAcc> = BTreeMap::new();
     let mut edges: BTreeMap<(String, String), (Edge, Vec<u64>)> = BTreeMap::new();
     let mut services: BTreeMap<String, ServiceNode> = BTreeMap::new();
     let first_ns = calls.iter().map(|c| c.start).min().unwrap_or(0);
@@ -183,7 +183,7 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let folded = names.values().filter(|&&n| n == OTHER_SERVICES).count() as u64;
 
     for (i, c) in calls.iter().enumerate() {
-        let (caller, callee) = (names[c.caller.as_str()], names[c.callee.as_str()]);
+        let (caller, callee) = (names[&*c.caller], names[&*c.callee]);
         let d = c.duration().max(1);
         let e = endpoints
             .entry((c.callee.clone(), c.method.clone(), c.route.clone()))
@@ -272,9 +272,9 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let endpoints = endpoints
         .into_iter()
         .map(|((service, method, route), mut a)| Endpoint {
-            service,
-            method,
-            route,
+            service: service.to_string(),
+            method: method.to_string(),
+            route: route.to_string(),
             count: a.latency.len() as u64,
             errors: a.errors,
             latency_ns: Percentiles::of(&mut a.latency),

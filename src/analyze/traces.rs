@@ -147,8 +147,8 @@ fn waterfall(
             let c = &calls[i];
             Row {
                 depth,
-                caller: c.caller.clone(),
-                callee: c.callee.clone(),
+                caller: c.caller.to_string(),
+                callee: c.callee.to_string(),
                 name: format!("{} {}", c.method, c.route),
                 target: c.target.clone(),
                 status: c.status,
