@@ -346,3 +346,78 @@ fn the_report_stays_small_with_thousands_of_clients_and_endpoints() {
     let html = tapspan::report::html::render(&a);
     assert!(html.len() < 5 << 20, "{} bytes", html.len());
 }
+
+mod hostile_spans {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A span as JSON with its ids, times and fields drawn from small pools, so that exchanges
+    /// share ids, parents form cycles, ends precede starts and values overflow.
+    fn span() -> impl Strategy<Value = Value> {
+        (
+            (0u8..6, 0u8..6, proptest::option::of(0u8..6), any::<bool>()),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of(any::<u64>()),
+            ),
+            (
+                proptest::option::of(0u16..700),
+                proptest::option::of("[a-z_]{0,8}"),
+                "(GET|POST|\\PC{0,3})",
+                "(/[a-z0-9{}]{0,6}){0,3}",
+            ),
+        )
+            .prop_map(
+                |((x, id, parent, client), (start, end, event), (status, error, method, route))| {
+                    let mut attrs = json!({
+                        "tapspan.exchange_id": format!("x{x}"),
+                        "http.request.method": method,
+                        "http.route": route,
+                        "url.path": route,
+                        "http.response.body.size": end,
+                    });
+                    if let Some(s) = status {
+                        attrs["http.response.status_code"] = json!(s);
+                    }
+                    if let Some(e) = error {
+                        attrs["error.type"] = json!(e);
+                    }
+                    let events: Vec<Value> = event
+                        .into_iter()
+                        .flat_map(|t| {
+                            [
+                                json!({"name": "request.end", "time_unix_nano": t}),
+                                json!({"name": "response.start", "time_unix_nano": t / 2}),
+                            ]
+                        })
+                        .collect();
+                    json!({
+                        "trace_id": format!("t{}", x % 2), "span_id": format!("s{id}"),
+                        "parent_span_id": parent.map(|p| format!("s{p}")),
+                        "kind": if client { "client" } else { "server" },
+                        "service": format!("svc{}", id % 3), "start_unix_nano": start,
+                        "end_unix_nano": end, "status": "error", "attributes": attrs,
+                        "events": events,
+                    })
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_spans_give_an_analysis_and_a_report(spans in proptest::collection::vec(span(), 0..40)) {
+            let mut a = Analyzer::new(AnalysisConfig::default());
+            for s in &spans {
+                prop_assert!(a.push_json(s));
+            }
+            let analysis = a.finish(vec!["hostile".into()]);
+            let counted: u64 = analysis.endpoints.iter().map(|e| e.count).sum();
+            prop_assert_eq!(counted, analysis.calls);
+            let html = tapspan::report::html::render(&analysis);
+            prop_assert!(html.ends_with("</html>"));
+            prop_assert!(!html.contains("<script>alert"));
+        }
+    }
+}

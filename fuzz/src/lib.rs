@@ -458,6 +458,11 @@ pub fn replay(data: &[u8]) {
         max_pending: 16,
         ..CausalityConfig::default()
     });
+    // The report's analysis of those spans, capped small too, and its HTML.
+    let mut analyzer = tapspan::analyze::Analyzer::new(tapspan::analyze::AnalysisConfig {
+        max_calls: 64,
+        ..Default::default()
+    });
     let mut spans = 0u64;
     let mut exchanges = 0u64;
     {
@@ -465,6 +470,7 @@ pub fn replay(data: &[u8]) {
             exchanges += 1;
             builder.push(ex, &mut |s| {
                 serialise(&s);
+                analyzer.push(&s);
                 spans += 1;
             })
         };
@@ -475,8 +481,22 @@ pub fn replay(data: &[u8]) {
     }
     builder.finish(&mut |s| {
         serialise(&s);
+        analyzer.push(&s);
         spans += 1;
     });
     assert_eq!(spans, exchanges * 2, "two spans per exchange");
     assert_eq!(pipeline.active_connections(), 0);
+    let analysis = analyzer.finish(vec!["fuzz".into()]);
+    assert_eq!(
+        analysis.calls + analysis.calls_left_out,
+        exchanges,
+        "every exchange analysed or counted"
+    );
+    let counted: u64 = analysis.endpoints.iter().map(|e| e.count).sum();
+    assert_eq!(
+        counted, analysis.calls,
+        "every analysed call in one endpoint"
+    );
+    let html = tapspan::report::html::render(&analysis);
+    assert!(html.ends_with("</html>"));
 }

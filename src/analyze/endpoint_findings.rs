@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::calls::Call;
 use super::findings::{Finding, FindingKind, Thresholds};
 use super::stats::covered;
+use super::SaturatingSum;
 
 fn median(mut v: Vec<u64>) -> u64 {
     if v.is_empty() {
@@ -119,7 +120,7 @@ impl Endpoint<'_> {
                 ms(think)
             ),
             &self.answered_calls(),
-            thinks.iter().sum(),
+            thinks.iter().copied().saturating_sum(),
             format!(
                 "server think time (first-byte wait minus its own downstream calls) is {:.0}% of \
 the median call; the payload is not the problem",
@@ -154,7 +155,7 @@ the median call; the payload is not the problem",
                 ms(transfer)
             ),
             &self.answered_calls(),
-            transfers.iter().sum(),
+            transfers.iter().copied().saturating_sum(),
             format!(
                 "response transfer is {:.0}% of the median call (median body {body} bytes)",
                 100.0 * transfer as f64 / duration.max(1) as f64
@@ -170,21 +171,26 @@ the median call; the payload is not the problem",
             return None;
         }
         let chunked = answered.iter().filter(|c| c.response_chunked).count();
-        Some(self.finding(
-            FindingKind::LargeBody,
-            format!(
-                "{} sends {:.0} KiB bodies without compression (median)",
-                self.name,
-                body as f64 / 1024.0
-            ),
-            &answered,
-            answered.iter().filter_map(|c| c.transfer()).sum(),
-            format!(
-                "{plain} of {} responses have no Content-Encoding; {chunked} are chunked, the \
+        Some(
+            self.finding(
+                FindingKind::LargeBody,
+                format!(
+                    "{} sends {:.0} KiB bodies without compression (median)",
+                    self.name,
+                    body as f64 / 1024.0
+                ),
+                &answered,
+                answered
+                    .iter()
+                    .filter_map(|c| c.transfer())
+                    .saturating_sum(),
+                format!(
+                    "{plain} of {} responses have no Content-Encoding; {chunked} are chunked, the \
 rest sent whole with Content-Length (the caller waits for the last byte)",
-                answered.len()
+                    answered.len()
+                ),
             ),
-        ))
+        )
     }
 
     fn errors(&self) -> Option<Finding> {
@@ -211,7 +217,7 @@ rest sent whole with Content-Length (the caller waits for the last byte)",
                 self.calls.len()
             ),
             &failed,
-            failed.iter().map(|c| c.duration()).sum(),
+            failed.iter().map(|c| c.duration()).saturating_sum(),
             what,
         ))
     }
@@ -242,7 +248,7 @@ rest sent whole with Content-Length (the caller waits for the last byte)",
                 ms(given_up)
             ),
             &abandoned,
-            abandoned.iter().map(|c| c.duration()).sum(),
+            abandoned.iter().map(|c| c.duration()).saturating_sum(),
             what,
         ))
     }

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::calls::Call;
+use super::SaturatingSum;
 
 #[derive(Clone, Debug)]
 pub struct Thresholds {
@@ -122,7 +123,7 @@ impl Acc {
     fn add(&mut self, parent: &Call, calls: usize, impact: u64, examples: usize) {
         self.occurrences += 1;
         self.calls += calls as u64;
-        self.impact_ns += impact;
+        self.impact_ns = self.impact_ns.saturating_add(impact);
         self.measure += calls as u64;
         if self.trace_ids.len() < examples && !self.trace_ids.contains(&parent.trace_id) {
             self.trace_ids.push(parent.trace_id.clone());
@@ -200,7 +201,7 @@ fn call_patterns(
             .push(c);
     }
     for group in by_target.values().filter(|g| g.len() >= 2) {
-        let all: u64 = group.iter().map(|c| c.duration()).sum();
+        let all = group.iter().map(|c| c.duration()).saturating_sum();
         let first = group[0].duration();
         acc.entry((
             FindingKind::RepeatedGet,
@@ -220,7 +221,7 @@ fn call_patterns(
         if group.len() < t.n_plus_one_min_calls || targets.len() < 2 {
             continue;
         }
-        let sum: u64 = group.iter().map(|c| c.duration()).sum();
+        let sum = group.iter().map(|c| c.duration()).saturating_sum();
         let max = group.iter().map(|c| c.duration()).max().unwrap_or(0);
         acc.entry((FindingKind::NPlusOne, ctx.clone(), endpoint_name(group[0])))
             .or_default()
@@ -258,14 +259,14 @@ fn sequential_run(
     for c in run {
         let name = endpoint_name(c);
         match units.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, d)) => *d += c.duration(),
+            Some((_, d)) => *d = d.saturating_add(c.duration()),
             None => units.push((name, c.duration())),
         }
     }
     if units.len() < 2 {
         return;
     }
-    let sum: u64 = units.iter().map(|u| u.1).sum();
+    let sum = units.iter().map(|u| u.1).saturating_sum();
     let max = units.iter().map(|u| u.1).max().unwrap_or(0);
     if sum - max < t.sequential_min_saving_ns {
         return;

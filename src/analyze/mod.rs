@@ -132,6 +132,18 @@ impl Analyzer {
     }
 }
 
+/// Sums of nanoseconds or bytes saturate: a capture cannot overflow them, but spans read back
+/// from JSON can hold any number.
+pub(crate) trait SaturatingSum {
+    fn saturating_sum(self) -> u64;
+}
+
+impl<I: Iterator<Item = u64>> SaturatingSum for I {
+    fn saturating_sum(self) -> u64 {
+        self.fold(0, u64::saturating_add)
+    }
+}
+
 pub fn fmt_ns(ns: u64) -> String {
     match ns {
         0..=9_999 => format!("{:.1} µs", ns as f64 / 1e3),

@@ -201,8 +201,8 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
             e.ttfb.push(t);
         }
         e.buckets[bucket_of(d)] += 1;
-        e.request_bytes += c.request_bytes;
-        e.response_bytes += c.response_bytes;
+        e.request_bytes = e.request_bytes.saturating_add(c.request_bytes);
+        e.response_bytes = e.response_bytes.saturating_add(c.response_bytes);
 
         let (edge, h) = edges
             .entry((caller.to_string(), callee.to_string()))
@@ -242,9 +242,9 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
         let waiting = covered(c.start, c.end, &mut kids);
         let s = service(&mut services, callee);
         s.served += 1;
-        s.busy_ns += d;
-        s.waiting_ns += waiting;
-        s.self_ns += d.saturating_sub(waiting);
+        s.busy_ns = s.busy_ns.saturating_add(d);
+        s.waiting_ns = s.waiting_ns.saturating_add(waiting);
+        s.self_ns = s.self_ns.saturating_add(d.saturating_sub(waiting));
     }
 
     let seconds = (last_ns.saturating_sub(first_ns) as f64 / 1e9).max(1e-9);

@@ -268,7 +268,7 @@ fn add_context(
     depth: usize,
 ) {
     node.count += 1;
-    node.total_ns += calls[i].duration();
+    node.total_ns = node.total_ns.saturating_add(calls[i].duration());
     if node.last_request != request {
         node.last_request = request;
         node.requests += 1;

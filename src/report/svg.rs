@@ -215,8 +215,8 @@ pub fn waterfall(w: &Waterfall) -> String {
         LABEL_W + BARS_W + 10.0
     );
     // Time axis: quarters of the root's duration.
-    for q in 0..=4 {
-        let t = w.duration_ns * q / 4;
+    for q in 0..=4u64 {
+        let t = (u128::from(w.duration_ns) * u128::from(q) / 4) as u64;
         let _ = write!(
             svg,
             r#"<line class="tick" x1="{:.1}" y1="0" x2="{:.1}" y2="{height:.0}"/><text class="axis" x="{:.1}" y="12">{}</text>"#,
