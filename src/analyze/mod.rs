@@ -174,12 +174,13 @@ impl Analysis {
         for (n, f) in self.findings.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "{:>2}. [{}] {} — {} in {} requests/calls, e.g. trace {}",
+                "{:>2}. [{}] {} — costs {} over {} occurrences ({} calls), e.g. trace {}",
                 n + 1,
                 f.kind.label(),
                 f.title,
                 fmt_ns(f.impact_ns),
                 f.occurrences,
+                f.calls,
                 f.trace_ids.first().map_or("-", String::as_str)
             );
         }
