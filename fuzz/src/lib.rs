@@ -487,10 +487,11 @@ pub fn replay(data: &[u8]) {
     assert_eq!(spans, exchanges * 2, "two spans per exchange");
     assert_eq!(pipeline.active_connections(), 0);
     let analysis = analyzer.finish(vec!["fuzz".into()]);
-    assert_eq!(
-        analysis.calls + analysis.calls_left_out,
-        exchanges,
-        "every exchange analysed or counted"
+    // Two exchanges of a fuzzed capture can share an id (same 4-tuple and sequence number):
+    // the analysis then sees one call.
+    assert!(
+        analysis.calls + analysis.calls_left_out <= exchanges,
+        "no call the capture did not have"
     );
     let counted: u64 = analysis.endpoints.iter().map(|e| e.count).sum();
     assert_eq!(
