@@ -202,7 +202,12 @@ fn nesting_accuracy_at_low_concurrency() {
 #[test]
 #[ignore]
 fn nesting_accuracy_full_curve() {
-    let (_, all) = curve(&[1, 2, 4, 8, 16, 32, 64], 3);
+    // TAPSPAN_SIM_CONCURRENCY=4,16 TAPSPAN_SIM_SEEDS=1 for a quick look at part of the curve.
+    let concurrencies: Vec<usize> = std::env::var("TAPSPAN_SIM_CONCURRENCY")
+        .map(|v| v.split(',').map(|c| c.trim().parse().unwrap()).collect())
+        .unwrap_or_else(|_| vec![1, 2, 4, 8, 16, 32, 64]);
+    let seeds = std::env::var("TAPSPAN_SIM_SEEDS").map_or(3, |v| v.parse().unwrap());
+    let (_, all) = curve(&concurrencies, seeds);
     eprintln!(
         "confidence ≥ 0.9 right overall: {:.2} %",
         100.0 * all.calibration()
