@@ -187,11 +187,13 @@ fn curve(concurrencies: &[usize], seeds: u64) -> (Vec<(usize, f64)>, Score) {
 
 #[test]
 fn nesting_accuracy_at_low_concurrency() {
-    let (curve, all) = curve(&[1, 2, 4], 1);
+    let (curve, all) = curve(&[1, 2, 4, 8], 1);
     let at = |c| curve.iter().find(|(k, _)| *k == c).unwrap().1;
+    // Reached (seed 1): 100 %, 99.1 %, 96.8 %, 92.4 %; guarded a little below.
     assert!(at(1) >= 0.99, "{curve:?}");
-    assert!(at(2) >= 0.95, "{curve:?}");
-    assert!(at(4) >= 0.90, "{curve:?}");
+    assert!(at(2) >= 0.97, "{curve:?}");
+    assert!(at(4) >= 0.95, "{curve:?}");
+    assert!(at(8) >= 0.90, "{curve:?}");
     assert!(
         all.calibration() >= 0.99,
         "confident links right only {:.4}",
