@@ -187,11 +187,13 @@ fn curve(concurrencies: &[usize], seeds: u64) -> (Vec<(usize, f64)>, Score) {
 
 #[test]
 fn nesting_accuracy_at_low_concurrency() {
-    let (curve, all) = curve(&[1, 2, 4], 1);
+    let (curve, all) = curve(&[1, 2, 4, 8], 1);
     let at = |c| curve.iter().find(|(k, _)| *k == c).unwrap().1;
+    // Reached (seed 1): 100 %, 99.1 %, 96.8 %, 92.4 %; guarded a little below.
     assert!(at(1) >= 0.99, "{curve:?}");
-    assert!(at(2) >= 0.95, "{curve:?}");
-    assert!(at(4) >= 0.90, "{curve:?}");
+    assert!(at(2) >= 0.97, "{curve:?}");
+    assert!(at(4) >= 0.95, "{curve:?}");
+    assert!(at(8) >= 0.90, "{curve:?}");
     assert!(
         all.calibration() >= 0.99,
         "confident links right only {:.4}",
@@ -202,7 +204,12 @@ fn nesting_accuracy_at_low_concurrency() {
 #[test]
 #[ignore]
 fn nesting_accuracy_full_curve() {
-    let (_, all) = curve(&[1, 2, 4, 8, 16, 32, 64], 3);
+    // TAPSPAN_SIM_CONCURRENCY=4,16 TAPSPAN_SIM_SEEDS=1 for a quick look at part of the curve.
+    let concurrencies: Vec<usize> = std::env::var("TAPSPAN_SIM_CONCURRENCY")
+        .map(|v| v.split(',').map(|c| c.trim().parse().unwrap()).collect())
+        .unwrap_or_else(|_| vec![1, 2, 4, 8, 16, 32, 64]);
+    let seeds = std::env::var("TAPSPAN_SIM_SEEDS").map_or(3, |v| v.parse().unwrap());
+    let (_, all) = curve(&concurrencies, seeds);
     eprintln!(
         "confidence ≥ 0.9 right overall: {:.2} %",
         100.0 * all.calibration()

@@ -2,19 +2,24 @@
 //!
 //! Each request handler is modelled as a chain: the request arrives, the handler thinks, calls,
 //! waits, thinks, calls, …, thinks, responds. Every "think" is a processing delay drawn from the
-//! service's [`DelayModel`]; a call launched while another call of the same handler is still
+//! service's [`DelayModel`], which knows each endpoint's template (which step follows which, and
+//! that step's own delay: `/checkout` calls users ~300 µs after arriving, orders ~200 µs after
+//! users returned, …); a call launched while another call of the same handler is still
 //! running is either a parallel fan-out (launched right after its sibling) or, rarely, an async
 //! handler. Calls are taken in start order and each partial assignment is scored by the
 //! likelihood of its delays, including the delay from a request's last call to its response —
 //! the evidence that settles a coin flip made earlier. A beam of the best partial assignments
-//! is kept (`beam` wide); the best complete one wins, and a call's confidence is the share of the
-//! final beam's probability mass that agrees with it.
+//! is kept (`beam` wide), and partial assignments whose open handlers hold the same calls are
+//! merged (only the best is kept: what is left to score cannot tell them apart), so the beam's
+//! room goes to alternatives that still matter. The best complete one wins, and a call's
+//! confidence is the share of the final beam's probability mass that agrees with it.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use tapspan_capture::Timestamp;
 
-use super::nesting::DelayModel;
+use super::nesting::{DelayModel, Step, StepKey, ARRIVAL, RESPOND};
 
 /// A candidate parent: an inbound request at the calling service.
 #[derive(Clone, Debug)]
@@ -23,15 +28,27 @@ pub struct Req {
     pub arrived: Timestamp,
     /// When it began to answer.
     pub responds: Timestamp,
-    /// Calls already attributed to it (start, end), by earlier decisions.
-    pub prior_calls: Vec<(Timestamp, Timestamp)>,
+    /// Which endpoint it asked for (a key of the delay model's templates).
+    pub endpoint: u64,
+    /// Calls already attributed to it, by earlier decisions.
+    pub prior_calls: Vec<Made>,
+}
+
+/// A call a handler made: when, and its step keys (see [`super::nesting::StepKey`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Made {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    /// The step "call this endpoint".
+    pub launch: StepKey,
+    /// The step "this call returned (failed or not)".
+    pub ret: StepKey,
 }
 
 /// An outbound call and the requests that could have made it (indexes into the `Req` slice).
 #[derive(Clone, Debug)]
 pub struct Call {
-    pub start: Timestamp,
-    pub end: Timestamp,
+    pub made: Made,
     pub candidates: Vec<usize>,
 }
 
@@ -63,7 +80,9 @@ fn ln_early() -> f64 {
 #[derive(Clone)]
 struct Active {
     req: usize,
-    calls: Vec<(Timestamp, Timestamp)>,
+    calls: Vec<Made>,
+    /// Identifies `req` with the calls given to it, for merging equivalent states.
+    hash: u64,
 }
 
 struct Choice {
@@ -76,6 +95,8 @@ struct Choice {
 struct State {
     score: f64,
     active: Vec<Active>,
+    /// Sum of the actives' hashes: equal for states whose open handlers hold the same calls.
+    signature: u64,
     choices: Option<Rc<Choice>>,
 }
 
@@ -85,33 +106,93 @@ enum Event {
     Respond(usize),
 }
 
-impl Active {
-    /// Log-likelihood of a new event at `at` in this handler, and whether it is a parallel launch.
-    fn ln_next(&self, arrived: Timestamp, at: Timestamp, model: &DelayModel) -> f64 {
-        let running = self
-            .calls
-            .iter()
-            .filter(|(s, e)| *s <= at && at < *e)
-            .map(|(s, _)| *s)
-            .max();
-        match running {
-            Some(launched) if at.saturating_since(launched) <= PARALLEL_LAUNCH_NS => {
-                ln_parallel(at.saturating_since(launched))
-            }
-            Some(_) => P_BUSY.ln() + model.ln_density(at.saturating_since(arrived)),
-            None => {
-                let last = self
-                    .calls
-                    .iter()
-                    .map(|(_, e)| *e)
-                    .filter(|e| *e <= at)
-                    .max()
-                    .unwrap_or(arrived)
-                    .max(arrived);
-                (1.0 - P_PARALLEL - P_BUSY).ln() + model.ln_density(at.saturating_since(last))
+fn mix(h: u64, x: u64) -> u64 {
+    (h ^ x)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(29)
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+/// How the next event of a handler follows its earlier ones.
+enum Follows {
+    /// Launched while a sibling launched this long ago is running: parallel fan-out.
+    Parallel(u64),
+    /// Launched while another of its calls runs, not right after it (async handlers).
+    Busy { since_arrival: u64 },
+    /// After the last of its calls returned (or its arrival): the step, and the delay.
+    Sequential { prev: StepKey, gap_ns: u64 },
+}
+
+fn follows(arrived: Timestamp, calls: &[Made], at: Timestamp) -> Follows {
+    let running = calls
+        .iter()
+        .filter(|c| c.start <= at && at < c.end)
+        .map(|c| c.start)
+        .max();
+    match running {
+        Some(launched) if at.saturating_since(launched) <= PARALLEL_LAUNCH_NS => {
+            Follows::Parallel(at.saturating_since(launched))
+        }
+        Some(_) => Follows::Busy {
+            since_arrival: at.saturating_since(arrived),
+        },
+        None => {
+            let (last, prev) = calls
+                .iter()
+                .filter(|c| c.end <= at && c.end >= arrived)
+                .map(|c| (c.end, c.ret))
+                .max()
+                .unwrap_or((arrived, ARRIVAL));
+            Follows::Sequential {
+                prev,
+                gap_ns: at.saturating_since(last),
             }
         }
     }
+}
+
+/// Log-likelihood of a handler of `req` taking step `next` at `at`, after `calls`.
+fn ln_next(req: &Req, calls: &[Made], at: Timestamp, next: StepKey, model: &DelayModel) -> f64 {
+    match follows(req.arrived, calls, at) {
+        Follows::Parallel(gap) => ln_parallel(gap),
+        Follows::Busy { since_arrival } => P_BUSY.ln() + model.ln_density(since_arrival),
+        Follows::Sequential { prev, gap_ns } => {
+            (1.0 - P_PARALLEL - P_BUSY).ln() + model.ln_step(req.endpoint, prev, next, gap_ns)
+        }
+    }
+}
+
+/// The sequential steps an assignment implies (what [`ln_next`] scores), to fit the model to.
+pub fn steps(reqs: &[Req], calls: &[Call], chosen: &[Option<(usize, f64)>]) -> Vec<Step> {
+    let mut per_req: Vec<Vec<Made>> = reqs.iter().map(|r| r.prior_calls.clone()).collect();
+    for (c, choice) in calls.iter().zip(chosen) {
+        if let Some((k, _)) = choice {
+            per_req[*k].push(c.made);
+        }
+    }
+    let mut out = Vec::new();
+    for (r, mut cs) in reqs.iter().zip(per_req) {
+        cs.sort_by_key(|c| c.start);
+        let mut step = |at: Timestamp, next: StepKey, before: &[Made]| {
+            if let Follows::Sequential { prev, gap_ns } = follows(r.arrived, before, at) {
+                out.push(Step {
+                    endpoint: r.endpoint,
+                    prev,
+                    next,
+                    gap_ns,
+                });
+            }
+        };
+        for k in 0..cs.len() {
+            if cs[k].start >= r.arrived {
+                step(cs[k].start, cs[k].launch, &cs[..k]);
+            }
+        }
+        if r.responds >= r.arrived && !cs.iter().any(|c| c.end > r.responds) {
+            step(r.responds, RESPOND, &cs);
+        }
+    }
+    out
 }
 
 /// For each call, `(index of the chosen request, confidence)`, or None without candidates.
@@ -127,7 +208,7 @@ pub fn assign(
         events.push((r.responds, 2, Event::Respond(i)));
     }
     for (j, c) in calls.iter().enumerate() {
-        events.push((c.start, 1, Event::Call(j)));
+        events.push((c.made.start, 1, Event::Call(j)));
     }
     events.sort_by_key(|(t, order, _)| (*t, *order));
 
@@ -137,27 +218,32 @@ pub fn assign(
     let mut states = vec![State {
         score: 0.0,
         active: Vec::new(),
+        signature: 0,
         choices: None,
     }];
     for (at, _, ev) in events {
         match ev {
             Event::Arrive(r) => {
+                let hash = mix(0x5eed, r as u64);
                 for s in &mut states {
                     s.active.push(Active {
                         req: r,
                         calls: reqs[r].prior_calls.clone(),
+                        hash,
                     });
+                    s.signature = s.signature.wrapping_add(hash);
                 }
             }
             Event::Respond(r) => {
                 for s in &mut states {
                     if let Some(pos) = s.active.iter().position(|a| a.req == r) {
                         let a = s.active.swap_remove(pos);
-                        let still_running = a.calls.iter().any(|(_, e)| *e > at);
+                        s.signature = s.signature.wrapping_sub(a.hash);
+                        let still_running = a.calls.iter().any(|c| c.end > at);
                         s.score += if still_running {
                             ln_early()
                         } else {
-                            a.ln_next(reqs[r].arrived, at, model)
+                            ln_next(&reqs[r], &a.calls, at, RESPOND, model)
                         };
                     }
                 }
@@ -173,7 +259,14 @@ pub fn assign(
                         // A candidate that already answered may still be streaming its response.
                         let (score, pos) = match s.active.iter().position(|a| a.req == r) {
                             Some(pos) => (
-                                s.score + s.active[pos].ln_next(reqs[r].arrived, at, model),
+                                s.score
+                                    + ln_next(
+                                        &reqs[r],
+                                        &s.active[pos].calls,
+                                        at,
+                                        call.made.launch,
+                                        model,
+                                    ),
                                 Some(pos),
                             ),
                             None => (s.score + ln_early(), None),
@@ -194,17 +287,39 @@ pub fn assign(
                 let total: f64 = shares.iter().map(|(_, w)| w).sum();
                 shares.iter_mut().for_each(|(_, w)| *w /= total);
                 local_share[j] = shares;
-                next.truncate(beam);
-                states = next
+                // Viterbi: of states whose open handlers hold the same calls, whose futures are
+                // therefore scored alike, only the best is worth keeping; the beam's room goes
+                // to assignments that differ where it still matters.
+                let mut seen: HashSet<u64> = HashSet::with_capacity(beam);
+                let mut kept = Vec::with_capacity(beam);
+                for (score, s, r, pos) in next {
+                    if kept.len() == beam {
+                        break;
+                    }
+                    let signature = match pos {
+                        Some(pos) => {
+                            let h: u64 = s.active[pos].hash;
+                            s.signature.wrapping_sub(h).wrapping_add(mix(h, j as u64))
+                        }
+                        None => s.signature,
+                    };
+                    if seen.insert(signature) {
+                        kept.push((score, s, r, pos, signature));
+                    }
+                }
+                states = kept
                     .into_iter()
-                    .map(|(score, s, r, pos)| {
+                    .map(|(score, s, r, pos, signature)| {
                         let mut active = s.active.clone();
                         if let Some(pos) = pos {
-                            active[pos].calls.push((call.start, call.end));
+                            let a = &mut active[pos];
+                            a.calls.push(call.made);
+                            a.hash = mix(a.hash, j as u64);
                         }
                         State {
                             score,
                             active,
+                            signature,
                             choices: Some(Rc::new(Choice {
                                 call: j,
                                 req: r,
@@ -274,24 +389,40 @@ mod tests {
             Req {
                 arrived: t(0),
                 responds: t(1300),
+                endpoint: 7,
                 prior_calls: vec![],
             },
             Req {
                 arrived: t(100),
                 responds: t(1400),
+                endpoint: 7,
                 prior_calls: vec![],
             },
         ];
         let call = |s| Call {
-            start: t(s),
-            end: t(s + 200),
+            made: Made {
+                start: t(s),
+                end: t(s + 200),
+                launch: 9,
+                ret: 10,
+            },
             candidates: vec![0, 1],
         };
         let calls = vec![call(300), call(400), call(800), call(900)];
         let mut model = DelayModel::default();
         for _ in 0..5 {
             let got = assign(&reqs, &calls, &model, 16);
-            model = DelayModel::fitted(&[300_000; 20]);
+            let step = |prev, next| Step {
+                endpoint: 7,
+                prev,
+                next,
+                gap_ns: 300_000,
+            };
+            let steps: Vec<Step> = [(ARRIVAL, 9), (10, 9), (10, RESPOND)]
+                .iter()
+                .flat_map(|&(p, n)| std::iter::repeat_n(step(p, n), 7))
+                .collect();
+            model = DelayModel::fitted(&DelayModel::default(), &steps);
             let parents: Vec<usize> = got.iter().map(|c| c.unwrap().0).collect();
             if parents == vec![0, 1, 0, 1] {
                 return;

@@ -38,8 +38,10 @@ use tapspan_capture::Timestamp;
 
 use crate::http::HttpExchange;
 use crate::ids;
+use crate::route;
 use crate::span::{
-    build_spans, exchange_id_of, propagated_context, Endpoints, Linkage, Span, TraceContext,
+    build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Linkage, Span,
+    TraceContext,
 };
 use nesting::DelayModel;
 pub use services::ServiceMap;
@@ -130,7 +132,8 @@ pub struct CausalityBuilder {
     /// Exchanges whose parent is not decided, by end time.
     undecided: BTreeSet<(Timestamp, NodeId)>,
     watermark: Timestamp,
-    /// Processing-delay models per calling IP, refitted on each batch.
+    /// Processing-delay models per calling IP, refitted on each batch to it and what earlier
+    /// batches taught them.
     delays_at: HashMap<IpAddr, DelayModel>,
     /// Listening ports seen per IP, to name callers by the service on their IP.
     listeners: HashMap<IpAddr, HashSet<u16>>,
@@ -140,42 +143,41 @@ pub struct CausalityBuilder {
 const MAX_LISTENER_IPS: usize = 65_536;
 /// Partial assignments kept while assigning calls to requests.
 const BEAM: usize = 48;
-/// Refits of the delay model per batch.
-const EM_ROUNDS: usize = 3;
+/// Refits of the delay model per batch, at most: it stops once the assignment no longer
+/// changes. Under heavy concurrency a model fitted to a first, poor assignment improves a
+/// little with each round, so a handful is not enough there.
+const EM_ROUNDS: usize = 16;
 
-/// Processing delays implied by an assignment: from each request's arrival or previous call's
-/// return to its next sequential call, and from its last call's return to its response.
-fn chain_gaps(
-    reqs: &[assign::Req],
-    calls: &[assign::Call],
-    chosen: &[Option<(usize, f64)>],
-) -> Vec<u64> {
-    let mut per_req: Vec<Vec<(Timestamp, Timestamp)>> =
-        reqs.iter().map(|r| r.prior_calls.clone()).collect();
-    for (c, choice) in calls.iter().zip(chosen) {
-        if let Some((k, _)) = choice {
-            per_req[*k].push((c.start, c.end));
-        }
+/// The step keys of a handler's template (see [`nesting::StepKey`]): what was asked of a
+/// service, and which call was launched or returned. By route template, so `/users/7` and
+/// `/users/9` are one step; a call's return also by status class, since a handler may do
+/// something else after a failure (retry it).
+fn endpoint_key(ex: &HttpExchange) -> u64 {
+    let route = ex.request.as_ref().map_or_else(String::new, |r| {
+        let (path, _) = split_target(&r.target);
+        format!(
+            "{} {}",
+            r.method,
+            path.map(route::template).unwrap_or_default()
+        )
+    });
+    ids::hash64("tapspan.step", format!("{} {route}", ex.server).as_bytes())
+}
+
+fn made(ex: &HttpExchange, start: Timestamp, end: Timestamp) -> assign::Made {
+    let launch = endpoint_key(ex).max(nesting::RESPOND + 1);
+    let class = ex.response.as_ref().map_or(0, |r| r.status / 100);
+    let ret = ids::hash64(
+        "tapspan.step",
+        &[launch.to_le_bytes(), u64::from(class).to_le_bytes()].concat(),
+    )
+    .max(nesting::RESPOND + 1);
+    assign::Made {
+        start,
+        end,
+        launch,
+        ret,
     }
-    let mut gaps = Vec::new();
-    for (r, mut cs) in reqs.iter().zip(per_req) {
-        cs.sort();
-        let mut last = r.arrived;
-        let mut last_launch: Option<Timestamp> = None;
-        for (s, e) in cs {
-            let parallel =
-                last_launch.is_some_and(|l| s.saturating_since(l) <= assign::PARALLEL_LAUNCH_NS);
-            if !parallel && s >= last {
-                gaps.push(s.saturating_since(last));
-            }
-            last_launch = Some(s);
-            last = last.max(e);
-        }
-        if r.responds >= last {
-            gaps.push(r.responds.saturating_since(last));
-        }
-    }
-    gaps
 }
 
 impl CausalityBuilder {
@@ -356,8 +358,7 @@ impl CausalityBuilder {
             }
             let n = &self.nodes[&id];
             specs.push(assign::Call {
-                start: n.start,
-                end: n.end,
+                made: made(&n.ex, n.start, n.end),
                 candidates,
             });
         }
@@ -368,26 +369,36 @@ impl CausalityBuilder {
                 assign::Req {
                     arrived: rn.request_end.max(rn.start),
                     responds: rn.ex.t.response_start.unwrap_or(rn.end),
+                    endpoint: endpoint_key(&rn.ex),
                     prior_calls: rn
                         .children
                         .iter()
                         .filter_map(|c| self.nodes.get(c))
-                        .map(|c| (c.start, c.end))
+                        .map(|c| made(&c.ex, c.start, c.end))
                         .collect(),
                 }
             })
             .collect();
         // Hard EM: assign with the current delay model, refit the model to that assignment's
-        // delays, assign again.
-        let mut model = self.delays_at.entry(ip).or_default().clone();
+        // delays (added to what earlier batches taught it), assign again.
+        let history = self.delays_at.remove(&ip).unwrap_or_default();
+        let mut model = history.clone();
         let mut result = assign::assign(&reqs, &specs, &model, BEAM);
         for _ in 0..EM_ROUNDS {
-            let gaps = chain_gaps(&reqs, &specs, &result);
-            if gaps.len() < 8 {
+            let steps = assign::steps(&reqs, &specs, &result);
+            if steps.len() < 8 {
                 break;
             }
-            model = DelayModel::fitted(&gaps);
-            result = assign::assign(&reqs, &specs, &model, BEAM);
+            model = DelayModel::fitted(&history, &steps);
+            let next = assign::assign(&reqs, &specs, &model, BEAM);
+            let changed = next
+                .iter()
+                .zip(&result)
+                .any(|(a, b)| a.map(|(k, _)| k) != b.map(|(k, _)| k));
+            result = next;
+            if !changed {
+                break;
+            }
         }
         self.delays_at.insert(ip, model);
         calls

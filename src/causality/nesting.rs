@@ -6,15 +6,49 @@
 //! Among several candidates, WAP5 / Project5's observation decides: a service issues a call a
 //! short, service-specific processing delay after the last event of the request it works on (its
 //! arrival, or the return of its previous call), and answers a processing delay after its last
-//! call returned. [`DelayModel`] is that delay's distribution, learned per service from the data
-//! ([`super::assign`] does the assignment).
+//! call returned. [`DelayModel`] is that delay's distribution, learned per service from the data,
+//! per step of each endpoint's handler where it has seen enough of them, and remembered across
+//! batches ([`super::assign`] does the assignment).
+
+use std::collections::HashMap;
+
+/// What a handler did at a step, as a key: before a delay, its request's arrival or the return
+/// of one of its calls (to which endpoint, failed or not); after it, a call (to which endpoint)
+/// or its response. Keys of calls are hashes ([`crate::ids::hash64`]) and never these two.
+pub type StepKey = u64;
+pub const ARRIVAL: StepKey = 0;
+pub const RESPOND: StepKey = 1;
+
+/// One processing delay of an assignment: in a handler of `endpoint`, from `prev` to `next`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    pub endpoint: u64,
+    pub prev: StepKey,
+    pub next: StepKey,
+    pub gap_ns: u64,
+}
 
 /// Distribution of a service's processing delays: before any fit a scale-free prior (every
 /// octave from 1 µs to 17 s equally likely, so no gap is favoured for being short); once fitted
-/// to an assignment, a smoothed histogram over 1/8-octave bins.
+/// to an assignment, a smoothed histogram over 1/8-octave bins, pooled over all steps.
+///
+/// Handlers of one endpoint repeat themselves: `/checkout` calls users, then orders, then
+/// answers, with each step's delay its own. So the model also keeps, per (endpoint, previous
+/// step), how often each next step follows (the handler's template) and that step's own delay
+/// histogram. A step is scored by both, each backed off to the pooled estimate while it has
+/// few samples: an assignment that gives a handler a call its endpoint never makes, or a delay
+/// far from that step's usual one, is unlikely even where the pooled delays would allow it.
 #[derive(Clone, Debug, Default)]
 pub struct DelayModel {
-    histogram: Option<Vec<f64>>,
+    /// Smoothed counts per bin, pooled over all steps, and their sum.
+    pooled: Option<(Vec<f64>, f64)>,
+    /// Per (endpoint, prev, next): smoothed counts per bin and their sum.
+    steps: HashMap<(u64, StepKey, StepKey), (Vec<f64>, f64)>,
+    /// Per (endpoint, prev): how many steps were seen.
+    from: HashMap<(u64, StepKey), f64>,
+    /// Per next step, over all endpoints: how many were seen (the template's back-off).
+    next_seen: HashMap<StepKey, f64>,
+    total: f64,
 }
 
 /// Delay histogram: bins of 1/8 octave from 2^10 ns (1 µs) to 2^34 ns (17 s).
@@ -23,6 +57,14 @@ const FIRST_OCTAVE: f64 = 10.0;
 const BINS: usize = 24 * 8;
 /// Share of probability spread evenly over all bins, so that no delay is impossible.
 const UNIFORM_SHARE: f64 = 0.02;
+/// Samples a step needs before its own histogram counts as much as the pooled one.
+const STEP_PRIOR_SAMPLES: f64 = 4.0;
+/// Weight of the back-off in a template: pseudo-samples of "any step, as often as anywhere".
+const TEMPLATE_PRIOR_SAMPLES: f64 = 1.0;
+/// Steps keyed separately at most; the rarest beyond are scored by the pooled model only.
+const MAX_STEP_KEYS: usize = 4096;
+/// Samples the model remembers across batches: older ones are scaled down to this.
+const MEMORY_SAMPLES: f64 = 20_000.0;
 
 fn bin_of(gap_ns: u64) -> usize {
     let x = ((gap_ns.max(1) as f64).log2() - FIRST_OCTAVE) * BINS_PER_OCTAVE;
@@ -34,43 +76,102 @@ fn bin_width_ns(bin: usize) -> f64 {
     lo * (2f64.powf(1.0 / BINS_PER_OCTAVE) - 1.0)
 }
 
+/// Adds one delay to smoothed bin counts (±2 bins).
+fn add_smoothed(counts: &mut [f64], gap_ns: u64, weight: f64) {
+    let b = bin_of(gap_ns);
+    for (k, w) in [0.1, 0.2, 0.4, 0.2, 0.1].iter().enumerate() {
+        let t = b as i64 + k as i64 - 2;
+        if (0..BINS as i64).contains(&t) {
+            counts[t as usize] += w * weight;
+        }
+    }
+}
+
+/// Probability mass of `bin` in smoothed counts summing to `n`.
+fn mass(counts: &[f64], n: f64, bin: usize) -> f64 {
+    (1.0 - UNIFORM_SHARE) * counts[bin] / n.max(1e-9) + UNIFORM_SHARE / BINS as f64
+}
+
 impl DelayModel {
-    /// Log density (per nanosecond) of a processing delay.
+    /// Log density (per nanosecond) of a processing delay, pooled over all steps.
     pub fn ln_density(&self, gap_ns: u64) -> f64 {
         let b = bin_of(gap_ns);
-        let mass = self.histogram.as_ref().map_or(1.0 / BINS as f64, |h| h[b]);
-        (mass / bin_width_ns(b)).ln()
+        let m = self
+            .pooled
+            .as_ref()
+            .map_or(1.0 / BINS as f64, |(c, n)| mass(c, *n, b));
+        (m / bin_width_ns(b)).ln()
     }
 
-    /// The delays of a whole assignment, smoothed over ±2 bins.
-    pub fn fitted(gaps: &[u64]) -> Self {
-        if gaps.is_empty() {
-            return DelayModel::default();
+    /// Log-likelihood of a step: that a handler of `endpoint` did `next` after `prev` (its
+    /// template), `gap_ns` later (that step's delays).
+    pub fn ln_step(&self, endpoint: u64, prev: StepKey, next: StepKey, gap_ns: u64) -> f64 {
+        if self.total == 0.0 {
+            return self.ln_density(gap_ns);
         }
-        let mut counts = vec![0f64; BINS];
-        for g in gaps {
-            counts[bin_of(*g)] += 1.0;
+        let kinds = self.next_seen.len() as f64 + 1.0;
+        let back_off =
+            (self.next_seen.get(&next).copied().unwrap_or(0.0) + 0.5) / (self.total + 0.5 * kinds);
+        let seen_from = self.from.get(&(endpoint, prev)).copied().unwrap_or(0.0);
+        let b = bin_of(gap_ns);
+        let pooled = self
+            .pooled
+            .as_ref()
+            .map_or(1.0 / BINS as f64, |(c, n)| mass(c, *n, b));
+        let (seen, density) = match self.steps.get(&(endpoint, prev, next)) {
+            Some((c, n)) => {
+                let own = *n / (*n + STEP_PRIOR_SAMPLES);
+                (*n, own * mass(c, *n, b) + (1.0 - own) * pooled)
+            }
+            None => (0.0, pooled),
+        };
+        let template =
+            (seen + TEMPLATE_PRIOR_SAMPLES * back_off) / (seen_from + TEMPLATE_PRIOR_SAMPLES);
+        template.ln() + (density / bin_width_ns(b)).ln()
+    }
+
+    /// The delays of a whole assignment (smoothed over ±2 bins), added to what `history`
+    /// remembers of earlier batches.
+    pub fn fitted(history: &DelayModel, steps: &[Step]) -> Self {
+        let mut m = history.clone();
+        let keep = if m.total + steps.len() as f64 > MEMORY_SAMPLES {
+            (MEMORY_SAMPLES - steps.len() as f64).max(0.0) / m.total
+        } else {
+            1.0
+        };
+        if keep < 1.0 {
+            m.scale(keep);
         }
-        let kernel = [0.1, 0.2, 0.4, 0.2, 0.1];
-        let mut smooth = vec![0f64; BINS];
-        for (b, c) in counts.iter().enumerate() {
-            for (k, w) in kernel.iter().enumerate() {
-                let t = b as i64 + k as i64 - 2;
-                if (0..BINS as i64).contains(&t) {
-                    smooth[t as usize] += c * w;
-                }
+        let (pooled, pooled_n) = m.pooled.get_or_insert_with(|| (vec![0.0; BINS], 0.0));
+        for s in steps {
+            add_smoothed(pooled, s.gap_ns, 1.0);
+            *pooled_n += 1.0;
+            *m.from.entry((s.endpoint, s.prev)).or_default() += 1.0;
+            *m.next_seen.entry(s.next).or_default() += 1.0;
+            m.total += 1.0;
+            let key = (s.endpoint, s.prev, s.next);
+            if m.steps.len() < MAX_STEP_KEYS || m.steps.contains_key(&key) {
+                let (c, n) = m.steps.entry(key).or_insert_with(|| (vec![0.0; BINS], 0.0));
+                add_smoothed(c, s.gap_ns, 1.0);
+                *n += 1.0;
             }
         }
-        let n = gaps.len() as f64;
-        let uniform = UNIFORM_SHARE / BINS as f64;
-        DelayModel {
-            histogram: Some(
-                smooth
-                    .iter()
-                    .map(|c| (1.0 - UNIFORM_SHARE) * c / n + uniform)
-                    .collect(),
-            ),
+        m
+    }
+
+    fn scale(&mut self, k: f64) {
+        if let Some((c, n)) = &mut self.pooled {
+            c.iter_mut().for_each(|x| *x *= k);
+            *n *= k;
         }
+        for (c, n) in self.steps.values_mut() {
+            c.iter_mut().for_each(|x| *x *= k);
+            *n *= k;
+        }
+        self.steps.retain(|_, (_, n)| *n >= 0.5);
+        self.from.values_mut().for_each(|n| *n *= k);
+        self.next_seen.values_mut().for_each(|n| *n *= k);
+        self.total *= k;
     }
 }
 
@@ -84,8 +185,15 @@ mod tests {
         // Scale-free: equal mass per octave, so density falls as 1/gap.
         let ratio = (prior.ln_density(100_000) - prior.ln_density(200_000)).exp();
         assert!((ratio - 2.0).abs() < 0.3, "{ratio}");
-        let gaps: Vec<u64> = (0..500).map(|i| 280_000 + (i % 40) * 1_000).collect();
-        let fitted = DelayModel::fitted(&gaps);
+        let gaps: Vec<Step> = (0..500)
+            .map(|i| Step {
+                endpoint: 7,
+                prev: ARRIVAL,
+                next: 9,
+                gap_ns: 280_000 + (i % 40) * 1_000,
+            })
+            .collect();
+        let fitted = DelayModel::fitted(&prior, &gaps);
         assert!(fitted.ln_density(300_000) > fitted.ln_density(80_000) + 2.0);
         assert!(fitted.ln_density(300_000) > fitted.ln_density(3_000_000) + 2.0);
     }
