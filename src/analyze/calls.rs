@@ -125,11 +125,6 @@ impl Call {
         self.end.saturating_sub(self.start)
     }
 
-    /// Request sent (first byte to last byte).
-    pub fn request_phase(&self) -> u64 {
-        self.request_end.map_or(0, |e| e.saturating_sub(self.start))
-    }
-
     /// Last request byte to first response byte: the callee's think time plus its own calls.
     pub fn ttfb(&self) -> Option<u64> {
         Some(self.response_start?.saturating_sub(self.request_end?))
@@ -147,6 +142,16 @@ impl Call {
 
     pub fn endpoint(&self) -> (&str, &str, &str) {
         (&self.callee, &self.method, &self.route)
+    }
+
+    /// The endpoint as the report names it: `service METHOD route`.
+    pub fn endpoint_name(&self) -> String {
+        format!("{} {} {}", self.callee, self.method, self.route)
+    }
+
+    /// The endpoint as a map key (cheap clones of interned names).
+    pub fn endpoint_key(&self) -> (Name, Name, Name) {
+        (self.callee.clone(), self.method.clone(), self.route.clone())
     }
 }
 

@@ -102,18 +102,12 @@ pub struct Finding {
     pub detail: String,
 }
 
-fn endpoint_name(c: &Call) -> String {
-    format!("{} {} {}", c.callee, c.method, c.route)
-}
-
 #[derive(Default)]
 struct Acc {
     occurrences: u64,
     calls: u64,
     impact_ns: u64,
     trace_ids: Vec<String>,
-    /// Sum of a per-occurrence measure (calls per request, …) for the detail line.
-    measure: u64,
     service: String,
     /// Sequential chains: how often each exact chain occurred.
     variants: BTreeMap<String, u64>,
@@ -124,7 +118,6 @@ impl Acc {
         self.occurrences += 1;
         self.calls += calls as u64;
         self.impact_ns = self.impact_ns.saturating_add(impact);
-        self.measure += calls as u64;
         if self.trace_ids.len() < examples && !self.trace_ids.contains(&parent.trace_id) {
             self.trace_ids.push(parent.trace_id.clone());
         }
@@ -163,7 +156,7 @@ fn call_patterns(
     t: &Thresholds,
     acc: &mut BTreeMap<Key, Acc>,
 ) {
-    let ctx = endpoint_name(parent);
+    let ctx = parent.endpoint_name();
     // Retries: the same method and target again after a failed attempt.
     let mut retry = vec![false; kids.len()];
     for (i, &k) in kids.iter().enumerate() {
@@ -173,7 +166,7 @@ fn call_patterns(
         });
         if let Some(failed) = earlier_failure.filter(|e| e.failed()) {
             retry[i] = true;
-            acc.entry((FindingKind::Retries, ctx.clone(), endpoint_name(c)))
+            acc.entry((FindingKind::Retries, ctx.clone(), c.endpoint_name()))
                 .or_default()
                 .add(parent, 1, failed.duration(), t.examples);
         }
@@ -223,7 +216,7 @@ fn call_patterns(
         }
         let sum = group.iter().map(|c| c.duration()).saturating_sum();
         let max = group.iter().map(|c| c.duration()).max().unwrap_or(0);
-        acc.entry((FindingKind::NPlusOne, ctx.clone(), endpoint_name(group[0])))
+        acc.entry((FindingKind::NPlusOne, ctx.clone(), group[0].endpoint_name()))
             .or_default()
             .add(parent, group.len(), sum - max, t.examples);
     }
@@ -257,7 +250,7 @@ fn sequential_run(
     // Calls to one endpoint count as one unit (their own pattern is N+1 or repeated GET).
     let mut units: Vec<(String, u64)> = Vec::new();
     for c in run {
-        let name = endpoint_name(c);
+        let name = c.endpoint_name();
         match units.iter_mut().find(|(n, _)| *n == name) {
             Some((_, d)) => *d = d.saturating_add(c.duration()),
             None => units.push((name, c.duration())),
@@ -284,7 +277,7 @@ fn sequential_run(
 }
 
 fn call_finding(kind: FindingKind, context: String, target: String, a: Acc) -> Finding {
-    let per = a.measure as f64 / a.occurrences.max(1) as f64;
+    let per = a.calls as f64 / a.occurrences.max(1) as f64;
     // A sequential finding names its most frequent chain.
     let target = match a
         .variants

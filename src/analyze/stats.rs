@@ -175,8 +175,8 @@ fn map_names(calls: &[Call]) -> HashMap<&str, &str> {
 
 pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let mut endpoints: BTreeMap<(Name, Name, Name), EndpointAcc> = BTreeMap::new();
-    let mut edges: BTreeMap<(String, String), (Edge, Vec<u64>)> = BTreeMap::new();
-    let mut services: BTreeMap<String, ServiceNode> = BTreeMap::new();
+    let mut edges: BTreeMap<(&str, &str), (Edge, Vec<u64>)> = BTreeMap::new();
+    let mut services: BTreeMap<&str, ServiceNode> = BTreeMap::new();
     let first_ns = calls.iter().map(|c| c.start).min().unwrap_or(0);
     let last_ns = calls.iter().map(|c| c.end).max().unwrap_or(0);
     let names = map_names(calls);
@@ -186,7 +186,7 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
         let (caller, callee) = (names[&*c.caller], names[&*c.callee]);
         let d = c.duration().max(1);
         let e = endpoints
-            .entry((c.callee.clone(), c.method.clone(), c.route.clone()))
+            .entry(c.endpoint_key())
             .or_insert_with(|| EndpointAcc {
                 errors: 0,
                 latency: Vec::new(),
@@ -204,26 +204,24 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
         e.request_bytes = e.request_bytes.saturating_add(c.request_bytes);
         e.response_bytes = e.response_bytes.saturating_add(c.response_bytes);
 
-        let (edge, h) = edges
-            .entry((caller.to_string(), callee.to_string()))
-            .or_insert_with(|| {
-                (
-                    Edge {
-                        caller: caller.to_string(),
-                        callee: callee.to_string(),
-                        count: 0,
-                        per_second: 0.0,
-                        status_2xx: 0,
-                        status_3xx: 0,
-                        status_4xx: 0,
-                        status_5xx: 0,
-                        no_response: 0,
-                        error_rate: 0.0,
-                        latency_ns: Percentiles::default(),
-                    },
-                    Vec::new(),
-                )
-            });
+        let (edge, h) = edges.entry((caller, callee)).or_insert_with(|| {
+            (
+                Edge {
+                    caller: caller.to_string(),
+                    callee: callee.to_string(),
+                    count: 0,
+                    per_second: 0.0,
+                    status_2xx: 0,
+                    status_3xx: 0,
+                    status_4xx: 0,
+                    status_5xx: 0,
+                    no_response: 0,
+                    error_rate: 0.0,
+                    latency_ns: Percentiles::default(),
+                },
+                Vec::new(),
+            )
+        });
         edge.count += 1;
         match (c.status, &c.error_type) {
             (Some(s), None) if s < 300 => edge.status_2xx += 1,
@@ -294,24 +292,25 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     }
 }
 
-fn service<'a>(services: &'a mut BTreeMap<String, ServiceNode>, name: &str) -> &'a mut ServiceNode {
-    services
-        .entry(name.to_string())
-        .or_insert_with(|| ServiceNode {
-            name: name.to_string(),
-            served: 0,
-            made: 0,
-            busy_ns: 0,
-            waiting_ns: 0,
-            self_ns: 0,
-            depth: u32::MAX,
-            folded: 0,
-        })
+fn service<'a, 'n>(
+    services: &'a mut BTreeMap<&'n str, ServiceNode>,
+    name: &'n str,
+) -> &'a mut ServiceNode {
+    services.entry(name).or_insert_with(|| ServiceNode {
+        name: name.to_string(),
+        served: 0,
+        made: 0,
+        busy_ns: 0,
+        waiting_ns: 0,
+        self_ns: 0,
+        depth: u32::MAX,
+        folded: 0,
+    })
 }
 
 /// Depth of each service: 0 for services nobody calls, else one more than its shallowest
 /// caller (breadth first; services only reachable through a cycle get the depth it reaches).
-fn assign_depths(services: &mut BTreeMap<String, ServiceNode>, edges: &[Edge]) {
+fn assign_depths(services: &mut BTreeMap<&str, ServiceNode>, edges: &[Edge]) {
     let called: std::collections::HashSet<&str> = edges
         .iter()
         .filter(|e| e.caller != e.callee)
@@ -319,17 +318,17 @@ fn assign_depths(services: &mut BTreeMap<String, ServiceNode>, edges: &[Edge]) {
         .collect();
     let mut frontier: Vec<String> = services
         .keys()
-        .filter(|n| !called.contains(n.as_str()))
-        .cloned()
+        .filter(|n| !called.contains(*n))
+        .map(|n| n.to_string())
         .collect();
     if frontier.is_empty() {
-        frontier = services.keys().take(1).cloned().collect();
+        frontier = services.keys().take(1).map(|n| n.to_string()).collect();
     }
     let mut depth = 0;
     while !frontier.is_empty() {
         let mut next = Vec::new();
         for name in frontier {
-            let Some(s) = services.get_mut(&name) else {
+            let Some(s) = services.get_mut(name.as_str()) else {
                 continue;
             };
             if s.depth != u32::MAX {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::calls::Call;
+use super::calls::{Call, Name};
 
 /// Deeper call chains are cut (a malformed JSON input could even make a cycle).
 const MAX_DEPTH: usize = 32;
@@ -166,7 +166,7 @@ fn waterfall(
     Waterfall {
         reason,
         trace_id: r.trace_id.clone(),
-        root: format!("{} {} {}", r.callee, r.method, r.route),
+        root: r.endpoint_name(),
         start_unix_nano: r.start,
         duration_ns: r.duration(),
         calls: all.len(),
@@ -176,15 +176,16 @@ fn waterfall(
 }
 
 /// Root calls, with whether anything in their tree failed.
-fn roots(calls: &[Call], children: &[Vec<usize>]) -> Vec<(usize, bool, usize)> {
+fn roots(calls: &[Call], children: &[Vec<usize>]) -> Vec<(usize, bool)> {
     calls
         .iter()
         .enumerate()
         .filter(|(_, c)| c.parent.is_none())
         .map(|(i, _)| {
-            let tree = descendants(i, children);
-            let failed = tree.iter().any(|&(k, _)| calls[k].failed());
-            (i, failed, tree.len())
+            let failed = descendants(i, children)
+                .iter()
+                .any(|&(k, _)| calls[k].failed());
+            (i, failed)
         })
         .collect()
 }
@@ -192,21 +193,21 @@ fn roots(calls: &[Call], children: &[Vec<usize>]) -> Vec<(usize, bool, usize)> {
 pub fn sample_waterfalls(calls: &[Call], children: &[Vec<usize>], s: &Sampling) -> Vec<Waterfall> {
     let roots = roots(calls, children);
     let mut picked: Vec<(usize, &'static str)> = Vec::new();
-    let mut by_duration: Vec<&(usize, bool, usize)> = roots.iter().collect();
-    by_duration.sort_by_key(|(i, _, _)| std::cmp::Reverse(calls[*i].duration()));
-    for (i, _, _) in by_duration.iter().take(s.slowest) {
+    let mut by_duration: Vec<&(usize, bool)> = roots.iter().collect();
+    by_duration.sort_by_key(|(i, _)| std::cmp::Reverse(calls[*i].duration()));
+    for (i, _) in by_duration.iter().take(s.slowest) {
         picked.push((*i, "slowest"));
     }
     let failing: Vec<usize> = by_duration
         .iter()
-        .filter(|(i, failed, _)| *failed && !picked.iter().any(|(p, _)| p == i))
-        .map(|(i, _, _)| *i)
+        .filter(|(i, failed)| *failed && !picked.iter().any(|(p, _)| p == i))
+        .map(|(i, _)| *i)
         .take(s.failing)
         .collect();
     picked.extend(failing.into_iter().map(|i| (i, "failing")));
     // Typical: per root endpoint (most requests first), the request nearest its median.
     let mut by_endpoint: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
-    for (i, _, _) in &roots {
+    for (i, _) in &roots {
         by_endpoint
             .entry(calls[*i].endpoint())
             .or_default()
@@ -233,23 +234,22 @@ struct CctAcc {
     requests: u64,
     last_request: usize,
     total_ns: u64,
-    children: BTreeMap<String, CctAcc>,
+    children: BTreeMap<(Name, Name, Name), CctAcc>,
 }
 
 /// The calling-context tree of each root endpoint (most requests first).
 pub fn calling_contexts(calls: &[Call], children: &[Vec<usize>], s: &Sampling) -> Vec<ContextNode> {
-    let mut trees: BTreeMap<String, CctAcc> = BTreeMap::new();
+    let mut trees: BTreeMap<(Name, Name, Name), CctAcc> = BTreeMap::new();
     for (n, (root, c)) in calls
         .iter()
         .enumerate()
         .filter(|(_, c)| c.parent.is_none())
         .enumerate()
     {
-        let name = format!("{} {} {}", c.callee, c.method, c.route);
-        let top = trees.entry(name).or_default();
+        let top = trees.entry(c.endpoint_key()).or_default();
         add_context(calls, children, root, top, n + 1, 0);
     }
-    let mut roots: Vec<(String, CctAcc)> = trees.into_iter().collect();
+    let mut roots: Vec<((Name, Name, Name), CctAcc)> = trees.into_iter().collect();
     roots.sort_by_key(|(_, acc)| std::cmp::Reverse(acc.count));
     roots.truncate(s.cct_endpoints);
     let mut budget = s.cct_nodes;
@@ -277,9 +277,7 @@ fn add_context(
         return;
     }
     for &k in &children[i] {
-        let c = &calls[k];
-        let name = format!("{} {} {}", c.callee, c.method, c.route);
-        let child = node.children.entry(name).or_default();
+        let child = node.children.entry(calls[k].endpoint_key()).or_default();
         add_context(calls, children, k, child, request, depth + 1);
     }
 }
@@ -287,13 +285,13 @@ fn add_context(
 /// The tree with each node's children ordered by time (most first), at most `max_children`
 /// of them, and at most `budget` nodes in all trees together (the busiest paths come first).
 fn finish_context(
-    name: String,
+    (service, method, route): (Name, Name, Name),
     acc: CctAcc,
     max_children: usize,
     budget: &mut usize,
 ) -> ContextNode {
     *budget = budget.saturating_sub(1);
-    let mut kids: Vec<(String, CctAcc)> = acc.children.into_iter().collect();
+    let mut kids: Vec<((Name, Name, Name), CctAcc)> = acc.children.into_iter().collect();
     kids.sort_by_key(|(_, a)| std::cmp::Reverse(a.total_ns));
     kids.truncate(max_children.min(*budget));
     let mut children = Vec::with_capacity(kids.len());
@@ -304,7 +302,7 @@ fn finish_context(
         children.push(finish_context(n, a, max_children, budget));
     }
     ContextNode {
-        name,
+        name: format!("{service} {method} {route}"),
         count: acc.count,
         requests: acc.requests,
         total_ns: acc.total_ns,

@@ -146,14 +146,24 @@ class=\"traces\">traces: {}</div></li>",
         );
     }
     h.push_str("</ol>");
-    if a.findings_left_out > 0 {
-        let _ = write!(
-            h,
-            "<p class=\"hint\">{} less costly findings are not shown.</p>",
-            a.findings_left_out
-        );
-    }
+    h.push_str(&left_out(
+        a.findings_left_out,
+        "less costly findings are not shown",
+    ));
     h.push_str("</section>");
+}
+
+/// A right-aligned cell whose `data-v` is the number the table sorts by.
+fn number_cell(h: &mut String, value: u64, text: &str) {
+    let _ = write!(h, "<td class=\"n\" data-v=\"{value}\">{text}</td>");
+}
+
+/// A line saying how much a capped list left out, if anything.
+fn left_out(n: u64, what: &str) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    format!("<p class=\"hint\">{n} {what}.</p>")
 }
 
 fn endpoints(h: &mut String, a: &Analysis) {
@@ -169,63 +179,33 @@ class=\"n\">resp bytes</th><th>latency histogram</th></tr></thead><tbody>",
     );
     for e in &a.endpoints {
         let l = &e.latency_ns;
+        let (service, method, route) = (esc(&e.service), esc(&e.method), esc(&e.route));
         let _ = write!(
             h,
-            "<tr data-service=\"{}\" data-method=\"{}\" data-route=\"{}\" data-count=\"{}\" \
-data-errors=\"{}\" data-p50-ns=\"{}\" data-p75-ns=\"{}\" data-p90-ns=\"{}\" data-p99-ns=\"{}\" \
-data-p999-ns=\"{}\" data-max-ns=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"n\" \
-data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>",
-            esc(&e.service),
-            esc(&e.method),
-            esc(&e.route),
-            e.count,
-            e.errors,
-            l.p50,
-            l.p75,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max,
-            esc(&e.service),
-            esc(&e.method),
-            esc(&e.route),
-            e.count,
-            e.count,
-            e.errors,
-            e.errors,
+            "<tr data-service=\"{service}\" data-method=\"{method}\" data-route=\"{route}\" \
+data-count=\"{}\" data-errors=\"{}\" data-p50-ns=\"{}\" data-p75-ns=\"{}\" data-p90-ns=\"{}\" \
+data-p99-ns=\"{}\" data-p999-ns=\"{}\" data-max-ns=\"{}\"><td>{service}</td><td>{method}</td>\
+<td>{route}</td>",
+            e.count, e.errors, l.p50, l.p75, l.p90, l.p99, l.p999, l.max,
         );
+        number_cell(h, e.count, &e.count.to_string());
+        number_cell(h, e.errors, &e.errors.to_string());
         for v in [l.p50, l.p75, l.p90, l.p99, l.p999, l.max] {
-            let _ = write!(h, "<td class=\"n\" data-v=\"{v}\">{}</td>", fmt_ns(v));
+            number_cell(h, v, &fmt_ns(v));
         }
         match &e.ttfb_ns {
-            Some(t) => {
-                let _ = write!(
-                    h,
-                    "<td class=\"n\" data-v=\"{}\">{}</td>",
-                    t.p50,
-                    fmt_ns(t.p50)
-                );
-            }
+            Some(t) => number_cell(h, t.p50, &fmt_ns(t.p50)),
             None => h.push_str("<td class=\"n\" data-v=\"-1\">–</td>"),
         }
-        let _ = write!(
-            h,
-            "<td class=\"n\" data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td>{}</td></tr>",
-            e.request_bytes,
-            e.request_bytes,
-            e.response_bytes,
-            e.response_bytes,
-            svg::histogram(&e.histogram)
-        );
+        number_cell(h, e.request_bytes, &e.request_bytes.to_string());
+        number_cell(h, e.response_bytes, &e.response_bytes.to_string());
+        let _ = write!(h, "<td>{}</td></tr>", svg::histogram(&e.histogram));
     }
     h.push_str("</tbody></table></div>");
-    if a.endpoints_left_out > 0 {
-        let _ = write!(
-            h,
-            "<p class=\"hint\">{} less called endpoints are not listed.</p>",
-            a.endpoints_left_out
-        );
-    }
+    h.push_str(&left_out(
+        a.endpoints_left_out,
+        "less called endpoints are not listed",
+    ));
     h.push_str("</section>");
 }
 
@@ -261,14 +241,7 @@ data-rows=\"{}\" data-duration-ns=\"{}\"{}><summary><span class=\"kind\">{}</spa
             w.calls,
             esc(&w.trace_id),
             svg::waterfall(w),
-            if w.rows_left_out > 0 {
-                format!(
-                    "<p class=\"hint\">{} more calls not drawn.</p>",
-                    w.rows_left_out
-                )
-            } else {
-                String::new()
-            }
+            left_out(w.rows_left_out as u64, "more calls not drawn")
         );
     }
     h.push_str("</section>");

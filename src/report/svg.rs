@@ -81,37 +81,22 @@ pub fn service_map(a: &Analysis) -> String {
         } else {
             ((fx + tx) / 2.0, fy.max(ty) + NODE_H * 0.75 - 6.0)
         };
+        let (caller, callee) = (esc(&e.caller), esc(&e.callee));
+        let (count, rate) = (e.count, e.per_second);
+        let (c2, c3, c4, c5, none) = (
+            e.status_2xx,
+            e.status_3xx,
+            e.status_4xx,
+            e.status_5xx,
+            e.no_response,
+        );
+        let (p50, p99) = (e.latency_ns.p50, e.latency_ns.p99);
+        let (p50_text, p99_text) = (fmt_ns(p50), fmt_ns(p99));
+        let err = 100.0 * e.error_rate;
+        let ly2 = ly + 13.0;
         let _ = write!(
             svg,
-            r#"<g class="{class}" data-caller="{}" data-callee="{}" data-count="{}" data-per-second="{:.3}" data-2xx="{}" data-3xx="{}" data-4xx="{}" data-5xx="{}" data-no-response="{}" data-p50-ns="{}" data-p99-ns="{}"><title>{} → {}: {} calls ({:.2}/s); 2xx {} · 3xx {} · 4xx {} · 5xx {} · no response {}; p50 {} · p99 {}</title><path d="{path}" marker-end="url(#arrow)"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="middle">{} × · {:.1}/s · {:.0}% err</text><text x="{lx:.1}" y="{:.1}" text-anchor="middle" class="sub">p50 {} · p99 {}</text></g>"#,
-            esc(&e.caller),
-            esc(&e.callee),
-            e.count,
-            e.per_second,
-            e.status_2xx,
-            e.status_3xx,
-            e.status_4xx,
-            e.status_5xx,
-            e.no_response,
-            e.latency_ns.p50,
-            e.latency_ns.p99,
-            esc(&e.caller),
-            esc(&e.callee),
-            e.count,
-            e.per_second,
-            e.status_2xx,
-            e.status_3xx,
-            e.status_4xx,
-            e.status_5xx,
-            e.no_response,
-            fmt_ns(e.latency_ns.p50),
-            fmt_ns(e.latency_ns.p99),
-            e.count,
-            e.per_second,
-            100.0 * e.error_rate,
-            ly + 13.0,
-            fmt_ns(e.latency_ns.p50),
-            fmt_ns(e.latency_ns.p99),
+            r#"<g class="{class}" data-caller="{caller}" data-callee="{callee}" data-count="{count}" data-per-second="{rate:.3}" data-2xx="{c2}" data-3xx="{c3}" data-4xx="{c4}" data-5xx="{c5}" data-no-response="{none}" data-p50-ns="{p50}" data-p99-ns="{p99}"><title>{caller} → {callee}: {count} calls ({rate:.2}/s); 2xx {c2} · 3xx {c3} · 4xx {c4} · 5xx {c5} · no response {none}; p50 {p50_text} · p99 {p99_text}</title><path d="{path}" marker-end="url(#arrow)"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="middle">{count} × · {rate:.1}/s · {err:.0}% err</text><text x="{lx:.1}" y="{ly2:.1}" text-anchor="middle" class="sub">p50 {p50_text} · p99 {p99_text}</text></g>"#,
         );
     }
     for (i, s) in a.services.iter().enumerate() {
