@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::sim::{simulate, SimConfig, Simulated};
+use common::sim::{simulate, PoolModel, SimConfig, Simulated};
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::http::HttpExchange;
 use tapspan::ids;
@@ -150,7 +150,7 @@ fn propagated_request_ids_are_exact() {
     }
 }
 
-fn curve(concurrencies: &[usize], seeds: u64) -> (Vec<(usize, f64)>, Score) {
+fn curve(concurrencies: &[usize], seeds: u64, pool: PoolModel) -> (Vec<(usize, f64)>, Score) {
     let mut curve = Vec::new();
     let mut all = Score::default();
     for &concurrency in concurrencies {
@@ -160,6 +160,7 @@ fn curve(concurrencies: &[usize], seeds: u64) -> (Vec<(usize, f64)>, Score) {
                 seed,
                 concurrency,
                 requests: 150 + 20 * concurrency,
+                pool,
                 ..SimConfig::default()
             });
             total.children += s.children;
@@ -170,7 +171,7 @@ fn curve(concurrencies: &[usize], seeds: u64) -> (Vec<(usize, f64)>, Score) {
             total.roots_right += s.roots_right;
         }
         eprintln!(
-            "concurrency {concurrency:>2}: parent links right {:>6.2} % of {:>5}; confidence ≥ 0.9 on {:>5.1} % of links, right {:>6.2} %; roots right {}/{}",
+            "{pool:?} concurrency {concurrency:>2}: parent links right {:>6.2} % of {:>5}; confidence ≥ 0.9 on {:>5.1} % of links, right {:>6.2} %; roots right {}/{}",
             100.0 * total.accuracy(),
             total.children,
             100.0 * total.confident as f64 / total.children.max(1) as f64,
@@ -187,7 +188,7 @@ fn curve(concurrencies: &[usize], seeds: u64) -> (Vec<(usize, f64)>, Score) {
 
 #[test]
 fn nesting_accuracy_at_low_concurrency() {
-    let (curve, all) = curve(&[1, 2, 4, 8], 1);
+    let (curve, all) = curve(&[1, 2, 4, 8], 1, PoolModel::SharedFifo);
     let at = |c| curve.iter().find(|(k, _)| *k == c).unwrap().1;
     // Reached (seed 1): 100 %, 99.1 %, 96.8 %, 92.4 %; guarded a little below.
     assert!(at(1) >= 0.99, "{curve:?}");
@@ -209,11 +210,32 @@ fn nesting_accuracy_full_curve() {
         .map(|v| v.split(',').map(|c| c.trim().parse().unwrap()).collect())
         .unwrap_or_else(|_| vec![1, 2, 4, 8, 16, 32, 64]);
     let seeds = std::env::var("TAPSPAN_SIM_SEEDS").map_or(3, |v| v.parse().unwrap());
-    let (_, all) = curve(&concurrencies, seeds);
-    eprintln!(
-        "confidence ≥ 0.9 right overall: {:.2} %",
-        100.0 * all.calibration()
+    let pools: Vec<PoolModel> = std::env::var("TAPSPAN_SIM_POOL").map_or_else(
+        |_| {
+            vec![
+                PoolModel::SharedFifo,
+                PoolModel::SharedLifo,
+                PoolModel::PerWorker,
+            ]
+        },
+        |v| {
+            v.split(',')
+                .map(|p| match p.trim() {
+                    "fifo" => PoolModel::SharedFifo,
+                    "lifo" => PoolModel::SharedLifo,
+                    "worker" => PoolModel::PerWorker,
+                    other => panic!("TAPSPAN_SIM_POOL: fifo, lifo or worker, not {other}"),
+                })
+                .collect()
+        },
     );
+    for pool in pools {
+        let (_, all) = curve(&concurrencies, seeds, pool);
+        eprintln!(
+            "{pool:?}: confidence ≥ 0.9 right overall: {:.2} %",
+            100.0 * all.calibration()
+        );
+    }
 }
 
 #[test]
@@ -227,11 +249,11 @@ fn loss_and_reordering_do_not_break_linking() {
         ..SimConfig::default()
     });
     // Reordering alone costs nothing. A lost segment can take a whole message with it, and with
-    // it the pairing of that connection's later exchanges (see http's `lost_sync`); ~9 % of
-    // links are still lost to 0.2 % segment loss (the simulator sends no ACKs, so holes are only
-    // given up at the end). Guarded here, to be raised.
+    // it the pairing of that connection's later exchanges, until the receiver's ACK shows the
+    // capture missed it and the hole is skipped (see http's `lost_sync`). Reached: 99.1 %
+    // (when the simulator sent no ACKs, holes were given up only at the end: 88-91 %).
     assert!(s.children > 1000, "{s:?}");
-    assert!(s.right as f64 >= 0.88 * s.children as f64, "{s:?}");
+    assert!(s.right as f64 >= 0.97 * s.children as f64, "{s:?}");
 }
 
 /// Replay both capture points' files and score, with the estimated offset.

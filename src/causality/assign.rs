@@ -20,6 +20,7 @@ use std::rc::Rc;
 use tapspan_capture::Timestamp;
 
 use super::nesting::{DelayModel, Step, StepKey, ARRIVAL, RESPOND};
+use super::reuse::{owner, reuse, Kind, PreviousOwner, ReuseModel};
 
 /// A candidate parent: an inbound request at the calling service.
 #[derive(Clone, Debug)]
@@ -43,6 +44,10 @@ pub struct Made {
     pub launch: StepKey,
     /// The step "this call returned (failed or not)".
     pub ret: StepKey,
+    /// Who was called (a hash of the server's address), and on which connection (a hash of
+    /// both addresses; 0 when unknown): see [`super::reuse`].
+    pub callee: u64,
+    pub conn: u64,
 }
 
 /// An outbound call and the requests that could have made it (indexes into the `Req` slice).
@@ -50,6 +55,8 @@ pub struct Made {
 pub struct Call {
     pub made: Made,
     pub candidates: Vec<usize>,
+    /// The call before it on the same connection, if that is one of these calls.
+    pub previous_on_conn: Option<usize>,
 }
 
 /// Launches closer than this to a still-running sibling are taken as parallel fan-out.
@@ -195,11 +202,73 @@ pub fn steps(reqs: &[Req], calls: &[Call], chosen: &[Option<(usize, f64)>]) -> V
     out
 }
 
+/// For each call, the parent an assignment gave the previous call on its connection.
+fn previous_owners(
+    reqs: &[Req],
+    calls: &[Call],
+    chosen: &[Option<(usize, f64)>],
+) -> Vec<Option<PreviousOwner>> {
+    calls
+        .iter()
+        .map(|c| {
+            let (k, _) = (*chosen.get(c.previous_on_conn?)?)?;
+            Some(PreviousOwner {
+                req: Some(k),
+                responds: reqs[k].responds,
+            })
+        })
+        .collect()
+}
+
+/// What an assignment shows of connection reuse: for each call with a chosen parent, the
+/// [`Kind`] of every candidate, whether it is the chosen one, and the choice's confidence.
+pub fn reuse_observations(
+    reqs: &[Req],
+    calls: &[Call],
+    chosen: &[Option<(usize, f64)>],
+) -> Vec<(Kind, bool, f64)> {
+    let owners = previous_owners(reqs, calls, chosen);
+    let mut per_req: Vec<Vec<Made>> = reqs.iter().map(|r| r.prior_calls.clone()).collect();
+    for (c, choice) in calls.iter().zip(chosen) {
+        if let Some((k, _)) = choice {
+            per_req[*k].push(c.made);
+        }
+    }
+    let mut out = Vec::new();
+    for ((c, choice), previous) in calls.iter().zip(chosen).zip(&owners) {
+        let Some((k, confidence)) = choice else {
+            continue;
+        };
+        for &r in &c.candidates {
+            let kind = Kind {
+                reuse: reuse(&per_req[r], c.made.start, &c.made),
+                owner: owner(r, reqs[r].arrived, *previous),
+            };
+            out.push((kind, r == *k, *confidence));
+        }
+    }
+    out
+}
+
+/// The request that `state` gave call `p` (None if it gave it none), found by walking its
+/// choices back: they are in call order.
+fn chosen_in(state: &State, p: usize) -> Option<usize> {
+    let mut c = state.choices.as_deref();
+    while let Some(ch) = c {
+        if ch.call <= p {
+            return (ch.call == p).then_some(ch.req);
+        }
+        c = ch.prev.as_deref();
+    }
+    None
+}
+
 /// For each call, `(index of the chosen request, confidence)`, or None without candidates.
 pub fn assign(
     reqs: &[Req],
     calls: &[Call],
     model: &DelayModel,
+    reuse_model: &ReuseModel,
     beam: usize,
 ) -> Vec<Option<(usize, f64)>> {
     let mut events: Vec<(Timestamp, u8, Event)> = Vec::new();
@@ -255,20 +324,30 @@ pub fn assign(
                 }
                 let mut next = Vec::with_capacity(states.len() * call.candidates.len());
                 for s in &states {
+                    // The connection's previous call, as this state assigned it.
+                    let previous = call.previous_on_conn.and_then(|p| {
+                        let q = chosen_in(s, p)?;
+                        Some(PreviousOwner {
+                            req: Some(q),
+                            responds: reqs[q].responds,
+                        })
+                    });
                     for &r in &call.candidates {
                         // A candidate that already answered may still be streaming its response.
                         let (score, pos) = match s.active.iter().position(|a| a.req == r) {
-                            Some(pos) => (
-                                s.score
-                                    + ln_next(
-                                        &reqs[r],
-                                        &s.active[pos].calls,
-                                        at,
-                                        call.made.launch,
-                                        model,
-                                    ),
-                                Some(pos),
-                            ),
+                            Some(pos) => {
+                                let made = &s.active[pos].calls;
+                                let kind = Kind {
+                                    reuse: reuse(made, at, &call.made),
+                                    owner: owner(r, reqs[r].arrived, previous),
+                                };
+                                (
+                                    s.score
+                                        + ln_next(&reqs[r], made, at, call.made.launch, model)
+                                        + reuse_model.ln_ratio(kind),
+                                    Some(pos),
+                                )
+                            }
                             None => (s.score + ln_early(), None),
                         };
                         next.push((score, s, r, pos));
@@ -405,13 +484,16 @@ mod tests {
                 end: t(s + 200),
                 launch: 9,
                 ret: 10,
+                callee: 3,
+                conn: 0,
             },
             candidates: vec![0, 1],
+            previous_on_conn: None,
         };
         let calls = vec![call(300), call(400), call(800), call(900)];
         let mut model = DelayModel::default();
         for _ in 0..5 {
-            let got = assign(&reqs, &calls, &model, 16);
+            let got = assign(&reqs, &calls, &model, &ReuseModel::default(), 16);
             let step = |prev, next| Step {
                 endpoint: 7,
                 prev,

@@ -29,6 +29,7 @@
 
 pub mod assign;
 pub mod nesting;
+pub mod reuse;
 pub mod services;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -44,6 +45,7 @@ use crate::span::{
     TraceContext,
 };
 use nesting::DelayModel;
+use reuse::ReuseModel;
 pub use services::ServiceMap;
 
 #[derive(Clone, Debug)]
@@ -134,7 +136,7 @@ pub struct CausalityBuilder {
     watermark: Timestamp,
     /// Processing-delay models per calling IP, refitted on each batch to it and what earlier
     /// batches taught them.
-    delays_at: HashMap<IpAddr, DelayModel>,
+    delays_at: HashMap<IpAddr, (DelayModel, ReuseModel)>,
     /// Listening ports seen per IP, to name callers by the service on their IP.
     listeners: HashMap<IpAddr, HashSet<u16>>,
     pub stats: CausalityStats,
@@ -142,7 +144,7 @@ pub struct CausalityBuilder {
 
 const MAX_LISTENER_IPS: usize = 65_536;
 /// Partial assignments kept while assigning calls to requests.
-const BEAM: usize = 48;
+const BEAM: usize = 128;
 /// Refits of the delay model per batch, at most: it stops once the assignment no longer
 /// changes. Under heavy concurrency a model fitted to a first, poor assignment improves a
 /// little with each round, so a handful is not enough there.
@@ -177,6 +179,12 @@ fn made(ex: &HttpExchange, start: Timestamp, end: Timestamp) -> assign::Made {
         end,
         launch,
         ret,
+        callee: ids::hash64("tapspan.callee", ex.server.to_string().as_bytes()),
+        conn: ids::hash64(
+            "tapspan.conn",
+            format!("{} {}", ex.client, ex.server).as_bytes(),
+        )
+        .max(1),
     }
 }
 
@@ -347,6 +355,7 @@ impl CausalityBuilder {
         let mut req_ids: Vec<NodeId> = Vec::new();
         let mut req_index: HashMap<NodeId, usize> = HashMap::new();
         let mut specs = Vec::with_capacity(calls.len());
+        let mut last_on_conn: HashMap<u64, usize> = HashMap::new();
         for &id in calls {
             let mut candidates = Vec::new();
             for r in self.candidates(id) {
@@ -357,9 +366,13 @@ impl CausalityBuilder {
                 candidates.push(k);
             }
             let n = &self.nodes[&id];
+            let made = made(&n.ex, n.start, n.end);
+            // `calls` come in start order, and a connection's exchanges one after another.
+            let previous_on_conn = last_on_conn.insert(made.conn, specs.len());
             specs.push(assign::Call {
-                made: made(&n.ex, n.start, n.end),
+                made,
                 candidates,
+                previous_on_conn,
             });
         }
         let reqs: Vec<assign::Req> = req_ids
@@ -381,16 +394,27 @@ impl CausalityBuilder {
             .collect();
         // Hard EM: assign with the current delay model, refit the model to that assignment's
         // delays (added to what earlier batches taught it), assign again.
-        let history = self.delays_at.remove(&ip).unwrap_or_default();
+        let (history, reuse_history) = self.delays_at.remove(&ip).unwrap_or_default();
         let mut model = history.clone();
-        let mut result = assign::assign(&reqs, &specs, &model, BEAM);
+        let mut reuse_model = reuse_history.clone();
+        // Connections are evidence only where the pool is not shared (see `reuse`).
+        let mut made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();
+        made_in_order.sort_by_key(|m| m.start);
+        let reuse_informs = !reuse::pool_is_shared(&made_in_order);
+        let mut result = assign::assign(&reqs, &specs, &model, &reuse_model, BEAM);
         for _ in 0..EM_ROUNDS {
             let steps = assign::steps(&reqs, &specs, &result);
             if steps.len() < 8 {
                 break;
             }
             model = DelayModel::fitted(&history, &steps);
-            let next = assign::assign(&reqs, &specs, &model, BEAM);
+            if reuse_informs {
+                reuse_model = ReuseModel::fitted(
+                    &reuse_history,
+                    &assign::reuse_observations(&reqs, &specs, &result),
+                );
+            }
+            let next = assign::assign(&reqs, &specs, &model, &reuse_model, BEAM);
             let changed = next
                 .iter()
                 .zip(&result)
@@ -400,7 +424,7 @@ impl CausalityBuilder {
                 break;
             }
         }
-        self.delays_at.insert(ip, model);
+        self.delays_at.insert(ip, (model, reuse_model));
         calls
             .iter()
             .zip(result)

@@ -4,13 +4,13 @@
 //! `users` (10.9.0.11:9001), then `orders` (10.9.0.12:9002), and fans out to `users` and
 //! `inventory` (10.9.0.13:9003) in parallel; `orders` calls `inventory` once per item (an N+1
 //! loop); a share of `users` calls fail with 503 and are retried; some requests end in 500.
-//! Callers keep pools of keep-alive connections per callee. Every handler waits a processing
+//! Callers keep pools of keep-alive connections per callee, reused as [`PoolModel`] says. Every handler waits a processing
 //! delay before each call and before answering — each step its own base time ± 20 %, with an
 //! occasional pause of up to 5× (GC, scheduling) — and the network adds a jittered one-way delay. `concurrency` closed-loop clients send requests back to back.
 //!
 //! The capture point sits in the middle of the network (a mirror port): a packet is stamped half
-//! its one-way delay after it was sent. Optional loss and reordering of data segments, and an
-//! optional `X-Request-ID` that every service forwards.
+//! its one-way delay after it was sent. Receivers acknowledge every data segment. Optional loss
+//! and reordering of data segments, and an optional `X-Request-ID` that every service forwards.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -32,6 +32,8 @@ pub struct SimConfig {
     /// Also capture at a second point, whose clock is off by this much: the first point sits a
     /// quarter of the way from callers to callees, the second three quarters.
     pub second_point_skew_ns: Option<i64>,
+    /// How callers reuse keep-alive connections.
+    pub pool: PoolModel,
 }
 
 impl Default for SimConfig {
@@ -45,6 +47,7 @@ impl Default for SimConfig {
             reorder: 0.0,
             clock_offset_ns: 0,
             second_point_skew_ns: None,
+            pool: PoolModel::SharedLifo,
         }
     }
 }
@@ -108,14 +111,31 @@ fn addr(a: ([u8; 4], u16)) -> SocketAddr {
     SocketAddr::from(a)
 }
 
+/// How a caller picks a keep-alive connection for its next call. Real HTTP clients differ, and
+/// the choice is evidence for nesting (which handler made a call), so the simulator has each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolModel {
+    /// One pool per calling service, the idle connection that waited longest first: round
+    /// robin, so a handler's next call rarely gets its previous connection back (Node.js's
+    /// `http.Agent` before v15, OkHttp). The least evidence of the three.
+    SharedFifo,
+    /// One pool per calling service, the most recently returned idle connection first (Go's
+    /// `net/http` Transport, Python's urllib3 `LifoQueue`, Node.js ≥ 15, Apache HttpClient): a
+    /// handler's next call to the same callee often gets its own connection back, unless
+    /// another handler took it in between.
+    SharedLifo,
+    /// Each worker (a gunicorn sync or PHP-FPM process, a thread with a thread-local session)
+    /// serves one request at a time and keeps its own connections: a connection's calls all
+    /// belong to the request its worker is serving.
+    PerWorker,
+}
+
 /// A keep-alive connection: its ports and next sequence numbers.
 #[derive(Clone)]
 struct Conn {
     client: SocketAddr,
     server: SocketAddr,
     seq: [u32; 2],
-    busy_until: u64,
-    opened: bool,
 }
 
 /// A packet before capture framing, stamped with its send time.
@@ -132,13 +152,34 @@ struct Packet {
     payload: Vec<u8>,
 }
 
+/// One call as the handlers made it (timing first; connections are chosen afterwards, in time
+/// order, see [`World::connect`]).
+struct CallRecord {
+    caller_ip: [u8; 4],
+    server: SocketAddr,
+    parent: Option<usize>,
+    request: Vec<u8>,
+    response: Vec<u8>,
+    /// The request leaves the caller; it has arrived `request_one_way` later.
+    sent: u64,
+    request_one_way: u64,
+    /// The callee answers; the response is back at the caller `response_one_way` later.
+    answered: u64,
+    response_one_way: u64,
+    back: u64,
+}
+
 struct World {
     cfg_propagate: bool,
     rng: Rng,
-    pools: HashMap<(SocketAddr, SocketAddr), Vec<Conn>>,
-    next_port: HashMap<[u8; 4], u16>,
+    calls: Vec<CallRecord>,
     packets: Vec<Packet>,
     truth: Vec<TruthExchange>,
+}
+
+/// Time to put `len` bytes on the wire in 1400-byte segments, 2 µs apart.
+fn serialisation_ns(len: usize) -> u64 {
+    (len / 1400) as u64 * 2_000
 }
 
 impl World {
@@ -146,47 +187,14 @@ impl World {
         self.rng.jittered(50_000)
     }
 
-    /// Take a free pooled connection from `client_ip` to `server`, or open one.
-    fn checkout(&mut self, client_ip: [u8; 4], server: SocketAddr, at: u64) -> Conn {
-        let pool = self
-            .pools
-            .entry((SocketAddr::from((client_ip, 0)), server))
-            .or_default();
-        if let Some(i) = pool.iter().position(|c| c.busy_until <= at) {
-            return pool.swap_remove(i);
-        }
-        let port = self.next_port.entry(client_ip).or_insert(20_000);
-        *port += 1;
-        let isn = self.rng.next() as u32;
-        let isn_s = self.rng.next() as u32;
-        Conn {
-            client: SocketAddr::from((client_ip, *port)),
-            server,
-            seq: [isn, isn_s],
-            busy_until: 0,
-            opened: false,
-        }
-    }
-
-    fn checkin(&mut self, mut conn: Conn, until: u64) {
-        conn.busy_until = until;
-        self.pools
-            .entry((
-                SocketAddr::from((
-                    match conn.client.ip() {
-                        std::net::IpAddr::V4(v4) => v4.octets(),
-                        _ => unreachable!(),
-                    },
-                    0,
-                )),
-                conn.server,
-            ))
-            .or_default()
-            .push(conn);
-    }
-
-    fn send(&mut self, conn: &mut Conn, from_client: bool, at: u64, payload: &[u8]) -> u64 {
-        let ow = self.one_way();
+    fn send(
+        &mut self,
+        conn: &mut Conn,
+        from_client: bool,
+        at: u64,
+        one_way_ns: u64,
+        payload: &[u8],
+    ) {
         let (i, src, dst) = if from_client {
             (0, conn.client, conn.server)
         } else {
@@ -195,7 +203,7 @@ impl World {
         for (k, chunk) in payload.chunks(1400).enumerate() {
             self.packets.push(Packet {
                 sent_ns: at + k as u64 * 2_000,
-                one_way_ns: ow,
+                one_way_ns,
                 src,
                 dst,
                 from_client,
@@ -206,41 +214,57 @@ impl World {
                 payload: chunk.to_vec(),
             });
             conn.seq[i] = conn.seq[i].wrapping_add(chunk.len() as u32);
+            // The receiver acknowledges each segment as it arrives: what tells a capture that
+            // a segment it missed did reach its receiver (RFC 9293, 3.4).
+            self.packets.push(Packet {
+                sent_ns: at + k as u64 * 2_000 + one_way_ns,
+                one_way_ns,
+                src: dst,
+                dst: src,
+                from_client: !from_client,
+                seq: conn.seq[1 - i],
+                ack: conn.seq[i],
+                syn: false,
+                fin: false,
+                payload: vec![],
+            });
         }
-        at + ow + (payload.len() / 1400) as u64 * 2_000
     }
 
-    fn handshake(&mut self, conn: &mut Conn, at: u64) -> u64 {
+    /// Opens a connection whose handshake completes just before `ready`.
+    fn open(&mut self, client: SocketAddr, server: SocketAddr, ready: u64) -> Conn {
         let ow = self.one_way();
-        let (c, s) = (conn.client, conn.server);
-        let isn = conn.seq;
-        self.packets.push(Packet {
-            sent_ns: at,
-            one_way_ns: ow,
-            src: c,
-            dst: s,
-            from_client: true,
-            seq: isn[0],
-            ack: 0,
-            syn: true,
-            fin: false,
-            payload: vec![],
-        });
-        self.packets.push(Packet {
-            sent_ns: at + ow,
-            one_way_ns: ow,
-            src: s,
-            dst: c,
-            from_client: false,
-            seq: isn[1],
-            ack: isn[0].wrapping_add(1),
-            syn: true,
-            fin: false,
-            payload: vec![],
-        });
-        conn.seq = [isn[0].wrapping_add(1), isn[1].wrapping_add(1)];
-        conn.opened = true;
-        at + 2 * ow
+        let isn = [self.rng.next() as u32, self.rng.next() as u32];
+        let syn_at = ready.saturating_sub(2 * ow + 1_000);
+        for (at, src, dst, from_client, seq, ack) in [
+            (syn_at, client, server, true, isn[0], 0),
+            (
+                syn_at + ow,
+                server,
+                client,
+                false,
+                isn[1],
+                isn[0].wrapping_add(1),
+            ),
+        ] {
+            self.packets.push(Packet {
+                sent_ns: at,
+                one_way_ns: ow,
+                src,
+                dst,
+                from_client,
+                seq,
+                ack,
+                syn: true,
+                fin: false,
+                payload: vec![],
+            });
+        }
+        Conn {
+            client,
+            server,
+            seq: [isn[0].wrapping_add(1), isn[1].wrapping_add(1)],
+        }
     }
 
     /// `caller_ip` calls `server` at `at`, while serving exchange `parent`. Returns when the
@@ -254,16 +278,11 @@ impl World {
         parent: Option<usize>,
         rid: &str,
     ) -> (u64, u16) {
-        let mut conn = self.checkout(caller_ip, addr(server), at);
-        let mut t = at;
-        if !conn.opened {
-            t = self.handshake(&mut conn, t);
-        }
         let idx = self.truth.len();
         self.truth.push(TruthExchange {
-            client: conn.client,
-            server: conn.server,
-            request_seq: conn.seq[0],
+            client: SocketAddr::from((caller_ip, 0)),
+            server: addr(server),
+            request_seq: 0,
             parent,
             path: path.to_string(),
         });
@@ -272,17 +291,130 @@ impl World {
         } else {
             String::new()
         };
-        let req = format!("GET {path} HTTP/1.1\r\nHost: svc\r\n{header}\r\n");
-        let arrived = self.send(&mut conn, true, t, req.as_bytes());
-        let (done, status) = self.handle(server, path, arrived, idx, rid);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: svc\r\n{header}\r\n").into_bytes();
+        let request_one_way = self.one_way();
+        let arrived = at + request_one_way + serialisation_ns(request.len());
+        self.calls.push(CallRecord {
+            caller_ip,
+            server: addr(server),
+            parent,
+            request,
+            response: Vec::new(),
+            sent: at,
+            request_one_way,
+            answered: 0,
+            response_one_way: 0,
+            back: 0,
+        });
+        let (answered, status) = self.handle(server, path, arrived, idx, rid);
         let body_len = self.rng.range(20, 3000) as usize;
-        let resp = format!(
+        let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Length: {body_len}\r\n{header}\r\n{}",
             "x".repeat(body_len)
-        );
-        let back = self.send(&mut conn, false, done, resp.as_bytes());
-        self.checkin(conn, back + 1_000);
+        )
+        .into_bytes();
+        let response_one_way = self.one_way();
+        let back = answered + response_one_way + serialisation_ns(response.len());
+        let rec = &mut self.calls[idx];
+        rec.answered = answered;
+        rec.response_one_way = response_one_way;
+        rec.back = back;
+        rec.response = response;
         (back, status)
+    }
+
+    /// Puts every call on a connection, in time order, as `pool` would, and writes its packets.
+    fn connect(&mut self, pool: PoolModel) {
+        // Who owns connections: the calling service (shared pools) or, per worker, a worker id.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        enum Owner {
+            Service([u8; 4]),
+            Worker(usize),
+        }
+        // (time, order at equal times: releases first, index, what)
+        let mut events: Vec<(u64, u8, usize, u8)> = Vec::new();
+        const RELEASE_CONN: u8 = 0;
+        const FREE_WORKER: u8 = 1;
+        const TAKE_WORKER: u8 = 2;
+        const START: u8 = 3;
+        for (i, c) in self.calls.iter().enumerate() {
+            events.push((c.sent, 1, i, START));
+            events.push((c.back + 1_000, 0, i, RELEASE_CONN));
+            if pool == PoolModel::PerWorker {
+                events.push((c.sent + c.request_one_way, 1, i, TAKE_WORKER));
+                events.push((c.answered + 1, 0, i, FREE_WORKER));
+            }
+        }
+        events.sort_unstable();
+        let mut idle: HashMap<(Owner, SocketAddr), std::collections::VecDeque<Conn>> =
+            HashMap::new();
+        let mut in_use: HashMap<usize, (Owner, Conn)> = HashMap::new();
+        let mut free_workers: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+        let mut worker_of: HashMap<usize, usize> = HashMap::new();
+        let mut workers = 0usize;
+        let mut next_port: HashMap<[u8; 4], u16> = HashMap::new();
+        for (_, _, i, what) in events {
+            match what {
+                TAKE_WORKER => {
+                    let server = self.calls[i].server;
+                    let w = free_workers
+                        .entry(server)
+                        .or_default()
+                        .pop()
+                        .unwrap_or_else(|| {
+                            workers += 1;
+                            workers
+                        });
+                    worker_of.insert(i, w);
+                }
+                FREE_WORKER => {
+                    let w = worker_of[&i];
+                    free_workers
+                        .entry(self.calls[i].server)
+                        .or_default()
+                        .push(w);
+                }
+                START => {
+                    let (caller_ip, server, parent) = {
+                        let c = &self.calls[i];
+                        (c.caller_ip, c.server, c.parent)
+                    };
+                    let owner = match (pool, parent) {
+                        (PoolModel::PerWorker, Some(p)) => Owner::Worker(worker_of[&p]),
+                        _ => Owner::Service(caller_ip),
+                    };
+                    let waiting = idle.entry((owner, server)).or_default();
+                    let reused = match pool {
+                        PoolModel::SharedFifo => waiting.pop_front(),
+                        PoolModel::SharedLifo | PoolModel::PerWorker => waiting.pop_back(),
+                    };
+                    let mut conn = match reused {
+                        Some(conn) => conn,
+                        None => {
+                            let port = next_port.entry(caller_ip).or_insert(20_000);
+                            *port += 1;
+                            let client = SocketAddr::from((caller_ip, *port));
+                            self.open(client, server, self.calls[i].sent)
+                        }
+                    };
+                    self.truth[i].client = conn.client;
+                    self.truth[i].request_seq = conn.seq[0];
+                    let c = &self.calls[i];
+                    let (sent, req_ow, answered, resp_ow) =
+                        (c.sent, c.request_one_way, c.answered, c.response_one_way);
+                    let request = std::mem::take(&mut self.calls[i].request);
+                    let response = std::mem::take(&mut self.calls[i].response);
+                    self.send(&mut conn, true, sent, req_ow, &request);
+                    self.send(&mut conn, false, answered, resp_ow, &response);
+                    in_use.insert(i, (owner, conn));
+                }
+                _ => {
+                    let (owner, conn) = in_use.remove(&i).expect("released after its start");
+                    let server = conn.server;
+                    idle.entry((owner, server)).or_default().push_back(conn);
+                }
+            }
+        }
     }
 
     /// A service handling a request that arrived at `at`: returns when it answers, and how.
@@ -350,8 +482,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulated {
     let mut w = World {
         cfg_propagate: cfg.propagate_request_id,
         rng: Rng(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
-        pools: HashMap::new(),
-        next_port: HashMap::new(),
+        calls: Vec::new(),
         packets: Vec::new(),
         truth: Vec::new(),
     };
@@ -376,6 +507,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulated {
         let (back, _) = w.call(ip, FRONT, path, at, None, &rid);
         clients[i].0 = back + w.rng.delay(10_000, 300_000);
     }
+    w.connect(cfg.pool);
     let max_one_way_ns = w.packets.iter().map(|p| p.one_way_ns).max().unwrap_or(0);
     let frames_b = match cfg.second_point_skew_ns {
         Some(skew) => w
