@@ -238,6 +238,81 @@ mod tests {
         assert_eq!(reuse(&earlier, at, &made(600, 700, 7, 0)), Reuse::Fresh);
     }
 
+    /// Calls of `handlers` interleaved handlers, each making `per_handler` calls in a row to one
+    /// callee, 100 µs each, 200-800 µs apart (pseudo-random); the connection of each call from
+    /// `pick` (handler, start in µs, the connections with when they were last released).
+    fn pooled_calls(
+        handlers: u64,
+        per_handler: u64,
+        mut pick: impl FnMut(u64, u64, &mut Vec<(u64, Timestamp)>) -> u64,
+    ) -> Vec<Made> {
+        let mut x = 0x2545_f491_u64;
+        let mut gap = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            200 + x % 600
+        };
+        let mut calls: Vec<(u64, u64)> = Vec::new();
+        for h in 0..handlers {
+            let mut t = 1_000 + 37 * h;
+            for _ in 0..per_handler {
+                t += gap();
+                calls.push((t, h));
+                t += 100;
+            }
+        }
+        calls.sort_unstable();
+        let mut pool: Vec<(u64, Timestamp)> = Vec::new();
+        calls
+            .into_iter()
+            .map(|(s, h)| {
+                let conn = pick(h, s, &mut pool);
+                let m = made(s, s + 100, 7, conn);
+                match pool.iter_mut().find(|(c, _)| *c == conn) {
+                    Some(slot) => slot.1 = m.end,
+                    None => pool.push((conn, m.end)),
+                }
+                m
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shared_pool_is_told_from_connections_kept_per_worker() {
+        // Shared, LIFO: the idle connection returned last, else a new one.
+        let mut next = 100;
+        let lifo = pooled_calls(8, 20, |_, at, pool| {
+            let idle = pool
+                .iter()
+                .filter(|(_, end)| end.0 <= at * 1000)
+                .max_by_key(|(_, end)| *end);
+            idle.map(|(c, _)| *c).unwrap_or_else(|| {
+                next += 1;
+                next
+            })
+        });
+        assert!(pool_is_shared(&lifo));
+        // Shared, FIFO: the one idle longest.
+        let mut next = 100;
+        let fifo = pooled_calls(8, 20, |_, at, pool| {
+            let idle = pool
+                .iter()
+                .filter(|(_, end)| end.0 <= at * 1000)
+                .min_by_key(|(_, end)| *end);
+            idle.map(|(c, _)| *c).unwrap_or_else(|| {
+                next += 1;
+                next
+            })
+        });
+        assert!(pool_is_shared(&fifo));
+        // Per worker: handler h always on its own connection, whatever else is idle.
+        let per_worker = pooled_calls(8, 20, |h, _, _| 1 + h);
+        assert!(!pool_is_shared(&per_worker));
+        // Too few choices to judge: not shared (connections may still say something).
+        assert!(!pool_is_shared(&lifo[..5]));
+    }
+
     #[test]
     fn owner_says_whether_one_worker_could_have_served_both() {
         let previous = Some(PreviousOwner {
