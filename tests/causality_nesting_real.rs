@@ -1,14 +1,17 @@
-//! Nesting alone on real recordings: the shop captures (pcaps/shop-*.md) carry X-Request-ID on
-//! every call, which links them exactly (and tests/report.rs checks those traces against the
-//! services' access logs). With the ids taken out, send/receive nesting must find the same
-//! parents.
+//! Nesting alone on real recordings.
+//! - The shop captures (pcaps/shop-*.md) carry X-Request-ID on every call, which links them
+//!   exactly (tests/report.rs checks those traces against the services' access logs). With the
+//!   ids taken out, send/receive nesting must find the same parents.
+//! - pcaps/workers-c16.pcap (see its .md): gunicorn with 6 sync workers, each keeping its own
+//!   connection to each of two backends, under 16 concurrent clients, no ids on the backend
+//!   calls. The front's own log says which client request made each call.
 
 mod common;
 
 use std::collections::HashMap;
 
 use tapspan::http::HttpExchange;
-use tapspan::span::{Span, SpanKind};
+use tapspan::span::{exchange_id_of, Span, SpanKind};
 
 /// Exchange id of each client span → exchange id of its parent's (None for a root).
 fn parents(spans: &[Span]) -> HashMap<String, Option<String>> {
@@ -85,4 +88,90 @@ fn nesting_alone_finds_the_parents_the_ids_give() {
             "{capture}: {right} of {children}"
         );
     }
+}
+
+/// The calls the front made, each with the client request its log says made it, and the
+/// client request nesting linked it to (None: no parent, or not a front request).
+fn workers_c16_links() -> Vec<(String, Option<String>)> {
+    let (exchanges, _) = common::replay(&[common::repo_path("pcaps/workers-c16.pcap")]);
+    let front: std::net::SocketAddr = "10.77.0.10:8000".parse().unwrap();
+    // The client request number of each inbound exchange at the front (`GET /order/{n}`), by
+    // exchange id.
+    let client_n: HashMap<String, String> = exchanges
+        .iter()
+        .filter(|ex| ex.server == front)
+        .filter_map(|ex| {
+            let n = ex.request.as_ref()?.target.strip_prefix("/order/")?;
+            Some((format!("{:016x}", exchange_id_of(ex)), n.to_string()))
+        })
+        .collect();
+    assert_eq!(client_n.len(), 600);
+    // Each call's position on its connection (1-based), as the front's log counts them.
+    let mut calls: Vec<&HttpExchange> = exchanges
+        .iter()
+        .filter(|ex| ex.client.ip() == front.ip() && ex.server != front)
+        .collect();
+    calls.sort_by_key(|ex| ex.start());
+    let mut on_conn: HashMap<(std::net::SocketAddr, std::net::SocketAddr), usize> = HashMap::new();
+    let mut position: Vec<(String, (String, String))> = Vec::new();
+    for ex in calls {
+        let k = on_conn.entry((ex.client, ex.server)).or_default();
+        *k += 1;
+        position.push((
+            format!("{:016x}", exchange_id_of(ex)),
+            (ex.client.to_string(), k.to_string()),
+        ));
+    }
+    // The log: client_n pid backend path local_ip:port t_send t_done conn_seq status
+    let log = std::fs::read_to_string(common::repo_path(
+        "fixtures/reference/workers-c16.front-calls.log",
+    ))
+    .unwrap();
+    let truth: HashMap<(String, String), String> = log
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            ((f[4].to_string(), f[7].to_string()), f[0].to_string())
+        })
+        .collect();
+    assert_eq!(truth.len(), 2100);
+    assert_eq!(position.len(), 2100);
+    let found = parents(&common::spans(&exchanges));
+    position
+        .into_iter()
+        .map(|(x, at)| {
+            let want = truth
+                .get(&at)
+                .unwrap_or_else(|| panic!("{at:?} not logged"));
+            let got = found[&x].as_ref().and_then(|p| client_n.get(p)).cloned();
+            (want.clone(), got)
+        })
+        .collect()
+}
+
+#[test]
+fn every_call_of_the_per_worker_recording_is_in_its_log_and_under_a_front_request() {
+    let links = workers_c16_links();
+    // Every call the capture shows is one the front logged (the join above), and nesting puts
+    // each under one of the front's requests: none is left a root.
+    assert!(links.iter().all(|(_, got)| got.is_some()));
+}
+
+/// How often nesting names the request the front's log names. Known gap, printed rather than
+/// guarded: 16 clients against 6 workers keep ~10 requests waiting in the listen queue, so a
+/// request's arrival on the wire is not when its handler began, and the delay model (arrival →
+/// first call) takes a later arrival for the parent. `cargo test --release --test
+/// causality_nesting_real -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn nesting_accuracy_on_the_per_worker_recording() {
+    let links = workers_c16_links();
+    let right = links
+        .iter()
+        .filter(|(want, got)| got.as_ref() == Some(want))
+        .count();
+    eprintln!(
+        "workers-c16: nesting links {right} of {} calls to the request the front's log names",
+        links.len()
+    );
 }

@@ -48,7 +48,7 @@ trap 'exit 130' INT TERM
 
 set -e
 mkdir -p "$RUN" "$OUT"
-rm -f "$RUN"/*.log "$RUN"/*.stderr "$PCAP"
+rm -f "$RUN"/*.log "$RUN"/*.stderr "$RUN"/curl.config "$PCAP"
 
 # ---------------------------------------------------------------- network
 ip netns add $BRNS
@@ -120,13 +120,18 @@ for i in $(seq 1 50); do grep -q 'listening on' "$RUN/tcpdump.stderr" 2>/dev/nul
 sleep 0.5
 
 # ---------------------------------------------------------------- workload (client namespace)
-# n = 1..NREQ, GET /order/n with header X-Client-Req: n, one curl (one TCP connection) per
-# request; xargs keeps CLIENTS curls running at all times (CLIENTS closed-loop clients:
-# each slot starts the next n as soon as its curl has exited)
-seq 1 "$NREQ" | ip netns exec wkcli xargs -P "$CLIENTS" -I{} curl -s -o /dev/null \
-    -H 'X-Client-Req: {}' \
-    -w '{} %{http_code} %{size_download} %{time_total} %{local_ip}:%{local_port} /order/{}\n' \
-    "$URL/order/{}" >>"$RUN/client.log"
+# n = 1..NREQ: GET /order/n with header X-Client-Req: n.  ONE curl process runs all NREQ
+# transfers with --parallel --parallel-max CLIENTS --parallel-immediate: CLIENTS transfers are in
+# flight at all times (CLIENTS closed-loop clients: a new transfer, the next n, starts as soon
+# as one ends); the front answers "Connection: close", so every request has its own TCP
+# connection.  Per-transfer options come from a curl config file, one block per n.
+for n in $(seq 1 "$NREQ"); do
+    printf 'url = "%s/order/%d"\nheader = "X-Client-Req: %d"\noutput = "/dev/null"\n' "$URL" "$n" "$n"
+    printf 'write-out = "%d %%{http_code} %%{size_download} %%{time_total} %%{local_ip}:%%{local_port} /order/%d\\n"\n' "$n" "$n"
+    [ "$n" -lt "$NREQ" ] && printf 'next\n'
+done > "$RUN/curl.config"
+ip netns exec wkcli curl -s --parallel --parallel-max "$CLIENTS" --parallel-immediate \
+    --config "$RUN/curl.config" >>"$RUN/client.log" 2>"$RUN/curl.stderr"
 sleep 1
 
 kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" || true
