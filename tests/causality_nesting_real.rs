@@ -150,28 +150,25 @@ fn workers_c16_links() -> Vec<(String, Option<String>)> {
 }
 
 #[test]
-fn every_call_of_the_per_worker_recording_is_in_its_log_and_under_a_front_request() {
+fn nesting_on_a_real_per_worker_service_under_load_matches_its_log() {
     let links = workers_c16_links();
     // Every call the capture shows is one the front logged (the join above), and nesting puts
     // each under one of the front's requests: none is left a root.
     assert!(links.iter().all(|(_, got)| got.is_some()));
-}
-
-/// How often nesting names the request the front's log names. Known gap, printed rather than
-/// guarded: 16 clients against 6 workers keep ~10 requests waiting in the listen queue, so a
-/// request's arrival on the wire is not when its handler began, and the delay model (arrival →
-/// first call) takes a later arrival for the parent. `cargo test --release --test
-/// causality_nesting_real -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn nesting_accuracy_on_the_per_worker_recording() {
-    let links = workers_c16_links();
+    // 16 clients against 6 workers keep ~10 requests waiting in the listen queue: a request's
+    // arrival is not when its handler began (src/causality/reuse.rs). Without that, 9.8 % were
+    // right; reached: 2004 of 2100 (95.4 %).
     let right = links
         .iter()
         .filter(|(want, got)| got.as_ref() == Some(want))
         .count();
     eprintln!(
         "workers-c16: nesting links {right} of {} calls to the request the front's log names",
+        links.len()
+    );
+    assert!(
+        right * 100 >= links.len() * 93,
+        "{right} of {}",
         links.len()
     );
 }

@@ -379,7 +379,7 @@ impl CausalityBuilder {
                 previous_on_conn,
             });
         }
-        let reqs: Vec<assign::Req> = req_ids
+        let mut reqs: Vec<assign::Req> = req_ids
             .iter()
             .map(|r| {
                 let rn = &self.nodes[r];
@@ -405,6 +405,9 @@ impl CausalityBuilder {
         let mut made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();
         made_in_order.sort_by_key(|m| m.start);
         let reuse_informs = !reuse::pool_is_shared(&made_in_order);
+        if reuse_informs {
+            reuse::start_when_a_worker_is_free(&mut reqs, reuse::workers_seen(&made_in_order));
+        }
         let mut result = assign::assign(&reqs, &specs, &model, &reuse_model, BEAM);
         for _ in 0..EM_ROUNDS {
             let steps = assign::steps(&reqs, &specs, &result);

@@ -17,7 +17,7 @@
 //! against how often the handlers not chosen did (a likelihood ratio, refitted with the delay
 //! model on each round of EM). Where reuse says nothing, every ratio stays near 1.
 
-use super::assign::Made;
+use super::assign::{Made, Req};
 use tapspan_capture::Timestamp;
 
 /// How a call's connection relates to a candidate handler's own earlier calls.
@@ -152,6 +152,41 @@ pub fn pool_is_shared(calls: &[Made]) -> bool {
         }
     }
     choices >= MIN_POOL_CHOICES && lifo.max(fifo) as f64 >= SHARED_POOL_SHARE * choices as f64
+}
+
+/// How many workers a service with connections per worker has, at least: each worker that
+/// called a callee holds its own connection to it, so the most connections to any one callee.
+pub fn workers_seen(calls: &[Made]) -> usize {
+    use std::collections::{HashMap, HashSet};
+    let mut conns: HashMap<u64, HashSet<u64>> = HashMap::new();
+    for c in calls.iter().filter(|c| c.conn != 0) {
+        conns.entry(c.callee).or_default().insert(c.conn);
+    }
+    conns.values().map(HashSet::len).max().unwrap_or(0)
+}
+
+/// With `workers` workers serving one request at a time, a request that arrives while all are
+/// busy waits in the listen queue (gunicorn's sync workers under load) until one answers: its
+/// handler begins then, not on arrival, and the wait is no part of its think time. Requests are
+/// taken first come, first served, by the worker that became free first (a worker is free again
+/// once it has answered); `arrived` becomes when each request was taken. With at least as many
+/// workers as requests ever in flight, nothing changes.
+pub fn start_when_a_worker_is_free(reqs: &mut [Req], workers: usize) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    if workers == 0 {
+        return;
+    }
+    let mut order: Vec<usize> = (0..reqs.len()).collect();
+    order.sort_by_key(|&i| (reqs[i].arrived, i));
+    let mut free_at: BinaryHeap<Reverse<Timestamp>> =
+        std::iter::repeat_n(Reverse(Timestamp(0)), workers).collect();
+    for i in order {
+        let Reverse(free) = free_at.pop().expect("one entry per worker");
+        let r = &mut reqs[i];
+        r.arrived = r.arrived.max(free).min(r.responds.max(r.arrived));
+        free_at.push(Reverse(r.responds.max(r.arrived)));
+    }
 }
 
 /// Pseudo-counts per kind on each side, so that a few observations cannot make a ratio extreme.
@@ -311,6 +346,31 @@ mod tests {
         assert!(!pool_is_shared(&per_worker));
         // Too few choices to judge: not shared (connections may still say something).
         assert!(!pool_is_shared(&lifo[..5]));
+    }
+
+    #[test]
+    fn requests_wait_for_a_free_worker_first_come_first_served() {
+        let req = |arrived: u64, responds: u64| Req {
+            arrived: Timestamp(arrived),
+            responds: Timestamp(responds),
+            endpoint: 1,
+            prior_calls: vec![],
+        };
+        // Two workers, four requests at once: the third is taken when the first answers (at
+        // 10), the fourth when the second does (at 12).
+        let mut reqs = vec![req(0, 10), req(1, 12), req(2, 20), req(3, 25)];
+        start_when_a_worker_is_free(&mut reqs, 2);
+        let taken: Vec<u64> = reqs.iter().map(|r| r.arrived.0).collect();
+        assert_eq!(taken, vec![0, 1, 10, 12]);
+        // Enough workers: nobody waits.
+        let mut reqs = vec![req(0, 10), req(1, 12), req(2, 20), req(3, 25)];
+        start_when_a_worker_is_free(&mut reqs, 4);
+        let taken: Vec<u64> = reqs.iter().map(|r| r.arrived.0).collect();
+        assert_eq!(taken, vec![0, 1, 2, 3]);
+        assert_eq!(
+            workers_seen(&[made(0, 1, 7, 1), made(2, 3, 7, 2), made(4, 5, 8, 3)]),
+            2
+        );
     }
 
     #[test]
