@@ -16,6 +16,11 @@
 //! same callee, and [`ReuseModel`] weighs each answer by how often the chosen handlers showed it
 //! against how often the handlers not chosen did (a likelihood ratio, refitted with the delay
 //! model on each round of EM). Where reuse says nothing, every ratio stays near 1.
+//!
+//! Workers that own their connections also show how many there are (the most connections to
+//! any one callee), and with that, when each request was taken off the listen queue
+//! ([`start_when_a_worker_is_free`]): under load a request waits for a worker, and its handler's
+//! think time starts then, not when it arrived.
 
 use super::assign::{Made, Req};
 use tapspan_capture::Timestamp;
