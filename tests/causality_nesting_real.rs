@@ -124,7 +124,7 @@ fn workers_c16_links() -> Vec<(String, Option<String>)> {
     }
     // The log: client_n pid backend path local_ip:port t_send t_done conn_seq status
     let log = std::fs::read_to_string(common::repo_path(
-        "fixtures/reference/workers-c16.front-calls.log",
+        "fixtures/reference/workers-c16.front-calls.txt",
     ))
     .unwrap();
     let truth: HashMap<(String, String), String> = log
