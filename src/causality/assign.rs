@@ -176,14 +176,24 @@ fn ln_next(req: &Req, calls: &[Made], at: Timestamp, next: StepKey, model: &Dela
     }
 }
 
-/// The sequential steps an assignment implies (what [`ln_next`] scores), to fit the model to.
-pub fn steps(reqs: &[Req], calls: &[Call], chosen: &[Option<(usize, f64)>]) -> Vec<Step> {
+/// Each request's calls under an assignment: those decided earlier, then those chosen now.
+fn calls_per_request(
+    reqs: &[Req],
+    calls: &[Call],
+    chosen: &[Option<(usize, f64)>],
+) -> Vec<Vec<Made>> {
     let mut per_req: Vec<Vec<Made>> = reqs.iter().map(|r| r.prior_calls.clone()).collect();
     for (c, choice) in calls.iter().zip(chosen) {
         if let Some((k, _)) = choice {
             per_req[*k].push(c.made);
         }
     }
+    per_req
+}
+
+/// The sequential steps an assignment implies (what [`ln_next`] scores), to fit the model to.
+pub fn steps(reqs: &[Req], calls: &[Call], chosen: &[Option<(usize, f64)>]) -> Vec<Step> {
+    let per_req = calls_per_request(reqs, calls, chosen);
     let mut out = Vec::new();
     for (r, mut cs) in reqs.iter().zip(per_req) {
         cs.sort_by_key(|c| c.start);
@@ -220,7 +230,7 @@ fn previous_owners(
         .map(|c| {
             let (k, _) = (*chosen.get(c.previous_on_conn?)?)?;
             Some(PreviousOwner {
-                req: Some(k),
+                req: k,
                 responds: reqs[k].responds,
             })
         })
@@ -235,12 +245,7 @@ pub fn reuse_observations(
     chosen: &[Option<(usize, f64)>],
 ) -> Vec<(Kind, bool, f64)> {
     let owners = previous_owners(reqs, calls, chosen);
-    let mut per_req: Vec<Vec<Made>> = reqs.iter().map(|r| r.prior_calls.clone()).collect();
-    for (c, choice) in calls.iter().zip(chosen) {
-        if let Some((k, _)) = choice {
-            per_req[*k].push(c.made);
-        }
-    }
+    let per_req = calls_per_request(reqs, calls, chosen);
     let mut out = Vec::new();
     for ((c, choice), previous) in calls.iter().zip(chosen).zip(&owners) {
         let Some((k, confidence)) = choice else {
@@ -335,7 +340,7 @@ pub fn assign(
                     let previous = call.previous_on_conn.and_then(|p| {
                         let q = chosen_in(s, p)?;
                         Some(PreviousOwner {
-                            req: Some(q),
+                            req: q,
                             responds: reqs[q].responds,
                         })
                     });

@@ -402,8 +402,8 @@ impl CausalityBuilder {
         let mut model = history.clone();
         let mut reuse_model = reuse_history.clone();
         // Connections are evidence only where the pool is not shared (see `reuse`).
-        let mut made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();
-        made_in_order.sort_by_key(|m| m.start);
+        // `specs` are in start order already (see `previous_on_conn` above).
+        let made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();
         let reuse_informs = !reuse::pool_is_shared(&made_in_order);
         if reuse_informs {
             reuse::start_when_a_worker_is_free(&mut reqs, reuse::workers_seen(&made_in_order));

@@ -53,11 +53,11 @@ pub enum Owner {
     Overlap = 3,
 }
 
-/// The request a connection's previous call was made for: its index among the candidates, if
-/// it is one, and when it answered.
+/// The request a connection's previous call was made for (an index into the batch's requests),
+/// and when it answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PreviousOwner {
-    pub req: Option<usize>,
+    pub req: usize,
     pub responds: Timestamp,
 }
 
@@ -98,7 +98,7 @@ pub fn reuse(earlier: &[Made], at: Timestamp, call: &Made) -> Reuse {
 pub fn owner(req: usize, arrived: Timestamp, previous: Option<PreviousOwner>) -> Owner {
     match previous {
         None => Owner::Unknown,
-        Some(p) if p.req == Some(req) => Owner::Same,
+        Some(p) if p.req == req => Owner::Same,
         Some(p) if arrived >= p.responds => Owner::After,
         Some(_) => Owner::Overlap,
     }
@@ -320,31 +320,26 @@ mod tests {
 
     #[test]
     fn a_shared_pool_is_told_from_connections_kept_per_worker() {
-        // Shared, LIFO: the idle connection returned last, else a new one.
-        let mut next = 100;
-        let lifo = pooled_calls(8, 20, |_, at, pool| {
-            let idle = pool
-                .iter()
-                .filter(|(_, end)| end.0 <= at * 1000)
-                .max_by_key(|(_, end)| *end);
-            idle.map(|(c, _)| *c).unwrap_or_else(|| {
-                next += 1;
-                next
+        // A shared pool: the idle connection returned last (LIFO) or the one idle longest
+        // (FIFO), else a new one.
+        let shared = |lifo: bool| {
+            let mut next = 100;
+            pooled_calls(8, 20, move |_, at, pool| {
+                let idle = pool.iter().filter(|(_, end)| end.0 <= at * 1000);
+                let pick = if lifo {
+                    idle.max_by_key(|(_, end)| *end)
+                } else {
+                    idle.min_by_key(|(_, end)| *end)
+                };
+                pick.map(|(c, _)| *c).unwrap_or_else(|| {
+                    next += 1;
+                    next
+                })
             })
-        });
+        };
+        let lifo = shared(true);
         assert!(pool_is_shared(&lifo));
-        // Shared, FIFO: the one idle longest.
-        let mut next = 100;
-        let fifo = pooled_calls(8, 20, |_, at, pool| {
-            let idle = pool
-                .iter()
-                .filter(|(_, end)| end.0 <= at * 1000)
-                .min_by_key(|(_, end)| *end);
-            idle.map(|(c, _)| *c).unwrap_or_else(|| {
-                next += 1;
-                next
-            })
-        });
+        let fifo = shared(false);
         assert!(pool_is_shared(&fifo));
         // Per worker: handler h always on its own connection, whatever else is idle.
         let per_worker = pooled_calls(8, 20, |h, _, _| 1 + h);
@@ -381,7 +376,7 @@ mod tests {
     #[test]
     fn owner_says_whether_one_worker_could_have_served_both() {
         let previous = Some(PreviousOwner {
-            req: Some(4),
+            req: 4,
             responds: Timestamp(1_000),
         });
         assert_eq!(owner(4, Timestamp(0), previous), Owner::Same);
