@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 use tapspan_capture::Timestamp;
 
-use super::nesting::{DelayModel, Step, StepKey, ARRIVAL, RESPOND};
+use super::nesting::{alongside, DelayModel, Step, StepKey, ARRIVAL, RESPOND};
 use super::reuse::{owner, reuse, Kind, PreviousOwner, ReuseModel};
 
 /// A candidate parent: an inbound request at the calling service.
@@ -83,8 +83,9 @@ const LN_UNKNOWN_DELAY: f64 = -13.815_510_557_964_274; // -ln(1e6)
 /// the data it scores, so raw posteriors are over-confident; tempering keeps "≥ 0.9" honest.
 const CONFIDENCE_TEMPER: f64 = 0.25;
 
-fn ln_parallel(gap_ns: u64) -> f64 {
-    P_PARALLEL.ln() - PARALLEL_SCALE_NS.ln() - gap_ns as f64 / PARALLEL_SCALE_NS
+/// Log density of a parallel launch's gap after its sibling, before that step has been seen.
+fn ln_parallel_gap(gap_ns: u64) -> f64 {
+    -PARALLEL_SCALE_NS.ln() - gap_ns as f64 / PARALLEL_SCALE_NS
 }
 
 fn ln_early() -> f64 {
@@ -129,8 +130,8 @@ fn mix(h: u64, x: u64) -> u64 {
 
 /// How the next event of a handler follows its earlier ones.
 enum Follows {
-    /// Launched while a sibling launched this long ago is running: parallel fan-out.
-    Parallel(u64),
+    /// Launched while a sibling (this call) launched this long ago is running: parallel fan-out.
+    Parallel { sibling: StepKey, gap_ns: u64 },
     /// Launched while another of its calls runs, not right after it (async handlers).
     Busy { since_arrival: u64 },
     /// After the last of its calls returned (or its arrival): the step, and the delay.
@@ -141,11 +142,14 @@ fn follows(arrived: Timestamp, calls: &[Made], at: Timestamp) -> Follows {
     let running = calls
         .iter()
         .filter(|c| c.start <= at && at < c.end)
-        .map(|c| c.start)
+        .map(|c| (c.start, c.launch))
         .max();
     match running {
-        Some(launched) if at.saturating_since(launched) <= PARALLEL_LAUNCH_NS => {
-            Follows::Parallel(at.saturating_since(launched))
+        Some((launched, sibling)) if at.saturating_since(launched) <= PARALLEL_LAUNCH_NS => {
+            Follows::Parallel {
+                sibling,
+                gap_ns: at.saturating_since(launched),
+            }
         }
         Some(_) => Follows::Busy {
             since_arrival: at.saturating_since(arrived),
@@ -168,7 +172,16 @@ fn follows(arrived: Timestamp, calls: &[Made], at: Timestamp) -> Follows {
 /// Log-likelihood of a handler of `req` taking step `next` at `at`, after `calls`.
 fn ln_next(req: &Req, calls: &[Made], at: Timestamp, next: StepKey, model: &DelayModel) -> f64 {
     match follows(req.arrived, calls, at) {
-        Follows::Parallel(gap) => ln_parallel(gap),
+        Follows::Parallel { sibling, gap_ns } => {
+            P_PARALLEL.ln()
+                + model.ln_parallel_step(
+                    req.endpoint,
+                    sibling,
+                    next,
+                    gap_ns,
+                    ln_parallel_gap(gap_ns),
+                )
+        }
         Follows::Busy { since_arrival } => P_BUSY.ln() + model.ln_density(since_arrival),
         Follows::Sequential { prev, gap_ns } => {
             (1.0 - P_PARALLEL - P_BUSY).ln() + model.ln_step(req.endpoint, prev, next, gap_ns)
@@ -198,14 +211,18 @@ pub fn steps(reqs: &[Req], calls: &[Call], chosen: &[Option<(usize, f64)>]) -> V
     for (r, mut cs) in reqs.iter().zip(per_req) {
         cs.sort_by_key(|c| c.start);
         let mut step = |at: Timestamp, next: StepKey, before: &[Made]| {
-            if let Follows::Sequential { prev, gap_ns } = follows(r.arrived, before, at) {
-                out.push(Step {
-                    endpoint: r.endpoint,
-                    prev,
-                    next,
-                    gap_ns,
-                });
-            }
+            let (prev, gap_ns, parallel) = match follows(r.arrived, before, at) {
+                Follows::Sequential { prev, gap_ns } => (prev, gap_ns, false),
+                Follows::Parallel { sibling, gap_ns } => (alongside(sibling), gap_ns, true),
+                Follows::Busy { .. } => return,
+            };
+            out.push(Step {
+                endpoint: r.endpoint,
+                prev,
+                next,
+                gap_ns,
+                parallel,
+            });
         };
         for k in 0..cs.len() {
             if cs[k].start >= r.arrived {
@@ -514,6 +531,7 @@ mod tests {
                 prev,
                 next,
                 gap_ns: 300_000,
+                parallel: false,
             };
             let steps: Vec<Step> = [(ARRIVAL, 9), (10, 9), (10, RESPOND)]
                 .iter()

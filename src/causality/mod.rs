@@ -154,6 +154,31 @@ const BEAM: usize = 128;
 /// little with each round, so a handful is not enough there.
 const EM_ROUNDS: usize = 16;
 
+/// A service whose model has learned from fewer delays than this starts a batch from
+/// [`DelayModel::first_guess`] instead.
+const FIRST_GUESS_BELOW_SAMPLES: f64 = 200.0;
+
+/// [`DelayModel::first_guess`] for a batch: requests arriving and calls returning, before the
+/// calls; over four times the median time a request is served, so that chance dominates the far
+/// gaps and can be measured there. A delay is taken to be shorter than that median (a step of a
+/// handler is shorter than the whole).
+fn first_guess(reqs: &[assign::Req], calls: &[assign::Call]) -> Option<DelayModel> {
+    let mut served: Vec<u64> = reqs
+        .iter()
+        .map(|r| r.responds.saturating_since(r.arrived))
+        .collect();
+    served.sort_unstable();
+    let median = *served.get(served.len() / 2)?;
+    let events: Vec<u64> = reqs
+        .iter()
+        .map(|r| r.arrived.0)
+        .chain(calls.iter().map(|c| c.made.end.0))
+        .collect();
+    let launches: Vec<u64> = calls.iter().map(|c| c.made.start.0).collect();
+    let horizon = (4 * median).clamp(1_000_000, 10_000_000_000);
+    DelayModel::first_guess(&events, &launches, horizon, median)
+}
+
 /// The step keys of a handler's template (see [`nesting::StepKey`]): what was asked of a
 /// service, and which call was launched or returned. By route template, so `/users/7` and
 /// `/users/9` are one step; a call's return also by status class, since a handler may do
@@ -400,6 +425,11 @@ impl CausalityBuilder {
         // delays (added to what earlier batches taught it), assign again.
         let (history, reuse_history) = self.delays_at.remove(&ip).unwrap_or_default();
         let mut model = history.clone();
+        if history.samples() < FIRST_GUESS_BELOW_SAMPLES {
+            if let Some(guess) = first_guess(&reqs, &specs) {
+                model = guess;
+            }
+        }
         let mut reuse_model = reuse_history.clone();
         // Connections are evidence only where the pool is not shared (see `reuse`).
         // `specs` are in start order already (see `previous_on_conn` above).

@@ -19,6 +19,12 @@ pub type StepKey = u64;
 pub const ARRIVAL: StepKey = 0;
 pub const RESPOND: StepKey = 1;
 
+/// The step before a call launched while a call to `sibling` runs, right after it: parallel
+/// fan-out. Its own key, so that the template learns which calls go out together.
+pub fn alongside(sibling: StepKey) -> StepKey {
+    (sibling.rotate_left(17) ^ 0x9a3a_11e1_0f5e_7c3b).max(RESPOND + 1)
+}
+
 /// One processing delay of an assignment: in a handler of `endpoint`, from `prev` to `next`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Step {
@@ -26,6 +32,9 @@ pub struct Step {
     pub prev: StepKey,
     pub next: StepKey,
     pub gap_ns: u64,
+    /// Launched alongside a running call (`prev` is [`alongside`] it): its gap is not a
+    /// processing delay, and is kept out of the pooled histogram.
+    pub parallel: bool,
 }
 
 /// Distribution of a service's processing delays: before any fit a scale-free prior (every
@@ -106,28 +115,135 @@ impl DelayModel {
     /// Log-likelihood of a step: that a handler of `endpoint` did `next` after `prev` (its
     /// template), `gap_ns` later (that step's delays).
     pub fn ln_step(&self, endpoint: u64, prev: StepKey, next: StepKey, gap_ns: u64) -> f64 {
+        let b = bin_of(gap_ns);
+        let pooled = self
+            .pooled
+            .as_ref()
+            .map_or(1.0 / BINS as f64, |(c, n)| mass(c, *n, b));
+        self.ln_step_backed_by(endpoint, prev, next, gap_ns, pooled / bin_width_ns(b))
+    }
+
+    /// Like [`Self::ln_step`] for a call launched alongside a running call to `sibling`: the
+    /// gap's density, until that step has been seen, is `back_off_ln_density`.
+    pub fn ln_parallel_step(
+        &self,
+        endpoint: u64,
+        sibling: StepKey,
+        next: StepKey,
+        gap_ns: u64,
+        back_off_ln_density: f64,
+    ) -> f64 {
+        self.ln_step_backed_by(
+            endpoint,
+            alongside(sibling),
+            next,
+            gap_ns,
+            back_off_ln_density.exp(),
+        )
+    }
+
+    /// A step's template share times its delay's density, that step's own histogram backed off
+    /// to `back_off_density` (per nanosecond) while it has few samples.
+    fn ln_step_backed_by(
+        &self,
+        endpoint: u64,
+        prev: StepKey,
+        next: StepKey,
+        gap_ns: u64,
+        back_off_density: f64,
+    ) -> f64 {
         if self.total == 0.0 {
-            return self.ln_density(gap_ns);
+            return back_off_density.ln();
         }
         let kinds = self.next_seen.len() as f64 + 1.0;
         let back_off =
             (self.next_seen.get(&next).copied().unwrap_or(0.0) + 0.5) / (self.total + 0.5 * kinds);
         let seen_from = self.from.get(&(endpoint, prev)).copied().unwrap_or(0.0);
         let b = bin_of(gap_ns);
-        let pooled = self
-            .pooled
-            .as_ref()
-            .map_or(1.0 / BINS as f64, |(c, n)| mass(c, *n, b));
         let (seen, density) = match self.steps.get(&(endpoint, prev, next)) {
             Some((c, n)) => {
                 let own = *n / (*n + STEP_PRIOR_SAMPLES);
-                (*n, own * mass(c, *n, b) + (1.0 - own) * pooled)
+                (
+                    *n,
+                    own * mass(c, *n, b) / bin_width_ns(b) + (1.0 - own) * back_off_density,
+                )
             }
-            None => (0.0, pooled),
+            None => (0.0, back_off_density),
         };
         let template =
             (seen + TEMPLATE_PRIOR_SAMPLES * back_off) / (seen_from + TEMPLATE_PRIOR_SAMPLES);
-        template.ln() + (density / bin_width_ns(b)).ln()
+        template.ln() + density.ln()
+    }
+
+    /// Samples the model has learned from (what earlier batches taught it, scaled down).
+    pub fn samples(&self) -> f64 {
+        self.total
+    }
+
+    /// A first guess at the delays, before any assignment: Project5's observation that a
+    /// handler's delays stand out of the timing of all events, as an excess over chance.
+    ///
+    /// Every event at the caller (`events`: requests arriving, calls returning) that precedes a
+    /// call (`launches`) within `horizon_ns` gives one gap. Events of other handlers fall at
+    /// random, as many per nanosecond at any gap; the event each call followed in its own handler
+    /// adds an excess at the handler's delays. So each bin's count, less what chance puts there,
+    /// is the delays' histogram. Why it matters: the scale-free prior favours the shortest gap,
+    /// and under heavy concurrency the shortest gap is another handler's, which a model fitted to
+    /// that first assignment then learns as the usual delay (at 32 concurrent requests on the
+    /// simulator, almost every call went to a request that arrived after its own).
+    ///
+    /// Only gaps up to `longest_ns` are kept: far gaps hold the echo of earlier requests from the
+    /// same closed-loop clients, an excess that is no handler's delay.
+    /// None when nothing stands out.
+    pub fn first_guess(
+        events: &[u64],
+        launches: &[u64],
+        horizon_ns: u64,
+        longest_ns: u64,
+    ) -> Option<DelayModel> {
+        let mut events = events.to_vec();
+        events.sort_unstable();
+        let mut counts = vec![0.0; BINS];
+        let mut pairs = 0.0;
+        for &at in launches {
+            let from = events.partition_point(|&e| e + horizon_ns < at);
+            let to = events.partition_point(|&e| e <= at);
+            for &e in &events[from..to] {
+                counts[bin_of(at - e)] += 1.0;
+                pairs += 1.0;
+            }
+        }
+        let per_ns = pairs / horizon_ns.max(1) as f64;
+        let mut excess = vec![0.0; BINS];
+        let mut n = 0.0;
+        for (b, &c) in counts.iter().enumerate() {
+            let lo = 2f64.powf(FIRST_OCTAVE + b as f64 / BINS_PER_OCTAVE);
+            // A bin's share of [0, horizon]: the first bin also holds every gap below it.
+            let width = if b == 0 {
+                lo + bin_width_ns(b)
+            } else {
+                bin_width_ns(b)
+            };
+            let chance = per_ns * width.min((horizon_ns as f64 - lo).max(0.0));
+            if lo > longest_ns as f64 {
+                break;
+            }
+            let x = c - chance;
+            // Only what stands clear of chance's own noise (two standard deviations).
+            if x > 2.0 * chance.sqrt() {
+                for (k, w) in [0.1, 0.2, 0.4, 0.2, 0.1].iter().enumerate() {
+                    let t = b as i64 + k as i64 - 2;
+                    if (0..BINS as i64).contains(&t) {
+                        excess[t as usize] += w * x;
+                    }
+                }
+                n += x;
+            }
+        }
+        (n >= 8.0).then_some(DelayModel {
+            pooled: Some((excess, n)),
+            ..DelayModel::default()
+        })
     }
 
     /// The delays of a whole assignment (smoothed over ±2 bins), added to what `history`
@@ -144,8 +260,10 @@ impl DelayModel {
         }
         let (pooled, pooled_n) = m.pooled.get_or_insert_with(|| (vec![0.0; BINS], 0.0));
         for s in steps {
-            add_smoothed(pooled, s.gap_ns, 1.0);
-            *pooled_n += 1.0;
+            if !s.parallel {
+                add_smoothed(pooled, s.gap_ns, 1.0);
+                *pooled_n += 1.0;
+            }
             *m.from.entry((s.endpoint, s.prev)).or_default() += 1.0;
             *m.next_seen.entry(s.next).or_default() += 1.0;
             m.total += 1.0;
@@ -191,6 +309,7 @@ mod tests {
                 prev: ARRIVAL,
                 next: 9,
                 gap_ns: 280_000 + (i % 40) * 1_000,
+                parallel: false,
             })
             .collect();
         let fitted = DelayModel::fitted(&prior, &gaps);
