@@ -5,7 +5,7 @@
 //! links reported with confidence ≥ 0.9 are right ≥ 99 % of the time. How callers reuse
 //! connections matters (`PoolModel`): with a pool per worker, ≥ 90 % at 16 is reached and
 //! guarded; with a pool shared by all handlers the connection says nothing and timing alone
-//! decides, which falls short at 16. The whole curve, per pool model, is printed by
+//! decides, which falls short at 16 (86 %). The whole curve, per pool model, is printed by
 //! `cargo test --release --test causality_sim nesting_accuracy_full_curve -- --ignored
 //! --nocapture`.
 
@@ -195,11 +195,25 @@ fn nesting_accuracy_at_low_concurrency() {
     // A shared pool: connections say nothing of the parent, timing alone decides.
     let (curve, all) = curve(&[1, 2, 4, 8], 1, PoolModel::SharedFifo);
     let at = |c| curve.iter().find(|(k, _)| *k == c).unwrap().1;
-    // Reached (seed 1): 100 %, 99.3 %, 97.5 %, 93.7 %; guarded a little below.
+    // Reached (seed 1): 100 %, 99.6 %, 97.9 %, 95.4 %; guarded a little below.
     assert!(at(1) >= 0.99, "{curve:?}");
     assert!(at(2) >= 0.97, "{curve:?}");
     assert!(at(4) >= 0.95, "{curve:?}");
-    assert!(at(8) >= 0.90, "{curve:?}");
+    assert!(at(8) >= 0.93, "{curve:?}");
+    assert!(
+        all.calibration() >= 0.99,
+        "confident links right only {:.4}",
+        all.calibration()
+    );
+}
+
+#[test]
+fn nesting_accuracy_at_16_with_a_shared_pool() {
+    // The acceptance's 90 % at 16 is not reached here: with a shared pool timing alone decides,
+    // and swapping two handlers' calls is often as likely as the truth (a beam of 512 gains
+    // 0.3 points over 256). Guarded where it stands, a little below what seed 1 reaches.
+    let (curve, all) = curve(&[16], 1, PoolModel::SharedLifo);
+    assert!(curve[0].1 >= 0.84, "{curve:?}");
     assert!(
         all.calibration() >= 0.99,
         "confident links right only {:.4}",
@@ -213,9 +227,9 @@ fn nesting_accuracy_with_connections_kept_per_worker() {
     // which worker, so which request, made it (src/causality/reuse.rs).
     let (curve, all) = curve(&[4, 16], 1, PoolModel::PerWorker);
     let at = |c| curve.iter().find(|(k, _)| *k == c).unwrap().1;
-    // Reached (seed 1): 99.6 %, 91.7 %; guarded a little below.
+    // Reached (seed 1): 99.7 %, 96.1 %; guarded a little below.
     assert!(at(4) >= 0.98, "{curve:?}");
-    assert!(at(16) >= 0.90, "{curve:?}");
+    assert!(at(16) >= 0.94, "{curve:?}");
     assert!(
         all.calibration() >= 0.99,
         "confident links right only {:.4}",

@@ -145,10 +145,15 @@ pub struct CausalityBuilder {
 }
 
 const MAX_LISTENER_IPS: usize = 65_536;
-/// Partial assignments kept while assigning calls to requests. On the simulator at 16 concurrent
-/// requests (3 seeds), timing alone links 57 % right with 48, 59 % with 96, 80 % with 128, 74 %
-/// with 256 (EM lands in other local optima), at about twice the cost per doubling.
-const BEAM: usize = 128;
+/// Partial assignments kept while assigning calls to requests, in the final assignment of a
+/// batch. On the simulator at 16 concurrent requests with a shared pool (seed 1), timing alone
+/// links 84.5 % right with 128, 86.2 % with 256, 86.5 % with 512, at about twice the cost per
+/// doubling.
+const BEAM: usize = 256;
+/// The beam while EM refits the model: the fit needs a good assignment, not the best one, and
+/// the final pass at [`BEAM`] costs one round. 86.1 % right on the run above, and on
+/// pcaps/workers-c16.pcap the replay takes 5.0 s instead of 10.0 s with every round at 256.
+const EM_BEAM: usize = 128;
 /// Refits of the delay model per batch, at most: it stops once the assignment no longer
 /// changes. Under heavy concurrency a model fitted to a first, poor assignment improves a
 /// little with each round, so a handful is not enough there.
@@ -438,7 +443,7 @@ impl CausalityBuilder {
         if reuse_informs {
             reuse::start_when_a_worker_is_free(&mut reqs, reuse::workers_seen(&made_in_order));
         }
-        let mut result = assign::assign(&reqs, &specs, &model, &reuse_model, BEAM);
+        let mut result = assign::assign(&reqs, &specs, &model, &reuse_model, EM_BEAM);
         for _ in 0..EM_ROUNDS {
             let steps = assign::steps(&reqs, &specs, &result);
             if steps.len() < 8 {
@@ -451,7 +456,7 @@ impl CausalityBuilder {
                     &assign::reuse_observations(&reqs, &specs, &result),
                 );
             }
-            let next = assign::assign(&reqs, &specs, &model, &reuse_model, BEAM);
+            let next = assign::assign(&reqs, &specs, &model, &reuse_model, EM_BEAM);
             let changed = next
                 .iter()
                 .zip(&result)
@@ -460,6 +465,9 @@ impl CausalityBuilder {
             if !changed {
                 break;
             }
+        }
+        if BEAM > EM_BEAM {
+            result = assign::assign(&reqs, &specs, &model, &reuse_model, BEAM);
         }
         self.delays_at.insert(ip, (model, reuse_model));
         calls
