@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 use tapspan_capture::Timestamp;
 
-use super::nesting::{alongside, DelayModel, Step, StepKey, ARRIVAL, RESPOND};
+use super::nesting::{alongside, DelayModel, Step, StepKey, StepTable, ARRIVAL, RESPOND};
 use super::reuse::{owner, reuse, Kind, PreviousOwner, ReuseModel};
 
 /// A candidate parent: an inbound request at the calling service.
@@ -82,6 +82,8 @@ const LN_UNKNOWN_DELAY: f64 = -13.815_510_557_964_274; // -ln(1e6)
 /// Confidence is computed from likelihoods raised to this power: the delay model is fitted to
 /// the data it scores, so raw posteriors are over-confident; tempering keeps "≥ 0.9" honest.
 const CONFIDENCE_TEMPER: f64 = 0.25;
+/// Below e^-40 (4e-18) a candidate's share of the probability is left out.
+const LN_NEGLIGIBLE_SHARE: f64 = -40.0;
 
 /// Log density of a parallel launch's gap after its sibling, before that step has been seen.
 fn ln_parallel_gap(gap_ns: u64) -> f64 {
@@ -173,7 +175,8 @@ fn follows(arrived: Timestamp, calls: &[Made], at: Timestamp) -> Follows {
 }
 
 /// Log-likelihood of a handler of `req` taking step `next` at `at`, after `calls`.
-fn ln_next(req: &Req, calls: &[Made], at: Timestamp, next: StepKey, model: &DelayModel) -> f64 {
+fn ln_next(req: &Req, calls: &[Made], at: Timestamp, next: StepKey, steps: &mut StepTable) -> f64 {
+    let model = steps.model;
     match follows(req.arrived, calls, at) {
         Follows::Parallel { sibling, gap_ns } => {
             P_PARALLEL.ln()
@@ -187,7 +190,7 @@ fn ln_next(req: &Req, calls: &[Made], at: Timestamp, next: StepKey, model: &Dela
         }
         Follows::Busy { since_arrival } => P_BUSY.ln() + model.ln_density(since_arrival),
         Follows::Sequential { prev, gap_ns } => {
-            (1.0 - P_PARALLEL - P_BUSY).ln() + model.ln_step(req.endpoint, prev, next, gap_ns)
+            (1.0 - P_PARALLEL - P_BUSY).ln() + steps.ln_step(req.endpoint, prev, next, gap_ns)
         }
     }
 }
@@ -316,6 +319,8 @@ pub fn assign(
     // For each call, the share of probability each candidate had when the call was decided,
     // before later evidence: a conservative confidence (the final beam often agrees with itself).
     let mut local_share: Vec<Vec<(usize, f64)>> = vec![Vec::new(); calls.len()];
+    let mut table = StepTable::new(model);
+    let reuse_ratios = reuse_model.table();
     let prior: Vec<Rc<Vec<Made>>> = reqs
         .iter()
         .map(|r| Rc::new(r.prior_calls.clone()))
@@ -348,7 +353,7 @@ pub fn assign(
                         s.score += if still_running {
                             ln_early()
                         } else {
-                            ln_next(&reqs[r], &a.calls, at, RESPOND, model)
+                            ln_next(&reqs[r], &a.calls, at, RESPOND, &mut table)
                         };
                     }
                 }
@@ -379,8 +384,8 @@ pub fn assign(
                                 };
                                 (
                                     s.score
-                                        + ln_next(&reqs[r], made, at, call.made.launch, model)
-                                        + reuse_model.ln_ratio(kind),
+                                        + ln_next(&reqs[r], made, at, call.made.launch, &mut table)
+                                        + reuse_ratios.ln_ratio(kind),
                                     Some(pos),
                                 )
                             }
@@ -392,7 +397,12 @@ pub fn assign(
                 let top = next.iter().map(|n| n.0).fold(f64::NEG_INFINITY, f64::max);
                 let mut shares: Vec<(usize, f64)> = Vec::new();
                 for (score, _, r, _) in &next {
-                    let w = (CONFIDENCE_TEMPER * (score - top)).exp();
+                    let ln_w = CONFIDENCE_TEMPER * (score - top);
+                    // Shares this small are zero to the sums (and cost an `exp` each).
+                    if ln_w < LN_NEGLIGIBLE_SHARE {
+                        continue;
+                    }
+                    let w = ln_w.exp();
                     match shares.iter_mut().find(|(k, _)| k == r) {
                         Some((_, m)) => *m += w,
                         None => shares.push((*r, w)),

@@ -11,6 +11,7 @@
 //! batches ([`super::assign`] does the assignment).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// What a handler did at a step, as a key: before a delay, its request's arrival or the return
 /// of one of its calls (to which endpoint, failed or not); after it, a call (to which endpoint)
@@ -115,12 +116,16 @@ impl DelayModel {
     /// Log-likelihood of a step: that a handler of `endpoint` did `next` after `prev` (its
     /// template), `gap_ns` later (that step's delays).
     pub fn ln_step(&self, endpoint: u64, prev: StepKey, next: StepKey, gap_ns: u64) -> f64 {
-        let b = bin_of(gap_ns);
+        self.ln_step_in_bin(endpoint, prev, next, bin_of(gap_ns))
+    }
+
+    /// [`Self::ln_step`] for any gap in `bin`: it depends on the gap through its bin alone.
+    fn ln_step_in_bin(&self, endpoint: u64, prev: StepKey, next: StepKey, bin: usize) -> f64 {
         let pooled = self
             .pooled
             .as_ref()
-            .map_or(1.0 / BINS as f64, |(c, n)| mass(c, *n, b));
-        self.ln_step_backed_by(endpoint, prev, next, gap_ns, pooled / bin_width_ns(b))
+            .map_or(1.0 / BINS as f64, |(c, n)| mass(c, *n, bin));
+        self.ln_step_backed_by(endpoint, prev, next, bin, pooled / bin_width_ns(bin))
     }
 
     /// Like [`Self::ln_step`] for a call launched alongside a running call to `sibling`: the
@@ -137,19 +142,19 @@ impl DelayModel {
             endpoint,
             alongside(sibling),
             next,
-            gap_ns,
+            bin_of(gap_ns),
             back_off_ln_density.exp(),
         )
     }
 
-    /// A step's template share times its delay's density, that step's own histogram backed off
-    /// to `back_off_density` (per nanosecond) while it has few samples.
+    /// A step's template share times its delay's density in `bin`, that step's own histogram
+    /// backed off to `back_off_density` (per nanosecond) while it has few samples.
     fn ln_step_backed_by(
         &self,
         endpoint: u64,
         prev: StepKey,
         next: StepKey,
-        gap_ns: u64,
+        bin: usize,
         back_off_density: f64,
     ) -> f64 {
         if self.total == 0.0 {
@@ -159,13 +164,12 @@ impl DelayModel {
         let back_off =
             (self.next_seen.get(&next).copied().unwrap_or(0.0) + 0.5) / (self.total + 0.5 * kinds);
         let seen_from = self.from.get(&(endpoint, prev)).copied().unwrap_or(0.0);
-        let b = bin_of(gap_ns);
         let (seen, density) = match self.steps.get(&(endpoint, prev, next)) {
             Some((c, n)) => {
                 let own = *n / (*n + STEP_PRIOR_SAMPLES);
                 (
                     *n,
-                    own * mass(c, *n, b) / bin_width_ns(b) + (1.0 - own) * back_off_density,
+                    own * mass(c, *n, bin) / bin_width_ns(bin) + (1.0 - own) * back_off_density,
                 )
             }
             None => (0.0, back_off_density),
@@ -293,6 +297,68 @@ impl DelayModel {
     }
 }
 
+/// [`DelayModel::ln_step`] by table, for a model that does not change while it is used (one
+/// assignment pass): each (endpoint, prev, next) is worked out once for every bin, and then a
+/// step costs one lookup. Scoring steps is most of the beam's work.
+pub struct StepTable<'m> {
+    pub model: &'m DelayModel,
+    rows: HashMap<(u64, StepKey, StepKey), Box<[f64]>, KeyHash>,
+}
+
+/// Rows a table keeps at most (1.5 KiB each); beyond, steps are scored directly.
+const MAX_TABLE_ROWS: usize = 4096;
+
+impl<'m> StepTable<'m> {
+    pub fn new(model: &'m DelayModel) -> Self {
+        StepTable {
+            model,
+            rows: HashMap::default(),
+        }
+    }
+
+    pub fn ln_step(&mut self, endpoint: u64, prev: StepKey, next: StepKey, gap_ns: u64) -> f64 {
+        let bin = bin_of(gap_ns);
+        let model = self.model;
+        let key = (endpoint, prev, next);
+        if let Some(row) = self.rows.get(&key) {
+            return row[bin];
+        }
+        if self.rows.len() >= MAX_TABLE_ROWS {
+            return model.ln_step_in_bin(endpoint, prev, next, bin);
+        }
+        let row: Box<[f64]> = (0..BINS)
+            .map(|b| model.ln_step_in_bin(endpoint, prev, next, b))
+            .collect();
+        let ln = row[bin];
+        self.rows.insert(key, row);
+        ln
+    }
+}
+
+type KeyHash = BuildHasherDefault<KeyHasher>;
+
+/// Hashes keys that are hashes already (step keys): a multiply and a rotate per word.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(23) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +381,32 @@ mod tests {
         let fitted = DelayModel::fitted(&prior, &gaps);
         assert!(fitted.ln_density(300_000) > fitted.ln_density(80_000) + 2.0);
         assert!(fitted.ln_density(300_000) > fitted.ln_density(3_000_000) + 2.0);
+    }
+
+    #[test]
+    fn the_step_table_scores_as_the_model_does() {
+        let steps: Vec<Step> = (0..300)
+            .map(|i| Step {
+                endpoint: 7,
+                prev: if i % 2 == 0 { ARRIVAL } else { 11 },
+                next: 9 + i % 3,
+                gap_ns: 50_000 + i * 3_000,
+                parallel: false,
+            })
+            .collect();
+        let model = DelayModel::fitted(&DelayModel::default(), &steps);
+        let mut table = StepTable::new(&model);
+        for (prev, next) in [(ARRIVAL, 9), (11, 10), (11, RESPOND), (42, 9)] {
+            for gap in [0, 999, 1_000, 70_000, 300_000, 5_000_000, u64::MAX] {
+                let direct = model.ln_step(7, prev, next, gap);
+                assert_eq!(
+                    table.ln_step(7, prev, next, gap),
+                    direct,
+                    "{prev} {next} {gap}"
+                );
+                // And again from the row now kept.
+                assert_eq!(table.ln_step(7, prev, next, gap), direct);
+            }
+        }
     }
 }

@@ -77,6 +77,15 @@ impl Kind {
 
 const KINDS: usize = 12;
 
+/// [`ReuseModel::ln_ratio`] by table (see [`ReuseModel::table`]).
+pub struct RatioTable([f64; KINDS]);
+
+impl RatioTable {
+    pub fn ln_ratio(&self, kind: Kind) -> f64 {
+        self.0[kind.index()]
+    }
+}
+
 /// The reuse of `call`'s connection for a handler that made `earlier` (any order) before `at`.
 pub fn reuse(earlier: &[Made], at: Timestamp, call: &Made) -> Reuse {
     if call.conn == 0 {
@@ -209,11 +218,19 @@ pub struct ReuseModel {
 impl ReuseModel {
     /// Log-likelihood ratio of `kind` for a candidate: chosen parents against the rest.
     pub fn ln_ratio(&self, kind: Kind) -> f64 {
-        let k = kind.index();
+        self.ln_ratio_at(kind.index())
+    }
+
+    fn ln_ratio_at(&self, k: usize) -> f64 {
         let share = |counts: &[f64; KINDS]| {
             (counts[k] + PRIOR_COUNT) / (counts.iter().sum::<f64>() + PRIOR_COUNT * KINDS as f64)
         };
         share(&self.chosen).ln() - share(&self.passed_over).ln()
+    }
+
+    /// [`Self::ln_ratio`] of every kind, worked out once: the beam asks for it at every scoring.
+    pub fn table(&self) -> RatioTable {
+        RatioTable(std::array::from_fn(|k| self.ln_ratio_at(k)))
     }
 
     /// `history` plus what an assignment shows: for each call, the kind of its chosen parent
