@@ -190,6 +190,16 @@ fn curve(concurrencies: &[usize], seeds: u64, pool: PoolModel) -> (Vec<(usize, f
     (curve, all)
 }
 
+/// Links given with confidence ≥ 0.9 are right ≥ 99 % of the time (the acceptance's
+/// calibration).
+fn assert_calibrated(all: &Score) {
+    assert!(
+        all.calibration() >= 0.99,
+        "confident links right only {:.4}",
+        all.calibration()
+    );
+}
+
 #[test]
 fn nesting_accuracy_at_low_concurrency() {
     // A shared pool: connections say nothing of the parent, timing alone decides.
@@ -200,11 +210,7 @@ fn nesting_accuracy_at_low_concurrency() {
     assert!(at(2) >= 0.97, "{curve:?}");
     assert!(at(4) >= 0.95, "{curve:?}");
     assert!(at(8) >= 0.93, "{curve:?}");
-    assert!(
-        all.calibration() >= 0.99,
-        "confident links right only {:.4}",
-        all.calibration()
-    );
+    assert_calibrated(&all);
 }
 
 #[test]
@@ -214,11 +220,7 @@ fn nesting_accuracy_at_16_with_a_shared_pool() {
     // 0.3 points over 256). Guarded where it stands, a little below what seed 1 reaches.
     let (curve, all) = curve(&[16], 1, PoolModel::SharedLifo);
     assert!(curve[0].1 >= 0.84, "{curve:?}");
-    assert!(
-        all.calibration() >= 0.99,
-        "confident links right only {:.4}",
-        all.calibration()
-    );
+    assert_calibrated(&all);
 }
 
 #[test]
@@ -230,11 +232,7 @@ fn nesting_accuracy_with_connections_kept_per_worker() {
     // Reached (seed 1): 99.7 %, 96.1 %; guarded a little below.
     assert!(at(4) >= 0.98, "{curve:?}");
     assert!(at(16) >= 0.94, "{curve:?}");
-    assert!(
-        all.calibration() >= 0.99,
-        "confident links right only {:.4}",
-        all.calibration()
-    );
+    assert_calibrated(&all);
 }
 
 #[test]
