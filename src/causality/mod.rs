@@ -31,6 +31,7 @@
 
 pub mod assign;
 pub mod nesting;
+mod refine;
 pub mod reuse;
 pub mod services;
 
@@ -175,12 +176,24 @@ fn first_guess(reqs: &[assign::Req], calls: &[assign::Call]) -> Option<DelayMode
         .collect();
     served.sort_unstable();
     let median = *served.get(served.len() / 2)?;
-    let events: Vec<u64> = reqs
+    let events: Vec<nesting::GuessEvent> = reqs
         .iter()
-        .map(|r| r.arrived.0)
-        .chain(calls.iter().map(|c| c.made.end.0))
+        .map(|r| nesting::GuessEvent {
+            at: r.arrived.0,
+            endpoint: r.endpoint,
+            prev: nesting::ARRIVAL,
+        })
+        .chain(calls.iter().map(|c| nesting::GuessEvent {
+            at: c.made.end.0,
+            endpoint: nesting::ANY_ENDPOINT,
+            prev: c.made.ret,
+        }))
         .collect();
-    let launches: Vec<u64> = calls.iter().map(|c| c.made.start.0).collect();
+    let launches: Vec<(u64, nesting::StepKey)> = calls
+        .iter()
+        .map(|c| (c.made.start.0, c.made.launch))
+        .chain(reqs.iter().map(|r| (r.responds.0, nesting::RESPOND)))
+        .collect();
     let horizon = (4 * median).clamp(1_000_000, 10_000_000_000);
     DelayModel::first_guess(&events, &launches, horizon, median)
 }
@@ -430,12 +443,6 @@ impl CausalityBuilder {
         // Hard EM: assign with the current delay model, refit the model to that assignment's
         // delays (added to what earlier batches taught it), assign again.
         let (history, reuse_history) = self.delays_at.remove(&ip).unwrap_or_default();
-        let mut model = history.clone();
-        if history.samples() < FIRST_GUESS_BELOW_SAMPLES {
-            if let Some(guess) = first_guess(&reqs, &specs) {
-                model = guess;
-            }
-        }
         let mut reuse_model = reuse_history.clone();
         // Connections are evidence only where the pool is not shared (see `reuse`).
         // `specs` are in start order already (see `previous_on_conn` above).
@@ -444,13 +451,25 @@ impl CausalityBuilder {
         if reuse_informs {
             reuse::start_when_a_worker_is_free(&mut reqs, reuse::workers_seen(&made_in_order));
         }
+        // What EM refits from: what earlier batches taught, or, while that is little, the first
+        // guess (taken once handlers start when a worker is free, so its gaps are theirs). The
+        // guess stays in every refit: fitted to a first assignment alone, the model learns that
+        // assignment's mistakes as the usual delays (at 64 concurrent clients on the simulator,
+        // 7 % right instead of 19 %).
+        let mut base = history.clone();
+        if history.samples() < FIRST_GUESS_BELOW_SAMPLES {
+            if let Some(guess) = first_guess(&reqs, &specs) {
+                base = guess;
+            }
+        }
+        let mut model = base.clone();
         let mut result = assign::assign(&reqs, &specs, &model, &reuse_model, EM_BEAM);
         for _ in 0..EM_ROUNDS {
             let steps = assign::steps(&reqs, &specs, &result);
             if steps.len() < 8 {
                 break;
             }
-            model = DelayModel::fitted(&history, &steps);
+            model = DelayModel::fitted(&base, &steps);
             if reuse_informs {
                 reuse_model = ReuseModel::fitted(
                     &reuse_history,
@@ -467,9 +486,8 @@ impl CausalityBuilder {
                 break;
             }
         }
-        if BEAM > EM_BEAM {
-            result = assign::assign(&reqs, &specs, &model, &reuse_model, BEAM);
-        }
+        // The final assignment: a wider beam, then local moves.
+        result = assign::assign_refined(&reqs, &specs, &model, &reuse_model, BEAM);
         self.delays_at.insert(ip, (model, reuse_model));
         calls
             .iter()
