@@ -250,6 +250,8 @@ impl DelayModel {
         let mut typed: Vec<Excess> = (0..event_kinds.len() * launch_kinds.len())
             .map(|_| Excess::new(bins))
             .collect();
+        let mut pooled_exposure = Vec::new();
+        let mut exposure_by_kind = vec![Vec::new(); launch_kinds.len()];
         for (&(at, next), &(from, to)) in launches.iter().zip(&within).step_by(stride) {
             // How far back this step could see events: the horizon, or less near the start of
             // the batch. Without this, steps near the start see fewer far gaps than chance
@@ -257,12 +259,10 @@ impl DelayModel {
             let exposure = at.saturating_sub(first_event).min(horizon_ns) as f64;
             let kind = launch_kinds.iter().position(|k| *k == next);
             if next != RESPOND {
-                pooled.exposures.push(exposure);
+                pooled_exposure.push(exposure);
             }
-            for (slot, excess) in typed.iter_mut().enumerate() {
-                if Some(slot % launch_kinds.len()) == kind {
-                    excess.exposures.push(exposure);
-                }
+            if let Some(lk) = kind {
+                exposure_by_kind[lk].push(exposure);
             }
             for (e, ek) in events[from..to].iter().zip(&event_kind[from..to]) {
                 let bin = bin_of(at - e.at);
@@ -274,7 +274,7 @@ impl DelayModel {
                 }
             }
         }
-        let (pooled, n) = pooled.over_chance();
+        let (pooled, n) = pooled.over_chance(&Exposure::new(pooled_exposure));
         if n < 8.0 {
             return None;
         }
@@ -282,8 +282,10 @@ impl DelayModel {
             pooled: Some((pooled, n)),
             ..DelayModel::default()
         };
+        let exposure_by_kind: Vec<Exposure> =
+            exposure_by_kind.into_iter().map(Exposure::new).collect();
         for (slot, excess) in typed.into_iter().enumerate() {
-            let (counts, n) = excess.over_chance();
+            let (counts, n) = excess.over_chance(&exposure_by_kind[slot % launch_kinds.len()]);
             if n < 8.0 {
                 continue;
             }
@@ -381,12 +383,42 @@ fn common_kinds<K: Copy + Eq + std::hash::Hash + Ord>(kinds: impl Iterator<Item 
     common.into_iter().map(|(_, k)| k).collect()
 }
 
-/// Gaps counted per bin, and how far back each step could see: what
-/// [`DelayModel::first_guess`] weighs against chance.
+/// How far back each of a set of steps could see events, for [`DelayModel::first_guess`]:
+/// sorted once, shared by every kind of event those steps are counted against.
+struct Exposure {
+    sorted: Vec<f64>,
+    /// `prefix[k]`: the sum of the `k` shortest.
+    prefix: Vec<f64>,
+}
+
+impl Exposure {
+    fn new(mut exposures: Vec<f64>) -> Self {
+        exposures.sort_unstable_by(f64::total_cmp);
+        let mut prefix = vec![0.0; exposures.len() + 1];
+        for (k, x) in exposures.iter().enumerate() {
+            prefix[k + 1] = prefix[k] + x;
+        }
+        Exposure {
+            sorted: exposures,
+            prefix,
+        }
+    }
+
+    /// Σ over the steps of min(exposure, x): how much of [0, x] they saw, together.
+    fn seen_up_to(&self, x: f64) -> f64 {
+        let below = self.sorted.partition_point(|&e| e < x);
+        self.prefix[below] + x * (self.sorted.len() - below) as f64
+    }
+
+    fn total(&self) -> f64 {
+        self.prefix[self.sorted.len()]
+    }
+}
+
+/// Gaps counted per bin: what [`DelayModel::first_guess`] weighs against chance.
 struct Excess {
     counts: Vec<f64>,
     pairs: f64,
-    exposures: Vec<f64>,
 }
 
 impl Excess {
@@ -394,7 +426,6 @@ impl Excess {
         Excess {
             counts: vec![0.0; bins],
             pairs: 0.0,
-            exposures: Vec::new(),
         }
     }
 
@@ -406,26 +437,16 @@ impl Excess {
     }
 
     /// Smoothed counts of what stands clear of chance in each bin, and their sum. Chance puts
-    /// the same number of gaps per nanosecond of what the steps saw, at any gap.
-    fn over_chance(mut self) -> (Vec<f64>, f64) {
-        self.exposures.sort_unstable_by(f64::total_cmp);
-        // Σ over steps of min(exposure, x): how much of [0, x] the steps saw, together.
-        let mut prefix = vec![0.0; self.exposures.len() + 1];
-        for (k, x) in self.exposures.iter().enumerate() {
-            prefix[k + 1] = prefix[k] + x;
-        }
-        let seen_up_to = |x: f64| {
-            let below = self.exposures.partition_point(|&e| e < x);
-            prefix[below] + x * (self.exposures.len() - below) as f64
-        };
-        let per_ns = self.pairs / prefix[self.exposures.len()].max(1.0);
+    /// the same number of gaps per nanosecond of what the steps saw (`seen`), at any gap.
+    fn over_chance(self, seen: &Exposure) -> (Vec<f64>, f64) {
+        let per_ns = self.pairs / seen.total().max(1.0);
         let mut excess = vec![0.0; BINS];
         let mut n = 0.0;
         for (b, &c) in self.counts.iter().enumerate() {
             let lo = 2f64.powf(FIRST_OCTAVE + b as f64 / BINS_PER_OCTAVE);
             // The first bin also holds every gap below it.
             let from = if b == 0 { 0.0 } else { lo };
-            let chance = per_ns * (seen_up_to(lo + bin_width_ns(b)) - seen_up_to(from));
+            let chance = per_ns * (seen.seen_up_to(lo + bin_width_ns(b)) - seen.seen_up_to(from));
             let x = c - chance;
             // Only what stands clear of chance's own noise (two standard deviations).
             if x > 2.0 * chance.sqrt() {
