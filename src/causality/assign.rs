@@ -11,8 +11,9 @@
 //! the evidence that settles a coin flip made earlier. A beam of the best partial assignments
 //! is kept (`beam` wide), and partial assignments whose open handlers hold the same calls are
 //! merged (only the best is kept: what is left to score cannot tell them apart), so the beam's
-//! room goes to alternatives that still matter. The best complete one wins, and a call's
-//! confidence is the share of the final beam's probability mass that agrees with it.
+//! room goes to alternatives that still matter. The best complete one wins ([`assign_refined`]:
+//! then improved by local moves, [`super::refine`]), and a call's confidence is the share of the
+//! final beam's probability mass that agrees with it.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;

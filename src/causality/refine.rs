@@ -26,7 +26,7 @@
 //! 1872; with the rule, 16 and 2053.
 //!
 //! A move is kept only if it raises the total; passes repeat until none does, at most
-//! [`MAX_PASSES`] times, so the result is never less likely than the beam's.
+//! eight times (`MAX_PASSES`), so the result is never less likely than the beam's.
 
 use super::assign::{ln_early, ln_next, Call, Made, Req};
 use super::nesting::{StepTable, RESPOND};
