@@ -160,6 +160,11 @@ const EM_BEAM: usize = 128;
 /// changes. Under heavy concurrency a model fitted to a first, poor assignment improves a
 /// little with each round, so a handful is not enough there.
 const EM_ROUNDS: usize = 16;
+/// EM has settled once no more than one call in this many changes parent in a round. Waiting
+/// for no change at all can take every round: on pcaps/workers-c16.pcap EM cycled between
+/// three assignments 2-4 calls apart until the cap (replay 3.6 s; 1.7 s with this rule, the
+/// same links; on the simulator the same accuracy or a little better).
+const SETTLED_BELOW_ONE_IN: usize = 200;
 
 /// A service whose model has learned from fewer delays than this starts a batch from
 /// [`DelayModel::first_guess`] instead.
@@ -480,9 +485,10 @@ impl CausalityBuilder {
             let changed = next
                 .iter()
                 .zip(&result)
-                .any(|(a, b)| a.map(|(k, _)| k) != b.map(|(k, _)| k));
+                .filter(|(a, b)| a.map(|(k, _)| k) != b.map(|(k, _)| k))
+                .count();
             result = next;
-            if !changed {
+            if changed * SETTLED_BELOW_ONE_IN <= specs.len() {
                 break;
             }
         }
