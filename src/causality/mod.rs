@@ -30,6 +30,7 @@
 //! oldest decisions are made early and counted.
 
 pub mod assign;
+pub mod guess;
 pub mod nesting;
 pub mod refine;
 pub mod reuse;
@@ -167,41 +168,8 @@ const EM_ROUNDS: usize = 16;
 const SETTLED_BELOW_ONE_IN: usize = 200;
 
 /// A service whose model has learned from fewer delays than this starts a batch from
-/// [`DelayModel::first_guess`] instead.
+/// [`guess::of_batch`] instead.
 const FIRST_GUESS_BELOW_SAMPLES: f64 = 200.0;
-
-/// [`DelayModel::first_guess`] for a batch: requests arriving and calls returning, before the
-/// calls; over four times the median time a request is served, so that chance dominates the far
-/// gaps and can be measured there. A delay is taken to be shorter than that median (a step of a
-/// handler is shorter than the whole).
-fn first_guess(reqs: &[assign::Req], calls: &[assign::Call]) -> Option<DelayModel> {
-    let mut served: Vec<u64> = reqs
-        .iter()
-        .map(|r| r.responds.saturating_since(r.arrived))
-        .collect();
-    served.sort_unstable();
-    let median = *served.get(served.len() / 2)?;
-    let events: Vec<nesting::GuessEvent> = reqs
-        .iter()
-        .map(|r| nesting::GuessEvent {
-            at: r.arrived.0,
-            endpoint: r.endpoint,
-            prev: nesting::ARRIVAL,
-        })
-        .chain(calls.iter().map(|c| nesting::GuessEvent {
-            at: c.made.end.0,
-            endpoint: nesting::ANY_ENDPOINT,
-            prev: c.made.ret,
-        }))
-        .collect();
-    let launches: Vec<(u64, nesting::StepKey)> = calls
-        .iter()
-        .map(|c| (c.made.start.0, c.made.launch))
-        .chain(reqs.iter().map(|r| (r.responds.0, nesting::RESPOND)))
-        .collect();
-    let horizon = (4 * median).clamp(1_000_000, 10_000_000_000);
-    DelayModel::first_guess(&events, &launches, horizon, median)
-}
 
 /// The step keys of a handler's template (see [`nesting::StepKey`]): what was asked of a
 /// service, and which call was launched or returned. By route template, so `/users/7` and
@@ -463,7 +431,7 @@ impl CausalityBuilder {
         // 7 % right instead of 19 %).
         let mut base = history.clone();
         if history.samples() < FIRST_GUESS_BELOW_SAMPLES {
-            if let Some(guess) = first_guess(&reqs, &specs) {
+            if let Some(guess) = guess::of_batch(&reqs, &specs) {
                 base = guess;
             }
         }

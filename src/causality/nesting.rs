@@ -18,6 +18,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// or its response. Keys of calls are hashes ([`crate::ids::hash64`]) and never these two.
 pub type StepKey = u64;
 pub const ARRIVAL: StepKey = 0;
+/// A step of an endpoint's handler: (endpoint, previous step, next step).
+pub type TemplateStep = (u64, StepKey, StepKey);
 pub const RESPOND: StepKey = 1;
 
 /// The step before a call launched while a call to `sibling` runs, right after it: parallel
@@ -62,9 +64,9 @@ pub struct DelayModel {
 }
 
 /// Delay histogram: bins of 1/8 octave from 2^10 ns (1 µs) to 2^34 ns (17 s).
-const BINS_PER_OCTAVE: f64 = 8.0;
-const FIRST_OCTAVE: f64 = 10.0;
-const BINS: usize = 24 * 8;
+pub(super) const BINS_PER_OCTAVE: f64 = 8.0;
+pub(super) const FIRST_OCTAVE: f64 = 10.0;
+pub(super) const BINS: usize = 24 * 8;
 /// Share of probability spread evenly over all bins, so that no delay is impossible.
 const UNIFORM_SHARE: f64 = 0.02;
 /// Samples a step needs before its own histogram counts as much as the pooled one.
@@ -73,17 +75,15 @@ const STEP_PRIOR_SAMPLES: f64 = 4.0;
 const TEMPLATE_PRIOR_SAMPLES: f64 = 1.0;
 /// Steps keyed separately at most; the rarest beyond are scored by the pooled model only.
 const MAX_STEP_KEYS: usize = 4096;
-/// Gaps [`DelayModel::first_guess`] counts at most.
-const FIRST_GUESS_PAIRS: usize = 20_000_000;
 /// Samples the model remembers across batches: older ones are scaled down to this.
 const MEMORY_SAMPLES: f64 = 20_000.0;
 
-fn bin_of(gap_ns: u64) -> usize {
+pub(super) fn bin_of(gap_ns: u64) -> usize {
     let x = ((gap_ns.max(1) as f64).log2() - FIRST_OCTAVE) * BINS_PER_OCTAVE;
     x.clamp(0.0, (BINS - 1) as f64) as usize
 }
 
-fn bin_width_ns(bin: usize) -> f64 {
+pub(super) fn bin_width_ns(bin: usize) -> f64 {
     let lo = 2f64.powf(FIRST_OCTAVE + bin as f64 / BINS_PER_OCTAVE);
     lo * (2f64.powf(1.0 / BINS_PER_OCTAVE) - 1.0)
 }
@@ -193,110 +193,23 @@ impl DelayModel {
         self.total
     }
 
-    /// A first guess at the delays, before any assignment: Project5's observation that a
-    /// handler's delays stand out of the timing of all events, as an excess over chance.
-    ///
-    /// Every event at the caller (`events`: requests arriving, calls returning) that precedes a
-    /// step (`launches`: calls, and responses) within `horizon_ns` gives one gap. Events of
-    /// other handlers fall at random, as many per nanosecond at any gap; the event each step
-    /// followed in its own handler adds an excess at the handler's delays. So each bin's count,
-    /// less what chance puts there, is the delays' histogram. Why it matters: the scale-free
-    /// prior favours the shortest gap, and under heavy concurrency the shortest gap is another
-    /// handler's, which a model fitted to that first assignment then learns as the usual delay
-    /// (at 32 concurrent requests on the simulator, almost every call went to a request that
-    /// arrived after its own).
-    ///
-    /// The excess is counted per kind of step too, between a kind of event (a request to this
-    /// endpoint arriving, a call to that one returning) and a kind of step (this call, the
-    /// response), when both are common: that is the handlers' template, with each step's own
-    /// delay. The pooled histogram alone cannot tell a handler that calls 300 µs after arriving
-    /// and answers 150 µs after its last call returned from one that calls 150 µs after
-    /// arriving and answers 300 µs after: with many requests in flight, giving each request the
-    /// calls of the one that arrived just before it scores as well as the truth, and EM settled
-    /// there (9 % right at 64 concurrent requests on the simulator).
-    ///
-    /// Only gaps up to `longest_ns` are kept: far gaps hold the echo of earlier requests from the
-    /// same closed-loop clients, an excess that is no handler's delay. It is a starting point for
-    /// EM, not a test: chance alone leaves a few bins above two standard deviations. None when
-    /// less than 8 gaps' worth stands out.
-    pub fn first_guess(
-        events: &[GuessEvent],
-        launches: &[(u64, StepKey)],
-        horizon_ns: u64,
-        longest_ns: u64,
-    ) -> Option<DelayModel> {
-        let mut events = events.to_vec();
-        events.sort_unstable_by_key(|e| e.at);
-        let event_kinds = common_kinds(events.iter().map(|e| (e.endpoint, e.prev)));
-        let launch_kinds = common_kinds(launches.iter().map(|l| l.1));
-        let event_kind: Vec<Option<usize>> = events
-            .iter()
-            .map(|e| event_kinds.iter().position(|k| *k == (e.endpoint, e.prev)))
-            .collect();
-        let within: Vec<(usize, usize)> = launches
-            .iter()
-            .map(|&(at, _)| {
-                let from = events.partition_point(|e| e.at.saturating_add(horizon_ns) < at);
-                (from, events.partition_point(|e| e.at <= at))
-            })
-            .collect();
-        // Bounded work: beyond FIRST_GUESS_PAIRS gaps, every k-th launch stands for the rest.
-        let all_pairs: usize = within.iter().map(|(from, to)| to - from).sum();
-        let stride = all_pairs.div_ceil(FIRST_GUESS_PAIRS).max(1);
-        let first_event = events.first().map_or(0, |e| e.at);
-        let bins = (bin_of(longest_ns) + 1).min(BINS);
-        // Pooled over the calls, and per (kind of event, kind of step).
-        let mut pooled = Excess::new(bins);
-        let mut typed: Vec<Excess> = (0..event_kinds.len() * launch_kinds.len())
-            .map(|_| Excess::new(bins))
-            .collect();
-        let mut pooled_exposure = Vec::new();
-        let mut exposure_by_kind = vec![Vec::new(); launch_kinds.len()];
-        for (&(at, next), &(from, to)) in launches.iter().zip(&within).step_by(stride) {
-            // How far back this step could see events: the horizon, or less near the start of
-            // the batch. Without this, steps near the start see fewer far gaps than chance
-            // would put there, and every near bin looks like an excess.
-            let exposure = at.saturating_sub(first_event).min(horizon_ns) as f64;
-            let kind = launch_kinds.iter().position(|k| *k == next);
-            if next != RESPOND {
-                pooled_exposure.push(exposure);
-            }
-            if let Some(lk) = kind {
-                exposure_by_kind[lk].push(exposure);
-            }
-            for (e, ek) in events[from..to].iter().zip(&event_kind[from..to]) {
-                let bin = bin_of(at - e.at);
-                if next != RESPOND {
-                    pooled.add(bin);
-                }
-                if let (Some(ek), Some(lk)) = (ek, kind) {
-                    typed[ek * launch_kinds.len() + lk].add(bin);
-                }
-            }
-        }
-        let (pooled, n) = pooled.over_chance(&Exposure::new(pooled_exposure));
-        if n < 8.0 {
-            return None;
-        }
+    /// A model of histograms counted elsewhere (the first guess, [`super::guess`]): `pooled`
+    /// over all steps, and each (endpoint, prev, next) step's own, each with its sum.
+    pub fn of_histograms(
+        pooled: (Vec<f64>, f64),
+        steps: Vec<(TemplateStep, Vec<f64>, f64)>,
+    ) -> Self {
         let mut model = DelayModel {
-            pooled: Some((pooled, n)),
+            pooled: Some(pooled),
             ..DelayModel::default()
         };
-        let exposure_by_kind: Vec<Exposure> =
-            exposure_by_kind.into_iter().map(Exposure::new).collect();
-        for (slot, excess) in typed.into_iter().enumerate() {
-            let (counts, n) = excess.over_chance(&exposure_by_kind[slot % launch_kinds.len()]);
-            if n < 8.0 {
-                continue;
-            }
-            let (endpoint, prev) = event_kinds[slot / launch_kinds.len()];
-            let next = launch_kinds[slot % launch_kinds.len()];
+        for ((endpoint, prev, next), counts, n) in steps {
             model.steps.insert((endpoint, prev, next), (counts, n));
             *model.from.entry((endpoint, prev)).or_default() += n;
             *model.next_seen.entry(next).or_default() += n;
             model.total += n;
         }
-        Some(model)
+        model
     }
 
     /// The delays of a whole assignment (smoothed over ±2 bins), added to what `history`
@@ -346,122 +259,9 @@ impl DelayModel {
     }
 }
 
-/// An event a step may follow, for [`DelayModel::first_guess`]: a request to `endpoint`
-/// arriving (`prev` is [`ARRIVAL`]), or a call returning (`prev` is its return step; which
-/// endpoint's handler made it is what is not known: [`ANY_ENDPOINT`]).
-#[derive(Clone, Copy, Debug)]
-pub struct GuessEvent {
-    pub at: u64,
-    pub endpoint: u64,
-    pub prev: StepKey,
-}
-
-/// The endpoint of a step whose handler is not known (see [`GuessEvent`]): such steps stand
+/// The endpoint of a step whose handler is not known (see [`super::guess::GuessEvent`]): such steps stand
 /// for every endpoint that has none of its own from the same previous step.
 pub const ANY_ENDPOINT: u64 = 0;
-
-/// Kinds counted one by one in the first guess, at most per side: the rest only pooled.
-const GUESS_KINDS: usize = 24;
-/// A kind is counted one by one when it is at least this share of its side.
-const GUESS_KIND_SHARE: f64 = 0.02;
-
-/// The most common kinds, each at least [`GUESS_KIND_SHARE`] of all.
-fn common_kinds<K: Copy + Eq + std::hash::Hash + Ord>(kinds: impl Iterator<Item = K>) -> Vec<K> {
-    let mut counts: HashMap<K, usize> = HashMap::new();
-    let mut all = 0usize;
-    for k in kinds {
-        *counts.entry(k).or_default() += 1;
-        all += 1;
-    }
-    let mut common: Vec<(usize, K)> = counts
-        .into_iter()
-        .filter(|&(_, n)| n as f64 >= GUESS_KIND_SHARE * all as f64)
-        .map(|(k, n)| (n, k))
-        .collect();
-    common.sort_unstable_by(|a, b| b.cmp(a));
-    common.truncate(GUESS_KINDS);
-    common.into_iter().map(|(_, k)| k).collect()
-}
-
-/// How far back each of a set of steps could see events, for [`DelayModel::first_guess`]:
-/// sorted once, shared by every kind of event those steps are counted against.
-struct Exposure {
-    sorted: Vec<f64>,
-    /// `prefix[k]`: the sum of the `k` shortest.
-    prefix: Vec<f64>,
-}
-
-impl Exposure {
-    fn new(mut exposures: Vec<f64>) -> Self {
-        exposures.sort_unstable_by(f64::total_cmp);
-        let mut prefix = vec![0.0; exposures.len() + 1];
-        for (k, x) in exposures.iter().enumerate() {
-            prefix[k + 1] = prefix[k] + x;
-        }
-        Exposure {
-            sorted: exposures,
-            prefix,
-        }
-    }
-
-    /// Σ over the steps of min(exposure, x): how much of [0, x] they saw, together.
-    fn seen_up_to(&self, x: f64) -> f64 {
-        let below = self.sorted.partition_point(|&e| e < x);
-        self.prefix[below] + x * (self.sorted.len() - below) as f64
-    }
-
-    fn total(&self) -> f64 {
-        self.prefix[self.sorted.len()]
-    }
-}
-
-/// Gaps counted per bin: what [`DelayModel::first_guess`] weighs against chance.
-struct Excess {
-    counts: Vec<f64>,
-    pairs: f64,
-}
-
-impl Excess {
-    fn new(bins: usize) -> Self {
-        Excess {
-            counts: vec![0.0; bins],
-            pairs: 0.0,
-        }
-    }
-
-    fn add(&mut self, bin: usize) {
-        self.pairs += 1.0;
-        if let Some(c) = self.counts.get_mut(bin) {
-            *c += 1.0;
-        }
-    }
-
-    /// Smoothed counts of what stands clear of chance in each bin, and their sum. Chance puts
-    /// the same number of gaps per nanosecond of what the steps saw (`seen`), at any gap.
-    fn over_chance(self, seen: &Exposure) -> (Vec<f64>, f64) {
-        let per_ns = self.pairs / seen.total().max(1.0);
-        let mut excess = vec![0.0; BINS];
-        let mut n = 0.0;
-        for (b, &c) in self.counts.iter().enumerate() {
-            let lo = 2f64.powf(FIRST_OCTAVE + b as f64 / BINS_PER_OCTAVE);
-            // The first bin also holds every gap below it.
-            let from = if b == 0 { 0.0 } else { lo };
-            let chance = per_ns * (seen.seen_up_to(lo + bin_width_ns(b)) - seen.seen_up_to(from));
-            let x = c - chance;
-            // Only what stands clear of chance's own noise (two standard deviations).
-            if x > 2.0 * chance.sqrt() {
-                for (k, w) in [0.1, 0.2, 0.4, 0.2, 0.1].iter().enumerate() {
-                    let t = b as i64 + k as i64 - 2;
-                    if (0..BINS as i64).contains(&t) {
-                        excess[t as usize] += w * x;
-                    }
-                }
-                n += x;
-            }
-        }
-        (excess, n)
-    }
-}
 
 /// [`DelayModel::ln_step`] by table, for a model that does not change while it is used (one
 /// assignment pass): each (endpoint, prev, next) is worked out once for every bin, and then a
@@ -574,50 +374,5 @@ mod tests {
                 assert_eq!(table.ln_step(7, prev, next, gap), direct);
             }
         }
-    }
-
-    #[test]
-    fn the_first_guess_finds_each_steps_delay_among_random_events() {
-        // 2000 handlers of endpoint 7: each calls 9 300 µs (± 10 %) after its request arrived,
-        // the call returns (step 10) 500 µs later, and the handler answers 150 µs (± 10 %)
-        // after that. And 40 000 events of other handlers at random, so that the nearest event
-        // before a step is usually not its own (on average one every 5 µs).
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let span = 200_000_000; // 200 ms
-        let event = |at, endpoint, prev| GuessEvent { at, endpoint, prev };
-        let mut events: Vec<GuessEvent> = (0..40_000)
-            .map(|k| match k % 2 {
-                0 => event(next() % span, 7, ARRIVAL),
-                _ => event(next() % span, ANY_ENDPOINT, 10),
-            })
-            .collect();
-        let mut launches = Vec::new();
-        for _ in 0..2000 {
-            let arrived = next() % span;
-            events.push(event(arrived, 7, ARRIVAL));
-            let called = arrived + 270_000 + next() % 60_000;
-            launches.push((called, 9));
-            let returned = called + 500_000;
-            events.push(event(returned, ANY_ENDPOINT, 10));
-            launches.push((returned + 135_000 + next() % 30_000, RESPOND));
-        }
-        let guess = DelayModel::first_guess(&events, &launches, 8_000_000, 2_000_000)
-            .expect("the delays stand out");
-        // Pooled over the calls.
-        assert!(guess.ln_density(300_000) > guess.ln_density(20_000) + 2.0);
-        assert!(guess.ln_density(300_000) > guess.ln_density(900_000) + 2.0);
-        // Each step its own delay: the call 300 µs after arriving, the answer 150 µs after the
-        // call returned (a step of any handler, as the guess cannot know whose call it was).
-        let step = |prev, next, gap| guess.ln_step(7, prev, next, gap);
-        assert!(step(ARRIVAL, 9, 300_000) > step(ARRIVAL, 9, 150_000) + 2.0);
-        assert!(step(10, RESPOND, 150_000) > step(10, RESPOND, 300_000) + 2.0);
-        // And the template: after a call returns, the handler answers; it does not call again.
-        assert!(step(10, RESPOND, 150_000) > step(10, 9, 150_000) + 2.0);
     }
 }
