@@ -150,7 +150,7 @@ const MAX_LISTENER_IPS: usize = 65_536;
 /// Partial assignments kept while assigning calls to requests, in the final assignment of a
 /// batch. On the simulator at 16 concurrent requests with a shared pool (seed 1), timing alone
 /// links 84.5 % right with 128, 86.2 % with 256, 86.5 % with 512, at about twice the cost per
-/// doubling (measured before the local moves of `refine`, which gained more: 88.1 % at 256).
+/// doubling (measured before the local moves of `refine`, which gained more: 88.2 % at 256).
 const BEAM: usize = 256;
 /// The beam while EM refits the model: the fit needs a good assignment, not the best one, and
 /// the final pass at [`BEAM`] costs one round. 86.1 % right on the run above, and on
