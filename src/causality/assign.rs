@@ -646,18 +646,7 @@ mod tests {
         let mut model = DelayModel::default();
         for _ in 0..5 {
             let got = assign(&reqs, &calls, &model, &ReuseModel::default(), 16);
-            let step = |prev, next| Step {
-                endpoint: 7,
-                prev,
-                next,
-                gap_ns: 300_000,
-                parallel: false,
-            };
-            let steps: Vec<Step> = [(ARRIVAL, 9), (10, 9), (10, RESPOND)]
-                .iter()
-                .flat_map(|&(p, n)| std::iter::repeat_n(step(p, n), 7))
-                .collect();
-            model = DelayModel::fitted(&DelayModel::default(), &steps);
+            model = DelayModel::every_step_after(7, 300_000, 7);
             let parents: Vec<usize> = got.iter().map(|c| c.unwrap().0).collect();
             if parents == vec![0, 1, 0, 1] {
                 return;

@@ -243,6 +243,27 @@ impl DelayModel {
         m
     }
 
+    /// For tests: handlers of `endpoint` that call 9 (returning as 10) after arriving, call
+    /// again after a call returned, and answer after the last returned, each step `gap_ns`
+    /// after the one before, as if fitted to `samples` of each.
+    #[cfg(test)]
+    pub fn every_step_after(endpoint: u64, gap_ns: u64, samples: usize) -> Self {
+        let steps: Vec<Step> = [(ARRIVAL, 9), (10, 9), (10, RESPOND)]
+            .iter()
+            .flat_map(|&(prev, next)| {
+                let step = Step {
+                    endpoint,
+                    prev,
+                    next,
+                    gap_ns,
+                    parallel: false,
+                };
+                std::iter::repeat_n(step, samples)
+            })
+            .collect();
+        DelayModel::fitted(&DelayModel::default(), &steps)
+    }
+
     fn scale(&mut self, k: f64) {
         if let Some((c, n)) = &mut self.pooled {
             c.iter_mut().for_each(|x| *x *= k);

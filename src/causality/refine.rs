@@ -246,7 +246,7 @@ pub fn refine(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::causality::nesting::{DelayModel, Step, ARRIVAL};
+    use crate::causality::nesting::DelayModel;
     use crate::causality::reuse::ReuseModel;
     use tapspan_capture::Timestamp;
 
@@ -279,21 +279,19 @@ mod tests {
         }
     }
 
-    /// Handlers of endpoint 7: every step (call after arriving, call after a call returned,
-    /// answer after the last returned) 300 µs after the one before.
-    fn every_step_300_us() -> DelayModel {
-        let step = |prev, next| Step {
-            endpoint: 7,
-            prev,
-            next,
-            gap_ns: 300_000,
-            parallel: false,
-        };
-        let steps: Vec<Step> = [(ARRIVAL, 9), (10, 9), (10, RESPOND)]
-            .iter()
-            .flat_map(|&(p, n)| std::iter::repeat_n(step(p, n), 20))
-            .collect();
-        DelayModel::fitted(&DelayModel::default(), &steps)
+    /// `chosen` after the moves, under a model where handlers of endpoint 7 take every step
+    /// 300 µs after the one before.
+    fn refined(reqs: &[Req], calls: &[Call], mut chosen: Vec<Option<usize>>) -> Vec<Option<usize>> {
+        let model = DelayModel::every_step_after(7, 300_000, 20);
+        let table = StepTable::new(&model);
+        refine(
+            reqs,
+            calls,
+            &mut chosen,
+            table,
+            ReuseModel::default().table(),
+        );
+        chosen
     }
 
     #[test]
@@ -306,15 +304,7 @@ mod tests {
             .iter()
             .map(|&s| call(s, &[0, 1]))
             .collect();
-        let model = every_step_300_us();
-        let mut chosen = vec![Some(0), Some(1), Some(1), Some(0)];
-        refine(
-            &reqs,
-            &calls,
-            &mut chosen,
-            StepTable::new(&model),
-            ReuseModel::default().table(),
-        );
+        let chosen = refined(&reqs, &calls, vec![Some(0), Some(1), Some(1), Some(0)]);
         assert_eq!(chosen, vec![Some(0), Some(1), Some(0), Some(1)]);
     }
 
@@ -327,15 +317,9 @@ mod tests {
         // but B was not working then.
         let reqs = vec![req(0, 800), req(0, 350)];
         let calls = vec![call(300, &[0]), call(650, &[0, 1])];
-        let model = every_step_300_us();
-        let mut chosen = vec![Some(0), Some(0)];
-        refine(
-            &reqs,
-            &calls,
-            &mut chosen,
-            StepTable::new(&model),
-            ReuseModel::default().table(),
+        assert_eq!(
+            refined(&reqs, &calls, vec![Some(0), Some(0)]),
+            vec![Some(0), Some(0)]
         );
-        assert_eq!(chosen, vec![Some(0), Some(0)]);
     }
 }
