@@ -343,7 +343,7 @@ pub fn assign_refined(
 ) -> Vec<Option<(usize, f64)>> {
     let beam = search(reqs, calls, model, reuse_model, beam);
     let mut chosen = beam.best();
-    refine(
+    let _work = refine(
         reqs,
         calls,
         &mut chosen,

@@ -36,6 +36,13 @@ use super::reuse::{owner, reuse, Kind, PreviousOwner, RatioTable};
 const MAX_PASSES: usize = 8;
 /// A move must gain at least this much log-likelihood (guards against float noise loops).
 const MIN_GAIN: f64 = 1e-6;
+/// Handlers holding more calls than this are left as the beam gave them: rescoring a chain
+/// costs the square of its length (each step looks at the calls before it), and a handler
+/// that makes hundreds of calls (a batch job, a long poll) is no interleaving of two.
+const MAX_CHAIN_CALLS: usize = 256;
+/// Work one search may do at most, counted in (step, earlier call) pairs looked at: the moves
+/// stop there, keeping what they improved so far (pcaps/workers-c16.pcap uses about 1 % of it).
+const MAX_WORK: u64 = 200_000_000;
 
 struct Search<'a, 'm> {
     reqs: &'a [Req],
@@ -50,6 +57,8 @@ struct Search<'a, 'm> {
     per_req: Vec<Vec<usize>>,
     /// Each request's chain score under `parent`.
     chain: Vec<f64>,
+    /// Work done so far (see [`MAX_WORK`]).
+    work: u64,
 }
 
 impl Search<'_, '_> {
@@ -79,8 +88,10 @@ impl Search<'_, '_> {
             };
             score += ln_next(req, &made, at, call.made.launch, &mut self.table)
                 + self.ratios.ln_ratio(kind);
+            self.work += made.len() as u64 + 1;
             made.push(call.made);
         }
+        self.work += made.len() as u64 + 1;
         let still_running = made.iter().any(|c| c.end > req.responds);
         score
             + if still_running {
@@ -134,6 +145,9 @@ impl Search<'_, '_> {
 
     /// Tries moving `moves` (call, from, to); keeps them if the total rises.
     fn try_moves(&mut self, moves: &[(usize, usize, usize)]) -> bool {
+        if self.work > MAX_WORK {
+            return false;
+        }
         let mut touched: Vec<usize> = Vec::new();
         for &(j, from, to) in moves {
             touched.extend([from, to]);
@@ -143,6 +157,12 @@ impl Search<'_, '_> {
         }
         touched.sort_unstable();
         touched.dedup();
+        if touched
+            .iter()
+            .any(|&r| self.per_req[r].len() + moves.len() > MAX_CHAIN_CALLS)
+        {
+            return false;
+        }
         let before: f64 = touched.iter().map(|&r| self.chain[r]).sum();
         let old: Vec<(usize, Vec<usize>)> = touched
             .iter()
@@ -188,14 +208,14 @@ fn give(
 }
 
 /// Improves `chosen` (each call's request, as [`super::assign::assign`] gave it) by local
-/// moves.
+/// moves. Returns the work done, in the units of [`MAX_WORK`].
 pub fn refine(
     reqs: &[Req],
     calls: &[Call],
     chosen: &mut [Option<usize>],
     table: StepTable<'_>,
     ratios: RatioTable,
-) {
+) -> u64 {
     let mut next_on_conn = vec![None; calls.len()];
     for (j, c) in calls.iter().enumerate() {
         if let Some(p) = c.previous_on_conn {
@@ -217,6 +237,7 @@ pub fn refine(
         parent: chosen.to_vec(),
         per_req,
         chain: vec![0.0; reqs.len()],
+        work: 0,
     };
     for r in 0..reqs.len() {
         let mine = std::mem::take(&mut search.per_req[r]);
@@ -236,11 +257,12 @@ pub fn refine(
                 }
             }
         }
-        if !improved {
+        if !improved || search.work > MAX_WORK {
             break;
         }
     }
     chosen.copy_from_slice(&search.parent);
+    search.work
 }
 
 #[cfg(test)]
@@ -281,17 +303,26 @@ mod tests {
 
     /// `chosen` after the moves, under a model where handlers of endpoint 7 take every step
     /// 300 µs after the one before.
-    fn refined(reqs: &[Req], calls: &[Call], mut chosen: Vec<Option<usize>>) -> Vec<Option<usize>> {
+    fn refined(reqs: &[Req], calls: &[Call], chosen: Vec<Option<usize>>) -> Vec<Option<usize>> {
+        refined_with_work(reqs, calls, chosen).0
+    }
+
+    /// [`refined`], and the work it took.
+    fn refined_with_work(
+        reqs: &[Req],
+        calls: &[Call],
+        mut chosen: Vec<Option<usize>>,
+    ) -> (Vec<Option<usize>>, u64) {
         let model = DelayModel::every_step_after(7, 300_000, 20);
         let table = StepTable::new(&model);
-        refine(
+        let work = refine(
             reqs,
             calls,
             &mut chosen,
             table,
             ReuseModel::default().table(),
         );
-        chosen
+        (chosen, work)
     }
 
     #[test]
@@ -321,5 +352,21 @@ mod tests {
             refined(&reqs, &calls, vec![Some(0), Some(0)]),
             vec![Some(0), Some(0)]
         );
+    }
+
+    #[test]
+    fn a_handler_with_hundreds_of_calls_is_left_as_the_beam_gave_it() {
+        // A long batch handler A makes 5000 calls, one every 500 µs, while B is open the whole
+        // time. Each move would rescore A's chain (12.5 M pairs), for each of 5000 × 4 moves:
+        // days of work. Every move touches A's chain, so none is tried, and the work is that
+        // of scoring A once.
+        let n = 5000;
+        let reqs = vec![req(0, 500 * n + 1000), req(0, 500 * n + 1000)];
+        let calls: Vec<Call> = (0..n).map(|k| call(300 + 500 * k, &[0, 1])).collect();
+        let all_to_a = vec![Some(0); n as usize];
+        let (chosen, work) = refined_with_work(&reqs, &calls, all_to_a.clone());
+        assert_eq!(chosen, all_to_a);
+        let once = n * (n + 1) / 2 + n + 2;
+        assert!(work <= once + 1, "{work} > {once}");
     }
 }
