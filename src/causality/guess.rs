@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use super::assign::{Call, Req};
 use super::nesting::{
-    bin_of, bin_width_ns, DelayModel, StepKey, ANY_ENDPOINT, ARRIVAL, BINS, BINS_PER_OCTAVE,
-    FIRST_OCTAVE, RESPOND,
+    add_smoothed_at, bin_of, bin_width_ns, DelayModel, StepKey, ANY_ENDPOINT, ARRIVAL, BINS,
+    BINS_PER_OCTAVE, FIRST_OCTAVE, RESPOND,
 };
 
 /// Gaps [`first_guess`] counts at most.
@@ -248,12 +248,7 @@ impl Excess {
             let x = c - chance;
             // Only what stands clear of chance's own noise (two standard deviations).
             if x > 2.0 * chance.sqrt() {
-                for (k, w) in [0.1, 0.2, 0.4, 0.2, 0.1].iter().enumerate() {
-                    let t = b as i64 + k as i64 - 2;
-                    if (0..BINS as i64).contains(&t) {
-                        excess[t as usize] += w * x;
-                    }
-                }
+                add_smoothed_at(&mut excess, b, x);
                 n += x;
             }
         }

@@ -90,10 +90,14 @@ pub(super) fn bin_width_ns(bin: usize) -> f64 {
 
 /// Adds one delay to smoothed bin counts (±2 bins).
 fn add_smoothed(counts: &mut [f64], gap_ns: u64, weight: f64) {
-    let b = bin_of(gap_ns);
+    add_smoothed_at(counts, bin_of(gap_ns), weight);
+}
+
+/// Adds `weight` at `bin` to smoothed bin counts, spread over ±2 bins.
+pub(super) fn add_smoothed_at(counts: &mut [f64], bin: usize, weight: f64) {
     for (k, w) in [0.1, 0.2, 0.4, 0.2, 0.1].iter().enumerate() {
-        let t = b as i64 + k as i64 - 2;
-        if (0..BINS as i64).contains(&t) {
+        let t = bin as i64 + k as i64 - 2;
+        if (0..counts.len() as i64).contains(&t) {
             counts[t as usize] += w * weight;
         }
     }
