@@ -5,7 +5,7 @@
 //! links reported with confidence ≥ 0.9 are right ≥ 99 % of the time. How callers reuse
 //! connections matters (`PoolModel`): with a pool per worker, ≥ 90 % at 16 is reached and
 //! guarded; with a pool shared by all handlers the connection says nothing and timing alone
-//! decides, which falls short at 16 (87.1 %). The whole curve, per pool model, is printed by
+//! decides, which falls short at 16 (89.4 %). The whole curve, per pool model, is printed by
 //! `cargo test --release --test causality_sim nesting_accuracy_full_curve -- --ignored
 //! --nocapture`.
 
@@ -216,9 +216,9 @@ fn nesting_accuracy_at_low_concurrency() {
 #[test]
 fn nesting_accuracy_at_16_with_a_shared_pool() {
     // The acceptance's 90 % at 16 is not reached here: with a shared pool timing alone decides.
-    // Seed 1 reaches 88.2 % (3 seeds: 87.1 %), guarded a little below.
+    // Seed 1 reaches 89.9 % (3 seeds: 89.4 %), guarded a little below.
     let (curve, all) = curve(&[16], 1, PoolModel::SharedLifo);
-    assert!(curve[0].1 >= 0.87, "{curve:?}");
+    assert!(curve[0].1 >= 0.89, "{curve:?}");
     assert_calibrated(&all);
 }
 

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 
 /// What a handler did at a step, as a key: before a delay, its request's arrival or the return
 /// of one of its calls (to which endpoint, failed or not); after it, a call (to which endpoint)
@@ -294,6 +295,10 @@ pub const ANY_ENDPOINT: u64 = 0;
 pub struct StepTable<'m> {
     pub model: &'m DelayModel,
     rows: HashMap<(u64, StepKey, StepKey), Box<[f64]>, KeyHash>,
+    /// Per (endpoint, prev): the next steps the model has seen from there.
+    nexts: HashMap<(u64, StepKey), Vec<StepKey>, KeyHash>,
+    /// Per (endpoint, prev): [`Self::waiting_loss`].
+    waiting_loss: HashMap<(u64, StepKey), Rc<[f64]>, KeyHash>,
 }
 
 /// Rows a table keeps at most (1.5 KiB each); beyond, steps are scored directly.
@@ -301,10 +306,51 @@ const MAX_TABLE_ROWS: usize = 4096;
 
 impl<'m> StepTable<'m> {
     pub fn new(model: &'m DelayModel) -> Self {
+        let mut nexts: HashMap<(u64, StepKey), Vec<StepKey>, KeyHash> = HashMap::default();
+        for &(endpoint, prev, next) in model.steps.keys() {
+            nexts.entry((endpoint, prev)).or_default().push(next);
+        }
         StepTable {
             model,
             rows: HashMap::default(),
+            nexts,
+            waiting_loss: HashMap::default(),
         }
+    }
+
+    /// What a handler of `endpoint` whose last step was `prev` has lost by waiting, per bin of
+    /// the time waited: how much worse than its best its next step must now score, whatever
+    /// that step is (one seen from `prev`, or answering), since it can no longer come sooner.
+    /// Zero until the usual delays have passed, then falling.
+    pub fn waiting_loss(&mut self, endpoint: u64, prev: StepKey) -> Rc<[f64]> {
+        let key = (endpoint, prev);
+        if let Some(row) = self.waiting_loss.get(&key) {
+            return row.clone();
+        }
+        let model = self.model;
+        // The steps `ln_step` scores this handler by: its endpoint's own, or where it has none
+        // from `prev`, those of a handler not known.
+        let own = if model.from.contains_key(&key) {
+            endpoint
+        } else {
+            ANY_ENDPOINT
+        };
+        let seen = self.nexts.get(&(own, prev)).map_or(&[][..], Vec::as_slice);
+        // The best next step at a gap in each bin, then in it or any later one.
+        let mut best = vec![f64::NEG_INFINITY; BINS];
+        for &next in seen.iter().chain(&[RESPOND]) {
+            for (b, best) in best.iter_mut().enumerate() {
+                *best = best.max(model.ln_step_in_bin(endpoint, prev, next, b));
+            }
+        }
+        for b in (0..BINS - 1).rev() {
+            best[b] = best[b].max(best[b + 1]);
+        }
+        let row: Rc<[f64]> = best.iter().map(|ln| ln - best[0]).collect();
+        if self.waiting_loss.len() < MAX_TABLE_ROWS {
+            self.waiting_loss.insert(key, row.clone());
+        }
+        row
     }
 
     pub fn ln_step(&mut self, endpoint: u64, prev: StepKey, next: StepKey, gap_ns: u64) -> f64 {
