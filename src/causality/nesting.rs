@@ -421,6 +421,28 @@ mod tests {
     }
 
     #[test]
+    fn waiting_costs_nothing_until_the_usual_delay_has_passed() {
+        let model = DelayModel::every_step_after(7, 300_000, 200);
+        let mut table = StepTable::new(&model);
+        let loss = table.waiting_loss(7, ARRIVAL);
+        // Before and at the usual delay the next step can still come on time.
+        for waited in [0, 100_000, 280_000] {
+            assert_eq!(loss[bin_of(waited)], 0.0, "{waited}");
+        }
+        // Long after it, the next step is at least as unlikely as the longest gaps are.
+        let late = loss[bin_of(3_000_000)];
+        assert!(late < -5.0, "{late}");
+        assert!(loss[bin_of(30_000_000)] <= late);
+        // And it is what the best step at that gap scores, less the best step at all.
+        let best_late = table.ln_step(7, ARRIVAL, 9, 3_000_000);
+        let best = table.ln_step(7, ARRIVAL, 9, 300_000);
+        assert!(
+            (late - (best_late - best)).abs() < 1.0,
+            "{late} {best_late} {best}"
+        );
+    }
+
+    #[test]
     fn the_step_table_scores_as_the_model_does() {
         let steps: Vec<Step> = (0..300)
             .map(|i| Step {
