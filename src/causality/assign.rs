@@ -28,7 +28,9 @@ use std::rc::Rc;
 
 use tapspan_capture::Timestamp;
 
-use super::nesting::{alongside, bin_of, DelayModel, Step, StepKey, StepTable, ARRIVAL, RESPOND};
+use super::nesting::{
+    alongside, DelayModel, Step, StepKey, StepTable, WaitingLoss, ARRIVAL, RESPOND,
+};
 use super::refine::refine;
 use super::reuse::{owner, reuse, Kind, PreviousOwner, ReuseModel};
 
@@ -223,7 +225,7 @@ struct Waiting {
     prev: StepKey,
     since: Timestamp,
     /// [`StepTable::waiting_loss`] after `prev`.
-    loss: Rc<[f64]>,
+    loss: WaitingLoss,
 }
 
 impl Waiting {
@@ -253,13 +255,36 @@ impl Waiting {
         w
     }
 
+    /// [`ln_next`] for this handler (`calls` are its calls): without a scan of its calls
+    /// unless one of them is still running.
+    fn ln_next(
+        &self,
+        req: &Req,
+        calls: &[Made],
+        at: Timestamp,
+        next: StepKey,
+        steps: &mut StepTable,
+    ) -> f64 {
+        if at < self.busy_until {
+            return ln_next(req, calls, at, next, steps);
+        }
+        // No call running: `follows` would find the latest return (or the arrival).
+        (1.0 - P_PARALLEL - P_BUSY).ln()
+            + steps.ln_step(
+                req.endpoint,
+                self.prev,
+                next,
+                at.saturating_since(self.since),
+            )
+    }
+
     /// What it has lost waiting by `at` (≤ 0), as [`follows`] would see it: nothing while a
     /// call of its runs.
     fn lost(&self, at: Timestamp) -> f64 {
         if at < self.busy_until {
             0.0
         } else {
-            self.loss[bin_of(at.saturating_since(self.since))]
+            self.loss.after(at.saturating_since(self.since))
         }
     }
 }
@@ -484,6 +509,7 @@ fn search(
     let mut local_share: Vec<Vec<(usize, f64)>> = vec![Vec::new(); calls.len()];
     let mut table = StepTable::new(model);
     let reuse_ratios = reuse_model.table();
+    let reuse_says_nothing = reuse_ratios.is_flat();
     let prior: Vec<Rc<Vec<Made>>> = reqs
         .iter()
         .map(|r| Rc::new(r.prior_calls.clone()))
@@ -514,11 +540,12 @@ fn search(
                     if let Some(pos) = s.active.iter().position(|a| a.req == r) {
                         let a = s.active.swap_remove(pos);
                         s.signature = s.signature.wrapping_sub(a.hash);
-                        let still_running = a.calls.iter().any(|c| c.end > at);
+                        let still_running = a.waiting.busy_until > at;
                         s.score += if still_running {
                             ln_early()
                         } else {
-                            ln_next(&reqs[r], &a.calls, at, RESPOND, &mut table)
+                            a.waiting
+                                .ln_next(&reqs[r], &a.calls, at, RESPOND, &mut table)
                         };
                     }
                 }
@@ -533,10 +560,11 @@ fn search(
                 // have already lost waiting (see the doc of `search`).
                 let mut rank_by = Vec::with_capacity(next.capacity());
                 for s in &states {
-                    let lost: Vec<f64> = s.active.iter().map(|a| a.waiting.lost(at)).collect();
-                    let all_lost: f64 = lost.iter().sum();
-                    // The connection's previous call, as this state assigned it.
-                    let previous = call.previous_on_conn.and_then(|p| {
+                    let all_lost: f64 = s.active.iter().map(|a| a.waiting.lost(at)).sum();
+                    // The connection's previous call, as this state assigned it (walking the
+                    // choices back to it is only worth it where reuse tells something).
+                    let previous = call.previous_on_conn.filter(|_| !reuse_says_nothing);
+                    let previous = previous.and_then(|p| {
                         let q = chosen_in(s, p)?;
                         Some(PreviousOwner {
                             req: q,
@@ -547,22 +575,29 @@ fn search(
                         // A candidate that already answered may still be streaming its response.
                         let (score, pos) = match s.active.iter().position(|a| a.req == r) {
                             Some(pos) => {
-                                let made = &s.active[pos].calls;
-                                let kind = Kind {
-                                    reuse: reuse(made, at, &call.made),
-                                    owner: owner(r, reqs[r].arrived, previous),
+                                let a = &s.active[pos];
+                                let reused = if reuse_says_nothing {
+                                    0.0
+                                } else {
+                                    reuse_ratios.ln_ratio(Kind {
+                                        reuse: reuse(&a.calls, at, &call.made),
+                                        owner: owner(r, reqs[r].arrived, previous),
+                                    })
                                 };
-                                (
-                                    s.score
-                                        + ln_next(&reqs[r], made, at, call.made.launch, &mut table)
-                                        + reuse_ratios.ln_ratio(kind),
-                                    Some(pos),
-                                )
+                                let ln = a.waiting.ln_next(
+                                    &reqs[r],
+                                    &a.calls,
+                                    at,
+                                    call.made.launch,
+                                    &mut table,
+                                );
+                                (s.score + ln + reused, Some(pos))
                             }
                             None => (s.score + ln_early(), None),
                         };
                         // The handler given the call stops waiting: its loss is in `score`.
-                        rank_by.push(score + all_lost - pos.map_or(0.0, |p| lost[p]));
+                        let still_lost = pos.map_or(0.0, |p| s.active[p].waiting.lost(at));
+                        rank_by.push(score + all_lost - still_lost);
                         next.push((score, s, r, pos));
                     }
                 }

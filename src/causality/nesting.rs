@@ -84,6 +84,21 @@ pub(super) fn bin_of(gap_ns: u64) -> usize {
     x.clamp(0.0, (BINS - 1) as f64) as usize
 }
 
+/// The shortest gap [`bin_of`] puts in `bin` (or later), for `bin` ≥ 1.
+fn bin_start_ns(bin: usize) -> u64 {
+    let mut ns = 2f64
+        .powf(FIRST_OCTAVE + bin as f64 / BINS_PER_OCTAVE)
+        .floor() as u64;
+    // Float rounding may leave the edge a nanosecond or two off either side.
+    while ns > 0 && bin_of(ns - 1) >= bin {
+        ns -= 1;
+    }
+    while bin_of(ns) < bin {
+        ns += 1;
+    }
+    ns
+}
+
 pub(super) fn bin_width_ns(bin: usize) -> f64 {
     let lo = 2f64.powf(FIRST_OCTAVE + bin as f64 / BINS_PER_OCTAVE);
     lo * (2f64.powf(1.0 / BINS_PER_OCTAVE) - 1.0)
@@ -298,7 +313,26 @@ pub struct StepTable<'m> {
     /// Per (endpoint, prev): the next steps the model has seen from there.
     nexts: HashMap<(u64, StepKey), Vec<StepKey>, KeyHash>,
     /// Per (endpoint, prev): [`Self::waiting_loss`].
-    waiting_loss: HashMap<(u64, StepKey), Rc<[f64]>, KeyHash>,
+    waiting_loss: HashMap<(u64, StepKey), WaitingLoss, KeyHash>,
+}
+
+/// What a handler loses by waiting for its next step (see [`StepTable::waiting_loss`]).
+#[derive(Clone, Debug)]
+pub struct WaitingLoss {
+    per_bin: Rc<[f64]>,
+    /// Waits shorter than this lose nothing (they end before the first bin that loses).
+    free_ns: u64,
+}
+
+impl WaitingLoss {
+    /// The loss (≤ 0) after waiting `waited_ns`.
+    pub fn after(&self, waited_ns: u64) -> f64 {
+        if waited_ns < self.free_ns {
+            0.0
+        } else {
+            self.per_bin[bin_of(waited_ns)]
+        }
+    }
 }
 
 /// Rows a table keeps at most (1.5 KiB each); beyond, steps are scored directly.
@@ -322,7 +356,7 @@ impl<'m> StepTable<'m> {
     /// the time waited: how much worse than its best its next step must now score, whatever
     /// that step is (one seen from `prev`, or answering), since it can no longer come sooner.
     /// Zero until the usual delays have passed, then falling.
-    pub fn waiting_loss(&mut self, endpoint: u64, prev: StepKey) -> Rc<[f64]> {
+    pub fn waiting_loss(&mut self, endpoint: u64, prev: StepKey) -> WaitingLoss {
         let key = (endpoint, prev);
         if let Some(row) = self.waiting_loss.get(&key) {
             return row.clone();
@@ -346,11 +380,20 @@ impl<'m> StepTable<'m> {
         for b in (0..BINS - 1).rev() {
             best[b] = best[b].max(best[b + 1]);
         }
-        let row: Rc<[f64]> = best.iter().map(|ln| ln - best[0]).collect();
+        let per_bin: Rc<[f64]> = best.iter().map(|ln| ln - best[0]).collect();
+        let free_bins = per_bin.iter().position(|&l| l < 0.0).unwrap_or(BINS);
+        let loss = WaitingLoss {
+            per_bin,
+            free_ns: if free_bins == 0 {
+                0
+            } else {
+                bin_start_ns(free_bins)
+            },
+        };
         if self.waiting_loss.len() < MAX_TABLE_ROWS {
-            self.waiting_loss.insert(key, row.clone());
+            self.waiting_loss.insert(key, loss.clone());
         }
-        row
+        loss
     }
 
     pub fn ln_step(&mut self, endpoint: u64, prev: StepKey, next: StepKey, gap_ns: u64) -> f64 {
@@ -425,14 +468,15 @@ mod tests {
         let model = DelayModel::every_step_after(7, 300_000, 200);
         let mut table = StepTable::new(&model);
         let loss = table.waiting_loss(7, ARRIVAL);
+        let loss = |waited: u64| loss.after(waited);
         // Before and at the usual delay the next step can still come on time.
         for waited in [0, 100_000, 280_000] {
-            assert_eq!(loss[bin_of(waited)], 0.0, "{waited}");
+            assert_eq!(loss(waited), 0.0, "{waited}");
         }
         // Long after it, the next step is at least as unlikely as the longest gaps are.
-        let late = loss[bin_of(3_000_000)];
+        let late = loss(3_000_000);
         assert!(late < -5.0, "{late}");
-        assert!(loss[bin_of(30_000_000)] <= late);
+        assert!(loss(30_000_000) <= late);
         // And it is what the best step at that gap scores, less the best step at all.
         let best_late = table.ln_step(7, ARRIVAL, 9, 3_000_000);
         let best = table.ln_step(7, ARRIVAL, 9, 300_000);

@@ -84,6 +84,11 @@ impl RatioTable {
     pub fn ln_ratio(&self, kind: Kind) -> f64 {
         self.0[kind.index()]
     }
+
+    /// Whether every kind weighs alike (nothing learned): then no call's kind need be found.
+    pub fn is_flat(&self) -> bool {
+        self.0.iter().all(|&r| r == 0.0)
+    }
 }
 
 /// The reuse of `call`'s connection for a handler that made `earlier` (any order) before `at`.
