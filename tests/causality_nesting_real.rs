@@ -157,7 +157,7 @@ fn nesting_on_a_real_per_worker_service_under_load_matches_its_log() {
     assert!(links.iter().all(|(_, got)| got.is_some()));
     // 16 clients against 6 workers keep ~10 requests waiting in the listen queue: a request's
     // arrival is not when its handler began (src/causality/reuse.rs). Without that, 9.8 % were
-    // right; reached: 2076 of 2100 (98.9 %).
+    // right; reached: 2086 of 2100 (99.3 %).
     let right = links
         .iter()
         .filter(|(want, got)| got.as_ref() == Some(want))
@@ -167,7 +167,7 @@ fn nesting_on_a_real_per_worker_service_under_load_matches_its_log() {
         links.len()
     );
     assert!(
-        right * 100 >= links.len() * 98,
+        right * 100 >= links.len() * 99,
         "{right} of {}",
         links.len()
     );

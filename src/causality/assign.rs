@@ -71,10 +71,10 @@ pub struct Call {
     pub previous_on_conn: Option<usize>,
 }
 
-/// Scorings per call the beam is narrowed to, beyond 16 candidates at full width (256): past
-/// that concurrency, nesting by timing is often wrong anyway (50 % right at 32 on the simulator
+/// Scorings per call the beam is narrowed to, beyond 16 candidates at full width (1024): past
+/// that concurrency, nesting by timing is often wrong anyway (64 % right at 32 on the simulator
 /// with shared pools), and the work would grow with its square.
-const EXPANSIONS_PER_CALL: usize = 4096;
+const EXPANSIONS_PER_CALL: usize = 16_384;
 /// The narrowest beam.
 const MIN_BEAM: usize = 16;
 

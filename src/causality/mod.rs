@@ -148,10 +148,12 @@ pub struct CausalityBuilder {
 
 const MAX_LISTENER_IPS: usize = 65_536;
 /// Partial assignments kept while assigning calls to requests, in the final assignment of a
-/// batch. On the simulator at 16 concurrent requests with a shared pool (seed 1), timing alone
-/// links 84.5 % right with 128, 86.2 % with 256, 86.5 % with 512, at about twice the cost per
-/// doubling (measured before the local moves of `refine`, which gained more: 88.2 % at 256).
-const BEAM: usize = 256;
+/// batch. On the simulator at 16 concurrent requests with a shared pool (3 seeds), 89.4 % right
+/// with 256, 89.7 % with 512 and 90.4 % with 1024 (each with room for all 16 candidates,
+/// `assign::EXPANSIONS_PER_CALL`); wider pays off only since the beam ranks by what waiting
+/// handlers have lost (before that: 86.2 % with 256, 86.5 % with 512, seed 1). The cost: replay
+/// of pcaps/workers-c16.pcap 3.1 s → 6.3 s.
+const BEAM: usize = 1024;
 /// The beam while EM refits the model: the fit needs a good assignment, not the best one, and
 /// the final pass at [`BEAM`] costs one round. 86.1 % right on the run above, and on
 /// pcaps/workers-c16.pcap the replay took half the time of every round at 256 (5.0 s against
