@@ -17,10 +17,10 @@
 //! answers, often milliseconds later, and ranking by the score alone let such states crowd out
 //! the right one in the meantime (a request whose handler paused 1.5 ms before its first call
 //! lost all its calls to its neighbours, a cascade through five handlers; on the simulator at
-//! 16 concurrent requests with a shared pool, 87.1 % right before, 89.4 % after; on
-//! pcaps/workers-c16.pcap 2053 links of 2100 before, 2076 after). The best complete one wins ([`assign_refined`]:
-//! then improved by local moves, [`super::refine`]), and a call's confidence is the share of the
-//! final beam's probability mass that agrees with it.
+//! 16 concurrent requests with a shared pool, 87.1 % right before, 89.4 % after, at a beam of
+//! 256; on pcaps/workers-c16.pcap 2053 links of 2100 before, 2076 after). The best complete one
+//! wins ([`assign_refined`]: then improved by local moves, [`super::refine`]), and a call's
+//! confidence is the share of the final beam's probability mass that agrees with it.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -173,18 +173,26 @@ fn follows(arrived: Timestamp, calls: &[Made], at: Timestamp) -> Follows {
             since_arrival: at.saturating_since(arrived),
         },
         None => {
-            let (last, prev) = calls
-                .iter()
-                .filter(|c| c.end <= at && c.end >= arrived)
-                .map(|c| (c.end, c.ret))
-                .max()
-                .unwrap_or((arrived, ARRIVAL));
+            let (last, prev) = latest_step(arrived, calls.iter().filter(|c| c.end <= at));
             Follows::Sequential {
                 prev,
                 gap_ns: at.saturating_since(last),
             }
         }
     }
+}
+
+/// A handler's latest step among `ended` calls: the return that came last (of those after its
+/// request arrived), or its arrival.
+fn latest_step<'a>(
+    arrived: Timestamp,
+    ended: impl Iterator<Item = &'a Made>,
+) -> (Timestamp, StepKey) {
+    ended
+        .filter(|c| c.end >= arrived)
+        .map(|c| (c.end, c.ret))
+        .max()
+        .unwrap_or((arrived, ARRIVAL))
 }
 
 /// Log-likelihood of a handler of `req` taking step `next` at `at`, after `calls`.
@@ -195,8 +203,13 @@ pub(super) fn ln_next(
     next: StepKey,
     steps: &mut StepTable,
 ) -> f64 {
+    ln_following(req, follows(req.arrived, calls, at), next, steps)
+}
+
+/// Log-likelihood of a handler of `req` taking step `next` as `how` says it follows.
+fn ln_following(req: &Req, how: Follows, next: StepKey, steps: &mut StepTable) -> f64 {
     let model = steps.model;
-    match follows(req.arrived, calls, at) {
+    match how {
         Follows::Parallel { sibling, gap_ns } => {
             P_PARALLEL.ln()
                 + model.ln_parallel_step(
@@ -230,12 +243,7 @@ struct Waiting {
 
 impl Waiting {
     fn of(req: &Req, calls: &[Made], steps: &mut StepTable) -> Self {
-        let (since, prev) = calls
-            .iter()
-            .filter(|c| c.end >= req.arrived)
-            .map(|c| (c.end, c.ret))
-            .max()
-            .unwrap_or((req.arrived, ARRIVAL));
+        let (since, prev) = latest_step(req.arrived, calls.iter());
         Waiting {
             busy_until: calls.iter().map(|c| c.end).max().unwrap_or(Timestamp(0)),
             prev,
@@ -255,8 +263,8 @@ impl Waiting {
         w
     }
 
-    /// [`ln_next`] for this handler (`calls` are its calls): without a scan of its calls
-    /// unless one of them is still running.
+    /// [`ln_next`] for this handler (`calls` are its calls): its calls are scanned only while
+    /// one of them runs; otherwise `follows` would find the step kept here.
     fn ln_next(
         &self,
         req: &Req,
@@ -265,17 +273,15 @@ impl Waiting {
         next: StepKey,
         steps: &mut StepTable,
     ) -> f64 {
-        if at < self.busy_until {
-            return ln_next(req, calls, at, next, steps);
-        }
-        // No call running: `follows` would find the latest return (or the arrival).
-        (1.0 - P_PARALLEL - P_BUSY).ln()
-            + steps.ln_step(
-                req.endpoint,
-                self.prev,
-                next,
-                at.saturating_since(self.since),
-            )
+        let how = if at < self.busy_until {
+            follows(req.arrived, calls, at)
+        } else {
+            Follows::Sequential {
+                prev: self.prev,
+                gap_ns: at.saturating_since(self.since),
+            }
+        };
+        ln_following(req, how, next, steps)
     }
 
     /// What it has lost waiting by `at` (≤ 0), as [`follows`] would see it: nothing while a
@@ -555,10 +561,10 @@ fn search(
                 if call.candidates.is_empty() {
                     continue;
                 }
+                // Each expansion: its score, what the beam keeps it by (the score less what its
+                // open handlers have already lost waiting, see [`Waiting`]), the state it
+                // extends, the request given the call, and that request's place in the state.
                 let mut next = Vec::with_capacity(states.len() * call.candidates.len());
-                // What the beam keeps by: each expansion's score, less what its open handlers
-                // have already lost waiting (see the doc of `search`).
-                let mut rank_by = Vec::with_capacity(next.capacity());
                 for s in &states {
                     let all_lost: f64 = s.active.iter().map(|a| a.waiting.lost(at)).sum();
                     // The connection's previous call, as this state assigned it (walking the
@@ -597,13 +603,12 @@ fn search(
                         };
                         // The handler given the call stops waiting: its loss is in `score`.
                         let still_lost = pos.map_or(0.0, |p| s.active[p].waiting.lost(at));
-                        rank_by.push(score + all_lost - still_lost);
-                        next.push((score, s, r, pos));
+                        next.push((score, score + all_lost - still_lost, s, r, pos));
                     }
                 }
                 let top = next.iter().map(|n| n.0).fold(f64::NEG_INFINITY, f64::max);
                 let mut shares: Vec<(usize, f64)> = Vec::new();
-                for (score, _, r, _) in &next {
+                for (score, _, _, r, _) in &next {
                     let ln_w = CONFIDENCE_TEMPER * (score - top);
                     // Shares this small are zero to the sums (and cost an `exp` each).
                     if ln_w < LN_NEGLIGIBLE_SHARE {
@@ -630,7 +635,7 @@ fn search(
                 let better =
                     |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
                 let mut ranked: Vec<(f64, usize)> =
-                    rank_by.iter().enumerate().map(|(k, &n)| (n, k)).collect();
+                    next.iter().enumerate().map(|(k, n)| (n.1, k)).collect();
                 let mut sorted = (2 * width).min(ranked.len());
                 put_best_first(&mut ranked, sorted, better);
                 let mut seen: HashSet<u64> = HashSet::with_capacity(width);
@@ -643,7 +648,7 @@ fn search(
                         put_best_first(&mut ranked[sorted..], more - sorted, better);
                         sorted = more;
                     }
-                    let (score, s, r, pos) = next[ranked[i].1];
+                    let (score, _, s, r, pos) = next[ranked[i].1];
                     i += 1;
                     let signature = match pos {
                         Some(pos) => {

@@ -310,8 +310,6 @@ pub const ANY_ENDPOINT: u64 = 0;
 pub struct StepTable<'m> {
     pub model: &'m DelayModel,
     rows: HashMap<(u64, StepKey, StepKey), Box<[f64]>, KeyHash>,
-    /// Per (endpoint, prev): the next steps the model has seen from there.
-    nexts: HashMap<(u64, StepKey), Vec<StepKey>, KeyHash>,
     /// Per (endpoint, prev): [`Self::waiting_loss`].
     waiting_loss: HashMap<(u64, StepKey), WaitingLoss, KeyHash>,
 }
@@ -340,14 +338,9 @@ const MAX_TABLE_ROWS: usize = 4096;
 
 impl<'m> StepTable<'m> {
     pub fn new(model: &'m DelayModel) -> Self {
-        let mut nexts: HashMap<(u64, StepKey), Vec<StepKey>, KeyHash> = HashMap::default();
-        for &(endpoint, prev, next) in model.steps.keys() {
-            nexts.entry((endpoint, prev)).or_default().push(next);
-        }
         StepTable {
             model,
             rows: HashMap::default(),
-            nexts,
             waiting_loss: HashMap::default(),
         }
     }
@@ -369,10 +362,15 @@ impl<'m> StepTable<'m> {
         } else {
             ANY_ENDPOINT
         };
-        let seen = self.nexts.get(&(own, prev)).map_or(&[][..], Vec::as_slice);
+        // Looked through once per row kept (one per (endpoint, prev)).
+        let seen = model
+            .steps
+            .keys()
+            .filter(|&&(e, p, _)| (e, p) == (own, prev))
+            .map(|&(_, _, next)| next);
         // The best next step at a gap in each bin, then in it or any later one.
         let mut best = vec![f64::NEG_INFINITY; BINS];
-        for &next in seen.iter().chain(&[RESPOND]) {
+        for next in seen.chain([RESPOND]) {
             for (b, best) in best.iter_mut().enumerate() {
                 *best = best.max(model.ln_step_in_bin(endpoint, prev, next, b));
             }
