@@ -263,25 +263,17 @@ impl Waiting {
         w
     }
 
-    /// [`ln_next`] for this handler (`calls` are its calls): its calls are scanned only while
+    /// [`follows`] for this handler (`calls` are its calls): its calls are scanned only while
     /// one of them runs; otherwise `follows` would find the step kept here.
-    fn ln_next(
-        &self,
-        req: &Req,
-        calls: &[Made],
-        at: Timestamp,
-        next: StepKey,
-        steps: &mut StepTable,
-    ) -> f64 {
-        let how = if at < self.busy_until {
-            follows(req.arrived, calls, at)
+    fn follows(&self, arrived: Timestamp, calls: &[Made], at: Timestamp) -> Follows {
+        if at < self.busy_until {
+            follows(arrived, calls, at)
         } else {
             Follows::Sequential {
                 prev: self.prev,
                 gap_ns: at.saturating_since(self.since),
             }
-        };
-        ln_following(req, how, next, steps)
+        }
     }
 
     /// What it has lost waiting by `at` (≤ 0), as [`follows`] would see it: nothing while a
@@ -550,8 +542,8 @@ fn search(
                         s.score += if still_running {
                             ln_early()
                         } else {
-                            a.waiting
-                                .ln_next(&reqs[r], &a.calls, at, RESPOND, &mut table)
+                            let how = a.waiting.follows(reqs[r].arrived, &a.calls, at);
+                            ln_following(&reqs[r], how, RESPOND, &mut table)
                         };
                     }
                 }
@@ -590,13 +582,8 @@ fn search(
                                         owner: owner(r, reqs[r].arrived, previous),
                                     })
                                 };
-                                let ln = a.waiting.ln_next(
-                                    &reqs[r],
-                                    &a.calls,
-                                    at,
-                                    call.made.launch,
-                                    &mut table,
-                                );
+                                let how = a.waiting.follows(reqs[r].arrived, &a.calls, at);
+                                let ln = ln_following(&reqs[r], how, call.made.launch, &mut table);
                                 (s.score + ln + reused, Some(pos))
                             }
                             None => (s.score + ln_early(), None),
