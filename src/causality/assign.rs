@@ -33,6 +33,7 @@ use super::nesting::{
 };
 use super::refine::refine;
 use super::reuse::{owner, reuse, Kind, PreviousOwner, ReuseModel};
+use super::tokens::TokenEvidence;
 
 /// A candidate parent: an inbound request at the calling service.
 #[derive(Clone, Debug)]
@@ -60,7 +61,12 @@ pub struct Made {
     /// both addresses; 0 when unknown): see [`super::reuse`].
     pub callee: u64,
     pub conn: u64,
+    /// Its index among the batch's calls ([`NOT_IN_BATCH`] for a call decided earlier).
+    pub index: u32,
 }
+
+/// [`Made::index`] of a call decided in an earlier batch.
+pub const NOT_IN_BATCH: u32 = u32::MAX;
 
 /// An outbound call and the requests that could have made it (indexes into the `Req` slice).
 #[derive(Clone, Debug)]
@@ -94,6 +100,16 @@ const LN_UNKNOWN_DELAY: f64 = -13.815_510_557_964_274; // -ln(1e6)
 /// Confidence is computed from likelihoods raised to this power: the delay model is fitted to
 /// the data it scores, so raw posteriors are over-confident; tempering keeps "≥ 0.9" honest.
 const CONFIDENCE_TEMPER: f64 = 0.25;
+/// What the payload tokens say of call `j` made by `r`'s handler after `calls`, on the scale of
+/// the timing scores. The timing model is fitted to the assignments it scores, so it is
+/// over-confident by the factor [`CONFIDENCE_TEMPER`] corrects for; token weights are counted
+/// from the batch (how rare a value is, how often a kind of call carries its parent's), so
+/// they enter at that factor's inverse: a confidence then gives them their own weight, and a
+/// batch without tokens is scored as before.
+pub(super) fn ln_tokens(tokens: &TokenEvidence, j: usize, r: usize, calls: &[Made]) -> f64 {
+    tokens.ln(j, r, calls) / CONFIDENCE_TEMPER
+}
+
 /// Below e^-40 (4e-18) a candidate's share of the probability is left out.
 const LN_NEGLIGIBLE_SHARE: f64 = -40.0;
 
@@ -288,7 +304,7 @@ impl Waiting {
 }
 
 /// Each request's calls under an assignment: those decided earlier, then those chosen now.
-fn calls_per_request(
+pub fn calls_per_request(
     reqs: &[Req],
     calls: &[Call],
     chosen: &[Option<(usize, f64)>],
@@ -400,16 +416,48 @@ fn put_best_first<T>(items: &mut [T], k: usize, better: impl Fn(&T, &T) -> Order
 }
 
 /// For each call, `(index of the chosen request, confidence)`, or None without candidates.
+pub type Links = Vec<Option<(usize, f64)>>;
+
+/// An assignment and its log-likelihood under the model that found it.
+pub struct Assignment {
+    pub links: Links,
+    pub score: f64,
+}
+
+/// Log of the prior probability of any one assignment when each call is equally likely to have
+/// been made by any handler running when it left: the score of [`assign`] plus this is the
+/// log of the joint probability of the calls and the assignment, comparable between readings
+/// of the same calls that give them more or fewer possible parents (a reading with more
+/// alternatives can always fit better, and pays for it here).
+pub fn ln_prior(reqs: &[Req], calls: &[Call]) -> f64 {
+    calls
+        .iter()
+        .map(|c| {
+            let running = c
+                .candidates
+                .iter()
+                .filter(|&&r| reqs[r].arrived <= c.made.start && c.made.start < reqs[r].responds)
+                .count();
+            -(running.max(1) as f64).ln()
+        })
+        .sum()
+}
+
+/// The best assignment the beam finds.
 pub fn assign(
     reqs: &[Req],
     calls: &[Call],
     model: &DelayModel,
     reuse_model: &ReuseModel,
+    tokens: &TokenEvidence,
     beam: usize,
-) -> Vec<Option<(usize, f64)>> {
-    let beam = search(reqs, calls, model, reuse_model, beam);
+) -> Assignment {
+    let beam = search(reqs, calls, model, reuse_model, tokens, beam);
     let chosen = beam.best();
-    beam.links(&chosen)
+    Assignment {
+        links: beam.links(&chosen),
+        score: beam.best_score,
+    }
 }
 
 /// [`assign`], then improved by local moves ([`super::refine`]): never less likely than the
@@ -422,9 +470,10 @@ pub fn assign_refined(
     calls: &[Call],
     model: &DelayModel,
     reuse_model: &ReuseModel,
+    tokens: &TokenEvidence,
     beam: usize,
-) -> Vec<Option<(usize, f64)>> {
-    let beam = search(reqs, calls, model, reuse_model, beam);
+) -> Assignment {
+    let beam = search(reqs, calls, model, reuse_model, tokens, beam);
     let mut chosen = beam.best();
     let _work = refine(
         reqs,
@@ -432,8 +481,13 @@ pub fn assign_refined(
         &mut chosen,
         StepTable::new(model),
         reuse_model.table(),
+        tokens,
     );
-    beam.links(&chosen)
+    // The score stays the beam's: the moves only ever raise it.
+    Assignment {
+        links: beam.links(&chosen),
+        score: beam.best_score,
+    }
 }
 
 /// What the beam ends with: every kept state's choices and weight, and each call's local shares.
@@ -443,6 +497,7 @@ struct Beam {
     /// Per final state, its tempered share of the probability (summing to 1).
     weights: Vec<f64>,
     best: usize,
+    best_score: f64,
     /// For each call, the share each candidate had when the call was decided.
     local_share: Vec<Vec<(usize, f64)>>,
 }
@@ -490,6 +545,7 @@ fn search(
     calls: &[Call],
     model: &DelayModel,
     reuse_model: &ReuseModel,
+    tokens: &TokenEvidence,
     beam: usize,
 ) -> Beam {
     let mut events: Vec<(Timestamp, u8, Event)> = Vec::new();
@@ -571,7 +627,7 @@ fn search(
                     });
                     for &r in &call.candidates {
                         // A candidate that already answered may still be streaming its response.
-                        let (score, pos) = match s.active.iter().position(|a| a.req == r) {
+                        let score = match s.active.iter().position(|a| a.req == r) {
                             Some(pos) => {
                                 let a = &s.active[pos];
                                 let reused = if reuse_says_nothing {
@@ -584,10 +640,15 @@ fn search(
                                 };
                                 let how = a.waiting.follows(reqs[r].arrived, &a.calls, at);
                                 let ln = ln_following(&reqs[r], how, call.made.launch, &mut table);
-                                (s.score + ln + reused, Some(pos))
+                                let tok = ln_tokens(tokens, j, r, &a.calls);
+                                (s.score + ln + reused + tok, Some(pos))
                             }
-                            None => (s.score + ln_early(), None),
+                            None => {
+                                let tok = ln_tokens(tokens, j, r, &reqs[r].prior_calls);
+                                (s.score + ln_early() + tok, None)
+                            }
                         };
+                        let (score, pos) = score;
                         // The handler given the call stops waiting: its loss is in `score`.
                         let still_lost = pos.map_or(0.0, |p| s.active[p].waiting.lost(at));
                         next.push((score, score + all_lost - still_lost, s, r, pos));
@@ -697,6 +758,7 @@ fn search(
         choices: states.iter().map(choices_of).collect(),
         weights,
         best: states.iter().position(|s| s.score == best).unwrap_or(0),
+        best_score: best,
         local_share,
     }
 }
@@ -735,6 +797,7 @@ mod tests {
                 ret: 10,
                 callee: 3,
                 conn: 0,
+                index: NOT_IN_BATCH,
             },
             candidates: vec![0, 1],
             previous_on_conn: None,
@@ -742,7 +805,15 @@ mod tests {
         let calls = vec![call(300), call(400), call(800), call(900)];
         let mut model = DelayModel::default();
         for _ in 0..5 {
-            let got = assign(&reqs, &calls, &model, &ReuseModel::default(), 16);
+            let got = assign(
+                &reqs,
+                &calls,
+                &model,
+                &ReuseModel::default(),
+                &TokenEvidence::none(),
+                16,
+            )
+            .links;
             model = DelayModel::every_step_after(7, 300_000, 7);
             let parents: Vec<usize> = got.iter().map(|c| c.unwrap().0).collect();
             if parents == vec![0, 1, 0, 1] {

@@ -30,27 +30,28 @@
 //! oldest decisions are made early and counted.
 
 pub mod assign;
+pub mod fit;
 pub mod guess;
 pub mod nesting;
 pub mod refine;
 pub mod reuse;
 pub mod services;
+pub mod tokens;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use tapspan_capture::Timestamp;
 
+use crate::http::tokens::Tokens;
 use crate::http::HttpExchange;
 use crate::ids;
-use crate::route;
 use crate::span::{
     build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Linkage, Span,
     TraceContext,
 };
-use nesting::DelayModel;
-use reuse::ReuseModel;
 pub use services::ServiceMap;
+use tokens::BatchTokens;
 
 #[derive(Clone, Debug)]
 pub struct CausalityConfig {
@@ -60,6 +61,8 @@ pub struct CausalityConfig {
     pub max_pending: usize,
     /// Candidates examined per call (most recent first).
     pub max_candidates: usize,
+    /// How hard nesting searches (see [`fit::Effort`]).
+    pub search: fit::Effort,
     pub services: ServiceMap,
 }
 
@@ -69,6 +72,7 @@ impl Default for CausalityConfig {
             window_ns: 5_000_000_000,
             max_pending: 500_000,
             max_candidates: 4096,
+            search: fit::Effort::FAST,
             services: ServiceMap::default(),
         }
     }
@@ -140,39 +144,13 @@ pub struct CausalityBuilder {
     watermark: Timestamp,
     /// Processing-delay models per calling IP, refitted on each batch to it and what earlier
     /// batches taught them.
-    delays_at: HashMap<IpAddr, (DelayModel, ReuseModel)>,
+    delays_at: HashMap<IpAddr, fit::Learned>,
     /// Listening ports seen per IP, to name callers by the service on their IP.
     listeners: HashMap<IpAddr, HashSet<u16>>,
     pub stats: CausalityStats,
 }
 
 const MAX_LISTENER_IPS: usize = 65_536;
-/// Partial assignments kept while assigning calls to requests, in the final assignment of a
-/// batch. On the simulator at 16 concurrent requests with a shared pool (3 seeds), 89.4 % right
-/// with 256, 89.7 % with 512 and 90.4 % with 1024 (each with room for all 16 candidates,
-/// `assign::EXPANSIONS_PER_CALL`); wider pays off only since the beam ranks by what waiting
-/// handlers have lost (before that: 86.2 % with 256, 86.5 % with 512, seed 1). The cost: replay
-/// of pcaps/workers-c16.pcap 3.1 s → 6.3 s.
-const BEAM: usize = 1024;
-/// The beam while EM refits the model: the fit needs a good assignment, not the best one, and
-/// the final pass at [`BEAM`] costs one round. 86.1 % right on the run above, and on
-/// pcaps/workers-c16.pcap the replay took half the time of every round at 256 (5.0 s against
-/// 10.0 s, measured before the scoring tables of `assign`).
-const EM_BEAM: usize = 128;
-/// Refits of the delay model per batch, at most: it stops once the assignment no longer
-/// changes. Under heavy concurrency a model fitted to a first, poor assignment improves a
-/// little with each round, so a handful is not enough there.
-const EM_ROUNDS: usize = 16;
-/// EM has settled once no more than one call in this many changes parent in a round. Waiting
-/// for no change at all can take every round: on pcaps/workers-c16.pcap EM cycled between
-/// three assignments 2-4 calls apart until the cap (replay 3.6 s; 1.7 s with this rule, the
-/// same links; on the simulator the same accuracy or a little better).
-const SETTLED_BELOW_ONE_IN: usize = 200;
-
-/// A service whose model has learned from fewer delays than this starts a batch from
-/// [`guess::of_batch`] instead.
-const FIRST_GUESS_BELOW_SAMPLES: f64 = 200.0;
-
 /// The step keys of a handler's template (see [`nesting::StepKey`]): what was asked of a
 /// service, and which call was launched or returned. By route template, so `/users/7` and
 /// `/users/9` are one step; a call's return also by status class, since a handler may do
@@ -180,16 +158,28 @@ const FIRST_GUESS_BELOW_SAMPLES: f64 = 200.0;
 fn endpoint_key(ex: &HttpExchange) -> u64 {
     let route = ex.request.as_ref().map_or_else(String::new, |r| {
         let (path, _) = split_target(&r.target);
-        format!(
-            "{} {}",
-            r.method,
-            path.map(route::template).unwrap_or_default()
-        )
+        format!("{} {}", r.method, path.map(step_route).unwrap_or_default())
     });
     ids::hash64("tapspan.step", format!("{} {route}", ex.server).as_bytes())
 }
 
-fn made(ex: &HttpExchange, start: Timestamp, end: Timestamp) -> assign::Made {
+/// A path as a kind of step: coarser than the reported route, every segment with a digit is a
+/// parameter (`/stock/sku-17` and `/stock/sku-3` are one step: a template that counted each
+/// value apart would learn fifty delays from a handful of calls each).
+fn step_route(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.bytes().any(|b| b.is_ascii_digit()) || seg.len() > 32 {
+                "{}"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn made(ex: &HttpExchange, start: Timestamp, end: Timestamp, index: u32) -> assign::Made {
     let launch = endpoint_key(ex).max(nesting::RESPOND + 1);
     let class = ex.response.as_ref().map_or(0, |r| r.status / 100);
     let ret = ids::hash64(
@@ -208,6 +198,7 @@ fn made(ex: &HttpExchange, start: Timestamp, end: Timestamp) -> assign::Made {
             format!("{} {}", ex.client, ex.server).as_bytes(),
         )
         .max(1),
+        index,
     }
 }
 
@@ -373,6 +364,33 @@ impl CausalityBuilder {
         }
     }
 
+    /// The payload tokens of a batch: each candidate's context (its request, and the responses
+    /// of calls given to it by earlier batches), and each call's two messages.
+    fn batch_tokens<'a>(&'a self, req_ids: &[NodeId], calls: &[NodeId]) -> BatchTokens<'a> {
+        // A response's tokens less its request's: an echo says nothing new.
+        let received = |ex: &HttpExchange| ex.tokens.response.without(&ex.tokens.request);
+        BatchTokens {
+            req_context: req_ids
+                .iter()
+                .map(|r| {
+                    let rn = &self.nodes[r];
+                    let from_calls: Vec<Tokens> = rn
+                        .children
+                        .iter()
+                        .filter_map(|c| self.nodes.get(c))
+                        .map(|c| received(&c.ex))
+                        .collect();
+                    Tokens::union(std::iter::once(&rn.ex.tokens.request).chain(&from_calls))
+                })
+                .collect(),
+            call_request: calls
+                .iter()
+                .map(|c| &self.nodes[c].ex.tokens.request)
+                .collect(),
+            call_response: calls.iter().map(|c| received(&self.nodes[c].ex)).collect(),
+        }
+    }
+
     /// Parents by send/receive nesting for calls that left `ip`, decided together.
     fn assign_by_nesting(&mut self, ip: IpAddr, calls: &[NodeId]) -> Vec<(NodeId, Parent)> {
         let mut req_ids: Vec<NodeId> = Vec::new();
@@ -389,7 +407,7 @@ impl CausalityBuilder {
                 candidates.push(k);
             }
             let n = &self.nodes[&id];
-            let made = made(&n.ex, n.start, n.end);
+            let made = made(&n.ex, n.start, n.end, specs.len() as u32);
             // `calls` come in start order, and a connection's exchanges one after another.
             let previous_on_conn = last_on_conn.insert(made.conn, specs.len());
             specs.push(assign::Call {
@@ -398,7 +416,7 @@ impl CausalityBuilder {
                 previous_on_conn,
             });
         }
-        let mut reqs: Vec<assign::Req> = req_ids
+        let reqs: Vec<assign::Req> = req_ids
             .iter()
             .map(|r| {
                 let rn = &self.nodes[r];
@@ -410,61 +428,36 @@ impl CausalityBuilder {
                         .children
                         .iter()
                         .filter_map(|c| self.nodes.get(c))
-                        .map(|c| made(&c.ex, c.start, c.end))
+                        .map(|c| made(&c.ex, c.start, c.end, assign::NOT_IN_BATCH))
                         .collect(),
                 }
             })
             .collect();
-        // Hard EM: assign with the current delay model, refit the model to that assignment's
-        // delays (added to what earlier batches taught it), assign again.
-        let (history, reuse_history) = self.delays_at.remove(&ip).unwrap_or_default();
-        let mut reuse_model = reuse_history.clone();
+        let history = self.delays_at.remove(&ip).unwrap_or_default();
+        let tokens = self.batch_tokens(&req_ids, calls);
         // Connections are evidence only where the pool is not shared (see `reuse`).
         // `specs` are in start order already (see `previous_on_conn` above).
         let made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();
         let reuse_informs = !reuse::pool_is_shared(&made_in_order);
-        if reuse_informs {
-            reuse::start_when_a_worker_is_free(&mut reqs, reuse::workers_seen(&made_in_order));
-        }
-        // What EM refits from: what earlier batches taught, or, while that is little, the first
-        // guess (taken once handlers start when a worker is free, so its gaps are theirs). The
-        // guess stays in every refit: fitted to a first assignment alone, the model learns that
-        // assignment's mistakes as the usual delays (at 64 concurrent clients on the simulator,
-        // 7 % right instead of 19 %).
-        let mut base = history.clone();
-        if history.samples() < FIRST_GUESS_BELOW_SAMPLES {
-            if let Some(guess) = guess::of_batch(&reqs, &specs) {
-                base = guess;
+        let effort = self.config.search;
+        let mut fitted =
+            fit::fit_and_assign(&reqs, &specs, &tokens, &history, reuse_informs, effort);
+        // Sync workers behind a listen queue (gunicorn) start a request's handler when a worker
+        // is free, not when it arrived. Whether this caller works that way is decided by which
+        // reading explains its calls better: the queue's, or handlers starting on arrival.
+        if let Some(workers) = reuse::workers_if_queued(&reqs, &made_in_order) {
+            let mut queued = reqs.clone();
+            reuse::start_when_a_worker_is_free(&mut queued, workers);
+            let in_queue =
+                fit::fit_and_assign(&queued, &specs, &tokens, &history, reuse_informs, effort);
+            let plain_joint = fitted.score + assign::ln_prior(&reqs, &specs);
+            let queue_joint = in_queue.score + assign::ln_prior(&queued, &specs);
+            if queue_joint > plain_joint {
+                fitted = in_queue;
             }
         }
-        let mut model = base.clone();
-        let mut result = assign::assign(&reqs, &specs, &model, &reuse_model, EM_BEAM);
-        for _ in 0..EM_ROUNDS {
-            let steps = assign::steps(&reqs, &specs, &result);
-            if steps.len() < 8 {
-                break;
-            }
-            model = DelayModel::fitted(&base, &steps);
-            if reuse_informs {
-                reuse_model = ReuseModel::fitted(
-                    &reuse_history,
-                    &assign::reuse_observations(&reqs, &specs, &result),
-                );
-            }
-            let next = assign::assign(&reqs, &specs, &model, &reuse_model, EM_BEAM);
-            let changed = next
-                .iter()
-                .zip(&result)
-                .filter(|(a, b)| a.map(|(k, _)| k) != b.map(|(k, _)| k))
-                .count();
-            result = next;
-            if changed * SETTLED_BELOW_ONE_IN <= specs.len() {
-                break;
-            }
-        }
-        // The final assignment: a wider beam, then local moves.
-        result = assign::assign_refined(&reqs, &specs, &model, &reuse_model, BEAM);
-        self.delays_at.insert(ip, (model, reuse_model));
+        let result = fitted.links;
+        self.delays_at.insert(ip, fitted.learned);
         calls
             .iter()
             .zip(result)

@@ -28,9 +28,10 @@
 //! A move is kept only if it raises the total; passes repeat until none does, at most
 //! eight times (`MAX_PASSES`), so the result is never less likely than the beam's.
 
-use super::assign::{ln_early, ln_next, Call, Made, Req};
+use super::assign::{ln_early, ln_next, ln_tokens, Call, Made, Req};
 use super::nesting::{StepTable, RESPOND};
 use super::reuse::{owner, reuse, Kind, PreviousOwner, RatioTable};
+use super::tokens::TokenEvidence;
 
 /// Passes over all calls; each pass is a few chain rescorings per (call, candidate).
 const MAX_PASSES: usize = 8;
@@ -47,6 +48,7 @@ const MAX_WORK: u64 = 200_000_000;
 struct Search<'a, 'm> {
     reqs: &'a [Req],
     calls: &'a [Call],
+    tokens: &'a TokenEvidence,
     table: StepTable<'m>,
     ratios: RatioTable,
     /// The next call on the same connection, for each call.
@@ -72,7 +74,7 @@ impl Search<'_, '_> {
             let call = &self.calls[j];
             let at = call.made.start;
             if at > req.responds || at < req.arrived {
-                score += ln_early();
+                score += ln_early() + ln_tokens(self.tokens, j, r, &made);
                 continue;
             }
             let previous =
@@ -87,7 +89,8 @@ impl Search<'_, '_> {
                 owner: owner(r, req.arrived, previous),
             };
             score += ln_next(req, &made, at, call.made.launch, &mut self.table)
-                + self.ratios.ln_ratio(kind);
+                + self.ratios.ln_ratio(kind)
+                + ln_tokens(self.tokens, j, r, &made);
             self.work += made.len() as u64 + 1;
             made.push(call.made);
         }
@@ -215,6 +218,7 @@ pub fn refine(
     chosen: &mut [Option<usize>],
     table: StepTable<'_>,
     ratios: RatioTable,
+    tokens: &TokenEvidence,
 ) -> u64 {
     let mut next_on_conn = vec![None; calls.len()];
     for (j, c) in calls.iter().enumerate() {
@@ -231,6 +235,7 @@ pub fn refine(
     let mut search = Search {
         reqs,
         calls,
+        tokens,
         table,
         ratios,
         next_on_conn,
@@ -295,6 +300,7 @@ mod tests {
                 ret: 10,
                 callee: 3,
                 conn: 0,
+                index: crate::causality::assign::NOT_IN_BATCH,
             },
             candidates: candidates.to_vec(),
             previous_on_conn: None,
@@ -321,6 +327,7 @@ mod tests {
             &mut chosen,
             table,
             ReuseModel::default().table(),
+            &TokenEvidence::none(),
         );
         (chosen, work)
     }

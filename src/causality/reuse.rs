@@ -184,6 +184,33 @@ pub fn workers_seen(calls: &[Made]) -> usize {
     conns.values().map(HashSet::len).max().unwrap_or(0)
 }
 
+/// The most of `spans` (start, end) open at one instant.
+fn most_at_once(spans: impl Iterator<Item = (Timestamp, Timestamp)>) -> usize {
+    let mut edges: Vec<(Timestamp, i32)> = spans
+        .flat_map(|(start, end)| [(start, 1), (end.max(start), -1)])
+        .collect();
+    // At equal instants an end comes first: one handed over is not two at once.
+    edges.sort_unstable();
+    let (mut open, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        open += d;
+        most = most.max(open);
+    }
+    most as usize
+}
+
+/// How many workers the caller has, if its requests wait for one: a sync worker makes one call
+/// at a time, so the most calls in flight at once is a count of workers that were all busy,
+/// and when more requests than that were in flight at once, the rest waited in the listen
+/// queue. `None` where requests never outnumbered the calls at once (threads, an event loop:
+/// every request's handler runs on arrival). Counting connections instead (one per worker)
+/// misleads wherever a pool opens more than it keeps, or a callee closes each connection.
+pub fn workers_if_queued(reqs: &[Req], calls: &[Made]) -> Option<usize> {
+    let workers = most_at_once(calls.iter().map(|c| (c.start, c.end)));
+    let requests = most_at_once(reqs.iter().map(|r| (r.arrived, r.responds)));
+    (workers > 0 && workers < requests).then_some(workers)
+}
+
 /// With `workers` workers serving one request at a time, a request that arrives while all are
 /// busy waits in the listen queue (gunicorn's sync workers under load) until one answers: its
 /// handler begins then, not on arrival, and the wait is no part of its think time. Requests are
@@ -278,6 +305,7 @@ mod tests {
             ret: 10,
             callee,
             conn,
+            index: crate::causality::assign::NOT_IN_BATCH,
         }
     }
 

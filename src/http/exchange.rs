@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use tapspan_capture::Timestamp;
 
+use super::tokens::Tokens;
 use crate::reassembly::ConnId;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +81,15 @@ pub struct HttpExchange {
     pub gaps: u32,
     /// Why the exchange is incomplete (`error.type`), if it is.
     pub error: Option<&'static str>,
+    /// Keyed hashes of the values each side carried: evidence for causality, never exported.
+    pub tokens: PayloadTokens,
+}
+
+/// The payload tokens of an exchange's two messages (see [`super::tokens`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PayloadTokens {
+    pub request: Tokens,
+    pub response: Tokens,
 }
 
 impl HttpExchange {

@@ -13,13 +13,14 @@ pub mod body;
 pub mod exchange;
 pub mod head;
 pub mod redact;
+pub mod tokens;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use tapspan_capture::Timestamp;
 
-pub use exchange::{HttpExchange, Instants, RequestInfo, ResponseInfo};
+pub use exchange::{HttpExchange, Instants, PayloadTokens, RequestInfo, ResponseInfo};
 
 use crate::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
 use body::{BodyReader, Framing};
@@ -88,6 +89,9 @@ struct DirState {
     /// A capture gap fell where message boundaries were not known: whole messages may be lost.
     lost_sync: bool,
     resync_scanned: u64,
+    /// The current message's payload tokens, and whether its body is read for them.
+    tokens: tokens::Collector,
+    body_tokens: bool,
 }
 
 impl DirState {
@@ -100,6 +104,8 @@ impl DirState {
             informational: false,
             lost_sync: false,
             resync_scanned: 0,
+            tokens: tokens::Collector::default(),
+            body_tokens: false,
         }
     }
 }
@@ -383,6 +389,9 @@ impl HttpConn {
                 }
                 Phase::Body(reader) => match reader.consume(rest) {
                     Ok(n) => {
+                        if self.dirs[d].body_tokens {
+                            self.dirs[d].tokens.body(&rest[..n]);
+                        }
                         i += n;
                         if reader.done {
                             self.message_end(dir, ts, ctx);
@@ -431,6 +440,10 @@ impl HttpConn {
         let framing = match start {
             StartLine::Request { method, target } => {
                 let framing = request_framing(&head);
+                let st = &mut self.dirs[d];
+                st.tokens.take();
+                st.tokens.target(&target);
+                st.body_tokens = tokens::body_is_readable(&head.headers);
                 self.depth += 1;
                 self.reading_request = self.depth;
                 let ex = HttpExchange {
@@ -455,6 +468,7 @@ impl HttpConn {
                     },
                     gaps: 0,
                     error: None,
+                    tokens: PayloadTokens::default(),
                 };
                 if self.waiting.len() >= ctx.config.max_pending_requests {
                     if let Some(mut old) = self.waiting.pop_front() {
@@ -516,6 +530,7 @@ impl HttpConn {
                                 t: Instants::default(),
                                 gaps: 0,
                                 error: Some("request_not_captured"),
+                                tokens: PayloadTokens::default(),
                             }
                         }
                     };
@@ -528,6 +543,9 @@ impl HttpConn {
                         response_framing(&head, status, method)
                     };
                     ex.t.response_start = Some(msg_ts);
+                    let st = &mut self.dirs[d];
+                    st.tokens.take();
+                    st.body_tokens = tokens::body_is_readable(&head.headers);
                     ex.response = Some(ResponseInfo {
                         status,
                         reason,
@@ -569,8 +587,10 @@ impl HttpConn {
         match dir {
             Direction::ClientToServer => {
                 let depth = std::mem::take(&mut self.reading_request);
+                let tokens = self.dirs[d].tokens.take();
                 if let Some(ex) = self.find_exchange(depth) {
                     ex.t.request_end = Some(ts);
+                    ex.tokens.request = tokens;
                     if let Some(r) = ex.request.as_mut() {
                         r.body_size = body_len;
                     }
@@ -580,8 +600,10 @@ impl HttpConn {
                 if std::mem::take(&mut self.dirs[d].informational) {
                     return;
                 }
+                let tokens = self.dirs[d].tokens.take();
                 if let Some(mut ex) = self.responding.take() {
                     ex.t.response_end = Some(ts);
+                    ex.tokens.response = tokens;
                     if let Some(r) = ex.response.as_mut() {
                         r.body_size = body_len;
                     }

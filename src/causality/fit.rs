@@ -1,0 +1,148 @@
+//! Hard EM over one batch of a caller's calls: assign with the current models, refit the models
+//! to that assignment (added to what earlier batches taught them), assign again, until few
+//! calls change parent; then the final, wider assignment.
+//!
+//! What is learned: the delay model (each step's think time, [`DelayModel`]), the connection
+//! reuse ratios ([`ReuseModel`], only where connections are evidence) and the payload tokens'
+//! propagation rates ([`Propagation`]).
+//!
+//! Cost: at most `rounds + 1` beam searches of the batch, each linear in its calls (times the
+//! beam width and the candidates per call, both capped in `assign`).
+
+use super::assign::{self, Call, Links, Req};
+use super::guess;
+use super::nesting::DelayModel;
+use super::reuse::ReuseModel;
+use super::tokens::{BatchTokens, Propagation, TokenEvidence};
+
+/// How hard the search works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Effort {
+    /// Beam width while EM refits the models: the fit needs a good assignment, not the best.
+    pub em_beam: usize,
+    /// Refits at most (EM stops once the assignment has settled).
+    pub em_rounds: usize,
+    /// Beam width of the final assignment.
+    pub final_beam: usize,
+    /// Local moves after the final beam ([`super::refine`]).
+    pub refine: bool,
+}
+
+impl Effort {
+    /// The default: payload tokens and a narrow beam. On the causality lab's real recordings
+    /// a wider search buys nothing (docs/causality.md has the table); on recordings without
+    /// tokens it buys a point or two, at many times the cost.
+    pub const FAST: Effort = Effort {
+        em_beam: 16,
+        em_rounds: 4,
+        final_beam: 64,
+        refine: false,
+    };
+    /// `--nesting-search wide`: the search of the releases before payload tokens.
+    pub const WIDE: Effort = Effort {
+        em_beam: 128,
+        em_rounds: 16,
+        final_beam: 1024,
+        refine: true,
+    };
+}
+
+/// EM has settled once no more than one call in this many changes parent in a round. Waiting
+/// for no change at all can take every round: EM may cycle between assignments a few calls
+/// apart.
+const SETTLED_BELOW_ONE_IN: usize = 200;
+
+/// A service whose model has learned from fewer delays than this starts a batch from
+/// [`guess::of_batch`] instead.
+const FIRST_GUESS_BELOW_SAMPLES: f64 = 200.0;
+
+/// What a caller's models know, carried from batch to batch.
+#[derive(Clone, Debug, Default)]
+pub struct Learned {
+    pub delays: DelayModel,
+    pub reuse: ReuseModel,
+    pub propagation: Propagation,
+}
+
+/// A batch's assignment with the models refitted to it, and its log-likelihood.
+pub struct Fitted {
+    pub links: Links,
+    pub learned: Learned,
+    pub score: f64,
+}
+
+/// Assigns `calls` to `reqs` by hard EM (see the module's doc). `reuse_informs`: whether
+/// connections are evidence here (see `reuse::pool_is_shared`).
+pub fn fit_and_assign(
+    reqs: &[Req],
+    calls: &[Call],
+    tokens: &BatchTokens<'_>,
+    history: &Learned,
+    reuse_informs: bool,
+    effort: Effort,
+) -> Fitted {
+    // What EM refits from: what earlier batches taught, or, while that is little, the first
+    // guess. The guess stays in every refit: fitted to a first assignment alone, the model
+    // learns that assignment's mistakes as the usual delays.
+    let mut base = history.delays.clone();
+    if history.delays.samples() < FIRST_GUESS_BELOW_SAMPLES {
+        if let Some(guess) = guess::of_batch(reqs, calls) {
+            base = guess;
+        }
+    }
+    let mut learned = Learned {
+        delays: base.clone(),
+        reuse: history.reuse.clone(),
+        propagation: history.propagation.clone(),
+    };
+    let mut evidence = TokenEvidence::of_batch(tokens, calls, &learned.propagation);
+    let assign_with = |l: &Learned, ev: &TokenEvidence, beam: usize| {
+        assign::assign(reqs, calls, &l.delays, &l.reuse, ev, beam)
+    };
+    let mut links = assign_with(&learned, &evidence, effort.em_beam).links;
+    for _ in 0..effort.em_rounds {
+        let steps = assign::steps(reqs, calls, &links);
+        if steps.len() < 8 {
+            break;
+        }
+        learned.delays = DelayModel::fitted(&base, &steps);
+        if reuse_informs {
+            learned.reuse = ReuseModel::fitted(
+                &history.reuse,
+                &assign::reuse_observations(reqs, calls, &links),
+            );
+        }
+        learned.propagation =
+            Propagation::fitted(&history.propagation, &evidence, calls, reqs, &links);
+        evidence = TokenEvidence::of_batch(tokens, calls, &learned.propagation);
+        let next = assign_with(&learned, &evidence, effort.em_beam).links;
+        let changed = next
+            .iter()
+            .zip(&links)
+            .filter(|(a, b)| a.map(|(k, _)| k) != b.map(|(k, _)| k))
+            .count();
+        links = next;
+        if changed * SETTLED_BELOW_ONE_IN <= calls.len() {
+            break;
+        }
+    }
+    let last = if effort.refine {
+        assign::assign_refined(
+            reqs,
+            calls,
+            &learned.delays,
+            &learned.reuse,
+            &evidence,
+            effort.final_beam,
+        )
+    } else {
+        assign_with(&learned, &evidence, effort.final_beam)
+    };
+    let (links, score) = (last.links, last.score);
+    learned.propagation = Propagation::fitted(&history.propagation, &evidence, calls, reqs, &links);
+    Fitted {
+        links,
+        learned,
+        score,
+    }
+}

@@ -1,0 +1,210 @@
+//! Payload-token evidence: a value of request R's (a path segment, a query value, a body
+//! scalar), or of a response R's handler had already received, that reappears in a call's
+//! request says R's handler made the call (DESIGN.md "Causality"; tokens are keyed hashes, see
+//! `http::tokens`).
+//!
+//! How much a match says is learned from the batch, never a constant:
+//! - **Rarity.** `f`, the share of the batch's handlers whose context (request tokens, and the
+//!   responses of calls) holds the token: what a handler that did *not* make the call holds by
+//!   chance. Tokens held by more than [`RARE`] of them (`1`, `true`, a static path segment) are
+//!   not evidence at all.
+//! - **Propagation.** `q`, per kind of call (its launch step): how often a call of that kind
+//!   that carries a rare token carries one of its own parent's, refitted from each assignment
+//!   (hard EM, like the delay model). A call to `/orders/{id}` made with the inbound order id
+//!   learns `q` near 1; a call whose values come from elsewhere learns it near 0 and its tokens
+//!   stop counting.
+//!
+//! Under that model a candidate holding a matching token scores `ln((q + (1-q)f) / f)` (the
+//! strongest of its matches: matches are correlated, so they are not added), and one holding
+//! none of the call's rare tokens scores `ln(1 - q)`. A call without rare tokens scores 0 for
+//! every candidate.
+//!
+//! Cost: building is linear in the tokens of the batch (at most `http::tokens::MAX_TOKENS` per
+//! message); scoring a (call, candidate) is a scan of that call's few matches and the
+//! candidate's calls so far.
+
+use std::collections::HashMap;
+
+use super::assign::{calls_per_request, Call, Made, Req};
+use super::nesting::StepKey;
+use crate::http::tokens::Tokens;
+
+/// Tokens held by a larger share of handlers than this are not evidence.
+pub const RARE: f64 = 0.25;
+/// `q` of a kind of call nothing has been learned about yet.
+const Q_UNKNOWN: f64 = 0.5;
+/// `q` stays within these: no kind of call is certain to carry its parent's values, or never.
+const Q_MIN: f64 = 0.02;
+const Q_MAX: f64 = 0.98;
+/// Earlier calls whose responses may have given a call one of its tokens, per token: the latest.
+const MAX_VIA: usize = 16;
+
+/// Per kind of call, how often it carries its parent's rare values: (calls that matched their
+/// parent, calls with rare tokens), accumulated over batches.
+#[derive(Clone, Debug, Default)]
+pub struct Propagation {
+    counts: HashMap<StepKey, (f64, f64)>,
+}
+
+impl Propagation {
+    pub fn q(&self, kind: StepKey) -> f64 {
+        self.counts
+            .get(&kind)
+            .map_or(Q_UNKNOWN, |&(hits, n)| (hits + 1.0) / (n + 2.0))
+            .clamp(Q_MIN, Q_MAX)
+    }
+
+    /// What `earlier` taught, plus what the assignment `chosen` shows.
+    pub fn fitted(
+        earlier: &Propagation,
+        evidence: &TokenEvidence,
+        calls: &[Call],
+        reqs: &[Req],
+        chosen: &[Option<(usize, f64)>],
+    ) -> Propagation {
+        let per_req_calls = calls_per_request(reqs, calls, chosen);
+        let mut out = earlier.clone();
+        for (j, (call, choice)) in calls.iter().zip(chosen).enumerate() {
+            if !evidence.informative[j] {
+                continue;
+            }
+            let Some((r, _)) = choice else { continue };
+            let before: Vec<Made> = per_req_calls[*r]
+                .iter()
+                .filter(|c| c.end <= call.made.start)
+                .copied()
+                .collect();
+            let hit = evidence.best_match(j, *r, &before).is_some();
+            let e = out.counts.entry(call.made.launch).or_default();
+            e.0 += f64::from(u8::from(hit));
+            e.1 += 1.0;
+        }
+        out
+    }
+}
+
+/// What the tokens of one batch say, per call (indexes as in the batch's `Call` slice).
+#[derive(Clone, Debug, Default)]
+pub struct TokenEvidence {
+    /// Candidates whose own context (request, responses of earlier batches' calls) matches the
+    /// call, with the match's weight.
+    direct: Vec<Vec<(usize, f64)>>,
+    /// Earlier calls of the batch whose response matches the call, with the weight.
+    via: Vec<Vec<(u32, f64)>>,
+    /// The score of a candidate without a match, `ln(1 - q)`.
+    no_match: Vec<f64>,
+    /// The call carries at least one rare token.
+    informative: Vec<bool>,
+}
+
+/// The tokens of a batch: each candidate request's context, and each call's two messages.
+pub struct BatchTokens<'a> {
+    pub req_context: Vec<Tokens>,
+    pub call_request: Vec<&'a Tokens>,
+    /// What each call's response told its handler: its tokens less those the request sent (a
+    /// response that echoes `sku-7` back to whoever asked for it says nothing new).
+    pub call_response: Vec<Tokens>,
+}
+
+impl TokenEvidence {
+    /// No evidence: every candidate scores 0.
+    pub fn none() -> Self {
+        TokenEvidence::default()
+    }
+
+    pub fn of_batch(batch: &BatchTokens<'_>, calls: &[Call], propagation: &Propagation) -> Self {
+        let handlers = batch.req_context.len().max(1) as f64;
+        let mut held: HashMap<u64, u32> = HashMap::new();
+        for t in batch.req_context.iter().chain(&batch.call_response) {
+            for &tok in t.as_slice() {
+                *held.entry(tok).or_default() += 1;
+            }
+        }
+        // The weight of a match on `tok`, if it is rare: chance is the share of *other*
+        // handlers holding it (the parent holds one of the copies).
+        let weight = |tok: u64, q: f64| -> Option<f64> {
+            let n = f64::from(*held.get(&tok)?);
+            if n / handlers > RARE {
+                return None;
+            }
+            let f = ((n - 1.0).max(0.5) / handlers).min(1.0);
+            Some(((q + (1.0 - q) * f) / f).ln())
+        };
+        // Which calls' responses hold each token, for matches through a received response.
+        let mut in_response: HashMap<u64, Vec<u32>> = HashMap::new();
+        for (i, t) in batch.call_response.iter().enumerate() {
+            for &tok in t.as_slice() {
+                in_response.entry(tok).or_default().push(i as u32);
+            }
+        }
+        let mut ev = TokenEvidence::default();
+        for (j, call) in calls.iter().enumerate() {
+            let q = propagation.q(call.made.launch);
+            let mine = batch.call_request[j];
+            let mut direct: Vec<(usize, f64)> = Vec::new();
+            let mut via: Vec<(u32, f64)> = Vec::new();
+            let mut informative = false;
+            for &tok in mine.as_slice() {
+                let Some(w) = weight(tok, q) else { continue };
+                informative = true;
+                for &r in &call.candidates {
+                    if batch.req_context[r].contains(tok) {
+                        keep_best(&mut direct, r, w);
+                    }
+                }
+                // The latest few earlier calls holding it: a handler passes on what it received
+                // recently, and the list stays short to scan.
+                let holders = in_response.get(&tok).map_or(&[][..], Vec::as_slice);
+                holders
+                    .iter()
+                    .rev()
+                    .filter(|&&i| i as usize != j && calls[i as usize].made.end <= call.made.start)
+                    .take(MAX_VIA)
+                    .for_each(|&i| keep_best(&mut via, i, w));
+            }
+            ev.direct.push(direct);
+            ev.via.push(via);
+            ev.no_match
+                .push(if informative { (1.0 - q).ln() } else { 0.0 });
+            ev.informative.push(informative);
+        }
+        ev
+    }
+
+    /// The strongest match of call `j` with request `r`, whose handler had made `calls` before.
+    fn best_match(&self, j: usize, r: usize, calls: &[Made]) -> Option<f64> {
+        let direct = self
+            .direct
+            .get(j)?
+            .iter()
+            .find(|(k, _)| *k == r)
+            .map(|m| m.1);
+        let via = self.via[j]
+            .iter()
+            .filter(|(i, _)| calls.iter().any(|c| c.index == *i))
+            .map(|m| m.1)
+            .fold(None, |best: Option<f64>, w| {
+                Some(best.map_or(w, |b| b.max(w)))
+            });
+        match (direct, via) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The log-likelihood ratio the tokens give call `j` being made by request `r`'s handler,
+    /// which had made `calls` before it (0 when the batch has no token evidence).
+    pub fn ln(&self, j: usize, r: usize, calls: &[Made]) -> f64 {
+        if !self.informative.get(j).copied().unwrap_or(false) {
+            return 0.0;
+        }
+        self.best_match(j, r, calls).unwrap_or(self.no_match[j])
+    }
+}
+
+fn keep_best<K: PartialEq + Copy>(list: &mut Vec<(K, f64)>, k: K, w: f64) {
+    match list.iter_mut().find(|(x, _)| *x == k) {
+        Some((_, best)) => *best = best.max(w),
+        None => list.push((k, w)),
+    }
+}
