@@ -10,6 +10,8 @@ mod common;
 
 use std::collections::HashMap;
 
+use tapspan::causality::fit::Effort;
+use tapspan::causality::CausalityConfig;
 use tapspan::http::HttpExchange;
 use tapspan::span::{exchange_id_of, Span, SpanKind};
 
@@ -92,7 +94,7 @@ fn nesting_alone_finds_the_parents_the_ids_give() {
 
 /// The calls the front made, each with the client request its log says made it, and the
 /// client request nesting linked it to (None: no parent, or not a front request).
-fn workers_c16_links() -> Vec<(String, Option<String>)> {
+fn workers_c16_links(search: Effort) -> Vec<(String, Option<String>)> {
     let (exchanges, _) = common::replay(&[common::repo_path("pcaps/workers-c16.pcap")]);
     let front: std::net::SocketAddr = "10.77.0.10:8000".parse().unwrap();
     // The client request number of each inbound exchange at the front (`GET /order/{n}`), by
@@ -136,7 +138,13 @@ fn workers_c16_links() -> Vec<(String, Option<String>)> {
         .collect();
     assert_eq!(truth.len(), 2100);
     assert_eq!(position.len(), 2100);
-    let found = parents(&common::spans(&exchanges));
+    let found = parents(&common::spans_with(
+        &exchanges,
+        CausalityConfig {
+            search,
+            ..CausalityConfig::default()
+        },
+    ));
     position
         .into_iter()
         .map(|(x, at)| {
@@ -151,24 +159,26 @@ fn workers_c16_links() -> Vec<(String, Option<String>)> {
 
 #[test]
 fn nesting_on_a_real_per_worker_service_under_load_matches_its_log() {
-    let links = workers_c16_links();
-    // Every call the capture shows is one the front logged (the join above), and nesting puts
-    // each under one of the front's requests: none is left a root.
-    assert!(links.iter().all(|(_, got)| got.is_some()));
-    // 16 clients against 6 workers keep ~10 requests waiting in the listen queue: a request's
-    // arrival is not when its handler began (src/causality/reuse.rs). Without that, 9.8 % were
-    // right; reached: 2086 of 2100 (99.3 %).
-    let right = links
-        .iter()
-        .filter(|(want, got)| got.as_ref() == Some(want))
-        .count();
-    eprintln!(
-        "workers-c16: nesting links {right} of {} calls to the request the front's log names",
-        links.len()
-    );
-    assert!(
-        right * 100 >= links.len() * 99,
-        "{right} of {}",
-        links.len()
-    );
+    // No payload token links these calls to their requests (`/user/{n % 50}`, `/stock/{k}`):
+    // timing and connections alone. 16 clients against 6 workers keep ~10 requests waiting in
+    // the listen queue, which the inference must recognise (src/causality/reuse.rs).
+    // Measured: the default search 2039 of 2100 (97.1 %), below the 98 % that the lab's
+    // per-worker recordings reach with tokens; the wide search 2086 (99.3 %). Floors half a
+    // point below each.
+    for (search, floor) in [(Effort::FAST, 96.6), (Effort::WIDE, 98.8)] {
+        let links = workers_c16_links(search);
+        // Every call the capture shows is one the front logged (the join above), and nesting
+        // puts each under one of the front's requests: none is left a root.
+        assert!(links.iter().all(|(_, got)| got.is_some()));
+        let right = links
+            .iter()
+            .filter(|(want, got)| got.as_ref() == Some(want))
+            .count();
+        let percent = 100.0 * right as f64 / links.len() as f64;
+        eprintln!(
+            "workers-c16, {search:?}: nesting links {right} of {} calls to the request the front's log names",
+            links.len()
+        );
+        assert!(percent >= floor, "{search:?}: {right} of {}", links.len());
+    }
 }

@@ -574,9 +574,14 @@ fn search(
         signature: 0,
         choices: None,
     }];
+    // Every state holds the same open handlers in the same order (arrivals and responses are
+    // applied to all alike, and a kept expansion copies its state's order), so a request's
+    // place among them is one lookup, not a scan per state and candidate.
+    let mut slot_of: Vec<Option<usize>> = vec![None; reqs.len()];
     for (at, _, ev) in events {
         match ev {
             Event::Arrive(r) => {
+                slot_of[r] = Some(states[0].active.len());
                 let hash = mix(0x5eed, r as u64);
                 let waiting = Waiting::of(&reqs[r], &prior[r], &mut table);
                 for s in &mut states {
@@ -590,8 +595,15 @@ fn search(
                 }
             }
             Event::Respond(r) => {
+                let Some(pos) = slot_of[r].take() else {
+                    continue;
+                };
+                if let Some(moved) = states[0].active.last().map(|a| a.req).filter(|&m| m != r) {
+                    slot_of[moved] = Some(pos);
+                }
                 for s in &mut states {
-                    if let Some(pos) = s.active.iter().position(|a| a.req == r) {
+                    debug_assert_eq!(s.active[pos].req, r);
+                    {
                         let a = s.active.swap_remove(pos);
                         s.signature = s.signature.wrapping_sub(a.hash);
                         let still_running = a.waiting.busy_until > at;
@@ -627,7 +639,7 @@ fn search(
                     });
                     for &r in &call.candidates {
                         // A candidate that already answered may still be streaming its response.
-                        let score = match s.active.iter().position(|a| a.req == r) {
+                        let score = match slot_of[r] {
                             Some(pos) => {
                                 let a = &s.active[pos];
                                 let reused = if reuse_says_nothing {

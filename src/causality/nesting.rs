@@ -80,6 +80,15 @@ const MAX_STEP_KEYS: usize = 4096;
 const MEMORY_SAMPLES: f64 = 20_000.0;
 
 pub(super) fn bin_of(gap_ns: u64) -> usize {
+    // The first gap of each bin, found once: a gap's bin is then a binary search (8 compares)
+    // instead of a logarithm, which was a tenth of the search's time.
+    static STARTS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    let starts = STARTS.get_or_init(|| (1..BINS).map(bin_start_ns).collect());
+    starts.partition_point(|&start| start <= gap_ns)
+}
+
+/// [`bin_of`] by its definition: eighths of an octave above 2^10 ns.
+fn bin_by_log(gap_ns: u64) -> usize {
     let x = ((gap_ns.max(1) as f64).log2() - FIRST_OCTAVE) * BINS_PER_OCTAVE;
     x.clamp(0.0, (BINS - 1) as f64) as usize
 }
@@ -90,10 +99,10 @@ fn bin_start_ns(bin: usize) -> u64 {
         .powf(FIRST_OCTAVE + bin as f64 / BINS_PER_OCTAVE)
         .floor() as u64;
     // Float rounding may leave the edge a nanosecond or two off either side.
-    while ns > 0 && bin_of(ns - 1) >= bin {
+    while ns > 0 && bin_by_log(ns - 1) >= bin {
         ns -= 1;
     }
-    while bin_of(ns) < bin {
+    while bin_by_log(ns) < bin {
         ns += 1;
     }
     ns
@@ -440,6 +449,22 @@ impl Hasher for KeyHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bins_by_table_are_bins_by_logarithm() {
+        let mut gap = 0u64;
+        while gap < 1 << 40 {
+            for g in [gap, gap + 1, gap.saturating_sub(1)] {
+                assert_eq!(bin_of(g), bin_by_log(g), "{g}");
+            }
+            gap = gap * 17 / 16 + 1;
+        }
+        for bin in 1..BINS {
+            let start = bin_start_ns(bin);
+            assert_eq!(bin_of(start), bin);
+            assert_eq!(bin_of(start - 1), bin - 1);
+        }
+    }
 
     #[test]
     fn the_prior_favours_no_scale_and_the_fit_finds_the_delays() {

@@ -39,7 +39,12 @@ pub fn replay_with(
 
 /// Spans as `tapspan replay` makes them: exchanges through the causality builder.
 pub fn spans(exchanges: &[HttpExchange]) -> Vec<Span> {
-    let mut builder = CausalityBuilder::new(CausalityConfig::default());
+    spans_with(exchanges, CausalityConfig::default())
+}
+
+/// [`spans`] with a causality configuration of the test's.
+pub fn spans_with(exchanges: &[HttpExchange], config: CausalityConfig) -> Vec<Span> {
+    let mut builder = CausalityBuilder::new(config);
     let mut out = Vec::new();
     for ex in exchanges {
         builder.push(ex.clone(), &mut |s| out.push(s));
