@@ -295,6 +295,12 @@ pub struct CausalityArgs {
     /// that outlasts its child by more than this is not found.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub trace_window: f64,
+    /// How hard send/receive nesting searches for calls without propagated ids: `adaptive`
+    /// (a narrow search where payload values link calls to requests, a wider one where they do
+    /// not) or `wide` (several times slower; a point or two better where nothing but timing
+    /// tells calls apart, see docs/causality.md).
+    #[arg(long, value_name = "HOW", default_value = "adaptive", value_parser = ["adaptive", "wide"])]
+    pub nesting_search: String,
 }
 
 impl CausalityArgs {
@@ -308,6 +314,10 @@ impl CausalityArgs {
         };
         let mut config = crate::causality::CausalityConfig {
             window_ns: (self.trace_window.max(0.0) * 1e9) as u64,
+            search: match self.nesting_search.as_str() {
+                "wide" => crate::causality::fit::Search::Wide,
+                _ => crate::causality::fit::Search::Adaptive,
+            },
             services,
             ..Default::default()
         };

@@ -186,6 +186,16 @@ impl Outputs {
         }
     }
 
+    /// Lets buffered JSON lines out once they have waited long enough (see
+    /// `export::jsonl::MAX_UNFLUSHED`); drivers call it on every tick.
+    pub fn tick(&mut self) {
+        if let (None, Some(jsonl)) = (&self.write_error, &mut self.jsonl) {
+            if let Err(e) = jsonl.flush_if_due() {
+                self.write_error = Some(e);
+            }
+        }
+    }
+
     /// Flush everything; print the summary (with the pipeline's counters) when asked.
     /// `stats` are the capture pipeline's counters (none when the spans were read from JSON).
     /// `more` is printed with the summary, after the counters and before the findings.

@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use tapspan::causality::fit::Effort;
+use tapspan::causality::fit::Search;
 use tapspan::causality::CausalityConfig;
 use tapspan::http::HttpExchange;
 use tapspan::span::{exchange_id_of, Span, SpanKind};
@@ -94,7 +94,7 @@ fn nesting_alone_finds_the_parents_the_ids_give() {
 
 /// The calls the front made, each with the client request its log says made it, and the
 /// client request nesting linked it to (None: no parent, or not a front request).
-fn workers_c16_links(search: Effort) -> Vec<(String, Option<String>)> {
+fn workers_c16_links(search: Search) -> Vec<(String, Option<String>)> {
     let (exchanges, _) = common::replay(&[common::repo_path("pcaps/workers-c16.pcap")]);
     let front: std::net::SocketAddr = "10.77.0.10:8000".parse().unwrap();
     // The client request number of each inbound exchange at the front (`GET /order/{n}`), by
@@ -165,7 +165,7 @@ fn nesting_on_a_real_per_worker_service_under_load_matches_its_log() {
     // Measured: the default search 2039 of 2100 (97.1 %), below the 98 % that the lab's
     // per-worker recordings reach with tokens; the wide search 2086 (99.3 %). Floors half a
     // point below each.
-    for (search, floor) in [(Effort::FAST, 96.6), (Effort::WIDE, 98.8)] {
+    for (search, floor) in [(Search::Adaptive, 96.6), (Search::Wide, 98.8)] {
         let links = workers_c16_links(search);
         // Every call the capture shows is one the front logged (the join above), and nesting
         // puts each under one of the front's requests: none is left a root.

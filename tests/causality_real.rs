@@ -102,7 +102,7 @@ fn traces_match_the_services_logs() {
         let path = f[4];
         let rid = f[10];
         // The client's exchange with nginx: found by its port; its trace is the request's trace.
-        let (_, front) = by_call
+        let (front_client, front) = by_call
             .iter()
             .find(|((sp, cp, _), (_, s))| {
                 *sp == NGINX && *cp == client_port && s["attributes"]["url.path"] == path
@@ -166,7 +166,17 @@ fn traces_match_the_services_logs() {
                 "{rid}: nginx answered itself"
             );
         }
-        assert!(front["parent_span_id"].is_null() || front["kind"] == "server");
+        // The client's span of the request it sent is the trace's root, and the server's span
+        // of it hangs under that client span.
+        assert!(
+            front_client["parent_span_id"].is_null(),
+            "{rid}: the client's request is a root"
+        );
+        assert_eq!(front_client["kind"], "client");
+        assert_eq!(
+            parent_of(front),
+            front_client["span_id"].as_str().map(str::to_string)
+        );
     }
     assert_eq!(checked_links, 26, "every backend call checked");
 }

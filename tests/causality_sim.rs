@@ -14,7 +14,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::sim::{simulate, PoolModel, SimConfig, Simulated};
-use tapspan::causality::fit::Effort;
+use tapspan::causality::fit::Search;
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::http::HttpExchange;
 use tapspan::ids;
@@ -166,14 +166,14 @@ fn propagated_request_ids_are_exact() {
 }
 
 fn curve(concurrencies: &[usize], seeds: u64, pool: PoolModel) -> (Vec<(usize, f64)>, Score) {
-    curve_with(concurrencies, seeds, pool, Effort::FAST)
+    curve_with(concurrencies, seeds, pool, Search::Adaptive)
 }
 
 fn curve_with(
     concurrencies: &[usize],
     seeds: u64,
     pool: PoolModel,
-    search: Effort,
+    search: Search,
 ) -> (Vec<(usize, f64)>, Score) {
     let mut curve = Vec::new();
     let mut all = Score::default();
@@ -249,7 +249,7 @@ fn nesting_accuracy_at_16_with_a_shared_pool() {
     let (curve, all) = curve(&[16], 1, PoolModel::SharedLifo);
     assert!(curve[0].1 >= 0.854, "{curve:?}");
     assert_calibrated(&all);
-    let (curve, all) = curve_with(&[16], 1, PoolModel::SharedLifo, Effort::WIDE);
+    let (curve, all) = curve_with(&[16], 1, PoolModel::SharedLifo, Search::Wide);
     assert!(curve[0].1 >= 0.889, "{curve:?}");
     assert_calibrated(&all);
 }

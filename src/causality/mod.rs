@@ -61,8 +61,8 @@ pub struct CausalityConfig {
     pub max_pending: usize,
     /// Candidates examined per call (most recent first).
     pub max_candidates: usize,
-    /// How hard nesting searches (see [`fit::Effort`]).
-    pub search: fit::Effort,
+    /// How hard nesting searches (see [`fit::Search`]).
+    pub search: fit::Search,
     pub services: ServiceMap,
 }
 
@@ -72,7 +72,7 @@ impl Default for CausalityConfig {
             window_ns: 5_000_000_000,
             max_pending: 500_000,
             max_candidates: 4096,
-            search: fit::Effort::FAST,
+            search: fit::Search::Adaptive,
             services: ServiceMap::default(),
         }
     }
@@ -439,22 +439,38 @@ impl CausalityBuilder {
         // `specs` are in start order already (see `previous_on_conn` above).
         let made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();
         let reuse_informs = !reuse::pool_is_shared(&made_in_order);
-        let effort = self.config.search;
-        let mut fitted =
-            fit::fit_and_assign(&reqs, &specs, &tokens, &history, reuse_informs, effort);
+        let fit = |reqs: &[assign::Req], effort| {
+            fit::fit_and_assign(reqs, &specs, &tokens, &history, reuse_informs, effort)
+        };
         // Sync workers behind a listen queue (gunicorn) start a request's handler when a worker
         // is free, not when it arrived. Whether this caller works that way is decided by which
-        // reading explains its calls better: the queue's, or handlers starting on arrival.
-        if let Some(workers) = reuse::workers_if_queued(&reqs, &made_in_order) {
+        // reading explains its calls better, by their joint probability with the assignment
+        // (the likelihood and the prior over running handlers, `assign::ln_prior`), both
+        // found by the same search: a wider search finds likelier assignments for the reading
+        // with more freedom, and the choice must not depend on it.
+        let workers = reuse::workers_if_queued(&reqs, &made_in_order);
+        let read_and_fit = |effort| {
+            let plain = fit(&reqs, effort);
+            let Some(workers) = workers else {
+                return (plain, reqs.clone());
+            };
             let mut queued = reqs.clone();
             reuse::start_when_a_worker_is_free(&mut queued, workers);
-            let in_queue =
-                fit::fit_and_assign(&queued, &specs, &tokens, &history, reuse_informs, effort);
-            let plain_joint = fitted.score + assign::ln_prior(&reqs, &specs);
+            let in_queue = fit(&queued, effort);
+            let plain_joint = plain.score + assign::ln_prior(&reqs, &specs);
             let queue_joint = in_queue.score + assign::ln_prior(&queued, &specs);
             if queue_joint > plain_joint {
-                fitted = in_queue;
+                (in_queue, queued)
+            } else {
+                (plain, reqs.clone())
             }
+        };
+        let (mut fitted, mut reading) = read_and_fit(fit::Effort::NARROW);
+        if fitted.token_share < fit::TOKENS_CARRY {
+            (fitted, reading) = read_and_fit(fit::Effort::FAST);
+        }
+        if self.config.search == fit::Search::Wide {
+            fitted = fit(&reading, fit::Effort::WIDE);
         }
         let result = fitted.links;
         self.delays_at.insert(ip, fitted.learned);

@@ -171,6 +171,33 @@ impl TokenEvidence {
         ev
     }
 
+    /// The share of `calls` whose parent in `chosen` holds one of their rare tokens.
+    pub fn matched_share(
+        &self,
+        calls: &[Call],
+        reqs: &[Req],
+        chosen: &[Option<(usize, f64)>],
+    ) -> f64 {
+        let per_req_calls = calls_per_request(reqs, calls, chosen);
+        let matched = calls
+            .iter()
+            .zip(chosen)
+            .enumerate()
+            .filter(|(j, (call, choice))| {
+                choice.is_some_and(|(r, _)| {
+                    let before: Vec<Made> = per_req_calls[r]
+                        .iter()
+                        .filter(|c| c.end <= call.made.start)
+                        .copied()
+                        .collect();
+                    self.informative.get(*j).copied().unwrap_or(false)
+                        && self.best_match(*j, r, &before).is_some()
+                })
+            })
+            .count();
+        matched as f64 / calls.len().max(1) as f64
+    }
+
     /// The strongest match of call `j` with request `r`, whose handler had made `calls` before.
     fn best_match(&self, j: usize, r: usize, calls: &[Made]) -> Option<f64> {
         let direct = self

@@ -214,6 +214,7 @@ Ctrl-C to stop",
                 break;
             }
         }
+        outputs.tick();
         if args.stats && prev_at.elapsed() >= Duration::from_secs(1) {
             let now = shared.snapshot();
             eprintln!(
