@@ -522,6 +522,46 @@ fn live_spans_match_the_server_access_log() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// DESIGN.md "Causality": a span is written at most `--trace-window` + 1 s (capture time) after
+/// its exchange ended, while tapspan keeps running: nothing waits for a buffer to fill or for
+/// the capture to end. With a window of 1 s, the request's spans must be in the output file
+/// within 2 s of curl's return (plus 0.5 s for the packets to reach tapspan and for this test's
+/// polling), and tapspan still capturing.
+#[test]
+fn a_span_is_written_within_the_trace_window_and_a_second() {
+    skip_unless_ready!("ip", "nginx", "curl");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new();
+    let dir = scratch_dir();
+    let _nginx = start_nginx(&net, &dir);
+    curl(&net, &[&net.url("/warm-up")]);
+    let mut tapspan = start_tapspan(&net, &dir, &["--trace-window", "1"]);
+    curl(&net, &[&net.url("/users/7")]);
+    let answered = Instant::now();
+    let bound = Duration::from_millis(2_500);
+    let written = loop {
+        let found = spans(&dir.join("live.jsonl"))
+            .iter()
+            .filter(|s| s["attributes"]["url.path"] == "/users/7")
+            .count();
+        if found == 2 {
+            break answered.elapsed();
+        }
+        assert!(
+            answered.elapsed() < bound,
+            "the spans of /users/7 were not written within {bound:?} ({found} of 2)"
+        );
+        sleep(Duration::from_millis(50));
+    };
+    assert!(
+        tapspan.0.try_wait().unwrap().is_none(),
+        "tapspan still capturing"
+    );
+    eprintln!("spans written {written:?} after the response (window 1 s)");
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    assert_eq!(code, Some(0), "{err}");
+}
+
 #[test]
 fn write_pcap_then_replay_gives_the_same_spans() {
     skip_unless_ready!("ip", "nginx", "curl");

@@ -16,10 +16,9 @@
 //! without its next call long past its usual delay will pay for that when it finally acts, or
 //! answers, often milliseconds later, and ranking by the score alone let such states crowd out
 //! the right one in the meantime (a request whose handler paused 1.5 ms before its first call
-//! lost all its calls to its neighbours, a cascade through five handlers; on the simulator at
-//! 16 concurrent requests with a shared pool, 87.1 % right before, 89.4 % after, at a beam of
-//! 256; on pcaps/workers-c16.pcap 2053 links of 2100 before, 2076 after). The best complete one
-//! wins ([`assign_refined`]: then improved by local moves, [`super::refine`]), and a call's
+//! lost all its calls to its neighbours, a cascade through five handlers). Payload tokens
+//! ([`super::tokens`]) add their log-likelihood ratio to each (call, handler) scored. The best
+//! complete one wins ([`assign_refined`]: then improved by local moves, [`super::refine`]), and a call's
 //! confidence is the share of the final beam's probability mass that agrees with it.
 
 use std::cmp::Ordering;
@@ -78,8 +77,8 @@ pub struct Call {
 }
 
 /// Scorings per call the beam is narrowed to, beyond 16 candidates at full width (1024): past
-/// that concurrency, nesting by timing is often wrong anyway (64 % right at 32 on the simulator
-/// with shared pools), and the work would grow with its square.
+/// that concurrency, nesting by timing alone is often wrong anyway, and the work would grow
+/// with its square.
 const EXPANSIONS_PER_CALL: usize = 16_384;
 /// The narrowest beam.
 const MIN_BEAM: usize = 16;
@@ -461,10 +460,8 @@ pub fn assign(
 }
 
 /// [`assign`], then improved by local moves ([`super::refine`]): never less likely than the
-/// beam's best, and on the simulator closer to the truth (shared pool at 16 concurrent
-/// clients: 85.1 % → 86.8 % right, 3 seeds, when they were added; per-worker pools at 32:
-/// 74.5 % → 82.2 %). A call the moves gave another parent takes the beam's confidence in that
-/// parent.
+/// beam's best (docs/causality.md says where that pays). A call the moves gave another parent
+/// takes the beam's confidence in that parent.
 pub fn assign_refined(
     reqs: &[Req],
     calls: &[Call],
