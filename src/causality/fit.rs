@@ -94,25 +94,31 @@ pub struct Fitted {
     pub token_share: f64,
 }
 
-/// Assigns `calls` to `reqs` by hard EM (see the module's doc). `reuse_informs`: whether
-/// connections are evidence here (see `reuse::pool_is_shared`).
+/// What EM refits from: what earlier batches taught, or, while that is little, the first
+/// guess from the batch itself ([`guess::of_batch`]). The guess stays in every refit: fitted
+/// to a first assignment alone, the model learns that assignment's mistakes as the usual
+/// delays. It depends on the requests' start times, so each reading of them has its own.
+pub fn base_model(history: &Learned, reqs: &[Req], calls: &[Call]) -> DelayModel {
+    if history.delays.samples() < FIRST_GUESS_BELOW_SAMPLES {
+        if let Some(guess) = guess::of_batch(reqs, calls) {
+            return guess;
+        }
+    }
+    history.delays.clone()
+}
+
+/// Assigns `calls` to `reqs` by hard EM (see the module's doc), refitting from `base` (see
+/// [`base_model`]). `reuse_informs`: whether connections are evidence here (see
+/// `reuse::pool_is_shared`).
 pub fn fit_and_assign(
     reqs: &[Req],
     calls: &[Call],
     tokens: &BatchTokens<'_>,
     history: &Learned,
+    base: &DelayModel,
     reuse_informs: bool,
     effort: Effort,
 ) -> Fitted {
-    // What EM refits from: what earlier batches taught, or, while that is little, the first
-    // guess. The guess stays in every refit: fitted to a first assignment alone, the model
-    // learns that assignment's mistakes as the usual delays.
-    let mut base = history.delays.clone();
-    if history.delays.samples() < FIRST_GUESS_BELOW_SAMPLES {
-        if let Some(guess) = guess::of_batch(reqs, calls) {
-            base = guess;
-        }
-    }
     let mut learned = Learned {
         delays: base.clone(),
         reuse: history.reuse.clone(),
@@ -128,7 +134,7 @@ pub fn fit_and_assign(
         if steps.len() < 8 {
             break;
         }
-        learned.delays = DelayModel::fitted(&base, &steps);
+        learned.delays = DelayModel::fitted(base, &steps);
         if reuse_informs {
             learned.reuse = ReuseModel::fitted(
                 &history.reuse,

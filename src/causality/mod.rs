@@ -50,6 +50,7 @@ use crate::span::{
     build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Linkage, Span,
     TraceContext,
 };
+use nesting::DelayModel;
 pub use services::ServiceMap;
 use tokens::BatchTokens;
 
@@ -439,38 +440,42 @@ impl CausalityBuilder {
         // `specs` are in start order already (see `previous_on_conn` above).
         let made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();
         let reuse_informs = !reuse::pool_is_shared(&made_in_order);
-        let fit = |reqs: &[assign::Req], effort| {
-            fit::fit_and_assign(reqs, &specs, &tokens, &history, reuse_informs, effort)
-        };
         // Sync workers behind a listen queue (gunicorn) start a request's handler when a worker
         // is free, not when it arrived. Whether this caller works that way is decided by which
         // reading explains its calls better, by their joint probability with the assignment
         // (the likelihood and the prior over running handlers, `assign::ln_prior`), both
         // found by the same search: a wider search finds likelier assignments for the reading
         // with more freedom, and the choice must not depend on it.
-        let workers = reuse::workers_if_queued(&reqs, &made_in_order);
-        let read_and_fit = |effort| {
-            let plain = fit(&reqs, effort);
-            let Some(workers) = workers else {
-                return (plain, reqs.clone());
-            };
+        let queued = reuse::workers_if_queued(&reqs, &made_in_order).map(|workers| {
             let mut queued = reqs.clone();
             reuse::start_when_a_worker_is_free(&mut queued, workers);
-            let in_queue = fit(&queued, effort);
-            let plain_joint = plain.score + assign::ln_prior(&reqs, &specs);
-            let queue_joint = in_queue.score + assign::ln_prior(&queued, &specs);
-            if queue_joint > plain_joint {
-                (in_queue, queued)
-            } else {
-                (plain, reqs.clone())
-            }
+            queued
+        });
+        let readings: Vec<(&[assign::Req], DelayModel)> = std::iter::once(&reqs)
+            .chain(&queued)
+            .map(|r| (r.as_slice(), fit::base_model(&history, r, &specs)))
+            .collect();
+        let fit = |(reqs, base): &(&[assign::Req], DelayModel), effort| {
+            fit::fit_and_assign(reqs, &specs, &tokens, &history, base, reuse_informs, effort)
+        };
+        let read_and_fit = |effort| {
+            readings
+                .iter()
+                .map(|reading| {
+                    let fitted = fit(reading, effort);
+                    let joint = fitted.score + assign::ln_prior(reading.0, &specs);
+                    (fitted, reading, joint)
+                })
+                .max_by(|a, b| a.2.total_cmp(&b.2))
+                .map(|(fitted, reading, _)| (fitted, reading))
+                .expect("at least the plain reading")
         };
         let (mut fitted, mut reading) = read_and_fit(fit::Effort::NARROW);
         if fitted.token_share < fit::TOKENS_CARRY {
             (fitted, reading) = read_and_fit(fit::Effort::FAST);
         }
         if self.config.search == fit::Search::Wide {
-            fitted = fit(&reading, fit::Effort::WIDE);
+            fitted = fit(reading, fit::Effort::WIDE);
         }
         let result = fitted.links;
         self.delays_at.insert(ip, fitted.learned);
