@@ -1,5 +1,5 @@
 //! The causality stage alone: exchanges in (decoded once, before timing), spans out, with the
-//! default configuration. Throughput is in exchanges per second, on one core.
+//! default configuration on one thread. Throughput is in exchanges per second, on one core.
 //!
 //! `cargo bench --bench causality` (add `-- --quick` for a rough figure in seconds). The
 //! captures: the causality lab at 16 clients in each concurrency model (pcaps/lab), and
@@ -40,7 +40,10 @@ fn causality(c: &mut Criterion) {
             b.iter_batched(
                 || exchanges.clone(),
                 |exchanges| {
-                    let mut builder = CausalityBuilder::new(CausalityConfig::default());
+                    let mut builder = CausalityBuilder::new(CausalityConfig {
+                        threads: 1,
+                        ..CausalityConfig::default()
+                    });
                     let mut spans = 0usize;
                     for ex in exchanges {
                         builder.push(ex, &mut |_| spans += 1);

@@ -7,9 +7,10 @@ against the truth the calling handler logged, and the replay's wall time and pea
 measured beside tshark's on the same file (`tshark -Y http.response`, the fields of
 benches/replay_vs_tshark.sh). Best wall time of RUNS runs each.
 
-usage: scripts/causality-table.py [--runs N] [--wide] [CELL...]
+usage: scripts/causality-table.py [--runs N] [--wide | --wide-at CLIENTS] [CELL...]
   CELL: e.g. threads-c16 (default: all 15 cells and workers-c16)
   --wide: also a row with `--nesting-search wide` for each capture
+  --wide-at 16: that row only for the cells at 16 clients (and workers-c16)
 Needs: cargo, tshark (apt-get install tshark), GNU time (apt-get install time).
 """
 import argparse
@@ -112,6 +113,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--wide", action="store_true")
+    ap.add_argument("--wide-at", type=int)
     ap.add_argument("cells", nargs="*")
     args = ap.parse_args()
     cells = args.cells or ["%s-c%d" % (m, c) for m in MODELS for c in CLIENTS] + ["workers-c16.pcap"]
@@ -119,7 +121,11 @@ def main():
     print("| capture | search | calls | parents right | conf >= 0.9 (right) | tapspan | tshark | "
           "tshark / tapspan | MB/s | exchanges/s | peak RSS |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    searches = ["adaptive", "wide"] if args.wide else ["adaptive"]
+    def searches(cell):
+        if args.wide or (args.wide_at and (cell.endswith("-c%d" % args.wide_at)
+                                           or cell == "workers-c16.pcap")):
+            return ["adaptive", "wide"]
+        return ["adaptive"]
     with tempfile.TemporaryDirectory() as tmp:
         spans = os.path.join(tmp, "spans.jsonl")
         for cell in cells:
@@ -131,7 +137,7 @@ def main():
             tshark_s, _ = timed(["tshark", "-r", pcap, "-d", "tcp.port==8000-8004,http", "-Y",
                                  "http.response", "-T", "fields", "-e", "http.time"],
                                 os.devnull, args.runs)
-            for search in searches:
+            for search in searches(cell):
                 secs, rss = timed([TAPSPAN, "replay", pcap, "--nesting-search", search], spans,
                                   args.runs)
                 exchanges = sum(1 for line in open(spans)) // 2

@@ -84,6 +84,8 @@ struct Net {
     ns: Option<(String, String)>,
     /// Interface tapspan captures on (in the server namespace).
     iface: String,
+    /// The client's end of the link (in the client namespace).
+    client_iface: String,
     server_ip: String,
     port: u16,
 }
@@ -115,6 +117,7 @@ impl Net {
             return Net {
                 ns: None,
                 iface: "lo".into(),
+                client_iface: "lo".into(),
                 server_ip: "127.0.0.1".into(),
                 port,
             };
@@ -122,6 +125,7 @@ impl Net {
         let net = Net {
             ns: Some((srv.clone(), cli.clone())),
             iface: veth_s.clone(),
+            client_iface: veth_c.clone(),
             server_ip: "10.213.0.1".into(),
             port,
         };
@@ -137,6 +141,7 @@ impl Net {
                 return Net {
                     ns: None,
                     iface: "lo".into(),
+                    client_iface: "lo".into(),
                     server_ip: "127.0.0.1".into(),
                     port,
                 };
@@ -560,6 +565,92 @@ fn a_span_is_written_within_the_trace_window_and_a_second() {
     eprintln!("spans written {written:?} after the response (window 1 s)");
     let (code, err) = stop_tapspan(tapspan, &dir);
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// The final summary's count named `what` (e.g. "kernel drops", "shed").
+fn summary_count(err: &str, what: &str) -> u64 {
+    let line = err
+        .lines()
+        .find(|l| l.contains("stopped after"))
+        .unwrap_or_else(|| panic!("no final summary: {err}"));
+    let at = line
+        .find(&format!("{what} "))
+        .unwrap_or_else(|| panic!("no `{what}` in: {line}"));
+    line[at + what.len() + 1..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("`{what}` is not a count in: {line}"))
+}
+
+/// Multi-tier traffic with nesting on every call, faster than 4 000 exchanges a second: the
+/// causality lab's threads-c16 recording (2 720 exchanges in 1.24 s, no ids past the front)
+/// replayed by tcpreplay at 3x onto the link tapspan captures. Nothing may be dropped by the
+/// kernel or shed by tapspan, and every exchange's spans must be written within
+/// `--trace-window` (1 s) + 1 s of the replay's end, while tapspan is still capturing.
+#[test]
+fn keeps_up_with_multi_tier_traffic_at_4000_exchanges_a_second() {
+    skip_unless_ready!("ip", "tcpreplay");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/lab/threads-c16.pcap");
+    let replayed = run(Command::new(tapspan_bin()).arg("replay").arg(&capture));
+    assert!(replayed.status.success());
+    let expected = String::from_utf8_lossy(&replayed.stdout).lines().count();
+    assert_eq!(
+        expected,
+        2 * 2720,
+        "the recording's spans, replayed from the file"
+    );
+    let net = Net::new();
+    let dir = scratch_dir();
+    let stderr = fs::File::create(dir.join("tapspan.err")).unwrap();
+    let mut tapspan = Proc(
+        net.in_server(tapspan_bin())
+            .args(["live", "--interface", &net.iface, "--trace-window", "1"])
+            .arg("--output")
+            .arg(dir.join("live.jsonl"))
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start tapspan live"),
+    );
+    let start = Instant::now();
+    while !fs::read_to_string(dir.join("tapspan.err"))
+        .unwrap_or_default()
+        .contains("capturing on")
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "did not start");
+        sleep(Duration::from_millis(20));
+    }
+    let replay_start = Instant::now();
+    let out = run(net
+        .in_client("tcpreplay")
+        .args(["-q", "--multiplier", "3", "--intf1", &net.client_iface])
+        .arg(&capture));
+    let took = replay_start.elapsed();
+    assert!(out.status.success(), "tcpreplay: {out:?}");
+    let rate = 2720.0 / took.as_secs_f64();
+    eprintln!("replayed 2720 exchanges in {took:?}: {rate:.0} exchanges/s");
+    assert!(rate >= 4000.0, "replayed at only {rate:.0} exchanges/s");
+    // Every span out within the window and a second (and a half, for this test's polling).
+    let bound = Duration::from_millis(2_500);
+    let ended = Instant::now();
+    let mut written = spans(&dir.join("live.jsonl")).len();
+    while written < expected && ended.elapsed() < bound {
+        sleep(Duration::from_millis(100));
+        written = spans(&dir.join("live.jsonl")).len();
+    }
+    assert!(tapspan.0.try_wait().unwrap().is_none(), "still capturing");
+    assert_eq!(
+        written, expected,
+        "spans written within {bound:?} of the replay's end"
+    );
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(summary_count(&err, "kernel drops"), 0, "{err}");
+    assert_eq!(summary_count(&err, "interface drops"), 0, "{err}");
+    assert_eq!(summary_count(&err, "shed"), 0, "{err}");
+    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -615,13 +615,14 @@ fn search(
             }
             Event::Call(j) => {
                 let call = &calls[j];
-                if call.candidates.is_empty() {
+                let candidates = tokens.candidates(j, &call.candidates);
+                if candidates.is_empty() {
                     continue;
                 }
                 // Each expansion: its score, what the beam keeps it by (the score less what its
                 // open handlers have already lost waiting, see [`Waiting`]), the state it
                 // extends, the request given the call, and that request's place in the state.
-                let mut next = Vec::with_capacity(states.len() * call.candidates.len());
+                let mut next = Vec::with_capacity(states.len() * candidates.len());
                 for s in &states {
                     let all_lost: f64 = s.active.iter().map(|a| a.waiting.lost(at)).sum();
                     // The connection's previous call, as this state assigned it (walking the
@@ -634,7 +635,7 @@ fn search(
                             responds: reqs[q].responds,
                         })
                     });
-                    for &r in &call.candidates {
+                    for &r in candidates {
                         // A candidate that already answered may still be streaming its response.
                         let score = match slot_of[r] {
                             Some(pos) => {
@@ -685,7 +686,7 @@ fn search(
                 // to assignments that differ where it still matters.
                 // Many candidates narrow the beam, so that a call costs at most about
                 // EXPANSIONS_PER_CALL scorings wherever concurrency is high.
-                let width = beam.min((EXPANSIONS_PER_CALL / call.candidates.len()).max(MIN_BEAM));
+                let width = beam.min((EXPANSIONS_PER_CALL / candidates.len()).max(MIN_BEAM));
                 // Best first, ties in the order scored. Only the best few are ever looked at,
                 // so only they are put in order (sorting every expansion was a quarter of the
                 // time): twice the width at first, more only if many are duplicates.

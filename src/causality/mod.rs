@@ -64,6 +64,8 @@ pub struct CausalityConfig {
     pub max_candidates: usize,
     /// How hard nesting searches (see [`fit::Search`]).
     pub search: fit::Search,
+    /// Threads that search different callers' calls side by side (1: none).
+    pub threads: usize,
     pub services: ServiceMap,
 }
 
@@ -74,6 +76,7 @@ impl Default for CausalityConfig {
             max_pending: 500_000,
             max_candidates: 4096,
             search: fit::Search::Adaptive,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             services: ServiceMap::default(),
         }
     }
@@ -132,6 +135,51 @@ impl Node {
     }
 }
 
+/// `solve` for every job, on up to `threads` threads (the calling one among them), the results
+/// in the jobs' order: each thread takes the next job not yet taken.
+fn run_side_by_side<J: Sync, R: Send>(
+    jobs: Vec<J>,
+    threads: usize,
+    solve: impl Fn(&J) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.clamp(1, jobs.len().max(1));
+    if threads == 1 {
+        return jobs.iter().map(solve).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else {
+                return done;
+            };
+            done.push((i, solve(job)));
+        }
+    };
+    let mut results: Vec<(usize, R)> = std::thread::scope(|s| {
+        let others: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for h in others {
+            all.extend(h.join().expect("a causality thread panicked"));
+        }
+        all
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The inbound exchanges held at one IP.
+#[derive(Default)]
+struct Inbound {
+    /// (start, id, the server's port), in start order.
+    by_start: BTreeSet<(Timestamp, NodeId, u16)>,
+    /// The longest any of them has lasted (never lowered): an exchange that encloses a call
+    /// started at most this long before the call ended, so the scan for candidates stops there
+    /// instead of going back through every request still held.
+    longest_ns: u64,
+}
+
 pub struct CausalityBuilder {
     config: CausalityConfig,
     nodes: HashMap<NodeId, Node>,
@@ -139,7 +187,7 @@ pub struct CausalityBuilder {
     /// Inbound exchanges by the server's IP, by start time: the candidate parents.
     /// (start, id, the server's port): the port lets a scan skip calls to the same listener
     /// without looking the node up.
-    inbound: HashMap<IpAddr, BTreeSet<(Timestamp, NodeId, u16)>>,
+    inbound: HashMap<IpAddr, Inbound>,
     /// Exchanges whose parent is not decided, by end time.
     undecided: BTreeSet<(Timestamp, NodeId)>,
     watermark: Timestamp,
@@ -247,10 +295,9 @@ impl CausalityBuilder {
         let request_end = ex.t.request_end.unwrap_or(start);
         let id = self.next_id;
         self.next_id += 1;
-        self.inbound
-            .entry(ex.server.ip())
-            .or_default()
-            .insert((start, id, ex.server.port()));
+        let inbound = self.inbound.entry(ex.server.ip()).or_default();
+        inbound.by_start.insert((start, id, ex.server.port()));
+        inbound.longest_ns = inbound.longest_ns.max(end.saturating_since(start));
         self.undecided.insert((end, id));
         self.nodes.insert(
             id,
@@ -332,8 +379,22 @@ impl CausalityBuilder {
         }
         let mut callers: Vec<_> = by_caller.into_iter().collect();
         callers.sort_by_key(|(ip, _)| *ip);
-        for (ip, calls) in callers {
-            decided.extend(self.assign_by_nesting(ip, &calls));
+        // Each caller's calls are their own problem (its requests, its models): solved side by
+        // side on up to `threads` threads, each result as if alone.
+        let histories: Vec<fit::Learned> = callers
+            .iter()
+            .map(|(ip, _)| self.delays_at.remove(ip).unwrap_or_default())
+            .collect();
+        let solved = {
+            let this = &*self;
+            let jobs: Vec<_> = callers.iter().zip(histories).collect();
+            run_side_by_side(jobs, self.config.threads, |((_, calls), history)| {
+                this.assign_by_nesting(calls, history)
+            })
+        };
+        for ((ip, _), (links, learned)) in callers.iter().zip(solved) {
+            self.delays_at.insert(*ip, learned);
+            decided.extend(links);
         }
         let mut roots = Vec::new();
         for (id, parent) in decided {
@@ -393,7 +454,11 @@ impl CausalityBuilder {
     }
 
     /// Parents by send/receive nesting for calls that left `ip`, decided together.
-    fn assign_by_nesting(&mut self, ip: IpAddr, calls: &[NodeId]) -> Vec<(NodeId, Parent)> {
+    fn assign_by_nesting(
+        &self,
+        calls: &[NodeId],
+        history: &fit::Learned,
+    ) -> (Vec<(NodeId, Parent)>, fit::Learned) {
         let mut req_ids: Vec<NodeId> = Vec::new();
         let mut req_index: HashMap<NodeId, usize> = HashMap::new();
         let mut specs = Vec::with_capacity(calls.len());
@@ -434,7 +499,6 @@ impl CausalityBuilder {
                 }
             })
             .collect();
-        let history = self.delays_at.remove(&ip).unwrap_or_default();
         let tokens = self.batch_tokens(&req_ids, calls);
         // Connections are evidence only where the pool is not shared (see `reuse`).
         // `specs` are in start order already (see `previous_on_conn` above).
@@ -453,16 +517,20 @@ impl CausalityBuilder {
         });
         let readings: Vec<(&[assign::Req], DelayModel)> = std::iter::once(&reqs)
             .chain(&queued)
-            .map(|r| (r.as_slice(), fit::base_model(&history, r, &specs)))
+            .map(|r| (r.as_slice(), fit::base_model(history, r, &specs)))
             .collect();
         let fit = |(reqs, base): &(&[assign::Req], DelayModel), effort| {
-            fit::fit_and_assign(reqs, &specs, &tokens, &history, base, reuse_informs, effort)
+            fit::fit_and_assign(reqs, &specs, &tokens, history, base, reuse_informs, effort)
         };
+        // The readings are searched side by side too.
         let read_and_fit = |effort| {
-            readings
-                .iter()
-                .map(|reading| {
-                    let fitted = fit(reading, effort);
+            let fitted = run_side_by_side(readings.iter().collect(), self.config.threads, |r| {
+                fit(r, effort)
+            });
+            fitted
+                .into_iter()
+                .zip(&readings)
+                .map(|(fitted, reading)| {
                     let joint = fitted.score + assign::ln_prior(reading.0, &specs);
                     (fitted, reading, joint)
                 })
@@ -477,11 +545,9 @@ impl CausalityBuilder {
         if self.config.search == fit::Search::Wide {
             fitted = fit(reading, fit::Effort::WIDE);
         }
-        let result = fitted.links;
-        self.delays_at.insert(ip, fitted.learned);
-        calls
+        let links = calls
             .iter()
-            .zip(result)
+            .zip(fitted.links)
             .map(|(&id, choice)| match choice {
                 Some((k, confidence)) => (
                     id,
@@ -493,7 +559,8 @@ impl CausalityBuilder {
                 ),
                 None => (id, Parent::Root),
             })
-            .collect()
+            .collect();
+        (links, fitted.learned)
     }
 
     fn candidates(&self, id: NodeId) -> Vec<NodeId> {
@@ -504,8 +571,13 @@ impl CausalityBuilder {
         // A request to the very listener being called is not a candidate (same IP here).
         let called_port = e.ex.server.port();
         let same_ip = e.ex.server.ip() == e.ex.client.ip();
+        let earliest = Timestamp(e.end.0.saturating_sub(at_caller.longest_ns));
+        if earliest > e.start {
+            return Vec::new(); // longer than any request held there: none encloses it
+        }
         at_caller
-            .range(..=(e.start, NodeId::MAX, u16::MAX))
+            .by_start
+            .range((earliest, 0, 0)..=(e.start, NodeId::MAX, u16::MAX))
             .rev()
             .take(self.config.max_candidates)
             .filter(|&&(_, r, port)| r != id && !(same_ip && port == called_port))
@@ -575,9 +647,11 @@ impl CausalityBuilder {
             let Some(node) = self.nodes.remove(&id) else {
                 continue;
             };
-            if let Some(set) = self.inbound.get_mut(&node.ex.server.ip()) {
-                set.remove(&(node.start, id, node.ex.server.port()));
-                if set.is_empty() {
+            if let Some(inbound) = self.inbound.get_mut(&node.ex.server.ip()) {
+                inbound
+                    .by_start
+                    .remove(&(node.start, id, node.ex.server.port()));
+                if inbound.by_start.is_empty() {
                     self.inbound.remove(&node.ex.server.ip());
                 }
             }

@@ -95,7 +95,16 @@ pub struct TokenEvidence {
     no_match: Vec<f64>,
     /// The call carries at least one rare token.
     informative: Vec<bool>,
+    /// Where the tokens all but decide: the only candidates that can hold one of the call's
+    /// rare tokens (see [`Self::candidates`]); empty where every candidate stays.
+    plausible: Vec<Vec<usize>>,
 }
+
+/// Kinds of call that carry their parent's values at least this often have their candidates
+/// narrowed to those that can hold one: any other pays at least `ln(1 - q)` = -2.3 against a
+/// match's at least `ln(q / f)`, a confidence share of about 1e-3 each, and leaving them out
+/// spares the search most of its work where tokens carry the batch.
+const NARROW_FROM_Q: f64 = 0.9;
 
 /// The tokens of a batch: each candidate request's context, and each call's two messages.
 pub struct BatchTokens<'a> {
@@ -162,6 +171,28 @@ impl TokenEvidence {
                     .take(MAX_VIA)
                     .for_each(|&i| keep_best(&mut via, i, w));
             }
+            let plausible = if informative && q >= NARROW_FROM_Q {
+                // Candidates whose request holds a token, or that may have made an earlier call
+                // whose response did.
+                let mut keep: Vec<usize> = call
+                    .candidates
+                    .iter()
+                    .copied()
+                    .filter(|r| {
+                        direct.iter().any(|(k, _)| k == r)
+                            || via
+                                .iter()
+                                .any(|(i, _)| calls[*i as usize].candidates.contains(r))
+                    })
+                    .collect();
+                if keep.len() == call.candidates.len() {
+                    keep.clear();
+                }
+                keep
+            } else {
+                Vec::new()
+            };
+            ev.plausible.push(plausible);
             ev.direct.push(direct);
             ev.via.push(via);
             ev.no_match
@@ -169,6 +200,15 @@ impl TokenEvidence {
             ev.informative.push(informative);
         }
         ev
+    }
+
+    /// The candidates of call `j` worth scoring: those that can hold one of its rare tokens,
+    /// where its kind of call carries its parent's values almost always; else all of them.
+    pub fn candidates<'a>(&'a self, j: usize, all: &'a [usize]) -> &'a [usize] {
+        match self.plausible.get(j) {
+            Some(keep) if !keep.is_empty() => keep,
+            _ => all,
+        }
     }
 
     /// The share of `calls` whose parent in `chosen` holds one of their rare tokens.
