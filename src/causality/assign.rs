@@ -79,7 +79,7 @@ pub struct Call {
 /// Scorings per call the beam is narrowed to, beyond 16 candidates at full width (1024): past
 /// that concurrency, nesting by timing alone is often wrong anyway, and the work would grow
 /// with its square.
-const EXPANSIONS_PER_CALL: usize = 16_384;
+pub const EXPANSIONS_PER_CALL: usize = 16_384;
 /// The narrowest beam.
 const MIN_BEAM: usize = 16;
 

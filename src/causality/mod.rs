@@ -28,6 +28,13 @@
 //! leaves the builder when its root is decided. Parents that outlast a child by more than the
 //! window are not found (the child becomes a root). `max_pending` bounds memory: beyond it the
 //! oldest decisions are made early and counted.
+//!
+//! Cost per call, whatever the capture's length: its candidates are found by a scan of at most
+//! `max_candidates` requests; a batch is searched at most 20 times by default (two readings of
+//! its requests, each by EM at two widths: [`fit`]), 18 more with `--nesting-search wide`,
+//! and one search scores at most `assign::EXPANSIONS_PER_CALL` (call, handler) pairs per call;
+//! payload tokens add at most 32 per message and 16 earlier calls per token. What grows with
+//! load up to those caps is the number of candidates a call has.
 
 pub mod assign;
 pub mod fit;
