@@ -173,17 +173,6 @@ pub fn pool_is_shared(calls: &[Made]) -> bool {
     choices >= MIN_POOL_CHOICES && lifo.max(fifo) as f64 >= SHARED_POOL_SHARE * choices as f64
 }
 
-/// How many workers a service with connections per worker has, at least: each worker that
-/// called a callee holds its own connection to it, so the most connections to any one callee.
-pub fn workers_seen(calls: &[Made]) -> usize {
-    use std::collections::{HashMap, HashSet};
-    let mut conns: HashMap<u64, HashSet<u64>> = HashMap::new();
-    for c in calls.iter().filter(|c| c.conn != 0) {
-        conns.entry(c.callee).or_default().insert(c.conn);
-    }
-    conns.values().map(HashSet::len).max().unwrap_or(0)
-}
-
 /// The most of `spans` (start, end) open at one instant.
 fn most_at_once(spans: impl Iterator<Item = (Timestamp, Timestamp)>) -> usize {
     let mut edges: Vec<(Timestamp, i32)> = spans
@@ -417,10 +406,23 @@ mod tests {
         start_when_a_worker_is_free(&mut reqs, 4);
         let taken: Vec<u64> = reqs.iter().map(|r| r.arrived.0).collect();
         assert_eq!(taken, vec![0, 1, 2, 3]);
-        assert_eq!(
-            workers_seen(&[made(0, 1, 7, 1), made(2, 3, 7, 2), made(4, 5, 8, 3)]),
-            2
-        );
+    }
+
+    #[test]
+    fn workers_are_counted_only_where_requests_outnumber_the_calls_in_flight() {
+        let req = |arrived_us: u64, responds_us: u64| Req {
+            arrived: Timestamp(arrived_us * 1000),
+            responds: Timestamp(responds_us * 1000),
+            endpoint: 1,
+            prior_calls: vec![],
+        };
+        // At most two calls at once, three requests at once: two workers, one request waited.
+        let calls = [made(1, 4, 7, 1), made(2, 5, 7, 2), made(6, 8, 7, 1)];
+        let reqs = [req(0, 10), req(1, 12), req(2, 20)];
+        assert_eq!(workers_if_queued(&reqs, &calls), Some(2));
+        // As many calls in flight as requests: handlers run on arrival (threads, event loops).
+        let reqs = [req(0, 10), req(1, 12)];
+        assert_eq!(workers_if_queued(&reqs, &calls), None);
     }
 
     #[test]
