@@ -545,8 +545,17 @@ impl CausalityBuilder {
                 .map(|(fitted, reading, _)| (fitted, reading))
                 .expect("at least the plain reading")
         };
-        let (mut fitted, mut reading) = read_and_fit(fit::Effort::NARROW);
-        if fitted.token_share < fit::TOKENS_CARRY {
+        // Where too few calls carry rare tokens for them to carry the batch, the narrow search
+        // is not tried.
+        let may_carry = tokens::TokenEvidence::of_batch(&tokens, &specs, &history.propagation)
+            .informative_share()
+            >= fit::TOKENS_CARRY;
+        let (mut fitted, mut reading) = if may_carry {
+            read_and_fit(fit::Effort::NARROW)
+        } else {
+            read_and_fit(fit::Effort::FAST)
+        };
+        if may_carry && fitted.token_share < fit::TOKENS_CARRY {
             (fitted, reading) = read_and_fit(fit::Effort::FAST);
         }
         if self.config.search == fit::Search::Wide {

@@ -211,6 +211,13 @@ impl TokenEvidence {
         }
     }
 
+    /// The share of calls that carry a rare token at all: the most of them a search can find
+    /// matched ([`Self::matched_share`]).
+    pub fn informative_share(&self) -> f64 {
+        let n = self.informative.iter().filter(|&&i| i).count();
+        n as f64 / self.informative.len().max(1) as f64
+    }
+
     /// The share of `calls` whose parent in `chosen` holds one of their rare tokens.
     pub fn matched_share(
         &self,
