@@ -575,6 +575,12 @@ fn search(
     // applied to all alike, and a kept expansion copies its state's order), so a request's
     // place among them is one lookup, not a scan per state and candidate.
     let mut slot_of: Vec<Option<usize>> = vec![None; reqs.len()];
+    // Buffers of each call's expansions, reused from call to call: (score, rank score, state,
+    // request, its slot), their ranking, the signatures kept, and the expansions kept.
+    let mut next: Vec<(f64, f64, usize, usize, Option<usize>)> = Vec::new();
+    let mut ranked: Vec<(f64, usize)> = Vec::new();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut kept: Vec<(f64, usize, usize, Option<usize>, u64)> = Vec::new();
     for (at, _, ev) in events {
         match ev {
             Event::Arrive(r) => {
@@ -622,8 +628,8 @@ fn search(
                 // Each expansion: its score, what the beam keeps it by (the score less what its
                 // open handlers have already lost waiting, see [`Waiting`]), the state it
                 // extends, the request given the call, and that request's place in the state.
-                let mut next = Vec::with_capacity(states.len() * candidates.len());
-                for s in &states {
+                next.clear();
+                for (si, s) in states.iter().enumerate() {
                     let all_lost: f64 = s.active.iter().map(|a| a.waiting.lost(at)).sum();
                     // The connection's previous call, as this state assigned it (walking the
                     // choices back to it is only worth it where reuse tells something).
@@ -661,7 +667,7 @@ fn search(
                         let (score, pos) = score;
                         // The handler given the call stops waiting: its loss is in `score`.
                         let still_lost = pos.map_or(0.0, |p| s.active[p].waiting.lost(at));
-                        next.push((score, score + all_lost - still_lost, s, r, pos));
+                        next.push((score, score + all_lost - still_lost, si, r, pos));
                     }
                 }
                 let top = next.iter().map(|n| n.0).fold(f64::NEG_INFINITY, f64::max);
@@ -692,12 +698,12 @@ fn search(
                 // time): twice the width at first, more only if many are duplicates.
                 let better =
                     |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-                let mut ranked: Vec<(f64, usize)> =
-                    next.iter().enumerate().map(|(k, n)| (n.1, k)).collect();
+                ranked.clear();
+                ranked.extend(next.iter().enumerate().map(|(k, n)| (n.1, k)));
                 let mut sorted = (2 * width).min(ranked.len());
                 put_best_first(&mut ranked, sorted, better);
-                let mut seen: HashSet<u64> = HashSet::with_capacity(width);
-                let mut kept = Vec::with_capacity(width);
+                seen.clear();
+                kept.clear();
                 let mut i = 0;
                 while kept.len() < width && i < ranked.len() {
                     if i == sorted {
@@ -706,7 +712,8 @@ fn search(
                         put_best_first(&mut ranked[sorted..], more - sorted, better);
                         sorted = more;
                     }
-                    let (score, _, s, r, pos) = next[ranked[i].1];
+                    let (score, _, si, r, pos) = next[ranked[i].1];
+                    let s = &states[si];
                     i += 1;
                     let signature = match pos {
                         Some(pos) => {
@@ -716,12 +723,13 @@ fn search(
                         None => s.signature,
                     };
                     if seen.insert(signature) {
-                        kept.push((score, s, r, pos, signature));
+                        kept.push((score, si, r, pos, signature));
                     }
                 }
                 states = kept
-                    .into_iter()
-                    .map(|(score, s, r, pos, signature)| {
+                    .iter()
+                    .map(|&(score, si, r, pos, signature)| {
+                        let s = &states[si];
                         let mut active = s.active.clone();
                         if let Some(pos) = pos {
                             let a = &mut active[pos];
