@@ -62,20 +62,9 @@ impl Propagation {
         reqs: &[Req],
         chosen: &[Option<(usize, f64)>],
     ) -> Propagation {
-        let per_req_calls = calls_per_request(reqs, calls, chosen);
         let mut out = earlier.clone();
-        for (j, (call, choice)) in calls.iter().zip(chosen).enumerate() {
-            if !evidence.informative[j] {
-                continue;
-            }
-            let Some((r, _)) = choice else { continue };
-            let before: Vec<Made> = per_req_calls[*r]
-                .iter()
-                .filter(|c| c.end <= call.made.start)
-                .copied()
-                .collect();
-            let hit = evidence.best_match(j, *r, &before).is_some();
-            let e = out.counts.entry(call.made.launch).or_default();
+        for (j, hit) in evidence.hits(calls, reqs, chosen) {
+            let e = out.counts.entry(calls[j].made.launch).or_default();
             e.0 += f64::from(u8::from(hit));
             e.1 += 1.0;
         }
@@ -225,24 +214,36 @@ impl TokenEvidence {
         reqs: &[Req],
         chosen: &[Option<(usize, f64)>],
     ) -> f64 {
-        let per_req_calls = calls_per_request(reqs, calls, chosen);
-        let matched = calls
-            .iter()
-            .zip(chosen)
-            .enumerate()
-            .filter(|(j, (call, choice))| {
-                choice.is_some_and(|(r, _)| {
-                    let before: Vec<Made> = per_req_calls[r]
-                        .iter()
-                        .filter(|c| c.end <= call.made.start)
-                        .copied()
-                        .collect();
-                    self.informative.get(*j).copied().unwrap_or(false)
-                        && self.best_match(*j, r, &before).is_some()
-                })
-            })
+        let matched = self
+            .hits(calls, reqs, chosen)
+            .filter(|(_, hit)| *hit)
             .count();
         matched as f64 / calls.len().max(1) as f64
+    }
+
+    /// For each call that carries a rare token and has a parent in `chosen`: whether that
+    /// parent held one of its tokens (in its request, or in a response its handler had received
+    /// by the time the call left).
+    fn hits<'a>(
+        &'a self,
+        calls: &'a [Call],
+        reqs: &[Req],
+        chosen: &'a [Option<(usize, f64)>],
+    ) -> impl Iterator<Item = (usize, bool)> + 'a {
+        let per_req_calls = calls_per_request(reqs, calls, chosen);
+        chosen.iter().enumerate().filter_map(move |(j, choice)| {
+            let (r, _) = (*choice)?;
+            if !self.informative.get(j).copied().unwrap_or(false) {
+                return None;
+            }
+            let start = calls[j].made.start;
+            let before: Vec<Made> = per_req_calls[r]
+                .iter()
+                .filter(|c| c.end <= start)
+                .copied()
+                .collect();
+            Some((j, self.best_match(j, r, &before).is_some()))
+        })
     }
 
     /// The strongest match of call `j` with request `r`, whose handler had made `calls` before.
