@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::http::redact::HeaderPolicy;
 use crate::limits::MemoryLimits;
+use crate::redact::HeaderPolicy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,16 +95,8 @@ pub struct OutputArgs {
     #[arg(long = "capture-header", value_name = "NAME")]
     pub capture_headers: Vec<String>,
 
-    /// Never write this header's value, even if captured (repeatable; Authorization, Cookie,
-    /// Set-Cookie and Proxy-Authorization are always redacted).
-    #[arg(long = "redact-header", value_name = "NAME")]
-    pub redact_headers: Vec<String>,
-
-    /// Never write this query parameter's value (repeatable; parameters whose names contain
-    /// token, key, secret, password, pwd, auth, session, sig or credential are always redacted).
-    /// Redaction cannot be turned off.
-    #[arg(long = "redact-query", value_name = "NAME")]
-    pub redact_queries: Vec<String>,
+    #[command(flatten)]
+    pub redact: RedactArgs,
 
     /// Send spans over OTLP to this collector URL, e.g. http://localhost:4317 (gRPC) or
     /// http://localhost:4318/v1/traces (HTTP/protobuf) (repeatable).
@@ -139,6 +131,33 @@ pub struct OutputArgs {
     pub export_queue: usize,
 }
 
+/// What is redacted besides what always is (shared by every command that reads captures).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RedactArgs {
+    /// Never write this header's value, even if captured (repeatable). Always redacted:
+    /// Authorization, Cookie, Set-Cookie, Proxy-Authorization, and headers whose names look like
+    /// a credential's (README "Privacy").
+    #[arg(long = "redact-header", value_name = "NAME")]
+    pub redact_headers: Vec<String>,
+
+    /// Never write this query parameter's value (repeatable). Always redacted: parameters whose
+    /// names look like a credential's (token, secret, key, auth, session, password, code, sig, …;
+    /// README "Privacy"), and credential-shaped values such as JWTs. Redaction cannot be turned
+    /// off.
+    #[arg(long = "redact-query", value_name = "NAME")]
+    pub redact_queries: Vec<String>,
+}
+
+impl RedactArgs {
+    /// The policy these flags describe, capturing `captured` headers besides the default ones.
+    pub fn policy(&self, captured: &[String]) -> HeaderPolicy {
+        HeaderPolicy::default()
+            .with_captured(captured)
+            .with_redacted(&self.redact_headers)
+            .with_redacted_params(&self.redact_queries)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Capture files (pcap or pcapng, replayed as by `replay`), or span JSON lines written by
@@ -159,6 +178,9 @@ pub struct ReportArgs {
     pub summary: bool,
 
     #[command(flatten)]
+    pub redact: RedactArgs,
+
+    #[command(flatten)]
     pub limits: LimitArgs,
 
     #[command(flatten)]
@@ -172,10 +194,7 @@ pub struct ReportArgs {
 impl OutputArgs {
     /// Which headers are kept and which are redacted.
     pub fn header_policy(&self) -> HeaderPolicy {
-        HeaderPolicy::default()
-            .with_captured(&self.capture_headers)
-            .with_redacted(&self.redact_headers)
-            .with_redacted_params(&self.redact_queries)
+        self.redact.policy(&self.capture_headers)
     }
 }
 

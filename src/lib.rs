@@ -18,6 +18,7 @@ pub mod live;
 pub mod output;
 pub mod pipeline;
 pub mod reassembly;
+pub mod redact;
 pub mod report;
 pub mod route;
 pub mod span;

@@ -61,15 +61,37 @@ impl AnalysisOutputs {
         let analysis = self.analyzer.finish(self.inputs);
         if let Some(path) = &self.json {
             let text = serde_json::to_string_pretty(&analysis)?;
-            std::fs::write(path, text + "\n")
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_private(path, (text + "\n").as_bytes())?;
         }
         if let Some(path) = &self.html {
-            std::fs::write(path, crate::report::html::render(&analysis))
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_private(path, crate::report::html::render(&analysis).as_bytes())?;
         }
         Ok(analysis)
     }
+}
+
+/// Creates (or truncates) an output file readable and writable by its owner only: spans, reports
+/// and captures hold what the traced services said to each other. A file that existed with a
+/// wider mode is narrowed too; a device or FIFO (`/dev/null`, a pipe) is left as it is.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    create_private(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The delivery settings the output flags describe.
@@ -129,7 +151,8 @@ impl Outputs {
             None => None,
             Some("-") => Some(JsonlWriter::new(Box::new(io::stdout().lock()))),
             Some(path) => Some(JsonlWriter::new(Box::new(
-                File::create(path).with_context(|| format!("cannot create output file {path}"))?,
+                create_private(Path::new(path))
+                    .with_context(|| format!("cannot create output file {path}"))?,
             ))),
         };
         Ok(Outputs {

@@ -8,9 +8,9 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::http::redact::redact_query;
 use crate::http::HttpExchange;
 use crate::ids;
+use crate::redact::redact_query;
 use crate::route;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -149,7 +149,7 @@ fn timing_and_heads_agree_with_tshark() {
             if let Some(req) = by_frame.get(resp.fields["http.request_in"].as_str()) {
                 let methods: Vec<&str> = req.fields["http.request.method"].split(',').collect();
                 // tshark saw the secrets; tapspan redacts them as it parses the head.
-                let policy = tapspan::http::redact::HeaderPolicy::default();
+                let policy = tapspan::redact::HeaderPolicy::default();
                 // Several requests in one frame are joined by commas; a URI may hold commas too.
                 let whole = &req.fields["http.request.uri"];
                 let uris: Vec<String> = whole
@@ -260,7 +260,7 @@ fn every_request_the_servers_logged_is_an_exchange() {
                     continue; // python's http.server also logs non-request messages
                 };
                 // The servers logged the secrets; tapspan redacts them as it parses the head.
-                let target = tapspan::http::redact::HeaderPolicy::default().redact_target(&target);
+                let target = tapspan::redact::HeaderPolicy::default().redact_target(&target);
                 let hit = exchanges.iter().enumerate().position(|(i, e)| {
                     !used[i]
                         && port.is_none_or(|p| e.client.port() == p)

@@ -58,7 +58,8 @@ pub struct LiveArgs {
     pub buffer_size: usize,
 
     /// Also write every captured packet to this pcap file (nanosecond timestamps), so the session
-    /// can be replayed later with `tapspan replay`.
+    /// can be replayed later with `tapspan replay`. It holds the raw traffic, secrets included:
+    /// it is created readable by its owner only (0600).
     #[arg(short = 'w', long, value_name = "FILE")]
     pub write_pcap: Option<PathBuf>,
 
@@ -124,7 +125,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
     let writer = match &args.write_pcap {
         None => None,
         Some(path) => {
-            let file = File::create(path)
+            let file = crate::output::create_private(path)
                 .with_context(|| format!("cannot create capture file {}", path.display()))?;
             Some(
                 PcapWriter::new(BufWriter::new(file), source.link_type(), source.snaplen())

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{CausalityArgs, LimitArgs, ReplayArgs};
-use crate::http::redact::HeaderPolicy;
 use crate::output::Outputs;
 use crate::pipeline::replay_files;
+use crate::redact::HeaderPolicy;
 
 /// Show a progress bar only for inputs at least this large.
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;

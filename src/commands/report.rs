@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::ReportArgs;
-use crate::http::redact::HeaderPolicy;
 use crate::output::{AnalysisOutputs, Outputs};
 
 use super::replay::Replay;
@@ -23,6 +22,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("tapspan: report needs --html PATH and/or --analysis-json PATH");
         return Ok(ExitCode::from(2));
     };
+    let policy = args.redact.policy(&[]);
     let mut kinds = Vec::new();
     for f in &args.files {
         match is_span_json(f) {
@@ -39,7 +39,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             files: &args.files,
             limits: &args.limits,
             causality: &args.causality,
-            headers: HeaderPolicy::default(),
+            headers: policy.clone(),
             progress: !args.no_progress,
             summary: args.summary,
         }
@@ -64,7 +64,11 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             if line.trim().is_empty() {
                 continue;
             }
-            let parsed = serde_json::from_str::<serde_json::Value>(&line);
+            // Spans read back are held to today's policy, whoever wrote them.
+            let mut parsed = serde_json::from_str::<serde_json::Value>(&line);
+            if let Ok(span) = &mut parsed {
+                policy.redact_span_json(span);
+            }
             if !parsed.as_ref().is_ok_and(|v| analysis.push_json(v)) {
                 eprintln!("tapspan: {}:{}: not a span", f.display(), n + 1);
                 return Ok(ExitCode::from(2));

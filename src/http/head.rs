@@ -1,8 +1,8 @@
 //! Message heads: finding where a head ends, parsing it with `httparse` (with a lenient fallback
 //! for the lower-case or oddly spaced start lines real servers accept), and keeping only what
-//! framing, pairing and the span need. Header values of interest pass through [`super::redact`].
+//! framing, pairing and the span need. Header values of interest pass through [`crate::redact`].
 
-use super::redact::HeaderPolicy;
+use crate::redact::HeaderPolicy;
 
 /// Header fields per head (httparse needs room for them up front); more is a malformed head.
 const MAX_HEADERS: usize = 128;

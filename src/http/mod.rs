@@ -12,7 +12,6 @@
 pub mod body;
 pub mod exchange;
 pub mod head;
-pub mod redact;
 pub mod tokens;
 
 use std::collections::{HashMap, VecDeque};
@@ -23,9 +22,9 @@ use tapspan_capture::Timestamp;
 pub use exchange::{HttpExchange, Instants, PayloadTokens, RequestInfo, ResponseInfo};
 
 use crate::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
+use crate::redact::HeaderPolicy;
 use body::{BodyReader, Framing};
 use head::{MessageHead, StartLine};
-use redact::HeaderPolicy;
 
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
