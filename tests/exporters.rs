@@ -955,10 +955,11 @@ fn replay_reports_lost_spans_and_still_exits_zero() {
 fn otlp_grpc_throughput() {
     let pcap = std::env::var("TAPSPAN_BENCH_PCAP")
         .unwrap_or_else(|_| "/work/bench-data/wrk-nginx.pcap".to_string());
-    if !Path::new(&pcap).exists() {
-        eprintln!("skipped: {pcap} not found");
-        return;
-    }
+    // Asked for by name (`--ignored`): a missing capture is a failure, not a pass.
+    assert!(
+        Path::new(&pcap).exists(),
+        "{pcap} not found: set TAPSPAN_BENCH_PCAP to a large capture"
+    );
     let collector = Collector {
         count_only: true,
         ..Collector::default()
@@ -1040,19 +1041,34 @@ Cookie: session={}\r\nX-Internal-Secret: {}\r\nX-Request-ID: secrets-1\r\n\r\n",
     path
 }
 
-#[test]
-fn no_secret_value_reaches_any_output_format() {
-    let capture = secrets_capture();
-    let jsonl = capture.with_extension("jsonl");
+/// Every output a replay of `capture` with `args` makes, by name: JSON lines, stdout, stderr
+/// (`--summary`), OTLP gRPC and HTTP, Zipkin, the HTML report and the analysis JSON. Each
+/// output file is checked to be readable by its owner only.
+fn replay_to_every_output(capture: &Path, args: &[&str]) -> Vec<(&'static str, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!(
+        "tapspan-outputs-{}-{}",
+        std::process::id(),
+        capture.file_stem().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (jsonl, html, analysis) = (
+        dir.join("spans.jsonl"),
+        dir.join("report.html"),
+        dir.join("analysis.json"),
+    );
     let (grpc, collector) = grpc_collector_on("127.0.0.1:0".parse().unwrap());
     let (http, http_log) = http_server(ok);
     let (zipkin, zipkin_log) = http_server(|_| Reply::Status(202, vec![]));
-    // Ask for every secret-bearing header to be captured: names are kept, values never.
-    let mut args = vec![
+    let mut all = vec![
         "replay".to_string(),
         capture.display().to_string(),
         "--output".into(),
         jsonl.display().to_string(),
+        "--report".into(),
+        html.display().to_string(),
+        "--analysis-json".into(),
+        analysis.display().to_string(),
         "--summary".into(),
         "--otlp".into(),
         format!("http://{grpc}"),
@@ -1062,10 +1078,70 @@ fn no_secret_value_reaches_any_output_format() {
         format!("http://{zipkin}/api/v2/spans"),
         "--export-deadline".into(),
         "5".into(),
-        "--redact-header".into(),
-        "X-Internal-Secret".into(),
-        "--redact-query".into(),
-        "email".into(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = tapspan(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut outputs = Vec::new();
+    for (name, path) in [
+        ("JSON lines", &jsonl),
+        ("HTML report", &html),
+        ("analysis JSON", &analysis),
+    ] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is readable by its owner only");
+        outputs.push((name, std::fs::read(path).unwrap()));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    let grpc_wire: Vec<u8> = collector
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, r)| r.encode_to_vec())
+        .collect();
+    let bodies = |log: &Log| -> Vec<u8> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.body.clone())
+            .collect()
+    };
+    outputs.extend([
+        ("stdout", out.stdout),
+        ("--summary (stderr)", out.stderr),
+        ("OTLP gRPC", grpc_wire),
+        ("OTLP HTTP", bodies(&http_log)),
+        ("Zipkin", bodies(&zipkin_log)),
+    ]);
+    outputs
+}
+
+fn assert_no_secret_in(outputs: &[(&str, Vec<u8>)], secrets: &[&str]) {
+    for (name, bytes) in outputs {
+        for secret in secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} leaked to {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_secret_value_reaches_any_output_format() {
+    let capture = secrets_capture();
+    // Ask for every secret-bearing header to be captured: names are kept, values never.
+    let mut args = vec![
+        "--redact-header",
+        "X-Internal-Secret",
+        "--redact-query",
+        "email",
     ];
     for h in [
         "authorization",
@@ -1074,54 +1150,15 @@ fn no_secret_value_reaches_any_output_format() {
         "set-cookie",
         "x-internal-secret",
     ] {
-        args.push("--capture-header".into());
-        args.push(h.into());
+        args.extend(["--capture-header", h]);
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = tapspan(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{stderr}");
-    let lines = std::fs::read(&jsonl).unwrap();
-    std::fs::remove_file(&jsonl).ok();
+    let outputs = replay_to_every_output(&capture, &args);
     std::fs::remove_file(&capture).ok();
-
-    let grpc_wire: Vec<u8> = collector
-        .got
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|(_, r)| r.encode_to_vec())
-        .collect();
-    let http_wire: Vec<u8> = http_log
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.body.clone())
-        .collect();
-    let zipkin_wire: Vec<u8> = zipkin_log
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.body.clone())
-        .collect();
-    let outputs: [(&str, &[u8]); 6] = [
-        ("JSON lines", &lines),
-        ("stdout", &out.stdout),
-        ("--summary (stderr)", stderr.as_bytes()),
-        ("OTLP gRPC", &grpc_wire),
-        ("OTLP HTTP", &http_wire),
-        ("Zipkin", &zipkin_wire),
-    ];
-    for (name, bytes) in outputs {
-        for secret in SECRETS {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{secret} leaked to {name}"
-            );
-        }
-    }
+    assert_no_secret_in(&outputs, SECRETS);
+    let lines = &outputs[0].1;
+    let stderr = String::from_utf8_lossy(&outputs[4].1);
     // Positive controls: the exchange is in every format, with its redacted names kept.
-    let text = String::from_utf8_lossy(&lines);
+    let text = String::from_utf8_lossy(lines);
     assert!(text.contains("email=REDACTED"), "{text}");
     assert!(text.contains("page=2"), "{text}");
     assert!(text.contains("http.request.header.authorization"), "{text}");
@@ -1131,8 +1168,69 @@ fn no_secret_value_reaches_any_output_format() {
         "{text}"
     );
     assert!(stderr.contains("/account"), "{stderr}");
-    for (name, bytes) in &outputs[3..] {
+    for (name, bytes) in &outputs[5..] {
         let t = String::from_utf8_lossy(bytes);
         assert!(t.contains("/account"), "{name} carries the exchange");
+    }
+}
+
+/// The secrets planted in pcaps/nginx-secrets.pcap (one per line of its secrets.txt): a real
+/// nginx and curl, recorded by scripts/secrets-recording/record.sh.
+fn planted_secrets() -> Vec<String> {
+    let list = std::fs::read_to_string(repo("pcaps/nginx-secrets.secrets.txt")).unwrap();
+    list.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn no_secret_of_a_real_capture_reaches_any_output_format() {
+    let capture = repo("pcaps/nginx-secrets.pcap");
+    let secrets = planted_secrets();
+    // Positive control: every secret is on the wire (and nginx logged the request-side ones,
+    // fixtures/reference/nginx-secrets.access.log).
+    let wire = std::fs::read(&capture).unwrap();
+    for secret in &secrets {
+        assert!(
+            wire.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} is not in the capture"
+        );
+    }
+    // Every header that carries one is asked for: names are kept, values never.
+    let mut args = Vec::new();
+    for h in [
+        "authorization",
+        "cookie",
+        "set-cookie",
+        "x-vault-token",
+        "x-access-token",
+        "x-refresh-token",
+        "x-debug",
+        "referer",
+        "location",
+    ] {
+        args.extend(["--capture-header", h]);
+    }
+    let outputs = replay_to_every_output(&capture, &args);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret_in(&outputs, &secrets);
+    // Positive controls: all 17 exchanges in every format, what is not secret kept.
+    let text = String::from_utf8_lossy(&outputs[0].1);
+    assert_eq!(text.lines().count(), 34, "17 exchanges, two spans each");
+    for kept in [
+        "/cart;jsessionid=REDACTED/items",
+        "/reset/REDACTED",
+        "q=shoes",
+        "user=bob&pass=REDACTED",
+        "https://REDACTED@shop.example/p?session_id=REDACTED",
+        "code=REDACTED&state=st-12#access_token=REDACTED",
+        "http.request.header.x-vault-token",
+    ] {
+        assert!(text.contains(kept), "{kept} missing:\n{text}");
+    }
+    for (name, bytes) in &outputs[5..] {
+        let t = String::from_utf8_lossy(bytes);
+        assert!(
+            t.contains("/oauth/callback"),
+            "{name} carries the exchanges"
+        );
     }
 }
