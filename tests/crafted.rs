@@ -96,16 +96,42 @@ fn out_of_order_segments() {
 #[test]
 fn overlapping_retransmission_with_different_bytes() {
     let mut c = conversation(1000, 5000, 1);
-    // After the 2nd response segment, a retransmission of it with every byte changed.
+    // Packets: 0-2 handshake, 3 request, 4-7 the response in four segments, then ACK and FIN.
+    let (third, last) = (c.segs[6].clone(), c.segs[7].clone());
+    // 1. After the 2nd response segment, a retransmission of it with every byte changed: data
+    //    already delivered, so only counted as retransmitted.
     let mut evil = c.segs[5].clone();
     evil.payload.iter_mut().for_each(|b| *b = b'X');
-    evil.ts_ns += 1;
-    c.segs.insert(6, evil);
-    // And a hole-covering overlap: a copy of segments 7+8 that arrives before 7.
+    // 2. A hole-covering overlap: the last segment arrives before the 3rd and is held; then one
+    //    copy of 3rd+last, with the last's bytes changed, fills the hole and overlaps what is
+    //    held. The first copy stays (src/reassembly/half_stream.rs says why), and each
+    //    differing byte is counted as a conflict.
+    let mut both = third.clone();
+    both.payload.extend(last.payload.iter().map(|_| b'Y'));
+    // 3. Then the 3rd segment itself: already delivered, a plain retransmission.
+    let arrival = [evil, last.clone(), both, third.clone()];
+    let after: Vec<Seg> = c.segs.split_off(8);
+    c.segs.truncate(6);
+    let t0 = c.segs[5].ts_ns;
+    for (i, mut s) in arrival.into_iter().enumerate() {
+        s.ts_ns = t0 + (i as u64 + 1) * 1_000_000;
+        c.segs.push(s);
+    }
+    for mut s in after {
+        s.ts_ns += 2_000_000;
+        c.segs.push(s);
+    }
     let (exs, outcome) = replay("overlap-conflict.pcap", &eth_pcap(&c.segs));
     assert_eq!(exs.len(), 1);
     assert_complete(&exs[0], 3000);
-    assert!(outcome.stats.reassembly.retransmitted_bytes >= 1000);
+    let stats = &outcome.stats.reassembly;
+    assert_eq!(stats.overlap_conflict_bytes, last.payload.len() as u64);
+    // The changed copy of the 2nd, the overlapping part of `both`, and the 3rd again.
+    assert_eq!(
+        stats.retransmitted_bytes,
+        (1000 + last.payload.len() + third.payload.len()) as u64
+    );
+    assert!(stats.out_of_order_segments >= 1);
 }
 
 #[test]

@@ -60,9 +60,28 @@ fn run_dir(sub: &str) -> usize {
     n
 }
 
+/// Every crash input committed so far (target/name): one that went missing fails the test, and
+/// one added must be named here, so the count cannot silently drop to zero.
+const REGRESSIONS: &[&str] = &[
+    "reassembly/held-bytes-past-fin-delivered-after-it",
+    "replay/exchanges-sharing-an-id",
+];
+
 #[test]
 fn crash_inputs_found_by_fuzzing_stay_fixed() {
-    run_dir("regressions");
+    let dir = fuzz_dir("regressions");
+    assert!(dir.is_dir(), "{} is missing", dir.display());
+    let mut found: Vec<String> = TARGETS
+        .iter()
+        .flat_map(|(target, _)| files_in(&dir.join(target)))
+        .map(|p| {
+            let p = p.strip_prefix(&dir).unwrap().to_string_lossy().to_string();
+            p.replace(std::path::MAIN_SEPARATOR, "/")
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, REGRESSIONS, "the committed crash inputs");
+    assert_eq!(run_dir("regressions"), REGRESSIONS.len());
 }
 
 #[test]

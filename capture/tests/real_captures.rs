@@ -1,5 +1,6 @@
 //! Every third-party capture in ../shared/pcaps decodes to TCP segments without damage.
-//! Skipped (with a message) when the folder is not present.
+//! Skipped (with a message) when the folder is not present, unless `TAPSPAN_REQUIRE_SHARED` is
+//! set (CI): then its absence fails the test.
 
 use std::path::Path;
 
@@ -11,6 +12,11 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps");
 fn every_shared_capture_yields_tcp_segments() {
     let dir = Path::new(DIR);
     let Ok(entries) = std::fs::read_dir(dir) else {
+        assert!(
+            std::env::var_os("TAPSPAN_REQUIRE_SHARED").is_none(),
+            "TAPSPAN_REQUIRE_SHARED is set but {} is not a folder",
+            dir.display()
+        );
         eprintln!("skipped: {} not found", dir.display());
         return;
     };

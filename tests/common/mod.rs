@@ -13,9 +13,19 @@ pub mod adversarial;
 pub mod craft;
 pub mod sim;
 
+/// None in a user's clone; with `TAPSPAN_REQUIRE_SHARED` set (CI), a missing folder fails the
+/// test instead of letting it pass by skipping.
 pub fn shared_pcaps() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
-    dir.is_dir().then_some(dir)
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("TAPSPAN_REQUIRE_SHARED").is_none(),
+        "TAPSPAN_REQUIRE_SHARED is set but {} is not a folder",
+        dir.display()
+    );
+    None
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {
