@@ -303,12 +303,26 @@ impl LimitArgs {
     }
 }
 
-/// How exchanges are joined into traces.
+/// How exchanges are named and joined into traces.
 #[derive(Debug, Args, Clone)]
 pub struct CausalityArgs {
     /// TOML file naming services by `ip:port`, `ip`, CIDR or `:port` (see README).
     #[arg(long, value_name = "FILE")]
     pub services: Option<PathBuf>,
+
+    /// Route templates (`/stock/{sku}`, one per line, or an OpenAPI JSON document): a path that
+    /// matches one gets it as its `http.route`, before any inferred route.
+    #[arg(long, value_name = "FILE")]
+    pub routes: Option<PathBuf>,
+
+    /// Distinct values a path position may take (per service, method and route prefix) before
+    /// it is a parameter, `{param}`, in routes.
+    #[arg(long, value_name = "N", default_value_t = crate::route::RouteConfig::default().values_per_position)]
+    pub route_values: usize,
+
+    /// Routes per service; paths past it share the route `/{rest}`.
+    #[arg(long, value_name = "N", default_value_t = crate::route::RouteConfig::default().max_per_service)]
+    pub max_routes: usize,
 
     /// Seconds (capture time) after an exchange ends before its parent is decided; a parent
     /// that outlasts its child by more than this is not found.
@@ -338,6 +352,15 @@ impl CausalityArgs {
                 _ => crate::causality::fit::Search::Adaptive,
             },
             services,
+            routes: crate::route::RouteConfig {
+                values_per_position: self.route_values.max(1),
+                max_per_service: self.max_routes.max(1),
+                templates: match &self.routes {
+                    Some(path) => crate::route::Templates::load(path)?,
+                    None => crate::route::Templates::default(),
+                },
+                ..Default::default()
+            },
             ..Default::default()
         };
         limits.apply_to_causality(&mut config);

@@ -251,11 +251,22 @@ pub fn standalone_linkage(ex: &HttpExchange) -> Linkage {
 
 /// The two spans of one exchange standing alone: `[client, server]`.
 pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
-    build_spans(ex, &standalone_linkage(ex), &Endpoints::default_for(ex))
+    build_spans(
+        ex,
+        &standalone_linkage(ex),
+        &Endpoints::default_for(ex),
+        None,
+    )
 }
 
-/// The two spans of one exchange, `[client, server]`, placed in its trace by `linkage`.
-pub fn build_spans(ex: &HttpExchange, linkage: &Linkage, names: &Endpoints) -> [Span; 2] {
+/// The two spans of one exchange, `[client, server]`, placed in its trace by `linkage`, with
+/// `route` as its `http.route` (by default [`route::template`] of its path).
+pub fn build_spans(
+    ex: &HttpExchange,
+    linkage: &Linkage,
+    names: &Endpoints,
+    route: Option<&str>,
+) -> [Span; 2] {
     let xid = exchange_id_of(ex);
     let trace_id = linkage.trace_id;
     let client_span = ids::span_id(xid, "client");
@@ -266,7 +277,9 @@ pub fn build_spans(ex: &HttpExchange, linkage: &Linkage, names: &Endpoints) -> [
         .request
         .as_ref()
         .map_or((None, None), |r| split_target(&r.target));
-    let route = path.map(route::template);
+    let route = route
+        .map(str::to_string)
+        .or_else(|| path.map(route::template));
     let name = match (method, &route) {
         (Some(m), Some(r)) => format!("{m} {r}"),
         (Some(m), None) => m.to_string(),

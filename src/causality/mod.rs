@@ -53,6 +53,7 @@ use tapspan_capture::Timestamp;
 use crate::http::tokens::Tokens;
 use crate::http::HttpExchange;
 use crate::ids;
+use crate::route::{RouteConfig, Routes};
 use crate::span::{
     build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Linkage, Span,
     TraceContext,
@@ -74,6 +75,8 @@ pub struct CausalityConfig {
     /// Threads that search different callers' calls side by side (1: none).
     pub threads: usize,
     pub services: ServiceMap,
+    /// How spans' `http.route` is found (see [`crate::route`]).
+    pub routes: RouteConfig,
 }
 
 impl Default for CausalityConfig {
@@ -85,6 +88,7 @@ impl Default for CausalityConfig {
             search: fit::Search::Adaptive,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             services: ServiceMap::default(),
+            routes: RouteConfig::default(),
         }
     }
 }
@@ -203,6 +207,8 @@ pub struct CausalityBuilder {
     delays_at: HashMap<IpAddr, fit::Learned>,
     /// Listening ports seen per IP, to name callers by the service on their IP.
     listeners: HashMap<IpAddr, HashSet<u16>>,
+    /// The routes each service has shown so far, for spans' `http.route`.
+    routes: Routes,
     pub stats: CausalityStats,
 }
 
@@ -261,6 +267,7 @@ fn made(ex: &HttpExchange, start: Timestamp, end: Timestamp, index: u32) -> assi
 impl CausalityBuilder {
     pub fn new(config: CausalityConfig) -> Self {
         CausalityBuilder {
+            routes: Routes::new(config.routes.clone()),
             config,
             nodes: HashMap::new(),
             next_id: 0,
@@ -692,7 +699,11 @@ impl CausalityBuilder {
                 },
             };
             let names = self.names(&node.ex);
-            for span in build_spans(&node.ex, &linkage, &names) {
+            let route = node.ex.request.as_ref().and_then(|r| {
+                let path = split_target(&r.target).0?;
+                Some(self.routes.route(&names.server, &r.method, path))
+            });
+            for span in build_spans(&node.ex, &linkage, &names, route.as_deref()) {
                 out(span);
             }
         }
