@@ -104,3 +104,39 @@ fn a_scan_of_a_hundred_thousand_paths_stays_under_the_route_cap() {
     assert_eq!(server.len(), 501, "the cap, and the overflow route");
     assert!(server.contains(OVERFLOW));
 }
+
+#[test]
+fn routes_file_templates_win_on_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("tapspan-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("routes.txt");
+    std::fs::write(&file, "# the shop's API\n/stock/{sku}\nGET /users/{user}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapspan"))
+        .args(["replay", "pcaps/lab/threads-c1.pcap", "--routes"])
+        .arg(&file)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"http.route\":\"/stock/{sku}\""), "{text}");
+    assert!(text.contains("\"name\":\"GET /users/{user}\""));
+    assert!(
+        text.contains("\"http.route\":\"/orders/{id}\""),
+        "inferred where no template"
+    );
+    std::fs::write(&file, "stock/{sku}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapspan"))
+        .args(["replay", "pcaps/lab/threads-c1.pcap", "--routes"])
+        .arg(&file)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not start with /"));
+    std::fs::remove_dir_all(&dir).ok();
+}
