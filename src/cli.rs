@@ -51,9 +51,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Capture files (pcap or pcapng).
-    #[arg(required = true, value_name = "FILE")]
+    /// Capture files: pcap or pcapng, gzip- or zstd-compressed or not; `-` reads standard input
+    /// (`tcpdump -w - | tapspan replay -`).
+    #[arg(value_name = "FILE", required_unless_present = "read")]
     pub files: Vec<PathBuf>,
+
+    /// A capture file, as tcpdump and tshark take it (repeatable; same as FILE).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Vec<PathBuf>,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -160,10 +165,14 @@ impl RedactArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Capture files (pcap or pcapng, replayed as by `replay`), or span JSON lines written by
-    /// `replay` (one file or several).
-    #[arg(required = true, value_name = "FILE")]
+    /// Capture files (pcap or pcapng, replayed as by `replay`; `-` reads standard input), or span
+    /// JSON lines written by `replay` (one file or several).
+    #[arg(value_name = "FILE", required_unless_present = "read")]
     pub files: Vec<PathBuf>,
+
+    /// A capture file, as tcpdump and tshark take it (repeatable; same as FILE).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Vec<PathBuf>,
 
     /// Where to write the HTML report.
     #[arg(long, value_name = "PATH")]
@@ -189,6 +198,16 @@ pub struct ReportArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// Every input of a command: `-r FILE`s, then FILEs. Standard input (`-`) can be read once,
+/// so it may only be the one input.
+pub fn inputs(files: &[PathBuf], read: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let all: Vec<PathBuf> = read.iter().chain(files).cloned().collect();
+    if all.len() > 1 && all.iter().any(|f| f.as_os_str() == "-") {
+        return Err("standard input (`-`) can only be read alone, not with other files".into());
+    }
+    Ok(all)
 }
 
 impl OutputArgs {

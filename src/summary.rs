@@ -75,6 +75,8 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
     let crate::http::HttpStats {
         connections: http_connections,
         non_http_connections,
+        tls_connections,
+        http2_connections,
         upgraded_connections,
         exchanges,
         incomplete_exchanges,
@@ -96,8 +98,8 @@ connections {connections} (mid-stream {midstream_connections}, fin {closed_fin},
 segments {out_of_order_segments} (peak held {peak_held_bytes} bytes), gaps {gaps} ({gap_bytes} \
 bytes), bytes after fin {after_fin_bytes}, ignored rsts {ignored_rsts}, late segments \
 {late_segments}\n\
-http connections {http_connections} (not http {non_http_connections}, upgraded \
-{upgraded_connections}), exchanges {exchanges} (incomplete {incomplete_exchanges}, responses \
+http connections {http_connections} (not http {non_http_connections}: tls \
+{tls_connections}, http/2 {http2_connections}; upgraded {upgraded_connections}), exchanges {exchanges} (incomplete {incomplete_exchanges}, responses \
 without request {responses_without_request}), malformed messages {malformed_messages}, resyncs \
 {resyncs}; spans written {spans}\n\
 memory caps reached: connections evicted {evicted}, holes skipped at the held-bytes cap \

@@ -127,3 +127,84 @@ fn basic_auth_credentials_never_reach_the_output() {
         );
     }
 }
+
+/// What `tapspan replay pcaps/nginx-mixed.pcap` writes, to compare other ways of reading it.
+fn nginx_mixed_spans() -> Vec<u8> {
+    let o = tapspan(&["replay", "pcaps/nginx-mixed.pcap"]);
+    assert!(o.status.success());
+    assert!(!o.stdout.is_empty());
+    o.stdout
+}
+
+#[test]
+fn captures_are_read_as_tcpdump_users_give_them() {
+    let reference = nginx_mixed_spans();
+    // -r FILE, as tcpdump and tshark take it.
+    let o = tapspan(&["replay", "-r", "pcaps/nginx-mixed.pcap"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, reference, "-r FILE");
+    // `-`: standard input (`tcpdump -w - | tapspan replay -`).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tapspan"))
+        .args(["replay", "-"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pcap = std::fs::read(common::repo_path("pcaps/nginx-mixed.pcap")).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&pcap).unwrap();
+    });
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, reference, "standard input");
+    // Standard input is read once: not beside other files.
+    let o = tapspan(&["replay", "-", "pcaps/nginx-mixed.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("standard input"));
+}
+
+#[test]
+fn compressed_captures_are_read_as_they_are() {
+    use std::io::Write;
+    let reference = nginx_mixed_spans();
+    let pcap = std::fs::read(common::repo_path("pcaps/nginx-mixed.pcap")).unwrap();
+    let dir = std::env::temp_dir().join(format!("tapspan-compressed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&pcap).unwrap();
+    let zst =
+        ruzstd::encoding::compress_to_vec(&pcap[..], ruzstd::encoding::CompressionLevel::Fastest);
+    for (name, bytes) in [("c.pcap.gz", gz.finish().unwrap()), ("c.pcap.zst", zst)] {
+        assert_ne!(bytes[..4], pcap[..4]);
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let o = tapspan(&["replay", path.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(o.stdout, reference, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_capture_with_nothing_decodable_says_what_it_holds() {
+    // Two HTTPS connections (pcaps/tls/README.md): no spans, and a reason instead of silence.
+    let o = tapspan(&["replay", "pcaps/tls/curl-tls.pcap"]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("2 TCP connections, none decoded as HTTP/1.x: 2 began a TLS handshake"),
+        "{err}"
+    );
+    // A capture with HTTP says nothing of the kind.
+    let o = tapspan(&["replay", "pcaps/nginx-mixed.pcap"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("none decoded"));
+}

@@ -16,9 +16,16 @@ use crate::redact::HeaderPolicy;
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let files = match crate::cli::inputs(&args.files, &args.read) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("tapspan: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     let replay = Replay {
-        files: &args.files,
+        files: &files,
         limits: &args.limits,
         causality: &args.causality,
         headers: args.output.header_policy(),
@@ -26,6 +33,44 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         summary: args.output.summary,
     };
     replay.run(outputs)
+}
+
+/// Why a capture with TCP connections gave no spans, if it did not: rather than an empty output
+/// with no word, say what the connections were.
+fn nothing_decoded(stats: &crate::pipeline::PipelineStats) -> Option<String> {
+    let connections = stats.reassembly.connections;
+    if connections == 0 || stats.http.exchanges > 0 {
+        return None;
+    }
+    let h = &stats.http;
+    let mut kinds = Vec::new();
+    if h.tls_connections > 0 {
+        kinds.push(format!(
+            "{} began a TLS handshake (encrypted: nothing to decode without the keys)",
+            h.tls_connections
+        ));
+    }
+    if h.http2_connections > 0 {
+        kinds.push(format!(
+            "{} began with the HTTP/2 preface (not decoded yet)",
+            h.http2_connections
+        ));
+    }
+    let other = h.non_http_connections - h.tls_connections - h.http2_connections;
+    if other > 0 {
+        kinds.push(format!("{other} spoke another protocol"));
+    }
+    let unknown = connections.saturating_sub(h.non_http_connections);
+    if unknown > 0 {
+        kinds.push(format!(
+            "{unknown} carried no HTTP/1.x message (empty, or picked up mid-stream)"
+        ));
+    }
+    Some(format!(
+        "{connections} TCP connection{}, none decoded as HTTP/1.x: {}",
+        if connections == 1 { "" } else { "s" },
+        kinds.join("; ")
+    ))
 }
 
 /// Captures through the pipeline and the causality builder into `Outputs` (shared with
@@ -120,6 +165,9 @@ packets, no connection seen both ways), corrected",
             );
         }
         outputs.finish(Some(&outcome.stats), &more)?;
+        if let Some(why) = nothing_decoded(&outcome.stats) {
+            eprintln!("tapspan: {why}");
+        }
         if outcome.damaged.is_empty() {
             return Ok(ExitCode::SUCCESS);
         }

@@ -22,9 +22,16 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("tapspan: report needs --html PATH and/or --analysis-json PATH");
         return Ok(ExitCode::from(2));
     };
+    let files = match crate::cli::inputs(&args.files, &args.read) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("tapspan: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let policy = args.redact.policy(&[]);
     let mut kinds = Vec::new();
-    for f in &args.files {
+    for f in &files {
         match is_span_json(f) {
             Ok(k) => kinds.push(k),
             Err(e) => {
@@ -36,7 +43,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if kinds.iter().all(|&json| !json) {
         let outputs = Outputs::analysis_only(analysis, args.summary);
         return Replay {
-            files: &args.files,
+            files: &files,
             limits: &args.limits,
             causality: &args.causality,
             headers: policy.clone(),
@@ -49,8 +56,8 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("tapspan: report reads captures or span JSON lines, not both at once");
         return Ok(ExitCode::from(2));
     }
-    analysis.inputs = args.files.iter().map(|f| f.display().to_string()).collect();
-    for f in &args.files {
+    analysis.inputs = files.iter().map(|f| f.display().to_string()).collect();
+    for f in &files {
         let file = std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()));
         let reader = BufReader::new(match file {
             Ok(file) => file,
@@ -79,8 +86,12 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Span JSON lines start with `{`; captures start with a magic number.
+/// Span JSON lines start with `{`; captures start with a magic number. Standard input (`-`)
+/// is read as a capture: peeking at it would take its first bytes away.
 fn is_span_json(path: &Path) -> anyhow::Result<bool> {
+    if path.as_os_str() == "-" {
+        return Ok(false);
+    }
     let mut head = [0u8; 64];
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

@@ -53,6 +53,10 @@ impl Default for HttpConfig {
 pub struct HttpStats {
     pub connections: u64,
     pub non_http_connections: u64,
+    /// Of those, the ones that began like TLS (a handshake record) or HTTP/2 (its preface):
+    /// what a user who sees no spans most likely has.
+    pub tls_connections: u64,
+    pub http2_connections: u64,
     pub upgraded_connections: u64,
     pub exchanges: u64,
     pub incomplete_exchanges: u64,
@@ -63,6 +67,11 @@ pub struct HttpStats {
     /// Requests given up unanswered because `max_pending_requests` others waited behind them.
     pub pending_requests_dropped: u64,
     pub resyncs: u64,
+}
+
+/// A TLS record carrying a handshake (RFC 8446 §5.1: type 22, legacy version 3.x).
+fn looks_like_tls(first: &[u8]) -> bool {
+    matches!(first, [0x16, 0x03, 0..=4, ..])
 }
 
 #[derive(Debug)]
@@ -303,6 +312,11 @@ impl HttpConn {
                         // The connection's first bytes are not HTTP: another protocol.
                         self.mode = Mode::Opaque;
                         ctx.stats.non_http_connections += 1;
+                        if looks_like_tls(rest) {
+                            ctx.stats.tls_connections += 1;
+                        } else if rest.starts_with(b"PRI * HTTP/2.0") {
+                            ctx.stats.http2_connections += 1;
+                        }
                         return;
                     }
                     ctx.stats.resyncs += 1;

@@ -168,6 +168,8 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
     let HttpStats {
         connections,
         non_http_connections,
+        tls_connections,
+        http2_connections,
         upgraded_connections,
         exchanges,
         incomplete_exchanges,
@@ -179,6 +181,8 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
     } = s;
     total.connections += connections;
     total.non_http_connections += non_http_connections;
+    total.tls_connections += tls_connections;
+    total.http2_connections += http2_connections;
     total.upgraded_connections += upgraded_connections;
     total.exchanges += exchanges;
     total.incomplete_exchanges += incomplete_exchanges;

@@ -16,7 +16,6 @@
 //! binary resolutions) to nanoseconds; nothing here reads the clock. This file owns the reading,
 //! framing and pcap records; `pcapng.rs` interprets the contents of pcapng blocks.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -96,16 +95,14 @@ fn damaged(name: &str, offset: u64, what: String) -> CaptureError {
 }
 
 impl FileSource {
-    /// Opens `path` and reads its file header.
+    /// Opens `path` (`-`: standard input; gzip or zstd: decompressed as it is read, see
+    /// [`super::input`]) and reads its file header.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let name = path.display().to_string();
-        let io_err = |source| CaptureError::Io {
-            path: name.clone(),
+        let input = super::input::open(path).map_err(|source| CaptureError::Io {
+            path: path.display().to_string(),
             source,
-        };
-        let file = File::open(path).map_err(io_err)?;
-        let total_len = file.metadata().map_err(io_err)?.len();
-        Self::new(name, Box::new(file), Some(total_len))
+        })?;
+        Self::new(input.name, input.reader, input.len)
     }
 
     /// Reads a capture from any reader (tests, pipes); `name` is used in messages.

@@ -2,6 +2,7 @@
 //! interface through libpcap (feature `live`); `writer` writes pcap files in pure Rust.
 
 pub mod file;
+pub mod input;
 #[cfg(feature = "live")]
 pub mod live;
 mod pcapng;
