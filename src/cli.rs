@@ -47,7 +47,26 @@ pub enum Command {
     /// Same outputs as replay. Needs root, or the capabilities cap_net_raw,cap_net_admin.
     #[cfg(feature = "live")]
     Live(crate::commands::live::LiveArgs),
+
+    /// Capture from a network interface: not in this build (see `tapspan live --help`).
+    #[cfg(not(feature = "live"))]
+    #[command(disable_help_flag = true)]
+    Live(NoLiveArgs),
 }
+
+/// `tapspan live` in a build without the `live` feature: whatever follows, say how to get it.
+#[cfg(not(feature = "live"))]
+#[derive(Debug, Args)]
+pub struct NoLiveArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub ignored: Vec<String>,
+}
+
+/// What `tapspan live` says in a build without it.
+pub const NO_LIVE: &str = "this build of tapspan has no live capture. It needs libpcap: \
+install it (Debian: apt-get install libpcap-dev), then build with the `live` feature, e.g. \
+`cargo install --path . --features live` (a plain `cargo build --release` replaces a live build \
+at target/release/tapspan with one without it)";
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -253,6 +272,38 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.trim().to_string()))
 }
 
+/// A size in bytes, with an optional unit: `65536`, `64KiB`, `64k`, `1MiB`, `1.5MB`, `2G`.
+/// KiB, MiB, GiB and bare k, m, g are powers of 1024; kB, MB, GB powers of 1000.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim());
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (B, KiB, MiB, GiB, kB, MB, GB)"
+            ))
+        }
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || bytes >= usize::MAX as f64 {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes.round() as usize)
+}
+
 /// Memory caps: every buffer is bounded, and what overflows is counted.
 #[derive(Debug, Args, Clone)]
 pub struct LimitArgs {
@@ -261,15 +312,15 @@ pub struct LimitArgs {
     pub max_connections: usize,
 
     /// Out-of-order bytes held per connection direction while waiting for a hole to fill.
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_held_bytes_per_direction)]
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_held_bytes_per_direction, value_parser = parse_size)]
     pub max_held_bytes: usize,
 
     /// Out-of-order bytes held across all connections.
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_held_bytes_total)]
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_held_bytes_total, value_parser = parse_size)]
     pub max_held_bytes_total: usize,
 
     /// Bytes of one HTTP head; a longer head keeps its start line and ends in error.
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes, value_parser = parse_size)]
     pub max_head_bytes: usize,
 
     /// Requests awaiting a response on one connection; beyond it the oldest is given up.
@@ -281,7 +332,7 @@ pub struct LimitArgs {
     pub max_pending_exchanges: usize,
 
     /// Bytes of IP fragments held for reassembly across all datagrams.
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_fragment_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_fragment_bytes, value_parser = parse_size)]
     pub max_fragment_bytes: usize,
 
     /// IP datagrams reassembled at once.
@@ -384,5 +435,22 @@ impl CausalityArgs {
         };
         limits.apply_to_causality(&mut config);
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("1.5 MB"), Ok(1_500_000));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("KiB").is_err());
     }
 }

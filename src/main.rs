@@ -26,6 +26,11 @@ fn main() -> ExitCode {
         Command::Diff(args) => commands::diff::run(args),
         #[cfg(feature = "live")]
         Command::Live(args) => commands::live::run(args),
+        #[cfg(not(feature = "live"))]
+        Command::Live(_) => {
+            eprintln!("tapspan: {}", tapspan::cli::NO_LIVE);
+            return ExitCode::from(2);
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("tapspan: {e:#}");

@@ -208,3 +208,27 @@ fn a_capture_with_nothing_decodable_says_what_it_holds() {
     let o = tapspan(&["replay", "pcaps/nginx-mixed.pcap"]);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("none decoded"));
 }
+
+#[test]
+fn sizes_take_units_and_bad_ones_are_refused() {
+    let with =
+        |size: &str| tapspan(&["replay", "pcaps/nginx-mixed.pcap", "--max-held-bytes", size]);
+    let o = with("64KiB");
+    assert!(o.status.success());
+    assert_eq!(o.stdout, nginx_mixed_spans());
+    let o = with("12 parsecs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown unit"));
+}
+
+#[cfg(not(feature = "live"))]
+#[test]
+fn live_in_a_build_without_it_says_how_to_get_it() {
+    for args in [&["live", "-i", "eth0"][..], &["live", "--help"]] {
+        let o = tapspan(args);
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--features live"), "{err}");
+        assert!(err.contains("libpcap-dev"), "{err}");
+    }
+}
