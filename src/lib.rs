@@ -17,6 +17,8 @@ pub mod limits;
 pub mod live;
 pub mod output;
 pub mod pipeline;
+#[cfg(feature = "live")]
+pub mod privileges;
 pub mod reassembly;
 pub mod report;
 pub mod route;
