@@ -147,7 +147,14 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    // The capture handle is all that needed privileges. Root without --user keeps them (warned
+    // Bound now, served once the workers run: a port below 1024 may need privileges too.
+    let metrics_listener = match &args.metrics_addr {
+        Some(addr) => {
+            Some(metrics::bind(addr).with_context(|| format!("cannot serve metrics on {addr}"))?)
+        }
+        None => None,
+    };
+    // The capture handle and the metrics socket are all that needed privileges. Root without --user keeps them (warned
     // above); anyone else gives up every capability, before any other thread starts.
     if !root || target.is_some() {
         if let Err(e) = privileges::drop_privileges(target.as_ref()) {
@@ -185,9 +192,9 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
 
     let workers = args.workers.clamp(1, 64);
     let shared = Arc::new(Shared::new(workers));
-    if let Some(addr) = &args.metrics_addr {
-        let bound = metrics::serve(addr, shared.clone())
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    if let Some(listener) = metrics_listener {
+        let bound = metrics::serve(listener, shared.clone(), metrics::Limits::default())
+            .context("cannot serve metrics")?;
         eprintln!("tapspan: metrics at http://{bound}/metrics");
     }
     let config = EngineConfig {
