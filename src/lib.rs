@@ -24,3 +24,4 @@ pub mod report;
 pub mod route;
 pub mod span;
 pub mod summary;
+pub mod terminal;
