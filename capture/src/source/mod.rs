@@ -2,7 +2,10 @@
 //! interface through libpcap (feature `live`); `writer` writes pcap files in pure Rust.
 
 pub mod file;
+// unsafe: libpcap's timestamp precision (not exported by the `pcap` crate) and poll(2) are
+// foreign calls.
 #[cfg(feature = "live")]
+#[allow(unsafe_code)]
 pub mod live;
 mod pcapng;
 pub mod writer;
