@@ -1,8 +1,10 @@
 //! `tapspan live` capturing for real: a real nginx and a real client (curl, wrk) talk across a
 //! veth pair joining two network namespaces this test creates (or over loopback when namespaces
 //! are unavailable, which the test says); tapspan captures on the server's veth and its spans are
-//! checked against nginx's access log. Needs root (CI runs as root) and nginx, curl, wrk and
-//! iproute2, which `.ci/run` installs; without them each test says why and skips.
+//! checked against nginx's access log. Needs root (CI runs as root) and nginx, curl, wrk,
+//! tcpreplay and iproute2, which `.ci/run` installs; without them each test says why and
+//! skips — unless `TAPSPAN_REQUIRE_LIVE=1` is set (`.ci/run` sets it), which turns every such
+//! skip, and a fall back from namespaces to loopback, into a failure.
 //!
 //! `TAPSPAN_TEST_LOOPBACK=1` forces the loopback variant.
 //!
@@ -64,10 +66,24 @@ fn cannot_run(needs: &[&str]) -> Option<String> {
     None
 }
 
+/// Whether every live test must run (`TAPSPAN_REQUIRE_LIVE=1`, set by `.ci/run`).
+fn live_required() -> bool {
+    std::env::var_os("TAPSPAN_REQUIRE_LIVE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A test cannot run here: say why — or fail, when live tests are required.
+fn unavailable(why: &str) {
+    assert!(
+        !live_required(),
+        "TAPSPAN_REQUIRE_LIVE is set, yet this test cannot run: {why}"
+    );
+    eprintln!("skipping: {why}");
+}
+
 macro_rules! skip_unless_ready {
     ($($prog:expr),*) => {
         if let Some(why) = cannot_run(&[$($prog),*]) {
-            eprintln!("skipping {}: {why}", module_path!());
+            unavailable(&why);
             return;
         }
     };
@@ -132,11 +148,14 @@ impl Net {
         for step in &steps {
             let out = run(Command::new("ip").args(step));
             if !out.status.success() {
-                eprintln!(
-                    "network namespaces unavailable (ip {}: {}): using loopback instead",
+                let why = format!(
+                    "network namespaces unavailable (ip {}: {})",
                     step.join(" "),
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
+                // Loopback is a weaker test (one host, no veth): not good enough when required.
+                assert!(!live_required(), "TAPSPAN_REQUIRE_LIVE is set: {why}");
+                eprintln!("{why}: using loopback instead");
                 drop(net); // deletes what was made
                 return Net {
                     ns: None,
@@ -309,9 +328,14 @@ fn start_tapspan(net: &Net, dir: &Path, extra: &[&str]) -> Proc {
 
 /// `tapspan live` in the server namespace with `args` (no filter unless they give one).
 fn start_tapspan_with(net: &Net, dir: &Path, args: &[&str]) -> Proc {
+    start_capturing(net.in_server(tapspan_bin()), net, dir, args)
+}
+
+/// `cmd`, which runs tapspan (perhaps through a wrapper), given `live --interface IFACE
+/// --output DIR/live.jsonl` and `args`; returns once it is capturing.
+fn start_capturing(mut cmd: Command, net: &Net, dir: &Path, args: &[&str]) -> Proc {
     let stderr = fs::File::create(dir.join("tapspan.err")).unwrap();
-    let child = net
-        .in_server(tapspan_bin())
+    let child = cmd
         .args(["live", "--interface", &net.iface])
         .arg("--output")
         .arg(dir.join("live.jsonl"))
