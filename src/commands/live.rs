@@ -127,8 +127,8 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
         },
         (Some(user), false) => {
             eprintln!(
-                "tapspan: not running as root, --user {user} has no user to switch from \
-(capabilities are dropped all the same)"
+                "tapspan: --user {user} ignored: not running as root (capabilities are \
+dropped all the same)"
             );
             None
         }
@@ -147,15 +147,17 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    // Bound now, served once the workers run: a port below 1024 may need privileges too.
+    // Bound while privileges last (a port below 1024 needs them); served from its own threads
+    // once they are gone.
     let metrics_listener = match &args.metrics_addr {
         Some(addr) => {
             Some(metrics::bind(addr).with_context(|| format!("cannot serve metrics on {addr}"))?)
         }
         None => None,
     };
-    // The capture handle and the metrics socket are all that needed privileges. Root without --user keeps them (warned
-    // above); anyone else gives up every capability, before any other thread starts.
+    // The capture handle and the metrics socket are all that needed privileges. Root without
+    // --user keeps them (warned above); anyone else gives up every capability, before any other
+    // thread starts.
     if !root || target.is_some() {
         if let Err(e) = privileges::drop_privileges(target.as_ref()) {
             match &args.user {
