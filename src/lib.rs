@@ -4,6 +4,10 @@
 //! [`reassembly`] turns TCP segments into ordered stream events, [`http`] frames and pairs
 //! HTTP/1.x messages into exchanges, [`span`] turns exchanges into spans, [`export`] writes them.
 //! No stage reads the clock: time is the capture's.
+//!
+//! Unsafe code is denied crate-wide; [`privileges`] alone is allowed it (calls into libc with
+//! no safe std wrapper), and `.ci/run` fails if any other module allows it.
+#![deny(unsafe_code)]
 
 pub mod analyze;
 pub mod causality;
@@ -17,9 +21,14 @@ pub mod limits;
 pub mod live;
 pub mod output;
 pub mod pipeline;
+// unsafe: set*id, getpwnam_r/getgrouplist, prctl and capget/capset have no safe wrapper in std.
+#[cfg(feature = "live")]
+#[allow(unsafe_code)]
+pub mod privileges;
 pub mod reassembly;
 pub mod redact;
 pub mod report;
 pub mod route;
 pub mod span;
 pub mod summary;
+pub mod terminal;

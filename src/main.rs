@@ -1,5 +1,6 @@
 //! The `tapspan` binary: parses the command line, runs the command, maps failures to exit codes
 //! (0 ok, 1 runtime failure, 2 bad usage or unreadable/damaged input) in one place.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -1,9 +1,12 @@
 //! `--summary`: a table per (service, method, route) of server spans — count, errors and latency
 //! percentiles, from the analysis (exact order statistics) — and the pipeline's counters.
+//! Service, method and route come off the wire: their control characters are escaped
+//! ([`crate::terminal`]) before they reach the terminal.
 
 use std::fmt::Write as _;
 
 use crate::analyze::Endpoint;
+use crate::terminal::escape;
 
 /// The latency table, one row per endpoint.
 pub fn render_table(endpoints: &[Endpoint]) -> String {
@@ -18,9 +21,9 @@ pub fn render_table(endpoints: &[Endpoint]) -> String {
         let _ = writeln!(
             s,
             "{:<24} {:<8} {:<40} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10}",
-            e.service,
-            e.method,
-            truncate(&e.route, 40),
+            escape(&e.service),
+            escape(&e.method),
+            truncate(&escape(&e.route), 40),
             e.count,
             e.errors,
             fmt_us(l.p50 / 1000),
@@ -155,5 +158,31 @@ mod tests {
             ["svc", "GET", "/a", "100", "5", "50.0ms", "90.0ms", "99.0ms", "100.0ms"],
             "{table}"
         );
+    }
+
+    #[test]
+    fn control_characters_from_the_wire_are_escaped_in_the_table() {
+        let e = Endpoint {
+            service: "svc\x1b]0;title\x07".into(),
+            method: "G\x1b[2JET".into(),
+            route: "/a\r\x1b[1A\x1b[31mok\u{9b}0m".into(),
+            count: 1,
+            errors: 0,
+            latency_ns: Percentiles::of(&mut [1_000_000]),
+            ttfb_ns: None,
+            histogram: Vec::new(),
+            request_bytes: 0,
+            response_bytes: 0,
+        };
+        let table = render_table(&[e]);
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert_eq!(table.lines().count(), 2, "{table:?}");
+        let row = table.lines().nth(1).unwrap();
+        assert!(row.starts_with("svc\\x1b]0;title\\x07 "), "{row}");
+        assert!(row.contains(" G\\x1b[2JET "), "{row}");
+        assert!(row.contains(" /a\\x0d\\x1b[1A\\x1b[31mok\\x9b0m "), "{row}");
     }
 }

@@ -1,8 +1,11 @@
 //! `tapspan live` capturing for real: a real nginx and a real client (curl, wrk) talk across a
 //! veth pair joining two network namespaces this test creates (or over loopback when namespaces
 //! are unavailable, which the test says); tapspan captures on the server's veth and its spans are
-//! checked against nginx's access log. Needs root (CI runs as root) and nginx, curl, wrk and
-//! iproute2, which `.ci/run` installs; without them each test says why and skips.
+//! checked against nginx's access log. Needs root (CI runs as root) and nginx, curl, wrk,
+//! tcpreplay, iproute2, and for the privilege tests setcap, setpriv and useradd, which `.ci/run`
+//! installs; without them each test says why and skips — unless `TAPSPAN_REQUIRE_LIVE=1` is set
+//! (`.ci/run` sets it), which turns every such skip, and a fall back from namespaces to
+//! loopback, into a failure.
 //!
 //! `TAPSPAN_TEST_LOOPBACK=1` forces the loopback variant.
 //!
@@ -64,10 +67,24 @@ fn cannot_run(needs: &[&str]) -> Option<String> {
     None
 }
 
+/// Whether every live test must run (`TAPSPAN_REQUIRE_LIVE=1`, set by `.ci/run`).
+fn live_required() -> bool {
+    std::env::var_os("TAPSPAN_REQUIRE_LIVE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A test cannot run here: say why — or fail, when live tests are required.
+fn unavailable(why: &str) {
+    assert!(
+        !live_required(),
+        "TAPSPAN_REQUIRE_LIVE is set, yet this test cannot run: {why}"
+    );
+    eprintln!("skipping: {why}");
+}
+
 macro_rules! skip_unless_ready {
     ($($prog:expr),*) => {
         if let Some(why) = cannot_run(&[$($prog),*]) {
-            eprintln!("skipping {}: {why}", module_path!());
+            unavailable(&why);
             return;
         }
     };
@@ -132,11 +149,14 @@ impl Net {
         for step in &steps {
             let out = run(Command::new("ip").args(step));
             if !out.status.success() {
-                eprintln!(
-                    "network namespaces unavailable (ip {}: {}): using loopback instead",
+                let why = format!(
+                    "network namespaces unavailable (ip {}: {})",
                     step.join(" "),
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
+                // Loopback is a weaker test (one host, no veth): not good enough when required.
+                assert!(!live_required(), "TAPSPAN_REQUIRE_LIVE is set: {why}");
+                eprintln!("{why}: using loopback instead");
                 drop(net); // deletes what was made
                 return Net {
                     ns: None,
@@ -309,9 +329,14 @@ fn start_tapspan(net: &Net, dir: &Path, extra: &[&str]) -> Proc {
 
 /// `tapspan live` in the server namespace with `args` (no filter unless they give one).
 fn start_tapspan_with(net: &Net, dir: &Path, args: &[&str]) -> Proc {
+    start_capturing(net.in_server(tapspan_bin()), net, dir, args)
+}
+
+/// `cmd`, which runs tapspan (perhaps through a wrapper), given `live --interface IFACE
+/// --output DIR/live.jsonl` and `args`; returns once it is capturing.
+fn start_capturing(mut cmd: Command, net: &Net, dir: &Path, args: &[&str]) -> Proc {
     let stderr = fs::File::create(dir.join("tapspan.err")).unwrap();
-    let child = net
-        .in_server(tapspan_bin())
+    let child = cmd
         .args(["live", "--interface", &net.iface])
         .arg("--output")
         .arg(dir.join("live.jsonl"))
@@ -454,6 +479,8 @@ fn live_spans_match_the_server_access_log() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("stopped after"), "no final summary: {err}");
     assert!(!err.contains("panicked"), "{err}");
+    // Root without --user keeps its privileges, and says so once.
+    assert_eq!(err.matches("running as root").count(), 1, "{err}");
 
     let log = access_log(&dir);
     assert_eq!(log.len(), 8, "access log: {log:?}");
@@ -757,46 +784,222 @@ fn sigint_under_load_flushes_and_exits_0() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// `--user`: root is dropped once the capture handle is open, and capturing goes on.
-#[test]
-fn user_drops_root_after_the_capture_handle_opens() {
-    skip_unless_ready!();
+/// Runs a command expected to exit at once (within 10 s, or it is killed and the test fails);
+/// returns its exit code and stderr.
+fn run_briefly(cmd: &mut Command) -> (Option<i32>, String) {
     let mut p = Proc(
-        Command::new(tapspan_bin())
-            .args(["live", "-i", "lo", "--user", "nobody", "--output", "-"])
-            .stdout(Stdio::null())
+        cmd.stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start tapspan live"),
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}")),
     );
-    let pid = p.0.id();
-    let uids = || -> Option<String> {
-        let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-    };
-    let start = Instant::now();
-    let mut seen = None;
-    while start.elapsed() < Duration::from_secs(10) {
-        seen = uids();
-        if seen.as_deref() == Some("65534 65534 65534 65534") {
-            break;
-        }
-        assert!(
-            p.0.try_wait().unwrap().is_none(),
-            "tapspan live exited early"
-        );
-        sleep(Duration::from_millis(20));
+    let status = wait_exit(&mut p.0, Duration::from_secs(10));
+    let mut err = String::new();
+    if status.is_some() {
+        p.0.stderr.take().unwrap().read_to_string(&mut err).ok();
     }
-    assert_eq!(
-        seen.as_deref(),
-        Some("65534 65534 65534 65534"),
-        "real, effective, saved and filesystem uid are nobody's"
+    let status = status.unwrap_or_else(|| panic!("{cmd:?} still running after 10 s"));
+    (status.code(), err)
+}
+
+/// `/proc/PID/status` as field → value, its whitespace collapsed to single spaces.
+fn proc_status(pid: u32) -> HashMap<String, String> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"))
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| {
+            let v: Vec<&str> = v.split_whitespace().collect();
+            (k.to_string(), v.join(" "))
+        })
+        .collect()
+}
+
+/// The capability sets that must be empty once the capture is open, as status shows them.
+const CAP_SETS: [&str; 4] = ["CapInh", "CapPrm", "CapEff", "CapAmb"];
+const NO_CAPS: &str = "0000000000000000";
+
+/// A directory `nobody` (65534) may write to: outputs are opened after the switch.
+fn scratch_dir_for_nobody() -> PathBuf {
+    let dir = scratch_dir();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    dir
+}
+
+/// Every request of [`make_requests`], made after the drop, is a server span.
+fn assert_captured_after_the_drop(dir: &Path, err: &str) {
+    let log = access_log(dir);
+    assert_eq!(log.len(), 8, "access log: {log:?}");
+    let all = spans(&dir.join("live.jsonl"));
+    let paths: Vec<&str> = server_spans(&all)
+        .iter()
+        .filter_map(|s| s["attributes"]["url.path"].as_str())
+        .collect();
+    for line in &log {
+        assert!(
+            paths.contains(&line.path.as_str()),
+            "no span for {line:?} after the drop; spans for {paths:?}\n{err}"
+        );
+    }
+    assert_eq!(paths.len(), log.len(), "{paths:?}");
+}
+
+/// `--user nobody`, as root: once capturing, real/effective/saved/filesystem uid and gid are
+/// nobody's, the groups exactly nobody's (no 0), every capability set is empty (bounding and
+/// ambient too), no_new_privs is set — and the capture goes on: every request made afterwards
+/// becomes a span.
+#[test]
+fn user_switches_uid_gid_and_groups_and_drops_every_capability() {
+    skip_unless_ready!("ip", "nginx", "curl", "id");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let expected_groups = {
+        let out = run(Command::new("id").args(["-G", "nobody"]));
+        assert!(out.status.success(), "id -G nobody: {out:?}");
+        let mut g: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        g.sort();
+        g
+    };
+    assert!(
+        !expected_groups.iter().any(|g| g == "0"),
+        "{expected_groups:?}"
     );
-    signal(pid, "TERM");
-    let status = wait_exit(&mut p.0, Duration::from_secs(10)).expect("exits on SIGTERM");
-    let mut stderr = String::new();
-    p.0.stderr.take().unwrap().read_to_string(&mut stderr).ok();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let net = Net::new();
+    let dir = scratch_dir_for_nobody();
+    let _nginx = start_nginx(&net, &dir);
+    let tapspan = start_tapspan(&net, &dir, &["--user", "nobody"]);
+    let st = proc_status(tapspan.0.id());
+    assert_eq!(
+        st["Uid"], "65534 65534 65534 65534",
+        "real, effective, saved, fs uid"
+    );
+    assert_eq!(
+        st["Gid"], "65534 65534 65534 65534",
+        "real, effective, saved, fs gid"
+    );
+    let mut groups: Vec<String> = st["Groups"].split(' ').map(String::from).collect();
+    groups.sort();
+    assert_eq!(groups, expected_groups, "supplementary groups are nobody's");
+    for set in CAP_SETS.iter().chain(&["CapBnd"]) {
+        assert_eq!(st[*set], NO_CAPS, "{set} after --user: {st:?}");
+    }
+    assert_eq!(st["NoNewPrivs"], "1");
+
+    make_requests(&net);
+    sleep(Duration::from_millis(500));
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("running as root"), "{err}");
+    assert_captured_after_the_drop(&dir, &err);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// What `setcap` grants for capturing without root (README): a copy of tapspan with
+/// `cap_net_raw,cap_net_admin+ep`, started as nobody, opens the interface (the same binary
+/// without them cannot), then holds no capability at all, with no_new_privs set, and still
+/// captures every request. The bounding set is not checked: emptying it needs CAP_SETPCAP,
+/// which such a binary does not have; no_new_privs makes it moot, as no exec can gain anything.
+#[test]
+fn file_capabilities_are_dropped_once_the_capture_opens() {
+    skip_unless_ready!("ip", "nginx", "curl", "setcap", "setpriv");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new();
+    let dir = scratch_dir_for_nobody();
+    let as_nobody = |bin: &Path| {
+        let mut c = net.in_server("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin);
+        c
+    };
+    let plain = dir.join("tapspan-plain");
+    let capable = dir.join("tapspan-caps");
+    for bin in [&plain, &capable] {
+        fs::copy(tapspan_bin(), bin).unwrap();
+        fs::set_permissions(bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let granted = run(Command::new("setcap")
+        .arg("cap_net_raw,cap_net_admin+ep")
+        .arg(&capable));
+    if !granted.status.success() {
+        unavailable(&format!(
+            "setcap failed on {} (a file system without extended attributes?): {}",
+            capable.display(),
+            String::from_utf8_lossy(&granted.stderr).trim()
+        ));
+        return;
+    }
+    // Without the file capabilities, nobody cannot capture: the test below means something.
+    let (code, err) = run_briefly(as_nobody(&plain).args(["live", "--interface", &net.iface]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot start capturing"), "{err}");
+
+    let _nginx = start_nginx(&net, &dir);
+    let filter = format!("tcp port {}", net.port);
+    let tapspan = start_capturing(as_nobody(&capable), &net, &dir, &["--filter", &filter]);
+    let st = proc_status(tapspan.0.id());
+    assert_eq!(st["Uid"], "65534 65534 65534 65534");
+    for set in CAP_SETS {
+        assert_eq!(st[set], NO_CAPS, "{set} once capturing: {st:?}");
+    }
+    assert_eq!(st["NoNewPrivs"], "1");
+
+    make_requests(&net);
+    sleep(Duration::from_millis(500));
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("running as root"), "{err}");
+    assert_captured_after_the_drop(&dir, &err);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A system user made for one test (useradd, no home, no user group), deleted on drop.
+struct TempUser(String);
+
+impl TempUser {
+    fn new(tag: &str, useradd: &[&str]) -> TempUser {
+        let name = format!("tspn{tag}{}", std::process::id() % 100_000);
+        let _ = Command::new("userdel").arg(&name).output(); // left by a killed run
+        let out = run(Command::new("useradd")
+            .args(["--system", "--no-create-home", "--no-user-group"])
+            .args(["--shell", "/usr/sbin/nologin"])
+            .args(useradd)
+            .arg(&name));
+        assert!(out.status.success(), "useradd {useradd:?} {name}: {out:?}");
+        TempUser(name)
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).output();
+    }
+}
+
+/// `--user` naming a user whose primary group is 0, or who is a member of group 0, is refused
+/// with exit code 2 before the interface is opened.
+#[test]
+fn user_in_group_0_is_refused() {
+    skip_unless_ready!("useradd", "userdel");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("g", &["--gid", "0"], "its primary group is 0"),
+        (
+            "m",
+            &["--gid", "65534", "--groups", "0"],
+            "member of group 0",
+        ),
+    ];
+    for (tag, useradd, says) in cases {
+        let user = TempUser::new(tag, useradd);
+        let (code, err) = run_briefly(
+            Command::new(tapspan_bin())
+                .args(["live", "-i", "lo", "--output", "-", "--user", &user.0]),
+        );
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(&format!("--user {}: ", user.0)), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("capturing on"), "{err}");
+    }
 }

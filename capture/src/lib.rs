@@ -6,6 +6,10 @@
 //! Nothing here panics on any byte sequence: a frame that does not decode is counted in
 //! [`decode::DecodeStats`] and skipped, and a damaged file is reported with its byte offset.
 //! Nothing here reads the clock: all time comes from the capture.
+//!
+//! Unsafe code is denied crate-wide; the libpcap source ([`source::live`], feature `live`)
+//! alone is allowed it, and `.ci/run` fails if any other module allows it.
+#![deny(unsafe_code)]
 
 pub mod decode;
 pub mod defrag;

@@ -1,6 +1,8 @@
 //! Two analyses compared (`tapspan diff BEFORE.json AFTER.json`): which endpoints got slower or
 //! started failing, and which findings appeared or went away — what a CI job wants to know
 //! after a deploy. Works on the `--analysis-json` files, so the captures need not be at hand.
+//! Endpoint names and findings came off the wire: [`Diff::render`] escapes their control
+//! characters ([`crate::terminal`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,6 +10,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::fmt_ns;
+use crate::terminal::escape;
 
 /// Calls an endpoint needs on both sides before its latency is compared.
 const MIN_CALLS: u64 = 10;
@@ -132,7 +135,7 @@ impl Diff {
             let _ = writeln!(
                 s,
                 "{:<48} {:>6}→{:<6} {:>10}→{:<10} {:>6} {:>10}→{:<10} {:>6} {:>5.1}→{:<5.1}%{}",
-                e.endpoint,
+                escape(&e.endpoint),
                 e.count.0,
                 e.count.1,
                 fmt_ns(e.p50.0),
@@ -147,18 +150,44 @@ impl Diff {
             );
         }
         for e in &self.only_after {
-            let _ = writeln!(s, "{e:<48} new endpoint");
+            let _ = writeln!(s, "{:<48} new endpoint", escape(e));
         }
         for e in &self.only_before {
-            let _ = writeln!(s, "{e:<48} gone");
+            let _ = writeln!(s, "{:<48} gone", escape(e));
         }
         for f in &self.findings_new {
-            let _ = writeln!(s, "new finding: {f}");
+            let _ = writeln!(s, "new finding: {}", escape(f));
         }
         for f in &self.findings_gone {
-            let _ = writeln!(s, "finding gone: {f}");
+            let _ = writeln!(s, "finding gone: {}", escape(f));
         }
         let _ = writeln!(s, "{} regressions", self.regressions());
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_names_carry_no_control_characters() {
+        let d = Diff {
+            only_after: vec!["svc GET /a\x1b[2J".into()],
+            only_before: vec!["svc GET /b\r".into()],
+            findings_new: vec!["slow /c\x1b]0;x\x07".into()],
+            ..Diff::default()
+        };
+        let text = d.render();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("svc GET /a\\x1b[2J "), "{text}");
+        assert!(text.contains("svc GET /b\\x0d "), "{text}");
+        assert!(
+            text.contains("new finding: slow /c\\x1b]0;x\\x07\n"),
+            "{text}"
+        );
     }
 }

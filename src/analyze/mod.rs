@@ -177,7 +177,7 @@ impl Analysis {
                 "{:>2}. [{}] {} — costs {} over {} occurrences ({} calls), e.g. trace {}",
                 n + 1,
                 f.kind.label(),
-                f.title,
+                crate::terminal::escape(&f.title),
                 fmt_ns(f.impact_ns),
                 f.occurrences,
                 f.calls,

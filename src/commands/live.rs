@@ -7,8 +7,13 @@
 //! On SIGINT or SIGTERM: capturing stops, queued packets are processed, open connections end
 //! (their unfinished exchanges become spans with `error.type` = `capture_ended`), outputs are
 //! flushed, the final summary is printed, and the exit code is 0. A second signal exits at once
-//! (code 1). Exit codes otherwise: 2 when the interface cannot be opened or the filter is bad,
-//! 1 when capturing fails part-way (after everything captured was written).
+//! (code 1). Exit codes otherwise: 2 when the interface cannot be opened, the filter is bad or
+//! `--user` is refused, 1 when privileges cannot be dropped or capturing fails part-way (after
+//! everything captured was written).
+//!
+//! Privileges ([`crate::privileges`]): the capture handle is opened first, then, while this is
+//! the only thread, every capability is given up (and root, for `--user`); root without
+//! `--user` keeps what it has, with a warning.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -30,6 +35,7 @@ use crate::live::engine::{self, EngineConfig, Ingest, Received};
 use crate::live::metrics;
 use crate::live::stats::{stats_line, Shared};
 use crate::output::Outputs;
+use crate::privileges;
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {
@@ -81,8 +87,9 @@ pub struct LiveArgs {
     pub queue_batches: usize,
 
     /// When started as root: once the capture handle is open, and before any output file is
-    /// opened, drop to this user (its uid, primary group and supplementary groups), as tcpdump's
-    /// -Z does. Output paths must then be writable by that user.
+    /// opened, switch to this user (its uid, primary group and supplementary groups) with no
+    /// capabilities left, as tcpdump's -Z does. A user in group 0 is refused. Output paths must
+    /// then be writable by that user.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
 
@@ -109,6 +116,31 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
         buffer_bytes: args.buffer_size.max(1).saturating_mul(1 << 20),
         read_timeout_ms: 50,
     };
+    // Whom to become is settled before the interface is opened: a refused --user opens nothing.
+    let root = privileges::is_root();
+    let target = match (&args.user, root) {
+        (Some(user), true) => match privileges::Target::lookup(user) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("tapspan: --user {user}: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        (Some(user), false) => {
+            eprintln!(
+                "tapspan: --user {user} ignored: not running as root (capabilities are \
+dropped all the same)"
+            );
+            None
+        }
+        (None, true) => {
+            eprintln!(
+                "tapspan: running as root; pass --user NAME to drop root once the capture is open"
+            );
+            None
+        }
+        (None, false) => None,
+    };
     let source = match LiveSource::open(&live_config) {
         Ok(s) => s,
         Err(e) => {
@@ -116,10 +148,24 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if let Some(user) = &args.user {
-        if let Err(e) = drop_privileges(user) {
-            eprintln!("tapspan: --user {user}: {e}");
-            return Ok(ExitCode::from(2));
+    // Bound while privileges last (a port below 1024 needs them); served from its own threads
+    // once they are gone.
+    let metrics_listener = match &args.metrics_addr {
+        Some(addr) => {
+            Some(metrics::bind(addr).with_context(|| format!("cannot serve metrics on {addr}"))?)
+        }
+        None => None,
+    };
+    // The capture handle and the metrics socket are all that needed privileges. Root without
+    // --user keeps them (warned above); anyone else gives up every capability, before any other
+    // thread starts.
+    if !root || target.is_some() {
+        if let Err(e) = privileges::drop_privileges(target.as_ref()) {
+            match &args.user {
+                Some(user) => eprintln!("tapspan: --user {user}: {e}"),
+                None => eprintln!("tapspan: dropping capabilities: {e}"),
+            }
+            return Ok(ExitCode::from(1));
         }
     }
     let writer = match &args.write_pcap {
@@ -149,9 +195,9 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
 
     let workers = args.workers.clamp(1, 64);
     let shared = Arc::new(Shared::new(workers));
-    if let Some(addr) = &args.metrics_addr {
-        let bound = metrics::serve(addr, shared.clone())
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    if let Some(listener) = metrics_listener {
+        let bound = metrics::serve(listener, shared.clone(), metrics::Limits::default())
+            .context("cannot serve metrics")?;
         eprintln!("tapspan: metrics at http://{bound}/metrics");
     }
     let config = EngineConfig {
@@ -385,54 +431,4 @@ fn capture_loop(
 
 fn capture_error_message(e: &CaptureError) -> String {
     e.to_string()
-}
-
-/// Drops root for `user`: supplementary groups, then the primary group, then the user id, and
-/// checks root cannot be regained. Does nothing (but say so) when not running as root.
-fn drop_privileges(user: &str) -> Result<(), String> {
-    use std::ffi::CString;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("tapspan: not running as root, --user {user} has nothing to drop");
-        return Ok(());
-    }
-    let name = CString::new(user).map_err(|_| "a user name has no NUL byte".to_string())?;
-    // SAFETY: passwd is plain data; getpwnam_r fills it, pointing into `buf`, which outlives
-    // every use of `pwd` below.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 1 << 16];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return Err("no such user".to_string());
-    }
-    let (uid, gid) = (pwd.pw_uid, pwd.pw_gid);
-    if uid == 0 {
-        return Err("that user is root: nothing would be dropped".to_string());
-    }
-    let os_err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
-    // SAFETY: plain system calls on values checked above; glibc applies set*id to every thread.
-    unsafe {
-        if libc::initgroups(pwd.pw_name, gid as _) != 0 {
-            return Err(os_err("initgroups"));
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(os_err("setgid"));
-        }
-        if libc::setuid(uid) != 0 {
-            return Err(os_err("setuid"));
-        }
-        if libc::setuid(0) == 0 || libc::geteuid() == 0 {
-            return Err("root could be regained after setuid".to_string());
-        }
-    }
-    Ok(())
 }

@@ -14,6 +14,10 @@
 //! (libpcap speaks DLT_ numbers, which differ for raw IP). [`LiveSource::stats`] gives libpcap's
 //! counters widened to 64 bits.
 //!
+//! Unsafe code: the one module of this crate allowed it, for two foreign calls with no safe
+//! wrapper — libpcap's `pcap_get_tstamp_precision` (the `pcap` crate does not export it) and
+//! `poll(2)` on the handle's descriptor. Each block states what it relies on.
+//!
 //! Never: reads the wall clock itself (timestamps are the kernel's, from libpcap), allocates per
 //! packet, or retries an interface that went away: a read error ends the capture with
 //! [`CaptureError::Io`] naming the interface.

@@ -3,7 +3,10 @@
 
 pub mod file;
 pub mod input;
+// unsafe: libpcap's timestamp precision (not exported by the `pcap` crate) and poll(2) are
+// foreign calls.
 #[cfg(feature = "live")]
+#[allow(unsafe_code)]
 pub mod live;
 mod pcapng;
 pub mod writer;
