@@ -694,6 +694,10 @@ fn write_pcap_then_replay_gives_the_same_spans() {
     let _ = open_conn.0.kill();
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("packets saved to"), "{err}");
+    // The raw packets hold every secret on the wire: readable by their owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&pcap).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "--write-pcap file mode");
 
     let replay = run(Command::new(tapspan_bin())
         .arg("replay")
