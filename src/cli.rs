@@ -107,8 +107,8 @@ pub struct OutputArgs {
     pub summary: bool,
 
     /// Write an HTML report (service map, endpoint table, waterfalls, findings) to PATH: one
-    /// self-contained file for any browser.
-    #[arg(long, value_name = "PATH")]
+    /// self-contained file for any browser (`--html` is the same flag).
+    #[arg(long, alias = "html", value_name = "PATH")]
     pub report: Option<PathBuf>,
 
     /// Write the report's analysis as JSON to PATH (stable fields, for diffing two captures).
@@ -193,8 +193,8 @@ pub struct ReportArgs {
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<PathBuf>,
 
-    /// Where to write the HTML report.
-    #[arg(long, value_name = "PATH")]
+    /// Where to write the HTML report (`--html` is the same flag).
+    #[arg(long = "report", alias = "html", value_name = "PATH")]
     pub html: Option<PathBuf>,
 
     /// Write the analysis as JSON to PATH.

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::analyze::Endpoint;
+use crate::analyze::{fmt_ns, Endpoint};
 use crate::terminal::escape;
 
 /// The latency table, one row per endpoint.
@@ -26,10 +26,10 @@ pub fn render_table(endpoints: &[Endpoint]) -> String {
             truncate(&escape(&e.route), 40),
             e.count,
             e.errors,
-            fmt_us(l.p50 / 1000),
-            fmt_us(l.p90 / 1000),
-            fmt_us(l.p99 / 1000),
-            fmt_us(l.max / 1000),
+            fmt_ns(l.p50),
+            fmt_ns(l.p90),
+            fmt_ns(l.p99),
+            fmt_ns(l.max),
         );
     }
     s
@@ -121,16 +121,6 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn fmt_us(us: u64) -> String {
-    if us >= 10_000_000 {
-        format!("{:.1}s", us as f64 / 1e6)
-    } else if us >= 10_000 {
-        format!("{:.1}ms", us as f64 / 1e3)
-    } else {
-        format!("{us}µs")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +145,11 @@ mod tests {
         let cols: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(
             cols,
-            ["svc", "GET", "/a", "100", "5", "50.0ms", "90.0ms", "99.0ms", "100.0ms"],
+            // Durations as the report and `diff` write them (`50.0 ms`).
+            [
+                "svc", "GET", "/a", "100", "5", "50.0", "ms", "90.0", "ms", "99.0", "ms", "100.0",
+                "ms"
+            ],
             "{table}"
         );
     }

@@ -232,3 +232,22 @@ fn live_in_a_build_without_it_says_how_to_get_it() {
         assert!(err.contains("libpcap-dev"), "{err}");
     }
 }
+
+#[test]
+fn report_and_html_are_one_flag_on_both_commands() {
+    let dir = std::env::temp_dir().join(format!("tapspan-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (cmd, flag) in [
+        ("replay", "--report"),
+        ("replay", "--html"),
+        ("report", "--report"),
+        ("report", "--html"),
+    ] {
+        let out = dir.join(format!("{cmd}{flag}.html"));
+        let o = tapspan(&[cmd, "pcaps/nginx-mixed.pcap", flag, out.to_str().unwrap()]);
+        assert!(o.status.success(), "{cmd} {flag}");
+        let html = std::fs::read_to_string(&out).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>"), "{cmd} {flag}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -445,7 +445,7 @@ fn diff_names_what_got_slower_and_what_is_new() {
         "{text}"
     );
     assert!(text
-        .contains("new finding: [n_plus_one] gateway GET /checkout/{id} → items GET /items/{id}"));
+        .contains("new finding: [N+1 calls] gateway GET /checkout/{id} → items GET /items/{id}"));
     assert!(text.contains("items GET /catalog/full                          new endpoint"));
     // Nothing changed: no regression, exit 0.
     let out = run(&dirty_json, &dirty_json);

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::findings::FindingKind;
 use super::fmt_ns;
 use crate::terminal::escape;
 
@@ -65,12 +66,15 @@ fn findings(a: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|f| {
             let (kind, context, target) = (
-                f["kind"].as_str()?,
+                serde_json::from_value::<FindingKind>(f["kind"].clone()).ok()?,
                 f["context"].as_str()?,
                 f["target"].as_str()?,
             );
+            // Named as the report and --summary name it.
+            let sequential = kind == FindingKind::SequentialCalls;
+            let kind = kind.label();
             // A sequential chain's exact calls vary run to run; its context identifies it.
-            Some(if context == target || kind == "sequential_calls" {
+            Some(if context == target || sequential {
                 format!("[{kind}] {context}")
             } else {
                 format!("[{kind}] {context} → {target}")

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::calls::Call;
 use super::findings::{Finding, FindingKind, Thresholds};
 use super::stats::covered;
-use super::SaturatingSum;
+use super::{fmt_ns, SaturatingSum};
 
 fn median(mut v: Vec<u64>) -> u64 {
     if v.is_empty() {
@@ -15,10 +15,6 @@ fn median(mut v: Vec<u64>) -> u64 {
     }
     v.sort_unstable();
     v[(v.len() - 1) / 2]
-}
-
-fn ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
 }
 
 /// `"a: 3, b: 1"` from counts.
@@ -115,9 +111,9 @@ impl Endpoint<'_> {
         Some(self.finding(
             FindingKind::SlowFirstByte,
             format!(
-                "{} thinks {:.1} ms before its first byte (median)",
+                "{} thinks {} before its first byte (median)",
                 self.name,
-                ms(think)
+                fmt_ns(think)
             ),
             &self.answered_calls(),
             thinks.iter().copied().saturating_sum(),
@@ -150,9 +146,9 @@ the median call; the payload is not the problem",
         Some(self.finding(
             FindingKind::SlowTransfer,
             format!(
-                "{} takes {:.1} ms to send its response (median)",
+                "{} takes {} to send its response (median)",
                 self.name,
-                ms(transfer)
+                fmt_ns(transfer)
             ),
             &self.answered_calls(),
             transfers.iter().copied().saturating_sum(),
@@ -241,11 +237,11 @@ rest sent whole with Content-Length (the caller waits for the last byte)",
         Some(self.finding(
             FindingKind::Timeouts,
             format!(
-                "{}: {} of {} calls got no response; given up after {:.1} ms (median)",
+                "{}: {} of {} calls got no response; given up after {} (median)",
                 self.name,
                 abandoned.len(),
                 self.calls.len(),
-                ms(given_up)
+                fmt_ns(given_up)
             ),
             &abandoned,
             abandoned.iter().map(|c| c.duration()).saturating_sum(),

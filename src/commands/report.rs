@@ -19,7 +19,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         args.summary,
         args.limits.memory_limits().analysis_config(),
     ) else {
-        eprintln!("tapspan: report needs --html PATH and/or --analysis-json PATH");
+        eprintln!(
+            "tapspan: report needs --report PATH (or --html PATH) and/or --analysis-json PATH"
+        );
         return Ok(ExitCode::from(2));
     };
     let files = match crate::cli::inputs(&args.files, &args.read) {
