@@ -22,6 +22,7 @@ pub mod source;
 pub mod tcp;
 #[cfg(test)]
 mod testutil;
+pub mod wifi;
 
 pub use decode::{DecodeConfig, DecodeStats, Decoder};
 pub use error::CaptureError;

@@ -5,7 +5,8 @@
 //! is none (unsupported link type, not IP, or a header cut short). Supported: Ethernet with any
 //! mix of 802.1Q / 802.1ad / 0x9100 tags, MPLS label stacks (with or without an Ethernet
 //! pseudowire), PPPoE sessions; Linux cooked v1 and v2; NFLOG; raw IP (101, 12, 14, 228, 229);
-//! BSD null and loop.
+//! BSD null and loop; PPP (9, 50) and Cisco HDLC (104); IEEE 802.11 data frames, bare or behind
+//! radiotap or PPI ([`crate::wifi`]).
 //!
 //! Invariants: every read is bounds-checked, and the number of stacked headers (tags, labels,
 //! pseudowires) is bounded by [`MAX_LAYERS`], so any byte sequence terminates quickly. This module
@@ -73,6 +74,11 @@ pub fn unwrap(link: LinkType, data: &[u8]) -> Result<NetPacket<'_>, LinkError> {
         239 => nflog(data),
         0 => bsd_null(data),
         108 => bsd_loop(data),
+        9 | 50 => ppp(data),
+        104 => cisco_hdlc(data),
+        105 => crate::wifi::ieee80211(data),
+        127 => crate::wifi::radiotap(data),
+        192 => crate::wifi::ppi(data),
         _ => Err(LinkError::Unsupported(link)),
     }
 }
@@ -109,7 +115,7 @@ pub fn ethernet(data: &[u8]) -> Result<NetPacket<'_>, LinkError> {
 
 /// Follows an EtherType chain (tags, MPLS, PPPoE) from `rest` down to IP. `pseudowires` counts
 /// nested Ethernet headers already entered, so that crafted recursion stays bounded.
-fn ethertype_payload(
+pub(crate) fn ethertype_payload(
     mut ethertype: u16,
     mut rest: &[u8],
     pseudowires: usize,
@@ -199,6 +205,22 @@ fn pppoe_session(rest: &[u8]) -> Result<NetPacket<'_>, LinkError> {
         ));
     }
     ppp_payload(&rest[6..])
+}
+
+/// PPP (RFC 1661), with the HDLC-like address and control bytes `FF 03` of RFC 1662 or without.
+fn ppp(data: &[u8]) -> Result<NetPacket<'_>, LinkError> {
+    ppp_payload(data.strip_prefix(&[0xff, 0x03]).unwrap_or(data))
+}
+
+/// Cisco HDLC: address (0x0F unicast, 0x8F broadcast), control 0, then an EtherType.
+fn cisco_hdlc(data: &[u8]) -> Result<NetPacket<'_>, LinkError> {
+    let protocol = be16(data, 2).ok_or(LinkError::Malformed("Cisco HDLC header cut short"))?;
+    if !matches!(data[0], 0x0f | 0x8f) {
+        return Err(LinkError::Malformed(
+            "Cisco HDLC address is neither 0x0F nor 0x8F",
+        ));
+    }
+    ethertype_payload(protocol, &data[4..], 0)
 }
 
 fn ppp_payload(ppp: &[u8]) -> Result<NetPacket<'_>, LinkError> {
@@ -435,6 +457,21 @@ mod tests {
         out.extend_from_slice(ppp_proto);
         out.extend_from_slice(ip);
         out
+    }
+
+    #[test]
+    fn ppp_and_cisco_hdlc() {
+        let ip = tcp4(b"x");
+        let mut framed = vec![0xff, 0x03, 0x00, 0x21];
+        framed.extend(&ip);
+        assert_eq!(unwrap(LinkType(9), &framed), v4(&ip));
+        assert_eq!(unwrap(LinkType(50), &framed[2..]), v4(&ip));
+        let mut hdlc = vec![0x0f, 0x00, 0x08, 0x00];
+        hdlc.extend(&ip);
+        assert_eq!(unwrap(LinkType(104), &hdlc), v4(&ip));
+        hdlc[0] = 0x11;
+        assert!(unwrap(LinkType(104), &hdlc).is_err());
+        assert!(unwrap(LinkType(104), &[0x0f, 0]).is_err());
     }
 
     #[test]

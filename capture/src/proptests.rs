@@ -9,7 +9,9 @@ use proptest::prelude::*;
 use crate::testutil::*;
 use crate::{DecodeConfig, Decoder, FileSource, LinkType, PacketSource, RawFrame, Timestamp};
 
-const LINK_TYPES: [u32; 13] = [0, 1, 12, 14, 101, 108, 113, 228, 229, 239, 276, 9, 147];
+const LINK_TYPES: [u32; 18] = [
+    0, 1, 12, 14, 101, 108, 113, 228, 229, 239, 276, 9, 50, 104, 105, 127, 192, 147,
+];
 
 /// Valid frames of many shapes, as (link type, bytes).
 fn corpus() -> Vec<(u32, Vec<u8>)> {
