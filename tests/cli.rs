@@ -5,13 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-fn tapspan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tapspan"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run tapspan")
-}
+use common::tapspan;
 
 fn stdout_lines(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)

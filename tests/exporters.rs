@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -664,20 +663,12 @@ fn zipkin_output_conforms_to_the_v2_api() {
 // ---------------------------------------------------------------------------------------------
 // The binary: several sinks at once, no secrets on the wire.
 
-fn tapspan(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tapspan"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run tapspan")
-}
-
 #[test]
 fn replay_sends_to_otlp_grpc_otlp_http_and_zipkin_without_secrets() {
     let (grpc, collector) = grpc_collector_on("127.0.0.1:0".parse().unwrap());
     let (http, http_log) = http_server(ok);
     let (zipkin, zipkin_log) = http_server(|_| Reply::Status(202, vec![]));
-    let out = tapspan(&[
+    let out = common::tapspan(&[
         "replay",
         "pcaps/nginx-mixed.pcap",
         "--otlp",
@@ -759,7 +750,7 @@ fn bad_exporter_urls_are_usage_errors() {
     ] {
         let mut a = vec!["replay", "fixtures/crafted/baseline.pcap"];
         a.extend(args);
-        let out = tapspan(&a);
+        let out = common::tapspan(&a);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
@@ -915,7 +906,7 @@ fn backend_that_hangs_is_cut_at_the_deadline_with_bounded_memory() {
 fn replay_reports_lost_spans_and_still_exits_zero() {
     let addr = reserve_port();
     let started = Instant::now();
-    let out = tapspan(&[
+    let out = common::tapspan(&[
         "replay",
         "fixtures/crafted/baseline.pcap",
         "--zipkin",
@@ -971,7 +962,7 @@ fn otlp_grpc_throughput() {
     );
     let timed = |args: &[&str]| {
         let started = Instant::now();
-        let out = tapspan(args);
+        let out = common::tapspan(args);
         assert!(
             out.status.success(),
             "{}",
@@ -1081,7 +1072,7 @@ fn replay_to_every_output(capture: &Path, args: &[&str]) -> Vec<(&'static str, V
     ];
     all.extend(args.iter().map(|a| a.to_string()));
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    let out = tapspan(&all);
+    let out = common::tapspan(&all);
     assert!(
         out.status.success(),
         "{}",

@@ -1,14 +1,10 @@
 //! Link layers no machine here records (Cisco HDLC, 802.11 behind radiotap or PPI): a real
 //! recording re-framed in each (pcaps/links/README.md) gives exactly the spans of the original.
 
-use std::process::Command;
+mod common;
 
 fn spans(capture: &str) -> Vec<u8> {
-    let o = Command::new(env!("CARGO_BIN_EXE_tapspan"))
-        .args(["replay", capture, "--summary"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let o = common::tapspan(&["replay", capture, "--summary"]);
     assert!(o.status.success(), "{capture}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("unsupported link 0,"), "{capture}: {err}");

@@ -891,13 +891,18 @@ fn user_switches_uid_gid_and_groups_and_drops_every_capability() {
     }
     assert_eq!(st["NoNewPrivs"], "1");
 
-    make_requests(&net);
+    requests_after_the_drop_are_captured(&net, tapspan, &dir);
+}
+
+/// Requests made once privileges are gone still become spans, and tapspan did not run as root.
+fn requests_after_the_drop_are_captured(net: &Net, tapspan: Proc, dir: &Path) {
+    make_requests(net);
     sleep(Duration::from_millis(500));
-    let (code, err) = stop_tapspan(tapspan, &dir);
+    let (code, err) = stop_tapspan(tapspan, dir);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("running as root"), "{err}");
-    assert_captured_after_the_drop(&dir, &err);
-    let _ = fs::remove_dir_all(&dir);
+    assert_captured_after_the_drop(dir, &err);
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// What `setcap` grants for capturing without root (README): a copy of tapspan with
@@ -949,13 +954,7 @@ fn file_capabilities_are_dropped_once_the_capture_opens() {
     }
     assert_eq!(st["NoNewPrivs"], "1");
 
-    make_requests(&net);
-    sleep(Duration::from_millis(500));
-    let (code, err) = stop_tapspan(tapspan, &dir);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(!err.contains("running as root"), "{err}");
-    assert_captured_after_the_drop(&dir, &err);
-    let _ = fs::remove_dir_all(&dir);
+    requests_after_the_drop_are_captured(&net, tapspan, &dir);
 }
 
 /// A system user made for one test (useradd, no home, no user group), deleted on drop.

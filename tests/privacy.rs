@@ -4,20 +4,15 @@
 //! planted values listed in pcaps/nginx-secrets.secrets.txt. Replay's outputs and the
 //! exporters are checked in tests/exporters.rs.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::tapspan;
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn tapspan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tapspan"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run tapspan")
 }
 
 fn planted_secrets() -> Vec<String> {

@@ -111,12 +111,12 @@ fn routes_file_templates_win_on_the_command_line() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("routes.txt");
     std::fs::write(&file, "# the shop's API\n/stock/{sku}\nGET /users/{user}\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapspan"))
-        .args(["replay", "pcaps/lab/threads-c1.pcap", "--routes"])
-        .arg(&file)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let out = common::tapspan(&[
+        "replay",
+        "pcaps/lab/threads-c1.pcap",
+        "--routes",
+        file.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -130,12 +130,12 @@ fn routes_file_templates_win_on_the_command_line() {
         "inferred where no template"
     );
     std::fs::write(&file, "stock/{sku}\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapspan"))
-        .args(["replay", "pcaps/lab/threads-c1.pcap", "--routes"])
-        .arg(&file)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let out = common::tapspan(&[
+        "replay",
+        "pcaps/lab/threads-c1.pcap",
+        "--routes",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not start with /"));
     std::fs::remove_dir_all(&dir).ok();

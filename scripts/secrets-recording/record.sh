@@ -12,22 +12,13 @@ NS=tssecrets
 RUN=$(mktemp -d)
 mkdir -p "$OUT"
 
-cleanup() {
-    set +e
+on_exit() {
     [ -f "$RUN/tcpdump.pid" ] && kill -INT "$(cat "$RUN/tcpdump.pid")" 2>/dev/null && sleep 0.5
     [ -f "$RUN/nginx.pid" ] && kill "$(cat "$RUN/nginx.pid")" 2>/dev/null
-    if ip netns list | grep -qw "^$NS"; then
-        for p in $(ip netns pids $NS); do kill "$p" 2>/dev/null; done
-        sleep 0.2
-        ip netns del $NS
-    fi
     rm -rf "$RUN"
 }
-trap cleanup EXIT
-
-ip netns add $NS
-ip -n $NS link set lo mtu 1500 up
-ip netns exec $NS ethtool -K lo tso off gso off gro off >/dev/null 2>&1 || true
+. "$HERE/../lib/loopback-ns.sh"
+loopback_ns $NS
 
 # JWTs are built here (RFC 7519: base64url header.payload.signature), not copied from anywhere.
 b64url() { printf '%s' "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; }

@@ -8,19 +8,9 @@ OUT=$(realpath "${1:?usage: record.sh OUT_DIR}")
 NS=tstls
 RUN=$(mktemp -d)
 mkdir -p "$OUT"
-cleanup() {
-    set +e
-    if ip netns list | grep -qw "^$NS"; then
-        for p in $(ip netns pids $NS); do kill "$p" 2>/dev/null; done
-        sleep 0.3
-        ip netns del $NS
-    fi
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-ip netns add $NS
-ip -n $NS link set lo mtu 1500 up
-ip netns exec $NS ethtool -K lo tso off gso off gro off >/dev/null 2>&1 || true
+on_exit() { rm -rf "$RUN"; }
+. "$(dirname "$0")/../lib/loopback-ns.sh"
+loopback_ns $NS
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$RUN/key.pem" -out "$RUN/cert.pem" \
     -days 1 -subj /CN=localhost 2>/dev/null
 ip netns exec $NS openssl s_server -accept 8443 -www -cert "$RUN/cert.pem" \

@@ -28,6 +28,15 @@ pub fn shared_pcaps() -> Option<PathBuf> {
     None
 }
 
+/// Runs the tapspan binary from the checkout's root, as a user would.
+pub fn tapspan(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tapspan"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run tapspan")
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
