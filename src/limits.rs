@@ -18,8 +18,9 @@ pub struct MemoryLimits {
     /// Connections tracked at once; beyond it the least recently active are evicted (their
     /// open exchanges end with `error.type` = `evicted`). Counted: connections evicted.
     pub max_connections: usize,
-    /// Out-of-order bytes held per connection direction while a hole may still fill; beyond it
-    /// the hole is skipped as a gap. Counted: holes skipped at the held-bytes cap.
+    /// Out-of-order bytes held per connection direction while a hole may still fill (each held
+    /// segment counts `HELD_PIECE_OVERHEAD` bytes of bookkeeping too); beyond it the hole is
+    /// skipped as a gap. Counted: holes skipped at the held-bytes cap.
     pub max_held_bytes_per_direction: usize,
     /// Out-of-order bytes held across all connections (same degradation, on the connection
     /// whose segment crossed it).

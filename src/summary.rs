@@ -71,6 +71,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         peak_held_bytes,
         ignored_rsts,
         late_segments,
+        held_pieces_visited: _,
     } = s.reassembly;
     let crate::http::HttpStats {
         connections: http_connections,

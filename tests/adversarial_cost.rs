@@ -7,6 +7,9 @@
 mod common;
 
 use common::cost::{self, Order};
+use tapspan::http::HttpExchange;
+use tapspan::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use tapspan_capture::LinkType;
 
 /// Writes the benchmark captures to `$TAPSPAN_WRITE_COST_CAPTURES` (a directory), if set:
 /// `TAPSPAN_WRITE_COST_CAPTURES=target/cost cargo test --release --test adversarial_cost write`.
@@ -52,4 +55,134 @@ fn write_captures_for_benchmarks() {
     for (name, make) in cases.iter() {
         cost::write(&dir.join(format!("{name}.pcap")), &make());
     }
+}
+
+/// What a capture cost: its exchanges and the pipeline's counters.
+fn run(frames: &[(u64, Vec<u8>)], config: PipelineConfig) -> (Vec<HttpExchange>, PipelineStats) {
+    let mut p = Pipeline::new(config);
+    let mut exchanges = Vec::new();
+    common::run_frames(&mut p, frames, LinkType::ETHERNET, &mut |ex| {
+        exchanges.push(ex)
+    });
+    (exchanges, p.stats())
+}
+
+/// A counter at size `n` and `4n`: four times the input may cost at most `4.5` times the work
+/// (a quadratic pass costs 16 times).
+fn assert_linear(what: &str, small: u64, large: u64) {
+    eprintln!("{what}: work {small} at n, {large} at 4n");
+    assert!(
+        large as f64 <= 4.5 * small as f64,
+        "{what}: work grew from {small} to {large} for 4 times the input"
+    );
+}
+
+/// The upload of `hole_then_tiny`, decoded whole: one exchange, every body byte, no gap.
+fn assert_whole_upload(ex: &[HttpExchange], s: &PipelineStats, body_len: u64) {
+    assert_eq!(ex.len(), 1, "{ex:?}");
+    assert_eq!(ex[0].error, None);
+    assert_eq!(ex[0].request.as_ref().unwrap().body_size, body_len);
+    assert_eq!(ex[0].response.as_ref().unwrap().status, 200);
+    assert_eq!(s.reassembly.gaps, 0);
+    assert_eq!(s.reassembly.overlap_conflict_bytes, 0);
+}
+
+#[test]
+fn a_hole_then_tiny_segments_costs_linear_work_in_every_order() {
+    // 8 000 one-byte pieces stay under the 1 MiB held-bytes cap (113 bytes each as charged), so
+    // every order is held whole and delivered when the hole fills.
+    for order in [
+        Order::Ascending,
+        Order::Descending,
+        Order::Random(16),
+        Order::Random(1_000_003),
+    ] {
+        let mut work = Vec::new();
+        for n in [2_000u64, 8_000] {
+            let (ex, s) = run(&cost::hole_then_tiny(n, order), PipelineConfig::default());
+            assert_whole_upload(&ex, &s, n + 1);
+            assert_eq!(s.reassembly.out_of_order_segments, n);
+            assert_eq!(s.reassembly.holes_skipped_at_cap, 0);
+            assert_eq!(s.reassembly.retransmitted_bytes, 0);
+            let visited = s.reassembly.held_pieces_visited;
+            // Each piece is looked at by at most the next segment and once more when released.
+            assert!(
+                visited <= 2 * n + 1,
+                "{order:?}: {visited} for {n} segments"
+            );
+            work.push(visited);
+        }
+        assert_linear(&format!("{order:?}"), work[0], work[1]);
+    }
+}
+
+#[test]
+fn overlapping_retransmissions_behind_a_hole_cost_linear_work_and_count_exactly() {
+    let mut work = Vec::new();
+    for n in [2_000u64, 8_000] {
+        let (ex, s) = run(
+            &cost::hole_then_tiny(n, Order::Overlapping),
+            PipelineConfig::default(),
+        );
+        assert_whole_upload(&ex, &s, 1 + 4 * n + 4);
+        // Each 8-byte piece repeats the previous one's last 4 bytes; every 16th is followed by
+        // a copy of the 64 bytes before it, all held already. First copy wins, same bytes.
+        assert_eq!(
+            s.reassembly.retransmitted_bytes,
+            4 * (n - 1) + 64 * (n / 16)
+        );
+        let segments = n + n / 16;
+        let visited = s.reassembly.held_pieces_visited;
+        // A 64-byte copy overlaps at most 17 pieces (each at least 4 bytes); the others 2.
+        assert!(
+            visited <= 3 * n + 17 * (n / 16) + 1,
+            "{visited} for {segments} segments"
+        );
+        work.push(visited);
+    }
+    assert_linear("overlapping", work[0], work[1]);
+}
+
+#[test]
+fn tiny_segments_at_the_held_bytes_cap_cost_linear_work_and_stay_under_it() {
+    // Rounds of (a missing byte, then 1 000 one-byte segments) under a 64 KiB cap: each round
+    // holds pieces until the cap (580 pieces as charged), gives the hole up, and goes on in order.
+    let cap = 64 << 10;
+    let config = || {
+        let mut c = PipelineConfig::default();
+        c.reassembly.max_held_bytes_per_direction = cap;
+        c
+    };
+    let mut work = Vec::new();
+    for rounds in [4u64, 16] {
+        let (ex, s) = run(&cost::tiny_at_cap(rounds, 1_000), config());
+        let r = &s.reassembly;
+        assert_eq!(r.holes_skipped_at_cap, rounds);
+        assert_eq!((r.gaps, r.gap_bytes), (rounds, rounds));
+        assert!(
+            r.peak_held_bytes <= cap as u64,
+            "peak {}",
+            r.peak_held_bytes
+        );
+        assert!(
+            r.peak_held_bytes > cap as u64 / 2,
+            "tiny pieces are charged their overhead: peak {}",
+            r.peak_held_bytes
+        );
+        // The upload is one exchange whose body lost a byte a round, and nothing else.
+        assert_eq!(ex.len(), 1);
+        assert_eq!(ex[0].response.as_ref().unwrap().status, 200);
+        assert_eq!(ex[0].gaps, rounds as u32);
+        let segments = rounds * 1_000;
+        assert!(r.held_pieces_visited <= 2 * segments);
+        work.push(r.held_pieces_visited);
+    }
+    assert_linear("at the cap", work[0], work[1]);
+
+    // The same under the global cap (per direction unlimited): the same degradation.
+    let mut c = PipelineConfig::default();
+    c.reassembly.max_held_bytes_total = cap;
+    let (_, s) = run(&cost::tiny_at_cap(4, 1_000), c);
+    assert_eq!(s.reassembly.holes_skipped_at_cap, 4);
+    assert!(s.reassembly.peak_held_bytes <= cap as u64);
 }

@@ -142,6 +142,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
         peak_held_bytes,
         ignored_rsts,
         late_segments,
+        held_pieces_visited,
     } = s;
     total.segments += segments;
     total.connections += connections;
@@ -161,6 +162,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
     total.peak_held_bytes += peak_held_bytes;
     total.ignored_rsts += ignored_rsts;
     total.late_segments += late_segments;
+    total.held_pieces_visited += held_pieces_visited;
 }
 
 /// Adds one worker's HTTP counters to a total.
