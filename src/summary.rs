@@ -84,6 +84,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         heads_too_large,
         pending_requests_dropped,
         resyncs,
+        pairing_steps: _,
     } = s.http;
     format!(
         "\nframes {frames} ({bytes} bytes), tcp segments {tcp_segments}, non-tcp {non_tcp}, \

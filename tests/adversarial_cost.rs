@@ -186,3 +186,29 @@ fn tiny_segments_at_the_held_bytes_cap_cost_linear_work_and_stay_under_it() {
     assert_eq!(s.reassembly.holes_skipped_at_cap, 4);
     assert!(s.reassembly.peak_held_bytes <= cap as u64);
 }
+
+#[test]
+fn pipelined_requests_cost_linear_work_however_many_wait() {
+    // One request a segment, never answered. With the pending cap out of the way every request
+    // waits to the end, and pairing each one's end with its exchange must not scan the queue.
+    let mut work = Vec::new();
+    for n in [5_000u64, 20_000] {
+        let frames = cost::pipelined_one_per_segment(n, 1_000);
+        let mut config = PipelineConfig::default();
+        config.http.max_pending_requests = 1_000_000;
+        let (ex, s) = run(&frames, config);
+        assert_eq!(ex.len() as u64, n);
+        assert!(ex.iter().all(|e| e.response.is_none() && e.error.is_some()));
+        assert_eq!(s.http.pending_requests_dropped, 0);
+        let steps = s.http.pairing_steps;
+        assert!(steps <= 2 * n, "{steps} pairing steps for {n} requests");
+        work.push(steps);
+
+        // Under the default cap the oldest are given up as they go; every one is still emitted.
+        let (ex, s) = run(&frames, PipelineConfig::default());
+        assert_eq!(ex.len() as u64, n);
+        assert_eq!(s.http.pending_requests_dropped, n - 128);
+        assert!(s.http.pairing_steps <= 2 * n);
+    }
+    assert_linear("pipelined", work[0], work[1]);
+}

@@ -64,6 +64,9 @@ pub struct HttpStats {
     /// Requests given up unanswered because `max_pending_requests` others waited behind them.
     pub pending_requests_dropped: u64,
     pub resyncs: u64,
+    /// Exchanges looked at to find the one a message belongs to: a work counter, linear in the
+    /// messages however many requests wait (tests/adversarial_cost.rs).
+    pub pairing_steps: u64,
 }
 
 #[derive(Debug)]
@@ -588,7 +591,7 @@ impl HttpConn {
             Direction::ClientToServer => {
                 let depth = std::mem::take(&mut self.reading_request);
                 let tokens = self.dirs[d].tokens.take();
-                if let Some(ex) = self.find_exchange(depth) {
+                if let Some(ex) = self.find_exchange(depth, &mut ctx.stats.pairing_steps) {
                     ex.t.request_end = Some(ts);
                     ex.tokens.request = tokens;
                     if let Some(r) = ex.request.as_mut() {
@@ -618,14 +621,26 @@ impl HttpConn {
         }
     }
 
-    fn find_exchange(&mut self, depth: u32) -> Option<&mut HttpExchange> {
+    /// The exchange of the request at `depth`. `waiting` is in order of depth (requests are
+    /// queued as they are read), so this is the newest one (the usual case: the request being
+    /// read) or found by bisection, never by a scan: with a large `max_pending_requests`, a scan
+    /// made each pipelined request cost the length of the queue.
+    fn find_exchange(&mut self, depth: u32, steps: &mut u64) -> Option<&mut HttpExchange> {
         if depth == 0 {
             return None;
         }
+        *steps += 1;
         if let Some(ex) = self.responding.as_mut().filter(|e| e.depth == depth) {
             return Some(ex);
         }
-        self.waiting.iter_mut().find(|e| e.depth == depth)
+        if self.waiting.back().is_some_and(|e| e.depth == depth) {
+            return self.waiting.back_mut();
+        }
+        let at = self.waiting.partition_point(|e| {
+            *steps += 1;
+            e.depth < depth
+        });
+        self.waiting.get_mut(at).filter(|e| e.depth == depth)
     }
 
     /// The message being read in `dir` cannot be finished: record why and look for the next one.
@@ -647,7 +662,7 @@ impl HttpConn {
         match dir {
             Direction::ClientToServer => {
                 let depth = std::mem::take(&mut self.reading_request);
-                if let Some(ex) = self.find_exchange(depth) {
+                if let Some(ex) = self.find_exchange(depth, &mut ctx.stats.pairing_steps) {
                     if let Some(r) = ex.request.as_mut() {
                         r.truncated = in_body;
                     }
@@ -708,7 +723,7 @@ impl HttpConn {
                 // newest request.
                 self.reading_request = 0;
                 let depth = self.depth;
-                if let Some(ex) = self.find_exchange(depth) {
+                if let Some(ex) = self.find_exchange(depth, &mut ctx.stats.pairing_steps) {
                     ex.error.get_or_insert(why);
                     if let Some(r) = ex.request.as_mut() {
                         r.truncated = true;
@@ -745,7 +760,7 @@ impl HttpConn {
             Direction::ClientToServer => self.reading_request,
             Direction::ServerToClient => self.responding.as_ref().map_or(0, |e| e.depth),
         };
-        if let Some(ex) = self.find_exchange(target_depth) {
+        if let Some(ex) = self.find_exchange(target_depth, &mut ctx.stats.pairing_steps) {
             ex.gaps += 1;
         }
         let continues = match &mut self.dirs[d].phase {

@@ -178,6 +178,7 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
         heads_too_large,
         pending_requests_dropped,
         resyncs,
+        pairing_steps,
     } = s;
     total.connections += connections;
     total.non_http_connections += non_http_connections;
@@ -189,6 +190,7 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
     total.heads_too_large += heads_too_large;
     total.pending_requests_dropped += pending_requests_dropped;
     total.resyncs += resyncs;
+    total.pairing_steps += pairing_steps;
 }
 
 /// The `--stats` line: totals, and rates over `secs` since `prev`.
