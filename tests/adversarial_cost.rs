@@ -212,3 +212,65 @@ fn pipelined_requests_cost_linear_work_however_many_wait() {
     }
     assert_linear("pipelined", work[0], work[1]);
 }
+
+#[test]
+fn head_buffers_are_capped_across_connections() {
+    // 40 connections each leave a ~1 KiB head waiting for its end. Under a 16 KiB total, the
+    // heads that find no room are dropped as they arrive — their start lines kept, their
+    // exchanges marked — and the others decode whole. No exchange is lost.
+    let (frames, part) = cost::split_heads(40, 1_000);
+    let cap = 16 << 10;
+    let mut config = PipelineConfig::default();
+    config.http.max_head_bytes_total = cap;
+    let (ex, s) = run(&frames, config);
+    let fit = (cap / part) as u64;
+    assert_eq!(s.http.heads_dropped_at_total_cap, 40 - fit);
+    assert!(
+        s.http.peak_head_bytes <= cap as u64,
+        "{}",
+        s.http.peak_head_bytes
+    );
+    assert_eq!(ex.len(), 40, "every request is still an exchange");
+    let dropped: Vec<_> = ex
+        .iter()
+        .filter(|e| e.error == Some(tapspan::http::HEAD_BUFFERS_FULL))
+        .collect();
+    assert_eq!(dropped.len() as u64, 40 - fit);
+    for e in &ex {
+        assert!(e.request.as_ref().unwrap().target.starts_with("/c/"));
+        assert_eq!(e.response.as_ref().unwrap().status, 200);
+    }
+    assert!(ex.iter().filter(|e| e.error.is_none()).count() as u64 == fit);
+
+    // Under the default total the same capture keeps every head.
+    let (ex, s) = run(&frames, PipelineConfig::default());
+    assert_eq!(s.http.heads_dropped_at_total_cap, 0);
+    assert!(ex.iter().all(|e| e.error.is_none()));
+    assert!(
+        s.http.peak_head_bytes >= 40 * part as u64,
+        "peak {} part {part}",
+        s.http.peak_head_bytes
+    );
+}
+
+#[test]
+fn the_total_head_cap_is_a_flag_and_the_summary_counts_it() {
+    let (frames, part) = cost::split_heads(40, 1_000);
+    let path = std::env::temp_dir().join(format!("tapspan-cost-{}-heads.pcap", std::process::id()));
+    cost::write(&path, &frames);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapspan"))
+        .arg("replay")
+        .arg(&path)
+        .args(["--output", "/dev/null", "--no-progress", "--summary"])
+        .args(["--max-head-bytes-total", "16384"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let dropped = 40 - 16384 / part;
+    assert!(
+        stderr.contains(&format!("heads dropped at the total head cap {dropped}")),
+        "{stderr}"
+    );
+}

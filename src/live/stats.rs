@@ -176,6 +176,8 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
         responses_without_request,
         malformed_messages,
         heads_too_large,
+        heads_dropped_at_total_cap,
+        peak_head_bytes,
         pending_requests_dropped,
         resyncs,
         pairing_steps,
@@ -188,6 +190,8 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
     total.responses_without_request += responses_without_request;
     total.malformed_messages += malformed_messages;
     total.heads_too_large += heads_too_large;
+    total.heads_dropped_at_total_cap += heads_dropped_at_total_cap;
+    total.peak_head_bytes += peak_head_bytes;
     total.pending_requests_dropped += pending_requests_dropped;
     total.resyncs += resyncs;
     total.pairing_steps += pairing_steps;

@@ -11,8 +11,10 @@
 
 use std::path::Path;
 
-use super::adversarial::PcapStream;
-use super::craft::{self, Dir, Seg};
+use std::net::SocketAddr;
+
+use super::adversarial::{self, PcapStream};
+use super::craft::{self, Conversation, Dir, Seg};
 
 const ISN_C: u32 = 1_000;
 const ISN_S: u32 = 50_000;
@@ -253,6 +255,39 @@ pub fn fragmented(datagrams: u64, seg_len: usize) -> Vec<(u64, Vec<u8>)> {
         f.0 = craft::T0 + i as u64 * TICK_NS;
     }
     frames
+}
+
+/// `k` connections that each send a request head padded to about `pad` bytes, all cut before
+/// their last line ending; then each sends the rest and is answered. Every head waits in a head
+/// buffer at once. Returns the frames and the length of each head's first part (the same for all).
+pub fn split_heads(k: u32, pad: usize) -> (Vec<(u64, Vec<u8>)>, usize) {
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    let mut first_part = 0;
+    for i in 0..k {
+        let mut c = Conversation::new(1_000 + i.wrapping_mul(100_000), 9_000);
+        c.handshake();
+        let head = format!(
+            "GET /c/{i:05} HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(pad)
+        );
+        let (a, b) = head.as_bytes().split_at(head.len() - 2);
+        first_part = a.len();
+        c.send(Dir::C2S, a, 65_000);
+        let sent = c.segs.len();
+        c.send(Dir::C2S, b, 65_000);
+        c.send(Dir::S2C, RESPONSE, 1460).ack(Dir::C2S);
+        c.fin();
+        let client = SocketAddr::from((craft::CLIENT.0, 20_000 + i as u16));
+        let mut frames = adversarial::frames_between(&c.segs, client, adversarial::server());
+        second.extend(frames.split_off(sent));
+        first.extend(frames);
+    }
+    let mut frames = first;
+    frames.extend(second);
+    for (i, f) in frames.iter_mut().enumerate() {
+        f.0 = craft::T0 + i as u64 * TICK_NS;
+    }
+    (frames, first_part)
 }
 
 /// Writes frames as a pcap (nanosecond timestamps, Ethernet).
