@@ -51,6 +51,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         defrag_overlaps,
         defrag_pending,
         truncated,
+        defrag_ranges_visited: _,
     } = s.decode;
     let crate::reassembly::ReassemblyStats {
         segments: _,

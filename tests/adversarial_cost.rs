@@ -274,3 +274,27 @@ fn the_total_head_cap_is_a_flag_and_the_summary_counts_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn fragments_in_the_worst_order_cost_linear_work() {
+    // Four datagrams of 8 000 or 32 000 bytes, each in 8-byte fragments sent odd ones first:
+    // half the fragments are held as disjoint ranges when the other half arrives.
+    let mut work = Vec::new();
+    for seg_len in [8_000usize, 32_000] {
+        let (ex, s) = run(&cost::fragmented(4, seg_len), PipelineConfig::default());
+        let d = &s.decode;
+        let fragments = 4 * (seg_len as u64 + 20).div_ceil(8);
+        assert_eq!(d.fragments, fragments);
+        assert_eq!(d.datagrams_reassembled, 4);
+        assert_eq!((d.defrag_overlaps, d.defrag_evicted), (0, 0));
+        assert_whole_upload(&ex, &s, 4 * seg_len as u64);
+        let visited = d.defrag_ranges_visited;
+        // Each fragment touches at most its two neighbours, in each of three passes.
+        assert!(
+            visited <= 6 * fragments,
+            "{visited} for {fragments} fragments"
+        );
+        work.push(visited);
+    }
+    assert_linear("fragments", work[0], work[1]);
+}
