@@ -55,6 +55,10 @@ fn write_captures_for_benchmarks() {
     for (name, make) in cases.iter() {
         cost::write(&dir.join(format!("{name}.pcap")), &make());
     }
+    for n in [25_000, 100_000] {
+        let path = dir.join(format!("fan-out-{}k.jsonl", n / 1_000));
+        std::fs::write(path, cost::fan_out_spans(n)).unwrap();
+    }
 }
 
 /// What a capture cost: its exchanges and the pipeline's counters.

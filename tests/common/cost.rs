@@ -290,6 +290,69 @@ pub fn split_heads(k: u32, pad: usize) -> (Vec<(u64, Vec<u8>)>, usize) {
     (frames, first_part)
 }
 
+/// Span JSON lines (as `tapspan replay` writes them) of one request whose handler makes `n`
+/// calls one after another, each to a different target of one route: the fan-out that a report's
+/// per-parent analysis (retries, N+1, sequential calls) looks at. For `tapspan report`.
+pub fn fan_out_spans(n: u64) -> String {
+    let span = |id: &str,
+                parent: Option<&str>,
+                kind: &str,
+                service: &str,
+                t: (u64, u64),
+                x: &str,
+                path: &str,
+                route: &str| {
+        serde_json::json!({
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": id, "parent_span_id": parent,
+            "kind": kind, "name": format!("GET {route}"), "service": service,
+            "start_unix_nano": t.0, "end_unix_nano": t.1, "status": "unset",
+            "attributes": {"tapspan.exchange_id": x, "http.request.method": "GET", "url.path": path,
+                "http.route": route, "http.response.status_code": 200},
+            "events": [{"name": "request.end", "time_unix_nano": t.0 + 10},
+                {"name": "response.start", "time_unix_nano": t.1 - 10}],
+        })
+        .to_string()
+    };
+    let t0 = craft::T0;
+    let whole = (t0, t0 + (n + 2) * 1_000);
+    let mut out = String::new();
+    for line in [
+        span(
+            "p0", None, "client", "client", whole, "xp", "/batch", "/batch",
+        ),
+        span(
+            "p1",
+            Some("p0"),
+            "server",
+            "api",
+            whole,
+            "xp",
+            "/batch",
+            "/batch",
+        ),
+    ] {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for i in 0..n {
+        let t = (t0 + 500 + i * 1_000, t0 + 1_400 + i * 1_000);
+        let (c, s, x, path) = (
+            format!("c{i}"),
+            format!("s{i}"),
+            format!("x{i}"),
+            format!("/item/{i}"),
+        );
+        for line in [
+            span(&c, Some("p1"), "client", "api", t, &x, &path, "/item/{id}"),
+            span(&s, Some(&c), "server", "db", t, &x, &path, "/item/{id}"),
+        ] {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Writes frames as a pcap (nanosecond timestamps, Ethernet).
 pub fn write(path: &Path, frames: &[(u64, Vec<u8>)]) {
     let mut w = PcapStream::create(path, 262_144);
