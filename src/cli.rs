@@ -323,6 +323,11 @@ pub struct LimitArgs {
     #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes, value_parser = parse_size)]
     pub max_head_bytes: usize,
 
+    /// Bytes of HTTP heads split over segments, waiting for their end, across all connections;
+    /// a head that would cross it is dropped (its start line kept if it arrived).
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes_total)]
+    pub max_head_bytes_total: usize,
+
     /// Requests awaiting a response on one connection; beyond it the oldest is given up.
     #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_requests)]
     pub max_pending_requests: usize,
@@ -355,6 +360,7 @@ impl LimitArgs {
             max_held_bytes_per_direction: self.max_held_bytes,
             max_held_bytes_total: self.max_held_bytes_total,
             max_head_bytes: self.max_head_bytes,
+            max_head_bytes_total: self.max_head_bytes_total,
             max_pending_requests: self.max_pending_requests,
             max_pending_exchanges: self.max_pending_exchanges,
             max_fragment_bytes: self.max_fragment_bytes,

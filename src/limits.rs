@@ -18,8 +18,9 @@ pub struct MemoryLimits {
     /// Connections tracked at once; beyond it the least recently active are evicted (their
     /// open exchanges end with `error.type` = `evicted`). Counted: connections evicted.
     pub max_connections: usize,
-    /// Out-of-order bytes held per connection direction while a hole may still fill; beyond it
-    /// the hole is skipped as a gap. Counted: holes skipped at the held-bytes cap.
+    /// Out-of-order bytes held per connection direction while a hole may still fill (each held
+    /// segment counts `HELD_PIECE_OVERHEAD` bytes of bookkeeping too); beyond it the hole is
+    /// skipped as a gap. Counted: holes skipped at the held-bytes cap.
     pub max_held_bytes_per_direction: usize,
     /// Out-of-order bytes held across all connections (same degradation, on the connection
     /// whose segment crossed it).
@@ -27,6 +28,11 @@ pub struct MemoryLimits {
     /// Bytes of one HTTP head; a longer head keeps its start line and ends with `error.type` =
     /// `header_too_large`. Counted: heads over the size cap.
     pub max_head_bytes: usize,
+    /// Bytes of HTTP heads split over segments and waiting for their end, across all
+    /// connections; the head that would cross it is dropped, keeping its start line if that has
+    /// arrived, and its exchange ends with `error.type` = `head_buffers_full`. Counted: heads
+    /// dropped at the total head cap.
+    pub max_head_bytes_total: usize,
     /// Requests awaiting a response on one connection (pipelined); beyond it the oldest is
     /// given up with `error.type` = `no_response`. Counted: unanswered requests given up.
     pub max_pending_requests: usize,
@@ -54,6 +60,7 @@ impl Default for MemoryLimits {
             max_held_bytes_per_direction: reassembly.max_held_bytes_per_direction,
             max_held_bytes_total: reassembly.max_held_bytes_total,
             max_head_bytes: http.max_head_bytes,
+            max_head_bytes_total: http.max_head_bytes_total,
             max_pending_requests: http.max_pending_requests,
             max_pending_exchanges: causality.max_pending,
             max_fragment_bytes: decode.defrag_max_bytes,
@@ -71,6 +78,7 @@ impl MemoryLimits {
         config.reassembly.max_held_bytes_per_direction = self.max_held_bytes_per_direction;
         config.reassembly.max_held_bytes_total = self.max_held_bytes_total;
         config.http.max_head_bytes = self.max_head_bytes.max(1);
+        config.http.max_head_bytes_total = self.max_head_bytes_total;
         config.http.max_pending_requests = self.max_pending_requests.max(1);
         config.decode.defrag_max_bytes = self.max_fragment_bytes;
         config.decode.defrag_max_datagrams = self.max_fragment_datagrams.max(1);
@@ -102,6 +110,7 @@ mod tests {
                 max_held_bytes_per_direction: 1 << 20,
                 max_held_bytes_total: 256 << 20,
                 max_head_bytes: 64 * 1024,
+                max_head_bytes_total: 64 << 20,
                 max_pending_requests: 128,
                 max_pending_exchanges: 500_000,
                 max_fragment_bytes: 16 << 20,

@@ -54,6 +54,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         defrag_overlaps,
         defrag_pending,
         truncated,
+        defrag_ranges_visited: _,
     } = s.decode;
     let crate::reassembly::ReassemblyStats {
         segments: _,
@@ -74,6 +75,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         peak_held_bytes,
         ignored_rsts,
         late_segments,
+        held_pieces_visited: _,
     } = s.reassembly;
     let crate::http::HttpStats {
         connections: http_connections,
@@ -86,8 +88,11 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         responses_without_request,
         malformed_messages,
         heads_too_large,
+        heads_dropped_at_total_cap,
+        peak_head_bytes: _,
         pending_requests_dropped,
         resyncs,
+        pairing_steps: _,
     } = s.http;
     format!(
         "\nframes {frames} ({bytes} bytes), tcp segments {tcp_segments}, non-tcp {non_tcp}, \
@@ -107,7 +112,8 @@ without request {responses_without_request}), malformed messages {malformed_mess
 {resyncs}; spans written {spans}\n\
 memory caps reached: connections evicted {evicted}, holes skipped at the held-bytes cap \
 {holes_skipped_at_cap}, fragment datagrams evicted {defrag_evicted}, heads over the size cap \
-{heads_too_large}, unanswered requests given up {pending_requests_dropped}\n"
+{heads_too_large}, heads dropped at the total head cap {heads_dropped_at_total_cap}, unanswered \
+requests given up {pending_requests_dropped}\n"
     )
 }
 

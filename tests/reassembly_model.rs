@@ -209,6 +209,39 @@ fn held_bytes_over_the_cap_skip_the_hole() {
 }
 
 #[test]
+fn holes_are_given_up_until_the_held_bytes_fit_the_cap_again() {
+    // Two holes: skipping the first releases only the piece before the second, which alone is
+    // still over the cap (each piece is charged its bookkeeping too), so the second goes as well.
+    let cap = 300;
+    let config = ReassemblyConfig {
+        max_held_bytes_per_direction: cap,
+        ..ReassemblyConfig::default()
+    };
+    let segs = vec![(10u64, vec![b'a'; 1]), (20, vec![b'b'; 200])];
+    let mut r = Reassembler::new(config);
+    let mut gaps = Vec::new();
+    let mut data = 0usize;
+    let mut sink = |ev: StreamEvent<'_>| match ev {
+        StreamEvent::Gap { offset, len, .. } => gaps.push((offset, len)),
+        StreamEvent::Data { bytes, .. } => data += bytes.len(),
+        _ => {}
+    };
+    r.push(&seg(0, 1000, TcpFlags::SYN, &[]), &mut sink);
+    for (off, b) in &segs {
+        r.push(&seg(1, 1001 + *off as u32, TcpFlags::ACK, b), &mut sink);
+        assert!(
+            r.held_bytes() <= cap,
+            "held {} over the cap",
+            r.held_bytes()
+        );
+    }
+    assert_eq!(gaps, vec![(0, 10), (11, 9)]);
+    assert_eq!(data, 201);
+    r.finish(&mut |_| {});
+    assert_eq!(r.stats.holes_skipped_at_cap, 2);
+}
+
+#[test]
 fn conflicting_retransmission_is_counted_and_first_copy_wins() {
     let segs = vec![
         (5u64, b"WORLD".to_vec()),

@@ -73,6 +73,8 @@ pub struct DecodeStats {
     /// Datagrams whose fragments are held now; read at the end of a capture, those that never
     /// completed.
     pub defrag_pending: u64,
+    /// Received ranges looked at while placing fragments (a work counter, see `defrag`).
+    pub defrag_ranges_visited: u64,
 }
 
 /// What became of one frame (or one inner packet).
@@ -117,6 +119,7 @@ impl Decoder {
         self.stats.defrag_evicted = d.evicted;
         self.stats.defrag_timed_out = d.timed_out;
         self.stats.defrag_overlaps = d.overlaps;
+        self.stats.defrag_ranges_visited = d.ranges_visited;
         self.stats.defrag_pending = self.defrag.held_datagrams() as u64;
         match verdict {
             Verdict::Segment(seg) => {

@@ -17,6 +17,11 @@
 //! behaviour for the common case, and it means later data never rewrites what an earlier stage may
 //! already have accepted). Both are counted in [`DefragStats::overlaps`].
 //!
+//! Cost: a datagram's received ranges are kept ordered by offset, so a fragment finds the ranges
+//! it touches in O(log n) and looks only at those; ranges it merges are removed once. Work per
+//! fragment is O(log n + ranges it touches), whatever the order of arrival (`ranges_visited`
+//! counts the ranges looked at).
+//!
 //! Never: it does not use etherparse's uncapped pool, does not look inside the payload, and does
 //! not keep state for a datagram after it completes or is dropped.
 
@@ -82,13 +87,16 @@ pub struct DefragStats {
     pub overlaps: u64,
     /// Fragments rejected as malformed (and datagrams they invalidated).
     pub malformed: u64,
+    /// Received ranges looked at while placing fragments: a work counter, linear in the
+    /// fragments whatever their order.
+    pub ranges_visited: u64,
 }
 
 struct Datagram {
     /// Received bytes at their offsets; holes are zero-filled. Its length is what is accounted.
     buf: Vec<u8>,
-    /// Received ranges, sorted, disjoint and non-adjacent (half-open).
-    have: Vec<(u32, u32)>,
+    /// Received ranges.
+    have: Ranges,
     /// End of the datagram, known once the fragment with MF = 0 arrived.
     end: Option<u32>,
     /// Upper-layer protocol (IPv6: next header of the offset-0 fragment).
@@ -179,7 +187,7 @@ impl Defragmenter {
                 key,
                 Datagram {
                     buf: Vec::new(),
-                    have: Vec::new(),
+                    have: Ranges::default(),
                     end: None,
                     protocol: None,
                     age,
@@ -191,7 +199,7 @@ impl Defragmenter {
         };
 
         // Consistency of the datagram's end.
-        let last_have = dg.have.last().map_or(0, |r| r.1);
+        let last_have = dg.have.last_end();
         let contradicts = if more {
             dg.end.is_some_and(|e| end > e)
         } else {
@@ -203,7 +211,7 @@ impl Defragmenter {
         }
 
         // Overlap with bytes already held.
-        let covered = covered_parts(&dg.have, offset, end);
+        let covered = dg.have.covered(offset, end, &mut self.stats.ranges_visited);
         if !covered.is_empty() {
             let identical = covered.iter().all(|&(s, e)| {
                 dg.buf.get(s as usize..e as usize)
@@ -243,11 +251,12 @@ impl Defragmenter {
             self.held_bytes += growth;
         }
         // First received wins: write only the parts nobody wrote before.
-        for (s, e) in uncovered_parts(&dg.have, offset, end) {
+        let visits = &mut self.stats.ranges_visited;
+        for (s, e) in dg.have.uncovered(offset, end, visits) {
             let src = &data[(s - offset) as usize..(e - offset) as usize];
             dg.buf[s as usize..e as usize].copy_from_slice(src);
         }
-        insert_range(&mut dg.have, offset, end);
+        dg.have.insert(offset, end, visits);
         if !more {
             dg.end = Some(end);
         }
@@ -257,7 +266,7 @@ impl Defragmenter {
         let old_age = dg.age;
         dg.age = (now, serial);
         let new_age = dg.age;
-        let complete = dg.end.is_some_and(|e| dg.have == [(0, e)]) && dg.protocol.is_some();
+        let complete = dg.end.is_some_and(|e| dg.have.is_exactly(0, e)) && dg.protocol.is_some();
         self.ages.remove(&old_age);
         self.ages.insert(new_age, key);
 
@@ -316,69 +325,90 @@ impl Defragmenter {
     }
 }
 
-/// Parts of [start, end) already present in `have`.
-fn covered_parts(have: &[(u32, u32)], start: u32, end: u32) -> Vec<(u32, u32)> {
-    have.iter()
-        .filter_map(|&(s, e)| {
-            let s = s.max(start);
-            let e = e.min(end);
-            (s < e).then_some((s, e))
-        })
-        .collect()
-}
+/// Received byte ranges of a datagram: start → end, half-open, disjoint and non-adjacent
+/// (touching ranges are merged). Every operation starts at the last range beginning at or before
+/// the range asked about (only that one can reach into it from the left) and stops at its end,
+/// counting the ranges it looks at in `visits`.
+#[derive(Default)]
+struct Ranges(BTreeMap<u32, u32>);
 
-/// Parts of [start, end) missing from `have`.
-fn uncovered_parts(have: &[(u32, u32)], start: u32, end: u32) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    let mut at = start;
-    for &(s, e) in have {
-        if e <= at {
-            continue;
-        }
-        if s >= end {
-            break;
-        }
-        if s > at {
-            out.push((at, s.min(end)));
-        }
-        at = at.max(e);
-        if at >= end {
-            break;
-        }
+impl Ranges {
+    /// The ranges that may overlap or touch [start, end], in order.
+    fn around(&self, start: u32, end: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let from = self
+            .0
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        self.0.range(from..=end).map(|(&s, &e)| (s, e))
     }
-    if at < end {
-        out.push((at, end));
-    }
-    out
-}
 
-/// Adds [start, end) to the sorted disjoint list, merging neighbours that touch or overlap.
-fn insert_range(have: &mut Vec<(u32, u32)>, start: u32, end: u32) {
-    if start >= end {
-        return;
+    fn last_end(&self) -> u32 {
+        self.0.last_key_value().map_or(0, |(_, &e)| e)
     }
-    let mut s = start;
-    let mut e = end;
-    let mut out = Vec::with_capacity(have.len() + 1);
-    let mut placed = false;
-    for &(rs, re) in have.iter() {
-        if re < s {
-            out.push((rs, re));
-        } else if rs > e {
-            if !placed {
-                out.push((s, e));
-                placed = true;
+
+    fn is_exactly(&self, start: u32, end: u32) -> bool {
+        self.0.len() == 1 && self.0.get(&start) == Some(&end)
+    }
+
+    /// Parts of [start, end) already present.
+    fn covered(&self, start: u32, end: u32, visits: &mut u64) -> Vec<(u32, u32)> {
+        self.around(start, end)
+            .filter_map(|(s, e)| {
+                *visits += 1;
+                let s = s.max(start);
+                let e = e.min(end);
+                (s < e).then_some((s, e))
+            })
+            .collect()
+    }
+
+    /// Parts of [start, end) missing.
+    fn uncovered(&self, start: u32, end: u32, visits: &mut u64) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let mut at = start;
+        for (s, e) in self.around(start, end) {
+            *visits += 1;
+            if e <= at {
+                continue;
             }
-            out.push((rs, re));
-        } else {
+            if s >= end {
+                break;
+            }
+            if s > at {
+                out.push((at, s.min(end)));
+            }
+            at = at.max(e);
+            if at >= end {
+                break;
+            }
+        }
+        if at < end {
+            out.push((at, end));
+        }
+        out
+    }
+
+    /// Adds [start, end), merging the ranges it overlaps or touches.
+    fn insert(&mut self, start: u32, end: u32, visits: &mut u64) {
+        if start >= end {
+            return;
+        }
+        let (mut s, mut e) = (start, end);
+        let merged: Vec<(u32, u32)> = self
+            .around(start, end)
+            .filter(|&(rs, re)| {
+                *visits += 1;
+                re >= start && rs <= end
+            })
+            .collect();
+        for (rs, re) in merged {
+            self.0.remove(&rs);
             s = s.min(rs);
             e = e.max(re);
         }
+        self.0.insert(s, e);
     }
-    if !placed {
-        out.push((s, e));
-    }
-    *have = out;
 }
 
 #[cfg(test)]
@@ -411,21 +441,28 @@ mod tests {
 
     #[test]
     fn range_helpers() {
-        let mut have = Vec::new();
-        insert_range(&mut have, 10, 20);
-        insert_range(&mut have, 30, 40);
-        assert_eq!(
-            uncovered_parts(&have, 0, 50),
-            vec![(0, 10), (20, 30), (40, 50)]
-        );
-        assert_eq!(covered_parts(&have, 15, 35), vec![(15, 20), (30, 35)]);
-        insert_range(&mut have, 20, 30);
-        assert_eq!(have, vec![(10, 40)]);
-        insert_range(&mut have, 0, 5);
-        insert_range(&mut have, 50, 60);
-        insert_range(&mut have, 4, 52);
-        assert_eq!(have, vec![(0, 60)]);
-        assert!(uncovered_parts(&have, 10, 20).is_empty());
+        let mut have = Ranges::default();
+        let v = &mut 0;
+        let all = |h: &Ranges| h.0.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>();
+        have.insert(10, 20, v);
+        have.insert(30, 40, v);
+        assert_eq!(have.uncovered(0, 50, v), vec![(0, 10), (20, 30), (40, 50)]);
+        assert_eq!(have.covered(15, 35, v), vec![(15, 20), (30, 35)]);
+        assert_eq!(have.uncovered(22, 28, v), vec![(22, 28)]);
+        assert!(have.covered(22, 28, v).is_empty());
+        have.insert(20, 30, v);
+        assert_eq!(all(&have), vec![(10, 40)]);
+        have.insert(0, 5, v);
+        have.insert(50, 60, v);
+        assert_eq!(have.last_end(), 60);
+        have.insert(4, 52, v);
+        assert_eq!(all(&have), vec![(0, 60)]);
+        assert!(have.is_exactly(0, 60));
+        assert!(have.uncovered(10, 20, v).is_empty());
+        // Touching ranges merge; a range inside another changes nothing.
+        have.insert(60, 64, v);
+        have.insert(8, 16, v);
+        assert_eq!(all(&have), vec![(0, 64)]);
     }
 
     #[test]

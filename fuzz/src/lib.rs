@@ -332,9 +332,11 @@ pub fn http(data: &[u8]) {
     let Some((&how, mut rest)) = data.split_first() else {
         return;
     };
+    let head_cap = 1024;
     let config = HttpConfig {
         max_pending_requests: 4,
         max_resync_scan: 4096,
+        max_head_bytes_total: head_cap,
         ..HttpConfig::default()
     };
     let mut dec = HttpDecoder::new(config);
@@ -423,6 +425,7 @@ pub fn http(data: &[u8]) {
             }
         };
         dec.push(ev, &mut out);
+        assert!(dec.head_bytes() <= head_cap, "total head-buffer cap");
     }
     if !closed {
         dec.push(
@@ -438,6 +441,11 @@ pub fn http(data: &[u8]) {
         dec.active_connections(),
         0,
         "a closed connection is forgotten"
+    );
+    assert_eq!(
+        dec.head_bytes(),
+        0,
+        "a closed connection holds no head buffer"
     );
 }
 

@@ -14,7 +14,8 @@
 //! Endpoint patterns (slow first byte, slow transfer, large bodies, errors, timeouts) are in
 //! `endpoint_findings`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -159,12 +160,9 @@ fn call_patterns(
     let ctx = parent.endpoint_name();
     // Retries: the same method and target again after a failed attempt.
     let mut retry = vec![false; kids.len()];
-    for (i, &k) in kids.iter().enumerate() {
+    for (i, (&k, earlier)) in kids.iter().zip(earlier_attempts(calls, kids)).enumerate() {
         let c = &calls[k];
-        let earlier_failure = kids[..i].iter().rev().map(|&j| &calls[j]).find(|e| {
-            e.callee == c.callee && e.method == c.method && e.target == c.target && e.end <= c.start
-        });
-        if let Some(failed) = earlier_failure.filter(|e| e.failed()) {
+        if let Some(failed) = earlier.map(|j| &calls[j]).filter(|e| e.failed()) {
             retry[i] = true;
             acc.entry((FindingKind::Retries, ctx.clone(), c.endpoint_name()))
                 .or_default()
@@ -240,6 +238,37 @@ fn call_patterns(
     sequential_run(parent, &ctx, &run, t, acc);
 }
 
+/// For each of `kids` (in start order), the latest earlier sibling with the same callee, method
+/// and target that had ended by the time it started: the attempt it may retry. Each key keeps
+/// its siblings still running in a heap by end time; as starts only grow, a sibling that has
+/// ended stays ended, so each is pushed and popped once: O(k log k) for k siblings, where a
+/// backward scan from each sibling cost O(k²) for a handler making many distinct calls.
+fn earlier_attempts(calls: &[Call], kids: &[usize]) -> Vec<Option<usize>> {
+    type Key<'a> = (&'a str, &'a str, &'a str);
+    #[derive(Default)]
+    struct Siblings {
+        running: BinaryHeap<Reverse<(u64, usize)>>,
+        latest_ended: Option<usize>,
+    }
+    let mut by_key: HashMap<Key<'_>, Siblings> = HashMap::new();
+    kids.iter()
+        .map(|&k| {
+            let c = &calls[k];
+            let s = by_key.entry((&c.callee, &c.method, &c.target)).or_default();
+            while let Some(&Reverse((end, j))) = s.running.peek() {
+                if end > c.start {
+                    break;
+                }
+                s.running.pop();
+                s.latest_ended = s.latest_ended.max(Some(j));
+            }
+            let earlier = s.latest_ended;
+            s.running.push(Reverse((c.end, k)));
+            earlier
+        })
+        .collect()
+}
+
 fn sequential_run(
     parent: &Call,
     ctx: &str,
@@ -247,13 +276,18 @@ fn sequential_run(
     t: &Thresholds,
     acc: &mut BTreeMap<Key, Acc>,
 ) {
-    // Calls to one endpoint count as one unit (their own pattern is N+1 or repeated GET).
+    // Calls to one endpoint count as one unit (their own pattern is N+1 or repeated GET), in
+    // the order of their first call; found by name, not by a scan of the units so far.
     let mut units: Vec<(String, u64)> = Vec::new();
+    let mut unit_of: HashMap<String, usize> = HashMap::new();
     for c in run {
         let name = c.endpoint_name();
-        match units.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, d)) => *d = d.saturating_add(c.duration()),
-            None => units.push((name, c.duration())),
+        match unit_of.get(&name) {
+            Some(&u) => units[u].1 = units[u].1.saturating_add(c.duration()),
+            None => {
+                unit_of.insert(name.clone(), units.len());
+                units.push((name, c.duration()));
+            }
         }
     }
     if units.len() < 2 {
@@ -327,5 +361,55 @@ running them in parallel saves all but the longest ({} distinct chains seen)",
         impact_ns: a.impact_ns,
         trace_ids: a.trace_ids,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    // `Call` has private fields: build one from the default.
+    #[allow(clippy::field_reassign_with_default)]
+    fn call(callee: u8, target: u8, start: u64, end: u64) -> Call {
+        let mut c = Call::default();
+        c.callee = format!("s{callee}").into();
+        c.method = "GET".into();
+        c.target = format!("/t{target}");
+        c.start = start;
+        c.end = end;
+        c
+    }
+
+    proptest! {
+        /// Against the backward scan it replaced: the latest earlier sibling with the same key
+        /// that ended before the call started.
+        #[test]
+        fn earlier_attempts_match_the_scan(
+            spec in prop::collection::vec((0u64..50, 0u64..30, 0u8..3, 0u8..2), 0..60),
+        ) {
+            let mut calls: Vec<Call> = spec
+                .iter()
+                .map(|&(start, len, target, callee)| call(callee, target, start, start + len))
+                .collect();
+            calls.sort_by_key(|c| (c.start, c.end));
+            let kids: Vec<usize> = (0..calls.len()).collect();
+            let scan: Vec<Option<usize>> = kids
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| {
+                    let c = &calls[k];
+                    kids[..i].iter().rev().copied().find(|&j| {
+                        let e = &calls[j];
+                        e.callee == c.callee
+                            && e.method == c.method
+                            && e.target == c.target
+                            && e.end <= c.start
+                    })
+                })
+                .collect();
+            prop_assert_eq!(earlier_attempts(&calls, &kids), scan);
+        }
     }
 }

@@ -82,11 +82,14 @@ pub fn starts_like_response(p: &[u8]) -> bool {
 /// Could `p` be the beginning of such a message (it may be too short to tell yet)?
 pub fn could_start(p: &[u8], request: bool) -> bool {
     if request {
+        // `p` against the method and the space after it, as far as `p` goes. Called for every
+        // piece of a head that arrives in pieces: it must not allocate.
         METHODS.iter().any(|m| {
             let n = p.len().min(m.len() + 1);
-            let mut want = m.to_vec();
-            want.push(b' ');
-            p[..n].eq_ignore_ascii_case(&want[..n])
+            p[..n]
+                .iter()
+                .zip(m.iter().chain(b" "))
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
         })
     } else {
         let n = p.len().min(5);

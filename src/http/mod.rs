@@ -36,7 +36,14 @@ pub struct HttpConfig {
     /// Bytes of one message head held while waiting for its end; a longer head is cut there,
     /// keeping its start line, with `error.type` = `header_too_large`.
     pub max_head_bytes: usize,
+    /// Bytes of head buffers (heads split over segments, waiting for their end) across all
+    /// connections; a head that would cross it is dropped, keeping its start line if that has
+    /// arrived, with `error.type` = [`HEAD_BUFFERS_FULL`].
+    pub max_head_bytes_total: usize,
 }
+
+/// `error.type` of an exchange whose head was dropped at `max_head_bytes_total`.
+pub const HEAD_BUFFERS_FULL: &str = "head_buffers_full";
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -45,6 +52,7 @@ impl Default for HttpConfig {
             max_pending_requests: 128,
             max_resync_scan: 256 * 1024,
             max_head_bytes: 64 * 1024,
+            max_head_bytes_total: 64 << 20,
         }
     }
 }
@@ -64,9 +72,17 @@ pub struct HttpStats {
     pub malformed_messages: u64,
     /// Heads longer than `max_head_bytes`, cut after their start line.
     pub heads_too_large: u64,
+    /// Split heads dropped because all connections' head buffers reached
+    /// `max_head_bytes_total`.
+    pub heads_dropped_at_total_cap: u64,
+    /// Most bytes of head buffers held at once, across connections.
+    pub peak_head_bytes: u64,
     /// Requests given up unanswered because `max_pending_requests` others waited behind them.
     pub pending_requests_dropped: u64,
     pub resyncs: u64,
+    /// Exchanges looked at to find the one a message belongs to: a work counter, linear in the
+    /// messages however many requests wait (tests/adversarial_cost.rs).
+    pub pairing_steps: u64,
 }
 
 /// A TLS record carrying a handshake (RFC 8446 §5.1: type 22, legacy version 3.x).
@@ -103,6 +119,32 @@ struct DirState {
 }
 
 impl DirState {
+    /// Appends `bytes` to the head buffer if it may grow that much within `room` (bytes left
+    /// under the total cap, reduced by what it takes). Capacity doubles, up to the head cap `max`
+    /// (the caller keeps `bytes` within it): a head arriving a byte at a time is copied a bounded
+    /// number of times per byte, and the capacity accounted is the capacity held.
+    fn buffer_head(&mut self, bytes: &[u8], max: usize, room: &mut usize) -> bool {
+        let buf = &mut self.head_buf;
+        let need = buf.len() + bytes.len();
+        if need > buf.capacity() {
+            // Doubling where the room allows it, else just what is needed.
+            let doubled = (buf.capacity() * 2).min(max).max(need);
+            let cap = if doubled - buf.capacity() <= *room {
+                doubled
+            } else {
+                need
+            };
+            let growth = cap - buf.capacity();
+            if growth > *room {
+                return false;
+            }
+            *room -= growth;
+            buf.reserve_exact(cap - buf.len());
+        }
+        buf.extend_from_slice(bytes);
+        true
+    }
+
     fn new() -> Self {
         DirState {
             phase: Phase::Start,
@@ -147,6 +189,8 @@ struct HttpConn {
 pub struct HttpDecoder {
     config: HttpConfig,
     conns: HashMap<ConnId, HttpConn>,
+    /// Capacity of every connection's head buffers, kept up to date after each event.
+    head_bytes: usize,
     pub stats: HttpStats,
 }
 
@@ -162,12 +206,44 @@ impl HttpDecoder {
         HttpDecoder {
             config,
             conns: HashMap::new(),
+            head_bytes: 0,
             stats: HttpStats::default(),
         }
     }
 
     pub fn active_connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Bytes held in head buffers across connections.
+    pub fn head_bytes(&self) -> usize {
+        self.head_bytes
+    }
+
+    /// Runs `f` on connection `conn` (if tracked) and accounts for its head buffers.
+    fn on_conn<F: FnMut(HttpExchange)>(
+        &mut self,
+        conn: ConnId,
+        out: &mut F,
+        f: impl FnOnce(&mut HttpConn, &mut Ctx<'_, F>),
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let before = c.head_buffered();
+        let mut ctx = Ctx {
+            id: conn,
+            config: &self.config,
+            stats: &mut self.stats,
+            out,
+            head_room: self
+                .config
+                .max_head_bytes_total
+                .saturating_sub(self.head_bytes),
+        };
+        f(c, &mut ctx);
+        self.head_bytes = self.head_bytes - before + c.head_buffered();
+        self.stats.peak_head_bytes = self.stats.peak_head_bytes.max(self.head_bytes as u64);
     }
 
     pub fn push<F: FnMut(HttpExchange)>(&mut self, ev: StreamEvent<'_>, out: &mut F) {
@@ -202,50 +278,17 @@ impl HttpDecoder {
                 ts,
                 bytes,
                 ..
-            } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    let mut ctx = Ctx {
-                        id: conn,
-                        config: &self.config,
-                        stats: &mut self.stats,
-                        out,
-                    };
-                    c.data(dir, ts, seq, bytes, &mut ctx);
-                }
-            }
+            } => self.on_conn(conn, out, |c, ctx| c.data(dir, ts, seq, bytes, ctx)),
             StreamEvent::Gap {
                 conn, dir, len, ts, ..
-            } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    let mut ctx = Ctx {
-                        id: conn,
-                        config: &self.config,
-                        stats: &mut self.stats,
-                        out,
-                    };
-                    c.gap(dir, len, ts, &mut ctx);
-                }
-            }
-            StreamEvent::HalfClose { conn, dir, ts } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    let mut ctx = Ctx {
-                        id: conn,
-                        config: &self.config,
-                        stats: &mut self.stats,
-                        out,
-                    };
-                    c.half_close(dir, ts, "connection_closed", &mut ctx);
-                }
-            }
+            } => self.on_conn(conn, out, |c, ctx| c.gap(dir, len, ts, ctx)),
+            StreamEvent::HalfClose { conn, dir, ts } => self.on_conn(conn, out, |c, ctx| {
+                c.half_close(dir, ts, "connection_closed", ctx)
+            }),
             StreamEvent::Close { conn, why, ts } => {
-                if let Some(mut c) = self.conns.remove(&conn) {
-                    let mut ctx = Ctx {
-                        id: conn,
-                        config: &self.config,
-                        stats: &mut self.stats,
-                        out,
-                    };
-                    c.close(why, ts, &mut ctx);
+                self.on_conn(conn, out, |c, ctx| c.close(why, ts, ctx));
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.head_bytes -= c.head_buffered();
                 }
             }
         }
@@ -258,6 +301,8 @@ struct Ctx<'a, F> {
     config: &'a HttpConfig,
     stats: &'a mut HttpStats,
     out: &'a mut F,
+    /// Bytes the head buffers of all connections may still grow by.
+    head_room: usize,
 }
 
 impl<F: FnMut(HttpExchange)> Ctx<'_, F> {
@@ -340,66 +385,7 @@ impl HttpConn {
                         return;
                     }
                 },
-                Phase::Head => {
-                    let st = &mut self.dirs[d];
-                    let (head_bytes, used): (Option<Vec<u8>>, usize);
-                    if st.head_buf.is_empty() {
-                        if let Some(end) = head::find_head_end(rest, 0) {
-                            let used_now = end;
-                            let parsed =
-                                head::parse_head(&rest[..end], request, &ctx.config.headers);
-                            i += used_now;
-                            self.on_head(dir, parsed, ts, ctx);
-                            continue;
-                        }
-                        head_bytes = None;
-                        used = rest.len();
-                    } else {
-                        let before = st.head_buf.len();
-                        let room = ctx.config.max_head_bytes.saturating_sub(before);
-                        let take = rest.len().min(room);
-                        st.head_buf.extend_from_slice(&rest[..take]);
-                        match head::find_head_end(&st.head_buf, before) {
-                            Some(end) => {
-                                st.head_buf.truncate(end);
-                                head_bytes = Some(std::mem::take(&mut st.head_buf));
-                                used = end - before;
-                            }
-                            None => {
-                                head_bytes = None;
-                                used = take;
-                            }
-                        }
-                    }
-                    match head_bytes {
-                        Some(buf) => {
-                            let parsed = head::parse_head(&buf, request, &ctx.config.headers);
-                            // Keep the allocation for the next split head.
-                            self.dirs[d].head_buf = buf;
-                            self.dirs[d].head_buf.clear();
-                            i += used;
-                            self.on_head(dir, parsed, ts, ctx);
-                        }
-                        None => {
-                            let st = &mut self.dirs[d];
-                            if st.head_buf.is_empty() {
-                                st.head_buf.extend_from_slice(
-                                    &rest[..used.min(ctx.config.max_head_bytes)],
-                                );
-                            }
-                            i += used;
-                            if st.head_buf.len() >= ctx.config.max_head_bytes {
-                                // Still a message: its start line is kept (salvaged by `cut`).
-                                ctx.stats.heads_too_large += 1;
-                                self.cut(dir, "header_too_large", ctx);
-                            } else if !head::could_start(&st.head_buf, request) {
-                                st.head_buf.clear();
-                                ctx.stats.malformed_messages += 1;
-                                self.cut(dir, "malformed_message", ctx);
-                            }
-                        }
-                    }
-                }
+                Phase::Head => i += self.read_head(dir, rest, ts, ctx),
                 Phase::Body(reader) => match reader.consume(rest) {
                     Ok(n) => {
                         if self.dirs[d].body_tokens {
@@ -420,6 +406,84 @@ impl HttpConn {
                 return;
             }
         }
+    }
+
+    /// Bytes of head buffers this connection holds (their capacity: what they cost).
+    fn head_buffered(&self) -> usize {
+        self.dirs.iter().map(|st| st.head_buf.capacity()).sum()
+    }
+
+    /// `rest` starts or continues the head being read in `dir`; returns how much of it the head
+    /// used. A whole head is parsed where it lies; a split one is copied into the direction's
+    /// head buffer, within `max_head_bytes` and the room left under `max_head_bytes_total`.
+    fn read_head<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        rest: &[u8],
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) -> usize {
+        let d = dir.index();
+        let request = dir == Direction::ClientToServer;
+        let max = ctx.config.max_head_bytes;
+        let before = self.dirs[d].head_buf.len();
+        let used = if before == 0 {
+            if let Some(end) = head::find_head_end(rest, 0) {
+                let parsed = head::parse_head(&rest[..end], request, &ctx.config.headers);
+                self.on_head(dir, parsed, ts, ctx);
+                return end;
+            }
+            let keep = &rest[..rest.len().min(max)];
+            if !self.dirs[d].buffer_head(keep, max, &mut ctx.head_room) {
+                self.drop_head_at_total_cap(dir, keep, ctx);
+                return rest.len();
+            }
+            rest.len()
+        } else {
+            let take = rest.len().min(max.saturating_sub(before));
+            if !self.dirs[d].buffer_head(&rest[..take], max, &mut ctx.head_room) {
+                self.drop_head_at_total_cap(dir, &[], ctx);
+                // The rest of this head is skipped; what follows it is read again.
+                return head::find_head_end(rest, 0).unwrap_or(take);
+            }
+            if let Some(end) = head::find_head_end(&self.dirs[d].head_buf, before) {
+                // The buffer is freed with the head: an idle connection holds none.
+                let buf = std::mem::take(&mut self.dirs[d].head_buf);
+                let parsed = head::parse_head(&buf[..end], request, &ctx.config.headers);
+                self.on_head(dir, parsed, ts, ctx);
+                return end - before;
+            }
+            take
+        };
+        let st = &mut self.dirs[d];
+        if st.head_buf.len() >= max {
+            // Still a message: its start line is kept (salvaged by `cut`).
+            ctx.stats.heads_too_large += 1;
+            self.cut(dir, "header_too_large", ctx);
+        } else if !head::could_start(&st.head_buf, request) {
+            st.head_buf = Vec::new();
+            ctx.stats.malformed_messages += 1;
+            self.cut(dir, "malformed_message", ctx);
+        }
+        used
+    }
+
+    /// All connections' head buffers are full: the head being read in `dir` is dropped rather
+    /// than buffered. Its start line is kept if it has arrived (in the buffer, or in
+    /// `unbuffered`, the head's first bytes that found no room).
+    fn drop_head_at_total_cap<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        unbuffered: &[u8],
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        ctx.stats.heads_dropped_at_total_cap += 1;
+        if self.dirs[dir.index()].head_buf.is_empty()
+            && self.salvage_head(dir, HEAD_BUFFERS_FULL, unbuffered, ctx)
+        {
+            return;
+        }
+        self.cut(dir, HEAD_BUFFERS_FULL, ctx);
     }
 
     /// A head was parsed (or failed to): decide its body framing and do the pairing.
@@ -601,7 +665,7 @@ impl HttpConn {
             Direction::ClientToServer => {
                 let depth = std::mem::take(&mut self.reading_request);
                 let tokens = self.dirs[d].tokens.take();
-                if let Some(ex) = self.find_exchange(depth) {
+                if let Some(ex) = self.find_exchange(depth, &mut ctx.stats.pairing_steps) {
                     ex.t.request_end = Some(ts);
                     ex.tokens.request = tokens;
                     if let Some(r) = ex.request.as_mut() {
@@ -631,14 +695,26 @@ impl HttpConn {
         }
     }
 
-    fn find_exchange(&mut self, depth: u32) -> Option<&mut HttpExchange> {
+    /// The exchange of the request at `depth`. `waiting` is in order of depth (requests are
+    /// queued as they are read), so this is the newest one (the usual case: the request being
+    /// read) or found by bisection, never by a scan: with a large `max_pending_requests`, a scan
+    /// made each pipelined request cost the length of the queue.
+    fn find_exchange(&mut self, depth: u32, steps: &mut u64) -> Option<&mut HttpExchange> {
         if depth == 0 {
             return None;
         }
+        *steps += 1;
         if let Some(ex) = self.responding.as_mut().filter(|e| e.depth == depth) {
             return Some(ex);
         }
-        self.waiting.iter_mut().find(|e| e.depth == depth)
+        if self.waiting.back().is_some_and(|e| e.depth == depth) {
+            return self.waiting.back_mut();
+        }
+        let at = self.waiting.partition_point(|e| {
+            *steps += 1;
+            e.depth < depth
+        });
+        self.waiting.get_mut(at).filter(|e| e.depth == depth)
     }
 
     /// The message being read in `dir` cannot be finished: record why and look for the next one.
@@ -655,12 +731,12 @@ impl HttpConn {
         let in_body = matches!(self.dirs[d].phase, Phase::Body(_));
         let in_head = matches!(self.dirs[d].phase, Phase::Head);
         self.dirs[d].phase = Phase::Resync;
-        self.dirs[d].head_buf.clear();
+        self.dirs[d].head_buf = Vec::new();
         ctx.stats.resyncs += 1;
         match dir {
             Direction::ClientToServer => {
                 let depth = std::mem::take(&mut self.reading_request);
-                if let Some(ex) = self.find_exchange(depth) {
+                if let Some(ex) = self.find_exchange(depth, &mut ctx.stats.pairing_steps) {
                     if let Some(r) = ex.request.as_mut() {
                         r.truncated = in_body;
                     }
@@ -698,13 +774,22 @@ impl HttpConn {
         why: &'static str,
         ctx: &mut Ctx<'_, F>,
     ) -> bool {
+        let buf = std::mem::take(&mut self.dirs[dir.index()].head_buf);
+        self.salvage_head(dir, why, &buf, ctx)
+    }
+
+    /// [`Self::salvage_cut_head`] from the head's bytes in `partial`.
+    fn salvage_head<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        why: &'static str,
+        partial: &[u8],
+        ctx: &mut Ctx<'_, F>,
+    ) -> bool {
         let d = dir.index();
         let request = dir == Direction::ClientToServer;
-        let buf = std::mem::take(&mut self.dirs[d].head_buf);
-        let partial = head::parse_partial_head(&buf, request, &ctx.config.headers);
-        self.dirs[d].head_buf = buf;
-        self.dirs[d].head_buf.clear();
-        let Some(mut partial) = partial else {
+        let Some(mut partial) = head::parse_partial_head(partial, request, &ctx.config.headers)
+        else {
             return false;
         };
         // Framing of a cut head is unknown: no body is read for it.
@@ -721,7 +806,7 @@ impl HttpConn {
                 // newest request.
                 self.reading_request = 0;
                 let depth = self.depth;
-                if let Some(ex) = self.find_exchange(depth) {
+                if let Some(ex) = self.find_exchange(depth, &mut ctx.stats.pairing_steps) {
                     ex.error.get_or_insert(why);
                     if let Some(r) = ex.request.as_mut() {
                         r.truncated = true;
@@ -758,7 +843,7 @@ impl HttpConn {
             Direction::ClientToServer => self.reading_request,
             Direction::ServerToClient => self.responding.as_ref().map_or(0, |e| e.depth),
         };
-        if let Some(ex) = self.find_exchange(target_depth) {
+        if let Some(ex) = self.find_exchange(target_depth, &mut ctx.stats.pairing_steps) {
             ex.gaps += 1;
         }
         let continues = match &mut self.dirs[d].phase {

@@ -191,6 +191,7 @@ fn per_worker(config: &PipelineConfig, workers: usize) -> PipelineConfig {
     let mut c = config.clone();
     c.reassembly.max_connections = (c.reassembly.max_connections / workers).max(1);
     c.reassembly.max_held_bytes_total = (c.reassembly.max_held_bytes_total / workers).max(1);
+    c.http.max_head_bytes_total = (c.http.max_head_bytes_total / workers).max(1);
     c
 }
 

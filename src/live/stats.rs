@@ -142,6 +142,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
         peak_held_bytes,
         ignored_rsts,
         late_segments,
+        held_pieces_visited,
     } = s;
     total.segments += segments;
     total.connections += connections;
@@ -161,6 +162,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
     total.peak_held_bytes += peak_held_bytes;
     total.ignored_rsts += ignored_rsts;
     total.late_segments += late_segments;
+    total.held_pieces_visited += held_pieces_visited;
 }
 
 /// Adds one worker's HTTP counters to a total.
@@ -176,8 +178,11 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
         responses_without_request,
         malformed_messages,
         heads_too_large,
+        heads_dropped_at_total_cap,
+        peak_head_bytes,
         pending_requests_dropped,
         resyncs,
+        pairing_steps,
     } = s;
     total.connections += connections;
     total.non_http_connections += non_http_connections;
@@ -189,8 +194,11 @@ pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
     total.responses_without_request += responses_without_request;
     total.malformed_messages += malformed_messages;
     total.heads_too_large += heads_too_large;
+    total.heads_dropped_at_total_cap += heads_dropped_at_total_cap;
+    total.peak_head_bytes += peak_head_bytes;
     total.pending_requests_dropped += pending_requests_dropped;
     total.resyncs += resyncs;
+    total.pairing_steps += pairing_steps;
 }
 
 /// The `--stats` line: totals, and rates over `secs` since `prev`.

@@ -19,9 +19,10 @@ use super::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
 pub struct ReassemblyConfig {
     /// Connections tracked at once; beyond it the least recently active are evicted.
     pub max_connections: usize,
-    /// Out-of-order bytes held per direction before the first hole is skipped.
+    /// Out-of-order bytes held per direction before the first hole is skipped (each held piece
+    /// counts `half_stream::HELD_PIECE_OVERHEAD` bytes more than its payload).
     pub max_held_bytes_per_direction: usize,
-    /// Out-of-order bytes held across all connections.
+    /// Out-of-order bytes held across all connections (counted the same way).
     pub max_held_bytes_total: usize,
     /// A connection with no packet for this long (capture time) is closed as idle.
     pub idle_timeout_ns: u64,
@@ -75,6 +76,8 @@ pub struct ReassemblyStats {
     pub ignored_rsts: u64,
     /// Segments with data of already-closed connections (late retransmissions), dropped.
     pub late_segments: u64,
+    /// Held out-of-order pieces looked at (a work counter, see `half_stream`).
+    pub held_pieces_visited: u64,
 }
 
 struct Conn {
@@ -374,6 +377,7 @@ impl Reassembler {
             self.stats.overlap_conflict_bytes += s.overlap_conflict_bytes;
             self.stats.after_fin_bytes += s.after_fin_bytes;
             self.stats.holes_skipped_at_cap += s.holes_skipped_at_cap;
+            self.stats.held_pieces_visited += s.held_pieces_visited;
             self.stats.out_of_order_segments += s.out_of_order_segments;
             self.stats.gaps += s.gaps;
             self.stats.gap_bytes += s.gap_bytes;

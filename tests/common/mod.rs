@@ -10,6 +10,7 @@ use tapspan::span::Span;
 
 /// The read-only third-party captures beside the checkout, if present.
 pub mod adversarial;
+pub mod cost;
 pub mod craft;
 pub mod sim;
 
