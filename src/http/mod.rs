@@ -429,8 +429,7 @@ impl HttpConn {
         let before = self.dirs[d].head_buf.len();
         let used = if before == 0 {
             if let Some(end) = head::find_head_end(rest, 0) {
-                let parsed = head::parse_head(&rest[..end], request, &ctx.config.headers);
-                self.on_head(dir, parsed, ts, ctx);
+                self.whole_head(dir, &rest[..end], ts, ctx);
                 return end;
             }
             let keep = &rest[..rest.len().min(max)];
@@ -449,8 +448,7 @@ impl HttpConn {
             if let Some(end) = head::find_head_end(&self.dirs[d].head_buf, before) {
                 // The buffer is freed with the head: an idle connection holds none.
                 let buf = std::mem::take(&mut self.dirs[d].head_buf);
-                let parsed = head::parse_head(&buf[..end], request, &ctx.config.headers);
-                self.on_head(dir, parsed, ts, ctx);
+                self.whole_head(dir, &buf[..end], ts, ctx);
                 return end - before;
             }
             take
@@ -484,6 +482,34 @@ impl HttpConn {
             return;
         }
         self.cut(dir, HEAD_BUFFERS_FULL, ctx);
+    }
+
+    /// A whole head (`bytes` end with its empty line), parsed; one that does not parse is still
+    /// an exchange, reported with what can be read of it (`head::loose_start_line`) and an error
+    /// saying it was malformed: the server answered it, so dropping it would report its answer
+    /// as a response to a request never captured. Then the decoder resynchronises.
+    fn whole_head<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let request = dir == Direction::ClientToServer;
+        match head::parse_head(bytes, request, &ctx.config.headers) {
+            Ok(head) => self.on_head(dir, Ok(head), ts, ctx),
+            Err(_) => {
+                let why = if request {
+                    "malformed_request"
+                } else {
+                    "malformed_response"
+                };
+                ctx.stats.malformed_messages += 1;
+                if !self.salvage_head(dir, why, bytes, ctx) {
+                    self.cut(dir, why, ctx);
+                }
+            }
+        }
     }
 
     /// A head was parsed (or failed to): decide its body framing and do the pairing.
