@@ -193,3 +193,21 @@ fn an_existing_output_file_is_narrowed_to_its_owner() {
     assert!(!spans.starts_with(b"old"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A SOCKS 5 proxy's user name and password (RFC 1929) are skipped with the handshake: the
+/// HTTP after it is decoded, the password reaches no output.
+#[test]
+fn a_socks_password_is_skipped_with_its_handshake() {
+    let wire = std::fs::read(repo("pcaps/curl-socks5.pcap")).unwrap();
+    let password = "socks-pw-42".to_string();
+    assert!(wire
+        .windows(password.len())
+        .any(|w| w == password.as_bytes()));
+    let o = tapspan(&["replay", "pcaps/curl-socks5.pcap", "--summary"]);
+    assert!(o.status.success());
+    assert_absent("stdout", &o.stdout, std::slice::from_ref(&password));
+    assert_absent("stderr", &o.stderr, std::slice::from_ref(&password));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text.lines().count(), 10, "5 exchanges through the proxies");
+    assert!(text.contains("\"url.path\":\"/d\""), "{text}");
+}

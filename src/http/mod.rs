@@ -12,6 +12,7 @@
 pub mod body;
 pub mod exchange;
 pub mod head;
+pub mod socks;
 pub mod tokens;
 
 use std::collections::{HashMap, VecDeque};
@@ -101,6 +102,8 @@ enum Phase {
     Resync,
     /// Nothing more to decode in this direction.
     Done,
+    /// Inside a SOCKS handshake in front of HTTP (see [`socks`]): its bytes so far.
+    Socks(Vec<u8>),
 }
 
 struct DirState {
@@ -345,6 +348,19 @@ impl HttpConn {
                     if rest.is_empty() {
                         break;
                     }
+                    if request
+                        && self.mode == Mode::Unknown
+                        && self.how == OpenHow::Handshake
+                        && socks::starts_like(rest)
+                    {
+                        // HTTP through a SOCKS proxy: both directions skip the handshake.
+                        self.dirs[d].phase = Phase::Socks(Vec::new());
+                        let proxy = &mut self.dirs[Direction::ServerToClient.index()];
+                        if matches!(proxy.phase, Phase::Start) {
+                            proxy.phase = Phase::Socks(Vec::new());
+                        }
+                        continue;
+                    }
                     if head::could_start(rest, request) {
                         let st = &mut self.dirs[d];
                         st.msg_ts = ts;
@@ -386,6 +402,23 @@ impl HttpConn {
                     }
                 },
                 Phase::Head => i += self.read_head(dir, rest, ts, ctx),
+                Phase::Socks(seen) => {
+                    let before = seen.len();
+                    let take = rest.len().min(socks::MAX_HANDSHAKE - before);
+                    seen.extend_from_slice(&rest[..take]);
+                    match socks::handshake_len(seen, request) {
+                        socks::Handshake::Complete(n) => {
+                            i += n - before;
+                            self.dirs[d].phase = Phase::Start;
+                        }
+                        socks::Handshake::Partial => i += take,
+                        socks::Handshake::NotSocks => {
+                            self.mode = Mode::Opaque;
+                            ctx.stats.non_http_connections += 1;
+                            return;
+                        }
+                    }
+                }
                 Phase::Body(reader) => match reader.consume(rest) {
                     Ok(n) => {
                         if self.dirs[d].body_tokens {
@@ -884,7 +917,8 @@ impl HttpConn {
                 self.cut(dir, "capture_gap", ctx);
                 self.dirs[d].lost_sync = true;
             }
-            (Phase::Start, _) => {
+            // A gap inside a SOCKS handshake: where it ended is lost, so HTTP is looked for.
+            (Phase::Start | Phase::Socks(_), _) => {
                 self.dirs[d].phase = Phase::Resync;
                 self.dirs[d].lost_sync = true;
             }
