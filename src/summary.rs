@@ -104,7 +104,7 @@ bytes), bytes after fin {after_fin_bytes}, ignored rsts {ignored_rsts}, late seg
 http connections {http_connections} (not http {non_http_connections}: tls \
 {tls_connections}, http/2 {http2_connections}; upgraded {upgraded_connections}), exchanges {exchanges} (incomplete {incomplete_exchanges}, responses \
 without request {responses_without_request}), malformed messages {malformed_messages}, resyncs \
-{resyncs}; spans written {spans}\n\
+{resyncs}; spans made {spans}\n\
 memory caps reached: connections evicted {evicted}, holes skipped at the held-bytes cap \
 {holes_skipped_at_cap}, fragment datagrams evicted {defrag_evicted}, heads over the size cap \
 {heads_too_large}, unanswered requests given up {pending_requests_dropped}\n"
