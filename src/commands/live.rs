@@ -271,6 +271,14 @@ Ctrl-C to stop",
             }
         }
         outputs.tick();
+        if let Some(sampled) = outputs.sampling_stats() {
+            if let Ok(mut published) = shared.sampling.lock() {
+                match &mut *published {
+                    Some(p) => p.clone_from(sampled),
+                    None => *published = Some(sampled.clone()),
+                }
+            }
+        }
         if args.stats && prev_at.elapsed() >= Duration::from_secs(1) {
             let now = shared.snapshot();
             eprintln!(
