@@ -182,18 +182,17 @@ pub struct SamplingArgs {
     /// Also keep every trace whose root took longer than this (e.g. 500ms, 2s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns)]
     pub keep_slower_than: Option<u64>,
-
-    /// Spans held while traces that may arrive in pieces (ids from the wire) wait for the rest
-    /// before a rule or tail decision; beyond it the oldest are decided early and counted.
-    #[arg(long, value_name = "SPANS", default_value_t = crate::sampling::SamplingConfig::default().max_held_spans)]
-    pub max_sampling_spans: usize,
 }
 
 impl SamplingArgs {
     /// The sampler these flags describe (None: every trace is kept), traces waiting at most
-    /// `wait_ns` for more pieces. A rules file that cannot be read, or a `[default]` rule with
-    /// `--sample`, is an error.
-    pub fn sampler(&self, wait_ns: u64) -> anyhow::Result<Option<crate::sampling::Sampler>> {
+    /// `wait_ns` for more pieces, within `limits`. A rules file that cannot be read, or a
+    /// `[default]` rule with `--sample`, is an error.
+    pub fn sampler(
+        &self,
+        wait_ns: u64,
+        limits: &MemoryLimits,
+    ) -> anyhow::Result<Option<crate::sampling::Sampler>> {
         use crate::sampling::{rules::Rules, Sampler, SamplingConfig};
         let rules = match &self.sampling_rules {
             Some(path) => Rules::load(path)?,
@@ -214,13 +213,13 @@ matches: give one",
         if !any {
             return Ok(None);
         }
-        let config = SamplingConfig {
+        let mut config = SamplingConfig {
             keep_errors: self.keep_errors,
             keep_slower_than_ns: self.keep_slower_than,
             wait_ns,
-            max_held_spans: self.max_sampling_spans.max(1),
             ..SamplingConfig::new(self.sample, rules)
         };
+        limits.apply_to_sampling(&mut config);
         Ok(Some(Sampler::new(config)))
     }
 }
@@ -428,6 +427,11 @@ pub struct LimitArgs {
     /// Close a connection after this many seconds (capture time) without a packet.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub idle_timeout: u64,
+
+    /// Spans sampling holds while traces with ids from the wire wait for the rest of their
+    /// pieces (rules or tail sampling only); beyond it the oldest traces are decided early.
+    #[arg(long, value_name = "SPANS", default_value_t = MemoryLimits::default().max_sampling_spans)]
+    pub max_sampling_spans: usize,
 }
 
 impl LimitArgs {
@@ -442,6 +446,7 @@ impl LimitArgs {
             max_fragment_bytes: self.max_fragment_bytes,
             max_fragment_datagrams: self.max_fragment_datagrams,
             max_analysed_calls: self.max_analysed_calls,
+            max_sampling_spans: self.max_sampling_spans,
         }
     }
 

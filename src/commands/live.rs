@@ -183,7 +183,7 @@ dropped all the same)"
         Ok(b) => b,
         Err(code) => return Ok(code),
     };
-    let sampler = match super::sampler(&args.output, &args.causality) {
+    let sampler = match super::sampler(&args.output, &args.causality, &args.limits) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };

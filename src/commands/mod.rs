@@ -31,9 +31,11 @@ pub fn causality_builder(
 pub fn sampler(
     output: &OutputArgs,
     causality: &CausalityArgs,
+    limits: &LimitArgs,
 ) -> Result<Option<Sampler>, ExitCode> {
     let wait_ns = (causality.trace_window.max(0.0) * 1e9) as u64;
-    output.sampling.sampler(wait_ns).map_err(|e| {
+    let limits = limits.memory_limits();
+    output.sampling.sampler(wait_ns, &limits).map_err(|e| {
         eprintln!("tapspan: {e:#}");
         ExitCode::from(2)
     })

@@ -23,7 +23,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let sampler = match super::sampler(&args.output, &args.causality) {
+    let sampler = match super::sampler(&args.output, &args.causality, &args.limits) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
