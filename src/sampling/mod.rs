@@ -285,7 +285,7 @@ impl Sampler {
             self.decide_held(&trace, out);
         }
         while let Some((expiry, _)) = self.expiries.front() {
-            if *expiry > self.clock && self.recent.len() <= self.config.max_held_spans.max(1) {
+            if *expiry > self.clock && self.expiries.len() <= self.config.max_held_spans.max(1) {
                 break;
             }
             let (_, trace) = self.expiries.pop_front().expect("a front entry");
@@ -664,6 +664,30 @@ mod tests {
         assert_eq!(s.stats.decided_at_cap, 3, "{:?}", s.stats);
         assert_eq!(s.stats.peak_held_spans, 6);
         assert_eq!(s.stats.kept_errors, 5);
+    }
+
+    #[test]
+    fn decisions_kept_for_late_pieces_have_the_same_cap() {
+        let mut s = Sampler::new(SamplingConfig {
+            max_held_spans: 2,
+            ..config(1.0)
+        });
+        let t = |i| wire_trace(i + 1);
+        let mut pieces: Vec<Vec<Span>> = (0..5)
+            .map(|i| exchange(i, Some(&t(i)), 0, MS, 200))
+            .collect();
+        // Within the wait: the newest traces' decisions are still known, the oldest forgotten.
+        pieces.push(exchange(10, Some(&t(4)), 0, 2 * MS, 200));
+        pieces.push(exchange(11, Some(&t(0)), 0, 2 * MS, 200));
+        let out = run(&mut s, pieces);
+        assert_eq!(out.len(), 14, "all kept at rate 1");
+        assert_eq!(s.stats.late_pieces, 1, "{:?}", s.stats);
+        assert_eq!(
+            s.stats.traces, 6,
+            "the forgotten one decided again: {:?}",
+            s.stats
+        );
+        assert!(s.recent.len() <= 2 && s.expiries.len() <= 2);
     }
 
     #[test]
