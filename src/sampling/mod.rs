@@ -36,9 +36,11 @@
 //!
 //! Time is the capture's: the stage's clock is the latest end among the spans it was handed
 //! (or the capture time a driver reports, less the trace window); the wall clock is never read.
-//! Cost per span: constant (a hash map lookup, a push), plus a tree-set operation per held
-//! trace; memory: the current piece, the held spans (capped), and the recent decisions of held
-//! traces (as many entries at most as the held-spans cap).
+//! Cost per span: constant (a push; per piece, a hash map lookup and a hash of its root's
+//! exchange id), plus a tree-set operation per held piece; a decision is one pass over its
+//! trace's spans (times the rules, where rules set their own slowness threshold). Memory: the
+//! current piece, the held spans (capped), and the decisions on traces that may come in pieces,
+//! for their late pieces (as many at most as the held-spans cap).
 
 pub mod rules;
 pub mod stats;
@@ -226,45 +228,45 @@ impl Sampler {
         }
     }
 
+    /// The piece gathered so far is whole: decide it, or hold it with its trace's other pieces.
     fn end_piece<F: FnMut(Span)>(&mut self, out: &mut F) {
         if self.run.is_empty() {
             return;
         }
-        let piece = std::mem::take(&mut self.run);
+        // Taken while it is decided, given back empty (its capacity reused) unless held.
+        let mut piece = std::mem::take(&mut self.run);
         let end = piece.iter().map(|s| s.end_unix_nano).max().unwrap_or(0);
         self.clock = self.clock.max(end);
         let trace = piece[0].trace_id.clone();
         if let Some(&decision) = self.recent.get(&trace) {
             self.stats.late_pieces += 1;
-            self.apply(decision, piece, out);
-            return;
-        }
-        if let Some(held) = self.held.get_mut(&trace) {
+            self.apply(decision, &mut piece, out);
+        } else if let Some(held) = self.held.get_mut(&trace) {
             self.deadlines.remove(&(held.deadline, trace.clone()));
             held.deadline = held.deadline.max(end.saturating_add(self.config.wait_ns));
             self.deadlines.insert((held.deadline, trace));
             self.held_spans += piece.len();
-            held.spans.extend(piece);
+            held.spans.append(&mut piece);
+            self.hold_within_cap(out);
         } else if is_whole(&piece) {
             let decision = self.decide(&piece);
-            self.apply(decision, piece, out);
-            return;
+            self.apply(decision, &mut piece, out);
         } else if let Some(decision) = self.decide_on_id(&piece) {
             self.remember(&trace, decision, end);
-            self.apply(decision, piece, out);
-            return;
+            self.apply(decision, &mut piece, out);
         } else {
             let deadline = end.saturating_add(self.config.wait_ns);
             self.deadlines.insert((deadline, trace.clone()));
             self.held_spans += piece.len();
-            self.held.insert(
-                trace,
-                Held {
-                    spans: piece,
-                    deadline,
-                },
-            );
+            let spans = std::mem::take(&mut piece);
+            self.held.insert(trace, Held { spans, deadline });
+            self.hold_within_cap(out);
         }
+        self.run = piece;
+    }
+
+    /// Held spans past their cap: the traces due first are decided now, and counted.
+    fn hold_within_cap<F: FnMut(Span)>(&mut self, out: &mut F) {
         self.stats.peak_held_spans = self.stats.peak_held_spans.max(self.held_spans as u64);
         while self.held_spans > self.config.max_held_spans {
             let Some((_, trace)) = self.deadlines.pop_first() else {
@@ -295,13 +297,13 @@ impl Sampler {
 
     /// Decide a held trace (already out of `deadlines`) on all its pieces.
     fn decide_held<F: FnMut(Span)>(&mut self, trace: &str, out: &mut F) {
-        let Some(held) = self.held.remove(trace) else {
+        let Some(mut held) = self.held.remove(trace) else {
             return;
         };
         self.held_spans -= held.spans.len();
         let decision = self.decide(&held.spans);
         self.remember(trace, decision, held.deadline);
-        self.apply(decision, held.spans, out);
+        self.apply(decision, &mut held.spans, out);
     }
 
     /// Keep the decision on a trace that may come in pieces for its late pieces: until the
@@ -312,9 +314,11 @@ impl Sampler {
             .push_back((after.saturating_add(self.config.wait_ns), trace.to_string()));
     }
 
-    fn apply<F: FnMut(Span)>(&mut self, decision: Decision, spans: Vec<Span>, out: &mut F) {
+    /// Hands the spans of a kept trace to `out` (or counts them dropped); `spans` is left empty.
+    fn apply<F: FnMut(Span)>(&mut self, decision: Decision, spans: &mut Vec<Span>, out: &mut F) {
         if decision.kept.is_none() {
             self.stats.spans_dropped += spans.len() as u64;
+            spans.clear();
             return;
         }
         self.stats.spans_kept += spans.len() as u64;
@@ -322,7 +326,7 @@ impl Sampler {
             .threshold
             .filter(|_| self.label)
             .and_then(Threshold::tracestate);
-        for mut span in spans {
+        for mut span in spans.drain(..) {
             span.trace_state.clone_from(&state);
             out(span);
         }
