@@ -153,6 +153,87 @@ pub struct OutputArgs {
     /// Spans each exporter holds in memory while the backend is slow or down.
     #[arg(long, value_name = "SPANS", default_value_t = 8192)]
     pub export_queue: usize,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// Which traces the span outputs get (JSON lines and exporters; the summary, report and
+/// analysis always see every exchange). README "Sampling".
+#[derive(Debug, Args, Clone, Default)]
+pub struct SamplingArgs {
+    /// Keep this share of traces (0 to 1), whole: decided from each trace id's random bits as
+    /// OpenTelemetry's consistent probability sampling does, so every tap and every run keeps the
+    /// same traces; kept spans carry the threshold in their tracestate (`ot=th:…`).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub sample: Option<f64>,
+
+    /// TOML rules by service, method and route glob, each with a reservoir (traces per second)
+    /// and a rate; the first that matches a trace's root request wins, `[default]` takes the
+    /// rest (README "Sampling").
+    #[arg(long, value_name = "FILE")]
+    pub sampling_rules: Option<PathBuf>,
+
+    /// Also keep every trace with an error span (a 5xx, a 4xx seen by its client, an exchange
+    /// cut short).
+    #[arg(long)]
+    pub keep_errors: bool,
+
+    /// Also keep every trace whose root took longer than this (e.g. 500ms, 2s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns)]
+    pub keep_slower_than: Option<u64>,
+}
+
+impl SamplingArgs {
+    /// The sampler these flags describe (None: every trace is kept), traces waiting at most
+    /// `wait_ns` for more pieces, within `limits`. A rules file that cannot be read, or a
+    /// `[default]` rule with `--sample`, is an error.
+    pub fn sampler(
+        &self,
+        wait_ns: u64,
+        limits: &MemoryLimits,
+    ) -> anyhow::Result<Option<crate::sampling::Sampler>> {
+        use crate::sampling::{rules::Rules, Sampler, SamplingConfig};
+        let rules = match &self.sampling_rules {
+            Some(path) => Rules::load(path)?,
+            None => Rules::default(),
+        };
+        if let (Some(_), Some(_), Some(path)) = (self.sample, &rules.default, &self.sampling_rules)
+        {
+            anyhow::bail!(
+                "--sample and the [default] rule of {} both say how much to keep of what no rule \
+matches: give one",
+                path.display()
+            );
+        }
+        let any = self.sample.is_some()
+            || self.sampling_rules.is_some()
+            || self.keep_errors
+            || self.keep_slower_than.is_some();
+        if !any {
+            return Ok(None);
+        }
+        let mut config = SamplingConfig {
+            keep_errors: self.keep_errors,
+            keep_slower_than_ns: self.keep_slower_than,
+            wait_ns,
+            ..SamplingConfig::new(self.sample, rules)
+        };
+        limits.apply_to_sampling(&mut config);
+        Ok(Some(Sampler::new(config)))
+    }
+}
+
+/// A share between 0 and 1.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a rate between 0 and 1 (e.g. 0.1)")),
+    }
+}
+
+fn parse_duration_ns(s: &str) -> Result<u64, String> {
+    crate::sampling::rules::parse_duration(s).map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
 /// What is redacted besides what always is (shared by every command that reads captures).
@@ -351,6 +432,11 @@ pub struct LimitArgs {
     /// Close a connection after this many seconds (capture time) without a packet.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub idle_timeout: u64,
+
+    /// Spans sampling holds while traces with ids from the wire wait for the rest of their
+    /// pieces (rules or tail sampling only); beyond it the oldest traces are decided early.
+    #[arg(long, value_name = "SPANS", default_value_t = MemoryLimits::default().max_sampling_spans)]
+    pub max_sampling_spans: usize,
 }
 
 impl LimitArgs {
@@ -366,6 +452,7 @@ impl LimitArgs {
             max_fragment_bytes: self.max_fragment_bytes,
             max_fragment_datagrams: self.max_fragment_datagrams,
             max_analysed_calls: self.max_analysed_calls,
+            max_sampling_spans: self.max_sampling_spans,
         }
     }
 

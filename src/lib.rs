@@ -29,6 +29,7 @@ pub mod reassembly;
 pub mod redact;
 pub mod report;
 pub mod route;
+pub mod sampling;
 pub mod span;
 pub mod summary;
 pub mod terminal;

@@ -47,6 +47,10 @@ pub struct MemoryLimits {
     /// Exchanges kept for the report's analysis (`--report`, `--analysis-json`, `--summary`);
     /// later ones are counted and named in the report, not analysed.
     pub max_analysed_calls: usize,
+    /// Spans held by sampling while traces whose ids came from the wire wait for the rest of
+    /// their pieces (only with rules or tail sampling); beyond it the oldest traces are decided
+    /// early. Counted: decided early at the held-spans cap.
+    pub max_sampling_spans: usize,
 }
 
 impl Default for MemoryLimits {
@@ -66,6 +70,7 @@ impl Default for MemoryLimits {
             max_fragment_bytes: decode.defrag_max_bytes,
             max_fragment_datagrams: decode.defrag_max_datagrams,
             max_analysed_calls: crate::analyze::AnalysisConfig::default().max_calls,
+            max_sampling_spans: crate::sampling::SamplingConfig::default().max_held_spans,
         }
     }
 }
@@ -86,6 +91,10 @@ impl MemoryLimits {
 
     pub fn apply_to_causality(&self, config: &mut CausalityConfig) {
         config.max_pending = self.max_pending_exchanges.max(1);
+    }
+
+    pub fn apply_to_sampling(&self, config: &mut crate::sampling::SamplingConfig) {
+        config.max_held_spans = self.max_sampling_spans.max(1);
     }
 
     pub fn analysis_config(&self) -> crate::analyze::AnalysisConfig {
@@ -116,6 +125,7 @@ mod tests {
                 max_fragment_bytes: 16 << 20,
                 max_fragment_datagrams: 4096,
                 max_analysed_calls: 1_000_000,
+                max_sampling_spans: 100_000,
             }
         );
         let mut pipeline = PipelineConfig::default();

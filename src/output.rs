@@ -1,6 +1,10 @@
 //! Where spans go: JSON lines (the reference format), the `--summary` table, and any exporter
 //! sinks (`--otlp`, `--zipkin`), fed one span at a time. Shared by every command that produces
 //! spans. JSON lines go to stdout unless `--output` says otherwise or an exporter is given.
+//!
+//! Every span feeds the analysis (statistics, report, analysis JSON, `--summary`); sampling
+//! ([`crate::sampling`], when asked for) stands between the analysis and the span outputs, so
+//! that what is measured never depends on what is kept.
 
 use std::fs::File;
 use std::io;
@@ -16,16 +20,39 @@ use crate::export::otlp::{OtlpConfig, OtlpSink, Protocol};
 use crate::export::zipkin::ZipkinSink;
 use crate::export::{JsonlWriter, SinkReport, SpanSink};
 use crate::pipeline::PipelineStats;
+use crate::sampling::{Sampler, SamplingStats};
 use crate::span::Span;
 
 pub struct Outputs {
-    jsonl: Option<JsonlWriter>,
+    /// Spans made (before sampling).
     spans: u64,
     /// `--summary`: the latency table, counters and findings on stderr.
     summary: bool,
+    analysis: Option<AnalysisOutputs>,
+    sampler: Option<Sampler>,
+    /// Exchanges the causality builder decided early at its memory cap (for the sampling line).
+    forced_decisions: u64,
+    written: SpanOutputs,
+}
+
+/// JSON lines and the exporters: what sampling keeps.
+struct SpanOutputs {
+    jsonl: Option<JsonlWriter>,
     sinks: Vec<Box<dyn SpanSink>>,
     write_error: Option<io::Error>,
-    analysis: Option<AnalysisOutputs>,
+}
+
+impl SpanOutputs {
+    fn send(&mut self, span: &Span) {
+        for sink in &mut self.sinks {
+            sink.send(span);
+        }
+        if let (None, Some(jsonl)) = (&self.write_error, &mut self.jsonl) {
+            if let Err(e) = jsonl.write(span) {
+                self.write_error = Some(e);
+            }
+        }
+    }
 }
 
 /// The analysis (issue 7) and where it goes: an HTML report, JSON, findings in `--summary`.
@@ -156,30 +183,54 @@ impl Outputs {
             ))),
         };
         Ok(Outputs {
-            jsonl,
             spans: 0,
             summary: args.summary,
-            sinks: exporter_sinks(args)?,
-            write_error: None,
             analysis: AnalysisOutputs::wanted(
                 args.report.as_deref(),
                 args.analysis_json.as_deref(),
                 args.summary,
                 analysis,
             ),
+            sampler: None,
+            forced_decisions: 0,
+            written: SpanOutputs {
+                jsonl,
+                sinks: exporter_sinks(args)?,
+                write_error: None,
+            },
         })
     }
 
     /// Outputs of `tapspan report`: no spans written, only the analysis (and the summary).
     pub fn analysis_only(analysis: AnalysisOutputs, summary: bool) -> Self {
         Outputs {
-            jsonl: None,
             spans: 0,
             summary,
-            sinks: Vec::new(),
-            write_error: None,
             analysis: Some(analysis),
+            sampler: None,
+            forced_decisions: 0,
+            written: SpanOutputs {
+                jsonl: None,
+                sinks: Vec::new(),
+                write_error: None,
+            },
         }
+    }
+
+    /// Sample what the span outputs get (the analysis still gets every span).
+    pub fn set_sampler(&mut self, sampler: Option<Sampler>) {
+        self.sampler = sampler;
+    }
+
+    /// The sampling counters, when sampling.
+    pub fn sampling_stats(&self) -> Option<&SamplingStats> {
+        self.sampler.as_ref().map(|s| &s.stats)
+    }
+
+    /// The causality builder's count of exchanges decided early at its memory cap, reported with
+    /// the sampling counters.
+    pub fn set_forced_decisions(&mut self, n: u64) {
+        self.forced_decisions = n;
     }
 
     /// Names of the inputs, for the report's title.
@@ -189,32 +240,49 @@ impl Outputs {
         }
     }
 
-    /// Add an exporter; it gets every span after this call.
+    /// Add an exporter; it gets every span kept after this call.
     pub fn add_sink(&mut self, sink: Box<dyn SpanSink>) {
-        self.sinks.push(sink);
+        self.written.sinks.push(sink);
     }
 
-    pub fn send(&mut self, span: &Span) {
+    /// A span, in the order the causality builder emitted it: to the analysis, then (if its
+    /// trace is kept) to the span outputs.
+    pub fn send(&mut self, span: Span) {
         self.spans += 1;
         if let Some(a) = &mut self.analysis {
-            a.analyzer.push(span);
+            a.analyzer.push(&span);
         }
-        for sink in &mut self.sinks {
-            sink.send(span);
+        let written = &mut self.written;
+        match &mut self.sampler {
+            None => written.send(&span),
+            Some(sampler) => sampler.push(span, &mut |kept| written.send(&kept)),
         }
-        if let (None, Some(jsonl)) = (&self.write_error, &mut self.jsonl) {
-            if let Err(e) = jsonl.write(span) {
-                self.write_error = Some(e);
-            }
+    }
+
+    /// The causality builder has returned: what it emitted is all it had to say for now
+    /// (drivers call this after each of its calls, so that sampling knows a tree is whole).
+    pub fn settle(&mut self) {
+        let written = &mut self.written;
+        if let Some(sampler) = &mut self.sampler {
+            sampler.settle(&mut |kept| written.send(&kept));
+        }
+    }
+
+    /// Capture time has reached `now` on a quiet link (live capture).
+    pub fn advance_to(&mut self, now_ns: u64) {
+        let written = &mut self.written;
+        if let Some(sampler) = &mut self.sampler {
+            sampler.advance_to(now_ns, &mut |kept| written.send(&kept));
         }
     }
 
     /// Lets buffered JSON lines out once they have waited long enough (see
     /// `export::jsonl::MAX_UNFLUSHED`); drivers call it on every tick.
     pub fn tick(&mut self) {
-        if let (None, Some(jsonl)) = (&self.write_error, &mut self.jsonl) {
+        let w = &mut self.written;
+        if let (None, Some(jsonl)) = (&w.write_error, &mut w.jsonl) {
             if let Err(e) = jsonl.flush_if_due() {
-                self.write_error = Some(e);
+                w.write_error = Some(e);
             }
         }
     }
@@ -223,7 +291,11 @@ impl Outputs {
     /// `stats` are the capture pipeline's counters (none when the spans were read from JSON).
     /// `more` is printed with the summary, after the counters and before the findings.
     pub fn finish(mut self, stats: Option<&PipelineStats>, more: &str) -> anyhow::Result<()> {
-        let flushed = match &mut self.jsonl {
+        let written = &mut self.written;
+        if let Some(sampler) = &mut self.sampler {
+            sampler.finish(&mut |kept| written.send(&kept));
+        }
+        let flushed = match &mut self.written.jsonl {
             Some(jsonl) => jsonl.flush(),
             None => Ok(()),
         };
@@ -231,6 +303,7 @@ impl Outputs {
         // deadline, not their sum.
         let reports: Vec<SinkReport> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
+                .written
                 .sinks
                 .drain(..)
                 .map(|s| scope.spawn(move || s.close()))
@@ -249,6 +322,9 @@ impl Outputs {
                 eprint!("{}", crate::summary::render_counters(stats, self.spans));
             }
             eprint!("{more}");
+            if let Some(s) = &self.sampler {
+                eprint!("{}", s.stats.render(self.forced_decisions));
+            }
             if let Some(a) = &analysis {
                 eprint!("{}", a.render_findings());
             }
@@ -258,7 +334,7 @@ impl Outputs {
         for r in &reports {
             eprintln!("tapspan: {r}");
         }
-        if let Some(e) = self.write_error.take() {
+        if let Some(e) = self.written.write_error.take() {
             return Err(e).context("writing spans");
         }
         flushed.context("writing spans")

@@ -46,6 +46,10 @@ pub struct Span {
     pub status: SpanStatus,
     pub attributes: Map<String, Value>,
     pub events: Vec<SpanEvent>,
+    /// W3C tracestate of a sampled trace: `ot=th:…`, the threshold it was kept at (OTEP 235;
+    /// see [`crate::sampling`]). Absent unless sampling drops traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_state: Option<String>,
 }
 
 /// Where the trace id came from, as written in `tapspan.link`.
@@ -399,6 +403,7 @@ pub fn build_spans(
         },
         attributes: attrs.clone(),
         events: events.clone(),
+        trace_state: None,
     };
     let server = Span {
         trace_id: format!("{trace_id:032x}"),
@@ -416,6 +421,7 @@ pub fn build_spans(
         },
         attributes: attrs,
         events,
+        trace_state: None,
     };
     [client, server]
 }

@@ -109,7 +109,7 @@ bytes), bytes after fin {after_fin_bytes}, ignored rsts {ignored_rsts}, late seg
 http connections {http_connections} (not http {non_http_connections}: tls \
 {tls_connections}, http/2 {http2_connections}; upgraded {upgraded_connections}), exchanges {exchanges} (incomplete {incomplete_exchanges}, responses \
 without request {responses_without_request}), malformed messages {malformed_messages}, resyncs \
-{resyncs}; spans written {spans}\n\
+{resyncs}; spans made {spans}\n\
 memory caps reached: connections evicted {evicted}, holes skipped at the held-bytes cap \
 {holes_skipped_at_cap}, fragment datagrams evicted {defrag_evicted}, heads over the size cap \
 {heads_too_large}, heads dropped at the total head cap {heads_dropped_at_total_cap}, unanswered \

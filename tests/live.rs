@@ -13,7 +13,7 @@
 //! and stops by itself: each wait is bounded.
 #![cfg(feature = "live")]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -726,6 +726,91 @@ fn write_pcap_then_replay_gives_the_same_spans() {
         let only_replay: Vec<_> = replayed.iter().filter(|l| !live.contains(l)).collect();
         panic!("live and replay differ:\nonly live: {only_live:#?}\nonly replay: {only_replay:#?}");
     }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn live_sampling_keeps_what_replay_keeps_and_counts_it() {
+    skip_unless_ready!("ip", "nginx", "curl");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new();
+    let dir = scratch_dir();
+    let _nginx = start_nginx(&net, &dir);
+    let pcap = dir.join("session.pcap");
+    let sampling = ["--sample", "0.5", "--keep-errors"];
+    let mut args = vec![
+        "--write-pcap",
+        pcap.to_str().unwrap(),
+        "--summary",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(&sampling);
+    let tapspan = start_tapspan(&net, &dir, &args);
+    make_requests(&net);
+    let urls: Vec<String> = (0..40).map(|i| net.url(&format!("/users/{i}"))).collect();
+    curl(&net, &urls.iter().map(String::as_str).collect::<Vec<_>>());
+    sleep(Duration::from_millis(500));
+    let err = fs::read_to_string(dir.join("tapspan.err")).unwrap();
+    let addr = err
+        .lines()
+        .find_map(|l| l.strip_prefix("tapspan: metrics at "))
+        .expect("metrics address announced")
+        .to_string();
+    let scrape = run(net.in_server("curl").args(["-s", "--max-time", "5", &addr]));
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    assert!(
+        text.contains("tapspan_sampled_traces_total{decision=\"dropped\""),
+        "{text}"
+    );
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("\nsampling: traces 48, kept "), "{err}");
+
+    // The same flags on the saved packets keep the same spans.
+    let mut replay = Command::new(tapspan_bin());
+    replay
+        .arg("replay")
+        .arg(&pcap)
+        .arg("--output")
+        .arg(dir.join("replay.jsonl"))
+        .args(sampling);
+    let out = run(&mut replay);
+    assert!(out.status.success(), "{out:?}");
+    let sorted = |p: &Path| {
+        let mut v: Vec<String> = fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let live = sorted(&dir.join("live.jsonl"));
+    assert_eq!(live, sorted(&dir.join("replay.jsonl")));
+    let kept = spans(&dir.join("live.jsonl"));
+    let traces: HashSet<&str> = kept
+        .iter()
+        .map(|s| s["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept.len(),
+        2 * traces.len(),
+        "each kept trace whole (one exchange each)"
+    );
+    eprintln!(
+        "live --sample 0.5 --keep-errors: {} of 48 traces kept",
+        traces.len()
+    );
+    assert!(
+        (10..48).contains(&traces.len()),
+        "{} of 48 traces kept",
+        traces.len()
+    );
+    assert!(
+        kept.iter().any(|s| s["attributes"]["url.path"] == "/fail"),
+        "the error trace is kept"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -183,7 +183,12 @@ dropped all the same)"
         Ok(b) => b,
         Err(code) => return Ok(code),
     };
+    let sampler = match super::sampler(&args.output, &args.causality, &args.limits) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
+    outputs.set_sampler(sampler);
 
     let stop = source.stop_handle();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -237,9 +242,10 @@ Ctrl-C to stop",
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for ex in batch {
                     builder.push(ex, &mut |span| {
-                        outputs.send(&span);
+                        outputs.send(span);
                         shared.spans.fetch_add(1, Ordering::Relaxed);
                     });
+                    outputs.settle();
                 }
             }
             Received::Timeout => {
@@ -249,19 +255,30 @@ Ctrl-C to stop",
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64);
                 builder.advance_to(Timestamp(now), &mut |span| {
-                    outputs.send(&span);
+                    outputs.send(span);
                     shared.spans.fetch_add(1, Ordering::Relaxed);
                 });
+                outputs.advance_to(now);
             }
             Received::Done => {
                 builder.finish(&mut |span| {
-                    outputs.send(&span);
+                    outputs.send(span);
                     shared.spans.fetch_add(1, Ordering::Relaxed);
                 });
+                outputs.settle();
+                outputs.set_forced_decisions(builder.stats.forced_decisions);
                 break;
             }
         }
         outputs.tick();
+        if let Some(sampled) = outputs.sampling_stats() {
+            if let Ok(mut published) = shared.sampling.lock() {
+                match &mut *published {
+                    Some(p) => p.clone_from(sampled),
+                    None => *published = Some(sampled.clone()),
+                }
+            }
+        }
         if args.stats && prev_at.elapsed() >= Duration::from_secs(1) {
             let now = shared.snapshot();
             eprintln!(

@@ -9,7 +9,8 @@ pub mod report;
 use std::process::ExitCode;
 
 use crate::causality::CausalityBuilder;
-use crate::cli::{CausalityArgs, LimitArgs};
+use crate::cli::{CausalityArgs, LimitArgs, OutputArgs};
+use crate::sampling::Sampler;
 
 /// The causality builder the flags describe; a bad `--services` file is a usage error (exit 2).
 pub fn causality_builder(
@@ -23,4 +24,19 @@ pub fn causality_builder(
             Err(ExitCode::from(2))
         }
     }
+}
+
+/// The sampler the output flags describe (traces in pieces wait one trace window for the rest);
+/// a bad `--sampling-rules` file is a usage error (exit 2).
+pub fn sampler(
+    output: &OutputArgs,
+    causality: &CausalityArgs,
+    limits: &LimitArgs,
+) -> Result<Option<Sampler>, ExitCode> {
+    let wait_ns = (causality.trace_window.max(0.0) * 1e9) as u64;
+    let limits = limits.memory_limits();
+    output.sampling.sampler(wait_ns, &limits).map_err(|e| {
+        eprintln!("tapspan: {e:#}");
+        ExitCode::from(2)
+    })
 }

@@ -23,7 +23,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
+    let sampler = match super::sampler(&args.output, &args.causality, &args.limits) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
+    outputs.set_sampler(sampler);
     let replay = Replay {
         files: &files,
         limits: &args.limits,
@@ -111,9 +116,12 @@ impl Replay<'_> {
         };
         let config = self.limits.pipeline_config(self.headers);
         let result = replay_files(self.files, config, &mut progress, &mut |ex| {
-            builder.push(ex, &mut |span| outputs.send(&span));
+            builder.push(ex, &mut |span| outputs.send(span));
+            outputs.settle();
         });
-        builder.finish(&mut |span| outputs.send(&span));
+        builder.finish(&mut |span| outputs.send(span));
+        outputs.settle();
+        outputs.set_forced_decisions(builder.stats.forced_decisions);
         if let Some(b) = bar.take() {
             b.finish_and_clear();
         }

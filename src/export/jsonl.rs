@@ -108,6 +108,7 @@ mod tests {
             status: crate::span::SpanStatus::Unset,
             attributes: serde_json::Map::new(),
             events: Vec::new(),
+            trace_state: None,
         }
     }
 

@@ -9,6 +9,9 @@
 //! - ids are the hex ids as bytes (16 and 8), kind CLIENT/SERVER, times in ns since the epoch;
 //! - attributes keep their JSON types: strings, integers (`int_value`), floats, booleans, arrays
 //!   (`array_value`); events keep name and time;
+//! - a sampled trace's tracestate (`ot=th:…`, the threshold it was kept at, see
+//!   [`crate::sampling`]) becomes the span's `trace_state`, so backends can count what sampling
+//!   dropped;
 //! - status `error` becomes `STATUS_CODE_ERROR` with `error.type` (or the HTTP status) as message;
 //!   `unset` stays unset.
 //!
@@ -197,6 +200,7 @@ pub fn to_otlp(span: &Span) -> OtlpItem {
             })
             .collect(),
         status,
+        trace_state: span.trace_state.clone().unwrap_or_default(),
         ..Default::default()
     };
     OtlpItem {
@@ -445,6 +449,27 @@ mod tests {
             }))
         );
         assert_eq!(any_value(&json!(null)).value, None);
+    }
+
+    #[test]
+    fn a_sampled_span_carries_its_threshold_in_trace_state() {
+        let mut span = Span {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+            parent_span_id: None,
+            kind: SpanKind::Server,
+            name: "GET /".into(),
+            service: "a".into(),
+            start_unix_nano: 1,
+            end_unix_nano: 2,
+            status: SpanStatus::Unset,
+            attributes: serde_json::Map::new(),
+            events: Vec::new(),
+            trace_state: None,
+        };
+        assert_eq!(to_otlp(&span).span.trace_state, "");
+        span.trace_state = Some("ot=th:e6666666666666".into());
+        assert_eq!(to_otlp(&span).span.trace_state, "ot=th:e6666666666666");
     }
 
     #[test]

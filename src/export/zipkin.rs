@@ -282,6 +282,7 @@ mod tests {
                 name: "request.end",
                 time_unix_nano: 1_700_000_000_123_456_999,
             }],
+            trace_state: None,
         }
     }
 

@@ -15,6 +15,7 @@ use tapspan_capture::DecodeStats;
 use crate::http::HttpStats;
 use crate::pipeline::PipelineStats;
 use crate::reassembly::ReassemblyStats;
+use crate::sampling::SamplingStats;
 
 /// What one worker last published.
 #[derive(Clone, Debug, Default)]
@@ -54,6 +55,8 @@ pub struct Shared {
     /// The router's decode counters (see `shard.rs`).
     pub decode: Mutex<DecodeStats>,
     pub workers: Vec<WorkerSlot>,
+    /// What sampling kept and dropped (None: not sampling), published by the output thread.
+    pub sampling: Mutex<Option<SamplingStats>>,
 }
 
 /// A copy of [`Shared`] at one moment.
@@ -74,6 +77,7 @@ pub struct Snapshot {
     pub output_depth: usize,
     pub output_capacity: usize,
     pub pipeline: PipelineStats,
+    pub sampling: Option<SamplingStats>,
 }
 
 impl Shared {
@@ -116,6 +120,7 @@ impl Shared {
             output_depth: self.output_depth.load(Ordering::Relaxed),
             output_capacity: self.output_capacity.load(Ordering::Relaxed),
             pipeline,
+            sampling: self.sampling.lock().map(|s| s.clone()).unwrap_or_default(),
         }
     }
 }
@@ -210,9 +215,13 @@ pub fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
         .map(|d| d.to_string())
         .collect::<Vec<_>>()
         .join(",");
+    let sampled = match &now.sampling {
+        Some(s) => format!(" | sampled traces kept {} dropped {}", s.kept(), s.dropped),
+        None => String::new(),
+    };
     format!(
         "tapspan: packets {} ({:.0}/s, {:.1} MB/s) kernel drops {} if drops {} shed {} | \
-connections {} exchanges {} spans {} ({:.0}/s) | queues [{}]/{} output {}/{}",
+connections {} exchanges {} spans {} ({:.0}/s) | queues [{}]/{} output {}/{}{sampled}",
         now.packets,
         rate(now.packets, prev.packets),
         rate(now.bytes, prev.bytes) / 1e6,
@@ -325,7 +334,47 @@ pub fn prometheus(s: &Snapshot) -> String {
     for (i, d) in s.queue_depths.iter().enumerate() {
         let _ = writeln!(out, "tapspan_worker_queue_depth{{worker=\"{i}\"}} {d}");
     }
+    if let Some(sampling) = &s.sampling {
+        sampling_metrics(&mut out, sampling);
+    }
     out
+}
+
+/// Sampling's counters: traces by decision and by the rule that kept them, spans by decision.
+fn sampling_metrics(out: &mut String, s: &SamplingStats) {
+    let _ = writeln!(
+        out,
+        "# HELP tapspan_sampled_traces_total Traces sampling decided, by decision and by what \
+kept them.\n# TYPE tapspan_sampled_traces_total counter"
+    );
+    let mut traces = |decision: &str, reason: &str, n: u64| {
+        // Prometheus label values escape backslash, double quote and line feed.
+        let label = reason
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(
+            out,
+            "tapspan_sampled_traces_total{{decision=\"{decision}\",reason=\"{label}\"}} {n}"
+        );
+    };
+    traces("kept", "head", s.kept_head);
+    traces("kept", "default reservoir", s.kept_default_reservoir);
+    for (name, rate, reservoir) in &s.kept_by_rule {
+        traces("kept", &format!("rule {name}"), *rate);
+        traces("kept", &format!("rule {name} reservoir"), *reservoir);
+    }
+    traces("kept", "errors", s.kept_errors);
+    traces("kept", "slow", s.kept_slow);
+    traces("dropped", "", s.dropped);
+    let _ = writeln!(
+        out,
+        "# HELP tapspan_sampled_spans_total Spans sampling kept (written) and dropped.\n\
+# TYPE tapspan_sampled_spans_total counter\n\
+tapspan_sampled_spans_total{{decision=\"kept\"}} {}\n\
+tapspan_sampled_spans_total{{decision=\"dropped\"}} {}",
+        s.spans_kept, s.spans_dropped
+    );
 }
 
 #[cfg(test)]
@@ -367,6 +416,41 @@ mod tests {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(name.starts_with("tapspan_"), "{line}");
             value.parse::<u64>().unwrap();
+        }
+        assert!(
+            !text.contains("sampled"),
+            "no sampling, no sampling metrics: {text}"
+        );
+    }
+
+    #[test]
+    fn sampling_counters_are_published_when_sampling() {
+        let shared = Shared::new(1);
+        *shared.sampling.lock().unwrap() = Some(SamplingStats {
+            traces: 10,
+            kept_head: 2,
+            kept_by_rule: vec![("check\"out".into(), 3, 1)],
+            kept_errors: 1,
+            dropped: 3,
+            spans_kept: 70,
+            spans_dropped: 30,
+            ..SamplingStats::default()
+        });
+        let now = shared.snapshot();
+        let line = stats_line(&now, &Snapshot::default(), 1.0);
+        assert!(
+            line.ends_with("| sampled traces kept 7 dropped 3"),
+            "{line}"
+        );
+        let text = prometheus(&now);
+        for want in [
+            "tapspan_sampled_traces_total{decision=\"kept\",reason=\"head\"} 2\n",
+            "tapspan_sampled_traces_total{decision=\"kept\",reason=\"rule check\\\"out\"} 3\n",
+            "tapspan_sampled_traces_total{decision=\"kept\",reason=\"rule check\\\"out reservoir\"} 1\n",
+            "tapspan_sampled_traces_total{decision=\"dropped\",reason=\"\"} 3\n",
+            "tapspan_sampled_spans_total{decision=\"dropped\"} 30\n",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
         }
     }
 }
