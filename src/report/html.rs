@@ -158,6 +158,15 @@ fn number_cell(h: &mut String, value: u64, text: &str) {
     let _ = write!(h, "<td class=\"n\" data-v=\"{value}\">{text}</td>");
 }
 
+/// A duration's cell, its unit set smaller so that the table fits a narrow window.
+fn time_cell(h: &mut String, ns: u64) {
+    let text = fmt_ns(ns);
+    match text.split_once(' ') {
+        Some((n, unit)) => number_cell(h, ns, &format!("{n}<span class=\"u\"> {unit}</span>")),
+        None => number_cell(h, ns, &text),
+    }
+}
+
 /// A line saying how much a capped list left out, if anything.
 fn left_out(n: u64, what: &str) -> String {
     if n == 0 {
@@ -171,11 +180,13 @@ fn endpoints(h: &mut String, a: &Analysis) {
         "<section id=\"endpoints\"><h2>Endpoints</h2><p class=\"hint\">Server side of every \
 call, per (service, method, route). Click a heading to sort. Percentiles are exact (nearest \
 rank over every call); histogram buckets are 5 per decade.</p><div class=\"scroll\"><table \
-class=\"sortable endpoints\"><thead><tr><th>service</th><th>method</th><th>route</th>\
+class=\"sortable endpoints\"><thead><tr><th>service</th><th>endpoint</th>\
 <th class=\"n\">count</th><th class=\"n\">errors</th><th class=\"n\">p50</th><th \
 class=\"n\">p75</th><th class=\"n\">p90</th><th class=\"n\">p99</th><th class=\"n\">p99.9</th>\
-<th class=\"n\">max</th><th class=\"n\">first byte p50</th><th class=\"n\">req bytes</th><th \
-class=\"n\">resp bytes</th><th>latency histogram</th></tr></thead><tbody>",
+<th class=\"n\">max</th><th class=\"n\" title=\"time to the first byte of the response, \
+median\">first byte p50</th><th class=\"n\" title=\"request bytes, all calls\">req bytes</th>\
+<th class=\"n\" title=\"response bytes, all calls\">resp bytes</th><th title=\"latency \
+histogram, 5 buckets per decade\">histogram</th></tr></thead><tbody>",
     );
     for e in &a.endpoints {
         let l = &e.latency_ns;
@@ -184,22 +195,42 @@ class=\"n\">resp bytes</th><th>latency histogram</th></tr></thead><tbody>",
             h,
             "<tr data-service=\"{service}\" data-method=\"{method}\" data-route=\"{route}\" \
 data-count=\"{}\" data-errors=\"{}\" data-p50-ns=\"{}\" data-p75-ns=\"{}\" data-p90-ns=\"{}\" \
-data-p99-ns=\"{}\" data-p999-ns=\"{}\" data-max-ns=\"{}\"><td>{service}</td><td>{method}</td>\
-<td>{route}</td>",
-            e.count, e.errors, l.p50, l.p75, l.p90, l.p99, l.p999, l.max,
+data-p99-ns=\"{}\" data-p999-ns=\"{}\" data-max-ns=\"{}\"><td class=\"service\">{}</td>\
+<td class=\"route\"><span class=\"method\">{method}</span>&nbsp;{}</td>",
+            e.count,
+            e.errors,
+            l.p50,
+            l.p75,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max,
+            // Narrow windows may break a service after its host, a route after a slash.
+            service.replace(':', ":<wbr>"),
+            route
+                .char_indices()
+                .map(|(i, c)| match c {
+                    '/' if i > 0 => "<wbr>/".to_string(),
+                    c => c.to_string(),
+                })
+                .collect::<String>(),
         );
         number_cell(h, e.count, &e.count.to_string());
         number_cell(h, e.errors, &e.errors.to_string());
         for v in [l.p50, l.p75, l.p90, l.p99, l.p999, l.max] {
-            number_cell(h, v, &fmt_ns(v));
+            time_cell(h, v);
         }
         match &e.ttfb_ns {
-            Some(t) => number_cell(h, t.p50, &fmt_ns(t.p50)),
+            Some(t) => time_cell(h, t.p50),
             None => h.push_str("<td class=\"n\" data-v=\"-1\">–</td>"),
         }
         number_cell(h, e.request_bytes, &e.request_bytes.to_string());
         number_cell(h, e.response_bytes, &e.response_bytes.to_string());
-        let _ = write!(h, "<td>{}</td></tr>", svg::histogram(&e.histogram));
+        let _ = write!(
+            h,
+            "<td class=\"hist\">{}</td></tr>",
+            svg::histogram(&e.histogram)
+        );
     }
     h.push_str("</tbody></table></div>");
     h.push_str(&left_out(

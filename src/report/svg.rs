@@ -13,7 +13,8 @@ mod map;
 
 pub use map::service_map;
 
-/// A small bar chart of an endpoint's latency buckets (5 per decade).
+/// A small bar chart of an endpoint's latency buckets (5 per decade), always 84 × 24 px: the
+/// buckets shown (two decades at least, around the data) share the width.
 pub fn histogram(counts: &[u64]) -> String {
     let max = counts.iter().copied().max().unwrap_or(0).max(1);
     let first = counts.iter().position(|&c| c > 0).unwrap_or(0);
@@ -23,8 +24,7 @@ pub fn histogram(counts: &[u64]) -> String {
     let hi = (last + 3).min(BUCKETS).max(lo + 10).min(BUCKETS);
     let w = 4.0;
     let mut svg = format!(
-        r#"<svg class="hist" width="{:.0}" height="26" viewBox="0 0 {:.0} 26">"#,
-        (hi - lo) as f64 * w,
+        r#"<svg class="hist" width="84" height="24" viewBox="0 0 {:.0} 26" preserveAspectRatio="none">"#,
         (hi - lo) as f64 * w
     );
     for (k, &c) in counts.iter().enumerate().take(hi).skip(lo) {
