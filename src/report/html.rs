@@ -247,7 +247,8 @@ fn waterfalls(h: &mut String, a: &Analysis) {
 class=\"hint\">The slowest requests, those with a failed call, and a typical (median) request \
 of each endpoint. Bars: <span class=\"key send\"></span> sending the request, <span \
 class=\"key wait\"></span> waiting for the first byte, <span class=\"key recv\"></span> \
-receiving the response; the critical path is outlined in red and its labels are bold.</p>",
+receiving the response (a phase too short to see is drawn 4 px wide; hover a bar for its \
+times); the critical path is outlined in red and its labels are bold.</p>",
         a.waterfalls.len()
     );
     for w in &a.waterfalls {
