@@ -108,17 +108,38 @@ fn findings(h: &mut String, a: &Analysis) {
         h.push_str("<p class=\"none\">No performance problem found: no N+1 or sequential calls, repeated GETs, retries, errors, timeouts, slow first bytes or transfers, or large uncompressed bodies.</p></section>");
         return;
     }
+    let drawn = |t: &String| a.waterfalls.iter().any(|w| &w.trace_id == t);
+    if a.findings
+        .iter()
+        .flat_map(|f| &f.trace_ids)
+        .any(|t| !drawn(t))
+    {
+        h.push_str(
+            "<p class=\"hint\" id=\"no-waterfall\">A linked trace id opens its waterfall. \
+The others (dotted) have none: only the slowest requests, those with a failed call and a \
+typical request per endpoint are drawn. Double-click one to select its full id, and find its \
+calls by <code>trace_id</code> in the spans (<code>tapspan replay CAPTURE -o \
+spans.jsonl</code>).</p>",
+        );
+    }
     h.push_str("<ol class=\"findings\">");
     for f in &a.findings {
+        // The whole id is in the text (the page shows its start), so selecting it copies it.
         let traces: String = f
             .trace_ids
             .iter()
             .map(|t| {
-                let short = &t[..t.len().min(12)];
-                if a.waterfalls.iter().any(|w| &w.trace_id == t) {
-                    format!("<a href=\"#trace-{}\">{}</a>", esc(t), esc(short))
+                let (d, t) = (drawn(t), esc(t));
+                if d {
+                    format!(
+                        "<a class=\"trace\" href=\"#trace-{t}\" title=\"trace {t}: open its \
+waterfall\">{t}</a>"
+                    )
                 } else {
-                    format!("<code title=\"{}\">{}</code>", esc(t), esc(short))
+                    format!(
+                        "<code class=\"trace\" title=\"trace {t}: no waterfall (only the \
+slowest, failing and typical requests get one); find its spans by trace_id\">{t}</code>"
+                    )
                 }
             })
             .collect::<Vec<_>>()
