@@ -316,28 +316,35 @@ requests reaching it, mean and total time.</p>",
 
 fn context_node(h: &mut String, n: &ContextNode, root_requests: u64, depth: usize) {
     let per_request = n.count as f64 / root_requests.max(1) as f64;
-    let _ = write!(
-        h,
-        "<li data-name=\"{}\" data-count=\"{}\"><details{}><summary><b>{}</b> <span \
-class=\"sub\">{} calls in {} requests ({per_request:.1} per request) · mean {} · total \
-{}</span></summary>",
-        esc(&n.name),
-        n.count,
-        if depth < 2 { " open" } else { "" },
+    let line = format!(
+        "<b>{}</b> <span class=\"sub\">{} calls in {} requests ({per_request:.1} per request) · \
+mean {} · total {}</span>",
         esc(&n.name),
         n.count,
         n.requests,
         fmt_ns(n.total_ns / n.count.max(1)),
         fmt_ns(n.total_ns)
     );
-    if !n.children.is_empty() {
-        h.push_str("<ul>");
-        for c in &n.children {
-            context_node(h, c, root_requests, depth + 1);
-        }
-        h.push_str("</ul>");
+    let _ = write!(
+        h,
+        "<li data-name=\"{}\" data-count=\"{}\"",
+        esc(&n.name),
+        n.count
+    );
+    // A leaf has nothing to open: a plain line, without the disclosure triangle.
+    if n.children.is_empty() {
+        let _ = write!(h, " class=\"leaf\"><div class=\"line\">{line}</div></li>");
+        return;
     }
-    h.push_str("</details></li>");
+    let _ = write!(
+        h,
+        "><details{}><summary>{line}</summary><ul>",
+        if depth < 2 { " open" } else { "" }
+    );
+    for c in &n.children {
+        context_node(h, c, root_requests, depth + 1);
+    }
+    h.push_str("</ul></details></li>");
 }
 
 #[cfg(test)]
