@@ -452,3 +452,90 @@ fn diff_names_what_got_slower_and_what_is_new() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("0 regressions\n"));
 }
+
+/// Issue 18, in the HTML itself (the layout is measured in tests/report_browser.rs): leaves of
+/// the calling-context trees cannot be opened, every example trace id of a finding links its
+/// waterfall or says why it has none, and waterfalls draw each known phase from a 0 axis.
+#[test]
+fn r18_the_report_links_or_explains_ids_and_draws_every_phase() {
+    let dir = TempDir::new("r18");
+    let pcap = common::repo_path("pcaps/shop-dirty.pcap");
+    let (json, html) = (dir.file("a.json"), dir.file("r.html"));
+    tapspan(&[
+        "report",
+        pcap.to_str().unwrap(),
+        "--services",
+        &services(),
+        "--analysis-json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let a: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let page = std::fs::read_to_string(html).unwrap();
+
+    // Calling contexts: a <summary> (and its triangle) for each node with children only.
+    fn count(n: &Value, leaves: &mut usize, inner: &mut usize) {
+        let children = n["children"].as_array().unwrap();
+        if children.is_empty() {
+            *leaves += 1;
+        } else {
+            *inner += 1;
+        }
+        for c in children {
+            count(c, leaves, inner);
+        }
+    }
+    let (mut leaves, mut inner) = (0, 0);
+    for root in a["calling_contexts"].as_array().unwrap() {
+        count(root, &mut leaves, &mut inner);
+    }
+    let contexts = &page[page.find("<section id=\"contexts\"").unwrap()..];
+    assert!(leaves > 0 && inner > 0, "{leaves} leaves, {inner} inner");
+    assert_eq!(contexts.matches("<summary>").count(), inner);
+    assert_eq!(contexts.matches("class=\"leaf\"").count(), leaves);
+
+    // Findings: each example id, whole, as a link to its waterfall or with the reason it has none.
+    let waterfalls = a["waterfalls"].as_array().unwrap();
+    let drawn = |t: &str| waterfalls.iter().any(|w| w["trace_id"] == t);
+    let (mut linked, mut explained) = (0, 0);
+    for f in a["findings"].as_array().unwrap() {
+        for t in f["trace_ids"].as_array().unwrap() {
+            let t = t.as_str().unwrap();
+            if drawn(t) {
+                let link = format!("<a class=\"trace\" href=\"#trace-{t}\"");
+                assert!(page.contains(&link), "{t} is not linked");
+                assert!(page.contains(&format!("<details class=\"waterfall\" id=\"trace-{t}\"")));
+                linked += 1;
+            } else {
+                let code = format!("<code class=\"trace\" title=\"trace {t}: no waterfall");
+                assert!(page.contains(&code), "{t} has no link and no reason");
+                explained += 1;
+            }
+        }
+    }
+    assert!(
+        linked > 0 && explained > 0,
+        "{linked} linked, {explained} explained"
+    );
+    assert!(
+        page.contains("id=\"no-waterfall\""),
+        "the reason is said once"
+    );
+
+    // Waterfalls: every axis starts at "0"; each known phase of each row is drawn.
+    let axes = page.matches("data-ns=\"0\">0</text>").count();
+    assert_eq!(axes, waterfalls.len());
+    let rows: Vec<&Value> = waterfalls
+        .iter()
+        .flat_map(|w| w["rows"].as_array().unwrap())
+        .collect();
+    let sends = rows.iter().filter(|r| r["request_end_ns"].is_u64()).count();
+    let recvs = rows
+        .iter()
+        .filter(|r| r["response_start_ns"].is_u64())
+        .count();
+    assert!(recvs < rows.len(), "some calls got no response");
+    assert_eq!(page.matches("<rect class=\"send\" x=").count(), 2 * sends);
+    assert_eq!(page.matches("<rect class=\"recv\" x=").count(), 2 * recvs);
+}

@@ -1,7 +1,11 @@
 //! The HTML report of the recorded shop capture, rendered by headless Chromium (Debian's
 //! `chromium`, which .ci/run installs): the DOM after the page's script ran must hold the
 //! service map, the endpoint table and the waterfalls with the numbers the services logged.
-//! Without a browser the test says so and passes, unless TAPSPAN_REQUIRE_BROWSER is set (CI).
+//! A second test lays the report out at 1400 and 1000 px and measures it in the page (issue 18):
+//! map labels off their lines, a table that does not scroll sideways, waterfalls that fill the
+//! width with their whole axis and their phases, trace ids that link or explain, leaves that
+//! cannot be opened. Without a browser the tests say so and pass, unless
+//! TAPSPAN_REQUIRE_BROWSER is set (CI).
 
 mod common;
 
@@ -10,6 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+
+/// The browser, or None (and the test passes by saying so) where none is and none is required.
+fn browser_or_skip() -> Option<PathBuf> {
+    let found = browser();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("TAPSPAN_REQUIRE_BROWSER").is_none(),
+            "TAPSPAN_REQUIRE_BROWSER is set but no Chromium was found"
+        );
+        eprintln!("skipped: no Chromium (apt-get install chromium, or set TAPSPAN_CHROMIUM)");
+    }
+    found
+}
 
 fn browser() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("TAPSPAN_CHROMIUM") {
@@ -72,12 +89,7 @@ fn attr_of(dom: &str, having: &[&str], attr: &str) -> Option<String> {
 
 #[test]
 fn the_report_renders_in_chromium_with_the_logged_numbers() {
-    let Some(browser) = browser() else {
-        assert!(
-            std::env::var_os("TAPSPAN_REQUIRE_BROWSER").is_none(),
-            "TAPSPAN_REQUIRE_BROWSER is set but no Chromium was found"
-        );
-        eprintln!("skipped: no Chromium (apt-get install chromium, or set TAPSPAN_CHROMIUM)");
+    let Some(browser) = browser_or_skip() else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("tapspan-browser-{}", std::process::id()));
@@ -201,6 +213,208 @@ fn the_report_renders_in_chromium_with_the_logged_numbers() {
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
     if let Some(keep) = std::env::var_os("TAPSPAN_KEEP_SCREENSHOT") {
         std::fs::copy(&png, keep).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Run in the report after its own script: measures what a reader would see and writes it to
+/// `<body data-measure>` as JSON, `problems` listing each rough edge found (empty when none).
+const MEASURE: &str = r#"
+(function () {
+  var out = { problems: [] };
+  function bad(kind, detail) { out.problems.push([kind, detail]); }
+  function box(el) { return el.getBoundingClientRect(); }
+  function meets(a, b) {
+    return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  }
+  function near(p, b, r) {
+    var dx = Math.max(b.left - p.x, 0, p.x - b.right), dy = Math.max(b.top - p.y, 0, p.y - b.bottom);
+    return dx * dx + dy * dy < r * r;
+  }
+
+  // Findings, before anything is opened: a linked id opens its (closed) waterfall; an id
+  // without a link says why in its title, and the section says it once where everyone sees it.
+  var ids = document.querySelectorAll(".finding .traces > *");
+  out.trace_ids = ids.length;
+  var unlinked = 0, clicked = false;
+  ids.forEach(function (el) {
+    var full = el.textContent;
+    if (el.tagName === "A") {
+      var target = document.getElementById(el.getAttribute("href").slice(1));
+      if (!target || target.dataset.trace.indexOf(full) !== 0) { bad("trace link without its waterfall", full); }
+      if (target && !clicked && !target.open) {
+        el.click();
+        clicked = true;
+        if (!target.open) { bad("a trace link leaves its waterfall closed", full); }
+      }
+    } else {
+      unlinked++;
+      if (!/no waterfall/.test(el.title || "")) { bad("trace id neither linked nor explained", full); }
+      if (!/^[0-9a-f]{16,}$/.test(full)) { bad("unlinked trace id is not whole", full); }
+    }
+  });
+  out.unlinked_trace_ids = unlinked;
+  var hint = document.getElementById("no-waterfall");
+  if (unlinked > 0 && (!hint || box(hint).height === 0)) { bad("no visible hint about unlinked ids", ""); }
+
+  document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+
+  // Service map: each edge's label clear of its own line and arrowhead, of every node and of
+  // every other label.
+  var labels = [];
+  document.querySelectorAll("svg.map g.edge").forEach(function (g) {
+    var sel = '[data-caller="' + g.dataset.caller + '"][data-callee="' + g.dataset.callee + '"]';
+    var texts = Array.prototype.slice.call(g.querySelectorAll("text"));
+    document.querySelectorAll("svg.map g.edge-label" + sel + " text").forEach(function (t) { texts.push(t); });
+    var path = g.querySelector("path"), m = path.getScreenCTM(), len = path.getTotalLength();
+    var name = g.dataset.caller + " -> " + g.dataset.callee;
+    texts.forEach(function (t) {
+      var b = box(t);
+      labels.push({ name: name, b: b });
+      for (var s = 0; s <= len; s += 1) {
+        var p = new DOMPoint(path.getPointAtLength(s).x, path.getPointAtLength(s).y).matrixTransform(m);
+        // The arrowhead is 11 px long and as wide at its base, at the end of the path.
+        var r = len - s < 12 ? 6 : 1;
+        if (near(p, b, r)) { bad("map label on its own line or arrowhead", name + ": '" + t.textContent + "' at " + Math.round(s) + " of " + Math.round(len) + " px"); break; }
+      }
+    });
+  });
+  var nodes = Array.prototype.map.call(document.querySelectorAll("svg.map g.node"), function (g) {
+    return { name: g.dataset.service, b: box(g.querySelector("rect")) };
+  });
+  labels.forEach(function (l, i) {
+    nodes.forEach(function (n) { if (meets(l.b, n.b)) { bad("map label on a node", l.name + " on " + n.name); } });
+    labels.slice(i + 1).forEach(function (o) {
+      if (o.name !== l.name && meets(l.b, o.b)) { bad("map label on another label", l.name + " on " + o.name); }
+    });
+  });
+  out.map_labels = labels.length;
+
+  // Endpoint table: no sideways scroll, every heading whole.
+  var table = document.querySelector("table.endpoints"), sc = table.parentElement;
+  out.table_overflow = sc.scrollWidth - sc.clientWidth;
+  if (out.table_overflow > 0) { bad("endpoint table scrolls sideways", out.table_overflow + " px"); }
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
+    if (box(th).right > box(sc).right + 0.5 || th.scrollWidth > th.clientWidth) { bad("endpoint table heading cut", th.textContent); }
+  });
+
+  // Waterfalls: the axis starts at "0", its last label inside the picture, the bars reach the
+  // right side of the box, and each row shows its sending and receiving parts in the legend's
+  // colours.
+  var keys = {};
+  ["send", "wait", "recv"].forEach(function (k) {
+    keys[k] = getComputedStyle(document.querySelector(".key." + k)).backgroundColor;
+  });
+  out.waterfalls = 0;
+  out.rows = 0;
+  document.querySelectorAll("details.waterfall").forEach(function (d) {
+    out.waterfalls++;
+    var axis = d.querySelectorAll("text.axis");
+    var svg = axis[0].ownerSVGElement, sb = box(svg);
+    var id = d.dataset.trace.slice(0, 8);
+    if (axis[0].textContent !== "0") { bad("waterfall axis does not start at 0", id + ": " + axis[0].textContent); }
+    var last = box(axis[axis.length - 1]);
+    if (last.right > sb.right + 0.5 || last.left < sb.left - 0.5) { bad("last axis label outside the waterfall", id); }
+    var room = box(d.querySelector(".scroll"));
+    if (sb.right < room.right - 40) { bad("waterfall short of the width", id + ": " + Math.round(room.right - sb.right) + " px unused"); }
+    d.querySelectorAll("g.row[data-start-ns]").forEach(function (g) {
+      out.rows++;
+      // The phases known (a call without a response has no receiving part).
+      var known = (g.dataset.phases || "send wait recv").split(" ");
+      ["send", "recv"].filter(function (k) { return known.indexOf(k) >= 0; }).forEach(function (k) {
+        var rects = Array.prototype.filter.call(g.querySelectorAll("rect." + k), function (r) {
+          return box(r).width >= 2 && getComputedStyle(r).fill === keys[k];
+        });
+        if (rects.length === 0) { bad("waterfall row without its " + k + " part in the legend colour", id + ": " + g.dataset.name); }
+      });
+    });
+  });
+
+  // Calling-context trees: a leaf has no disclosure triangle.
+  out.cct_leaves = 0;
+  document.querySelectorAll(".cct li").forEach(function (li) {
+    if (li.querySelector("li")) { return; }
+    out.cct_leaves++;
+    if (li.querySelector("summary")) { bad("calling-context leaf with a triangle", li.dataset.name); }
+  });
+
+  document.body.setAttribute("data-measure", JSON.stringify(out));
+})();
+"#;
+
+/// `<body data-measure="…">` of a dumped DOM, parsed.
+fn measurement(dom: &str) -> Value {
+    let raw = attr_of(dom, &["<body"], "data-measure").expect("the measuring script ran");
+    let json = raw
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    serde_json::from_str(&json).unwrap()
+}
+
+/// Issue 18, checked where a reader sees it: two captures (the shop with a service fanning out,
+/// the lab with an edge within a column), each at 1400 and at 1000 px.
+#[test]
+fn the_report_lays_out_cleanly_at_1400_and_1000_px() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tapspan-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("pcaps/shop-dirty.pcap", Some("pcaps/shop.services.toml")),
+        ("pcaps/lab/threads-c4.pcap", None),
+    ];
+    for (pcap, services) in cases {
+        let html = dir.join("report.html");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapspan"));
+        cmd.arg("report").arg(common::repo_path(pcap));
+        if let Some(services) = services {
+            cmd.arg("--services").arg(common::repo_path(services));
+        }
+        let out = cmd.arg("--html").arg(&html).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let page = std::fs::read_to_string(&html)
+            .unwrap()
+            .replace("</body>", &format!("<script>{MEASURE}</script></body>"));
+        let measured = dir.join("measured.html");
+        std::fs::write(&measured, page).unwrap();
+        for width in [1400, 1000] {
+            let size = format!("--window-size={width},2400");
+            let dom = chromium(
+                &browser,
+                &dir.join("profile"),
+                &measured,
+                &["--dump-dom", &size],
+            );
+            let m = measurement(&dom);
+            // Each kind of problem found, how often, and its first instance.
+            let mut problems: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+            for p in m["problems"].as_array().unwrap() {
+                let (kind, detail) = (p[0].as_str().unwrap(), p[1].as_str().unwrap());
+                problems.entry(kind).or_insert((0, detail)).0 += 1;
+            }
+            assert!(problems.is_empty(), "{pcap} at {width} px: {problems:#?}");
+            // The checks looked at something: every part of the page is there.
+            let at = |k: &str| m[k].as_u64().unwrap_or(0);
+            for k in [
+                "map_labels",
+                "waterfalls",
+                "rows",
+                "cct_leaves",
+                "trace_ids",
+            ] {
+                assert!(at(k) > 0, "{pcap} at {width} px: no {k} measured: {m}");
+            }
+            assert!(at("unlinked_trace_ids") > 0, "{pcap}: every id linked?");
+            assert_eq!(m["table_overflow"].as_i64(), Some(0), "{pcap} at {width}");
+        }
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -108,17 +108,38 @@ fn findings(h: &mut String, a: &Analysis) {
         h.push_str("<p class=\"none\">No performance problem found: no N+1 or sequential calls, repeated GETs, retries, errors, timeouts, slow first bytes or transfers, or large uncompressed bodies.</p></section>");
         return;
     }
+    let drawn = |t: &String| a.waterfalls.iter().any(|w| &w.trace_id == t);
+    if a.findings
+        .iter()
+        .flat_map(|f| &f.trace_ids)
+        .any(|t| !drawn(t))
+    {
+        h.push_str(
+            "<p class=\"hint\" id=\"no-waterfall\">A linked trace id opens its waterfall. \
+The others (dotted) have none: only the slowest requests, those with a failed call and a \
+typical request per endpoint are drawn. Double-click one to select its full id, and find its \
+calls by <code>trace_id</code> in the spans (<code>tapspan replay CAPTURE -o \
+spans.jsonl</code>).</p>",
+        );
+    }
     h.push_str("<ol class=\"findings\">");
     for f in &a.findings {
+        // The whole id is in the text (the page shows its start), so selecting it copies it.
         let traces: String = f
             .trace_ids
             .iter()
             .map(|t| {
-                let short = &t[..t.len().min(12)];
-                if a.waterfalls.iter().any(|w| &w.trace_id == t) {
-                    format!("<a href=\"#trace-{}\">{}</a>", esc(t), esc(short))
+                let (d, t) = (drawn(t), esc(t));
+                if d {
+                    format!(
+                        "<a class=\"trace\" href=\"#trace-{t}\" title=\"trace {t}: open its \
+waterfall\">{t}</a>"
+                    )
                 } else {
-                    format!("<code title=\"{}\">{}</code>", esc(t), esc(short))
+                    format!(
+                        "<code class=\"trace\" title=\"trace {t}: no waterfall (only the \
+slowest, failing and typical requests get one); find its spans by trace_id\">{t}</code>"
+                    )
                 }
             })
             .collect::<Vec<_>>()
@@ -158,6 +179,15 @@ fn number_cell(h: &mut String, value: u64, text: &str) {
     let _ = write!(h, "<td class=\"n\" data-v=\"{value}\">{text}</td>");
 }
 
+/// A duration's cell, its unit set smaller so that the table fits a narrow window.
+fn time_cell(h: &mut String, ns: u64) {
+    let text = fmt_ns(ns);
+    match text.split_once(' ') {
+        Some((n, unit)) => number_cell(h, ns, &format!("{n}<span class=\"u\"> {unit}</span>")),
+        None => number_cell(h, ns, &text),
+    }
+}
+
 /// A line saying how much a capped list left out, if anything.
 fn left_out(n: u64, what: &str) -> String {
     if n == 0 {
@@ -171,11 +201,13 @@ fn endpoints(h: &mut String, a: &Analysis) {
         "<section id=\"endpoints\"><h2>Endpoints</h2><p class=\"hint\">Server side of every \
 call, per (service, method, route). Click a heading to sort. Percentiles are exact (nearest \
 rank over every call); histogram buckets are 5 per decade.</p><div class=\"scroll\"><table \
-class=\"sortable endpoints\"><thead><tr><th>service</th><th>method</th><th>route</th>\
+class=\"sortable endpoints\"><thead><tr><th>service</th><th>endpoint</th>\
 <th class=\"n\">count</th><th class=\"n\">errors</th><th class=\"n\">p50</th><th \
 class=\"n\">p75</th><th class=\"n\">p90</th><th class=\"n\">p99</th><th class=\"n\">p99.9</th>\
-<th class=\"n\">max</th><th class=\"n\">first byte p50</th><th class=\"n\">req bytes</th><th \
-class=\"n\">resp bytes</th><th>latency histogram</th></tr></thead><tbody>",
+<th class=\"n\">max</th><th class=\"n\" title=\"time to the first byte of the response, \
+median\">first byte p50</th><th class=\"n\" title=\"request bytes, all calls\">req bytes</th>\
+<th class=\"n\" title=\"response bytes, all calls\">resp bytes</th><th title=\"latency \
+histogram, 5 buckets per decade\">histogram</th></tr></thead><tbody>",
     );
     for e in &a.endpoints {
         let l = &e.latency_ns;
@@ -184,22 +216,42 @@ class=\"n\">resp bytes</th><th>latency histogram</th></tr></thead><tbody>",
             h,
             "<tr data-service=\"{service}\" data-method=\"{method}\" data-route=\"{route}\" \
 data-count=\"{}\" data-errors=\"{}\" data-p50-ns=\"{}\" data-p75-ns=\"{}\" data-p90-ns=\"{}\" \
-data-p99-ns=\"{}\" data-p999-ns=\"{}\" data-max-ns=\"{}\"><td>{service}</td><td>{method}</td>\
-<td>{route}</td>",
-            e.count, e.errors, l.p50, l.p75, l.p90, l.p99, l.p999, l.max,
+data-p99-ns=\"{}\" data-p999-ns=\"{}\" data-max-ns=\"{}\"><td class=\"service\">{}</td>\
+<td class=\"route\"><span class=\"method\">{method}</span>&nbsp;{}</td>",
+            e.count,
+            e.errors,
+            l.p50,
+            l.p75,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max,
+            // Narrow windows may break a service after its host, a route after a slash.
+            service.replace(':', ":<wbr>"),
+            route
+                .char_indices()
+                .map(|(i, c)| match c {
+                    '/' if i > 0 => "<wbr>/".to_string(),
+                    c => c.to_string(),
+                })
+                .collect::<String>(),
         );
         number_cell(h, e.count, &e.count.to_string());
         number_cell(h, e.errors, &e.errors.to_string());
         for v in [l.p50, l.p75, l.p90, l.p99, l.p999, l.max] {
-            number_cell(h, v, &fmt_ns(v));
+            time_cell(h, v);
         }
         match &e.ttfb_ns {
-            Some(t) => number_cell(h, t.p50, &fmt_ns(t.p50)),
+            Some(t) => time_cell(h, t.p50),
             None => h.push_str("<td class=\"n\" data-v=\"-1\">–</td>"),
         }
         number_cell(h, e.request_bytes, &e.request_bytes.to_string());
         number_cell(h, e.response_bytes, &e.response_bytes.to_string());
-        let _ = write!(h, "<td>{}</td></tr>", svg::histogram(&e.histogram));
+        let _ = write!(
+            h,
+            "<td class=\"hist\">{}</td></tr>",
+            svg::histogram(&e.histogram)
+        );
     }
     h.push_str("</tbody></table></div>");
     h.push_str(&left_out(
@@ -216,7 +268,8 @@ fn waterfalls(h: &mut String, a: &Analysis) {
 class=\"hint\">The slowest requests, those with a failed call, and a typical (median) request \
 of each endpoint. Bars: <span class=\"key send\"></span> sending the request, <span \
 class=\"key wait\"></span> waiting for the first byte, <span class=\"key recv\"></span> \
-receiving the response; the critical path is outlined in red and its labels are bold.</p>",
+receiving the response (a phase too short to see is drawn 4 px wide; hover a bar for its \
+times); the critical path is outlined in red and its labels are bold.</p>",
         a.waterfalls.len()
     );
     for w in &a.waterfalls {
@@ -263,28 +316,35 @@ requests reaching it, mean and total time.</p>",
 
 fn context_node(h: &mut String, n: &ContextNode, root_requests: u64, depth: usize) {
     let per_request = n.count as f64 / root_requests.max(1) as f64;
-    let _ = write!(
-        h,
-        "<li data-name=\"{}\" data-count=\"{}\"><details{}><summary><b>{}</b> <span \
-class=\"sub\">{} calls in {} requests ({per_request:.1} per request) · mean {} · total \
-{}</span></summary>",
-        esc(&n.name),
-        n.count,
-        if depth < 2 { " open" } else { "" },
+    let line = format!(
+        "<b>{}</b> <span class=\"sub\">{} calls in {} requests ({per_request:.1} per request) · \
+mean {} · total {}</span>",
         esc(&n.name),
         n.count,
         n.requests,
         fmt_ns(n.total_ns / n.count.max(1)),
         fmt_ns(n.total_ns)
     );
-    if !n.children.is_empty() {
-        h.push_str("<ul>");
-        for c in &n.children {
-            context_node(h, c, root_requests, depth + 1);
-        }
-        h.push_str("</ul>");
+    let _ = write!(
+        h,
+        "<li data-name=\"{}\" data-count=\"{}\"",
+        esc(&n.name),
+        n.count
+    );
+    // A leaf has nothing to open: a plain line, without the disclosure triangle.
+    if n.children.is_empty() {
+        let _ = write!(h, " class=\"leaf\"><div class=\"line\">{line}</div></li>");
+        return;
     }
-    h.push_str("</details></li>");
+    let _ = write!(
+        h,
+        "><details{}><summary>{line}</summary><ul>",
+        if depth < 2 { " open" } else { "" }
+    );
+    for c in &n.children {
+        context_node(h, c, root_requests, depth + 1);
+    }
+    h.push_str("</ul></details></li>");
 }
 
 #[cfg(test)]

@@ -19,5 +19,15 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
     });
   });
 });
+// A link to a waterfall opens it (the waterfalls are closed <details>), and so does a URL
+// that names one.
+function openTarget(id) {
+  var el = id && document.getElementById(id);
+  if (el && el.tagName === "DETAILS") { el.open = true; }
+}
+document.querySelectorAll("a.trace").forEach(function (a) {
+  a.addEventListener("click", function () { openTarget(a.getAttribute("href").slice(1)); });
+});
+openTarget(decodeURIComponent(location.hash.slice(1)));
 // How long the page took to become usable, for tests and the curious.
 document.body.dataset.renderMs = Math.round(performance.now());
