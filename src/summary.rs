@@ -75,6 +75,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         peak_held_bytes,
         ignored_rsts,
         late_segments,
+        clock_steps_back,
         held_pieces_visited: _,
     } = s.reassembly;
     let crate::http::HttpStats {
@@ -105,7 +106,7 @@ connections {connections} (mid-stream {midstream_connections}, fin {closed_fin},
 {retransmitted_bytes}, conflicting overlap bytes {overlap_conflict_bytes}, out-of-order \
 segments {out_of_order_segments} (peak held {peak_held_bytes} bytes), gaps {gaps} ({gap_bytes} \
 bytes), bytes after fin {after_fin_bytes}, ignored rsts {ignored_rsts}, late segments \
-{late_segments}\n\
+{late_segments}, clock steps back {clock_steps_back}\n\
 http connections {http_connections} (not http {non_http_connections}: tls \
 {tls_connections}, http/2 {http2_connections}; upgraded {upgraded_connections}), exchanges {exchanges} (incomplete {incomplete_exchanges}, responses \
 without request {responses_without_request}), malformed messages {malformed_messages}, resyncs \

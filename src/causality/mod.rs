@@ -213,6 +213,10 @@ pub struct CausalityBuilder {
 }
 
 const MAX_LISTENER_IPS: usize = 65_536;
+/// An exchange that ends this long before the newest one can only come from a clock that
+/// stepped back: longer than any trace window, and than the default idle timeout after which a
+/// silent connection's exchanges arrive late.
+const CLOCK_STEP_NS: u64 = 600_000_000_000;
 /// The step keys of a handler's template (see [`nesting::StepKey`]): what was asked of a
 /// service, and which call was launched or returned. By route template, so `/users/7` and
 /// `/users/9` are one step; a call's return also by status class, since a handler may do
@@ -328,7 +332,7 @@ impl CausalityBuilder {
             },
         );
         self.stats.peak_pending = self.stats.peak_pending.max(self.nodes.len() as u64);
-        self.watermark = self.watermark.max(end);
+        self.follow_clock(end);
         self.decide_due(out);
         if self.nodes.len() > self.config.max_pending {
             // Decide the oldest sixteenth early: amortised O(1) per exchange.
@@ -339,6 +343,18 @@ impl CausalityBuilder {
                 .collect();
             self.stats.forced_decisions += oldest.len() as u64;
             self.decide_batch(oldest, out);
+        }
+    }
+
+    /// Capture time moves on with an exchange that ended at `end`: forward, except after the
+    /// capturing host's clock stepped back (NTP) by more than [`CLOCK_STEP_NS`]. Then it follows
+    /// the step: held at the old time, every exchange after the step would look older than the
+    /// trace window and be decided on arrival, before its parent could be seen.
+    fn follow_clock(&mut self, end: Timestamp) {
+        if end.0.saturating_add(CLOCK_STEP_NS) < self.watermark.0 {
+            self.watermark = end;
+        } else {
+            self.watermark = self.watermark.max(end);
         }
     }
 

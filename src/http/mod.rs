@@ -86,6 +86,11 @@ pub struct HttpStats {
     pub pairing_steps: u64,
 }
 
+/// Capture time running backwards by more than this is a clock step, not a reordering: held
+/// bytes are released within the reassembler's hole timeout (10 s), so no ordering of real
+/// packets moves a timestamp this far.
+const CLOCK_STEP_NS: u64 = 60_000_000_000;
+
 /// A TLS record carrying a handshake (RFC 8446 §5.1: type 22, legacy version 3.x).
 fn looks_like_tls(first: &[u8]) -> bool {
     matches!(first, [0x16, 0x03, 0..=4, ..])
@@ -627,11 +632,14 @@ impl HttpConn {
                     self.dirs[d].informational = false;
                     // A response cannot begin before its request did: if the oldest waiting request
                     // started later, this response answers a request the capture lost, and
-                    // pairing it would shift every later pair on the connection.
-                    let answers_front = self
-                        .waiting
-                        .front()
-                        .is_some_and(|f| f.t.request_start.is_none_or(|t| t <= msg_ts));
+                    // pairing it would shift every later pair on the connection. Only by less
+                    // than a clock step, though: capture times run backwards that far only where
+                    // the capturing host's clock stepped back (NTP), and then the stream's order
+                    // is the truth (a request seen before its response is not their order).
+                    let answers_front = self.waiting.front().is_some_and(|f| {
+                        f.t.request_start
+                            .is_none_or(|t| t <= msg_ts || t.0 > msg_ts.0 + CLOCK_STEP_NS)
+                    });
                     // After a gap that may have swallowed whole responses, this one answers the
                     // latest request sent before it; the ones before that lost their responses.
                     if answers_front && std::mem::take(&mut self.dirs[d].lost_sync) {

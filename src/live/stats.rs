@@ -147,6 +147,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
         peak_held_bytes,
         ignored_rsts,
         late_segments,
+        clock_steps_back,
         held_pieces_visited,
     } = s;
     total.segments += segments;
@@ -167,6 +168,7 @@ pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
     total.peak_held_bytes += peak_held_bytes;
     total.ignored_rsts += ignored_rsts;
     total.late_segments += late_segments;
+    total.clock_steps_back += clock_steps_back;
     total.held_pieces_visited += held_pieces_visited;
 }
 

@@ -76,6 +76,8 @@ pub struct ReassemblyStats {
     pub ignored_rsts: u64,
     /// Segments with data of already-closed connections (late retransmissions), dropped.
     pub late_segments: u64,
+    /// Times capture time stepped back by more than the idle timeout (see `follow_clock`).
+    pub clock_steps_back: u64,
     /// Held out-of-order pieces looked at (a work counter, see `half_stream`).
     pub held_pieces_visited: u64,
 }
@@ -163,7 +165,7 @@ impl Reassembler {
 
     pub fn push<F: FnMut(StreamEvent<'_>)>(&mut self, seg: &TcpSegment<'_>, out: &mut F) {
         self.stats.segments += 1;
-        self.now = self.now.max(seg.ts);
+        self.follow_clock(seg.ts);
         self.maybe_sweep(out);
         self.close_lingering_resets(out);
 
@@ -430,6 +432,19 @@ impl Reassembler {
             if still_reset {
                 self.close(key, CloseReason::Rst, at, out);
             }
+        }
+    }
+
+    /// Capture time moves to `ts`: forward as the latest packet seen, except where the capturing
+    /// host's clock stepped back (NTP) by more than the idle timeout. Then it follows the step:
+    /// held at the old time, it would run no idle sweep until the clock caught up again.
+    fn follow_clock(&mut self, ts: Timestamp) {
+        if ts.0.saturating_add(self.config.idle_timeout_ns) < self.now.0 {
+            self.stats.clock_steps_back += 1;
+            self.now = ts;
+            self.last_sweep = ts;
+        } else {
+            self.now = self.now.max(ts);
         }
     }
 
