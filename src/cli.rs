@@ -356,14 +356,8 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// A size in bytes, with an optional unit: `65536`, `64KiB`, `64k`, `1MiB`, `1.5MB`, `2G`.
 /// KiB, MiB, GiB and bare k, m, g are powers of 1024; kB, MB, GB powers of 1000.
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = (&t[..split], t[split..].trim());
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
+    let (value, unit) = crate::units::number_and_unit(s)
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
     let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,

@@ -33,3 +33,4 @@ pub mod sampling;
 pub mod span;
 pub mod summary;
 pub mod terminal;
+pub mod units;

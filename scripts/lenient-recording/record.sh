@@ -15,17 +15,8 @@ on_exit() {
 }
 . "$HERE/../lib/loopback-ns.sh"
 loopback_ns tslenient
-cat > "$RUN/nginx.conf" <<CONF
-daemon on; worker_processes 1; pid $RUN/nginx.pid; error_log $RUN/error.log;
-events { worker_connections 64; }
-http {
-    access_log $RUN/access.log;
-    client_body_temp_path $RUN; proxy_temp_path $RUN; fastcgi_temp_path $RUN;
-    uwsgi_temp_path $RUN; scgi_temp_path $RUN;
-    server { listen 127.0.0.1:18001; location / { return 200 "ok\n"; } }
-}
-CONF
-ip netns exec tslenient /usr/sbin/nginx -c "$RUN/nginx.conf"
+. "$HERE/../lib/nginx-in-ns.sh"
+nginx_in_ns "$RUN" 'server { listen 127.0.0.1:18001; location / { return 200 "ok\n"; } }'
 ip netns exec tslenient node -e \
     "require('http').createServer((q,r)=>r.end('ok\n')).listen(18003,'127.0.0.1')" &
 sleep 1

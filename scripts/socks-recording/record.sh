@@ -16,21 +16,12 @@ on_exit() {
 }
 . "$HERE/../lib/loopback-ns.sh"
 loopback_ns tssocks
-cat > "$RUN/nginx.conf" <<CONF
-daemon on; worker_processes 1; pid $RUN/nginx.pid; error_log $RUN/error.log;
-events { worker_connections 64; }
-http {
-    access_log $RUN/access.log;
-    client_body_temp_path $RUN; proxy_temp_path $RUN; fastcgi_temp_path $RUN;
-    uwsgi_temp_path $RUN; scgi_temp_path $RUN;
-    server {
+. "$HERE/../lib/nginx-in-ns.sh"
+nginx_in_ns "$RUN" 'server {
         listen 127.0.0.1:8080;
         location = /missing { return 404 "no\n"; }
         location / { return 200 "ok\n"; }
-    }
-}
-CONF
-ip netns exec tssocks /usr/sbin/nginx -c "$RUN/nginx.conf"
+    }'
 ip netns exec tssocks microsocks -i 127.0.0.1 -p 1080 >/dev/null 2>&1 &
 ip netns exec tssocks microsocks -i 127.0.0.1 -p 1081 -u alice -P socks-pw-42 >/dev/null 2>&1 &
 sleep 1

@@ -33,6 +33,24 @@ pub struct MessageHead {
     pub len: usize,
 }
 
+impl MessageHead {
+    /// A head of `len` bytes with its start line and no header read yet.
+    fn bare(start: StartLine, minor_version: u8, len: usize) -> Self {
+        MessageHead {
+            start,
+            minor_version,
+            content_length: None,
+            chunked: false,
+            other_transfer_encoding: false,
+            connection_close: false,
+            connection_upgrade: false,
+            keep_alive: false,
+            headers: Vec::new(),
+            len,
+        }
+    }
+}
+
 const METHODS: &[&[u8]] = &[
     b"GET",
     b"POST",
@@ -157,18 +175,7 @@ pub fn parse_head(
         Ok(httparse::Status::Complete((_, h))) => h,
         _ => return Err(HeadError),
     };
-    let mut head = MessageHead {
-        start,
-        minor_version: minor,
-        content_length: None,
-        chunked: false,
-        other_transfer_encoding: false,
-        connection_close: false,
-        connection_upgrade: false,
-        keep_alive: false,
-        headers: Vec::new(),
-        len: find_head_end(buf, 0).ok_or(HeadError)?,
-    };
+    let mut head = MessageHead::bare(start, minor, find_head_end(buf, 0).ok_or(HeadError)?);
     for h in hdrs.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         let name = h.name;
@@ -223,18 +230,11 @@ pub fn parse_partial_head(buf: &[u8], request: bool, policy: &HeaderPolicy) -> O
         return Some(head);
     }
     let (start, minor_version) = loose_start_line(buf, request)?;
-    Some(MessageHead {
-        start: policy.redact_start(start),
+    Some(MessageHead::bare(
+        policy.redact_start(start),
         minor_version,
-        content_length: None,
-        chunked: false,
-        other_transfer_encoding: false,
-        connection_close: false,
-        connection_upgrade: false,
-        keep_alive: false,
-        headers: Vec::new(),
-        len: first_nl + 1,
-    })
+        first_nl + 1,
+    ))
 }
 
 /// The start line as the servers a capture meets read it. What each answered to a request line

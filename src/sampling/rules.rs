@@ -195,14 +195,8 @@ impl Rules {
 
 /// A duration with a unit: `250us`, `20ms`, `1.5s`, `2m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = (&t[..split], t[split..].trim());
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 250ms, 1.5s)"))?;
+    let (value, unit) = crate::units::number_and_unit(s)
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 250ms, 1.5s)"))?;
     let seconds = match unit {
         "" | "s" => 1.0,
         "ns" => 1e-9,
