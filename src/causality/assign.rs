@@ -22,11 +22,11 @@
 //! confidence is the share of the final beam's probability mass that agrees with it.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::rc::Rc;
 
 use tapspan_capture::Timestamp;
 
+use super::keyhash::KeySet;
 use super::nesting::{
     alongside, DelayModel, Step, StepKey, StepTable, WaitingLoss, ARRIVAL, RESPOND,
 };
@@ -127,7 +127,7 @@ struct Active {
     /// Shared between the states that have not given this handler a call since they parted:
     /// a state is cloned for each candidate it keeps, and copying every handler's calls each
     /// time was an eighth of the work (pcaps/workers-c16.pcap).
-    calls: Rc<Vec<Made>>,
+    calls: Rc<[Made]>,
     /// Identifies `req` with the calls given to it, for merging equivalent states.
     hash: u64,
     waiting: Waiting,
@@ -235,7 +235,7 @@ fn ln_following(req: &Req, how: Follows, next: StepKey, steps: &mut StepTable) -
                     ln_parallel_gap(gap_ns),
                 )
         }
-        Follows::Busy { since_arrival } => P_BUSY.ln() + model.ln_density(since_arrival),
+        Follows::Busy { since_arrival } => P_BUSY.ln() + steps.ln_density(since_arrival),
         Follows::Sequential { prev, gap_ns } => {
             (1.0 - P_PARALLEL - P_BUSY).ln() + steps.ln_step(req.endpoint, prev, next, gap_ns)
         }
@@ -561,10 +561,7 @@ fn search(
     let mut table = StepTable::new(model);
     let reuse_ratios = reuse_model.table();
     let reuse_says_nothing = reuse_ratios.is_flat();
-    let prior: Vec<Rc<Vec<Made>>> = reqs
-        .iter()
-        .map(|r| Rc::new(r.prior_calls.clone()))
-        .collect();
+    let prior: Vec<Rc<[Made]>> = reqs.iter().map(|r| Rc::from(&r.prior_calls[..])).collect();
     let mut states = vec![State {
         score: 0.0,
         active: Vec::new(),
@@ -579,8 +576,9 @@ fn search(
     // request, its slot), their ranking, the signatures kept, and the expansions kept.
     let mut next: Vec<(f64, f64, usize, usize, Option<usize>)> = Vec::new();
     let mut ranked: Vec<(f64, usize)> = Vec::new();
-    let mut seen: HashSet<u64> = HashSet::new();
+    let mut seen: KeySet<u64> = KeySet::default();
     let mut kept: Vec<(f64, usize, usize, Option<usize>, u64)> = Vec::new();
+    let mut children: Vec<usize> = Vec::new();
     for (at, _, ev) in events {
         match ev {
             Event::Arrive(r) => {
@@ -726,14 +724,26 @@ fn search(
                         kept.push((score, si, r, pos, signature));
                     }
                 }
+                // A state's last kept expansion takes its open handlers; the others copy them.
+                children.clear();
+                children.resize(states.len(), 0);
+                for k in &kept {
+                    children[k.1] += 1;
+                }
+                let mut parents = std::mem::take(&mut states);
                 states = kept
                     .iter()
                     .map(|&(score, si, r, pos, signature)| {
-                        let s = &states[si];
-                        let mut active = s.active.clone();
+                        children[si] -= 1;
+                        let s = &mut parents[si];
+                        let mut active = if children[si] == 0 {
+                            std::mem::take(&mut s.active)
+                        } else {
+                            s.active.clone()
+                        };
                         if let Some(pos) = pos {
                             let a = &mut active[pos];
-                            Rc::make_mut(&mut a.calls).push(call.made);
+                            a.calls = a.calls.iter().copied().chain([call.made]).collect();
                             a.waiting = a.waiting.after(&reqs[r], &call.made, &mut table);
                             a.hash = mix(a.hash, j as u64);
                         }

@@ -3,9 +3,8 @@
 //! an excess over chance. EM starts from it, and keeps it in every refit while the service's
 //! model has learned little (see `CausalityBuilder::assign_by_nesting`).
 
-use std::collections::HashMap;
-
 use super::assign::{Call, Req};
+use super::keyhash::KeyMap;
 use super::nesting::{
     add_smoothed_at, bin_of, bin_width_ns, DelayModel, StepKey, ANY_ENDPOINT, ARRIVAL, BINS,
     BINS_PER_OCTAVE, FIRST_OCTAVE, RESPOND,
@@ -165,7 +164,7 @@ const GUESS_KIND_SHARE: f64 = 0.02;
 
 /// The most common kinds, each at least [`GUESS_KIND_SHARE`] of all.
 fn common_kinds<K: Copy + Eq + std::hash::Hash + Ord>(kinds: impl Iterator<Item = K>) -> Vec<K> {
-    let mut counts: HashMap<K, usize> = HashMap::new();
+    let mut counts: KeyMap<K, usize> = KeyMap::default();
     let mut all = 0usize;
     for k in kinds {
         *counts.entry(k).or_default() += 1;

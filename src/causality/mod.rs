@@ -39,6 +39,7 @@
 pub mod assign;
 pub mod fit;
 pub mod guess;
+pub mod keyhash;
 pub mod nesting;
 pub mod refine;
 pub mod reuse;
@@ -127,6 +128,7 @@ struct Node {
     /// Every X-Request-ID value seen on the exchange: a service may replace a caller's id (nginx
     /// does, when configured to), and its calls then carry the id from its response.
     known_request_ids: Vec<String>,
+    keys: StepKeys,
     start: Timestamp,
     /// When the request had fully arrived (its last byte), else its start.
     request_end: Timestamp,
@@ -245,25 +247,51 @@ fn step_route(path: &str) -> String {
         .join("/")
 }
 
-fn made(ex: &HttpExchange, start: Timestamp, end: Timestamp, index: u32) -> assign::Made {
-    let launch = endpoint_key(ex).max(nesting::RESPOND + 1);
-    let class = ex.response.as_ref().map_or(0, |r| r.status / 100);
-    let ret = ids::hash64(
-        "tapspan.step",
-        &[launch.to_le_bytes(), u64::from(class).to_le_bytes()].concat(),
-    )
-    .max(nesting::RESPOND + 1);
-    assign::Made {
-        start,
-        end,
-        launch,
-        ret,
-        callee: ids::hash64("tapspan.callee", ex.server.to_string().as_bytes()),
-        conn: ids::hash64(
-            "tapspan.conn",
-            format!("{} {}", ex.client, ex.server).as_bytes(),
+/// An exchange's keys for the delay model and the connection evidence, worked out once when it
+/// arrives: a batch looks at each of them again for every call and candidate it holds.
+#[derive(Clone, Copy, Debug)]
+struct StepKeys {
+    /// [`endpoint_key`]: what was asked, as the endpoint of this exchange's own handler.
+    endpoint: u64,
+    /// As a call: its launch and return steps, whom it called, and on which connection.
+    launch: u64,
+    ret: u64,
+    callee: u64,
+    conn: u64,
+}
+
+impl StepKeys {
+    fn of(ex: &HttpExchange) -> Self {
+        let endpoint = endpoint_key(ex);
+        let launch = endpoint.max(nesting::RESPOND + 1);
+        let class = ex.response.as_ref().map_or(0, |r| r.status / 100);
+        let ret = ids::hash64(
+            "tapspan.step",
+            &[launch.to_le_bytes(), u64::from(class).to_le_bytes()].concat(),
         )
-        .max(1),
+        .max(nesting::RESPOND + 1);
+        StepKeys {
+            endpoint,
+            launch,
+            ret,
+            callee: ids::hash64("tapspan.callee", ex.server.to_string().as_bytes()),
+            conn: ids::hash64(
+                "tapspan.conn",
+                format!("{} {}", ex.client, ex.server).as_bytes(),
+            )
+            .max(1),
+        }
+    }
+}
+
+fn made(n: &Node, index: u32) -> assign::Made {
+    assign::Made {
+        start: n.start,
+        end: n.end,
+        launch: n.keys.launch,
+        ret: n.keys.ret,
+        callee: n.keys.callee,
+        conn: n.keys.conn,
         index,
     }
 }
@@ -320,6 +348,7 @@ impl CausalityBuilder {
         self.nodes.insert(
             id,
             Node {
+                keys: StepKeys::of(&ex),
                 ex,
                 ctx,
                 request_id,
@@ -503,7 +532,7 @@ impl CausalityBuilder {
                 candidates.push(k);
             }
             let n = &self.nodes[&id];
-            let made = made(&n.ex, n.start, n.end, specs.len() as u32);
+            let made = made(n, specs.len() as u32);
             // `calls` come in start order, and a connection's exchanges one after another.
             let previous_on_conn = last_on_conn.insert(made.conn, specs.len());
             specs.push(assign::Call {
@@ -519,12 +548,12 @@ impl CausalityBuilder {
                 assign::Req {
                     arrived: rn.request_end.max(rn.start),
                     responds: rn.ex.t.response_start.unwrap_or(rn.end),
-                    endpoint: endpoint_key(&rn.ex),
+                    endpoint: rn.keys.endpoint,
                     prior_calls: rn
                         .children
                         .iter()
                         .filter_map(|c| self.nodes.get(c))
-                        .map(|c| made(&c.ex, c.start, c.end, assign::NOT_IN_BATCH))
+                        .map(|c| made(c, assign::NOT_IN_BATCH))
                         .collect(),
                 }
             })

@@ -10,9 +10,9 @@
 //! per step of each endpoint's handler where it has seen enough of them, and remembered across
 //! batches ([`super::assign`] does the assignment).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
+
+use super::keyhash::KeyMap;
 
 /// What a handler did at a step, as a key: before a delay, its request's arrival or the return
 /// of one of its calls (to which endpoint, failed or not); after it, a call (to which endpoint)
@@ -56,11 +56,11 @@ pub struct DelayModel {
     /// Smoothed counts per bin, pooled over all steps, and their sum.
     pooled: Option<(Vec<f64>, f64)>,
     /// Per (endpoint, prev, next): smoothed counts per bin and their sum.
-    steps: HashMap<(u64, StepKey, StepKey), (Vec<f64>, f64)>,
+    steps: KeyMap<(u64, StepKey, StepKey), (Vec<f64>, f64)>,
     /// Per (endpoint, prev): how many steps were seen.
-    from: HashMap<(u64, StepKey), f64>,
+    from: KeyMap<(u64, StepKey), f64>,
     /// Per next step, over all endpoints: how many were seen (the template's back-off).
-    next_seen: HashMap<StepKey, f64>,
+    next_seen: KeyMap<StepKey, f64>,
     total: f64,
 }
 
@@ -145,7 +145,11 @@ fn mass(counts: &[f64], n: f64, bin: usize) -> f64 {
 impl DelayModel {
     /// Log density (per nanosecond) of a processing delay, pooled over all steps.
     pub fn ln_density(&self, gap_ns: u64) -> f64 {
-        let b = bin_of(gap_ns);
+        self.ln_density_in_bin(bin_of(gap_ns))
+    }
+
+    /// [`Self::ln_density`] for any gap in bin `b`.
+    fn ln_density_in_bin(&self, b: usize) -> f64 {
         let m = self
             .pooled
             .as_ref()
@@ -161,11 +165,25 @@ impl DelayModel {
 
     /// [`Self::ln_step`] for any gap in `bin`: it depends on the gap through its bin alone.
     fn ln_step_in_bin(&self, endpoint: u64, prev: StepKey, next: StepKey, bin: usize) -> f64 {
+        self.step_shape(endpoint, prev, next)
+            .ln(bin, self.pooled_density(bin))
+    }
+
+    /// The pooled delays' density (per nanosecond) in `bin`.
+    fn pooled_density(&self, bin: usize) -> f64 {
         let pooled = self
             .pooled
             .as_ref()
             .map_or(1.0 / BINS as f64, |(c, n)| mass(c, *n, bin));
-        self.ln_step_backed_by(endpoint, prev, next, bin, pooled / bin_width_ns(bin))
+        pooled / bin_width_ns(bin)
+    }
+
+    /// [`Self::ln_step_in_bin`] at every bin.
+    fn ln_step_row(&self, endpoint: u64, prev: StepKey, next: StepKey) -> Box<[f64]> {
+        let shape = self.step_shape(endpoint, prev, next);
+        (0..BINS)
+            .map(|b| shape.ln(b, self.pooled_density(b)))
+            .collect()
     }
 
     /// Like [`Self::ln_step`] for a call launched alongside a running call to `sibling`: the
@@ -197,8 +215,15 @@ impl DelayModel {
         bin: usize,
         back_off_density: f64,
     ) -> f64 {
+        self.step_shape(endpoint, prev, next)
+            .ln(bin, back_off_density)
+    }
+
+    /// What scoring the step (endpoint, prev, next) needs of the model, looked up once: the
+    /// lookups do not depend on the delay, and a table row scores the step at every bin.
+    fn step_shape(&self, endpoint: u64, prev: StepKey, next: StepKey) -> StepShape<'_> {
         if self.total == 0.0 {
-            return back_off_density.ln();
+            return StepShape::Unfitted;
         }
         let kinds = self.next_seen.len() as f64 + 1.0;
         let back_off =
@@ -211,19 +236,14 @@ impl DelayModel {
             ANY_ENDPOINT
         };
         let seen_from = self.from.get(&(endpoint, prev)).copied().unwrap_or(0.0);
-        let (seen, density) = match self.steps.get(&(endpoint, prev, next)) {
-            Some((c, n)) => {
-                let own = *n / (*n + STEP_PRIOR_SAMPLES);
-                (
-                    *n,
-                    own * mass(c, *n, bin) / bin_width_ns(bin) + (1.0 - own) * back_off_density,
-                )
-            }
-            None => (0.0, back_off_density),
-        };
+        let own = self.steps.get(&(endpoint, prev, next));
+        let seen = own.map_or(0.0, |(_, n)| *n);
         let template =
             (seen + TEMPLATE_PRIOR_SAMPLES * back_off) / (seen_from + TEMPLATE_PRIOR_SAMPLES);
-        template.ln() + density.ln()
+        StepShape::Fitted {
+            ln_template: template.ln(),
+            own: own.map(|(c, n)| (c.as_slice(), *n)),
+        }
     }
 
     /// Samples the model has learned from (what earlier batches taught it, scaled down).
@@ -318,6 +338,38 @@ impl DelayModel {
     }
 }
 
+/// One step of a [`DelayModel`], ready to score at any bin ([`DelayModel::step_shape`]).
+enum StepShape<'m> {
+    /// Nothing fitted yet: only the back-off density counts.
+    Unfitted,
+    Fitted {
+        /// Log of the template's share for this step.
+        ln_template: f64,
+        /// The step's own smoothed counts and their sum, if it has been seen.
+        own: Option<(&'m [f64], f64)>,
+    },
+}
+
+impl StepShape<'_> {
+    /// The step's log-likelihood at a delay in `bin`, its own histogram backed off to
+    /// `back_off_density` (per nanosecond) while it has few samples.
+    fn ln(&self, bin: usize, back_off_density: f64) -> f64 {
+        match *self {
+            StepShape::Unfitted => back_off_density.ln(),
+            StepShape::Fitted { ln_template, own } => {
+                let density = match own {
+                    Some((c, n)) => {
+                        let own = n / (n + STEP_PRIOR_SAMPLES);
+                        own * mass(c, n, bin) / bin_width_ns(bin) + (1.0 - own) * back_off_density
+                    }
+                    None => back_off_density,
+                };
+                ln_template + density.ln()
+            }
+        }
+    }
+}
+
 /// The endpoint of a step whose handler is not known (see [`super::guess::GuessEvent`]): such steps stand
 /// for every endpoint that has none of its own from the same previous step.
 pub const ANY_ENDPOINT: u64 = 0;
@@ -327,9 +379,11 @@ pub const ANY_ENDPOINT: u64 = 0;
 /// step costs one lookup. Scoring steps is most of the beam's work.
 pub struct StepTable<'m> {
     pub model: &'m DelayModel,
-    rows: HashMap<(u64, StepKey, StepKey), Box<[f64]>, KeyHash>,
+    /// [`DelayModel::ln_density`] per bin.
+    ln_density: Box<[f64]>,
+    rows: KeyMap<(u64, StepKey, StepKey), Box<[f64]>>,
     /// Per (endpoint, prev): [`Self::waiting_loss`].
-    waiting_loss: HashMap<(u64, StepKey), WaitingLoss, KeyHash>,
+    waiting_loss: KeyMap<(u64, StepKey), WaitingLoss>,
 }
 
 /// What a handler loses by waiting for its next step (see [`StepTable::waiting_loss`]).
@@ -358,8 +412,9 @@ impl<'m> StepTable<'m> {
     pub fn new(model: &'m DelayModel) -> Self {
         StepTable {
             model,
-            rows: HashMap::default(),
-            waiting_loss: HashMap::default(),
+            ln_density: (0..BINS).map(|b| model.ln_density_in_bin(b)).collect(),
+            rows: KeyMap::default(),
+            waiting_loss: KeyMap::default(),
         }
     }
 
@@ -389,8 +444,9 @@ impl<'m> StepTable<'m> {
         // The best next step at a gap in each bin, then in it or any later one.
         let mut best = vec![f64::NEG_INFINITY; BINS];
         for next in seen.chain([RESPOND]) {
-            for (b, best) in best.iter_mut().enumerate() {
-                *best = best.max(model.ln_step_in_bin(endpoint, prev, next, b));
+            let row = model.ln_step_row(endpoint, prev, next);
+            for (best, ln) in best.iter_mut().zip(row.iter()) {
+                *best = best.max(*ln);
             }
         }
         for b in (0..BINS - 1).rev() {
@@ -412,6 +468,11 @@ impl<'m> StepTable<'m> {
         loss
     }
 
+    /// [`DelayModel::ln_density`] by table.
+    pub fn ln_density(&self, gap_ns: u64) -> f64 {
+        self.ln_density[bin_of(gap_ns)]
+    }
+
     pub fn ln_step(&mut self, endpoint: u64, prev: StepKey, next: StepKey, gap_ns: u64) -> f64 {
         let bin = bin_of(gap_ns);
         let model = self.model;
@@ -422,36 +483,10 @@ impl<'m> StepTable<'m> {
         if self.rows.len() >= MAX_TABLE_ROWS {
             return model.ln_step_in_bin(endpoint, prev, next, bin);
         }
-        let row: Box<[f64]> = (0..BINS)
-            .map(|b| model.ln_step_in_bin(endpoint, prev, next, b))
-            .collect();
+        let row = model.ln_step_row(endpoint, prev, next);
         let ln = row[bin];
         self.rows.insert(key, row);
         ln
-    }
-}
-
-type KeyHash = BuildHasherDefault<KeyHasher>;
-
-/// Hashes keys that are hashes already (step keys): a multiply and a rotate per word.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(23) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 

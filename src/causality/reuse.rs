@@ -137,9 +137,9 @@ const SHARED_POOL_SHARE: f64 = 0.95;
 /// connections to their callee, or a new connection while one was idle), if LIFO or FIFO
 /// explains at least 95 %, the pool is shared (in the simulator, shared pools are over 99 % and pools per worker handed out by a LIFO list of idle workers 81 %).
 pub fn pool_is_shared(calls: &[Made]) -> bool {
-    use std::collections::HashMap;
     // Per callee: each connection seen, with when its last call ended.
-    let mut released: HashMap<u64, Vec<(u64, Timestamp)>> = HashMap::new();
+    let mut released: super::keyhash::KeyMap<u64, Vec<(u64, Timestamp)>> =
+        super::keyhash::KeyMap::default();
     let (mut choices, mut lifo, mut fifo) = (0usize, 0usize, 0usize);
     for call in calls.iter().filter(|c| c.conn != 0) {
         let conns = released.entry(call.callee).or_default();

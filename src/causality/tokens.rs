@@ -23,7 +23,7 @@
 //! message); scoring a (call, candidate) is a scan of that call's few matches and the
 //! candidate's calls so far.
 
-use std::collections::HashMap;
+use super::keyhash::KeyMap;
 
 use super::assign::{calls_per_request, Call, Made, Req};
 use super::nesting::StepKey;
@@ -43,7 +43,7 @@ const MAX_VIA: usize = 16;
 /// parent, calls with rare tokens), accumulated over batches.
 #[derive(Clone, Debug, Default)]
 pub struct Propagation {
-    counts: HashMap<StepKey, (f64, f64)>,
+    counts: KeyMap<StepKey, (f64, f64)>,
 }
 
 impl Propagation {
@@ -78,7 +78,7 @@ pub struct TokenEvidence {
     /// Candidates whose own context (request, responses of earlier batches' calls) matches the
     /// call, with the match's weight.
     direct: Vec<Vec<(usize, f64)>>,
-    /// Earlier calls of the batch whose response matches the call, with the weight.
+    /// Earlier calls of the batch whose response matches the call, with the weight, by index.
     via: Vec<Vec<(u32, f64)>>,
     /// The score of a candidate without a match, `ln(1 - q)`.
     no_match: Vec<f64>,
@@ -112,7 +112,7 @@ impl TokenEvidence {
 
     pub fn of_batch(batch: &BatchTokens<'_>, calls: &[Call], propagation: &Propagation) -> Self {
         let handlers = batch.req_context.len().max(1) as f64;
-        let mut held: HashMap<u64, u32> = HashMap::new();
+        let mut held: KeyMap<u64, u32> = KeyMap::default();
         for t in batch.req_context.iter().chain(&batch.call_response) {
             for &tok in t.as_slice() {
                 *held.entry(tok).or_default() += 1;
@@ -129,7 +129,7 @@ impl TokenEvidence {
             Some(((q + (1.0 - q) * f) / f).ln())
         };
         // Which calls' responses hold each token, for matches through a received response.
-        let mut in_response: HashMap<u64, Vec<u32>> = HashMap::new();
+        let mut in_response: KeyMap<u64, Vec<u32>> = KeyMap::default();
         for (i, t) in batch.call_response.iter().enumerate() {
             for &tok in t.as_slice() {
                 in_response.entry(tok).or_default().push(i as u32);
@@ -181,6 +181,7 @@ impl TokenEvidence {
             } else {
                 Vec::new()
             };
+            via.sort_unstable_by_key(|m| m.0);
             ev.plausible.push(plausible);
             ev.direct.push(direct);
             ev.via.push(via);
@@ -254,13 +255,21 @@ impl TokenEvidence {
             .iter()
             .find(|(k, _)| *k == r)
             .map(|m| m.1);
-        let via = self.via[j]
-            .iter()
-            .filter(|(i, _)| calls.iter().any(|c| c.index == *i))
-            .map(|m| m.1)
-            .fold(None, |best: Option<f64>, w| {
-                Some(best.map_or(w, |b| b.max(w)))
-            });
+        // `via[j]` is sorted by call index: each of the handler's calls is looked up in it.
+        let via_j = &self.via[j];
+        let via = if via_j.is_empty() {
+            None
+        } else {
+            calls
+                .iter()
+                .filter_map(|c| {
+                    let k = via_j.binary_search_by_key(&c.index, |m| m.0).ok()?;
+                    Some(via_j[k].1)
+                })
+                .fold(None, |best: Option<f64>, w| {
+                    Some(best.map_or(w, |b| b.max(w)))
+                })
+        };
         match (direct, via) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
