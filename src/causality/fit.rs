@@ -107,10 +107,17 @@ pub fn base_model(history: &Learned, reqs: &[Req], calls: &[Call]) -> DelayModel
     history.delays.clone()
 }
 
-/// Assigns `calls` to `reqs` by hard EM (see the module's doc), refitting from `base` (see
-/// [`base_model`]). `reuse_informs`: whether connections are evidence here (see
-/// `reuse::pool_is_shared`).
-pub fn fit_and_assign(
+/// What EM settled on: the models refitted to its last assignment, and that assignment's
+/// log-likelihood under them (found at the EM beam's width).
+pub struct Settled {
+    pub learned: Learned,
+    evidence: TokenEvidence,
+    pub score: f64,
+}
+
+/// Hard EM over `calls` (see the module's doc), refitting from `base` (see [`base_model`]).
+/// `reuse_informs`: whether connections are evidence here (see `reuse::pool_is_shared`).
+pub fn settle(
     reqs: &[Req],
     calls: &[Call],
     tokens: &BatchTokens<'_>,
@@ -118,7 +125,7 @@ pub fn fit_and_assign(
     base: &DelayModel,
     reuse_informs: bool,
     effort: Effort,
-) -> Fitted {
+) -> Settled {
     let mut learned = Learned {
         delays: base.clone(),
         reuse: history.reuse.clone(),
@@ -128,7 +135,8 @@ pub fn fit_and_assign(
     let assign_with = |l: &Learned, ev: &TokenEvidence, beam: usize| {
         assign::assign(reqs, calls, &l.delays, &l.reuse, ev, beam)
     };
-    let mut links = assign_with(&learned, &evidence, effort.em_beam).links;
+    let first = assign_with(&learned, &evidence, effort.em_beam);
+    let (mut links, mut score) = (first.links, first.score);
     for _ in 0..effort.em_rounds {
         let steps = assign::steps(reqs, calls, &links);
         if steps.len() < 8 {
@@ -144,17 +152,38 @@ pub fn fit_and_assign(
         learned.propagation =
             Propagation::fitted(&history.propagation, &evidence, calls, reqs, &links);
         evidence = TokenEvidence::of_batch(tokens, calls, &learned.propagation);
-        let next = assign_with(&learned, &evidence, effort.em_beam).links;
+        let next = assign_with(&learned, &evidence, effort.em_beam);
         let changed = next
+            .links
             .iter()
             .zip(&links)
             .filter(|(a, b)| a.map(|(k, _)| k) != b.map(|(k, _)| k))
             .count();
-        links = next;
+        (links, score) = (next.links, next.score);
         if changed * SETTLED_BELOW_ONE_IN <= calls.len() {
             break;
         }
     }
+    Settled {
+        learned,
+        evidence,
+        score,
+    }
+}
+
+/// The final, wider assignment under the models EM settled on.
+pub fn final_assignment(
+    reqs: &[Req],
+    calls: &[Call],
+    history: &Learned,
+    settled: Settled,
+    effort: Effort,
+) -> Fitted {
+    let Settled {
+        mut learned,
+        evidence,
+        ..
+    } = settled;
     let last = if effort.refine {
         assign::assign_refined(
             reqs,
@@ -165,7 +194,14 @@ pub fn fit_and_assign(
             effort.final_beam,
         )
     } else {
-        assign_with(&learned, &evidence, effort.final_beam)
+        assign::assign(
+            reqs,
+            calls,
+            &learned.delays,
+            &learned.reuse,
+            &evidence,
+            effort.final_beam,
+        )
     };
     let (links, score) = (last.links, last.score);
     learned.propagation = Propagation::fitted(&history.propagation, &evidence, calls, reqs, &links);
@@ -175,4 +211,18 @@ pub fn fit_and_assign(
         learned,
         score,
     }
+}
+
+/// [`settle`], then [`final_assignment`].
+pub fn fit_and_assign(
+    reqs: &[Req],
+    calls: &[Call],
+    tokens: &BatchTokens<'_>,
+    history: &Learned,
+    base: &DelayModel,
+    reuse_informs: bool,
+    effort: Effort,
+) -> Fitted {
+    let settled = settle(reqs, calls, tokens, history, base, reuse_informs, effort);
+    final_assignment(reqs, calls, history, settled, effort)
 }

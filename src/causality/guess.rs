@@ -6,8 +6,8 @@
 use super::assign::{Call, Req};
 use super::keyhash::KeyMap;
 use super::nesting::{
-    add_smoothed_at, bin_of, bin_width_ns, DelayModel, StepKey, ANY_ENDPOINT, ARRIVAL, BINS,
-    BINS_PER_OCTAVE, FIRST_OCTAVE, RESPOND,
+    add_smoothed_at, bin_of, bin_starts, bin_width_ns, DelayModel, StepKey, ANY_ENDPOINT, ARRIVAL,
+    BINS, BINS_PER_OCTAVE, FIRST_OCTAVE, RESPOND,
 };
 
 /// Gaps [`first_guess`] counts at most.
@@ -105,6 +105,7 @@ pub fn first_guess(
         .collect();
     let mut pooled_exposure = Vec::new();
     let mut exposure_by_kind = vec![Vec::new(); launch_kinds.len()];
+    let starts = bin_starts();
     for (&(at, next), &(from, to)) in launches.iter().zip(&within).step_by(stride) {
         // How far back this step could see events: the horizon, or less near the start of
         // the batch. Without this, steps near the start see fewer far gaps than chance
@@ -117,8 +118,14 @@ pub fn first_guess(
         if let Some(lk) = kind {
             exposure_by_kind[lk].push(exposure);
         }
-        for (e, ek) in events[from..to].iter().zip(&event_kind[from..to]) {
-            let bin = bin_of(at - e.at);
+        // Nearest event first: the gap only grows, so its bin is found by walking up from the
+        // last one ([`bin_of`] for every pair was most of the guess's time).
+        let mut bin = 0;
+        for (e, ek) in events[from..to].iter().zip(&event_kind[from..to]).rev() {
+            let gap = at - e.at;
+            while starts.get(bin).is_some_and(|&start| start <= gap) {
+                bin += 1;
+            }
             if next != RESPOND {
                 pooled.add(bin);
             }

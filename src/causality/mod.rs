@@ -568,7 +568,8 @@ impl CausalityBuilder {
         // reading explains its calls better, by their joint probability with the assignment
         // (the likelihood and the prior over running handlers, `assign::ln_prior`), both
         // found by the same search: a wider search finds likelier assignments for the reading
-        // with more freedom, and the choice must not depend on it.
+        // with more freedom, and the choice must not depend on it. The readings are compared
+        // once EM has settled, and only the better one gets the final, wider search.
         let queued = reuse::workers_if_queued(&reqs, &made_in_order).map(|workers| {
             let mut queued = reqs.clone();
             reuse::start_when_a_worker_is_free(&mut queued, workers);
@@ -583,19 +584,21 @@ impl CausalityBuilder {
         };
         // The readings are searched side by side too.
         let read_and_fit = |effort| {
-            let fitted = run_side_by_side(readings.iter().collect(), self.config.threads, |r| {
-                fit(r, effort)
+            let settled = run_side_by_side(readings.iter().collect(), self.config.threads, |r| {
+                let (reqs, base) = r;
+                fit::settle(reqs, &specs, &tokens, history, base, reuse_informs, effort)
             });
-            fitted
+            let (settled, reading, _) = settled
                 .into_iter()
                 .zip(&readings)
-                .map(|(fitted, reading)| {
-                    let joint = fitted.score + assign::ln_prior(reading.0, &specs);
-                    (fitted, reading, joint)
+                .map(|(settled, reading)| {
+                    let joint = settled.score + assign::ln_prior(reading.0, &specs);
+                    (settled, reading, joint)
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2))
-                .map(|(fitted, reading, _)| (fitted, reading))
-                .expect("at least the plain reading")
+                .expect("at least the plain reading");
+            let fitted = fit::final_assignment(reading.0, &specs, history, settled, effort);
+            (fitted, reading)
         };
         // Where too few calls carry rare tokens for them to carry the batch, the narrow search
         // is not tried.

@@ -79,11 +79,17 @@ const MAX_STEP_KEYS: usize = 4096;
 /// Samples the model remembers across batches: older ones are scaled down to this.
 const MEMORY_SAMPLES: f64 = 20_000.0;
 
-pub(super) fn bin_of(gap_ns: u64) -> usize {
-    // The first gap of each bin, found once: a gap's bin is then found among the few bins of its
-    // octave (its highest bit) instead of by a logarithm, which was a tenth of the search's time.
+/// The first gap of each bin but the first: `bin_starts()[i]` begins bin `i + 1`, so a gap's
+/// bin is the number of these at or below it.
+pub(super) fn bin_starts() -> &'static [u64] {
     static STARTS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
-    let starts = STARTS.get_or_init(|| (1..BINS).map(bin_start_ns).collect());
+    STARTS.get_or_init(|| (1..BINS).map(bin_start_ns).collect())
+}
+
+pub(super) fn bin_of(gap_ns: u64) -> usize {
+    // A gap's bin is found among the few bins of its octave (its highest bit) instead of by a
+    // logarithm, which was a tenth of the search's time.
+    let starts = bin_starts();
     let octave = 63 - gap_ns.max(1).leading_zeros() as usize;
     let Some(above) = octave.checked_sub(FIRST_OCTAVE as usize) else {
         return 0;
