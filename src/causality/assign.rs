@@ -21,7 +21,6 @@
 //! complete one wins ([`assign_refined`]: then improved by local moves, [`super::refine`]), and a call's
 //! confidence is the share of the final beam's probability mass that agrees with it.
 
-use std::cmp::Ordering;
 use std::rc::Rc;
 
 use tapspan_capture::Timestamp;
@@ -405,13 +404,22 @@ fn chosen_in(state: &State, p: usize) -> Option<usize> {
     None
 }
 
-/// Puts the best `k` of `items` (by `better`, best first) at its front, in order; the rest
-/// after them in no order.
-fn put_best_first<T>(items: &mut [T], k: usize, better: impl Fn(&T, &T) -> Ordering + Copy) {
+/// Puts the `k` smallest of `items` at its front, in order; the rest after them in no order.
+fn put_best_first(items: &mut [u128], k: usize) {
     if k < items.len() {
-        items.select_nth_unstable_by(k, better);
+        items.select_nth_unstable(k);
     }
-    items[..k].sort_unstable_by(better);
+    items[..k].sort_unstable();
+}
+
+/// An expansion's place in the beam's ranking as one integer, smaller first: a higher `rank`
+/// first (in `f64::total_cmp`'s order), ties in the order scored (`k`). Integers compare in
+/// one instruction where a comparator closure took most of the ranking's time.
+fn rank_key(rank: f64, k: usize) -> u128 {
+    let bits = rank.to_bits() as i64;
+    // `total_cmp`'s key: flipping the magnitude bits of negatives orders them as integers.
+    let ordered = (bits ^ ((((bits >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
+    (u128::from(!ordered) << 64) | k as u128
 }
 
 /// For each call, `(index of the chosen request, confidence)`, or None without candidates.
@@ -575,7 +583,7 @@ fn search(
     // Buffers of each call's expansions, reused from call to call: (score, rank score, state,
     // request, its slot), their ranking, the signatures kept, and the expansions kept.
     let mut next: Vec<(f64, f64, usize, usize, Option<usize>)> = Vec::new();
-    let mut ranked: Vec<(f64, usize)> = Vec::new();
+    let mut ranked: Vec<u128> = Vec::new();
     let mut seen: KeySet<u64> = KeySet::default();
     let mut kept: Vec<(f64, usize, usize, Option<usize>, u64)> = Vec::new();
     let mut children: Vec<usize> = Vec::new();
@@ -694,12 +702,10 @@ fn search(
                 // Best first, ties in the order scored. Only the best few are ever looked at,
                 // so only they are put in order (sorting every expansion was a quarter of the
                 // time): twice the width at first, more only if many are duplicates.
-                let better =
-                    |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
                 ranked.clear();
-                ranked.extend(next.iter().enumerate().map(|(k, n)| (n.1, k)));
+                ranked.extend(next.iter().enumerate().map(|(k, n)| rank_key(n.1, k)));
                 let mut sorted = (2 * width).min(ranked.len());
-                put_best_first(&mut ranked, sorted, better);
+                put_best_first(&mut ranked, sorted);
                 seen.clear();
                 kept.clear();
                 let mut i = 0;
@@ -707,10 +713,10 @@ fn search(
                     if i == sorted {
                         // Many were duplicates: put twice as many in order.
                         let more = (2 * sorted).min(ranked.len());
-                        put_best_first(&mut ranked[sorted..], more - sorted, better);
+                        put_best_first(&mut ranked[sorted..], more - sorted);
                         sorted = more;
                     }
-                    let (score, _, si, r, pos) = next[ranked[i].1];
+                    let (score, _, si, r, pos) = next[ranked[i] as u64 as usize];
                     let s = &states[si];
                     i += 1;
                     let signature = match pos {
@@ -797,6 +803,28 @@ mod tests {
 
     fn t(us: u64) -> Timestamp {
         Timestamp(us * 1000)
+    }
+
+    #[test]
+    fn rank_keys_order_as_total_cmp_then_index() {
+        let ranks = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            3.0,
+            f64::INFINITY,
+            -3.0,
+            3.0,
+        ];
+        for (i, &a) in ranks.iter().enumerate() {
+            for (j, &b) in ranks.iter().enumerate() {
+                let want = b.total_cmp(&a).then(i.cmp(&j));
+                assert_eq!(rank_key(a, i).cmp(&rank_key(b, j)), want, "{a} {b}");
+            }
+        }
     }
 
     #[test]
