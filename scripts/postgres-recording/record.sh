@@ -34,7 +34,7 @@ log_statement = 'all'
 log_min_error_statement = error
 log_connections = on
 log_disconnections = on
-log_line_prefix = '%m [%p] port=%r db=%d user=%u '
+log_line_prefix = '%m [%p] port=%r db=%d user=%u sqlstate=%e '
 CONF
 ip netns exec $NS runuser -u postgres -- "$BIN/pg_ctl" -D "$RUN/data" -l "$RUN/server.log" \
     -w start >/dev/null
