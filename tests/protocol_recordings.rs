@@ -175,3 +175,91 @@ fn redis_every_monitored_command_is_an_exchange_with_its_status() {
     // 3 deliveries to the subscriber, 1 invalidation push to the tracking connection.
     assert_eq!(pushes, 4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// `log_statement=all` lines: (client port, statement, SQLSTATE) per statement, in order; an
+/// ERROR line's SQLSTATE goes to the statement it names (logged just before, or not at all
+/// for an Execute that failed).
+fn postgres_log(text: &str) -> Vec<(u16, String, String)> {
+    let mut v: Vec<(u16, String, String)> = Vec::new();
+    let mut error: Option<(u16, String)> = None;
+    for line in text.lines() {
+        let Some((_, after)) = line.split_once("port=127.0.0.1(") else {
+            continue;
+        };
+        let port: u16 = after[..after.find(')').unwrap()].parse().unwrap();
+        let state = after.split("sqlstate=").nth(1).unwrap()[..5].to_string();
+        let body = after.split_once(' ').unwrap().1;
+        let body = body.splitn(4, ' ').nth(3).unwrap_or_default();
+        if let Some(s) = body.strip_prefix("LOG:  statement: ") {
+            v.push((port, s.to_string(), state));
+        } else if let Some(s) = body.strip_prefix("LOG:  execute ") {
+            v.push((port, s.split_once(": ").unwrap().1.to_string(), state));
+        } else if body.starts_with("ERROR:") {
+            error = Some((port, state));
+        } else if let (Some(s), Some((p, state))) = (body.strip_prefix("STATEMENT:  "), &error) {
+            match v.last_mut() {
+                Some(last) if last.0 == *p && last.1 == s => last.2 = state.clone(),
+                _ => v.push((*p, s.to_string(), state.clone())),
+            }
+            error = None;
+        }
+    }
+    v
+}
+
+#[test]
+fn postgres_every_logged_statement_is_an_exchange_with_its_sqlstate() {
+    use tapspan::protocols::postgres::{sql, PgConn};
+    let log = postgres_log(&std::fs::read_to_string(pcap("postgres-basic.server.log")).unwrap());
+    assert_eq!(log.len(), 49);
+    let mut by_port: HashMap<u16, Vec<(String, String)>> = HashMap::new();
+    for c in tcp_conns(&pcap("postgres-basic.pcap")) {
+        let Piece::Data(_, _, first) = &c.pieces[0] else {
+            panic!("a gap first")
+        };
+        assert!(PgConn::sniff(first));
+        let mut dec = PgConn::new(c.from_start);
+        let mut out = Vec::new();
+        for p in &c.pieces {
+            match p {
+                Piece::Data(dir, ts, b) => dec.push(*dir, *ts, b, &mut out),
+                Piece::Gap(dir) => dec.gap(*dir, &mut out),
+            }
+        }
+        dec.finish(&mut out);
+        assert_eq!(dec.stats.protocol_errors, 0);
+        assert!(!dec.stats.encrypted);
+        for x in &out {
+            assert!(x.end.is_some() && x.cut.is_none(), "{x:?}");
+            assert_eq!(x.database.as_deref(), Some("shop"));
+            let all = format!("{:?}", x.attributes());
+            for secret in ["-literal-", "-param-", "@example", "1.50", "4.25"] {
+                assert!(!all.contains(secret), "{secret} leaked: {all}");
+            }
+        }
+        let got = out
+            .iter()
+            .map(|x| {
+                let state = x.sqlstate.clone().unwrap_or_else(|| "00000".into());
+                (x.query.clone().unwrap_or_default(), state)
+            })
+            .collect();
+        by_port.insert(c.client.port(), got);
+    }
+    let mut found = 0;
+    let mut have: HashMap<u16, std::slice::Iter<'_, (String, String)>> =
+        by_port.iter().map(|(p, v)| (*p, v.iter())).collect();
+    for (port, text, state) in &log {
+        let want = (sql::sanitize(text), state.clone());
+        if have.get_mut(port).unwrap().any(|h| *h == want) {
+            found += 1;
+        }
+    }
+    at_least_995(found, log.len(), "postgres");
+    assert_eq!(found, log.len());
+    // Nothing but the logged statements: 24 simple queries and 25 Executes.
+    assert_eq!(by_port.values().map(Vec::len).sum::<usize>(), 49);
+}
