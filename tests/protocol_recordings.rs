@@ -70,6 +70,26 @@ fn tcp_conns(path: &Path) -> Vec<Conn> {
     conns
 }
 
+/// UDP datagrams of a capture: (ts, source, destination, payload).
+fn udp_datagrams(path: &Path) -> Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)> {
+    let mut src = FileSource::open(path).unwrap();
+    let mut v = Vec::new();
+    while let Some(frame) = src.next_frame().unwrap() {
+        let Ok(p) = etherparse::SlicedPacket::from_ethernet(frame.data) else {
+            continue;
+        };
+        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) =
+            (&p.net, &p.transport)
+        else {
+            continue;
+        };
+        let s = SocketAddr::from((ip.header().source_addr(), udp.source_port()));
+        let d = SocketAddr::from((ip.header().destination_addr(), udp.destination_port()));
+        v.push((frame.ts.as_nanos(), s, d, udp.payload().to_vec()));
+    }
+    v
+}
+
 fn at_least_995(found: usize, total: usize, what: &str) {
     assert!(total > 0, "{what}: nothing in the log");
     assert!(
@@ -262,4 +282,123 @@ fn postgres_every_logged_statement_is_an_exchange_with_its_sqlstate() {
     assert_eq!(found, log.len());
     // Nothing but the logged statements: 24 simple queries and 25 Executes.
     assert_eq!(by_port.values().map(Vec::len).sum::<usize>(), 49);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS
+
+/// dnsmasq `log-queries=extra`: per query (client port, type, name, what it answered).
+fn dnsmasq_log(text: &str) -> Vec<(u16, String, String, String)> {
+    let mut v: Vec<(u16, String, String, String)> = Vec::new();
+    let mut serials: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some((_, rest)) = line.split_once("]: ") else {
+            continue;
+        };
+        let w: Vec<&str> = rest.split(' ').collect();
+        if w.len() < 4 || !w[1].starts_with("127.0.0.1/") {
+            continue;
+        }
+        let port = w[1].rsplit('/').next().unwrap().parse().unwrap();
+        if let Some(t) = w[2].strip_prefix("query[") {
+            v.push((
+                port,
+                t.trim_end_matches(']').into(),
+                w[3].into(),
+                String::new(),
+            ));
+            serials.push(w[0].into());
+        } else if let Some(i) = serials.iter().rposition(|s| s == w[0]) {
+            // `config NAME is ANSWER …`: the first word after `is`.
+            let answer = rest.split(" is ").nth(1).and_then(|a| a.split(' ').next());
+            if let (true, Some(a)) = (v[i].3.is_empty(), answer) {
+                v[i].3 = a.to_string();
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn dns_every_logged_query_is_an_exchange_with_its_outcome() {
+    use tapspan::protocols::dns::{message, DnsConfig, DnsTracker, TcpFramer};
+    let log = dnsmasq_log(&std::fs::read_to_string(pcap("dns-basic.dnsmasq.log")).unwrap());
+    assert_eq!(log.len(), 24);
+    let path = pcap("dns-basic.pcap");
+    // dig was told to wait 1 s (`+timeout=1`): so is the tracker.
+    let config = DnsConfig {
+        timeout_ns: 1_000_000_000,
+        ..DnsConfig::default()
+    };
+    let mut t = DnsTracker::new(config);
+    let mut out = Vec::new();
+    for (ts, src, dst, payload) in udp_datagrams(&path) {
+        t.advance_to(ts, &mut out);
+        t.datagram(ts, src, dst, &payload, &mut out);
+    }
+    for c in tcp_conns(&path) {
+        let server = SocketAddr::from(([127, 0, 0, 1], 53));
+        let mut framers = [TcpFramer::default(), TcpFramer::default()];
+        for p in &c.pieces {
+            match p {
+                Piece::Data(dir, ts, b) => {
+                    let (client, x) = (c.client, &mut out);
+                    framers[dir.index()]
+                        .push(*ts, b, &mut |when, m| t.message(when, client, server, m, x));
+                }
+                Piece::Gap(dir) => framers[dir.index()].lose(),
+            }
+        }
+    }
+    t.finish(&mut out);
+    assert_eq!(t.stats.malformed, 0);
+    assert_eq!(t.stats.unmatched_responses, 0);
+    let mut found = 0;
+    for (port, qtype, name, outcome) in &log {
+        let hit = out.iter().any(|x| {
+            let rcode = x.rcode.map(message::rcode_name);
+            let right = match outcome.as_str() {
+                "NXDOMAIN" | "REFUSED" => rcode.as_deref() == Some(outcome.as_str()),
+                o if o.starts_with("NODATA") => {
+                    rcode.as_deref() == Some("NOERROR") && x.answers == 0
+                }
+                _ => rcode.as_deref() == Some("NOERROR") && x.answers > 0,
+            };
+            x.client.port() == *port
+                && x.name == *name
+                && message::type_name(x.qtype) == *qtype
+                && right
+                && x.error.as_deref() == rcode.as_deref().filter(|r| *r != "NOERROR")
+        });
+        found += usize::from(hit);
+    }
+    at_least_995(found, log.len(), "dns");
+    assert_eq!(found, log.len());
+    // The two queries to a port where nobody answers, and nothing else, have no response.
+    let mut unanswered: Vec<_> = out
+        .iter()
+        .filter(|x| x.end.is_none())
+        .map(|x| {
+            (
+                x.server.port(),
+                x.name.as_str(),
+                x.error.as_deref().unwrap(),
+            )
+        })
+        .collect();
+    unanswered.sort();
+    assert_eq!(
+        unanswered,
+        [
+            (5353, "api.shop.test", "timeout"),
+            (5353, "db.shop.test", "no_response")
+        ]
+    );
+    assert_eq!(out.len(), 26);
+    assert_eq!(
+        out.iter()
+            .filter(|x| x.transport == tapspan::protocols::dns::Transport::Tcp)
+            .count(),
+        3
+    );
 }
