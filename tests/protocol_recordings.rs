@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use tapspan::protocols::tls::TlsHandshake;
 use tapspan::reassembly::{Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent};
 use tapspan_capture::{DecodeConfig, Decoder, FileSource, PacketSource};
 
@@ -401,4 +402,102 @@ fn dns_every_logged_query_is_an_exchange_with_its_outcome() {
             .count(),
         3
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS handshakes
+
+#[test]
+fn tls_every_logged_handshake_is_read_with_its_name_version_cipher_and_alpn() {
+    use tapspan::protocols::tls::TlsConn;
+    let access = std::fs::read_to_string(pcap("tls-handshakes.nginx.log")).unwrap();
+    let errors = std::fs::read_to_string(pcap("tls-handshakes.nginx-error.log")).unwrap();
+    let mut hs = Vec::new();
+    for c in tcp_conns(&pcap("tls-handshakes.pcap")) {
+        let Piece::Data(_, _, first) = &c.pieces[0] else {
+            panic!("a gap first")
+        };
+        assert!(TlsConn::sniff(first));
+        let mut dec = TlsConn::new();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for p in &c.pieces {
+            match p {
+                Piece::Data(dir, ts, b) => {
+                    last = *ts;
+                    dec.push(*dir, *ts, b, &mut out)
+                }
+                Piece::Gap(_) => dec.gap(last, &mut out),
+            }
+        }
+        dec.finish(last, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        hs.push((c.client.port(), out.remove(0)));
+    }
+    assert_eq!(hs.len(), 9);
+    // OpenSSL's names (nginx's $ssl_cipher) for the IANA ones.
+    let iana = |openssl: &str| match openssl {
+        "ECDHE-RSA-AES256-GCM-SHA384" => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".to_string(),
+        s => s.to_string(),
+    };
+    let mut found = 0;
+    let lines: Vec<&str> = access.lines().collect();
+    for line in &lines {
+        let port: u16 = line
+            .split(' ')
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let field = |k: &str| {
+            line.split(' ')
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap()
+                .to_string()
+        };
+        let (_, h) = hs.iter().find(|(p, _)| *p == port).unwrap();
+        let a = h.attributes();
+        let get = |k: &str| {
+            a.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.as_str().unwrap().to_string())
+        };
+        let sni = get("tls.client.server_name").unwrap_or_else(|| "-".into());
+        let version = format!("TLSv{}", get("tls.protocol.version").unwrap());
+        assert!(h.established, "{h:?}");
+        assert_eq!(sni, field("sni="));
+        assert_eq!(version, field("proto="));
+        assert_eq!(get("tls.cipher").unwrap(), iana(&field("cipher=")));
+        // ALPN: chosen in the ServerHello (TLS 1.2), or the client's only offer (TLS 1.3),
+        // else among the client's offers.
+        let alpn = field("alpn=");
+        match h.next_protocol() {
+            Some(p) => assert_eq!(p, alpn),
+            None => assert!(h.client.alpn.contains(&alpn) && version == "TLSv1.3"),
+        }
+        assert!(h.response_start.is_some() && h.end > h.start);
+        found += 1;
+    }
+    at_least_995(found, lines.len(), "tls");
+    // The failed handshakes, in the error log's order, with the alert that tells why.
+    let mut failed: Vec<&TlsHandshake> = hs
+        .iter()
+        .map(|(_, h)| h)
+        .filter(|h| !h.established)
+        .collect();
+    failed.sort_by_key(|h| h.start);
+    let want = [
+        ("unknown ca", 48, true),
+        ("no shared cipher", 40, false),
+        ("unsupported protocol", 70, false),
+    ];
+    let reasons: Vec<&str> = errors.lines().collect();
+    assert_eq!((failed.len(), reasons.len()), (3, 3));
+    for ((reason, alert, by_client), (h, line)) in want.iter().zip(failed.iter().zip(&reasons)) {
+        assert!(line.contains(reason), "{line}");
+        assert_eq!(h.alert, Some((*alert, *by_client)));
+    }
 }
