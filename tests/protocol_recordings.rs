@@ -501,3 +501,70 @@ fn tls_every_logged_handshake_is_read_with_its_name_version_cipher_and_alpn() {
         assert_eq!(h.alert, Some((*alert, *by_client)));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Splits: the decoders give the same exchanges whatever the packet boundaries.
+
+/// Each connection's pieces re-cut into chunks of `n` bytes (same times).
+fn rechunk(conns: &[Conn], n: usize) -> Vec<Vec<Piece>> {
+    conns
+        .iter()
+        .map(|c| {
+            let mut v = Vec::new();
+            for p in &c.pieces {
+                match p {
+                    Piece::Data(d, ts, b) => {
+                        v.extend(b.chunks(n).map(|ch| Piece::Data(*d, *ts, ch.to_vec())))
+                    }
+                    Piece::Gap(d) => v.push(Piece::Gap(*d)),
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn redis_and_postgres_give_the_same_exchanges_at_any_packet_boundaries() {
+    use tapspan::protocols::{postgres::PgConn, redis::RedisConn};
+    let redis = tcp_conns(&pcap("redis-basic.pcap"));
+    let pg = tcp_conns(&pcap("postgres-basic.pcap"));
+    let run_redis = |pieces: &[Piece]| {
+        let mut d = RedisConn::new(true);
+        let mut out = Vec::new();
+        for p in pieces {
+            if let Piece::Data(dir, ts, b) = p {
+                d.push(*dir, *ts, b, &mut out);
+            }
+        }
+        d.finish(&mut out);
+        out
+    };
+    let run_pg = |pieces: &[Piece]| {
+        let mut d = PgConn::new(true);
+        let mut out = Vec::new();
+        for p in pieces {
+            if let Piece::Data(dir, ts, b) = p {
+                d.push(*dir, *ts, b, &mut out);
+            }
+        }
+        d.finish(&mut out);
+        out
+    };
+    for n in [1, 3, 7, 64] {
+        for (c, pieces) in redis.iter().zip(rechunk(&redis, n)) {
+            assert_eq!(
+                run_redis(&c.pieces),
+                run_redis(&pieces),
+                "redis, chunks of {n}"
+            );
+        }
+        for (c, pieces) in pg.iter().zip(rechunk(&pg, n)) {
+            assert_eq!(
+                run_pg(&c.pieces),
+                run_pg(&pieces),
+                "postgres, chunks of {n}"
+            );
+        }
+    }
+}

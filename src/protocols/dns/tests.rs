@@ -130,3 +130,25 @@ fn tcp_framing_across_any_split() {
         assert!(got.iter().all(|(_, m)| *m == q));
     }
 }
+
+proptest::proptest! {
+    /// Any datagram and any TCP bytes: no panic; malformed ones are counted.
+    #[test]
+    fn arbitrary_messages_never_panic(
+        msgs in proptest::collection::vec(proptest::collection::vec(
+            proptest::prop_oneof![proptest::num::u8::ANY, proptest::sample::select(vec![0u8, 1, 0xc0, 0x0c, 3, 0x3f])],
+            0..80), 0..32),
+    ) {
+        let mut t = DnsTracker::new(DnsConfig { timeout_ns: 10, max_pending: 8 });
+        let mut out = Vec::new();
+        let mut f = TcpFramer::default();
+        for (i, m) in msgs.iter().enumerate() {
+            let (c, s) = (addr("127.0.0.1:1000"), addr("127.0.0.1:53"));
+            let (src, dst) = if i % 2 == 0 { (c, s) } else { (s, c) };
+            t.datagram(i as u64, src, dst, m, &mut out);
+            f.push(i as u64, m, &mut |w, b| t.message(w, c, s, b, &mut out));
+        }
+        t.finish(&mut out);
+        proptest::prop_assert!(t.pending.is_empty() && t.order.is_empty());
+    }
+}

@@ -246,3 +246,27 @@ fn sniff_knows_startups() {
     assert!(!PgConn::sniff(b"GET / HTTP/1.1\r\n"));
     assert!(!PgConn::sniff(b"*1\r\n$4\r\nPING\r\n"));
 }
+
+proptest::proptest! {
+    /// Any bytes after a real opening, any split, either direction: no panic, bounded state.
+    #[test]
+    fn arbitrary_input_never_panics(
+        steps in proptest::collection::vec((proptest::bool::ANY, proptest::collection::vec(
+            proptest::prop_oneof![proptest::num::u8::ANY, proptest::sample::select(b"QPBESCZT\0\x04\x05\x80".to_vec())],
+            0..64)), 0..32),
+        from_start in proptest::bool::ANY,
+    ) {
+        let mut conn = PgConn::new(from_start);
+        let mut out = Vec::new();
+        for (dir, b) in opened() {
+            conn.push(dir, 0, &b, &mut out);
+        }
+        for (i, (client, bytes)) in steps.iter().enumerate() {
+            let dir = if *client { C } else { S };
+            conn.push(dir, i as u64, bytes, &mut out);
+        }
+        conn.finish(&mut out);
+        proptest::prop_assert!(conn.units.is_empty());
+        proptest::prop_assert!(conn.statements.len() <= MAX_STATEMENTS);
+    }
+}

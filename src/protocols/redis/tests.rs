@@ -187,3 +187,26 @@ fn sniff_takes_resp_arrays_only() {
     assert!(!RedisConn::sniff(b"*\r\n"));
     assert!(!RedisConn::sniff(b"*2\r\n+x"));
 }
+
+proptest::proptest! {
+    /// Any bytes, any split, either direction, picked up anywhere: no panic, bounded state.
+    #[test]
+    fn arbitrary_input_never_panics(
+        steps in proptest::collection::vec((proptest::bool::ANY, proptest::collection::vec(
+            proptest::prop_oneof![proptest::num::u8::ANY, proptest::sample::select(b"*$+-:\r\n0123>%_".to_vec())],
+            0..64)), 0..32),
+        from_start in proptest::bool::ANY,
+    ) {
+        let mut conn = RedisConn::new(from_start);
+        let mut out = Vec::new();
+        for (i, (client, bytes)) in steps.iter().enumerate() {
+            let dir = if *client { C } else { S };
+            conn.push(dir, i as u64, bytes, &mut out);
+            if i % 7 == 6 {
+                conn.gap(dir, &mut out);
+            }
+        }
+        conn.finish(&mut out);
+        proptest::prop_assert!(conn.pending.is_empty());
+    }
+}

@@ -156,3 +156,23 @@ fn garbage_and_truncations_are_harmless() {
     let (x, _) = run(&[(C, ch.clone()), (S, vec![22, 3, 3, 0xff, 0xff])]);
     assert_eq!(x[0].cut, Some("not_tls"));
 }
+
+proptest::proptest! {
+    /// Any bytes after a real ClientHello, any split, either direction: no panic, at most one
+    /// handshake.
+    #[test]
+    fn arbitrary_input_never_panics(
+        steps in proptest::collection::vec((proptest::bool::ANY, proptest::collection::vec(
+            proptest::prop_oneof![proptest::num::u8::ANY, proptest::sample::select(vec![20u8, 21, 22, 23, 3, 1, 2, 0])],
+            0..64)), 0..32),
+    ) {
+        let mut conn = TlsConn::new();
+        let mut out = Vec::new();
+        conn.push(C, 0, &handshake(1, &client_body("a.test", &["h2"], &[0x0304])), &mut out);
+        for (i, (client, bytes)) in steps.iter().enumerate() {
+            conn.push(if *client { C } else { S }, i as u64, bytes, &mut out);
+        }
+        conn.finish(99, &mut out);
+        proptest::prop_assert_eq!(out.len(), 1);
+    }
+}
