@@ -12,8 +12,9 @@
 //!
 //! Tolerance: a connection picked up mid-stream, or after lost bytes, resynchronises its
 //! requests on the next array of bulk strings and its replies at the first packet after a
-//! command sent since; commands pending across a loss are reported with error `gap`, never
-//! paired by guess. Bounded: [`MAX_PENDING`] commands in flight (the oldest beyond it is
+//! command sent since (if that packet holds more replies than commands are pending, the first
+//! ones answered commands sent before: they are dropped); commands pending across a loss are
+//! reported with error `gap`, never paired by guess. Bounded: [`MAX_PENDING`] commands in flight (the oldest beyond it is
 //! reported `pending_overflow`), and [`resp`]'s constant memory per direction.
 //!
 //! Privacy: values are never kept. An exchange carries the command name, the first key as a
@@ -153,7 +154,8 @@ impl RedisConn {
                 }
             }
             Direction::ServerToClient => {
-                if self.replies.mode() == Mode::Lost {
+                let restart = self.replies.mode() == Mode::Lost;
+                if restart {
                     let fresh = !self.pending.is_empty() && !self.replies.in_frame();
                     if !fresh || !bytes.first().is_some_and(|&b| self.replies.restart(b)) {
                         return;
@@ -161,6 +163,13 @@ impl RedisConn {
                 }
                 let mut frames = Vec::new();
                 self.replies.push(ts, bytes, &mut |f| frames.push(f));
+                if restart {
+                    // Replies to commands sent before the pickup may lead the packet (a
+                    // pipelining client): the last replies are the ones for the commands seen.
+                    let surplus = frames.len().saturating_sub(self.pending.len());
+                    self.stats.unmatched_replies += surplus as u64;
+                    frames.drain(..surplus);
+                }
                 for f in frames {
                     self.reply(f, out);
                 }

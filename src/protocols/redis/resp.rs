@@ -203,6 +203,8 @@ impl RespReader {
                     self.frame.start = ts;
                     self.frame.kind = b'*';
                     self.frame.len = self.seek_n;
+                    // `*`, the digits, CRLF and `$` are the value's first bytes.
+                    self.frame.size = self.seek_n.max(1).ilog10() as u64 + 5;
                     self.stack.push((self.seek_n, false));
                     self.line.push(b'$');
                     self.line_len = 1;
