@@ -698,3 +698,84 @@ fn throughput() {
         out.len()
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The multi-tier recording: Redis and PostgreSQL calls made for HTTP requests.
+
+/// `key=value` fields of a service log line.
+fn fields(line: &str) -> HashMap<&str, &str> {
+    line.split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
+}
+
+#[test]
+fn multitier_every_logged_call_is_an_exchange_inside_its_request() {
+    use tapspan::protocols::{postgres::PgConn, redis::RedisConn};
+    let log = std::fs::read_to_string(pcap("multitier.service.log")).unwrap();
+    let lines: Vec<HashMap<&str, &str>> = log.lines().map(fields).collect();
+    let num = |l: &HashMap<&str, &str>, k: &str| l[k].parse::<u64>().unwrap();
+    // Decoded exchanges per local port: (operation, start, end).
+    let mut by_port: HashMap<u16, Vec<(String, u64, u64)>> = HashMap::new();
+    for c in tcp_conns(&pcap("multitier.pcap")) {
+        let mut v = Vec::new();
+        let data = c.pieces.iter().filter_map(|p| match p {
+            Piece::Data(d, ts, b) => Some((*d, *ts, b)),
+            Piece::Gap(_) => None,
+        });
+        let Some((_, _, first)) = data.clone().next() else {
+            continue;
+        };
+        if RedisConn::sniff(first) {
+            let (mut d, mut out) = (RedisConn::new(c.from_start), Vec::new());
+            data.for_each(|(dir, ts, b)| d.push(dir, ts, b, &mut out));
+            v.extend(
+                out.into_iter()
+                    .map(|x| (x.operation, x.start, x.end.unwrap())),
+            );
+        } else if PgConn::sniff(first) {
+            let (mut d, mut out) = (PgConn::new(c.from_start), Vec::new());
+            data.for_each(|(dir, ts, b)| d.push(dir, ts, b, &mut out));
+            v.extend(
+                out.into_iter()
+                    .map(|x| (x.operation, x.start, x.end.unwrap())),
+            );
+        }
+        by_port.insert(c.client.port(), v);
+    }
+    let requests: HashMap<&str, &HashMap<&str, &str>> = lines
+        .iter()
+        .filter(|l| l["kind"] == "http")
+        .map(|l| (l["rid"], l))
+        .collect();
+    assert_eq!(requests.len(), 120);
+    let mut cursors: HashMap<u16, usize> = HashMap::new();
+    let (mut calls, mut found) = (0, 0);
+    // Calls in the order they ended, per connection (a connection serves one call at a time).
+    let mut logged: Vec<&HashMap<&str, &str>> =
+        lines.iter().filter(|l| l["kind"] != "http").collect();
+    logged.sort_by_key(|l| num(l, "end"));
+    let slack = 1_000_000; // 1 ms between the service's clock reads and the capture's stamps
+    for l in logged {
+        calls += 1;
+        let port: u16 = l["port"].parse().unwrap();
+        let have = &by_port[&port];
+        let at = cursors.entry(port).or_default();
+        let Some(i) = have[*at..].iter().position(|x| x.0 == l["op"]) else {
+            continue;
+        };
+        let (_, start, end) = have[*at + i];
+        *at += i + 1;
+        // The exchange lies within the call's logged window, which lies within its request's.
+        assert!(
+            start + slack >= num(l, "start") && end <= num(l, "end") + slack,
+            "{l:?}"
+        );
+        let r = requests[l["rid"]];
+        assert!(num(l, "start") >= num(r, "start") && num(l, "end") <= num(r, "end"));
+        found += 1;
+    }
+    assert_eq!(calls, 294);
+    at_least_995(found, calls, "multitier");
+    assert_eq!(found, calls);
+}
