@@ -1,6 +1,6 @@
 //! The protocol decoders (not yet wired to the pipeline) over the real recordings of issue 19,
-//! checked against the servers' own logs beside each capture (`pcaps/*.md` say how they were
-//! made). TCP bytes come from the capture crate and the project's reassembly, as the pipeline
+//! checked against the servers' own logs beside each capture (`pcaps/protocols/*.md` say how
+//! they were made). TCP bytes come from the capture crate and the project's reassembly, as the pipeline
 //! will feed them; UDP datagrams are cut from the frames here (etherparse) until the capture
 //! crate has its UDP path.
 
@@ -14,7 +14,7 @@ use tapspan_capture::{DecodeConfig, Decoder, FileSource, PacketSource};
 
 fn pcap(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps")
+        .join("pcaps/protocols")
         .join(name)
 }
 
