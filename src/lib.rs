@@ -25,6 +25,7 @@ pub mod pipeline;
 #[cfg(feature = "live")]
 #[allow(unsafe_code)]
 pub mod privileges;
+pub mod protocols;
 pub mod reassembly;
 pub mod redact;
 pub mod report;

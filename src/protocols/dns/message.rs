@@ -1,0 +1,234 @@
+//! DNS messages (RFC 1035 §4.1): the header and the first question, which is all an exchange
+//! needs. Names may be compressed (§4.1.4); a pointer must point before the label it replaces
+//! and at most [`MAX_JUMPS`] are followed, so a loop or a chain of pointers cannot spin.
+//! A name longer than 255 bytes, a reserved label type or a message cut short is an error,
+//! never a panic. Answers are counted from the header, not read.
+
+/// Compression pointers followed in one name.
+pub const MAX_JUMPS: usize = 16;
+/// RFC 1035 §2.3.4: names are at most 255 bytes on the wire.
+pub const MAX_NAME: usize = 255;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsMessage {
+    pub id: u16,
+    pub response: bool,
+    pub opcode: u8,
+    pub rcode: u8,
+    pub truncated: bool,
+    pub questions: u16,
+    pub answers: u16,
+    /// The first question: name (lower-cased, dotted, no trailing dot; `.` for the root) and type.
+    pub question: Option<(String, u16)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsError {
+    /// Shorter than its header or its question.
+    Short,
+    /// A compression pointer forward, in a loop, or too many.
+    BadPointer,
+    /// A reserved label type or a name over 255 bytes.
+    BadName,
+}
+
+/// Parses a message's header and first question.
+pub fn parse(b: &[u8]) -> Result<DnsMessage, DnsError> {
+    if b.len() < 12 {
+        return Err(DnsError::Short);
+    }
+    let word = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    let flags = word(2);
+    let questions = word(4);
+    let question = match questions {
+        0 => None,
+        _ => {
+            let (name, at) = read_name(b, 12)?;
+            let qtype = b.get(at..at + 4).ok_or(DnsError::Short)?;
+            Some((name, u16::from_be_bytes([qtype[0], qtype[1]])))
+        }
+    };
+    Ok(DnsMessage {
+        id: word(0),
+        response: flags & 0x8000 != 0,
+        opcode: ((flags >> 11) & 0xf) as u8,
+        truncated: flags & 0x0200 != 0,
+        rcode: (flags & 0xf) as u8,
+        questions,
+        answers: word(6),
+        question,
+    })
+}
+
+/// Reads the name at `at`; returns it and the offset after it (after the first pointer, if any).
+pub fn read_name(b: &[u8], at: usize) -> Result<(String, usize), DnsError> {
+    let mut name = String::new();
+    let mut wire = 0usize;
+    let mut pos = at;
+    let mut after = None;
+    let mut jumps = 0;
+    // Pointers must go strictly backwards from the lowest position read so far.
+    let mut floor = at;
+    loop {
+        let len = *b.get(pos).ok_or(DnsError::Short)? as usize;
+        match len & 0xc0 {
+            0x00 if len == 0 => break,
+            0x00 => {
+                let label = b.get(pos + 1..pos + 1 + len).ok_or(DnsError::Short)?;
+                wire += len + 1;
+                if wire + 1 > MAX_NAME {
+                    return Err(DnsError::BadName);
+                }
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                push_label(&mut name, label);
+                pos += len + 1;
+            }
+            0xc0 => {
+                let lo = *b.get(pos + 1).ok_or(DnsError::Short)? as usize;
+                let target = ((len & 0x3f) << 8) | lo;
+                jumps += 1;
+                if target >= floor || jumps > MAX_JUMPS {
+                    return Err(DnsError::BadPointer);
+                }
+                after.get_or_insert(pos + 2);
+                floor = target;
+                pos = target;
+            }
+            _ => return Err(DnsError::BadName),
+        }
+    }
+    if name.is_empty() {
+        name.push('.');
+    }
+    Ok((name, after.unwrap_or(pos + 1)))
+}
+
+/// A label, lower-cased; bytes outside letters, digits, `-` and `_` as `\DDD` (RFC 4343).
+fn push_label(name: &mut String, label: &[u8]) {
+    for &c in label {
+        match c {
+            b'A'..=b'Z' => name.push(c.to_ascii_lowercase() as char),
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => name.push(c as char),
+            _ => name.push_str(&format!("\\{c:03}")),
+        }
+    }
+}
+
+/// RR type mnemonics for the common types; others as `TYPE123` (RFC 3597).
+pub fn type_name(t: u16) -> String {
+    let s = match t {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        41 => "OPT",
+        64 => "SVCB",
+        65 => "HTTPS",
+        255 => "ANY",
+        _ => return format!("TYPE{t}"),
+    };
+    s.to_string()
+}
+
+/// RCODE mnemonics (RFC 1035, 2136, 6895); others as `RCODE12`.
+pub fn rcode_name(r: u8) -> String {
+    let s = match r {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        _ => return format!("RCODE{r}"),
+    };
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+        let mut v = id.to_be_bytes().to_vec();
+        v.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for l in name.split('.') {
+            v.push(l.len() as u8);
+            v.extend_from_slice(l.as_bytes());
+        }
+        v.push(0);
+        v.extend_from_slice(&qtype.to_be_bytes());
+        v.extend_from_slice(&[0, 1]);
+        v
+    }
+
+    #[test]
+    fn a_query_parses() {
+        let m = parse(&query(0xfc18, "API.shop.test", 1)).unwrap();
+        assert_eq!(m.id, 0xfc18);
+        assert!(!m.response);
+        assert_eq!(m.question, Some(("api.shop.test".into(), 1)));
+    }
+
+    #[test]
+    fn compression_pointers_are_followed_backwards_only() {
+        // "shop.test" at 12, then "api" + pointer to 12 at 23.
+        let mut b = vec![0u8; 12];
+        b.extend_from_slice(b"\x04shop\x04test\x00");
+        b.extend_from_slice(b"\x03api\xc0\x0c");
+        assert_eq!(read_name(&b, 23).unwrap(), ("api.shop.test".into(), 29));
+        // A pointer to itself, and two pointing at each other: loops.
+        let mut l = vec![0u8; 12];
+        l.extend_from_slice(b"\xc0\x0c");
+        assert_eq!(read_name(&l, 12), Err(DnsError::BadPointer));
+        let mut l = vec![0u8; 12];
+        l.extend_from_slice(b"\xc0\x0e\xc0\x0c");
+        assert_eq!(read_name(&l, 12), Err(DnsError::BadPointer));
+        assert_eq!(read_name(&l, 14), Err(DnsError::BadPointer));
+    }
+
+    #[test]
+    fn a_chain_of_pointers_is_capped() {
+        // Each pointer points to the one before it: legal steps, too many of them.
+        let mut b = vec![0u8; 12];
+        b.push(0);
+        for i in 0..40u16 {
+            // The pointer at 13 + 2i points at the one before it (the first at the root, 12).
+            let target = if i == 0 { 12 } else { 13 + 2 * (i - 1) };
+            b.extend_from_slice(&(0xc000 | target).to_be_bytes());
+        }
+        let last = b.len() - 2;
+        assert_eq!(read_name(&b, last), Err(DnsError::BadPointer));
+        assert_eq!(read_name(&b, 13).unwrap().0, ".");
+    }
+
+    #[test]
+    fn long_names_and_truncations_are_errors() {
+        let long = vec!["a".repeat(63); 5].join(".");
+        assert_eq!(parse(&query(1, &long, 1)), Err(DnsError::BadName));
+        let q = query(1, "api.shop.test", 1);
+        for cut in 0..q.len() {
+            let r = parse(&q[..cut]);
+            assert!(r.is_err(), "{cut}");
+        }
+        assert_eq!(parse(&[0; 12]).unwrap().question, None);
+        assert_eq!(read_name(b"\x40", 0), Err(DnsError::BadName));
+    }
+
+    #[test]
+    fn odd_bytes_are_escaped() {
+        let q = query(1, "a\u{1}b.test", 1);
+        assert_eq!(parse(&q).unwrap().question.unwrap().0, "a\\001b.test");
+    }
+}

@@ -1,0 +1,4 @@
+pub mod dns;
+pub mod postgres;
+pub mod redis;
+pub mod tls;
