@@ -45,9 +45,12 @@ pub struct Effort {
 
 impl Effort {
     /// Where payload tokens carry the batch: on the causality lab's real recordings as right as
-    /// the wider searches (docs/causality.md has the table), at a fraction of their time.
+    /// the wider searches (docs/causality.md has the table), at a fraction of their time. EM is
+    /// greedy here: with tokens deciding most calls, the models fitted to a greedy assignment
+    /// are as good as to a beam's (the lab is as right or better at every concurrency but the
+    /// event loop at 64, within a point). Without tokens ([`Self::FAST`]) they are not.
     pub const NARROW: Effort = Effort {
-        em_beam: 4,
+        em_beam: 1,
         em_rounds: 2,
         final_beam: 8,
         refine: false,
