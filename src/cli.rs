@@ -455,7 +455,7 @@ impl LimitArgs {
         let mut config = crate::pipeline::PipelineConfig::default();
         self.memory_limits().apply_to_pipeline(&mut config);
         config.reassembly.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);
-        config.http.headers = headers;
+        config.protocols.http.headers = headers;
         config
     }
 }

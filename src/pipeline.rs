@@ -1,4 +1,4 @@
-//! Wires the stages: frames → decode → reassembly → HTTP → exchanges. Several capture files are
+//! Wires the stages: frames → decode → reassembly → protocols → exchanges. Several capture files are
 //! merged in timestamp order (they are views of the same time window from different points); the
 //! same packet seen at two points then reads as a retransmission and is decoded once.
 
@@ -9,57 +9,58 @@ use tapspan_capture::{
     Timestamp,
 };
 
-use crate::http::{HttpConfig, HttpDecoder, HttpExchange, HttpStats};
+use crate::protocols::{self, Decoders, Exchange, ProtocolConfig, ProtocolStats};
 use crate::reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats};
 
 #[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
     pub decode: DecodeConfig,
     pub reassembly: ReassemblyConfig,
-    pub http: HttpConfig,
+    pub protocols: ProtocolConfig,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct PipelineStats {
     pub decode: DecodeStats,
     pub reassembly: ReassemblyStats,
-    pub http: HttpStats,
+    pub protocols: ProtocolStats,
 }
 
-/// The stages from a raw frame to HTTP exchanges.
+/// The stages from a raw frame to exchanges.
 pub struct Pipeline {
     decoder: Decoder,
     reassembler: Reassembler,
-    http: HttpDecoder,
+    protocols: Decoders,
 }
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         Pipeline {
             decoder: Decoder::new(config.decode),
-            reassembler: Reassembler::new(config.reassembly),
-            http: HttpDecoder::new(config.http),
+            reassembler: Reassembler::with_hints(config.reassembly, protocols::role_hints()),
+            protocols: Decoders::new(&config.protocols),
         }
     }
 
-    pub fn push_frame<F: FnMut(HttpExchange)>(&mut self, frame: &RawFrame<'_>, out: &mut F) {
+    pub fn push_frame<F: FnMut(Exchange)>(&mut self, frame: &RawFrame<'_>, out: &mut F) {
         if let Some(seg) = self.decoder.decode(frame) {
-            let http = &mut self.http;
-            self.reassembler.push(&seg, &mut |ev| http.push(ev, out));
+            let protocols = &mut self.protocols;
+            self.reassembler
+                .push(&seg, &mut |ev| protocols.push(ev, out));
         }
     }
 
     /// End of input: every open connection closes with `capture_ended`.
-    pub fn finish<F: FnMut(HttpExchange)>(&mut self, out: &mut F) {
-        let http = &mut self.http;
-        self.reassembler.finish(&mut |ev| http.push(ev, out));
+    pub fn finish<F: FnMut(Exchange)>(&mut self, out: &mut F) {
+        let protocols = &mut self.protocols;
+        self.reassembler.finish(&mut |ev| protocols.push(ev, out));
     }
 
     pub fn stats(&self) -> PipelineStats {
         PipelineStats {
             decode: self.decoder.stats().clone(),
             reassembly: self.reassembler.stats.clone(),
-            http: self.http.stats.clone(),
+            protocols: self.protocols.stats(),
         }
     }
 
@@ -84,7 +85,7 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 /// Replay capture files through a pipeline. Opening failures are returned as errors before any
 /// work; a file damaged part-way is recorded in the outcome after everything before it was
 /// decoded (and the other files go on).
-pub fn replay_files<F: FnMut(HttpExchange)>(
+pub fn replay_files<F: FnMut(Exchange)>(
     paths: &[PathBuf],
     config: PipelineConfig,
     progress: Progress<'_>,
@@ -170,7 +171,7 @@ fn pull(
     }
 }
 
-fn merge_sources<F: FnMut(HttpExchange)>(
+fn merge_sources<F: FnMut(Exchange)>(
     sources: &mut [FileSource],
     corrections: &[i64],
     pipeline: &mut Pipeline,

@@ -8,8 +8,8 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::http::HttpExchange;
 use crate::ids;
+use crate::protocols::http1::HttpExchange;
 use crate::redact::redact_query;
 use crate::route;
 

@@ -78,7 +78,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         clock_steps_back,
         held_pieces_visited: _,
     } = s.reassembly;
-    let crate::http::HttpStats {
+    let crate::protocols::http1::HttpStats {
         connections: http_connections,
         non_http_connections,
         tls_connections,
@@ -94,7 +94,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         pending_requests_dropped,
         resyncs,
         pairing_steps: _,
-    } = s.http;
+    } = s.protocols.http;
     format!(
         "\nframes {frames} ({bytes} bytes), tcp segments {tcp_segments}, non-tcp {non_tcp}, \
 unsupported link {unsupported_link}, malformed {malformed}, cut by snap length {truncated}, \

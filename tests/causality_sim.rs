@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use common::sim::{simulate, PoolModel, SimConfig, Simulated};
 use tapspan::causality::fit::Search;
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
-use tapspan::http::HttpExchange;
 use tapspan::ids;
 use tapspan::pipeline::{Pipeline, PipelineConfig};
+use tapspan::protocols::http1::HttpExchange;
 use tapspan::span::{Span, SpanKind};
 use tapspan_capture::LinkType;
 

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::craft::{self, Conversation, Dir, Seg};
-use tapspan::http::HttpExchange;
+use tapspan::protocols::http1::HttpExchange;
 use tapspan_capture::LinkType;
 
 const REQ: &[u8] =

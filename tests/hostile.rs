@@ -32,7 +32,7 @@ fn seed_frames() -> Vec<(u64, Vec<u8>)> {
 fn run_frames(frames: &[(u64, Vec<u8>)], link: LinkType) -> usize {
     let mut p = Pipeline::new(PipelineConfig::default());
     let mut spans = 0;
-    let mut sink = |ex: tapspan::http::HttpExchange| spans += spans_for(&ex).len();
+    let mut sink = |ex: tapspan::protocols::http1::HttpExchange| spans += spans_for(&ex).len();
     common::run_frames(&mut p, frames, link, &mut sink);
     spans
 }

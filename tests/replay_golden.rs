@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use tapspan::http::HttpExchange;
+use tapspan::protocols::http1::HttpExchange;
 
 struct TsharkRow {
     time_ns: u64,

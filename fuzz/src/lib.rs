@@ -21,8 +21,8 @@ use std::io::Cursor;
 use std::net::SocketAddr;
 
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
-use tapspan::http::{HttpConfig, HttpDecoder, HttpExchange};
 use tapspan::pipeline::{Pipeline, PipelineConfig};
+use tapspan::protocols::http1::{HttpConfig, HttpDecoder, HttpExchange};
 use tapspan::reassembly::{
     CloseReason, ConnId, Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent,
 };
@@ -460,7 +460,7 @@ pub fn replay(data: &[u8]) {
     config.reassembly.max_connections = 8;
     config.reassembly.max_held_bytes_per_direction = 4096;
     config.reassembly.max_held_bytes_total = 8192;
-    config.http.max_pending_requests = 4;
+    config.protocols.http.max_pending_requests = 4;
     let mut pipeline = Pipeline::new(config);
     let mut builder = CausalityBuilder::new(CausalityConfig {
         max_pending: 16,

@@ -309,7 +309,7 @@ kernel drops {}, interface drops {}, shed {}; {} exchanges ({} incomplete), {} s
         snap.if_dropped,
         snap.shed_packets,
         snap.exchanges,
-        snap.pipeline.http.incomplete_exchanges,
+        snap.pipeline.protocols.http.incomplete_exchanges,
         snap.spans,
         match (&args.write_pcap, ended.pcap) {
             (Some(p), Some(n)) => format!("; {n} packets saved to {}", p.display()),

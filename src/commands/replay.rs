@@ -44,10 +44,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 /// with no word, say what the connections were.
 fn nothing_decoded(stats: &crate::pipeline::PipelineStats) -> Option<String> {
     let connections = stats.reassembly.connections;
-    if connections == 0 || stats.http.exchanges > 0 {
+    if connections == 0 || stats.protocols.http.exchanges > 0 {
         return None;
     }
-    let h = &stats.http;
+    let h = &stats.protocols.http;
     let mut kinds = Vec::new();
     if h.tls_connections > 0 {
         kinds.push(format!(

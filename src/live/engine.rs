@@ -28,8 +28,8 @@ use tapspan_capture::{RawFrame, Timestamp};
 
 use super::shard::{Batch, Route, Router};
 use super::stats::{Shared, WorkerSnapshot};
-use crate::http::HttpExchange;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::protocols::http1::HttpExchange;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -191,7 +191,8 @@ fn per_worker(config: &PipelineConfig, workers: usize) -> PipelineConfig {
     let mut c = config.clone();
     c.reassembly.max_connections = (c.reassembly.max_connections / workers).max(1);
     c.reassembly.max_held_bytes_total = (c.reassembly.max_held_bytes_total / workers).max(1);
-    c.http.max_head_bytes_total = (c.http.max_head_bytes_total / workers).max(1);
+    c.protocols.http.max_head_bytes_total =
+        (c.protocols.http.max_head_bytes_total / workers).max(1);
     c
 }
 
@@ -538,7 +539,7 @@ mod tests {
                     only_single.first(),
                 );
                 let snap = shared.snapshot();
-                assert_eq!(snap.pipeline.http.exchanges as usize, got.len());
+                assert_eq!(snap.pipeline.protocols.http.exchanges as usize, got.len());
             }
         }
     }

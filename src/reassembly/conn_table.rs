@@ -3,8 +3,9 @@
 //! evicted least-recently-active first when `max_connections` is reached).
 //!
 //! Roles: a SYN without ACK comes from the client, a SYN-ACK from the server. Without a handshake
-//! the first payload decides (an HTTP request line from the client, a status line from the
-//! server), and before that the ports do (a well-known or lower port is the server's).
+//! the first payload decides (a protocol's request from the client, its response from the
+//! server: [`RoleHints::first_payload`]), and before that the ports do (a protocol's
+//! conventional server port, else a well-known or lower port, is the server's).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use tapspan_capture::{TcpSegment, Timestamp};
 
 use super::half_stream::{HalfEvent, HalfLimits, HalfStream};
 use super::seq::SeqNum;
-use super::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
+use super::{CloseReason, ConnId, Direction, OpenHow, Role, RoleHints, StreamEvent};
 
 #[derive(Clone, Debug)]
 pub struct ReassemblyConfig {
@@ -105,26 +106,22 @@ fn conn_key(a: SocketAddr, b: SocketAddr) -> ConnKey {
     }
 }
 
-/// Ports that are servers' (HTTP ones and the rest of the well-known range) beat ephemeral ports.
-fn server_likelihood(port: u16) -> u32 {
+/// Ports that are servers' (protocols' conventional ones, then the rest of the well-known
+/// range) beat ephemeral ports.
+fn server_likelihood(hints: &RoleHints, port: u16) -> u32 {
+    if (hints.is_server_port)(port) {
+        return 3;
+    }
     match port {
-        80 | 443 | 8000 | 8008 | 8080 | 8081 | 8443 | 8888 | 3128 | 5000 | 9000 => 3,
         0..=1023 => 2,
         1024..=32767 => 1,
         _ => 0,
     }
 }
 
-fn looks_like_request(p: &[u8]) -> bool {
-    crate::http::head::starts_like_request(p)
-}
-
-fn looks_like_response(p: &[u8]) -> bool {
-    p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"HTTP/")
-}
-
 pub struct Reassembler {
     config: ReassemblyConfig,
+    hints: RoleHints,
     conns: HashMap<ConnKey, Conn>,
     next_id: u64,
     held_total: usize,
@@ -141,9 +138,16 @@ pub struct Reassembler {
 type ConnKey = (SocketAddr, SocketAddr);
 
 impl Reassembler {
+    /// A reassembler with no protocol knowledge (roles from handshakes and port ranges).
     pub fn new(config: ReassemblyConfig) -> Self {
+        Self::with_hints(config, RoleHints::default())
+    }
+
+    /// A reassembler that tells roles apart with `hints` where no handshake was seen.
+    pub fn with_hints(config: ReassemblyConfig, hints: RoleHints) -> Self {
         Reassembler {
             config,
+            hints,
             conns: HashMap::new(),
             next_id: 0,
             held_total: 0,
@@ -220,10 +224,10 @@ impl Reassembler {
                 conn.set_roles(seg.flow.src, seg.flow.dst, from_client);
                 conn.roles_certain = true;
             } else if !seg.payload.is_empty() {
-                if looks_like_request(&seg.payload) {
-                    conn.set_roles(seg.flow.src, seg.flow.dst, true);
-                } else if looks_like_response(&seg.payload) {
-                    conn.set_roles(seg.flow.src, seg.flow.dst, false);
+                match (self.hints.first_payload)(&seg.payload) {
+                    Some(Role::Client) => conn.set_roles(seg.flow.src, seg.flow.dst, true),
+                    Some(Role::Server) => conn.set_roles(seg.flow.src, seg.flow.dst, false),
+                    None => {}
                 }
                 conn.roles_certain = true;
             }
@@ -320,7 +324,8 @@ impl Reassembler {
             self.stats.midstream_connections += 1;
             OpenHow::Midstream
         };
-        let src_is_client = server_likelihood(dst.port()) >= server_likelihood(src.port());
+        let src_is_client = server_likelihood(&self.hints, dst.port())
+            >= server_likelihood(&self.hints, src.port());
         let (client, server) = if src_is_client {
             (src, dst)
         } else {

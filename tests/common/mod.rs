@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
-use tapspan::http::HttpExchange;
 use tapspan::pipeline::{replay_files, PipelineConfig, ReplayOutcome};
+use tapspan::protocols::http1::HttpExchange;
 use tapspan::span::Span;
 
 /// The read-only third-party captures beside the checkout, if present.
