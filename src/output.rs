@@ -19,7 +19,7 @@ use crate::export::delivery::DeliveryConfig;
 use crate::export::otlp::{OtlpConfig, OtlpSink, Protocol};
 use crate::export::zipkin::ZipkinSink;
 use crate::export::{JsonlWriter, SinkReport, SpanSink};
-use crate::pipeline::PipelineStats;
+use crate::pipeline::{PipelineStats, Sink};
 use crate::sampling::{Sampler, SamplingStats};
 use crate::span::Span;
 
@@ -164,6 +164,19 @@ pub fn exporter_sinks(args: &OutputArgs) -> anyhow::Result<Vec<Box<dyn SpanSink>
         sinks.push(Box::new(sink));
     }
     Ok(sinks)
+}
+
+/// The spine's sink ([`crate::pipeline::Spans`] drives it).
+impl Sink for Outputs {
+    fn span(&mut self, span: Span) {
+        self.send(span);
+    }
+    fn settle(&mut self) {
+        Outputs::settle(self);
+    }
+    fn advance_to(&mut self, ts: tapspan_capture::Timestamp) {
+        Outputs::advance_to(self, ts.0);
+    }
 }
 
 impl Outputs {

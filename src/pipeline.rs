@@ -1,16 +1,97 @@
-//! Wires the stages: frames → decode → reassembly → protocols → exchanges. Several capture files are
-//! merged in timestamp order (they are views of the same time window from different points); the
-//! same packet seen at two points then reads as a retransmission and is decoded once.
+//! The spine: frames (or segments a source decoded already) and capture time in, spans out to
+//! sinks. It wires the stages once — decode → reassembly → protocols → causality → sinks — and
+//! every driver (replay, live, tests, fuzz harnesses) feeds it rather than re-wiring them.
+//!
+//! [`Pipeline`] runs the stages up to exchanges and hands each to its [`Back`]: [`Spans`]
+//! (causality, then a [`Sink`]) for a whole run, or a plain collector where the exchanges
+//! themselves are wanted (a live shard, whose exchanges meet the others' in one [`Spans`] on the
+//! output thread; tests). Time is an input: frames carry it, and [`Pipeline::advance_to`] moves it
+//! on when no packet does. Several capture files are merged in timestamp order (they are views of
+//! the same time window from different points); the same packet seen at two points then reads as
+//! a retransmission and is decoded once.
 
 use std::path::PathBuf;
 
 use tapspan_capture::{
     CaptureError, DecodeConfig, DecodeStats, Decoder, FileSource, LinkType, PacketSource, RawFrame,
-    Timestamp,
+    TcpSegment, Timestamp,
 };
 
+use crate::causality::CausalityBuilder;
 use crate::protocols::{self, Decoders, Exchange, ProtocolConfig, ProtocolStats};
 use crate::reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats};
+use crate::span::Span;
+
+/// Where a pipeline's exchanges go.
+pub trait Back {
+    fn exchange(&mut self, ex: Exchange);
+    /// Capture time reached `ts` with no exchange.
+    fn advance_to(&mut self, _ts: Timestamp) {}
+    /// End of input, after the last exchange.
+    fn finish(&mut self) {}
+}
+
+/// Exchanges handed to a closure.
+impl<F: FnMut(Exchange)> Back for F {
+    fn exchange(&mut self, ex: Exchange) {
+        self(ex)
+    }
+}
+
+/// Exchanges kept in order (a live shard, tests).
+impl Back for Vec<Exchange> {
+    fn exchange(&mut self, ex: Exchange) {
+        self.push(ex);
+    }
+}
+
+/// Where spans go: the outputs of a run.
+pub trait Sink {
+    fn span(&mut self, span: Span);
+    /// Causality has returned: what it emitted is all it has to say for now.
+    fn settle(&mut self) {}
+    /// Capture time reached `ts` on a quiet link.
+    fn advance_to(&mut self, _ts: Timestamp) {}
+}
+
+/// Spans collected as they are.
+impl Sink for Vec<Span> {
+    fn span(&mut self, span: Span) {
+        self.push(span);
+    }
+}
+
+/// The back of the spine: exchanges through causality into a sink.
+pub struct Spans<'a, S: ?Sized> {
+    pub causality: &'a mut CausalityBuilder,
+    pub sink: &'a mut S,
+}
+
+impl<'a, S: Sink + ?Sized> Spans<'a, S> {
+    pub fn new(causality: &'a mut CausalityBuilder, sink: &'a mut S) -> Self {
+        Spans { causality, sink }
+    }
+}
+
+impl<S: Sink + ?Sized> Back for Spans<'_, S> {
+    fn exchange(&mut self, ex: Exchange) {
+        let sink = &mut *self.sink;
+        self.causality.push(ex, &mut |span| sink.span(span));
+        sink.settle();
+    }
+
+    fn advance_to(&mut self, ts: Timestamp) {
+        let sink = &mut *self.sink;
+        self.causality.advance_to(ts, &mut |span| sink.span(span));
+        sink.advance_to(ts);
+    }
+
+    fn finish(&mut self) {
+        let sink = &mut *self.sink;
+        self.causality.finish(&mut |span| sink.span(span));
+        sink.settle();
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
@@ -26,34 +107,59 @@ pub struct PipelineStats {
     pub protocols: ProtocolStats,
 }
 
-/// The stages from a raw frame to exchanges.
-pub struct Pipeline {
+/// The stages from a raw frame to exchanges, handed to `B`.
+pub struct Pipeline<B> {
     decoder: Decoder,
     reassembler: Reassembler,
     protocols: Decoders,
+    back: B,
 }
 
-impl Pipeline {
-    pub fn new(config: PipelineConfig) -> Self {
+impl<B: Back> Pipeline<B> {
+    pub fn new(config: PipelineConfig, back: B) -> Self {
         Pipeline {
             decoder: Decoder::new(config.decode),
             reassembler: Reassembler::with_hints(config.reassembly, protocols::role_hints()),
             protocols: Decoders::new(&config.protocols),
+            back,
         }
     }
 
-    pub fn push_frame<F: FnMut(Exchange)>(&mut self, frame: &RawFrame<'_>, out: &mut F) {
+    /// A captured frame: decoded, then as [`Self::push_segment`].
+    pub fn push_frame(&mut self, frame: &RawFrame<'_>) {
         if let Some(seg) = self.decoder.decode(frame) {
-            let protocols = &mut self.protocols;
-            self.reassembler
-                .push(&seg, &mut |ev| protocols.push(ev, out));
+            self.push_segment(&seg);
         }
     }
 
-    /// End of input: every open connection closes with `capture_ended`.
-    pub fn finish<F: FnMut(Exchange)>(&mut self, out: &mut F) {
-        let protocols = &mut self.protocols;
-        self.reassembler.finish(&mut |ev| protocols.push(ev, out));
+    /// A TCP segment that a source decoded already (a live shard's router).
+    pub fn push_segment(&mut self, seg: &TcpSegment<'_>) {
+        let (protocols, back) = (&mut self.protocols, &mut self.back);
+        self.reassembler.push(seg, &mut |ev| {
+            protocols.push(ev, &mut |ex| back.exchange(ex))
+        });
+    }
+
+    /// Capture time reached `ts` with no packet for this pipeline: idle connections expire and
+    /// the back learns the time.
+    pub fn advance_to(&mut self, ts: Timestamp) {
+        let (protocols, back) = (&mut self.protocols, &mut self.back);
+        self.reassembler.advance_to(ts, &mut |ev| {
+            protocols.push(ev, &mut |ex| back.exchange(ex))
+        });
+        self.back.advance_to(ts);
+    }
+
+    /// End of input: every open connection closes with `capture_ended`, then the back finishes.
+    pub fn finish(&mut self) {
+        let (protocols, back) = (&mut self.protocols, &mut self.back);
+        self.reassembler
+            .finish(&mut |ev| protocols.push(ev, &mut |ex| back.exchange(ex)));
+        self.back.finish();
+    }
+
+    pub fn back_mut(&mut self) -> &mut B {
+        &mut self.back
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -85,11 +191,11 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 /// Replay capture files through a pipeline. Opening failures are returned as errors before any
 /// work; a file damaged part-way is recorded in the outcome after everything before it was
 /// decoded (and the other files go on).
-pub fn replay_files<F: FnMut(Exchange)>(
+pub fn replay_files<B: Back>(
     paths: &[PathBuf],
     config: PipelineConfig,
     progress: Progress<'_>,
-    out: &mut F,
+    back: B,
 ) -> Result<ReplayOutcome, CaptureError> {
     let mut sources = paths
         .iter()
@@ -97,14 +203,14 @@ pub fn replay_files<F: FnMut(Exchange)>(
         .collect::<Result<Vec<_>, _>>()?;
     let clock_offsets = crate::clock::estimate_offsets(paths)?;
     let total: u64 = sources.iter().filter_map(|s| s.total_len()).sum();
-    let mut pipeline = Pipeline::new(config);
+    let mut pipeline = Pipeline::new(config, back);
     let mut outcome = ReplayOutcome::default();
     let mut frames: u64 = 0;
     if sources.len() == 1 {
         let source = &mut sources[0];
         loop {
             match source.next_frame() {
-                Ok(Some(frame)) => pipeline.push_frame(&frame, out),
+                Ok(Some(frame)) => pipeline.push_frame(&frame),
                 Ok(None) => break,
                 Err(e) => {
                     outcome.damaged.push(e);
@@ -127,13 +233,12 @@ pub fn replay_files<F: FnMut(Exchange)>(
             &mut outcome,
             progress,
             total,
-            out,
         );
     }
     outcome.clock_offsets = clock_offsets;
     outcome.input_bytes = sources.iter().map(|s| s.position()).sum();
     progress(outcome.input_bytes, total);
-    pipeline.finish(out);
+    pipeline.finish();
     outcome.stats = pipeline.stats();
     Ok(outcome)
 }
@@ -171,14 +276,13 @@ fn pull(
     }
 }
 
-fn merge_sources<F: FnMut(Exchange)>(
+fn merge_sources<B: Back>(
     sources: &mut [FileSource],
     corrections: &[i64],
-    pipeline: &mut Pipeline,
+    pipeline: &mut Pipeline<B>,
     outcome: &mut ReplayOutcome,
     progress: Progress<'_>,
     total: u64,
-    out: &mut F,
 ) {
     let mut heads: Vec<Option<HeldFrame>> = sources.iter().map(|_| None).collect();
     for (i, (s, h)) in sources.iter_mut().zip(heads.iter_mut()).enumerate() {
@@ -200,7 +304,7 @@ fn merge_sources<F: FnMut(Exchange)>(
                 orig_len: h.orig_len,
                 offset: h.offset,
             };
-            pipeline.push_frame(&frame, out);
+            pipeline.push_frame(&frame);
         }
         pull(
             &mut sources[i],

@@ -7,7 +7,7 @@
 mod common;
 
 use common::cost::{self, Order};
-use tapspan::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use tapspan::pipeline::{PipelineConfig, PipelineStats};
 use tapspan::protocols::http1::HttpExchange;
 use tapspan_capture::LinkType;
 
@@ -63,12 +63,7 @@ fn write_captures_for_benchmarks() {
 
 /// What a capture cost: its exchanges and the pipeline's counters.
 fn run(frames: &[(u64, Vec<u8>)], config: PipelineConfig) -> (Vec<HttpExchange>, PipelineStats) {
-    let mut p = Pipeline::new(config);
-    let mut exchanges = Vec::new();
-    common::run_frames(&mut p, frames, LinkType::ETHERNET, &mut |ex| {
-        exchanges.push(ex)
-    });
-    (exchanges, p.stats())
+    common::run_frames(config, frames, LinkType::ETHERNET)
 }
 
 /// A counter at size `n` and `4n`: four times the input may cost at most `4.5` times the work

@@ -35,7 +35,9 @@ use crate::live::engine::{self, EngineConfig, Ingest, Received};
 use crate::live::metrics;
 use crate::live::stats::{stats_line, Shared};
 use crate::output::Outputs;
+use crate::pipeline::{Back, Sink, Spans};
 use crate::privileges;
+use crate::span::Span;
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {
@@ -240,12 +242,10 @@ Ctrl-C to stop",
                 shared
                     .exchanges
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let mut sink = Counted(&mut outputs, &shared);
+                let mut spans = Spans::new(&mut builder, &mut sink);
                 for ex in batch {
-                    builder.push(ex, &mut |span| {
-                        outputs.send(span);
-                        shared.spans.fetch_add(1, Ordering::Relaxed);
-                    });
-                    outputs.settle();
+                    spans.exchange(ex);
                 }
             }
             Received::Timeout => {
@@ -254,18 +254,12 @@ Ctrl-C to stop",
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64);
-                builder.advance_to(Timestamp(now), &mut |span| {
-                    outputs.send(span);
-                    shared.spans.fetch_add(1, Ordering::Relaxed);
-                });
-                outputs.advance_to(now);
+                let mut sink = Counted(&mut outputs, &shared);
+                Spans::new(&mut builder, &mut sink).advance_to(Timestamp(now));
             }
             Received::Done => {
-                builder.finish(&mut |span| {
-                    outputs.send(span);
-                    shared.spans.fetch_add(1, Ordering::Relaxed);
-                });
-                outputs.settle();
+                let mut sink = Counted(&mut outputs, &shared);
+                Spans::new(&mut builder, &mut sink).finish();
                 outputs.set_forced_decisions(builder.stats.forced_decisions);
                 break;
             }
@@ -330,6 +324,22 @@ kernel drops {}, interface drops {}, shed {}; {} exchanges ({} incomplete), {} s
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The outputs, counting the spans for `--stats` and the metrics.
+struct Counted<'a>(&'a mut Outputs, &'a Shared);
+
+impl Sink for Counted<'_> {
+    fn span(&mut self, span: Span) {
+        self.0.send(span);
+        self.1.spans.fetch_add(1, Ordering::Relaxed);
+    }
+    fn settle(&mut self) {
+        self.0.settle();
+    }
+    fn advance_to(&mut self, ts: Timestamp) {
+        self.0.advance_to(ts.0);
+    }
 }
 
 fn list() -> anyhow::Result<ExitCode> {

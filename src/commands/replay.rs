@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{CausalityArgs, LimitArgs, ReplayArgs};
 use crate::output::Outputs;
-use crate::pipeline::replay_files;
+use crate::pipeline::{replay_files, Spans};
 use crate::redact::HeaderPolicy;
 
 /// Show a progress bar only for inputs at least this large.
@@ -115,12 +115,8 @@ impl Replay<'_> {
             .set_position(done);
         };
         let config = self.limits.pipeline_config(self.headers);
-        let result = replay_files(self.files, config, &mut progress, &mut |ex| {
-            builder.push(ex, &mut |span| outputs.send(span));
-            outputs.settle();
-        });
-        builder.finish(&mut |span| outputs.send(span));
-        outputs.settle();
+        let spans = Spans::new(&mut builder, &mut outputs);
+        let result = replay_files(self.files, config, &mut progress, spans);
         outputs.set_forced_decisions(builder.stats.forced_decisions);
         if let Some(b) = bar.take() {
             b.finish_and_clear();

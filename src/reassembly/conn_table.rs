@@ -169,9 +169,7 @@ impl Reassembler {
 
     pub fn push<F: FnMut(StreamEvent<'_>)>(&mut self, seg: &TcpSegment<'_>, out: &mut F) {
         self.stats.segments += 1;
-        self.follow_clock(seg.ts);
-        self.maybe_sweep(out);
-        self.close_lingering_resets(out);
+        self.advance_to(seg.ts, out);
 
         let key = conn_key(seg.flow.src, seg.flow.dst);
         let flags = seg.flags;
@@ -296,6 +294,14 @@ impl Reassembler {
         } else if conn.halves[0].is_finished() && conn.halves[1].is_finished() {
             self.close(key, CloseReason::Fin, seg.ts, out);
         }
+    }
+
+    /// Capture time reached `ts` (a segment's, or a clock step with none): idle connections
+    /// expire and resets that nothing followed close, as a segment at `ts` would make them.
+    pub fn advance_to<F: FnMut(StreamEvent<'_>)>(&mut self, ts: Timestamp, out: &mut F) {
+        self.follow_clock(ts);
+        self.maybe_sweep(out);
+        self.close_lingering_resets(out);
     }
 
     /// End of input: every connection still open ends with `CaptureEnd`.
