@@ -28,13 +28,15 @@ fn main() -> ExitCode {
         #[cfg(feature = "live")]
         Command::Live(args) => commands::live::run(args),
         #[cfg(not(feature = "live"))]
-        Command::Live(_) => {
-            eprintln!("tapspan: {}", tapspan::cli::NO_LIVE);
-            return ExitCode::from(2);
-        }
+        Command::Live(_) => Err(commands::Failure::Usage(tapspan::cli::NO_LIVE.into())),
     };
-    result.unwrap_or_else(|e| {
-        eprintln!("tapspan: {e:#}");
-        ExitCode::from(1)
-    })
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            for line in failure.messages() {
+                eprintln!("tapspan: {line}");
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
 }

@@ -1,10 +1,10 @@
 //! `tapspan diff BEFORE.json AFTER.json`: two `--analysis-json` files compared.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::{Failure, Outcome};
 use crate::cli::DiffArgs;
 
 fn load(path: &Path) -> anyhow::Result<serde_json::Value> {
@@ -22,18 +22,15 @@ fn load(path: &Path) -> anyhow::Result<serde_json::Value> {
     Ok(v)
 }
 
-pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &DiffArgs) -> Outcome {
     let (before, after) = match (load(&args.before), load(&args.after)) {
         (Ok(b), Ok(a)) => (b, a),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("tapspan: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
+        (Err(e), _) | (_, Err(e)) => return Err(Failure::usage(e)),
     };
     let d = crate::analyze::diff::diff(&before, &after, args.threshold / 100.0);
     print!("{}", d.render());
     if args.fail_on_regression && d.regressions() > 0 {
-        return Ok(ExitCode::from(3));
+        return Err(Failure::Regressed);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -12,21 +11,14 @@ use crate::output::Outputs;
 use crate::pipeline::{replay_files, Spans};
 use crate::redact::HeaderPolicy;
 
+use super::{Failure, Outcome};
+
 /// Show a progress bar only for inputs at least this large.
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
-pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let files = match crate::cli::inputs(&args.files, &args.read) {
-        Ok(files) => files,
-        Err(e) => {
-            eprintln!("tapspan: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let sampler = match super::sampler(&args.output, &args.causality, &args.limits) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+pub fn run(args: &ReplayArgs) -> Outcome {
+    let files = crate::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
+    let sampler = super::sampler(&args.output, &args.causality, &args.limits)?;
     let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     outputs.set_sampler(sampler);
     let replay = Replay {
@@ -90,11 +82,8 @@ pub struct Replay<'a> {
 }
 
 impl Replay<'_> {
-    pub fn run(self, mut outputs: Outputs) -> anyhow::Result<ExitCode> {
-        let mut builder = match super::causality_builder(self.causality, self.limits) {
-            Ok(b) => b,
-            Err(code) => return Ok(code),
-        };
+    pub fn run(self, mut outputs: Outputs) -> Outcome {
+        let mut builder = super::causality_builder(self.causality, self.limits)?;
         outputs.set_inputs(self.files.iter().map(|f| f.display().to_string()).collect());
         let show_progress = self.progress && io::stderr().is_terminal();
         let mut bar: Option<ProgressBar> = None;
@@ -121,13 +110,7 @@ impl Replay<'_> {
         if let Some(b) = bar.take() {
             b.finish_and_clear();
         }
-        let outcome = match result {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("tapspan: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        };
+        let outcome = result.map_err(Failure::usage)?;
         let mut more = String::new();
         if self.summary {
             for c in &outcome.clock_offsets {
@@ -173,11 +156,14 @@ packets, no connection seen both ways), corrected",
             eprintln!("tapspan: {why}");
         }
         if outcome.damaged.is_empty() {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(());
         }
-        for e in &outcome.damaged {
-            eprintln!("tapspan: {e} (spans decoded before it were written)");
-        }
-        Ok(ExitCode::from(2))
+        Err(Failure::Damaged(
+            outcome
+                .damaged
+                .iter()
+                .map(|e| format!("{e} (spans decoded before it were written)"))
+                .collect(),
+        ))
     }
 }

@@ -173,33 +173,8 @@ impl Reassembler {
 
         let key = conn_key(seg.flow.src, seg.flow.dst);
         let flags = seg.flags;
-        if flags.syn() && !flags.ack() {
-            self.closed.remove(&key);
-            // A new handshake on a 4-tuple we still track: the old connection is over.
-            if let Some(old) = self.conns.get(&key) {
-                let same = old.client == seg.flow.src
-                    && !old.halves[0].is_started()
-                    && old.how == OpenHow::Handshake;
-                if !same {
-                    self.close(key, CloseReason::Fin, seg.ts, out);
-                }
-            }
-        }
-        if !self.conns.contains_key(&key) {
-            if !flags.syn() && self.closed.contains_key(&key) {
-                // A late retransmission of a connection that already ended (the last ACK of a
-                // normal close carries no data and is not counted).
-                if !seg.payload.is_empty() {
-                    self.stats.late_segments += 1;
-                }
-                return;
-            }
-            if seg.payload.is_empty() && !flags.syn() {
-                // A lone ACK/FIN/RST of a connection we never saw (or already closed): nothing to
-                // decode, and tracking it would let stray packets fill the table.
-                return;
-            }
-            self.open(key, seg, out);
+        if !self.admit(key, seg, out) {
+            return;
         }
         let held_cap = self.config.max_held_bytes_total;
         let limits = HalfLimits {
@@ -217,18 +192,7 @@ impl Reassembler {
         }
 
         if !conn.roles_certain {
-            if flags.syn() {
-                let from_client = !flags.ack();
-                conn.set_roles(seg.flow.src, seg.flow.dst, from_client);
-                conn.roles_certain = true;
-            } else if !seg.payload.is_empty() {
-                match (self.hints.first_payload)(&seg.payload) {
-                    Some(Role::Client) => conn.set_roles(seg.flow.src, seg.flow.dst, true),
-                    Some(Role::Server) => conn.set_roles(seg.flow.src, seg.flow.dst, false),
-                    None => {}
-                }
-                conn.roles_certain = true;
-            }
+            conn.learn_roles(seg, &self.hints);
         }
         let dir = if seg.flow.src == conn.client {
             Direction::ClientToServer
@@ -302,6 +266,46 @@ impl Reassembler {
         self.follow_clock(ts);
         self.maybe_sweep(out);
         self.close_lingering_resets(out);
+    }
+
+    /// Finds or opens the connection `seg` belongs to (a new handshake on a tracked 4-tuple ends
+    /// the old connection); false if the segment belongs to none and is dropped.
+    fn admit<F: FnMut(StreamEvent<'_>)>(
+        &mut self,
+        key: ConnKey,
+        seg: &TcpSegment<'_>,
+        out: &mut F,
+    ) -> bool {
+        let flags = seg.flags;
+        if flags.syn() && !flags.ack() {
+            self.closed.remove(&key);
+            // A new handshake on a 4-tuple we still track: the old connection is over.
+            if let Some(old) = self.conns.get(&key) {
+                let same = old.client == seg.flow.src
+                    && !old.halves[0].is_started()
+                    && old.how == OpenHow::Handshake;
+                if !same {
+                    self.close(key, CloseReason::Fin, seg.ts, out);
+                }
+            }
+        }
+        if !self.conns.contains_key(&key) {
+            if !flags.syn() && self.closed.contains_key(&key) {
+                // A late retransmission of a connection that already ended (the last ACK of a
+                // normal close carries no data and is not counted).
+                if !seg.payload.is_empty() {
+                    self.stats.late_segments += 1;
+                }
+                return false;
+            }
+            if seg.payload.is_empty() && !flags.syn() {
+                // A lone ACK/FIN/RST of a connection we never saw (or already closed): nothing to
+                // decode, and tracking it would let stray packets fill the table.
+                return false;
+            }
+            self.open(key, seg, out);
+        }
+        true
     }
 
     /// End of input: every connection still open ends with `CaptureEnd`.
@@ -530,6 +534,22 @@ fn half_to_stream(
 }
 
 impl Conn {
+    /// Roles from a SYN (certain), else from the first payload if its bytes say who sent it.
+    fn learn_roles(&mut self, seg: &TcpSegment<'_>, hints: &RoleHints) {
+        let (src, dst) = (seg.flow.src, seg.flow.dst);
+        if seg.flags.syn() {
+            self.set_roles(src, dst, !seg.flags.ack());
+            self.roles_certain = true;
+        } else if !seg.payload.is_empty() {
+            match (hints.first_payload)(&seg.payload) {
+                Some(Role::Client) => self.set_roles(src, dst, true),
+                Some(Role::Server) => self.set_roles(src, dst, false),
+                None => {}
+            }
+            self.roles_certain = true;
+        }
+    }
+
     fn set_roles(&mut self, src: SocketAddr, dst: SocketAddr, src_is_client: bool) {
         let (client, server) = if src_is_client {
             (src, dst)

@@ -107,50 +107,7 @@ impl HttpConn {
             match &mut self.dirs[d].phase {
                 Phase::Done => return,
                 Phase::Start => {
-                    // RFC 9112 §2.2: empty lines before a message are ignored.
-                    let skip = rest
-                        .iter()
-                        .position(|&b| b != b'\r' && b != b'\n')
-                        .unwrap_or(rest.len());
-                    i += skip;
-                    let rest = &bytes[i..];
-                    if rest.is_empty() {
-                        break;
-                    }
-                    if request
-                        && self.mode == Mode::Unknown
-                        && self.how == OpenHow::Handshake
-                        && socks::starts_like(rest)
-                    {
-                        // HTTP through a SOCKS proxy: both directions skip the handshake.
-                        self.dirs[d].phase = Phase::Socks(Vec::new());
-                        let proxy = &mut self.dirs[Direction::ServerToClient.index()];
-                        if matches!(proxy.phase, Phase::Start) {
-                            proxy.phase = Phase::Socks(Vec::new());
-                        }
-                        continue;
-                    }
-                    if head::could_start(rest, request) {
-                        let st = &mut self.dirs[d];
-                        st.msg_ts = ts;
-                        st.msg_seq = seq.wrapping_add(i as u32);
-                        st.phase = Phase::Head;
-                        st.head_buf.clear();
-                        continue;
-                    }
-                    if self.mode == Mode::Unknown && self.how == OpenHow::Handshake {
-                        // The connection's first bytes are not HTTP: another protocol.
-                        self.mode = Mode::Opaque;
-                        ctx.stats.non_http_connections += 1;
-                        if looks_like_tls(rest) {
-                            ctx.stats.tls_connections += 1;
-                        } else if rest.starts_with(b"PRI * HTTP/2.0") {
-                            ctx.stats.http2_connections += 1;
-                        }
-                        return;
-                    }
-                    ctx.stats.resyncs += 1;
-                    self.dirs[d].phase = Phase::Resync;
+                    i += self.message_start(dir, ts, seq.wrapping_add(i as u32), rest, ctx)
                 }
                 Phase::Resync => match head::find_message_start(rest, request) {
                     Some(at) => {
@@ -208,6 +165,65 @@ impl HttpConn {
                 return;
             }
         }
+    }
+
+    /// Between messages in `dir`, at `rest` (whose first byte has sequence number `seq`): skips
+    /// empty lines and decides what starts here (a head, a SOCKS handshake, another protocol, or
+    /// garbage to resynchronise past). Returns the bytes skipped.
+    fn message_start<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        ts: Timestamp,
+        seq: u32,
+        rest: &[u8],
+        ctx: &mut Ctx<'_, F>,
+    ) -> usize {
+        let request = dir == Direction::ClientToServer;
+        let d = dir.index();
+        // RFC 9112 §2.2: empty lines before a message are ignored.
+        let skip = rest
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(rest.len());
+        let rest = &rest[skip..];
+        if rest.is_empty() {
+            return skip;
+        }
+        if request
+            && self.mode == Mode::Unknown
+            && self.how == OpenHow::Handshake
+            && socks::starts_like(rest)
+        {
+            // HTTP through a SOCKS proxy: both directions skip the handshake.
+            self.dirs[d].phase = Phase::Socks(Vec::new());
+            let proxy = &mut self.dirs[Direction::ServerToClient.index()];
+            if matches!(proxy.phase, Phase::Start) {
+                proxy.phase = Phase::Socks(Vec::new());
+            }
+            return skip;
+        }
+        if head::could_start(rest, request) {
+            let st = &mut self.dirs[d];
+            st.msg_ts = ts;
+            st.msg_seq = seq.wrapping_add(skip as u32);
+            st.phase = Phase::Head;
+            st.head_buf.clear();
+            return skip;
+        }
+        if self.mode == Mode::Unknown && self.how == OpenHow::Handshake {
+            // The connection's first bytes are not HTTP: another protocol.
+            self.mode = Mode::Opaque;
+            ctx.stats.non_http_connections += 1;
+            if looks_like_tls(rest) {
+                ctx.stats.tls_connections += 1;
+            } else if rest.starts_with(b"PRI * HTTP/2.0") {
+                ctx.stats.http2_connections += 1;
+            }
+            return skip;
+        }
+        ctx.stats.resyncs += 1;
+        self.dirs[d].phase = Phase::Resync;
+        skip
     }
 
     /// Bytes of head buffers this connection holds (their capacity: what they cost).

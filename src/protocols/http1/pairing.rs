@@ -45,7 +45,6 @@ impl HttpConn {
         if self.mode == Mode::Unknown {
             self.mode = Mode::Http;
         }
-        let (msg_ts, msg_seq) = (self.dirs[d].msg_ts, self.dirs[d].msg_seq);
         let start = std::mem::replace(
             &mut head.start,
             StartLine::Response {
@@ -55,131 +54,10 @@ impl HttpConn {
         );
         let framing = match start {
             StartLine::Request { method, target } => {
-                let framing = request_framing(&head);
-                let st = &mut self.dirs[d];
-                st.tokens.take();
-                st.tokens.target(&target);
-                st.body_tokens = tokens::body_is_readable(&head.headers);
-                self.depth += 1;
-                self.reading_request = self.depth;
-                let ex = HttpExchange {
-                    conn: ctx.id,
-                    client: self.client,
-                    server: self.server,
-                    depth: self.depth,
-                    anchor_seq: msg_seq,
-                    request: Some(RequestInfo {
-                        method,
-                        target,
-                        minor_version: head.minor_version,
-                        headers: std::mem::take(&mut head.headers),
-                        body_size: 0,
-                        truncated: false,
-                    }),
-                    response: None,
-                    informational: Vec::new(),
-                    t: Instants {
-                        request_start: Some(msg_ts),
-                        ..Instants::default()
-                    },
-                    gaps: 0,
-                    error: None,
-                    tokens: PayloadTokens::default(),
-                };
-                if self.waiting.len() >= ctx.config.max_pending_requests {
-                    if let Some(mut old) = self.waiting.pop_front() {
-                        ctx.stats.pending_requests_dropped += 1;
-                        old.error = Some("no_response");
-                        ctx.emit(old);
-                    }
-                }
-                self.waiting.push_back(ex);
-                framing
+                self.on_request(d, method, target, &mut head, ctx)
             }
             StartLine::Response { status, reason } => {
-                if (100..200).contains(&status) && status != 101 {
-                    self.dirs[d].informational = true;
-                    if let Some(front) = self.waiting.front_mut() {
-                        front.informational.push((status, msg_ts));
-                    }
-                    Framing::None
-                } else {
-                    self.dirs[d].informational = false;
-                    // A response cannot begin before its request did: if the oldest waiting request
-                    // started later, this response answers a request the capture lost, and
-                    // pairing it would shift every later pair on the connection. Only by less
-                    // than a clock step, though: capture times run backwards that far only where
-                    // the capturing host's clock stepped back (NTP), and then the stream's order
-                    // is the truth (a request seen before its response is not their order).
-                    let answers_front = self.waiting.front().is_some_and(|f| {
-                        f.t.request_start
-                            .is_none_or(|t| t <= msg_ts || t.0 > msg_ts.0 + CLOCK_STEP_NS)
-                    });
-                    // After a gap that may have swallowed whole responses, this one answers the
-                    // latest request sent before it; the ones before that lost their responses.
-                    if answers_front && std::mem::take(&mut self.dirs[d].lost_sync) {
-                        while self.waiting.len() > 1
-                            && self.waiting[1].t.request_start.is_some_and(|t| t <= msg_ts)
-                        {
-                            if let Some(mut lost) = self.waiting.pop_front() {
-                                lost.error = Some("capture_gap");
-                                ctx.emit(lost);
-                            }
-                        }
-                    }
-                    let waiting = if answers_front {
-                        self.waiting.pop_front()
-                    } else {
-                        None
-                    };
-                    let mut ex = match waiting {
-                        Some(ex) => ex,
-                        None => {
-                            ctx.stats.responses_without_request += 1;
-                            self.depth += 1;
-                            HttpExchange {
-                                conn: ctx.id,
-                                client: self.client,
-                                server: self.server,
-                                depth: self.depth,
-                                anchor_seq: msg_seq,
-                                request: None,
-                                response: None,
-                                informational: Vec::new(),
-                                t: Instants::default(),
-                                gaps: 0,
-                                error: Some("request_not_captured"),
-                                tokens: PayloadTokens::default(),
-                            }
-                        }
-                    };
-                    let method = ex.request.as_ref().map(|r| r.method.as_str());
-                    let switches = status == 101
-                        || (method == Some("CONNECT") && (200..300).contains(&status));
-                    let framing = if switches {
-                        Framing::None
-                    } else {
-                        response_framing(&head, status, method)
-                    };
-                    ex.t.response_start = Some(msg_ts);
-                    let st = &mut self.dirs[d];
-                    st.tokens.take();
-                    st.body_tokens = tokens::body_is_readable(&head.headers);
-                    ex.response = Some(ResponseInfo {
-                        status,
-                        reason,
-                        minor_version: head.minor_version,
-                        headers: std::mem::take(&mut head.headers),
-                        body_size: 0,
-                        truncated: false,
-                    });
-                    if switches {
-                        ctx.stats.upgraded_connections += 1;
-                        self.mode = Mode::Tunnel;
-                    }
-                    self.responding = Some(ex);
-                    framing
-                }
+                self.on_response(d, status, reason, &mut head, ctx)
             }
         };
         let reader = BodyReader::new(framing);
@@ -187,6 +65,154 @@ impl HttpConn {
         self.dirs[d].phase = Phase::Body(reader);
         if done {
             self.message_end(dir, ts, ctx);
+        }
+    }
+
+    /// A request head: queued as a new exchange, waiting for its response.
+    fn on_request<F: FnMut(HttpExchange)>(
+        &mut self,
+        d: usize,
+        method: String,
+        target: String,
+        head: &mut MessageHead,
+        ctx: &mut Ctx<'_, F>,
+    ) -> Framing {
+        let (msg_ts, msg_seq) = (self.dirs[d].msg_ts, self.dirs[d].msg_seq);
+        let framing = request_framing(head);
+        let st = &mut self.dirs[d];
+        st.tokens.take();
+        st.tokens.target(&target);
+        st.body_tokens = tokens::body_is_readable(&head.headers);
+        self.depth += 1;
+        self.reading_request = self.depth;
+        let ex = HttpExchange {
+            conn: ctx.id,
+            client: self.client,
+            server: self.server,
+            depth: self.depth,
+            anchor_seq: msg_seq,
+            request: Some(RequestInfo {
+                method,
+                target,
+                minor_version: head.minor_version,
+                headers: std::mem::take(&mut head.headers),
+                body_size: 0,
+                truncated: false,
+            }),
+            response: None,
+            informational: Vec::new(),
+            t: Instants {
+                request_start: Some(msg_ts),
+                ..Instants::default()
+            },
+            gaps: 0,
+            error: None,
+            tokens: PayloadTokens::default(),
+        };
+        if self.waiting.len() >= ctx.config.max_pending_requests {
+            if let Some(mut old) = self.waiting.pop_front() {
+                ctx.stats.pending_requests_dropped += 1;
+                old.error = Some("no_response");
+                ctx.emit(old);
+            }
+        }
+        self.waiting.push_back(ex);
+        framing
+    }
+
+    /// A response head: a 1xx is noted on the oldest waiting request; a final one answers it
+    /// (or, with none waiting, stands alone as `request_not_captured`).
+    fn on_response<F: FnMut(HttpExchange)>(
+        &mut self,
+        d: usize,
+        status: u16,
+        reason: String,
+        head: &mut MessageHead,
+        ctx: &mut Ctx<'_, F>,
+    ) -> Framing {
+        let (msg_ts, msg_seq) = (self.dirs[d].msg_ts, self.dirs[d].msg_seq);
+        if (100..200).contains(&status) && status != 101 {
+            self.dirs[d].informational = true;
+            if let Some(front) = self.waiting.front_mut() {
+                front.informational.push((status, msg_ts));
+            }
+            Framing::None
+        } else {
+            self.dirs[d].informational = false;
+            // A response cannot begin before its request did: if the oldest waiting request
+            // started later, this response answers a request the capture lost, and
+            // pairing it would shift every later pair on the connection. Only by less
+            // than a clock step, though: capture times run backwards that far only where
+            // the capturing host's clock stepped back (NTP), and then the stream's order
+            // is the truth (a request seen before its response is not their order).
+            let answers_front = self.waiting.front().is_some_and(|f| {
+                f.t.request_start
+                    .is_none_or(|t| t <= msg_ts || t.0 > msg_ts.0 + CLOCK_STEP_NS)
+            });
+            // After a gap that may have swallowed whole responses, this one answers the
+            // latest request sent before it; the ones before that lost their responses.
+            if answers_front && std::mem::take(&mut self.dirs[d].lost_sync) {
+                while self.waiting.len() > 1
+                    && self.waiting[1].t.request_start.is_some_and(|t| t <= msg_ts)
+                {
+                    if let Some(mut lost) = self.waiting.pop_front() {
+                        lost.error = Some("capture_gap");
+                        ctx.emit(lost);
+                    }
+                }
+            }
+            let waiting = if answers_front {
+                self.waiting.pop_front()
+            } else {
+                None
+            };
+            let mut ex = match waiting {
+                Some(ex) => ex,
+                None => {
+                    ctx.stats.responses_without_request += 1;
+                    self.depth += 1;
+                    HttpExchange {
+                        conn: ctx.id,
+                        client: self.client,
+                        server: self.server,
+                        depth: self.depth,
+                        anchor_seq: msg_seq,
+                        request: None,
+                        response: None,
+                        informational: Vec::new(),
+                        t: Instants::default(),
+                        gaps: 0,
+                        error: Some("request_not_captured"),
+                        tokens: PayloadTokens::default(),
+                    }
+                }
+            };
+            let method = ex.request.as_ref().map(|r| r.method.as_str());
+            let switches =
+                status == 101 || (method == Some("CONNECT") && (200..300).contains(&status));
+            let framing = if switches {
+                Framing::None
+            } else {
+                response_framing(head, status, method)
+            };
+            ex.t.response_start = Some(msg_ts);
+            let st = &mut self.dirs[d];
+            st.tokens.take();
+            st.body_tokens = tokens::body_is_readable(&head.headers);
+            ex.response = Some(ResponseInfo {
+                status,
+                reason,
+                minor_version: head.minor_version,
+                headers: std::mem::take(&mut head.headers),
+                body_size: 0,
+                truncated: false,
+            });
+            if switches {
+                ctx.stats.upgraded_connections += 1;
+                self.mode = Mode::Tunnel;
+            }
+            self.responding = Some(ex);
+            framing
         }
     }
 
