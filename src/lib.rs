@@ -12,16 +12,11 @@
 // `crate::http` is where causality still imports HTTP's exchange from (its own rewrite moves it).
 pub(crate) use protocols::http1 as http;
 
-pub mod analyze;
+pub mod analysis;
 pub mod causality;
-pub mod cli;
-pub mod clock;
-pub mod commands;
 pub mod export;
 pub mod ids;
 pub mod limits;
-pub mod live;
-pub mod output;
 pub mod pipeline;
 pub mod protocols;
 // unsafe: set*id, getpwnam_r/getgrouplist, prctl and capget/capset have no safe wrapper in std.
@@ -30,10 +25,9 @@ pub mod protocols;
 pub mod privileges;
 pub mod reassembly;
 pub mod redact;
-pub mod report;
 pub mod route;
+pub mod run;
 pub mod sampling;
 pub mod span;
-pub mod summary;
 pub mod terminal;
 pub mod units;

@@ -69,7 +69,7 @@ impl Default for MemoryLimits {
             max_pending_exchanges: causality.max_pending,
             max_fragment_bytes: decode.defrag_max_bytes,
             max_fragment_datagrams: decode.defrag_max_datagrams,
-            max_analysed_calls: crate::analyze::AnalysisConfig::default().max_calls,
+            max_analysed_calls: crate::analysis::AnalysisConfig::default().max_calls,
             max_sampling_spans: crate::sampling::SamplingConfig::default().max_held_spans,
         }
     }
@@ -97,8 +97,8 @@ impl MemoryLimits {
         config.max_held_spans = self.max_sampling_spans.max(1);
     }
 
-    pub fn analysis_config(&self) -> crate::analyze::AnalysisConfig {
-        crate::analyze::AnalysisConfig {
+    pub fn analysis_config(&self) -> crate::analysis::AnalysisConfig {
+        crate::analysis::AnalysisConfig {
             max_calls: self.max_analysed_calls,
             ..Default::default()
         }

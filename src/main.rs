@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use tapspan::cli::{Cli, Command};
-use tapspan::commands;
+mod app;
+
+use app::cli::{Cli, Command};
+use app::commands;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "live")]
         Command::Live(args) => commands::live::run(args),
         #[cfg(not(feature = "live"))]
-        Command::Live(_) => Err(commands::Failure::Usage(tapspan::cli::NO_LIVE.into())),
+        Command::Live(_) => Err(commands::Failure::Usage(app::cli::NO_LIVE.into())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

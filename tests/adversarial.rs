@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::adversarial as adv;
 use common::craft;
-use tapspan::pipeline::{PipelineConfig, ReplayOutcome};
+use tapspan::pipeline::PipelineConfig;
 use tapspan::protocols::http1::HttpExchange;
 use tapspan::reassembly::{Direction, Reassembler, ReassemblyConfig, StreamEvent};
+use tapspan::run::replay::ReplayOutcome;
 use tapspan_capture::{DecodeConfig, Decoder, LinkType, RawFrame, Timestamp};
 
 /// A capture file: committed under fixtures/adversarial/ (small cases), or temporary and removed

@@ -310,7 +310,7 @@ fn loss_and_reordering_do_not_break_linking() {
 }
 
 /// Replay both capture points' files and score, with the estimated offset.
-fn run_two_points(skew_ns: i64) -> (Score, tapspan::clock::ClockOffset, u64, Vec<Span>) {
+fn run_two_points(skew_ns: i64) -> (Score, tapspan::run::clock::ClockOffset, u64, Vec<Span>) {
     let sim = simulate(&SimConfig {
         concurrency: 4,
         requests: 200,

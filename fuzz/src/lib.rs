@@ -451,7 +451,7 @@ pub fn http(data: &[u8]) {
 
 /// Spans of the fuzzed replay: serialised, analysed and counted.
 struct Checked<'a> {
-    analyzer: &'a mut tapspan::analyze::Analyzer,
+    analyzer: &'a mut tapspan::analysis::Analyzer,
     spans: u64,
 }
 
@@ -480,7 +480,7 @@ pub fn replay(data: &[u8]) {
         ..CausalityConfig::default()
     });
     // The report's analysis of those spans, capped small too, and its HTML.
-    let mut analyzer = tapspan::analyze::Analyzer::new(tapspan::analyze::AnalysisConfig {
+    let mut analyzer = tapspan::analysis::Analyzer::new(tapspan::analysis::AnalysisConfig {
         max_calls: 64,
         ..Default::default()
     });
@@ -509,6 +509,6 @@ pub fn replay(data: &[u8]) {
         counted, analysis.calls,
         "every analysed call in one endpoint"
     );
-    let html = tapspan::report::html::render(&analysis);
+    let html = tapspan::analysis::report::html::render(&analysis);
     assert!(html.ends_with("</html>"));
 }

@@ -4,10 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
-use tapspan::pipeline::{
-    replay_files, Back, Pipeline, PipelineConfig, PipelineStats, ReplayOutcome, Spans,
-};
+use tapspan::pipeline::{Back, Pipeline, PipelineConfig, PipelineStats, Spans};
 use tapspan::protocols::http1::HttpExchange;
+use tapspan::run::replay::{replay_files, ReplayOutcome};
 use tapspan::span::Span;
 
 /// The read-only third-party captures beside the checkout, if present.

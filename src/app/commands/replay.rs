@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{CausalityArgs, LimitArgs, ReplayArgs};
-use crate::output::Outputs;
-use crate::pipeline::{replay_files, Spans};
-use crate::redact::HeaderPolicy;
+use crate::app::cli::{CausalityArgs, LimitArgs, ReplayArgs};
+use crate::app::output::Outputs;
+use tapspan::pipeline::Spans;
+use tapspan::redact::HeaderPolicy;
+use tapspan::run::replay::replay_files;
 
 use super::{Failure, Outcome};
 
@@ -17,7 +18,7 @@ use super::{Failure, Outcome};
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &ReplayArgs) -> Outcome {
-    let files = crate::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
+    let files = crate::app::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
     let sampler = super::sampler(&args.output, &args.causality, &args.limits)?;
     let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     outputs.set_sampler(sampler);
@@ -34,7 +35,7 @@ pub fn run(args: &ReplayArgs) -> Outcome {
 
 /// Why a capture with TCP connections gave no spans, if it did not: rather than an empty output
 /// with no word, say what the connections were.
-fn nothing_decoded(stats: &crate::pipeline::PipelineStats) -> Option<String> {
+fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
     let connections = stats.reassembly.connections;
     if connections == 0 || stats.protocols.http.exchanges > 0 {
         return None;

@@ -432,8 +432,8 @@ impl Exchanges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::stats::Shared;
-    use crate::pipeline::replay_files;
+    use crate::run::live::stats::Shared;
+    use crate::run::replay::replay_files;
     use crate::span::spans_for;
     use std::path::PathBuf;
     use tapspan_capture::{FileSource, PacketSource};

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::cli::ReportArgs;
-use crate::output::{AnalysisOutputs, Outputs};
+use crate::app::cli::ReportArgs;
+use crate::app::output::{AnalysisOutputs, Outputs};
 
 use super::replay::Replay;
 use super::{Failure, Outcome};
@@ -23,7 +23,7 @@ pub fn run(args: &ReportArgs) -> Outcome {
             "report needs --report PATH (or --html PATH) and/or --analysis-json PATH".into(),
         ));
     };
-    let files = crate::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
+    let files = crate::app::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
     let policy = args.redact.policy(&[]);
     let mut kinds = Vec::new();
     for f in &files {

@@ -2,7 +2,7 @@
 //! complete, until SIGINT/SIGTERM (cargo feature `live`, libpcap).
 //!
 //! Threads: the capture thread reads packets from libpcap, writes them to `--write-pcap` when
-//! asked, and routes them to the workers (see [`crate::live::engine`]); this thread makes spans,
+//! asked, and routes them to the workers (see [`tapspan::run::live::engine`]); this thread makes spans,
 //! feeds the outputs and prints the `--stats` line; a metrics thread answers Prometheus scrapes.
 //! On SIGINT or SIGTERM: capturing stops, queued packets are processed, open connections end
 //! (their unfinished exchanges become spans with `error.type` = `capture_ended`), outputs are
@@ -11,7 +11,7 @@
 //! `--user` is refused, 1 when privileges cannot be dropped or capturing fails part-way (after
 //! everything captured was written).
 //!
-//! Privileges ([`crate::privileges`]): the capture handle is opened first, then, while this is
+//! Privileges ([`tapspan::privileges`]): the capture handle is opened first, then, while this is
 //! the only thread, every capability is given up (and root, for `--user`); root without
 //! `--user` keeps what it has, with a warning.
 
@@ -29,14 +29,14 @@ use tapspan_capture::source::live::{list_interfaces, LiveConfig, LiveEvent, Live
 use tapspan_capture::source::PcapWriter;
 use tapspan_capture::{CaptureError, Timestamp};
 
-use crate::cli::{CausalityArgs, LimitArgs, OutputArgs};
-use crate::live::engine::{self, EngineConfig, Ingest, Received};
-use crate::live::metrics;
-use crate::live::stats::{stats_line, Shared};
-use crate::output::Outputs;
-use crate::pipeline::{Back, Sink, Spans};
-use crate::privileges;
-use crate::span::Span;
+use crate::app::cli::{CausalityArgs, LimitArgs, OutputArgs};
+use crate::app::output::Outputs;
+use tapspan::pipeline::{Back, Sink, Spans};
+use tapspan::privileges;
+use tapspan::run::live::engine::{self, EngineConfig, Ingest, Received};
+use tapspan::run::live::metrics;
+use tapspan::run::live::stats::{stats_line, Shared};
+use tapspan::span::Span;
 
 use super::{Failure, Outcome};
 
@@ -210,7 +210,7 @@ fn pcap_writer(
     Ok(match &args.write_pcap {
         None => None,
         Some(path) => {
-            let file = crate::output::create_private(path)
+            let file = crate::app::output::create_private(path)
                 .with_context(|| format!("cannot create capture file {}", path.display()))?;
             Some(
                 PcapWriter::new(BufWriter::new(file), source.link_type(), source.snaplen())
@@ -287,7 +287,7 @@ dropped all the same)"
 /// spine's back, [`Spans`]), published sampling counters, and the `--stats` line.
 fn deliver(
     exchanges: &engine::Exchanges,
-    builder: &mut crate::causality::CausalityBuilder,
+    builder: &mut tapspan::causality::CausalityBuilder,
     outputs: &mut Outputs,
     shared: &Shared,
     stats: bool,

@@ -9,9 +9,9 @@ pub mod report;
 
 use std::fmt::Display;
 
-use crate::causality::CausalityBuilder;
-use crate::cli::{CausalityArgs, LimitArgs, OutputArgs};
-use crate::sampling::Sampler;
+use crate::app::cli::{CausalityArgs, LimitArgs, OutputArgs};
+use tapspan::causality::CausalityBuilder;
+use tapspan::sampling::Sampler;
 
 /// Why a command failed, which decides the exit code (see [`Failure::exit_code`]).
 #[derive(Debug)]
@@ -23,6 +23,7 @@ pub enum Failure {
     /// A runtime failure: exit 1.
     Runtime(anyhow::Error),
     /// Failures after everything captured was written (live capture), one line each: exit 1.
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
     Stopped(Vec<String>),
     /// `diff --fail-on-regression` found regressions (already printed): exit 3.
     Regressed,
