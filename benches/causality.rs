@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
-use tapspan::http::HttpExchange;
-use tapspan::pipeline::{replay_files, PipelineConfig};
+use tapspan::pipeline::PipelineConfig;
+use tapspan::protocols::http1::HttpExchange;
+use tapspan::run::replay::replay_files;
 
 fn exchanges_of(capture: &str) -> Vec<HttpExchange> {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(capture);

@@ -9,8 +9,8 @@
 use tapspan_capture::DecodeConfig;
 
 use crate::causality::CausalityConfig;
-use crate::http::HttpConfig;
 use crate::pipeline::PipelineConfig;
+use crate::protocols::http1::HttpConfig;
 use crate::reassembly::ReassemblyConfig;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +69,7 @@ impl Default for MemoryLimits {
             max_pending_exchanges: causality.max_pending,
             max_fragment_bytes: decode.defrag_max_bytes,
             max_fragment_datagrams: decode.defrag_max_datagrams,
-            max_analysed_calls: crate::analyze::AnalysisConfig::default().max_calls,
+            max_analysed_calls: crate::analysis::AnalysisConfig::default().max_calls,
             max_sampling_spans: crate::sampling::SamplingConfig::default().max_held_spans,
         }
     }
@@ -82,9 +82,9 @@ impl MemoryLimits {
         config.reassembly.max_connections = self.max_connections.max(1);
         config.reassembly.max_held_bytes_per_direction = self.max_held_bytes_per_direction;
         config.reassembly.max_held_bytes_total = self.max_held_bytes_total;
-        config.http.max_head_bytes = self.max_head_bytes.max(1);
-        config.http.max_head_bytes_total = self.max_head_bytes_total;
-        config.http.max_pending_requests = self.max_pending_requests.max(1);
+        config.protocols.http.max_head_bytes = self.max_head_bytes.max(1);
+        config.protocols.http.max_head_bytes_total = self.max_head_bytes_total;
+        config.protocols.http.max_pending_requests = self.max_pending_requests.max(1);
         config.decode.defrag_max_bytes = self.max_fragment_bytes;
         config.decode.defrag_max_datagrams = self.max_fragment_datagrams.max(1);
     }
@@ -97,8 +97,8 @@ impl MemoryLimits {
         config.max_held_spans = self.max_sampling_spans.max(1);
     }
 
-    pub fn analysis_config(&self) -> crate::analyze::AnalysisConfig {
-        crate::analyze::AnalysisConfig {
+    pub fn analysis_config(&self) -> crate::analysis::AnalysisConfig {
+        crate::analysis::AnalysisConfig {
             max_calls: self.max_analysed_calls,
             ..Default::default()
         }
@@ -130,7 +130,7 @@ mod tests {
         );
         let mut pipeline = PipelineConfig::default();
         MemoryLimits::default().apply_to_pipeline(&mut pipeline);
-        assert_eq!(pipeline.http.max_head_bytes, 64 * 1024);
+        assert_eq!(pipeline.protocols.http.max_head_bytes, 64 * 1024);
         assert_eq!(pipeline.decode.defrag_max_datagrams, 4096);
     }
 
@@ -147,7 +147,7 @@ mod tests {
         limits.apply_to_pipeline(&mut pipeline);
         limits.apply_to_causality(&mut causality);
         assert_eq!(pipeline.reassembly.max_connections, 1);
-        assert_eq!(pipeline.http.max_pending_requests, 1);
+        assert_eq!(pipeline.protocols.http.max_pending_requests, 1);
         assert_eq!(causality.max_pending, 1);
     }
 }

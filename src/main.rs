@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use tapspan::cli::{Cli, Command};
-use tapspan::commands;
+mod app;
+
+use app::cli::{Cli, Command};
+use app::commands;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -28,13 +30,15 @@ fn main() -> ExitCode {
         #[cfg(feature = "live")]
         Command::Live(args) => commands::live::run(args),
         #[cfg(not(feature = "live"))]
-        Command::Live(_) => {
-            eprintln!("tapspan: {}", tapspan::cli::NO_LIVE);
-            return ExitCode::from(2);
-        }
+        Command::Live(_) => Err(commands::Failure::Usage(app::cli::NO_LIVE.into())),
     };
-    result.unwrap_or_else(|e| {
-        eprintln!("tapspan: {e:#}");
-        ExitCode::from(1)
-    })
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            for line in failure.messages() {
+                eprintln!("tapspan: {line}");
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
 }

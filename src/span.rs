@@ -8,8 +8,8 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::http::HttpExchange;
 use crate::ids;
+use crate::protocols::http1::HttpExchange;
 use crate::redact::redact_query;
 use crate::route;
 
@@ -311,77 +311,10 @@ pub fn build_spans(
     attrs.insert("server.port".into(), json!(ex.server.port()));
     attrs.insert("client.address".into(), json!(ex.client.ip().to_string()));
     attrs.insert("client.port".into(), json!(ex.client.port()));
-    let minor = ex
-        .request
-        .as_ref()
-        .map(|r| r.minor_version)
-        .or(ex.response.as_ref().map(|r| r.minor_version));
-    if let Some(minor) = minor {
-        attrs.insert(
-            "network.protocol.version".into(),
-            json!(format!("1.{minor}")),
-        );
-    }
-    if let Some(req) = &ex.request {
-        for (name, value) in &req.headers {
-            if name == "user-agent" {
-                attrs.insert("user_agent.original".into(), json!(value));
-            }
-            push_header(&mut attrs, "http.request.header.", name, value);
-        }
-        attrs.insert("http.request.body.size".into(), json!(req.body_size));
-    }
-    if let Some(resp) = &ex.response {
-        for (name, value) in &resp.headers {
-            push_header(&mut attrs, "http.response.header.", name, value);
-        }
-        attrs.insert("http.response.body.size".into(), json!(resp.body_size));
-    }
-    if let (Some(req_end), Some(resp_start)) = (ex.t.request_end, ex.t.response_start) {
-        attrs.insert(
-            "tapspan.ttfb_ns".into(),
-            json!(resp_start.saturating_since(req_end)),
-        );
-    }
-    if !ex.informational.is_empty() {
-        let codes: Vec<u16> = ex.informational.iter().map(|(c, _)| *c).collect();
-        attrs.insert("tapspan.informational_status_codes".into(), json!(codes));
-    }
-    if ex.gaps > 0 {
-        attrs.insert("tapspan.gaps".into(), json!(ex.gaps));
-    }
-    if let Some(err) = ex.error {
-        attrs.insert("error.type".into(), json!(err));
-    }
-    attrs.insert("tapspan.exchange_id".into(), json!(hex64(xid)));
-    if let Some((link, confidence)) = linkage.link {
-        attrs.insert("tapspan.link".into(), json!(link));
-        attrs.insert(
-            "tapspan.link_confidence".into(),
-            json!((confidence * 1000.0).round() / 1000.0),
-        );
-    }
+    insert_message_attributes(&mut attrs, ex);
+    insert_tap_attributes(&mut attrs, ex, xid, linkage);
 
-    let mut events = Vec::new();
-    for (_, t) in &ex.informational {
-        events.push(SpanEvent {
-            name: "response.informational",
-            time_unix_nano: t.0,
-        });
-    }
-    if let Some(t) = ex.t.request_end {
-        events.push(SpanEvent {
-            name: "request.end",
-            time_unix_nano: t.0,
-        });
-    }
-    if let Some(t) = ex.t.response_start {
-        events.push(SpanEvent {
-            name: "response.start",
-            time_unix_nano: t.0,
-        });
-    }
-    events.sort_by_key(|e| e.time_unix_nano);
+    let events = events_of(ex);
 
     let cut_short = ex.error.is_some();
     let client_error = cut_short || status.is_some_and(|s| s >= 400);
@@ -424,6 +357,94 @@ pub fn build_spans(
         trace_state: None,
     };
     [client, server]
+}
+
+/// Attributes of the messages themselves: protocol version, headers, body sizes.
+fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &HttpExchange) {
+    let minor = ex
+        .request
+        .as_ref()
+        .map(|r| r.minor_version)
+        .or(ex.response.as_ref().map(|r| r.minor_version));
+    if let Some(minor) = minor {
+        attrs.insert(
+            "network.protocol.version".into(),
+            json!(format!("1.{minor}")),
+        );
+    }
+    if let Some(req) = &ex.request {
+        for (name, value) in &req.headers {
+            if name == "user-agent" {
+                attrs.insert("user_agent.original".into(), json!(value));
+            }
+            push_header(attrs, "http.request.header.", name, value);
+        }
+        attrs.insert("http.request.body.size".into(), json!(req.body_size));
+    }
+    if let Some(resp) = &ex.response {
+        for (name, value) in &resp.headers {
+            push_header(attrs, "http.response.header.", name, value);
+        }
+        attrs.insert("http.response.body.size".into(), json!(resp.body_size));
+    }
+}
+
+/// What only a tap knows: timing, gaps, why the exchange was cut, its id, how it was linked.
+fn insert_tap_attributes(
+    attrs: &mut Map<String, Value>,
+    ex: &HttpExchange,
+    xid: u64,
+    linkage: &Linkage,
+) {
+    if let (Some(req_end), Some(resp_start)) = (ex.t.request_end, ex.t.response_start) {
+        attrs.insert(
+            "tapspan.ttfb_ns".into(),
+            json!(resp_start.saturating_since(req_end)),
+        );
+    }
+    if !ex.informational.is_empty() {
+        let codes: Vec<u16> = ex.informational.iter().map(|(c, _)| *c).collect();
+        attrs.insert("tapspan.informational_status_codes".into(), json!(codes));
+    }
+    if ex.gaps > 0 {
+        attrs.insert("tapspan.gaps".into(), json!(ex.gaps));
+    }
+    if let Some(err) = ex.error {
+        attrs.insert("error.type".into(), json!(err));
+    }
+    attrs.insert("tapspan.exchange_id".into(), json!(hex64(xid)));
+    if let Some((link, confidence)) = linkage.link {
+        attrs.insert("tapspan.link".into(), json!(link));
+        attrs.insert(
+            "tapspan.link_confidence".into(),
+            json!((confidence * 1000.0).round() / 1000.0),
+        );
+    }
+}
+
+/// The span events: informational responses, request end, response start, in time order.
+fn events_of(ex: &HttpExchange) -> Vec<SpanEvent> {
+    let mut events = Vec::new();
+    for (_, t) in &ex.informational {
+        events.push(SpanEvent {
+            name: "response.informational",
+            time_unix_nano: t.0,
+        });
+    }
+    if let Some(t) = ex.t.request_end {
+        events.push(SpanEvent {
+            name: "request.end",
+            time_unix_nano: t.0,
+        });
+    }
+    if let Some(t) = ex.t.response_start {
+        events.push(SpanEvent {
+            name: "response.start",
+            time_unix_nano: t.0,
+        });
+    }
+    events.sort_by_key(|e| e.time_unix_nano);
+    events
 }
 
 fn push_header(attrs: &mut Map<String, Value>, prefix: &str, name: &str, value: &str) {

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::adversarial as adv;
 use common::craft;
-use tapspan::http::HttpExchange;
-use tapspan::pipeline::{PipelineConfig, ReplayOutcome};
+use tapspan::pipeline::PipelineConfig;
+use tapspan::protocols::http1::HttpExchange;
 use tapspan::reassembly::{Direction, Reassembler, ReassemblyConfig, StreamEvent};
+use tapspan::run::replay::ReplayOutcome;
 use tapspan_capture::{DecodeConfig, Decoder, LinkType, RawFrame, Timestamp};
 
 /// A capture file: committed under fixtures/adversarial/ (small cases), or temporary and removed
@@ -236,8 +237,8 @@ fn a_one_megabyte_header_keeps_its_request_line_and_that_connection_only_degrade
     ));
     let t = Tmp::frames("huge.pcap", &frames);
     let (ex, o) = replay(&t);
-    assert_eq!(o.stats.http.heads_too_large, 1);
-    assert_eq!(o.stats.http.malformed_messages, 0);
+    assert_eq!(o.stats.protocols.http.heads_too_large, 1);
+    assert_eq!(o.stats.protocols.http.malformed_messages, 0);
     assert_eq!(ex.len(), 2, "{ex:?}");
     let big = &ex[0];
     let req = big.request.as_ref().unwrap();
@@ -253,7 +254,7 @@ fn a_one_megabyte_header_keeps_its_request_line_and_that_connection_only_degrade
 fn a_header_line_without_end_is_cut_at_the_cap_and_reported() {
     let t = Tmp::frames("endless.pcap", &adv::endless_header_line());
     let (ex, o) = replay(&t);
-    assert_eq!(o.stats.http.heads_too_large, 1);
+    assert_eq!(o.stats.protocols.http.heads_too_large, 1);
     assert_eq!(ex.len(), 1, "{ex:?}");
     assert_eq!(ex[0].request.as_ref().unwrap().target, "/endless");
     assert!(ex[0].response.is_none());
@@ -300,7 +301,7 @@ fn content_length_lying_low_resyncs_at_the_next_response() {
     assert_eq!(ex[1].response.as_ref().unwrap().status, 200);
     assert!(ex.iter().all(|e| e.error.is_none()));
     assert!(
-        o.stats.http.resyncs >= 1,
+        o.stats.protocols.http.resyncs >= 1,
         "the extra bytes are skipped by resync"
     );
 }
@@ -320,7 +321,7 @@ fn negative_and_overflowing_chunk_sizes_are_malformed() {
         assert_eq!(e.error, Some(want), "chunk size {size}");
         assert_eq!(e.response.as_ref().unwrap().status, 200);
     }
-    assert_eq!(o.stats.http.malformed_messages, 3);
+    assert_eq!(o.stats.protocols.http.malformed_messages, 3);
 }
 
 #[test]
@@ -331,7 +332,7 @@ fn a_hundred_thousand_pipelined_requests_without_responses() {
     // Every request becomes an exchange saying it got no response; none is dropped silently.
     assert_eq!(ex.len(), 100_000);
     assert!(ex.iter().all(|e| e.response.is_none() && e.error.is_some()));
-    assert_eq!(o.stats.http.incomplete_exchanges, 100_000);
+    assert_eq!(o.stats.protocols.http.incomplete_exchanges, 100_000);
 }
 
 #[test]
@@ -339,8 +340,8 @@ fn tls_on_port_443_is_left_alone() {
     let t = Tmp::frames("tls.pcap", &adv::tls_on_443());
     let (ex, o) = replay(&t);
     assert!(ex.is_empty());
-    assert_eq!(o.stats.http.non_http_connections, 1);
-    assert_eq!(o.stats.http.malformed_messages, 0);
+    assert_eq!(o.stats.protocols.http.non_http_connections, 1);
+    assert_eq!(o.stats.protocols.http.malformed_messages, 0);
 }
 
 #[test]

@@ -7,8 +7,8 @@
 mod common;
 
 use common::cost::{self, Order};
-use tapspan::http::HttpExchange;
-use tapspan::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use tapspan::pipeline::{PipelineConfig, PipelineStats};
+use tapspan::protocols::http1::HttpExchange;
 use tapspan_capture::LinkType;
 
 /// Writes the benchmark captures to `$TAPSPAN_WRITE_COST_CAPTURES` (a directory), if set:
@@ -63,12 +63,7 @@ fn write_captures_for_benchmarks() {
 
 /// What a capture cost: its exchanges and the pipeline's counters.
 fn run(frames: &[(u64, Vec<u8>)], config: PipelineConfig) -> (Vec<HttpExchange>, PipelineStats) {
-    let mut p = Pipeline::new(config);
-    let mut exchanges = Vec::new();
-    common::run_frames(&mut p, frames, LinkType::ETHERNET, &mut |ex| {
-        exchanges.push(ex)
-    });
-    (exchanges, p.stats())
+    common::run_frames(config, frames, LinkType::ETHERNET)
 }
 
 /// A counter at size `n` and `4n`: four times the input may cost at most `4.5` times the work
@@ -199,20 +194,20 @@ fn pipelined_requests_cost_linear_work_however_many_wait() {
     for n in [5_000u64, 20_000] {
         let frames = cost::pipelined_one_per_segment(n, 1_000);
         let mut config = PipelineConfig::default();
-        config.http.max_pending_requests = 1_000_000;
+        config.protocols.http.max_pending_requests = 1_000_000;
         let (ex, s) = run(&frames, config);
         assert_eq!(ex.len() as u64, n);
         assert!(ex.iter().all(|e| e.response.is_none() && e.error.is_some()));
-        assert_eq!(s.http.pending_requests_dropped, 0);
-        let steps = s.http.pairing_steps;
+        assert_eq!(s.protocols.http.pending_requests_dropped, 0);
+        let steps = s.protocols.http.pairing_steps;
         assert!(steps <= 2 * n, "{steps} pairing steps for {n} requests");
         work.push(steps);
 
         // Under the default cap the oldest are given up as they go; every one is still emitted.
         let (ex, s) = run(&frames, PipelineConfig::default());
         assert_eq!(ex.len() as u64, n);
-        assert_eq!(s.http.pending_requests_dropped, n - 128);
-        assert!(s.http.pairing_steps <= 2 * n);
+        assert_eq!(s.protocols.http.pending_requests_dropped, n - 128);
+        assert!(s.protocols.http.pairing_steps <= 2 * n);
     }
     assert_linear("pipelined", work[0], work[1]);
 }
@@ -225,19 +220,19 @@ fn head_buffers_are_capped_across_connections() {
     let (frames, part) = cost::split_heads(40, 1_000);
     let cap = 16 << 10;
     let mut config = PipelineConfig::default();
-    config.http.max_head_bytes_total = cap;
+    config.protocols.http.max_head_bytes_total = cap;
     let (ex, s) = run(&frames, config);
     let fit = (cap / part) as u64;
-    assert_eq!(s.http.heads_dropped_at_total_cap, 40 - fit);
+    assert_eq!(s.protocols.http.heads_dropped_at_total_cap, 40 - fit);
     assert!(
-        s.http.peak_head_bytes <= cap as u64,
+        s.protocols.http.peak_head_bytes <= cap as u64,
         "{}",
-        s.http.peak_head_bytes
+        s.protocols.http.peak_head_bytes
     );
     assert_eq!(ex.len(), 40, "every request is still an exchange");
     let dropped: Vec<_> = ex
         .iter()
-        .filter(|e| e.error == Some(tapspan::http::HEAD_BUFFERS_FULL))
+        .filter(|e| e.error == Some(tapspan::protocols::http1::HEAD_BUFFERS_FULL))
         .collect();
     assert_eq!(dropped.len() as u64, 40 - fit);
     for e in &ex {
@@ -248,12 +243,12 @@ fn head_buffers_are_capped_across_connections() {
 
     // Under the default total the same capture keeps every head.
     let (ex, s) = run(&frames, PipelineConfig::default());
-    assert_eq!(s.http.heads_dropped_at_total_cap, 0);
+    assert_eq!(s.protocols.http.heads_dropped_at_total_cap, 0);
     assert!(ex.iter().all(|e| e.error.is_none()));
     assert!(
-        s.http.peak_head_bytes >= 40 * part as u64,
+        s.protocols.http.peak_head_bytes >= 40 * part as u64,
         "peak {} part {part}",
-        s.http.peak_head_bytes
+        s.protocols.http.peak_head_bytes
     );
 }
 

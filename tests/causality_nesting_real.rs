@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use tapspan::causality::fit::Search;
 use tapspan::causality::CausalityConfig;
-use tapspan::http::HttpExchange;
+use tapspan::protocols::http1::HttpExchange;
 use tapspan::span::{exchange_id_of, Span, SpanKind};
 
 /// Exchange id of each client span → exchange id of its parent's (None for a root).

@@ -16,30 +16,19 @@ use std::collections::HashMap;
 use common::sim::{simulate, PoolModel, SimConfig, Simulated};
 use tapspan::causality::fit::Search;
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
-use tapspan::http::HttpExchange;
 use tapspan::ids;
-use tapspan::pipeline::{Pipeline, PipelineConfig};
+use tapspan::pipeline::PipelineConfig;
+use tapspan::protocols::http1::HttpExchange;
 use tapspan::span::{Span, SpanKind};
 use tapspan_capture::LinkType;
 
 /// The simulator's frames through decode, reassembly and HTTP.
 fn exchanges_of(sim: &Simulated) -> Vec<HttpExchange> {
-    let mut pipeline = Pipeline::new(PipelineConfig::default());
-    let mut exchanges = Vec::new();
-    common::run_frames(&mut pipeline, &sim.frames, LinkType::ETHERNET, &mut |ex| {
-        exchanges.push(ex)
-    });
-    exchanges
+    common::run_frames(PipelineConfig::default(), &sim.frames, LinkType::ETHERNET).0
 }
 
 fn spans_of(sim: &Simulated, causality: CausalityConfig) -> Vec<Span> {
-    let mut builder = CausalityBuilder::new(causality);
-    let mut spans = Vec::new();
-    for ex in exchanges_of(sim) {
-        builder.push(ex, &mut |s| spans.push(s));
-    }
-    builder.finish(&mut |s| spans.push(s));
-    spans
+    common::spans_with(&exchanges_of(sim), causality)
 }
 
 #[derive(Debug, Default)]
@@ -321,7 +310,7 @@ fn loss_and_reordering_do_not_break_linking() {
 }
 
 /// Replay both capture points' files and score, with the estimated offset.
-fn run_two_points(skew_ns: i64) -> (Score, tapspan::clock::ClockOffset, u64, Vec<Span>) {
+fn run_two_points(skew_ns: i64) -> (Score, tapspan::run::clock::ClockOffset, u64, Vec<Span>) {
     let sim = simulate(&SimConfig {
         concurrency: 4,
         requests: 200,

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::craft::{self, Conversation, Dir, Seg};
-use tapspan::http::HttpExchange;
+use tapspan::protocols::http1::HttpExchange;
 use tapspan_capture::LinkType;
 
 const REQ: &[u8] =
@@ -49,7 +49,7 @@ fn materialise(name: &str, bytes: &[u8]) -> PathBuf {
     committed
 }
 
-fn replay(name: &str, bytes: &[u8]) -> (Vec<HttpExchange>, tapspan::pipeline::ReplayOutcome) {
+fn replay(name: &str, bytes: &[u8]) -> (Vec<HttpExchange>, tapspan::run::replay::ReplayOutcome) {
     let path = materialise(name, bytes);
     common::replay(&[path])
 }
@@ -275,11 +275,13 @@ fn truncated_file_keeps_what_was_decoded_and_names_the_offset() {
     let bytes = &full[..cut];
     let path = materialise("truncated.pcap", bytes);
     let mut exs = Vec::new();
-    let outcome =
-        tapspan::pipeline::replay_files(&[path], Default::default(), &mut |_, _| {}, &mut |ex| {
-            exs.push(ex)
-        })
-        .unwrap();
+    let outcome = tapspan::run::replay::replay_files(
+        &[path],
+        Default::default(),
+        &mut |_, _| {},
+        &mut |ex| exs.push(ex),
+    )
+    .unwrap();
     assert_eq!(outcome.damaged.len(), 1);
     assert_eq!(outcome.damaged[0].offset(), Some(offset as u64));
     assert!(outcome.damaged[0].to_string().contains("truncated.pcap"));

@@ -29,7 +29,8 @@ use tapspan::export::delivery::{BatchLimits, DeliveryConfig, RetryPolicy};
 use tapspan::export::otlp::{OtlpConfig, OtlpSink, Protocol};
 use tapspan::export::zipkin::ZipkinSink;
 use tapspan::export::{SinkReport, SpanSink};
-use tapspan::pipeline::{replay_files, PipelineConfig};
+use tapspan::pipeline::PipelineConfig;
+use tapspan::run::replay::replay_files;
 use tapspan::span::{Span, SpanKind, SpanStatus};
 
 fn repo(path: &str) -> PathBuf {

@@ -4,7 +4,7 @@
 //! appear here, since the recording's bridge moves 300 KB in about a millisecond.
 
 use serde_json::{json, Value};
-use tapspan::analyze::{Analysis, AnalysisConfig, Analyzer, FindingKind};
+use tapspan::analysis::{Analysis, AnalysisConfig, Analyzer, FindingKind};
 
 const MS: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -330,20 +330,20 @@ fn the_report_stays_small_with_thousands_of_clients_and_endpoints() {
     }
     let a = analyse(&calls);
     assert_eq!(a.calls, 60_000);
-    assert!(a.services.len() <= tapspan::analyze::stats::MAP_SERVICES);
+    assert!(a.services.len() <= tapspan::analysis::stats::MAP_SERVICES);
     let other = a
         .services
         .iter()
-        .find(|s| s.name == tapspan::analyze::stats::OTHER_SERVICES)
+        .find(|s| s.name == tapspan::analysis::stats::OTHER_SERVICES)
         .unwrap();
     // 3,000 clients and 3 servers; 39 services shown by name, the rest folded.
     assert_eq!(other.folded, 3003 - 39);
-    assert_eq!(a.endpoints.len(), tapspan::analyze::stats::MAX_ENDPOINTS);
+    assert_eq!(a.endpoints.len(), tapspan::analysis::stats::MAX_ENDPOINTS);
     assert_eq!(a.endpoints_left_out, 6002 - 1000);
     // One sequential finding per asset; the 100 most costly are kept.
-    assert_eq!(a.findings.len(), tapspan::analyze::MAX_FINDINGS);
+    assert_eq!(a.findings.len(), tapspan::analysis::MAX_FINDINGS);
     assert_eq!(a.findings_left_out, 6000 - 100);
-    let html = tapspan::report::html::render(&a);
+    let html = tapspan::analysis::report::html::render(&a);
     assert!(html.len() < 5 << 20, "{} bytes", html.len());
 }
 
@@ -416,7 +416,7 @@ mod hostile_spans {
             let analysis = a.finish(vec!["hostile".into()]);
             let counted: u64 = analysis.endpoints.iter().map(|e| e.count).sum();
             prop_assert_eq!(counted, analysis.calls);
-            let html = tapspan::report::html::render(&analysis);
+            let html = tapspan::analysis::report::html::render(&analysis);
             prop_assert!(html.ends_with("</html>"));
             // The page's one script is its own; routes with markup arrive escaped.
             prop_assert_eq!(html.matches("<script>").count(), 1);

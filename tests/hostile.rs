@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::craft::{self, Conversation, Dir};
 use proptest::prelude::*;
-use tapspan::pipeline::{Pipeline, PipelineConfig};
+use tapspan::pipeline::PipelineConfig;
 use tapspan::span::spans_for;
 use tapspan_capture::LinkType;
 
@@ -30,11 +30,8 @@ fn seed_frames() -> Vec<(u64, Vec<u8>)> {
 }
 
 fn run_frames(frames: &[(u64, Vec<u8>)], link: LinkType) -> usize {
-    let mut p = Pipeline::new(PipelineConfig::default());
-    let mut spans = 0;
-    let mut sink = |ex: tapspan::http::HttpExchange| spans += spans_for(&ex).len();
-    common::run_frames(&mut p, frames, link, &mut sink);
-    spans
+    let (exchanges, _) = common::run_frames(PipelineConfig::default(), frames, link);
+    exchanges.iter().map(|ex| spans_for(ex).len()).sum()
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use tapspan::http::{HttpConfig, HttpDecoder, HttpExchange};
+use tapspan::protocols::http1::{HttpConfig, HttpDecoder, HttpExchange};
 use tapspan::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
 use tapspan_capture::Timestamp;
 

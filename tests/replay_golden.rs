@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use tapspan::http::HttpExchange;
+use tapspan::protocols::http1::HttpExchange;
 
 struct TsharkRow {
     time_ns: u64,
@@ -218,7 +218,7 @@ fn parse_log_line(line: &str) -> Option<(Option<u16>, String, String, u16)> {
     if let Some(open) = line.find('"') {
         let rest = &line[open + 1..];
         let close = rest.find('"')?;
-        // `METHOD TARGET VERSION`, read as tapspan reads request lines (src/http/head.rs): any
+        // `METHOD TARGET VERSION`, read as tapspan reads request lines (src/protocols/http1/head.rs): any
         // run of spaces separates, a target may hold spaces, and where the last word is no
         // version only the first two words count.
         let words: Vec<&str> = rest[..close].split_whitespace().collect();

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tapspan::http::HttpExchange;
+use tapspan::protocols::http1::HttpExchange;
 
 /// (client, client_port, server, server_port, method, uri, status)
 type Key = (

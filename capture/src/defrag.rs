@@ -170,76 +170,13 @@ impl Defragmenter {
             return self.reject("non-final fragment length not a multiple of 8");
         }
 
-        if !self.datagrams.contains_key(&key) {
-            if self.max_datagrams == 0 {
-                self.stats.evicted += 1;
-                return Outcome::Dropped(DropReason::Capacity);
-            }
-            while self.datagrams.len() >= self.max_datagrams {
-                if !self.evict_oldest_except(None) {
-                    break;
-                }
-            }
-            self.serial += 1;
-            let age = (now, self.serial);
-            self.ages.insert(age, key);
-            self.datagrams.insert(
-                key,
-                Datagram {
-                    buf: Vec::new(),
-                    have: Ranges::default(),
-                    end: None,
-                    protocol: None,
-                    age,
-                },
-            );
+        if let Err(dropped) = self.track(now, key) {
+            return dropped;
         }
-        let Some(dg) = self.datagrams.get(&key) else {
-            return Outcome::Dropped(DropReason::Capacity);
+        let growth = match self.check_fits(key, offset, end, more, data) {
+            Ok(growth) => growth,
+            Err(outcome) => return outcome,
         };
-
-        // Consistency of the datagram's end.
-        let last_have = dg.have.last_end();
-        let contradicts = if more {
-            dg.end.is_some_and(|e| end > e)
-        } else {
-            dg.end.is_some_and(|e| e != end) || last_have > end
-        };
-        if contradicts {
-            self.remove(&key);
-            return self.reject("fragment contradicts the datagram's end");
-        }
-
-        // Overlap with bytes already held.
-        let covered = dg.have.covered(offset, end, &mut self.stats.ranges_visited);
-        if !covered.is_empty() {
-            let identical = covered.iter().all(|&(s, e)| {
-                dg.buf.get(s as usize..e as usize)
-                    == data.get((s - offset) as usize..(e - offset) as usize)
-            });
-            if !identical {
-                self.stats.overlaps += 1;
-                if key.is_v6() {
-                    self.remove(&key);
-                    return Outcome::Dropped(DropReason::Overlap);
-                }
-            }
-        }
-
-        // Make room for the growth of this datagram's buffer.
-        let growth = (end as usize).saturating_sub(dg.buf.len());
-        if growth > self.max_bytes {
-            self.remove(&key);
-            self.stats.evicted += 1;
-            return Outcome::Dropped(DropReason::Capacity);
-        }
-        while self.held_bytes + growth > self.max_bytes {
-            if !self.evict_oldest_except(Some(&key)) {
-                self.remove(&key);
-                self.stats.evicted += 1;
-                return Outcome::Dropped(DropReason::Capacity);
-            }
-        }
 
         self.serial += 1;
         let serial = self.serial;
@@ -282,6 +219,95 @@ impl Defragmenter {
             }
         }
         Outcome::Held
+    }
+
+    /// Starts tracking `key` if it is new, evicting the oldest datagrams at the count cap.
+    fn track(&mut self, now: Timestamp, key: DatagramKey) -> Result<(), Outcome> {
+        if self.datagrams.contains_key(&key) {
+            return Ok(());
+        }
+        if self.max_datagrams == 0 {
+            self.stats.evicted += 1;
+            return Err(Outcome::Dropped(DropReason::Capacity));
+        }
+        while self.datagrams.len() >= self.max_datagrams {
+            if !self.evict_oldest_except(None) {
+                break;
+            }
+        }
+        self.serial += 1;
+        let age = (now, self.serial);
+        self.ages.insert(age, key);
+        self.datagrams.insert(
+            key,
+            Datagram {
+                buf: Vec::new(),
+                have: Ranges::default(),
+                end: None,
+                protocol: None,
+                age,
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether the fragment `offset..end` agrees with what `key` holds (its end, the bytes it
+    /// overlaps) and fits under the byte cap, making room if needed: the buffer growth it needs.
+    fn check_fits(
+        &mut self,
+        key: DatagramKey,
+        offset: u32,
+        end: u32,
+        more: bool,
+        data: &[u8],
+    ) -> Result<usize, Outcome> {
+        let Some(dg) = self.datagrams.get(&key) else {
+            return Err(Outcome::Dropped(DropReason::Capacity));
+        };
+
+        // Consistency of the datagram's end.
+        let last_have = dg.have.last_end();
+        let contradicts = if more {
+            dg.end.is_some_and(|e| end > e)
+        } else {
+            dg.end.is_some_and(|e| e != end) || last_have > end
+        };
+        if contradicts {
+            self.remove(&key);
+            return Err(self.reject("fragment contradicts the datagram's end"));
+        }
+
+        // Overlap with bytes already held.
+        let covered = dg.have.covered(offset, end, &mut self.stats.ranges_visited);
+        if !covered.is_empty() {
+            let identical = covered.iter().all(|&(s, e)| {
+                dg.buf.get(s as usize..e as usize)
+                    == data.get((s - offset) as usize..(e - offset) as usize)
+            });
+            if !identical {
+                self.stats.overlaps += 1;
+                if key.is_v6() {
+                    self.remove(&key);
+                    return Err(Outcome::Dropped(DropReason::Overlap));
+                }
+            }
+        }
+
+        // Make room for the growth of this datagram's buffer.
+        let growth = (end as usize).saturating_sub(dg.buf.len());
+        if growth > self.max_bytes {
+            self.remove(&key);
+            self.stats.evicted += 1;
+            return Err(Outcome::Dropped(DropReason::Capacity));
+        }
+        while self.held_bytes + growth > self.max_bytes {
+            if !self.evict_oldest_except(Some(&key)) {
+                self.remove(&key);
+                self.stats.evicted += 1;
+                return Err(Outcome::Dropped(DropReason::Capacity));
+            }
+        }
+        Ok(growth)
     }
 
     /// Drops every datagram not updated within the timeout before `now` (capture time).

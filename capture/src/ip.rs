@@ -20,6 +20,7 @@ use etherparse::{
     Ipv6RawExtHeaderSlice, TcpSlice,
 };
 
+use crate::bytes::rd16;
 use crate::link::{NetPacket, NetProto};
 use crate::tcp::{FlowKey, TcpFlags, TcpSegment};
 use crate::Timestamp;
@@ -261,14 +262,10 @@ pub fn transport(protocol: u8, payload: &[u8]) -> Result<Transport<'_>, Malforme
     }
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
 fn udp(payload: &[u8]) -> Result<Transport<'_>, Malformed> {
     let header = payload.get(..8).ok_or(Malformed("UDP header cut short"))?;
-    let dst_port = be16(header, 2);
-    let len = usize::from(be16(header, 4));
+    let dst_port = rd16(header, 2, true);
+    let len = usize::from(rd16(header, 4, true));
     // The UDP length cuts nothing the IP length did not already cut, unless it is smaller.
     let body = if (8..=payload.len()).contains(&len) {
         &payload[8..len]
@@ -304,7 +301,7 @@ fn geneve(body: &[u8]) -> Result<Transport<'_>, Malformed> {
     let inner = body
         .get(len..)
         .ok_or(Malformed("Geneve options cut short"))?;
-    ethertype_inner(be16(header, 2), inner)
+    ethertype_inner(rd16(header, 2, true), inner)
 }
 
 fn ethertype_inner(ethertype: u16, inner: &[u8]) -> Result<Transport<'_>, Malformed> {
@@ -344,7 +341,7 @@ fn gre(payload: &[u8]) -> Result<Transport<'_>, Malformed> {
     let body = payload
         .get(len..)
         .ok_or(Malformed("GRE optional fields cut short"))?;
-    match be16(header, 2) {
+    match rd16(header, 2, true) {
         // ERSPAN (draft-foschiano-erspan-03): type I has no sequence number and no ERSPAN
         // header; type II has the GRE sequence number and an 8-byte header (§4.1).
         GRE_ERSPAN_1_2 if !sequence => Ok(Transport::Tunnel(Inner::Ethernet(body))),

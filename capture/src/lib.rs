@@ -11,6 +11,7 @@
 //! alone is allowed it, and `.ci/run` fails if any other module allows it.
 #![deny(unsafe_code)]
 
+mod bytes;
 pub mod decode;
 pub mod defrag;
 pub mod error;

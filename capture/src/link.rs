@@ -13,6 +13,7 @@
 //! never allocates, never copies packet bytes and never looks past the IP header's first nibble:
 //! length checks of the IP packet are `ip.rs`'s job.
 
+use crate::bytes::be16;
 use crate::LinkType;
 
 /// Upper bound on stacked link headers (VLAN tags, MPLS labels, pseudowires) in one frame.
@@ -81,11 +82,6 @@ pub fn unwrap(link: LinkType, data: &[u8]) -> Result<NetPacket<'_>, LinkError> {
         192 => crate::wifi::ppi(data),
         _ => Err(LinkError::Unsupported(link)),
     }
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
 }
 
 fn raw_ip(data: &[u8]) -> Result<NetPacket<'_>, LinkError> {

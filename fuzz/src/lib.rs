@@ -21,8 +21,8 @@ use std::io::Cursor;
 use std::net::SocketAddr;
 
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
-use tapspan::http::{HttpConfig, HttpDecoder, HttpExchange};
-use tapspan::pipeline::{Pipeline, PipelineConfig};
+use tapspan::pipeline::{Pipeline, PipelineConfig, Sink, Spans};
+use tapspan::protocols::http1::{HttpConfig, HttpDecoder, HttpExchange};
 use tapspan::reassembly::{
     CloseReason, ConnId, Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent,
 };
@@ -449,6 +449,20 @@ pub fn http(data: &[u8]) {
     );
 }
 
+/// Spans of the fuzzed replay: serialised, analysed and counted.
+struct Checked<'a> {
+    analyzer: &'a mut tapspan::analysis::Analyzer,
+    spans: u64,
+}
+
+impl Sink for Checked<'_> {
+    fn span(&mut self, span: Span) {
+        serialise(&span);
+        self.analyzer.push(&span);
+        self.spans += 1;
+    }
+}
+
 /// A whole fuzzed capture file through the pipeline and the causality builder, with small caps.
 pub fn replay(data: &[u8]) {
     let Ok(mut src) = FileSource::from_reader("fuzz", Cursor::new(data.to_vec())) else {
@@ -460,40 +474,29 @@ pub fn replay(data: &[u8]) {
     config.reassembly.max_connections = 8;
     config.reassembly.max_held_bytes_per_direction = 4096;
     config.reassembly.max_held_bytes_total = 8192;
-    config.http.max_pending_requests = 4;
-    let mut pipeline = Pipeline::new(config);
+    config.protocols.http.max_pending_requests = 4;
     let mut builder = CausalityBuilder::new(CausalityConfig {
         max_pending: 16,
         ..CausalityConfig::default()
     });
     // The report's analysis of those spans, capped small too, and its HTML.
-    let mut analyzer = tapspan::analyze::Analyzer::new(tapspan::analyze::AnalysisConfig {
+    let mut analyzer = tapspan::analysis::Analyzer::new(tapspan::analysis::AnalysisConfig {
         max_calls: 64,
         ..Default::default()
     });
-    let mut spans = 0u64;
-    let mut exchanges = 0u64;
-    {
-        let mut out = |ex: HttpExchange| {
-            exchanges += 1;
-            builder.push(ex, &mut |s| {
-                serialise(&s);
-                analyzer.push(&s);
-                spans += 1;
-            })
-        };
-        while let Ok(Some(frame)) = src.next_frame() {
-            pipeline.push_frame(&frame, &mut out);
-        }
-        pipeline.finish(&mut out);
+    let mut sink = Checked {
+        analyzer: &mut analyzer,
+        spans: 0,
+    };
+    let mut pipeline = Pipeline::new(config, Spans::new(&mut builder, &mut sink));
+    while let Ok(Some(frame)) = src.next_frame() {
+        pipeline.push_frame(&frame);
     }
-    builder.finish(&mut |s| {
-        serialise(&s);
-        analyzer.push(&s);
-        spans += 1;
-    });
-    assert_eq!(spans, exchanges * 2, "two spans per exchange");
+    pipeline.finish();
     assert_eq!(pipeline.active_connections(), 0);
+    let exchanges = pipeline.stats().protocols.http.exchanges;
+    drop(pipeline);
+    assert_eq!(sink.spans, exchanges * 2, "two spans per exchange");
     let analysis = analyzer.finish(vec!["fuzz".into()]);
     // Two exchanges of a fuzzed capture can share an id (same 4-tuple and sequence number):
     // the analysis then sees one call.
@@ -506,6 +509,6 @@ pub fn replay(data: &[u8]) {
         counted, analysis.calls,
         "every analysed call in one endpoint"
     );
-    let html = tapspan::report::html::render(&analysis);
+    let html = tapspan::analysis::report::html::render(&analysis);
     assert!(html.ends_with("</html>"));
 }

@@ -1,4 +1,202 @@
+//! The protocol seam: reassembled TCP streams in, exchanges out.
+//!
+//! A protocol is a folder here with a [`StreamDecoder`] and one line in [`REGISTRY`]. The
+//! registry gives reassembly its role hints ([`role_hints`]: conventional server ports, and who
+//! sends a stream's first bytes) and builds one decoder per protocol for a pipeline; [`Decoders`]
+//! routes each connection's [`StreamEvent`]s to the decoder that claimed it.
+//!
+//! Claiming: a connection is offered, at its first payload in stream order, to each decoder in
+//! registry order; the first whose [`StreamDecoder::claims`] says yes gets all its events, from
+//! `Open` to `Close`. The last entry is the catch-all (HTTP/1.x, which resynchronises on streams
+//! picked up mid-message and counts what it cannot read); it also gets connections that end or
+//! lose bytes before any payload arrives. A claim is never revised.
+//!
+//! Exchanges: decoders emit [`Exchange`], today HTTP's exchange type, which is what causality
+//! consumes. Request/response protocols (Redis, PostgreSQL) fill its request and response, and
+//! keep their own per-connection queue for pipelining, as HTTP/1.x does.
+//!
+//! Datagrams (DNS) will come through a sibling trait fed with `UdpDatagram`s; [`Protocol`] then
+//! gains a constructor for it beside `stream`. Nothing here reads the clock or the wall time.
+
 pub mod dns;
+pub mod http1;
 pub mod postgres;
 pub mod redis;
 pub mod tls;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::SocketAddr;
+
+use crate::reassembly::{ConnId, Direction, OpenHow, Role, RoleHints, StreamEvent};
+use http1::{HttpConfig, HttpStats};
+
+/// What decoders emit (see the module doc).
+pub type Exchange = http1::HttpExchange;
+
+/// Every protocol registered, in claiming order; the last one is the catch-all.
+pub const REGISTRY: &[Protocol] = &[http1::PROTOCOL];
+
+/// One protocol's entry in the registry.
+pub struct Protocol {
+    pub name: &'static str,
+    /// Ports its servers conventionally listen on: a role hint before any payload, never a claim.
+    pub server_ports: &'static [u16],
+    /// Who sent bytes that start like this (a request: the client; a response: the server).
+    pub sniff: fn(&[u8]) -> Option<Role>,
+    /// Builds the protocol's stream decoder for one pipeline.
+    pub stream: fn(&ProtocolConfig) -> Box<dyn StreamDecoder>,
+}
+
+/// Each protocol's settings (a protocol with settings adds its field).
+#[derive(Clone, Debug, Default)]
+pub struct ProtocolConfig {
+    pub http: HttpConfig,
+}
+
+/// Each protocol's counters (a protocol with counters adds its field).
+#[derive(Clone, Debug, Default)]
+pub struct ProtocolStats {
+    pub http: HttpStats,
+}
+
+/// A protocol decoder over reassembled TCP streams. One value serves every connection it
+/// claimed in a pipeline, keeping per-connection state keyed by [`ConnId`]; its memory is capped
+/// by its own configuration.
+pub trait StreamDecoder: Send {
+    /// Whether this decoder takes a connection, from its endpoints and the first payload bytes
+    /// seen in stream order (sent in `dir`). Asked once per connection, before any event.
+    fn claims(&self, client: SocketAddr, server: SocketAddr, dir: Direction, first: &[u8]) -> bool;
+    /// One event of a claimed connection: `Open` first, `Close` last (after which the
+    /// connection is forgotten). Complete exchanges go to `out`; an exchange cut short (gap,
+    /// reset, close, capture end) is still emitted, with its error.
+    fn push(&mut self, ev: StreamEvent<'_>, out: &mut dyn FnMut(Exchange));
+    /// Copies this decoder's counters into its field of `into`.
+    fn stats(&self, into: &mut ProtocolStats);
+    /// Connections tracked now.
+    fn active_connections(&self) -> usize;
+}
+
+/// Role hints for reassembly from every registered protocol.
+pub fn role_hints() -> RoleHints {
+    RoleHints {
+        is_server_port: |port| REGISTRY.iter().any(|p| p.server_ports.contains(&port)),
+        first_payload: |first| REGISTRY.iter().find_map(|p| (p.sniff)(first)),
+    }
+}
+
+/// A connection opened but not yet claimed: its `Open`, held until its first payload.
+struct Unclaimed {
+    client: SocketAddr,
+    server: SocketAddr,
+    how: OpenHow,
+    ts: tapspan_capture::Timestamp,
+}
+
+enum Owner {
+    Unclaimed(Unclaimed),
+    Decoder(usize),
+}
+
+/// Connection ids are small sequential integers: a multiplicative hash spreads them well and
+/// costs one instruction per lookup (one lookup per stream event).
+#[derive(Default)]
+struct ConnIdHasher(u64);
+
+impl Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Every registered decoder of one pipeline, and which of them owns each connection.
+pub struct Decoders {
+    decoders: Vec<Box<dyn StreamDecoder>>,
+    owners: HashMap<ConnId, Owner, BuildHasherDefault<ConnIdHasher>>,
+}
+
+impl Decoders {
+    pub fn new(config: &ProtocolConfig) -> Self {
+        Decoders {
+            decoders: REGISTRY.iter().map(|p| (p.stream)(config)).collect(),
+            owners: HashMap::default(),
+        }
+    }
+
+    /// Routes one reassembly event to the decoder owning its connection.
+    pub fn push(&mut self, ev: StreamEvent<'_>, out: &mut dyn FnMut(Exchange)) {
+        let conn = match &ev {
+            StreamEvent::Open {
+                conn,
+                client,
+                server,
+                how,
+                ts,
+            } => {
+                let held = Unclaimed {
+                    client: *client,
+                    server: *server,
+                    how: *how,
+                    ts: *ts,
+                };
+                self.owners.insert(*conn, Owner::Unclaimed(held));
+                return;
+            }
+            StreamEvent::Data { conn, .. }
+            | StreamEvent::Gap { conn, .. }
+            | StreamEvent::HalfClose { conn, .. }
+            | StreamEvent::Close { conn, .. } => *conn,
+        };
+        let Some(owner) = self.owners.get_mut(&conn) else {
+            return;
+        };
+        let index = match owner {
+            Owner::Decoder(i) => *i,
+            Owner::Unclaimed(held) => {
+                let i = match &ev {
+                    StreamEvent::Data { dir, bytes, .. } => self
+                        .decoders
+                        .iter()
+                        .position(|d| d.claims(held.client, held.server, *dir, bytes))
+                        .unwrap_or(self.decoders.len() - 1),
+                    _ => self.decoders.len() - 1,
+                };
+                let open = StreamEvent::Open {
+                    conn,
+                    client: held.client,
+                    server: held.server,
+                    how: held.how,
+                    ts: held.ts,
+                };
+                *owner = Owner::Decoder(i);
+                self.decoders[i].push(open, out);
+                i
+            }
+        };
+        let closing = matches!(ev, StreamEvent::Close { .. });
+        self.decoders[index].push(ev, out);
+        if closing {
+            self.owners.remove(&conn);
+        }
+    }
+
+    pub fn stats(&self) -> ProtocolStats {
+        let mut stats = ProtocolStats::default();
+        for d in &self.decoders {
+            d.stats(&mut stats);
+        }
+        stats
+    }
+
+    pub fn active_connections(&self) -> usize {
+        self.decoders.iter().map(|d| d.active_connections()).sum()
+    }
+}

@@ -3,8 +3,9 @@
 //! evicted least-recently-active first when `max_connections` is reached).
 //!
 //! Roles: a SYN without ACK comes from the client, a SYN-ACK from the server. Without a handshake
-//! the first payload decides (an HTTP request line from the client, a status line from the
-//! server), and before that the ports do (a well-known or lower port is the server's).
+//! the first payload decides (a protocol's request from the client, its response from the
+//! server: [`RoleHints::first_payload`]), and before that the ports do (a protocol's
+//! conventional server port, else a well-known or lower port, is the server's).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use tapspan_capture::{TcpSegment, Timestamp};
 
 use super::half_stream::{HalfEvent, HalfLimits, HalfStream};
 use super::seq::SeqNum;
-use super::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
+use super::{CloseReason, ConnId, Direction, OpenHow, Role, RoleHints, StreamEvent};
 
 #[derive(Clone, Debug)]
 pub struct ReassemblyConfig {
@@ -105,26 +106,22 @@ fn conn_key(a: SocketAddr, b: SocketAddr) -> ConnKey {
     }
 }
 
-/// Ports that are servers' (HTTP ones and the rest of the well-known range) beat ephemeral ports.
-fn server_likelihood(port: u16) -> u32 {
+/// Ports that are servers' (protocols' conventional ones, then the rest of the well-known
+/// range) beat ephemeral ports.
+fn server_likelihood(hints: &RoleHints, port: u16) -> u32 {
+    if (hints.is_server_port)(port) {
+        return 3;
+    }
     match port {
-        80 | 443 | 8000 | 8008 | 8080 | 8081 | 8443 | 8888 | 3128 | 5000 | 9000 => 3,
         0..=1023 => 2,
         1024..=32767 => 1,
         _ => 0,
     }
 }
 
-fn looks_like_request(p: &[u8]) -> bool {
-    crate::http::head::starts_like_request(p)
-}
-
-fn looks_like_response(p: &[u8]) -> bool {
-    p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"HTTP/")
-}
-
 pub struct Reassembler {
     config: ReassemblyConfig,
+    hints: RoleHints,
     conns: HashMap<ConnKey, Conn>,
     next_id: u64,
     held_total: usize,
@@ -141,9 +138,16 @@ pub struct Reassembler {
 type ConnKey = (SocketAddr, SocketAddr);
 
 impl Reassembler {
+    /// A reassembler with no protocol knowledge (roles from handshakes and port ranges).
     pub fn new(config: ReassemblyConfig) -> Self {
+        Self::with_hints(config, RoleHints::default())
+    }
+
+    /// A reassembler that tells roles apart with `hints` where no handshake was seen.
+    pub fn with_hints(config: ReassemblyConfig, hints: RoleHints) -> Self {
         Reassembler {
             config,
+            hints,
             conns: HashMap::new(),
             next_id: 0,
             held_total: 0,
@@ -165,39 +169,12 @@ impl Reassembler {
 
     pub fn push<F: FnMut(StreamEvent<'_>)>(&mut self, seg: &TcpSegment<'_>, out: &mut F) {
         self.stats.segments += 1;
-        self.follow_clock(seg.ts);
-        self.maybe_sweep(out);
-        self.close_lingering_resets(out);
+        self.advance_to(seg.ts, out);
 
         let key = conn_key(seg.flow.src, seg.flow.dst);
         let flags = seg.flags;
-        if flags.syn() && !flags.ack() {
-            self.closed.remove(&key);
-            // A new handshake on a 4-tuple we still track: the old connection is over.
-            if let Some(old) = self.conns.get(&key) {
-                let same = old.client == seg.flow.src
-                    && !old.halves[0].is_started()
-                    && old.how == OpenHow::Handshake;
-                if !same {
-                    self.close(key, CloseReason::Fin, seg.ts, out);
-                }
-            }
-        }
-        if !self.conns.contains_key(&key) {
-            if !flags.syn() && self.closed.contains_key(&key) {
-                // A late retransmission of a connection that already ended (the last ACK of a
-                // normal close carries no data and is not counted).
-                if !seg.payload.is_empty() {
-                    self.stats.late_segments += 1;
-                }
-                return;
-            }
-            if seg.payload.is_empty() && !flags.syn() {
-                // A lone ACK/FIN/RST of a connection we never saw (or already closed): nothing to
-                // decode, and tracking it would let stray packets fill the table.
-                return;
-            }
-            self.open(key, seg, out);
+        if !self.admit(key, seg, out) {
+            return;
         }
         let held_cap = self.config.max_held_bytes_total;
         let limits = HalfLimits {
@@ -215,18 +192,7 @@ impl Reassembler {
         }
 
         if !conn.roles_certain {
-            if flags.syn() {
-                let from_client = !flags.ack();
-                conn.set_roles(seg.flow.src, seg.flow.dst, from_client);
-                conn.roles_certain = true;
-            } else if !seg.payload.is_empty() {
-                if looks_like_request(&seg.payload) {
-                    conn.set_roles(seg.flow.src, seg.flow.dst, true);
-                } else if looks_like_response(&seg.payload) {
-                    conn.set_roles(seg.flow.src, seg.flow.dst, false);
-                }
-                conn.roles_certain = true;
-            }
+            conn.learn_roles(seg, &self.hints);
         }
         let dir = if seg.flow.src == conn.client {
             Direction::ClientToServer
@@ -294,6 +260,54 @@ impl Reassembler {
         }
     }
 
+    /// Capture time reached `ts` (a segment's, or a clock step with none): idle connections
+    /// expire and resets that nothing followed close, as a segment at `ts` would make them.
+    pub fn advance_to<F: FnMut(StreamEvent<'_>)>(&mut self, ts: Timestamp, out: &mut F) {
+        self.follow_clock(ts);
+        self.maybe_sweep(out);
+        self.close_lingering_resets(out);
+    }
+
+    /// Finds or opens the connection `seg` belongs to (a new handshake on a tracked 4-tuple ends
+    /// the old connection); false if the segment belongs to none and is dropped.
+    fn admit<F: FnMut(StreamEvent<'_>)>(
+        &mut self,
+        key: ConnKey,
+        seg: &TcpSegment<'_>,
+        out: &mut F,
+    ) -> bool {
+        let flags = seg.flags;
+        if flags.syn() && !flags.ack() {
+            self.closed.remove(&key);
+            // A new handshake on a 4-tuple we still track: the old connection is over.
+            if let Some(old) = self.conns.get(&key) {
+                let same = old.client == seg.flow.src
+                    && !old.halves[0].is_started()
+                    && old.how == OpenHow::Handshake;
+                if !same {
+                    self.close(key, CloseReason::Fin, seg.ts, out);
+                }
+            }
+        }
+        if !self.conns.contains_key(&key) {
+            if !flags.syn() && self.closed.contains_key(&key) {
+                // A late retransmission of a connection that already ended (the last ACK of a
+                // normal close carries no data and is not counted).
+                if !seg.payload.is_empty() {
+                    self.stats.late_segments += 1;
+                }
+                return false;
+            }
+            if seg.payload.is_empty() && !flags.syn() {
+                // A lone ACK/FIN/RST of a connection we never saw (or already closed): nothing to
+                // decode, and tracking it would let stray packets fill the table.
+                return false;
+            }
+            self.open(key, seg, out);
+        }
+        true
+    }
+
     /// End of input: every connection still open ends with `CaptureEnd`.
     pub fn finish<F: FnMut(StreamEvent<'_>)>(&mut self, out: &mut F) {
         let mut keys: Vec<_> = self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
@@ -320,7 +334,8 @@ impl Reassembler {
             self.stats.midstream_connections += 1;
             OpenHow::Midstream
         };
-        let src_is_client = server_likelihood(dst.port()) >= server_likelihood(src.port());
+        let src_is_client = server_likelihood(&self.hints, dst.port())
+            >= server_likelihood(&self.hints, src.port());
         let (client, server) = if src_is_client {
             (src, dst)
         } else {
@@ -519,6 +534,22 @@ fn half_to_stream(
 }
 
 impl Conn {
+    /// Roles from a SYN (certain), else from the first payload if its bytes say who sent it.
+    fn learn_roles(&mut self, seg: &TcpSegment<'_>, hints: &RoleHints) {
+        let (src, dst) = (seg.flow.src, seg.flow.dst);
+        if seg.flags.syn() {
+            self.set_roles(src, dst, !seg.flags.ack());
+            self.roles_certain = true;
+        } else if !seg.payload.is_empty() {
+            match (hints.first_payload)(&seg.payload) {
+                Some(Role::Client) => self.set_roles(src, dst, true),
+                Some(Role::Server) => self.set_roles(src, dst, false),
+                None => {}
+            }
+            self.roles_certain = true;
+        }
+    }
+
     fn set_roles(&mut self, src: SocketAddr, dst: SocketAddr, src_is_client: bool) {
         let (client, server) = if src_is_client {
             (src, dst)

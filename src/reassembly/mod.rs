@@ -3,6 +3,9 @@
 //! See [`half_stream`] for the retransmission/overlap/hole policy and [`conn_table`] for
 //! connection lifetime (handshake or mid-stream pickup, FIN/RST, idle expiry by capture time,
 //! eviction at the connection cap).
+//!
+//! Reassembly knows no protocol: who is client and who is server, when no handshake says it,
+//! comes from [`RoleHints`] that the protocol seam (`crate::protocols::role_hints`) supplies.
 
 pub mod conn_table;
 pub mod half_stream;
@@ -13,6 +16,33 @@ use std::net::SocketAddr;
 use tapspan_capture::Timestamp;
 
 pub use conn_table::{Reassembler, ReassemblyConfig, ReassemblyStats};
+
+/// Which end of a connection sent something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+/// How to tell client from server on a connection picked up without its handshake. Supplied
+/// by the protocols above reassembly, as plain functions so the table stays protocol-free.
+#[derive(Clone, Copy, Debug)]
+pub struct RoleHints {
+    /// A port some protocol's servers conventionally listen on (it beats the well-known range).
+    pub is_server_port: fn(u16) -> bool,
+    /// Who sent a connection's first payload, if its bytes say so (a request or a response).
+    pub first_payload: fn(&[u8]) -> Option<Role>,
+}
+
+impl Default for RoleHints {
+    /// No protocol knowledge: roles come from the port ranges alone.
+    fn default() -> Self {
+        RoleHints {
+            is_server_port: |_| false,
+            first_payload: |_| None,
+        }
+    }
+}
 
 /// Identifies one connection for its lifetime in the table (a reused 4-tuple gets a new id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -125,9 +125,9 @@ impl HeaderPolicy {
     /// A parsed start line with its request target redacted.
     pub fn redact_start(
         &self,
-        start: crate::http::head::StartLine,
-    ) -> crate::http::head::StartLine {
-        use crate::http::head::StartLine;
+        start: crate::protocols::http1::head::StartLine,
+    ) -> crate::protocols::http1::head::StartLine {
+        use crate::protocols::http1::head::StartLine;
         match start {
             StartLine::Request { method, target } => StartLine::Request {
                 method,

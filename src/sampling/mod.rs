@@ -1,6 +1,6 @@
 //! Whole-trace sampling: spans in (as the causality builder emits them), the spans of the traces
 //! kept out, to the sinks and JSON lines. The analysis (statistics, report, `--summary`,
-//! metrics) is fed before this stage, from every exchange ([`crate::output::Outputs`]).
+//! metrics) is fed before this stage, from every exchange (the binary's `Outputs`).
 //!
 //! A trace is kept or dropped once, and all of its spans follow: a decision is never made on
 //! one span. What decides, in this order (the first that keeps wins, and is counted):

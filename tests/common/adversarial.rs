@@ -41,23 +41,15 @@ pub struct PcapStream {
 impl PcapStream {
     pub fn create(path: &Path, snaplen: u32) -> Self {
         let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
-        out.write_all(&0xa1b2_3c4du32.to_le_bytes()).unwrap();
-        out.write_all(&2u16.to_le_bytes()).unwrap();
-        out.write_all(&4u16.to_le_bytes()).unwrap();
-        out.write_all(&[0; 8]).unwrap();
-        out.write_all(&snaplen.to_le_bytes()).unwrap();
-        out.write_all(&1u32.to_le_bytes()).unwrap();
+        out.write_all(&craft::pcap_header(1, true, snaplen))
+            .unwrap();
         PcapStream { out, snaplen }
     }
     pub fn frame(&mut self, ts: u64, data: &[u8]) {
         let cap = data.len().min(self.snaplen as usize);
         let o = &mut self.out;
-        o.write_all(&((ts / 1_000_000_000) as u32).to_le_bytes())
+        o.write_all(&craft::pcap_record_header(ts, true, cap, data.len()))
             .unwrap();
-        o.write_all(&((ts % 1_000_000_000) as u32).to_le_bytes())
-            .unwrap();
-        o.write_all(&(cap as u32).to_le_bytes()).unwrap();
-        o.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
         o.write_all(&data[..cap]).unwrap();
     }
     pub fn frames(&mut self, frames: &[(u64, Vec<u8>)]) {

@@ -174,29 +174,40 @@ pub fn sll2(ip: &[u8]) -> Vec<u8> {
 
 /// A classic pcap file (little-endian); `nanos` selects the nanosecond magic.
 pub fn pcap(link_type: u32, nanos: bool, frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
-    out.extend_from_slice(&magic.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&262_144u32.to_le_bytes());
-    out.extend_from_slice(&link_type.to_le_bytes());
+    let mut out = pcap_header(link_type, nanos, 262_144).to_vec();
     for (ts, data) in frames {
-        let secs = (ts / 1_000_000_000) as u32;
-        let frac = if nanos {
-            (ts % 1_000_000_000) as u32
-        } else {
-            ((ts % 1_000_000_000) / 1000) as u32
-        };
-        out.extend_from_slice(&secs.to_le_bytes());
-        out.extend_from_slice(&frac.to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&pcap_record_header(*ts, nanos, data.len(), data.len()));
         out.extend_from_slice(data);
     }
     out
+}
+
+/// The 24-byte header of a little-endian pcap file.
+pub fn pcap_header(link_type: u32, nanos: bool, snaplen: u32) -> [u8; 24] {
+    let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+    let mut h = [0u8; 24];
+    h[0..4].copy_from_slice(&magic.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    h[16..20].copy_from_slice(&snaplen.to_le_bytes());
+    h[20..24].copy_from_slice(&link_type.to_le_bytes());
+    h
+}
+
+/// The 16-byte header of one record at `ts` (ns): `captured` bytes follow, of `wire` sent.
+pub fn pcap_record_header(ts: u64, nanos: bool, captured: usize, wire: usize) -> [u8; 16] {
+    let secs = (ts / 1_000_000_000) as u32;
+    let frac = if nanos {
+        (ts % 1_000_000_000) as u32
+    } else {
+        ((ts % 1_000_000_000) / 1000) as u32
+    };
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(&secs.to_le_bytes());
+    h[4..8].copy_from_slice(&frac.to_le_bytes());
+    h[8..12].copy_from_slice(&(captured as u32).to_le_bytes());
+    h[12..16].copy_from_slice(&(wire as u32).to_le_bytes());
+    h
 }
 
 fn pcapng_block(out: &mut Vec<u8>, block_type: u32, body: &[u8]) {

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
-use tapspan::http::HttpExchange;
-use tapspan::pipeline::{replay_files, PipelineConfig, ReplayOutcome};
+use tapspan::pipeline::{Back, Pipeline, PipelineConfig, PipelineStats, Spans};
+use tapspan::protocols::http1::HttpExchange;
+use tapspan::run::replay::{replay_files, ReplayOutcome};
 use tapspan::span::Span;
 
 /// The read-only third-party captures beside the checkout, if present.
@@ -66,20 +67,22 @@ pub fn spans(exchanges: &[HttpExchange]) -> Vec<Span> {
 pub fn spans_with(exchanges: &[HttpExchange], config: CausalityConfig) -> Vec<Span> {
     let mut builder = CausalityBuilder::new(config);
     let mut out = Vec::new();
+    let mut spans = Spans::new(&mut builder, &mut out);
     for ex in exchanges {
-        builder.push(ex.clone(), &mut |s| out.push(s));
+        spans.exchange(ex.clone());
     }
-    builder.finish(&mut |s| out.push(s));
+    spans.finish();
     out
 }
 
-/// Feed captured frames (timestamp, bytes) of one link type through a pipeline, then finish it.
-pub fn run_frames<F: FnMut(HttpExchange)>(
-    pipeline: &mut tapspan::pipeline::Pipeline,
+/// Feed captured frames (timestamp, bytes) of one link type through a pipeline, then finish it:
+/// the exchanges and the pipeline's counters.
+pub fn run_frames(
+    config: PipelineConfig,
     frames: &[(u64, Vec<u8>)],
     link: tapspan_capture::LinkType,
-    sink: &mut F,
-) {
+) -> (Vec<HttpExchange>, PipelineStats) {
+    let mut pipeline = Pipeline::new(config, Vec::new());
     for (i, (ts, data)) in frames.iter().enumerate() {
         let frame = tapspan_capture::RawFrame {
             ts: tapspan_capture::Timestamp(*ts),
@@ -88,7 +91,9 @@ pub fn run_frames<F: FnMut(HttpExchange)>(
             orig_len: data.len() as u32,
             offset: i as u64,
         };
-        pipeline.push_frame(&frame, sink);
+        pipeline.push_frame(&frame);
     }
-    pipeline.finish(sink);
+    pipeline.finish();
+    let stats = pipeline.stats();
+    (std::mem::take(pipeline.back_mut()), stats)
 }

@@ -21,6 +21,7 @@ use std::path::Path;
 
 use super::pcapng::{self, Interface};
 use super::PacketSource;
+use crate::bytes::rd32;
 use crate::{CaptureError, LinkType, RawFrame, Timestamp};
 
 /// Size of the read buffer.
@@ -75,15 +76,6 @@ pub struct FileSource {
     failed: bool,
     total_len: Option<u64>,
     format: Format,
-}
-
-fn rd32(b: &[u8], at: usize, big_endian: bool) -> u32 {
-    let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-    if big_endian {
-        u32::from_be_bytes(v)
-    } else {
-        u32::from_le_bytes(v)
-    }
 }
 
 fn damaged(name: &str, offset: u64, what: String) -> CaptureError {
@@ -340,31 +332,7 @@ impl FileSource {
             }
             let raw_type = rd32(&self.buf, self.start, true);
             if raw_type == PCAPNG_SHB {
-                // A new section: its byte-order magic sets the order of everything in it,
-                // including its own length field (pcapng spec §4.1).
-                let avail = self.fill(12)?;
-                if avail < 12 {
-                    return Err(self.truncated(offset, "section header", avail, 12));
-                }
-                let bom = rd32(&self.buf, self.start + 8, true);
-                let big_endian = if bom == PCAPNG_BOM {
-                    true
-                } else if bom.swap_bytes() == PCAPNG_BOM {
-                    false
-                } else {
-                    return Err(self.damaged(
-                        offset,
-                        format!("section header with bad byte-order magic {bom:08x}"),
-                    ));
-                };
-                self.format = Format::PcapNg {
-                    big_endian,
-                    interfaces: Vec::new(),
-                    last_ts: match self.format {
-                        Format::PcapNg { last_ts, .. } => last_ts,
-                        Format::Pcap { .. } => Timestamp(0),
-                    },
-                };
+                self.start_section(offset)?;
             }
             let Format::PcapNg { big_endian, .. } = self.format else {
                 return Ok(None);
@@ -390,23 +358,7 @@ impl FileSource {
             );
             if !held {
                 // Name resolution, statistics, custom, ...: skipped by length, never held.
-                let body = u64::from(block_len) - 4;
-                let skipped = self.skip(body)?;
-                let avail = if skipped == body { self.fill(4)? } else { 0 };
-                if avail < 4 {
-                    let have = skipped as usize + avail;
-                    return Err(self.truncated(offset, "block", have, u64::from(block_len)));
-                }
-                let trailer = rd32(&self.buf, self.start, big_endian);
-                self.consume(4);
-                if trailer != block_len {
-                    return Err(self.damaged(
-                        offset,
-                        format!(
-                            "block length {block_len} differs from its trailing copy {trailer}"
-                        ),
-                    ));
-                }
+                self.skip_block(offset, block_len, big_endian)?;
                 continue;
             }
             let len = block_len as usize;
@@ -453,6 +405,60 @@ impl FileSource {
                 Err(what) => return Err(damaged(&self.name, offset, what)),
             }
         }
+    }
+
+    /// A section header block at `offset`: its byte-order magic sets the order of everything
+    /// in the section, including its own length field (pcapng spec §4.1).
+    fn start_section(&mut self, offset: u64) -> Result<(), CaptureError> {
+        let avail = self.fill(12)?;
+        if avail < 12 {
+            return Err(self.truncated(offset, "section header", avail, 12));
+        }
+        let bom = rd32(&self.buf, self.start + 8, true);
+        let big_endian = if bom == PCAPNG_BOM {
+            true
+        } else if bom.swap_bytes() == PCAPNG_BOM {
+            false
+        } else {
+            return Err(self.damaged(
+                offset,
+                format!("section header with bad byte-order magic {bom:08x}"),
+            ));
+        };
+        self.format = Format::PcapNg {
+            big_endian,
+            interfaces: Vec::new(),
+            last_ts: match self.format {
+                Format::PcapNg { last_ts, .. } => last_ts,
+                Format::Pcap { .. } => Timestamp(0),
+            },
+        };
+        Ok(())
+    }
+
+    /// Skips a block tapspan does not read, by its length, checking its trailing length copy.
+    fn skip_block(
+        &mut self,
+        offset: u64,
+        block_len: u32,
+        big_endian: bool,
+    ) -> Result<(), CaptureError> {
+        let body = u64::from(block_len) - 4;
+        let skipped = self.skip(body)?;
+        let avail = if skipped == body { self.fill(4)? } else { 0 };
+        if avail < 4 {
+            let have = skipped as usize + avail;
+            return Err(self.truncated(offset, "block", have, u64::from(block_len)));
+        }
+        let trailer = rd32(&self.buf, self.start, big_endian);
+        self.consume(4);
+        if trailer != block_len {
+            return Err(self.damaged(
+                offset,
+                format!("block length {block_len} differs from its trailing copy {trailer}"),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! caller adds the file name and offset. Never: reads the file, allocates per packet, or guesses
 //! an interface for a packet that names one not described.
 
+use crate::bytes::{rd16, rd32};
 use crate::{LinkType, Timestamp};
 
 pub const SHB: u32 = 0x0A0D_0D0A;
@@ -38,24 +39,6 @@ pub struct Packet {
     pub ts: Timestamp,
     pub link: LinkType,
     pub orig_len: u32,
-}
-
-fn rd32(b: &[u8], at: usize, big_endian: bool) -> u32 {
-    let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-    if big_endian {
-        u32::from_be_bytes(v)
-    } else {
-        u32::from_le_bytes(v)
-    }
-}
-
-fn rd16(b: &[u8], at: usize, big_endian: bool) -> u16 {
-    let v = [b[at], b[at + 1]];
-    if big_endian {
-        u16::from_be_bytes(v)
-    } else {
-        u16::from_le_bytes(v)
-    }
 }
 
 /// Timestamp units → nanoseconds since the epoch, exactly (floored) and saturating.

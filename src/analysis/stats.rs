@@ -260,6 +260,20 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     if let Some(other) = services.get_mut(OTHER_SERVICES) {
         other.folded = folded;
     }
+    let (endpoints, endpoints_left_out) = finish_endpoints(endpoints);
+    Aggregates {
+        endpoints,
+        endpoints_left_out,
+        edges,
+        services: services.into_values().collect(),
+        first_ns,
+        last_ns,
+    }
+}
+
+/// The endpoints' statistics, the busiest [`MAX_ENDPOINTS`] kept (in key order), and how many
+/// were left out.
+fn finish_endpoints(endpoints: BTreeMap<(Name, Name, Name), EndpointAcc>) -> (Vec<Endpoint>, u64) {
     let mut endpoints: Vec<_> = endpoints.into_iter().collect();
     let endpoints_left_out = endpoints.len().saturating_sub(MAX_ENDPOINTS) as u64;
     if endpoints_left_out > 0 {
@@ -282,14 +296,7 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
             response_bytes: a.response_bytes,
         })
         .collect();
-    Aggregates {
-        endpoints,
-        endpoints_left_out,
-        edges,
-        services: services.into_values().collect(),
-        first_ns,
-        last_ns,
-    }
+    (endpoints, endpoints_left_out)
 }
 
 fn service<'a, 'n>(

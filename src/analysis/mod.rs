@@ -12,6 +12,7 @@ pub mod calls;
 pub mod diff;
 pub mod endpoint_findings;
 pub mod findings;
+pub mod report;
 pub mod stats;
 pub mod traces;
 

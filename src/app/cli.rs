@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::limits::MemoryLimits;
-use crate::redact::HeaderPolicy;
+use tapspan::limits::MemoryLimits;
+use tapspan::redact::HeaderPolicy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,7 +46,7 @@ pub enum Command {
     ///
     /// Same outputs as replay. Needs root, or the capabilities cap_net_raw,cap_net_admin.
     #[cfg(feature = "live")]
-    Live(crate::commands::live::LiveArgs),
+    Live(crate::app::commands::live::LiveArgs),
 
     /// Capture from a network interface: not in this build (see `tapspan live --help`).
     #[cfg(not(feature = "live"))]
@@ -63,6 +63,7 @@ pub struct NoLiveArgs {
 }
 
 /// What `tapspan live` says in a build without it.
+#[cfg(not(feature = "live"))]
 pub const NO_LIVE: &str = "this build of tapspan has no live capture. It needs libpcap: \
 install it (Debian: apt-get install libpcap-dev), then build with the `live` feature, e.g. \
 `cargo install --path . --features live` (a plain `cargo build --release` replaces a live build \
@@ -124,7 +125,7 @@ pub struct OutputArgs {
 
     /// Send spans over OTLP to this collector URL, e.g. http://localhost:4317 (gRPC) or
     /// http://localhost:4318/v1/traces (HTTP/protobuf) (repeatable).
-    #[arg(long = "otlp", value_name = "URL", value_parser = crate::export::check_url)]
+    #[arg(long = "otlp", value_name = "URL", value_parser = tapspan::export::check_url)]
     pub otlp: Vec<String>,
 
     /// OTLP protocol; default: `http` for port 4318 or a path ending in /v1/traces, else `grpc`.
@@ -142,7 +143,7 @@ pub struct OutputArgs {
 
     /// Send spans as Zipkin v2 JSON to this URL, e.g. http://localhost:9411/api/v2/spans
     /// (repeatable).
-    #[arg(long = "zipkin", value_name = "URL", value_parser = crate::export::check_url)]
+    #[arg(long = "zipkin", value_name = "URL", value_parser = tapspan::export::check_url)]
     pub zipkin: Vec<String>,
 
     /// At exit, how long exporters may take to deliver what is queued; the rest is dropped and
@@ -192,8 +193,8 @@ impl SamplingArgs {
         &self,
         wait_ns: u64,
         limits: &MemoryLimits,
-    ) -> anyhow::Result<Option<crate::sampling::Sampler>> {
-        use crate::sampling::{rules::Rules, Sampler, SamplingConfig};
+    ) -> anyhow::Result<Option<tapspan::sampling::Sampler>> {
+        use tapspan::sampling::{rules::Rules, Sampler, SamplingConfig};
         let rules = match &self.sampling_rules {
             Some(path) => Rules::load(path)?,
             None => Rules::default(),
@@ -233,7 +234,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 fn parse_duration_ns(s: &str) -> Result<u64, String> {
-    crate::sampling::rules::parse_duration(s).map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
+    tapspan::sampling::rules::parse_duration(s).map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
 /// What is redacted besides what always is (shared by every command that reads captures).
@@ -356,7 +357,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// A size in bytes, with an optional unit: `65536`, `64KiB`, `64k`, `1MiB`, `1.5MB`, `2G`.
 /// KiB, MiB, GiB and bare k, m, g are powers of 1024; kB, MB, GB powers of 1000.
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    let (value, unit) = crate::units::number_and_unit(s)
+    let (value, unit) = tapspan::units::number_and_unit(s)
         .ok_or_else(|| format!("{s:?} is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
     let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
@@ -451,11 +452,11 @@ impl LimitArgs {
     }
 
     /// The pipeline configuration these flags (and a header policy) describe.
-    pub fn pipeline_config(&self, headers: HeaderPolicy) -> crate::pipeline::PipelineConfig {
-        let mut config = crate::pipeline::PipelineConfig::default();
+    pub fn pipeline_config(&self, headers: HeaderPolicy) -> tapspan::pipeline::PipelineConfig {
+        let mut config = tapspan::pipeline::PipelineConfig::default();
         self.memory_limits().apply_to_pipeline(&mut config);
         config.reassembly.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);
-        config.http.headers = headers;
+        config.protocols.http.headers = headers;
         config
     }
 }
@@ -474,11 +475,11 @@ pub struct CausalityArgs {
 
     /// Distinct values a path position may take (per service, method and route prefix) before
     /// it is a parameter, `{param}`, in routes.
-    #[arg(long, value_name = "N", default_value_t = crate::route::RouteConfig::default().values_per_position)]
+    #[arg(long, value_name = "N", default_value_t = tapspan::route::RouteConfig::default().values_per_position)]
     pub route_values: usize,
 
     /// Routes per service; paths past it share the route `/{rest}`.
-    #[arg(long, value_name = "N", default_value_t = crate::route::RouteConfig::default().max_per_service)]
+    #[arg(long, value_name = "N", default_value_t = tapspan::route::RouteConfig::default().max_per_service)]
     pub max_routes: usize,
 
     /// Seconds (capture time) after an exchange ends before its parent is decided; a parent
@@ -497,24 +498,24 @@ impl CausalityArgs {
     pub fn config(
         &self,
         limits: &MemoryLimits,
-    ) -> anyhow::Result<crate::causality::CausalityConfig> {
+    ) -> anyhow::Result<tapspan::causality::CausalityConfig> {
         let services = match &self.services {
-            Some(path) => crate::causality::ServiceMap::load(path)?,
-            None => crate::causality::ServiceMap::default(),
+            Some(path) => tapspan::causality::ServiceMap::load(path)?,
+            None => tapspan::causality::ServiceMap::default(),
         };
-        let mut config = crate::causality::CausalityConfig {
+        let mut config = tapspan::causality::CausalityConfig {
             window_ns: (self.trace_window.max(0.0) * 1e9) as u64,
             search: match self.nesting_search.as_str() {
-                "wide" => crate::causality::fit::Search::Wide,
-                _ => crate::causality::fit::Search::Adaptive,
+                "wide" => tapspan::causality::fit::Search::Wide,
+                _ => tapspan::causality::fit::Search::Adaptive,
             },
             services,
-            routes: crate::route::RouteConfig {
+            routes: tapspan::route::RouteConfig {
                 values_per_position: self.route_values.max(1),
                 max_per_service: self.max_routes.max(1),
                 templates: match &self.routes {
-                    Some(path) => crate::route::Templates::load(path)?,
-                    None => crate::route::Templates::default(),
+                    Some(path) => tapspan::route::Templates::load(path)?,
+                    None => tapspan::route::Templates::default(),
                 },
                 ..Default::default()
             },

@@ -3,7 +3,7 @@
 //! spans. JSON lines go to stdout unless `--output` says otherwise or an exporter is given.
 //!
 //! Every span feeds the analysis (statistics, report, analysis JSON, `--summary`); sampling
-//! ([`crate::sampling`], when asked for) stands between the analysis and the span outputs, so
+//! ([`tapspan::sampling`], when asked for) stands between the analysis and the span outputs, so
 //! that what is measured never depends on what is kept.
 
 use std::fs::File;
@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::analyze::{Analysis, AnalysisConfig, Analyzer};
-use crate::cli::OutputArgs;
-use crate::export::delivery::DeliveryConfig;
-use crate::export::otlp::{OtlpConfig, OtlpSink, Protocol};
-use crate::export::zipkin::ZipkinSink;
-use crate::export::{JsonlWriter, SinkReport, SpanSink};
-use crate::pipeline::PipelineStats;
-use crate::sampling::{Sampler, SamplingStats};
-use crate::span::Span;
+use crate::app::cli::OutputArgs;
+use tapspan::analysis::{Analysis, AnalysisConfig, Analyzer};
+use tapspan::export::delivery::DeliveryConfig;
+use tapspan::export::otlp::{OtlpConfig, OtlpSink, Protocol};
+use tapspan::export::zipkin::ZipkinSink;
+use tapspan::export::{JsonlWriter, SinkReport, SpanSink};
+use tapspan::pipeline::{PipelineStats, Sink};
+use tapspan::sampling::{Sampler, SamplingStats};
+use tapspan::span::Span;
 
 pub struct Outputs {
     /// Spans made (before sampling).
@@ -91,7 +91,10 @@ impl AnalysisOutputs {
             write_private(path, (text + "\n").as_bytes())?;
         }
         if let Some(path) = &self.html {
-            write_private(path, crate::report::html::render(&analysis).as_bytes())?;
+            write_private(
+                path,
+                tapspan::analysis::report::html::render(&analysis).as_bytes(),
+            )?;
         }
         Ok(analysis)
     }
@@ -166,6 +169,19 @@ pub fn exporter_sinks(args: &OutputArgs) -> anyhow::Result<Vec<Box<dyn SpanSink>
     Ok(sinks)
 }
 
+/// The spine's sink ([`tapspan::pipeline::Spans`] drives it).
+impl Sink for Outputs {
+    fn span(&mut self, span: Span) {
+        self.send(span);
+    }
+    fn settle(&mut self) {
+        Outputs::settle(self);
+    }
+    fn advance_to(&mut self, ts: tapspan_capture::Timestamp) {
+        Outputs::advance_to(self, ts.0);
+    }
+}
+
 impl Outputs {
     pub fn open(args: &OutputArgs, analysis: AnalysisConfig) -> anyhow::Result<Self> {
         let exporting = !args.otlp.is_empty() || !args.zipkin.is_empty();
@@ -223,6 +239,7 @@ impl Outputs {
     }
 
     /// The sampling counters, when sampling.
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
     pub fn sampling_stats(&self) -> Option<&SamplingStats> {
         self.sampler.as_ref().map(|s| &s.stats)
     }
@@ -238,11 +255,6 @@ impl Outputs {
         if let Some(a) = &mut self.analysis {
             a.inputs = inputs;
         }
-    }
-
-    /// Add an exporter; it gets every span kept after this call.
-    pub fn add_sink(&mut self, sink: Box<dyn SpanSink>) {
-        self.written.sinks.push(sink);
     }
 
     /// A span, in the order the causality builder emitted it: to the analysis, then (if its
@@ -278,6 +290,7 @@ impl Outputs {
 
     /// Lets buffered JSON lines out once they have waited long enough (see
     /// `export::jsonl::MAX_UNFLUSHED`); drivers call it on every tick.
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
     pub fn tick(&mut self) {
         let w = &mut self.written;
         if let (None, Some(jsonl)) = (&w.write_error, &mut w.jsonl) {
@@ -316,10 +329,13 @@ impl Outputs {
         };
         if self.summary {
             if let Some(a) = &analysis {
-                eprint!("{}", crate::summary::render_table(&a.endpoints));
+                eprint!("{}", crate::app::summary::render_table(&a.endpoints));
             }
             if let Some(stats) = stats {
-                eprint!("{}", crate::summary::render_counters(stats, self.spans));
+                eprint!(
+                    "{}",
+                    crate::app::summary::render_counters(stats, self.spans)
+                );
             }
             eprint!("{more}");
             if let Some(s) = &self.sampler {

@@ -7,9 +7,9 @@
 
 use std::fmt::Write as _;
 
-use crate::analyze::traces::Row;
-use crate::analyze::{fmt_ns, Waterfall};
-use crate::report::html::esc;
+use crate::analysis::report::html::esc;
+use crate::analysis::traces::Row;
+use crate::analysis::{fmt_ns, Waterfall};
 
 const ROW_H: f64 = 19.0;
 /// The label column: as wide as the longest label is estimated to be (12 px, bold), within

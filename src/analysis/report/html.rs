@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::analyze::{fmt_ns, Analysis, ContextNode};
+use crate::analysis::{fmt_ns, Analysis, ContextNode};
 
 use super::svg;
 

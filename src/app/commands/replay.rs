@@ -3,30 +3,23 @@
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{CausalityArgs, LimitArgs, ReplayArgs};
-use crate::output::Outputs;
-use crate::pipeline::replay_files;
-use crate::redact::HeaderPolicy;
+use crate::app::cli::{CausalityArgs, LimitArgs, ReplayArgs};
+use crate::app::output::Outputs;
+use tapspan::pipeline::Spans;
+use tapspan::redact::HeaderPolicy;
+use tapspan::run::replay::replay_files;
+
+use super::{Failure, Outcome};
 
 /// Show a progress bar only for inputs at least this large.
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
-pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let files = match crate::cli::inputs(&args.files, &args.read) {
-        Ok(files) => files,
-        Err(e) => {
-            eprintln!("tapspan: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let sampler = match super::sampler(&args.output, &args.causality, &args.limits) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+pub fn run(args: &ReplayArgs) -> Outcome {
+    let files = crate::app::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
+    let sampler = super::sampler(&args.output, &args.causality, &args.limits)?;
     let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     outputs.set_sampler(sampler);
     let replay = Replay {
@@ -42,12 +35,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 
 /// Why a capture with TCP connections gave no spans, if it did not: rather than an empty output
 /// with no word, say what the connections were.
-fn nothing_decoded(stats: &crate::pipeline::PipelineStats) -> Option<String> {
+fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
     let connections = stats.reassembly.connections;
-    if connections == 0 || stats.http.exchanges > 0 {
+    if connections == 0 || stats.protocols.http.exchanges > 0 {
         return None;
     }
-    let h = &stats.http;
+    let h = &stats.protocols.http;
     let mut kinds = Vec::new();
     if h.tls_connections > 0 {
         kinds.push(format!(
@@ -90,11 +83,8 @@ pub struct Replay<'a> {
 }
 
 impl Replay<'_> {
-    pub fn run(self, mut outputs: Outputs) -> anyhow::Result<ExitCode> {
-        let mut builder = match super::causality_builder(self.causality, self.limits) {
-            Ok(b) => b,
-            Err(code) => return Ok(code),
-        };
+    pub fn run(self, mut outputs: Outputs) -> Outcome {
+        let mut builder = super::causality_builder(self.causality, self.limits)?;
         outputs.set_inputs(self.files.iter().map(|f| f.display().to_string()).collect());
         let show_progress = self.progress && io::stderr().is_terminal();
         let mut bar: Option<ProgressBar> = None;
@@ -115,23 +105,13 @@ impl Replay<'_> {
             .set_position(done);
         };
         let config = self.limits.pipeline_config(self.headers);
-        let result = replay_files(self.files, config, &mut progress, &mut |ex| {
-            builder.push(ex, &mut |span| outputs.send(span));
-            outputs.settle();
-        });
-        builder.finish(&mut |span| outputs.send(span));
-        outputs.settle();
+        let spans = Spans::new(&mut builder, &mut outputs);
+        let result = replay_files(self.files, config, &mut progress, spans);
         outputs.set_forced_decisions(builder.stats.forced_decisions);
         if let Some(b) = bar.take() {
             b.finish_and_clear();
         }
-        let outcome = match result {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("tapspan: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        };
+        let outcome = result.map_err(Failure::usage)?;
         let mut more = String::new();
         if self.summary {
             for c in &outcome.clock_offsets {
@@ -177,11 +157,14 @@ packets, no connection seen both ways), corrected",
             eprintln!("tapspan: {why}");
         }
         if outcome.damaged.is_empty() {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(());
         }
-        for e in &outcome.damaged {
-            eprintln!("tapspan: {e} (spans decoded before it were written)");
-        }
-        Ok(ExitCode::from(2))
+        Err(Failure::Damaged(
+            outcome
+                .damaged
+                .iter()
+                .map(|e| format!("{e} (spans decoded before it were written)"))
+                .collect(),
+        ))
     }
 }

@@ -1,10 +1,10 @@
 //! The sharded pipeline of a live run: capture side → workers → exchanges.
 //!
 //! ```text
-//! capture thread: read ─► Router (decode peek, IP defrag, 4-tuple hash) ─► per-worker Batch
+//! capture thread: read ─► Router (decode, IP defrag, 4-tuple hash) ─► per-worker Batch of segments
 //!     │  try_send; a full queue sheds the batch, counted (never blocks the capture thread)
 //!     ▼
-//! worker i (one per shard): Pipeline (decode, reassembly, HTTP) ─► Vec<HttpExchange>
+//! worker i (one per shard): Pipeline (reassembly, protocols) ─► Vec<HttpExchange>
 //!     │  send (blocks: backpressure reaches the worker queue, so shedding happens at the front)
 //!     ▼
 //! output thread (the caller): spans, causality, Outputs
@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use tapspan_capture::{RawFrame, Timestamp};
 
-use super::shard::{Batch, Route, Router};
+use super::shard::{Batch, Entry, Router};
 use super::stats::{Shared, WorkerSnapshot};
-use crate::http::HttpExchange;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::protocols::http1::HttpExchange;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -82,7 +82,7 @@ pub struct Ingest {
     clock: Clock,
 }
 
-/// The whole capture's clock, relayed to the workers as ticks (see [`Batch::push_tick`]).
+/// The whole capture's clock, relayed to the workers as clock steps (see [`Batch::push_tick`]).
 ///
 /// A single-threaded pipeline's reassembler takes "now" from every segment; a worker sees only
 /// its shard's. So the capture side keeps the global clock and ticks the workers: every worker
@@ -191,7 +191,8 @@ fn per_worker(config: &PipelineConfig, workers: usize) -> PipelineConfig {
     let mut c = config.clone();
     c.reassembly.max_connections = (c.reassembly.max_connections / workers).max(1);
     c.reassembly.max_held_bytes_total = (c.reassembly.max_held_bytes_total / workers).max(1);
-    c.http.max_head_bytes_total = (c.http.max_head_bytes_total / workers).max(1);
+    c.protocols.http.max_head_bytes_total =
+        (c.protocols.http.max_head_bytes_total / workers).max(1);
     c
 }
 
@@ -202,19 +203,11 @@ impl Ingest {
         self.shared
             .bytes
             .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
-        let w = match self.router.route(frame) {
-            Route::Drop => None,
-            Route::Frame(w) => {
-                self.tick_before(w, frame.ts.0);
-                self.batches[w].push(frame);
-                Some(w)
-            }
-            Route::Rebuilt(w, seg) => {
-                self.tick_before(w, frame.ts.0);
-                self.batches[w].push_segment(&seg);
-                Some(w)
-            }
-        };
+        let w = self.router.route(frame).map(|(w, seg)| {
+            self.tick_before(w, frame.ts.0);
+            self.batches[w].push_segment(&seg);
+            w
+        });
         if let Some(w) = w {
             if self.oldest.is_none() {
                 self.oldest = Some(Instant::now());
@@ -351,17 +344,13 @@ fn worker(
     pool: SyncSender<Batch>,
     shared: Arc<Shared>,
 ) {
-    let mut pipeline = Pipeline::new(config);
+    let mut pipeline = Pipeline::new(config, Vec::<HttpExchange>::new());
     let slot = &shared.workers[index];
     let mut last_publish = Instant::now();
-    let mut ticks: u64 = 0;
-    let publish = |p: &Pipeline, ticks: u64| {
-        let mut stats = p.stats();
-        // Clock ticks are not traffic (see `Batch::push_tick`); the router counts decoding.
-        stats.reassembly.segments = stats.reassembly.segments.saturating_sub(ticks);
+    let publish = |p: &Pipeline<Vec<HttpExchange>>| {
         if let Ok(mut s) = slot.snapshot.lock() {
             *s = WorkerSnapshot {
-                stats,
+                stats: p.stats(),
                 active_connections: p.active_connections(),
             };
         }
@@ -378,36 +367,37 @@ fn worker(
         }
         true
     };
-    let mut found: Vec<HttpExchange> = Vec::new();
     loop {
         let batch = match rx.recv_timeout(Duration::from_millis(250)) {
             Ok(b) => b,
             Err(RecvTimeoutError::Timeout) => {
-                publish(&pipeline, ticks);
+                publish(&pipeline);
                 last_publish = Instant::now();
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
         slot.queue_depth.fetch_sub(1, Ordering::Relaxed);
-        ticks += u64::from(batch.ticks());
-        for frame in batch.frames() {
-            pipeline.push_frame(&frame, &mut |ex| found.push(ex));
+        for entry in batch.entries() {
+            match entry {
+                Entry::Segment(seg) => pipeline.push_segment(&seg),
+                Entry::Tick(ts) => pipeline.advance_to(ts),
+            }
         }
         let mut batch = batch;
         batch.clear();
         let _ = pool.try_send(batch);
-        if !send(&mut found) {
+        if !send(pipeline.back_mut()) {
             return;
         }
         if last_publish.elapsed() >= Duration::from_millis(250) {
-            publish(&pipeline, ticks);
+            publish(&pipeline);
             last_publish = Instant::now();
         }
     }
-    pipeline.finish(&mut |ex| found.push(ex));
-    send(&mut found);
-    publish(&pipeline, ticks);
+    pipeline.finish();
+    send(pipeline.back_mut());
+    publish(&pipeline);
 }
 
 impl Exchanges {
@@ -442,8 +432,8 @@ impl Exchanges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::stats::Shared;
-    use crate::pipeline::replay_files;
+    use crate::run::live::stats::Shared;
+    use crate::run::replay::replay_files;
     use crate::span::spans_for;
     use std::path::PathBuf;
     use tapspan_capture::{FileSource, PacketSource};
@@ -538,7 +528,7 @@ mod tests {
                     only_single.first(),
                 );
                 let snap = shared.snapshot();
-                assert_eq!(snap.pipeline.http.exchanges as usize, got.len());
+                assert_eq!(snap.pipeline.protocols.http.exchanges as usize, got.len());
             }
         }
     }

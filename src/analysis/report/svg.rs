@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::analyze::fmt_ns;
-use crate::analyze::stats::{bucket_floor, BUCKETS};
+use crate::analysis::fmt_ns;
+use crate::analysis::stats::{bucket_floor, BUCKETS};
 
 mod map;
 mod waterfall;

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::analyze::{fmt_ns, Analysis, Edge};
-use crate::report::html::esc;
+use crate::analysis::report::html::esc;
+use crate::analysis::{fmt_ns, Analysis, Edge};
 
 const NODE_W: f64 = 190.0;
 const NODE_H: f64 = 66.0;

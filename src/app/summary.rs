@@ -1,12 +1,12 @@
 //! `--summary`: a table per (service, method, route) of server spans — count, errors and latency
 //! percentiles, from the analysis (exact order statistics) — and the pipeline's counters.
 //! Service, method and route come off the wire: their control characters are escaped
-//! ([`crate::terminal`]) before they reach the terminal.
+//! ([`tapspan::terminal`]) before they reach the terminal.
 
 use std::fmt::Write as _;
 
-use crate::analyze::{fmt_ns, Endpoint};
-use crate::terminal::escape;
+use tapspan::analysis::{fmt_ns, Endpoint};
+use tapspan::terminal::escape;
 
 /// The latency table, one row per endpoint.
 pub fn render_table(endpoints: &[Endpoint]) -> String {
@@ -38,7 +38,7 @@ pub fn render_table(endpoints: &[Endpoint]) -> String {
 /// The pipeline's counters, for `--summary`. Every counter is destructured by name, so a new
 /// one does not compile until it is shown here; the last line gathers the memory caps that were
 /// reached, each of which degraded only the connection (or datagram) it names.
-pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String {
+pub fn render_counters(s: &tapspan::pipeline::PipelineStats, spans: u64) -> String {
     let tapspan_capture::DecodeStats {
         frames,
         bytes,
@@ -56,7 +56,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         truncated,
         defrag_ranges_visited: _,
     } = s.decode;
-    let crate::reassembly::ReassemblyStats {
+    let tapspan::reassembly::ReassemblyStats {
         segments: _,
         connections,
         midstream_connections,
@@ -78,7 +78,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         clock_steps_back,
         held_pieces_visited: _,
     } = s.reassembly;
-    let crate::http::HttpStats {
+    let tapspan::protocols::http1::HttpStats {
         connections: http_connections,
         non_http_connections,
         tls_connections,
@@ -94,7 +94,7 @@ pub fn render_counters(s: &crate::pipeline::PipelineStats, spans: u64) -> String
         pending_requests_dropped,
         resyncs,
         pairing_steps: _,
-    } = s.http;
+    } = s.protocols.http;
     format!(
         "\nframes {frames} ({bytes} bytes), tcp segments {tcp_segments}, non-tcp {non_tcp}, \
 unsupported link {unsupported_link}, malformed {malformed}, cut by snap length {truncated}, \
@@ -131,7 +131,7 @@ fn truncate(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::Percentiles;
+    use tapspan::analysis::Percentiles;
 
     #[test]
     fn one_row_per_endpoint_with_exact_percentiles() {

@@ -3,44 +3,31 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::ReportArgs;
-use crate::output::{AnalysisOutputs, Outputs};
+use crate::app::cli::ReportArgs;
+use crate::app::output::{AnalysisOutputs, Outputs};
 
 use super::replay::Replay;
+use super::{Failure, Outcome};
 
-pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &ReportArgs) -> Outcome {
     let Some(mut analysis) = AnalysisOutputs::wanted(
         args.html.as_deref(),
         args.analysis_json.as_deref(),
         args.summary,
         args.limits.memory_limits().analysis_config(),
     ) else {
-        eprintln!(
-            "tapspan: report needs --report PATH (or --html PATH) and/or --analysis-json PATH"
-        );
-        return Ok(ExitCode::from(2));
+        return Err(Failure::Usage(
+            "report needs --report PATH (or --html PATH) and/or --analysis-json PATH".into(),
+        ));
     };
-    let files = match crate::cli::inputs(&args.files, &args.read) {
-        Ok(files) => files,
-        Err(e) => {
-            eprintln!("tapspan: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let files = crate::app::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
     let policy = args.redact.policy(&[]);
     let mut kinds = Vec::new();
     for f in &files {
-        match is_span_json(f) {
-            Ok(k) => kinds.push(k),
-            Err(e) => {
-                eprintln!("tapspan: {e:#}");
-                return Ok(ExitCode::from(2));
-            }
-        }
+        kinds.push(is_span_json(f).map_err(Failure::usage)?);
     }
     if kinds.iter().all(|&json| !json) {
         let outputs = Outputs::analysis_only(analysis, args.summary);
@@ -55,19 +42,14 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         .run(outputs);
     }
     if kinds.iter().any(|&json| !json) {
-        eprintln!("tapspan: report reads captures or span JSON lines, not both at once");
-        return Ok(ExitCode::from(2));
+        return Err(Failure::Usage(
+            "report reads captures or span JSON lines, not both at once".into(),
+        ));
     }
     analysis.inputs = files.iter().map(|f| f.display().to_string()).collect();
     for f in &files {
         let file = std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()));
-        let reader = BufReader::new(match file {
-            Ok(file) => file,
-            Err(e) => {
-                eprintln!("tapspan: {e:#}");
-                return Ok(ExitCode::from(2));
-            }
-        });
+        let reader = BufReader::new(file.map_err(Failure::usage)?);
         for (n, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("reading {}", f.display()))?;
             if line.trim().is_empty() {
@@ -79,13 +61,13 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
                 policy.redact_span_json(span);
             }
             if !parsed.as_ref().is_ok_and(|v| analysis.push_json(v)) {
-                eprintln!("tapspan: {}:{}: not a span", f.display(), n + 1);
-                return Ok(ExitCode::from(2));
+                let at = format!("{}:{}", f.display(), n + 1);
+                return Err(Failure::Usage(format!("{at}: not a span")));
             }
         }
     }
     Outputs::analysis_only(analysis, args.summary).finish(None, "")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Span JSON lines start with `{`; captures start with a magic number. Standard input (`-`)

@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 use tapspan_capture::DecodeStats;
 
-use crate::http::HttpStats;
 use crate::pipeline::PipelineStats;
+use crate::protocols::http1::HttpStats;
 use crate::reassembly::ReassemblyStats;
 use crate::sampling::SamplingStats;
 
@@ -101,7 +101,7 @@ impl Shared {
             if let Ok(s) = w.snapshot.lock() {
                 active_connections += s.active_connections;
                 add_reassembly(&mut pipeline.reassembly, &s.stats.reassembly);
-                add_http(&mut pipeline.http, &s.stats.http);
+                add_http(&mut pipeline.protocols.http, &s.stats.protocols.http);
             }
         }
         Snapshot {
@@ -314,7 +314,7 @@ pub fn prometheus(s: &Snapshot) -> String {
         "tapspan_http_incomplete_exchanges_total",
         "counter",
         "Exchanges cut short (reset, timeout, capture ended).",
-        s.pipeline.http.incomplete_exchanges,
+        s.pipeline.protocols.http.incomplete_exchanges,
     );
     metric(
         "tapspan_tcp_gaps_total",
@@ -399,11 +399,12 @@ mod tests {
             .lock()
             .unwrap()
             .stats
+            .protocols
             .http
             .exchanges = 7;
         let now = shared.snapshot();
         assert_eq!(now.active_connections, 5);
-        assert_eq!(now.pipeline.http.exchanges, 7);
+        assert_eq!(now.pipeline.protocols.http.exchanges, 7);
         let line = stats_line(&now, &Snapshot::default(), 2.0);
         assert!(line.contains("packets 1000 (500/s"), "{line}");
         assert!(line.contains("spans 200 (100/s)"), "{line}");

@@ -2,7 +2,7 @@
 //! complete, until SIGINT/SIGTERM (cargo feature `live`, libpcap).
 //!
 //! Threads: the capture thread reads packets from libpcap, writes them to `--write-pcap` when
-//! asked, and routes them to the workers (see [`crate::live::engine`]); this thread makes spans,
+//! asked, and routes them to the workers (see [`tapspan::run::live::engine`]); this thread makes spans,
 //! feeds the outputs and prints the `--stats` line; a metrics thread answers Prometheus scrapes.
 //! On SIGINT or SIGTERM: capturing stops, queued packets are processed, open connections end
 //! (their unfinished exchanges become spans with `error.type` = `capture_ended`), outputs are
@@ -11,14 +11,13 @@
 //! `--user` is refused, 1 when privileges cannot be dropped or capturing fails part-way (after
 //! everything captured was written).
 //!
-//! Privileges ([`crate::privileges`]): the capture handle is opened first, then, while this is
+//! Privileges ([`tapspan::privileges`]): the capture handle is opened first, then, while this is
 //! the only thread, every capability is given up (and root, for `--user`); root without
 //! `--user` keeps what it has, with a warning.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -30,12 +29,16 @@ use tapspan_capture::source::live::{list_interfaces, LiveConfig, LiveEvent, Live
 use tapspan_capture::source::PcapWriter;
 use tapspan_capture::{CaptureError, Timestamp};
 
-use crate::cli::{CausalityArgs, LimitArgs, OutputArgs};
-use crate::live::engine::{self, EngineConfig, Ingest, Received};
-use crate::live::metrics;
-use crate::live::stats::{stats_line, Shared};
-use crate::output::Outputs;
-use crate::privileges;
+use crate::app::cli::{CausalityArgs, LimitArgs, OutputArgs};
+use crate::app::output::Outputs;
+use tapspan::pipeline::{Back, Sink, Spans};
+use tapspan::privileges;
+use tapspan::run::live::engine::{self, EngineConfig, Ingest, Received};
+use tapspan::run::live::metrics;
+use tapspan::run::live::stats::{stats_line, Shared};
+use tapspan::span::Span;
+
+use super::{Failure, Outcome};
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {
@@ -103,90 +106,15 @@ pub struct LiveArgs {
     pub causality: CausalityArgs,
 }
 
-pub fn run(args: &LiveArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &LiveArgs) -> Outcome {
     if args.list {
         return list();
     }
     let interface = args.interface.clone().unwrap_or_default();
-    let live_config = LiveConfig {
-        interface: interface.clone(),
-        filter: args.filter.clone(),
-        snaplen: args.snaplen.max(64),
-        promisc: args.promisc,
-        buffer_bytes: args.buffer_size.max(1).saturating_mul(1 << 20),
-        read_timeout_ms: 50,
-    };
-    // Whom to become is settled before the interface is opened: a refused --user opens nothing.
-    let root = privileges::is_root();
-    let target = match (&args.user, root) {
-        (Some(user), true) => match privileges::Target::lookup(user) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("tapspan: --user {user}: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        },
-        (Some(user), false) => {
-            eprintln!(
-                "tapspan: --user {user} ignored: not running as root (capabilities are \
-dropped all the same)"
-            );
-            None
-        }
-        (None, true) => {
-            eprintln!(
-                "tapspan: running as root; pass --user NAME to drop root once the capture is open"
-            );
-            None
-        }
-        (None, false) => None,
-    };
-    let source = match LiveSource::open(&live_config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("tapspan: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    // Bound while privileges last (a port below 1024 needs them); served from its own threads
-    // once they are gone.
-    let metrics_listener = match &args.metrics_addr {
-        Some(addr) => {
-            Some(metrics::bind(addr).with_context(|| format!("cannot serve metrics on {addr}"))?)
-        }
-        None => None,
-    };
-    // The capture handle and the metrics socket are all that needed privileges. Root without
-    // --user keeps them (warned above); anyone else gives up every capability, before any other
-    // thread starts.
-    if !root || target.is_some() {
-        if let Err(e) = privileges::drop_privileges(target.as_ref()) {
-            match &args.user {
-                Some(user) => eprintln!("tapspan: --user {user}: {e}"),
-                None => eprintln!("tapspan: dropping capabilities: {e}"),
-            }
-            return Ok(ExitCode::from(1));
-        }
-    }
-    let writer = match &args.write_pcap {
-        None => None,
-        Some(path) => {
-            let file = crate::output::create_private(path)
-                .with_context(|| format!("cannot create capture file {}", path.display()))?;
-            Some(
-                PcapWriter::new(BufWriter::new(file), source.link_type(), source.snaplen())
-                    .with_context(|| format!("writing {}", path.display()))?,
-            )
-        }
-    };
-    let mut builder = match super::causality_builder(&args.causality, &args.limits) {
-        Ok(b) => b,
-        Err(code) => return Ok(code),
-    };
-    let sampler = match super::sampler(&args.output, &args.causality, &args.limits) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let (source, metrics_listener) = open_capture(args, &interface)?;
+    let writer = pcap_writer(args, &source)?;
+    let mut builder = super::causality_builder(&args.causality, &args.limits)?;
+    let sampler = super::sampler(&args.output, &args.causality, &args.limits)?;
     let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     outputs.set_sampler(sampler);
 
@@ -232,63 +160,7 @@ Ctrl-C to stop",
     };
 
     let started = Instant::now();
-    let mut prev = shared.snapshot();
-    let mut prev_at = Instant::now();
-    loop {
-        match exchanges.recv_timeout(Duration::from_millis(100)) {
-            Received::Batch(batch) => {
-                shared
-                    .exchanges
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for ex in batch {
-                    builder.push(ex, &mut |span| {
-                        outputs.send(span);
-                        shared.spans.fetch_add(1, Ordering::Relaxed);
-                    });
-                    outputs.settle();
-                }
-            }
-            Received::Timeout => {
-                // Packet time tracks the wall clock in live capture: let finished traces out
-                // on a quiet link.
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64);
-                builder.advance_to(Timestamp(now), &mut |span| {
-                    outputs.send(span);
-                    shared.spans.fetch_add(1, Ordering::Relaxed);
-                });
-                outputs.advance_to(now);
-            }
-            Received::Done => {
-                builder.finish(&mut |span| {
-                    outputs.send(span);
-                    shared.spans.fetch_add(1, Ordering::Relaxed);
-                });
-                outputs.settle();
-                outputs.set_forced_decisions(builder.stats.forced_decisions);
-                break;
-            }
-        }
-        outputs.tick();
-        if let Some(sampled) = outputs.sampling_stats() {
-            if let Ok(mut published) = shared.sampling.lock() {
-                match &mut *published {
-                    Some(p) => p.clone_from(sampled),
-                    None => *published = Some(sampled.clone()),
-                }
-            }
-        }
-        if args.stats && prev_at.elapsed() >= Duration::from_secs(1) {
-            let now = shared.snapshot();
-            eprintln!(
-                "{}",
-                stats_line(&now, &prev, prev_at.elapsed().as_secs_f64())
-            );
-            prev = now;
-            prev_at = Instant::now();
-        }
-    }
+    deliver(&exchanges, &mut builder, &mut outputs, &shared, args.stats);
     let worker_result = exchanges.join();
     let ended = match capture.join() {
         Ok(r) => r,
@@ -309,37 +181,186 @@ kernel drops {}, interface drops {}, shed {}; {} exchanges ({} incomplete), {} s
         snap.if_dropped,
         snap.shed_packets,
         snap.exchanges,
-        snap.pipeline.http.incomplete_exchanges,
+        snap.pipeline.protocols.http.incomplete_exchanges,
         snap.spans,
         match (&args.write_pcap, ended.pcap) {
             (Some(p), Some(n)) => format!("; {n} packets saved to {}", p.display()),
             _ => String::new(),
         }
     );
-    let mut failed = false;
+    let mut failed = Vec::new();
     if let Err(e) = worker_result {
-        eprintln!("tapspan: {e}");
-        failed = true;
+        failed.push(e);
     }
     if let Some(e) = ended.error {
-        eprintln!("tapspan: {e} (spans decoded before it were written)");
-        failed = true;
+        failed.push(format!("{e} (spans decoded before it were written)"));
     }
-    Ok(if failed {
-        ExitCode::from(1)
+    if failed.is_empty() {
+        Ok(())
     } else {
-        ExitCode::SUCCESS
+        Err(Failure::Stopped(failed))
+    }
+}
+
+/// The `--write-pcap` file, created readable by its owner only.
+fn pcap_writer(
+    args: &LiveArgs,
+    source: &LiveSource,
+) -> anyhow::Result<Option<PcapWriter<BufWriter<File>>>> {
+    Ok(match &args.write_pcap {
+        None => None,
+        Some(path) => {
+            let file = crate::app::output::create_private(path)
+                .with_context(|| format!("cannot create capture file {}", path.display()))?;
+            Some(
+                PcapWriter::new(BufWriter::new(file), source.link_type(), source.snaplen())
+                    .with_context(|| format!("writing {}", path.display()))?,
+            )
+        }
     })
 }
 
-fn list() -> anyhow::Result<ExitCode> {
-    let interfaces = match list_interfaces() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("tapspan: {e}");
-            return Ok(ExitCode::from(2));
-        }
+/// Settles whom to become, opens the interface, binds the metrics socket, and then drops every
+/// privilege these needed (see the module doc).
+fn open_capture(
+    args: &LiveArgs,
+    interface: &str,
+) -> Result<(LiveSource, Option<std::net::TcpListener>), Failure> {
+    let interface = interface.to_string();
+    let live_config = LiveConfig {
+        interface: interface.clone(),
+        filter: args.filter.clone(),
+        snaplen: args.snaplen.max(64),
+        promisc: args.promisc,
+        buffer_bytes: args.buffer_size.max(1).saturating_mul(1 << 20),
+        read_timeout_ms: 50,
     };
+    // Whom to become is settled before the interface is opened: a refused --user opens nothing.
+    let root = privileges::is_root();
+    let target = match (&args.user, root) {
+        (Some(user), true) => match privileges::Target::lookup(user) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                return Err(Failure::Usage(format!("--user {user}: {e}")));
+            }
+        },
+        (Some(user), false) => {
+            eprintln!(
+                "tapspan: --user {user} ignored: not running as root (capabilities are \
+dropped all the same)"
+            );
+            None
+        }
+        (None, true) => {
+            eprintln!(
+                "tapspan: running as root; pass --user NAME to drop root once the capture is open"
+            );
+            None
+        }
+        (None, false) => None,
+    };
+    let source = LiveSource::open(&live_config).map_err(Failure::usage)?;
+    // Bound while privileges last (a port below 1024 needs them); served from its own threads
+    // once they are gone.
+    let metrics_listener = match &args.metrics_addr {
+        Some(addr) => {
+            Some(metrics::bind(addr).with_context(|| format!("cannot serve metrics on {addr}"))?)
+        }
+        None => None,
+    };
+    // The capture handle and the metrics socket are all that needed privileges. Root without
+    // --user keeps them (warned above); anyone else gives up every capability, before any other
+    // thread starts.
+    if !root || target.is_some() {
+        if let Err(e) = privileges::drop_privileges(target.as_ref()) {
+            let message = match &args.user {
+                Some(user) => format!("--user {user}: {e}"),
+                None => format!("dropping capabilities: {e}"),
+            };
+            return Err(Failure::Stopped(vec![message]));
+        }
+    }
+    Ok((source, metrics_listener))
+}
+
+/// The output side of a live run, until the workers are done: exchanges into spans (the
+/// spine's back, [`Spans`]), published sampling counters, and the `--stats` line.
+fn deliver(
+    exchanges: &engine::Exchanges,
+    builder: &mut tapspan::causality::CausalityBuilder,
+    outputs: &mut Outputs,
+    shared: &Shared,
+    stats: bool,
+) {
+    let mut prev = shared.snapshot();
+    let mut prev_at = Instant::now();
+    loop {
+        match exchanges.recv_timeout(Duration::from_millis(100)) {
+            Received::Batch(batch) => {
+                shared
+                    .exchanges
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let mut sink = Counted(outputs, shared);
+                let mut spans = Spans::new(builder, &mut sink);
+                for ex in batch {
+                    spans.exchange(ex);
+                }
+            }
+            Received::Timeout => {
+                // Packet time tracks the wall clock in live capture: let finished traces out
+                // on a quiet link.
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                let mut sink = Counted(outputs, shared);
+                Spans::new(builder, &mut sink).advance_to(Timestamp(now));
+            }
+            Received::Done => {
+                let mut sink = Counted(outputs, shared);
+                Spans::new(builder, &mut sink).finish();
+                outputs.set_forced_decisions(builder.stats.forced_decisions);
+                break;
+            }
+        }
+        outputs.tick();
+        if let Some(sampled) = outputs.sampling_stats() {
+            if let Ok(mut published) = shared.sampling.lock() {
+                match &mut *published {
+                    Some(p) => p.clone_from(sampled),
+                    None => *published = Some(sampled.clone()),
+                }
+            }
+        }
+        if stats && prev_at.elapsed() >= Duration::from_secs(1) {
+            let now = shared.snapshot();
+            eprintln!(
+                "{}",
+                stats_line(&now, &prev, prev_at.elapsed().as_secs_f64())
+            );
+            prev = now;
+            prev_at = Instant::now();
+        }
+    }
+}
+
+/// The outputs, counting the spans for `--stats` and the metrics.
+struct Counted<'a>(&'a mut Outputs, &'a Shared);
+
+impl Sink for Counted<'_> {
+    fn span(&mut self, span: Span) {
+        self.0.send(span);
+        self.1.spans.fetch_add(1, Ordering::Relaxed);
+    }
+    fn settle(&mut self) {
+        self.0.settle();
+    }
+    fn advance_to(&mut self, ts: Timestamp) {
+        self.0.advance_to(ts.0);
+    }
+}
+
+fn list() -> Outcome {
+    let interfaces = list_interfaces().map_err(Failure::usage)?;
     let mut out = io::stdout().lock();
     for i in interfaces {
         let mut flags = Vec::new();
@@ -366,7 +387,7 @@ fn list() -> anyhow::Result<ExitCode> {
             break;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// How the capture thread ended.

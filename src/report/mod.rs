@@ -1,4 +1,0 @@
-//! Renderings of an [`crate::analyze::Analysis`] for people.
-
-pub mod html;
-pub mod svg;
