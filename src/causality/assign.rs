@@ -21,11 +21,9 @@
 //! complete one wins ([`assign_refined`]: then improved by local moves, [`super::refine`]), and a call's
 //! confidence is the share of the final beam's probability mass that agrees with it.
 
-use std::rc::Rc;
-
 use tapspan_capture::Timestamp;
 
-use super::keyhash::KeySet;
+use super::beam::search;
 use super::nesting::{
     alongside, DelayModel, Step, StepKey, StepTable, WaitingLoss, ARRIVAL, RESPOND,
 };
@@ -79,8 +77,6 @@ pub struct Call {
 /// that concurrency, nesting by timing alone is often wrong anyway, and the work would grow
 /// with its square.
 pub const EXPANSIONS_PER_CALL: usize = 16_384;
-/// The narrowest beam.
-const MIN_BEAM: usize = 16;
 
 /// Launches closer than this to a still-running sibling are taken as parallel fan-out.
 pub const PARALLEL_LAUNCH_NS: u64 = 150_000;
@@ -97,7 +93,7 @@ const LN_UNKNOWN_DELAY: f64 = -13.815_510_557_964_274; // -ln(1e6)
 
 /// Confidence is computed from likelihoods raised to this power: the delay model is fitted to
 /// the data it scores, so raw posteriors are over-confident; tempering keeps "≥ 0.9" honest.
-const CONFIDENCE_TEMPER: f64 = 0.25;
+pub(super) const CONFIDENCE_TEMPER: f64 = 0.25;
 /// What the payload tokens say of call `j` made by `r`'s handler after `calls`, on the scale of
 /// the timing scores. The timing model is fitted to the assignments it scores, so it is
 /// over-confident by the factor [`CONFIDENCE_TEMPER`] corrects for; token weights are counted
@@ -108,9 +104,6 @@ pub(super) fn ln_tokens(tokens: &TokenEvidence, j: usize, r: usize, calls: &[Mad
     tokens.ln(j, r, calls) / CONFIDENCE_TEMPER
 }
 
-/// Below e^-40 (4e-18) a candidate's share of the probability is left out.
-const LN_NEGLIGIBLE_SHARE: f64 = -40.0;
-
 /// Log density of a parallel launch's gap after its sibling, before that step has been seen.
 fn ln_parallel_gap(gap_ns: u64) -> f64 {
     -PARALLEL_SCALE_NS.ln() - gap_ns as f64 / PARALLEL_SCALE_NS
@@ -120,48 +113,8 @@ pub(super) fn ln_early() -> f64 {
     P_RESPONDED_EARLY.ln() + LN_UNKNOWN_DELAY
 }
 
-#[derive(Clone)]
-struct Active {
-    req: usize,
-    /// Shared between the states that have not given this handler a call since they parted:
-    /// a state is cloned for each candidate it keeps, and copying every handler's calls each
-    /// time was an eighth of the work (pcaps/workers-c16.pcap).
-    calls: Rc<[Made]>,
-    /// Identifies `req` with the calls given to it, for merging equivalent states.
-    hash: u64,
-    waiting: Waiting,
-}
-
-struct Choice {
-    call: usize,
-    req: usize,
-    prev: Option<Rc<Choice>>,
-}
-
-#[derive(Clone)]
-struct State {
-    score: f64,
-    active: Vec<Active>,
-    /// Sum of the actives' hashes: equal for states whose open handlers hold the same calls.
-    signature: u64,
-    choices: Option<Rc<Choice>>,
-}
-
-enum Event {
-    Arrive(usize),
-    Call(usize),
-    Respond(usize),
-}
-
-fn mix(h: u64, x: u64) -> u64 {
-    (h ^ x)
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .rotate_left(29)
-        .wrapping_mul(0xbf58_476d_1ce4_e5b9)
-}
-
 /// How the next event of a handler follows its earlier ones.
-enum Follows {
+pub(super) enum Follows {
     /// Launched while a sibling (this call) launched this long ago is running: parallel fan-out.
     Parallel { sibling: StepKey, gap_ns: u64 },
     /// Launched while another of its calls runs, not right after it (async handlers).
@@ -221,7 +174,7 @@ pub(super) fn ln_next(
 }
 
 /// Log-likelihood of a handler of `req` taking step `next` as `how` says it follows.
-fn ln_following(req: &Req, how: Follows, next: StepKey, steps: &mut StepTable) -> f64 {
+pub(super) fn ln_following(req: &Req, how: Follows, next: StepKey, steps: &mut StepTable) -> f64 {
     let model = steps.model;
     match how {
         Follows::Parallel { sibling, gap_ns } => {
@@ -245,9 +198,9 @@ fn ln_following(req: &Req, how: Follows, next: StepKey, steps: &mut StepTable) -
 /// beam ranks partial assignments by their score less what their open handlers have already
 /// lost waiting (see [`search`]).
 #[derive(Clone)]
-struct Waiting {
+pub(super) struct Waiting {
     /// Until then one of its calls runs, and it waits on that, losing nothing.
-    busy_until: Timestamp,
+    pub(super) busy_until: Timestamp,
     /// Its last step (arrival, or the return of its latest call), and when.
     prev: StepKey,
     since: Timestamp,
@@ -256,7 +209,7 @@ struct Waiting {
 }
 
 impl Waiting {
-    fn of(req: &Req, calls: &[Made], steps: &mut StepTable) -> Self {
+    pub(super) fn of(req: &Req, calls: &[Made], steps: &mut StepTable) -> Self {
         let (since, prev) = latest_step(req.arrived, calls.iter());
         Waiting {
             busy_until: calls.iter().map(|c| c.end).max().unwrap_or(Timestamp(0)),
@@ -267,7 +220,7 @@ impl Waiting {
     }
 
     /// After the handler also made `call` (what [`Self::of`] gives with it, at less cost).
-    fn after(&self, req: &Req, call: &Made, steps: &mut StepTable) -> Self {
+    pub(super) fn after(&self, req: &Req, call: &Made, steps: &mut StepTable) -> Self {
         let mut w = self.clone();
         w.busy_until = w.busy_until.max(call.end);
         if call.end >= req.arrived && (call.end, call.ret) > (w.since, w.prev) {
@@ -279,7 +232,7 @@ impl Waiting {
 
     /// [`follows`] for this handler (`calls` are its calls): its calls are scanned only while
     /// one of them runs; otherwise `follows` would find the step kept here.
-    fn follows(&self, arrived: Timestamp, calls: &[Made], at: Timestamp) -> Follows {
+    pub(super) fn follows(&self, arrived: Timestamp, calls: &[Made], at: Timestamp) -> Follows {
         if at < self.busy_until {
             follows(arrived, calls, at)
         } else {
@@ -292,7 +245,7 @@ impl Waiting {
 
     /// What it has lost waiting by `at` (≤ 0), as [`follows`] would see it: nothing while a
     /// call of its runs.
-    fn lost(&self, at: Timestamp) -> f64 {
+    pub(super) fn lost(&self, at: Timestamp) -> f64 {
         if at < self.busy_until {
             0.0
         } else {
@@ -391,37 +344,6 @@ pub fn reuse_observations(
     out
 }
 
-/// The request that `state` gave call `p` (None if it gave it none), found by walking its
-/// choices back: they are in call order.
-fn chosen_in(state: &State, p: usize) -> Option<usize> {
-    let mut c = state.choices.as_deref();
-    while let Some(ch) = c {
-        if ch.call <= p {
-            return (ch.call == p).then_some(ch.req);
-        }
-        c = ch.prev.as_deref();
-    }
-    None
-}
-
-/// Puts the `k` smallest of `items` at its front, in order; the rest after them in no order.
-fn put_best_first(items: &mut [u128], k: usize) {
-    if k < items.len() {
-        items.select_nth_unstable(k);
-    }
-    items[..k].sort_unstable();
-}
-
-/// An expansion's place in the beam's ranking as one integer, smaller first: a higher `rank`
-/// first (in `f64::total_cmp`'s order), ties in the order scored (`k`). Integers compare in
-/// one instruction where a comparator closure took most of the ranking's time.
-fn rank_key(rank: f64, k: usize) -> u128 {
-    let bits = rank.to_bits() as i64;
-    // `total_cmp`'s key: flipping the magnitude bits of negatives orders them as integers.
-    let ordered = (bits ^ ((((bits >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
-    (u128::from(!ordered) << 64) | k as u128
-}
-
 /// For each call, `(index of the chosen request, confidence)`, or None without candidates.
 pub type Links = Vec<Option<(usize, f64)>>;
 
@@ -495,336 +417,12 @@ pub fn assign_refined(
     }
 }
 
-/// What the beam ends with: every kept state's choices and weight, and each call's local shares.
-struct Beam {
-    /// Per final state, each call's request (`usize::MAX` for none).
-    choices: Vec<Vec<usize>>,
-    /// Per final state, its tempered share of the probability (summing to 1).
-    weights: Vec<f64>,
-    best: usize,
-    best_score: f64,
-    /// For each call, the share each candidate had when the call was decided.
-    local_share: Vec<Vec<(usize, f64)>>,
-}
-
-impl Beam {
-    /// The best final state's choice for each call.
-    fn best(&self) -> Vec<Option<usize>> {
-        let Some(best) = self.choices.get(self.best) else {
-            return vec![None; self.local_share.len()];
-        };
-        best.iter()
-            .map(|&k| (k != usize::MAX).then_some(k))
-            .collect()
-    }
-
-    /// Each chosen parent with its confidence: the share of the final beam that agrees, and
-    /// no more than its share when the call was decided, before later evidence (the final beam
-    /// often agrees with itself, so this keeps the confidence conservative).
-    fn links(&self, chosen: &[Option<usize>]) -> Vec<Option<(usize, f64)>> {
-        chosen
-            .iter()
-            .enumerate()
-            .map(|(j, k)| {
-                let k = (*k)?;
-                let agree: f64 = self
-                    .choices
-                    .iter()
-                    .zip(&self.weights)
-                    .filter(|(a, _)| a[j] == k)
-                    .map(|(_, w)| w)
-                    .sum();
-                let local = self.local_share[j]
-                    .iter()
-                    .find(|(r, _)| *r == k)
-                    .map_or(0.0, |(_, w)| *w);
-                Some((k, agree.min(local)))
-            })
-            .collect()
-    }
-}
-
-/// The beam search itself (see the module's doc).
-fn search(
-    reqs: &[Req],
-    calls: &[Call],
-    model: &DelayModel,
-    reuse_model: &ReuseModel,
-    tokens: &TokenEvidence,
-    beam: usize,
-) -> Beam {
-    let mut events: Vec<(Timestamp, u8, Event)> = Vec::new();
-    for (i, r) in reqs.iter().enumerate() {
-        events.push((r.arrived, 0, Event::Arrive(i)));
-        events.push((r.responds, 2, Event::Respond(i)));
-    }
-    for (j, c) in calls.iter().enumerate() {
-        events.push((c.made.start, 1, Event::Call(j)));
-    }
-    events.sort_by_key(|(t, order, _)| (*t, *order));
-
-    // For each call, the share of probability each candidate had when the call was decided,
-    // before later evidence: a conservative confidence (the final beam often agrees with itself).
-    let mut local_share: Vec<Vec<(usize, f64)>> = vec![Vec::new(); calls.len()];
-    let mut table = StepTable::new(model);
-    let reuse_ratios = reuse_model.table();
-    let reuse_says_nothing = reuse_ratios.is_flat();
-    let prior: Vec<Rc<[Made]>> = reqs.iter().map(|r| Rc::from(&r.prior_calls[..])).collect();
-    let mut states = vec![State {
-        score: 0.0,
-        active: Vec::new(),
-        signature: 0,
-        choices: None,
-    }];
-    // Every state holds the same open handlers in the same order (arrivals and responses are
-    // applied to all alike, and a kept expansion copies its state's order), so a request's
-    // place among them is one lookup, not a scan per state and candidate.
-    let mut slot_of: Vec<Option<usize>> = vec![None; reqs.len()];
-    // Buffers of each call's expansions, reused from call to call: (score, rank score, state,
-    // request, its slot), their ranking, the signatures kept, and the expansions kept.
-    let mut next: Vec<(f64, f64, usize, usize, Option<usize>)> = Vec::new();
-    let mut ranked: Vec<u128> = Vec::new();
-    let mut seen: KeySet<u64> = KeySet::default();
-    let mut kept: Vec<(f64, usize, usize, Option<usize>, u64)> = Vec::new();
-    let mut children: Vec<usize> = Vec::new();
-    for (at, _, ev) in events {
-        match ev {
-            Event::Arrive(r) => {
-                slot_of[r] = Some(states[0].active.len());
-                let hash = mix(0x5eed, r as u64);
-                let waiting = Waiting::of(&reqs[r], &prior[r], &mut table);
-                for s in &mut states {
-                    s.active.push(Active {
-                        req: r,
-                        calls: prior[r].clone(),
-                        hash,
-                        waiting: waiting.clone(),
-                    });
-                    s.signature = s.signature.wrapping_add(hash);
-                }
-            }
-            Event::Respond(r) => {
-                let Some(pos) = slot_of[r].take() else {
-                    continue;
-                };
-                if let Some(moved) = states[0].active.last().map(|a| a.req).filter(|&m| m != r) {
-                    slot_of[moved] = Some(pos);
-                }
-                for s in &mut states {
-                    debug_assert_eq!(s.active[pos].req, r);
-                    {
-                        let a = s.active.swap_remove(pos);
-                        s.signature = s.signature.wrapping_sub(a.hash);
-                        let still_running = a.waiting.busy_until > at;
-                        s.score += if still_running {
-                            ln_early()
-                        } else {
-                            let how = a.waiting.follows(reqs[r].arrived, &a.calls, at);
-                            ln_following(&reqs[r], how, RESPOND, &mut table)
-                        };
-                    }
-                }
-            }
-            Event::Call(j) => {
-                let call = &calls[j];
-                let candidates = tokens.candidates(j, &call.candidates);
-                if candidates.is_empty() {
-                    continue;
-                }
-                // Each expansion: its score, what the beam keeps it by (the score less what its
-                // open handlers have already lost waiting, see [`Waiting`]), the state it
-                // extends, the request given the call, and that request's place in the state.
-                next.clear();
-                for (si, s) in states.iter().enumerate() {
-                    let all_lost: f64 = s.active.iter().map(|a| a.waiting.lost(at)).sum();
-                    // The connection's previous call, as this state assigned it (walking the
-                    // choices back to it is only worth it where reuse tells something).
-                    let previous = call.previous_on_conn.filter(|_| !reuse_says_nothing);
-                    let previous = previous.and_then(|p| {
-                        let q = chosen_in(s, p)?;
-                        Some(PreviousOwner {
-                            req: q,
-                            responds: reqs[q].responds,
-                        })
-                    });
-                    for &r in candidates {
-                        // A candidate that already answered may still be streaming its response.
-                        let score = match slot_of[r] {
-                            Some(pos) => {
-                                let a = &s.active[pos];
-                                let reused = if reuse_says_nothing {
-                                    0.0
-                                } else {
-                                    reuse_ratios.ln_ratio(Kind {
-                                        reuse: reuse(&a.calls, at, &call.made),
-                                        owner: owner(r, reqs[r].arrived, previous),
-                                    })
-                                };
-                                let how = a.waiting.follows(reqs[r].arrived, &a.calls, at);
-                                let ln = ln_following(&reqs[r], how, call.made.launch, &mut table);
-                                let tok = ln_tokens(tokens, j, r, &a.calls);
-                                (s.score + ln + reused + tok, Some(pos))
-                            }
-                            None => {
-                                let tok = ln_tokens(tokens, j, r, &reqs[r].prior_calls);
-                                (s.score + ln_early() + tok, None)
-                            }
-                        };
-                        let (score, pos) = score;
-                        // The handler given the call stops waiting: its loss is in `score`.
-                        let still_lost = pos.map_or(0.0, |p| s.active[p].waiting.lost(at));
-                        next.push((score, score + all_lost - still_lost, si, r, pos));
-                    }
-                }
-                let top = next.iter().map(|n| n.0).fold(f64::NEG_INFINITY, f64::max);
-                let mut shares: Vec<(usize, f64)> = Vec::new();
-                for (score, _, _, r, _) in &next {
-                    let ln_w = CONFIDENCE_TEMPER * (score - top);
-                    // Shares this small are zero to the sums (and cost an `exp` each).
-                    if ln_w < LN_NEGLIGIBLE_SHARE {
-                        continue;
-                    }
-                    let w = ln_w.exp();
-                    match shares.iter_mut().find(|(k, _)| k == r) {
-                        Some((_, m)) => *m += w,
-                        None => shares.push((*r, w)),
-                    }
-                }
-                let total: f64 = shares.iter().map(|(_, w)| w).sum();
-                shares.iter_mut().for_each(|(_, w)| *w /= total);
-                local_share[j] = shares;
-                // Viterbi: of states whose open handlers hold the same calls, whose futures are
-                // therefore scored alike, only the best is worth keeping; the beam's room goes
-                // to assignments that differ where it still matters.
-                // Many candidates narrow the beam, so that a call costs at most about
-                // EXPANSIONS_PER_CALL scorings wherever concurrency is high.
-                let width = beam.min((EXPANSIONS_PER_CALL / candidates.len()).max(MIN_BEAM));
-                // Best first, ties in the order scored. Only the best few are ever looked at,
-                // so only they are put in order (sorting every expansion was a quarter of the
-                // time): twice the width at first, more only if many are duplicates.
-                ranked.clear();
-                ranked.extend(next.iter().enumerate().map(|(k, n)| rank_key(n.1, k)));
-                let mut sorted = (2 * width).min(ranked.len());
-                put_best_first(&mut ranked, sorted);
-                seen.clear();
-                kept.clear();
-                let mut i = 0;
-                while kept.len() < width && i < ranked.len() {
-                    if i == sorted {
-                        // Many were duplicates: put twice as many in order.
-                        let more = (2 * sorted).min(ranked.len());
-                        put_best_first(&mut ranked[sorted..], more - sorted);
-                        sorted = more;
-                    }
-                    let (score, _, si, r, pos) = next[ranked[i] as u64 as usize];
-                    let s = &states[si];
-                    i += 1;
-                    let signature = match pos {
-                        Some(pos) => {
-                            let h: u64 = s.active[pos].hash;
-                            s.signature.wrapping_sub(h).wrapping_add(mix(h, j as u64))
-                        }
-                        None => s.signature,
-                    };
-                    if seen.insert(signature) {
-                        kept.push((score, si, r, pos, signature));
-                    }
-                }
-                // A state's last kept expansion takes its open handlers; the others copy them.
-                children.clear();
-                children.resize(states.len(), 0);
-                for k in &kept {
-                    children[k.1] += 1;
-                }
-                let mut parents = std::mem::take(&mut states);
-                states = kept
-                    .iter()
-                    .map(|&(score, si, r, pos, signature)| {
-                        children[si] -= 1;
-                        let s = &mut parents[si];
-                        let mut active = if children[si] == 0 {
-                            std::mem::take(&mut s.active)
-                        } else {
-                            s.active.clone()
-                        };
-                        if let Some(pos) = pos {
-                            let a = &mut active[pos];
-                            a.calls = a.calls.iter().copied().chain([call.made]).collect();
-                            a.waiting = a.waiting.after(&reqs[r], &call.made, &mut table);
-                            a.hash = mix(a.hash, j as u64);
-                        }
-                        State {
-                            score,
-                            active,
-                            signature,
-                            choices: Some(Rc::new(Choice {
-                                call: j,
-                                req: r,
-                                prev: s.choices.clone(),
-                            })),
-                        }
-                    })
-                    .collect();
-            }
-        }
-    }
-    // Requests still open at the end of the batch add nothing more.
-    let best = states
-        .iter()
-        .map(|s| s.score)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let mut weights: Vec<f64> = states
-        .iter()
-        .map(|s| (CONFIDENCE_TEMPER * (s.score - best)).exp())
-        .collect();
-    let total: f64 = weights.iter().sum();
-    weights.iter_mut().for_each(|w| *w /= total);
-    let choices_of = |s: &State| {
-        let mut out = vec![usize::MAX; calls.len()];
-        let mut c = s.choices.as_deref();
-        while let Some(ch) = c {
-            out[ch.call] = ch.req;
-            c = ch.prev.as_deref();
-        }
-        out
-    };
-    Beam {
-        choices: states.iter().map(choices_of).collect(),
-        weights,
-        best: states.iter().position(|s| s.score == best).unwrap_or(0),
-        best_score: best,
-        local_share,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn t(us: u64) -> Timestamp {
         Timestamp(us * 1000)
-    }
-
-    #[test]
-    fn rank_keys_order_as_total_cmp_then_index() {
-        let ranks = [
-            f64::NEG_INFINITY,
-            -1e300,
-            -2.5,
-            -0.0,
-            0.0,
-            1e-300,
-            3.0,
-            f64::INFINITY,
-            -3.0,
-            3.0,
-        ];
-        for (i, &a) in ranks.iter().enumerate() {
-            for (j, &b) in ranks.iter().enumerate() {
-                let want = b.total_cmp(&a).then(i.cmp(&j));
-                assert_eq!(rank_key(a, i).cmp(&rank_key(b, j)), want, "{a} {b}");
-            }
-        }
     }
 
     #[test]

@@ -37,6 +37,7 @@
 //! load up to those caps is the number of candidates a call has.
 
 pub mod assign;
+mod beam;
 pub mod fit;
 pub mod guess;
 pub mod keyhash;
@@ -513,11 +514,12 @@ impl CausalityBuilder {
     }
 
     /// Parents by send/receive nesting for calls that left `ip`, decided together.
-    fn assign_by_nesting(
+    /// A caller's batch as the search sees it: the candidate requests (their node ids, and as
+    /// [`assign::Req`]s) and the calls, each with its candidates by index.
+    fn batch_problem(
         &self,
         calls: &[NodeId],
-        history: &fit::Learned,
-    ) -> (Vec<(NodeId, Parent)>, fit::Learned) {
+    ) -> (Vec<NodeId>, Vec<assign::Req>, Vec<assign::Call>) {
         let mut req_ids: Vec<NodeId> = Vec::new();
         let mut req_index: HashMap<NodeId, usize> = HashMap::new();
         let mut specs = Vec::with_capacity(calls.len());
@@ -558,6 +560,15 @@ impl CausalityBuilder {
                 }
             })
             .collect();
+        (req_ids, reqs, specs)
+    }
+
+    fn assign_by_nesting(
+        &self,
+        calls: &[NodeId],
+        history: &fit::Learned,
+    ) -> (Vec<(NodeId, Parent)>, fit::Learned) {
+        let (req_ids, reqs, specs) = self.batch_problem(calls);
         let tokens = self.batch_tokens(&req_ids, calls);
         // Connections are evidence only where the pool is not shared (see `reuse`).
         // `specs` are in start order already (see `previous_on_conn` above).

@@ -1,0 +1,495 @@
+//! The beam search over partial assignments of one batch's calls (see [`super::assign`] for the
+//! model it scores by): events in time order (requests arriving, calls leaving, requests
+//! answering), every kept state extended by each candidate of each call, the best kept.
+
+use std::rc::Rc;
+
+use tapspan_capture::Timestamp;
+
+use super::assign::{
+    ln_early, ln_following, ln_tokens, Call, Made, Req, Waiting, CONFIDENCE_TEMPER,
+    EXPANSIONS_PER_CALL,
+};
+use super::keyhash::KeySet;
+use super::nesting::{DelayModel, StepTable, RESPOND};
+use super::reuse::{owner, reuse, Kind, PreviousOwner, RatioTable, ReuseModel};
+use super::tokens::TokenEvidence;
+
+/// The narrowest beam.
+const MIN_BEAM: usize = 16;
+/// Below e^-40 (4e-18) a candidate's share of the probability is left out.
+const LN_NEGLIGIBLE_SHARE: f64 = -40.0;
+
+#[derive(Clone)]
+struct Active {
+    req: usize,
+    /// Shared between the states that have not given this handler a call since they parted:
+    /// a state is cloned for each candidate it keeps, and copying every handler's calls each
+    /// time was an eighth of the work (pcaps/workers-c16.pcap).
+    calls: Rc<[Made]>,
+    /// Identifies `req` with the calls given to it, for merging equivalent states.
+    hash: u64,
+    waiting: Waiting,
+}
+
+struct Choice {
+    call: usize,
+    req: usize,
+    prev: Option<Rc<Choice>>,
+}
+
+#[derive(Clone)]
+struct State {
+    score: f64,
+    active: Vec<Active>,
+    /// Sum of the actives' hashes: equal for states whose open handlers hold the same calls.
+    signature: u64,
+    choices: Option<Rc<Choice>>,
+}
+
+enum Event {
+    Arrive(usize),
+    Call(usize),
+    Respond(usize),
+}
+
+fn mix(h: u64, x: u64) -> u64 {
+    (h ^ x)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(29)
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+/// The request that `state` gave call `p` (None if it gave it none), found by walking its
+/// choices back: they are in call order.
+fn chosen_in(state: &State, p: usize) -> Option<usize> {
+    let mut c = state.choices.as_deref();
+    while let Some(ch) = c {
+        if ch.call <= p {
+            return (ch.call == p).then_some(ch.req);
+        }
+        c = ch.prev.as_deref();
+    }
+    None
+}
+
+/// Puts the `k` smallest of `items` at its front, in order; the rest after them in no order.
+fn put_best_first(items: &mut [u128], k: usize) {
+    if k < items.len() {
+        items.select_nth_unstable(k);
+    }
+    items[..k].sort_unstable();
+}
+
+/// An expansion's place in the beam's ranking as one integer, smaller first: a higher `rank`
+/// first (in `f64::total_cmp`'s order), ties in the order scored (`k`). Integers compare in
+/// one instruction where a comparator closure took most of the ranking's time.
+fn rank_key(rank: f64, k: usize) -> u128 {
+    let bits = rank.to_bits() as i64;
+    // `total_cmp`'s key: flipping the magnitude bits of negatives orders them as integers.
+    let ordered = (bits ^ ((((bits >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
+    (u128::from(!ordered) << 64) | k as u128
+}
+/// What the beam ends with: every kept state's choices and weight, and each call's local shares.
+pub(super) struct Beam {
+    /// Per final state, each call's request (`usize::MAX` for none).
+    choices: Vec<Vec<usize>>,
+    /// Per final state, its tempered share of the probability (summing to 1).
+    weights: Vec<f64>,
+    best: usize,
+    pub(super) best_score: f64,
+    /// For each call, the share each candidate had when the call was decided.
+    local_share: Vec<Vec<(usize, f64)>>,
+}
+
+impl Beam {
+    /// The best final state's choice for each call.
+    pub(super) fn best(&self) -> Vec<Option<usize>> {
+        let Some(best) = self.choices.get(self.best) else {
+            return vec![None; self.local_share.len()];
+        };
+        best.iter()
+            .map(|&k| (k != usize::MAX).then_some(k))
+            .collect()
+    }
+
+    /// Each chosen parent with its confidence: the share of the final beam that agrees, and
+    /// no more than its share when the call was decided, before later evidence (the final beam
+    /// often agrees with itself, so this keeps the confidence conservative).
+    pub(super) fn links(&self, chosen: &[Option<usize>]) -> Vec<Option<(usize, f64)>> {
+        chosen
+            .iter()
+            .enumerate()
+            .map(|(j, k)| {
+                let k = (*k)?;
+                let agree: f64 = self
+                    .choices
+                    .iter()
+                    .zip(&self.weights)
+                    .filter(|(a, _)| a[j] == k)
+                    .map(|(_, w)| w)
+                    .sum();
+                let local = self.local_share[j]
+                    .iter()
+                    .find(|(r, _)| *r == k)
+                    .map_or(0.0, |(_, w)| *w);
+                Some((k, agree.min(local)))
+            })
+            .collect()
+    }
+}
+
+/// One expansion of a call: its score, what the beam keeps it by (the score less what its open
+/// handlers have already lost waiting, see [`Waiting`]), the state it extends, the request given
+/// the call, and that request's place in the state.
+type Expansion = (f64, f64, usize, usize, Option<usize>);
+/// A kept expansion: its score, state, request, slot, and the signature of the state it makes.
+type Kept = (f64, usize, usize, Option<usize>, u64);
+
+/// The search's state between events (see the module's doc).
+struct Search<'a> {
+    reqs: &'a [Req],
+    calls: &'a [Call],
+    tokens: &'a TokenEvidence,
+    beam: usize,
+    table: StepTable<'a>,
+    reuse_ratios: RatioTable,
+    reuse_says_nothing: bool,
+    prior: Vec<Rc<[Made]>>,
+    states: Vec<State>,
+    /// Every state holds the same open handlers in the same order (arrivals and responses are
+    /// applied to all alike, and a kept expansion copies its state's order), so a request's
+    /// place among them is one lookup, not a scan per state and candidate.
+    slot_of: Vec<Option<usize>>,
+    /// For each call, the share of probability each candidate had when the call was decided,
+    /// before later evidence: a conservative confidence (the final beam often agrees with
+    /// itself).
+    local_share: Vec<Vec<(usize, f64)>>,
+    // Buffers of each call's work, reused from call to call: its expansions, their ranking,
+    // the signatures kept, the expansions kept, and how many each state has.
+    next: Vec<Expansion>,
+    ranked: Vec<u128>,
+    seen: KeySet<u64>,
+    kept: Vec<Kept>,
+    children: Vec<usize>,
+}
+
+/// The beam search itself (see the module's doc).
+pub(super) fn search(
+    reqs: &[Req],
+    calls: &[Call],
+    model: &DelayModel,
+    reuse_model: &ReuseModel,
+    tokens: &TokenEvidence,
+    beam: usize,
+) -> Beam {
+    let mut events: Vec<(Timestamp, u8, Event)> = Vec::new();
+    for (i, r) in reqs.iter().enumerate() {
+        events.push((r.arrived, 0, Event::Arrive(i)));
+        events.push((r.responds, 2, Event::Respond(i)));
+    }
+    for (j, c) in calls.iter().enumerate() {
+        events.push((c.made.start, 1, Event::Call(j)));
+    }
+    events.sort_by_key(|(t, order, _)| (*t, *order));
+    let reuse_ratios = reuse_model.table();
+    let mut search = Search {
+        reqs,
+        calls,
+        tokens,
+        beam,
+        table: StepTable::new(model),
+        reuse_says_nothing: reuse_ratios.is_flat(),
+        reuse_ratios,
+        prior: reqs.iter().map(|r| Rc::from(&r.prior_calls[..])).collect(),
+        states: vec![State {
+            score: 0.0,
+            active: Vec::new(),
+            signature: 0,
+            choices: None,
+        }],
+        slot_of: vec![None; reqs.len()],
+        local_share: vec![Vec::new(); calls.len()],
+        next: Vec::new(),
+        ranked: Vec::new(),
+        seen: KeySet::default(),
+        kept: Vec::new(),
+        children: Vec::new(),
+    };
+    for (at, _, ev) in events {
+        match ev {
+            Event::Arrive(r) => search.arrive(r),
+            Event::Respond(r) => search.respond(r, at),
+            Event::Call(j) => search.call(j, at),
+        }
+    }
+    search.finish()
+}
+
+impl Search<'_> {
+    fn arrive(&mut self, r: usize) {
+        self.slot_of[r] = Some(self.states[0].active.len());
+        let hash = mix(0x5eed, r as u64);
+        let waiting = Waiting::of(&self.reqs[r], &self.prior[r], &mut self.table);
+        for s in &mut self.states {
+            s.active.push(Active {
+                req: r,
+                calls: self.prior[r].clone(),
+                hash,
+                waiting: waiting.clone(),
+            });
+            s.signature = s.signature.wrapping_add(hash);
+        }
+    }
+
+    fn respond(&mut self, r: usize, at: Timestamp) {
+        let Some(pos) = self.slot_of[r].take() else {
+            return;
+        };
+        let last = self.states[0].active.last().map(|a| a.req);
+        if let Some(moved) = last.filter(|&m| m != r) {
+            self.slot_of[moved] = Some(pos);
+        }
+        let req = &self.reqs[r];
+        for s in &mut self.states {
+            debug_assert_eq!(s.active[pos].req, r);
+            let a = s.active.swap_remove(pos);
+            s.signature = s.signature.wrapping_sub(a.hash);
+            let still_running = a.waiting.busy_until > at;
+            s.score += if still_running {
+                ln_early()
+            } else {
+                let how = a.waiting.follows(req.arrived, &a.calls, at);
+                ln_following(req, how, RESPOND, &mut self.table)
+            };
+        }
+    }
+
+    fn call(&mut self, j: usize, at: Timestamp) {
+        let (tokens, calls) = (self.tokens, self.calls);
+        let candidates = tokens.candidates(j, &calls[j].candidates);
+        if candidates.is_empty() {
+            return;
+        }
+        self.expand(j, at, candidates);
+        self.local_share[j] = self.shares();
+        // Viterbi: of states whose open handlers hold the same calls, whose futures are
+        // therefore scored alike, only the best is worth keeping; the beam's room goes to
+        // assignments that differ where it still matters. Many candidates narrow the beam, so
+        // that a call costs at most about EXPANSIONS_PER_CALL scorings wherever concurrency is
+        // high.
+        let width = self
+            .beam
+            .min((EXPANSIONS_PER_CALL / candidates.len()).max(MIN_BEAM));
+        self.keep_best(j, width);
+        self.extend_kept(j);
+    }
+
+    /// Every kept state extended by giving call `j` to each of its candidates, into `next`.
+    fn expand(&mut self, j: usize, at: Timestamp, candidates: &[usize]) {
+        let (reqs, call) = (self.reqs, &self.calls[j]);
+        self.next.clear();
+        for (si, s) in self.states.iter().enumerate() {
+            let all_lost: f64 = s.active.iter().map(|a| a.waiting.lost(at)).sum();
+            // The connection's previous call, as this state assigned it (walking the choices
+            // back to it is only worth it where reuse tells something).
+            let previous = call.previous_on_conn.filter(|_| !self.reuse_says_nothing);
+            let previous = previous.and_then(|p| {
+                let q = chosen_in(s, p)?;
+                Some(PreviousOwner {
+                    req: q,
+                    responds: reqs[q].responds,
+                })
+            });
+            for &r in candidates {
+                // A candidate that already answered may still be streaming its response.
+                let (score, pos) = match self.slot_of[r] {
+                    Some(pos) => {
+                        let a = &s.active[pos];
+                        let reused = if self.reuse_says_nothing {
+                            0.0
+                        } else {
+                            self.reuse_ratios.ln_ratio(Kind {
+                                reuse: reuse(&a.calls, at, &call.made),
+                                owner: owner(r, reqs[r].arrived, previous),
+                            })
+                        };
+                        let how = a.waiting.follows(reqs[r].arrived, &a.calls, at);
+                        let ln = ln_following(&reqs[r], how, call.made.launch, &mut self.table);
+                        let tok = ln_tokens(self.tokens, j, r, &a.calls);
+                        (s.score + ln + reused + tok, Some(pos))
+                    }
+                    None => {
+                        let tok = ln_tokens(self.tokens, j, r, &reqs[r].prior_calls);
+                        (s.score + ln_early() + tok, None)
+                    }
+                };
+                // The handler given the call stops waiting: its loss is in `score`.
+                let still_lost = pos.map_or(0.0, |p| s.active[p].waiting.lost(at));
+                self.next
+                    .push((score, score + all_lost - still_lost, si, r, pos));
+            }
+        }
+    }
+
+    /// Each candidate's share of the expansions' probability.
+    fn shares(&self) -> Vec<(usize, f64)> {
+        let top = self
+            .next
+            .iter()
+            .map(|n| n.0)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mut shares: Vec<(usize, f64)> = Vec::new();
+        for (score, _, _, r, _) in &self.next {
+            let ln_w = CONFIDENCE_TEMPER * (score - top);
+            // Shares this small are zero to the sums (and cost an `exp` each).
+            if ln_w < LN_NEGLIGIBLE_SHARE {
+                continue;
+            }
+            let w = ln_w.exp();
+            match shares.iter_mut().find(|(k, _)| k == r) {
+                Some((_, m)) => *m += w,
+                None => shares.push((*r, w)),
+            }
+        }
+        let total: f64 = shares.iter().map(|(_, w)| w).sum();
+        shares.iter_mut().for_each(|(_, w)| *w /= total);
+        shares
+    }
+
+    /// The best `width` expansions of call `j` whose states differ, into `kept`, best first,
+    /// ties in the order scored. Only the best few are ever looked at, so only they are put in
+    /// order (sorting every expansion was a quarter of the time): twice the width at first,
+    /// more only if many are duplicates.
+    fn keep_best(&mut self, j: usize, width: usize) {
+        let (ranked, next) = (&mut self.ranked, &self.next);
+        ranked.clear();
+        ranked.extend(next.iter().enumerate().map(|(k, n)| rank_key(n.1, k)));
+        let mut sorted = (2 * width).min(ranked.len());
+        put_best_first(ranked, sorted);
+        self.seen.clear();
+        self.kept.clear();
+        let mut i = 0;
+        while self.kept.len() < width && i < ranked.len() {
+            if i == sorted {
+                // Many were duplicates: put twice as many in order.
+                let more = (2 * sorted).min(ranked.len());
+                put_best_first(&mut ranked[sorted..], more - sorted);
+                sorted = more;
+            }
+            let (score, _, si, r, pos) = next[ranked[i] as u64 as usize];
+            let s = &self.states[si];
+            i += 1;
+            let signature = match pos {
+                Some(pos) => {
+                    let h: u64 = s.active[pos].hash;
+                    s.signature.wrapping_sub(h).wrapping_add(mix(h, j as u64))
+                }
+                None => s.signature,
+            };
+            if self.seen.insert(signature) {
+                self.kept.push((score, si, r, pos, signature));
+            }
+        }
+    }
+
+    /// The kept expansions of call `j` become the states. A state's last kept expansion takes
+    /// its open handlers; the others copy them.
+    fn extend_kept(&mut self, j: usize) {
+        let call = &self.calls[j];
+        let children = &mut self.children;
+        children.clear();
+        children.resize(self.states.len(), 0);
+        for k in &self.kept {
+            children[k.1] += 1;
+        }
+        let mut parents = std::mem::take(&mut self.states);
+        let (reqs, table) = (self.reqs, &mut self.table);
+        self.states = self
+            .kept
+            .iter()
+            .map(|&(score, si, r, pos, signature)| {
+                children[si] -= 1;
+                let s = &mut parents[si];
+                let mut active = if children[si] == 0 {
+                    std::mem::take(&mut s.active)
+                } else {
+                    s.active.clone()
+                };
+                if let Some(pos) = pos {
+                    let a = &mut active[pos];
+                    a.calls = a.calls.iter().copied().chain([call.made]).collect();
+                    a.waiting = a.waiting.after(&reqs[r], &call.made, table);
+                    a.hash = mix(a.hash, j as u64);
+                }
+                State {
+                    score,
+                    active,
+                    signature,
+                    choices: Some(Rc::new(Choice {
+                        call: j,
+                        req: r,
+                        prev: s.choices.clone(),
+                    })),
+                }
+            })
+            .collect();
+    }
+
+    /// What the beam ends with. Requests still open at the end of the batch add nothing more.
+    fn finish(self) -> Beam {
+        let states = &self.states;
+        let best = states
+            .iter()
+            .map(|s| s.score)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mut weights: Vec<f64> = states
+            .iter()
+            .map(|s| (CONFIDENCE_TEMPER * (s.score - best)).exp())
+            .collect();
+        let total: f64 = weights.iter().sum();
+        weights.iter_mut().for_each(|w| *w /= total);
+        let choices_of = |s: &State| {
+            let mut out = vec![usize::MAX; self.calls.len()];
+            let mut c = s.choices.as_deref();
+            while let Some(ch) = c {
+                out[ch.call] = ch.req;
+                c = ch.prev.as_deref();
+            }
+            out
+        };
+        Beam {
+            choices: states.iter().map(choices_of).collect(),
+            weights,
+            best: states.iter().position(|s| s.score == best).unwrap_or(0),
+            best_score: best,
+            local_share: self.local_share,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_keys_order_as_total_cmp_then_index() {
+        let ranks = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            3.0,
+            f64::INFINITY,
+            -3.0,
+            3.0,
+        ];
+        for (i, &a) in ranks.iter().enumerate() {
+            for (j, &b) in ranks.iter().enumerate() {
+                let want = b.total_cmp(&a).then(i.cmp(&j));
+                assert_eq!(rank_key(a, i).cmp(&rank_key(b, j)), want, "{a} {b}");
+            }
+        }
+    }
+}
