@@ -287,14 +287,9 @@ kept them.\n# TYPE tapspan_sampled_traces_total counter"
             "tapspan_sampled_traces_total{{decision=\"{decision}\",reason=\"{label}\"}} {n}"
         );
     };
-    traces("kept", "head", s.kept_head);
-    traces("kept", "default reservoir", s.kept_default_reservoir);
-    for (name, rate, reservoir) in &s.kept_by_rule {
-        traces("kept", &format!("rule {name}"), *rate);
-        traces("kept", &format!("rule {name} reservoir"), *reservoir);
+    for (kept, n) in s.kept_by() {
+        traces("kept", &kept.label(false), n);
     }
-    traces("kept", "errors", s.kept_errors);
-    traces("kept", "slow", s.kept_slow);
     traces("dropped", "", s.dropped);
     let _ = writeln!(
         out,
