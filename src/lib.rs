@@ -14,6 +14,7 @@ pub(crate) use protocols::http1 as http;
 
 pub mod analysis;
 pub mod causality;
+pub mod counters;
 pub mod export;
 pub mod ids;
 pub mod limits;

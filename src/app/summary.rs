@@ -6,6 +6,9 @@
 use std::fmt::Write as _;
 
 use tapspan::analysis::{fmt_ns, Endpoint};
+use tapspan::causality::CausalityStats;
+use tapspan::counters::{fill, keyed, Counter};
+use tapspan::pipeline::PipelineStats;
 use tapspan::terminal::escape;
 
 /// The latency table, one row per endpoint.
@@ -35,87 +38,67 @@ pub fn render_table(endpoints: &[Endpoint]) -> String {
     s
 }
 
-/// The pipeline's counters, for `--summary`. Every counter is destructured by name, so a new
-/// one does not compile until it is shown here; the last line gathers the memory caps that were
-/// reached, each of which degraded only the connection (or datagram) it names.
-pub fn render_counters(s: &tapspan::pipeline::PipelineStats, spans: u64) -> String {
-    let tapspan_capture::DecodeStats {
-        frames,
-        bytes,
-        tcp_segments,
-        non_tcp,
-        unsupported_link,
-        malformed,
-        tunnels_unwrapped,
-        fragments,
-        datagrams_reassembled,
-        defrag_evicted,
-        defrag_timed_out,
-        defrag_overlaps,
-        defrag_pending,
-        truncated,
-        defrag_ranges_visited: _,
-    } = s.decode;
-    let tapspan::reassembly::ReassemblyStats {
-        segments: _,
-        connections,
-        midstream_connections,
-        closed_fin,
-        closed_rst,
-        expired_idle,
-        evicted,
-        retransmitted_bytes,
-        overlap_conflict_bytes,
-        after_fin_bytes,
-        holes_skipped_at_cap,
-        out_of_order_segments,
-        gaps,
-        gap_bytes,
-        peak_connections,
-        peak_held_bytes,
-        ignored_rsts,
-        late_segments,
-        clock_steps_back,
-        held_pieces_visited: _,
-    } = s.reassembly;
-    let tapspan::protocols::http1::HttpStats {
-        connections: http_connections,
-        non_http_connections,
-        tls_connections,
-        http2_connections,
-        upgraded_connections,
-        exchanges,
-        incomplete_exchanges,
-        responses_without_request,
-        malformed_messages,
-        heads_too_large,
-        heads_dropped_at_total_cap,
-        peak_head_bytes: _,
-        pending_requests_dropped,
-        resyncs,
-        pairing_steps: _,
-    } = s.protocols.http;
-    format!(
-        "\nframes {frames} ({bytes} bytes), tcp segments {tcp_segments}, non-tcp {non_tcp}, \
-unsupported link {unsupported_link}, malformed {malformed}, cut by snap length {truncated}, \
-tunnels {tunnels_unwrapped}\n\
-ip fragments {fragments}: datagrams reassembled {datagrams_reassembled}, overlapping \
-{defrag_overlaps}, timed out {defrag_timed_out}, never completed {defrag_pending}\n\
-connections {connections} (mid-stream {midstream_connections}, fin {closed_fin}, rst \
-{closed_rst}, idle {expired_idle}, peak {peak_connections}), retransmitted bytes \
-{retransmitted_bytes}, conflicting overlap bytes {overlap_conflict_bytes}, out-of-order \
-segments {out_of_order_segments} (peak held {peak_held_bytes} bytes), gaps {gaps} ({gap_bytes} \
-bytes), bytes after fin {after_fin_bytes}, ignored rsts {ignored_rsts}, late segments \
-{late_segments}, clock steps back {clock_steps_back}\n\
-http connections {http_connections} (not http {non_http_connections}: tls \
-{tls_connections}, http/2 {http2_connections}; upgraded {upgraded_connections}), exchanges {exchanges} (incomplete {incomplete_exchanges}, responses \
-without request {responses_without_request}), malformed messages {malformed_messages}, resyncs \
-{resyncs}; spans made {spans}\n\
-memory caps reached: connections evicted {evicted}, holes skipped at the held-bytes cap \
-{holes_skipped_at_cap}, fragment datagrams evicted {defrag_evicted}, heads over the size cap \
-{heads_too_large}, heads dropped at the total head cap {heads_dropped_at_total_cap}, unanswered \
-requests given up {pending_requests_dropped}\n"
-    )
+/// Where `--summary` puts the pipeline's counters (`{set.name}`, see [`tapspan::counters`]);
+/// every counter not tagged internal stands here once (tested). The last line gathers the
+/// memory caps that were reached, each of which degraded only the connection (or datagram) it
+/// names.
+const COUNTERS: &str = "\nframes {decode.frames} ({decode.bytes} bytes), tcp segments \
+{decode.tcp_segments}, non-tcp {decode.non_tcp}, unsupported link {decode.unsupported_link}, \
+malformed {decode.malformed}, cut by snap length {decode.truncated}, tunnels \
+{decode.tunnels_unwrapped}\n\
+ip fragments {decode.fragments}: datagrams reassembled {decode.datagrams_reassembled}, \
+overlapping {decode.defrag_overlaps}, timed out {decode.defrag_timed_out}, never completed \
+{decode.defrag_pending}\n\
+connections {tcp.connections} (mid-stream {tcp.midstream_connections}, fin {tcp.closed_fin}, \
+rst {tcp.closed_rst}, idle {tcp.expired_idle}, peak {tcp.peak_connections}), retransmitted \
+bytes {tcp.retransmitted_bytes}, conflicting overlap bytes {tcp.overlap_conflict_bytes}, \
+out-of-order segments {tcp.out_of_order_segments} (peak held {tcp.peak_held_bytes} bytes), \
+gaps {tcp.gaps} ({tcp.gap_bytes} bytes), bytes after fin {tcp.after_fin_bytes}, ignored rsts \
+{tcp.ignored_rsts}, late segments {tcp.late_segments}, clock steps back \
+{tcp.clock_steps_back}\n\
+http connections {http.connections} (not http {http.non_http_connections}: tls \
+{http.tls_connections}, http/2 {http.http2_connections}; upgraded \
+{http.upgraded_connections}), exchanges {http.exchanges} (incomplete \
+{http.incomplete_exchanges}, responses without request {http.responses_without_request}), \
+malformed messages {http.malformed_messages}, resyncs {http.resyncs}; spans made {spans}\n\
+memory caps reached: connections evicted {tcp.evicted}, holes skipped at the held-bytes cap \
+{tcp.holes_skipped_at_cap}, fragment datagrams evicted {decode.defrag_evicted}, heads over the \
+size cap {http.heads_too_large}, heads dropped at the total head cap \
+{http.heads_dropped_at_total_cap}, unanswered requests given up \
+{http.pending_requests_dropped}\n";
+
+/// The pipeline's counters, keyed for [`COUNTERS`].
+fn keyed_counters(s: &PipelineStats, spans: u64) -> Vec<(String, Counter)> {
+    let mut all: Vec<_> = keyed(&s.decode)
+        .chain(keyed(&s.reassembly))
+        .chain(keyed(&s.protocols.http))
+        .collect();
+    all.push((
+        "spans".into(),
+        Counter {
+            name: "spans",
+            help: "Spans made.",
+            value: spans,
+            tags: &[],
+        },
+    ));
+    all
+}
+
+/// The pipeline's counters, for `--summary`.
+pub fn render_counters(s: &PipelineStats, spans: u64) -> String {
+    fill(COUNTERS, &keyed_counters(s, spans))
+}
+
+/// Where `--summary` puts causality's counters.
+const CAUSALITY: &str = "traces {causality.traces} from {causality.exchanges} exchanges: linked \
+by propagated id {causality.linked_by_id}, by nesting {causality.linked_by_nesting}, roots \
+{causality.roots}; decided early at the memory cap {causality.forced_decisions}, peak held \
+{causality.peak_pending}\n";
+
+/// Causality's counters, for `--summary`.
+pub fn render_causality(s: &CausalityStats) -> String {
+    fill(CAUSALITY, &keyed(s).collect::<Vec<_>>())
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -185,5 +168,16 @@ mod tests {
         assert!(row.starts_with("svc\\x1b]0;title\\x07 "), "{row}");
         assert!(row.contains(" G\\x1b[2JET "), "{row}");
         assert!(row.contains(" /a\\x0d\\x1b[1A\\x1b[31mok\\x9b0m "), "{row}");
+    }
+
+    /// A new counter does not reach `--summary` unseen: the layouts place each counter not
+    /// tagged internal once.
+    #[test]
+    fn the_layouts_place_every_counter_once() {
+        let all = keyed_counters(&PipelineStats::default(), 0);
+        tapspan::counters::assert_layout_complete(COUNTERS, &all);
+        let causality: Vec<_> = keyed(&CausalityStats::default()).collect();
+        tapspan::counters::assert_layout_complete(CAUSALITY, &causality);
+        assert!(render_counters(&PipelineStats::default(), 7).contains("; spans made 7\n"));
     }
 }

@@ -83,6 +83,29 @@ pub struct ReassemblyStats {
     pub held_pieces_visited: u64,
 }
 
+crate::counters::describe_counters!("tcp", ReassemblyStats {
+    segments [Internal]: "TCP segments given to reassembly.",
+    connections: "Connections seen.",
+    midstream_connections: "Connections first seen mid-stream (no handshake).",
+    closed_fin: "Connections closed by FIN.",
+    closed_rst: "Connections closed by RST.",
+    expired_idle: "Connections closed after the idle timeout.",
+    evicted: "Connections evicted at the connection cap.",
+    retransmitted_bytes: "Bytes seen again (retransmissions).",
+    overlap_conflict_bytes: "Overlapping bytes that differ from those held.",
+    after_fin_bytes: "Out-of-order bytes beyond a direction's FIN, dropped.",
+    holes_skipped_at_cap: "Holes skipped because out-of-order bytes reached a cap.",
+    out_of_order_segments: "Segments that came out of order.",
+    gaps [Metric]: "Holes in TCP streams (bytes never captured).",
+    gap_bytes: "Bytes missing in those holes.",
+    peak_connections: "Most connections tracked at once.",
+    peak_held_bytes: "Most out-of-order bytes held at once.",
+    ignored_rsts: "RSTs followed by more data (the endpoint ignored them).",
+    late_segments: "Segments with data of already-closed connections, dropped.",
+    clock_steps_back: "Times capture time stepped back by more than the idle timeout.",
+    held_pieces_visited [Internal]: "Held out-of-order pieces looked at.",
+});
+
 struct Conn {
     id: ConnId,
     client: SocketAddr,

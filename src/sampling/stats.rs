@@ -28,36 +28,65 @@ pub struct SamplingStats {
     pub peak_held_spans: u64,
 }
 
+/// What kept a trace: one of [`SamplingStats`]' kept counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kept<'a> {
+    Head,
+    DefaultReservoir,
+    Rule(&'a str),
+    RuleReservoir(&'a str),
+    Errors,
+    Slow,
+}
+
+impl Kept<'_> {
+    /// How readers name it; a rule's name quoted (`rule "checkout"`) or as it is.
+    pub fn label(&self, quote_rule: bool) -> String {
+        let rule = |name: &str| match quote_rule {
+            true => format!("rule {name:?}"),
+            false => format!("rule {name}"),
+        };
+        match self {
+            Kept::Head => "head".into(),
+            Kept::DefaultReservoir => "default reservoir".into(),
+            Kept::Rule(name) => rule(name),
+            Kept::RuleReservoir(name) => rule(name) + " reservoir",
+            Kept::Errors => "errors".into(),
+            Kept::Slow => "slow".into(),
+        }
+    }
+}
+
 impl SamplingStats {
+    /// Traces kept, by what kept them: the one list `--summary`, the live stats and
+    /// Prometheus walk.
+    pub fn kept_by(&self) -> Vec<(Kept<'_>, u64)> {
+        let mut kept = vec![
+            (Kept::Head, self.kept_head),
+            (Kept::DefaultReservoir, self.kept_default_reservoir),
+        ];
+        for (name, rate, reservoir) in &self.kept_by_rule {
+            kept.push((Kept::Rule(name), *rate));
+            kept.push((Kept::RuleReservoir(name), *reservoir));
+        }
+        kept.push((Kept::Errors, self.kept_errors));
+        kept.push((Kept::Slow, self.kept_slow));
+        kept
+    }
+
     pub fn kept(&self) -> u64 {
-        self.kept_head
-            + self.kept_default_reservoir
-            + self.kept_errors
-            + self.kept_slow
-            + self
-                .kept_by_rule
-                .iter()
-                .map(|(_, rate, reservoir)| rate + reservoir)
-                .sum::<u64>()
+        self.kept_by().iter().map(|(_, n)| n).sum()
     }
 
     /// The `--summary` line; `forced` is the causality builder's count of exchanges decided
     /// early at its memory cap.
     pub fn render(&self, forced: u64) -> String {
-        let mut why = Vec::new();
-        let mut add = |what: String, n: u64| {
-            if n > 0 {
-                why.push(format!("{what} {n}"));
-            }
-        };
-        add("head".into(), self.kept_head);
-        add("default reservoir".into(), self.kept_default_reservoir);
-        for (name, rate, reservoir) in &self.kept_by_rule {
-            add(format!("rule {name:?}"), *rate);
-            add(format!("rule {name:?} reservoir"), *reservoir);
-        }
-        add("errors".into(), self.kept_errors);
-        add("slow".into(), self.kept_slow);
+        let why: Vec<String> = self
+            .kept_by()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{} {n}", k.label(true)))
+            .collect();
         let mut line = format!(
             "sampling: traces {}, kept {} ({}), dropped {}; spans written {} of {}",
             self.traces,

@@ -138,19 +138,7 @@ packets, no connection seen both ways), corrected",
                     ),
                 };
             }
-            let c = &builder.stats;
-            let _ = writeln!(
-                more,
-                "traces {} from {} exchanges: linked by propagated id {}, by nesting {}, roots \
-{}; decided early at the memory cap {}, peak held {}",
-                c.traces,
-                c.exchanges,
-                c.linked_by_id,
-                c.linked_by_nesting,
-                c.roots,
-                c.forced_decisions,
-                c.peak_pending
-            );
+            more.push_str(&crate::app::summary::render_causality(&builder.stats));
         }
         outputs.finish(Some(&outcome.stats), &more)?;
         if let Some(why) = nothing_decoded(&outcome.stats) {

@@ -112,6 +112,24 @@ pub struct HttpStats {
     pub pairing_steps: u64,
 }
 
+crate::counters::describe_counters!("http", HttpStats {
+    connections: "Connections given to the HTTP/1.x decoder.",
+    non_http_connections: "Of those, connections that were not HTTP/1.x.",
+    tls_connections: "Of those, connections that began like TLS.",
+    http2_connections: "Of those, connections that began with the HTTP/2 preface.",
+    upgraded_connections: "Connections upgraded away from HTTP/1.x.",
+    exchanges: "Exchanges paired.",
+    incomplete_exchanges [Metric]: "Exchanges cut short (reset, timeout, capture ended).",
+    responses_without_request: "Responses with no request to pair.",
+    malformed_messages: "Messages that could not be parsed.",
+    heads_too_large: "Heads longer than the head size cap, cut after their start line.",
+    heads_dropped_at_total_cap: "Split heads dropped at the total head cap.",
+    peak_head_bytes [Internal]: "Most bytes of head buffers held at once.",
+    pending_requests_dropped: "Requests given up unanswered at the pending cap.",
+    resyncs: "Times the decoder resynchronised after a gap or bad input.",
+    pairing_steps [Internal]: "Exchanges looked at to pair messages.",
+});
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     /// Nothing seen yet.

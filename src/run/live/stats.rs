@@ -12,9 +12,8 @@ use std::sync::Mutex;
 
 use tapspan_capture::DecodeStats;
 
+use crate::counters::{Counter, Counters, Tag};
 use crate::pipeline::PipelineStats;
-use crate::protocols::http1::HttpStats;
-use crate::reassembly::ReassemblyStats;
 use crate::sampling::SamplingStats;
 
 /// What one worker last published.
@@ -100,8 +99,9 @@ impl Shared {
             queue_depths.push(w.queue_depth.load(Ordering::Relaxed));
             if let Ok(s) = w.snapshot.lock() {
                 active_connections += s.active_connections;
-                add_reassembly(&mut pipeline.reassembly, &s.stats.reassembly);
-                add_http(&mut pipeline.protocols.http, &s.stats.protocols.http);
+                // Peaks add up too: each worker's tables are separate memory.
+                pipeline.reassembly.add(&s.stats.reassembly);
+                pipeline.protocols.http.add(&s.stats.protocols.http);
             }
         }
         Snapshot {
@@ -123,89 +123,6 @@ impl Shared {
             sampling: self.sampling.lock().map(|s| s.clone()).unwrap_or_default(),
         }
     }
-}
-
-/// Adds one worker's reassembly counters to a total (peaks add up too: each worker's table is
-/// separate memory). Destructured in full so a new counter cannot be forgotten here.
-pub fn add_reassembly(total: &mut ReassemblyStats, s: &ReassemblyStats) {
-    let ReassemblyStats {
-        segments,
-        connections,
-        midstream_connections,
-        closed_fin,
-        closed_rst,
-        expired_idle,
-        evicted,
-        retransmitted_bytes,
-        overlap_conflict_bytes,
-        after_fin_bytes,
-        holes_skipped_at_cap,
-        out_of_order_segments,
-        gaps,
-        gap_bytes,
-        peak_connections,
-        peak_held_bytes,
-        ignored_rsts,
-        late_segments,
-        clock_steps_back,
-        held_pieces_visited,
-    } = s;
-    total.segments += segments;
-    total.connections += connections;
-    total.midstream_connections += midstream_connections;
-    total.closed_fin += closed_fin;
-    total.closed_rst += closed_rst;
-    total.expired_idle += expired_idle;
-    total.evicted += evicted;
-    total.retransmitted_bytes += retransmitted_bytes;
-    total.overlap_conflict_bytes += overlap_conflict_bytes;
-    total.after_fin_bytes += after_fin_bytes;
-    total.holes_skipped_at_cap += holes_skipped_at_cap;
-    total.out_of_order_segments += out_of_order_segments;
-    total.gaps += gaps;
-    total.gap_bytes += gap_bytes;
-    total.peak_connections += peak_connections;
-    total.peak_held_bytes += peak_held_bytes;
-    total.ignored_rsts += ignored_rsts;
-    total.late_segments += late_segments;
-    total.clock_steps_back += clock_steps_back;
-    total.held_pieces_visited += held_pieces_visited;
-}
-
-/// Adds one worker's HTTP counters to a total.
-pub fn add_http(total: &mut HttpStats, s: &HttpStats) {
-    let HttpStats {
-        connections,
-        non_http_connections,
-        tls_connections,
-        http2_connections,
-        upgraded_connections,
-        exchanges,
-        incomplete_exchanges,
-        responses_without_request,
-        malformed_messages,
-        heads_too_large,
-        heads_dropped_at_total_cap,
-        peak_head_bytes,
-        pending_requests_dropped,
-        resyncs,
-        pairing_steps,
-    } = s;
-    total.connections += connections;
-    total.non_http_connections += non_http_connections;
-    total.tls_connections += tls_connections;
-    total.http2_connections += http2_connections;
-    total.upgraded_connections += upgraded_connections;
-    total.exchanges += exchanges;
-    total.incomplete_exchanges += incomplete_exchanges;
-    total.responses_without_request += responses_without_request;
-    total.malformed_messages += malformed_messages;
-    total.heads_too_large += heads_too_large;
-    total.heads_dropped_at_total_cap += heads_dropped_at_total_cap;
-    total.peak_head_bytes += peak_head_bytes;
-    total.pending_requests_dropped += pending_requests_dropped;
-    total.resyncs += resyncs;
-    total.pairing_steps += pairing_steps;
 }
 
 /// The `--stats` line: totals, and rates over `secs` since `prev`.
@@ -241,6 +158,80 @@ connections {} exchanges {} spans {} ({:.0}/s) | queues [{}]/{} output {}/{}{sam
     )
 }
 
+/// The run's own counters as Prometheus metrics, in the order served: name, type, help, value.
+fn run_metrics(s: &Snapshot) -> [(&'static str, &'static str, &'static str, u64); 10] {
+    [
+        (
+            "tapspan_packets_total",
+            "counter",
+            "Packets read from the interface.",
+            s.packets,
+        ),
+        (
+            "tapspan_bytes_total",
+            "counter",
+            "Captured bytes read from the interface.",
+            s.bytes,
+        ),
+        (
+            "tapspan_kernel_received_total",
+            "counter",
+            "Packets libpcap reports the kernel delivered.",
+            s.kernel_received,
+        ),
+        (
+            "tapspan_kernel_drops_total",
+            "counter",
+            "Packets dropped because the capture buffer was full (libpcap ps_drop).",
+            s.kernel_dropped,
+        ),
+        (
+            "tapspan_interface_drops_total",
+            "counter",
+            "Packets dropped by the interface or driver (libpcap ps_ifdrop).",
+            s.if_dropped,
+        ),
+        (
+            "tapspan_shed_packets_total",
+            "counter",
+            "Packets tapspan dropped because a worker queue was full.",
+            s.shed_packets,
+        ),
+        (
+            "tapspan_pcap_written_packets_total",
+            "counter",
+            "Packets written to --write-pcap.",
+            s.pcap_written,
+        ),
+        (
+            "tapspan_active_connections",
+            "gauge",
+            "TCP connections being tracked.",
+            s.active_connections as u64,
+        ),
+        (
+            "tapspan_exchanges_total",
+            "counter",
+            "HTTP exchanges completed.",
+            s.exchanges,
+        ),
+        (
+            "tapspan_spans_total",
+            "counter",
+            "Spans handed to the outputs.",
+            s.spans,
+        ),
+    ]
+}
+
+/// A set's counters tagged [`Tag::Metric`], as `tapspan_<set>_<name>_total`.
+fn set_metrics<C: Counters>(set: &C) -> impl Iterator<Item = (String, Counter)> {
+    set.counters()
+        .into_iter()
+        .filter(|c| c.has(Tag::Metric))
+        .map(|c| (format!("tapspan_{}_{}_total", C::SET, c.name), c))
+}
+
 /// Prometheus text exposition format (version 0.0.4).
 pub fn prometheus(s: &Snapshot) -> String {
     let mut out = String::new();
@@ -250,78 +241,14 @@ pub fn prometheus(s: &Snapshot) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     };
-    metric(
-        "tapspan_packets_total",
-        "counter",
-        "Packets read from the interface.",
-        s.packets,
-    );
-    metric(
-        "tapspan_bytes_total",
-        "counter",
-        "Captured bytes read from the interface.",
-        s.bytes,
-    );
-    metric(
-        "tapspan_kernel_received_total",
-        "counter",
-        "Packets libpcap reports the kernel delivered.",
-        s.kernel_received,
-    );
-    metric(
-        "tapspan_kernel_drops_total",
-        "counter",
-        "Packets dropped because the capture buffer was full (libpcap ps_drop).",
-        s.kernel_dropped,
-    );
-    metric(
-        "tapspan_interface_drops_total",
-        "counter",
-        "Packets dropped by the interface or driver (libpcap ps_ifdrop).",
-        s.if_dropped,
-    );
-    metric(
-        "tapspan_shed_packets_total",
-        "counter",
-        "Packets tapspan dropped because a worker queue was full.",
-        s.shed_packets,
-    );
-    metric(
-        "tapspan_pcap_written_packets_total",
-        "counter",
-        "Packets written to --write-pcap.",
-        s.pcap_written,
-    );
-    metric(
-        "tapspan_active_connections",
-        "gauge",
-        "TCP connections being tracked.",
-        s.active_connections as u64,
-    );
-    metric(
-        "tapspan_exchanges_total",
-        "counter",
-        "HTTP exchanges completed.",
-        s.exchanges,
-    );
-    metric(
-        "tapspan_spans_total",
-        "counter",
-        "Spans handed to the outputs.",
-        s.spans,
-    );
-    metric(
-        "tapspan_http_incomplete_exchanges_total",
-        "counter",
-        "Exchanges cut short (reset, timeout, capture ended).",
-        s.pipeline.protocols.http.incomplete_exchanges,
-    );
-    metric(
-        "tapspan_tcp_gaps_total",
-        "counter",
-        "Holes in TCP streams (bytes never captured).",
-        s.pipeline.reassembly.gaps,
-    );
+    for (name, kind, help, value) in run_metrics(s) {
+        metric(name, kind, help, value);
+    }
+    let pipeline = &s.pipeline;
+    for (name, c) in set_metrics(&pipeline.protocols.http).chain(set_metrics(&pipeline.reassembly))
+    {
+        metric(&name, "counter", c.help, c.value);
+    }
     metric(
         "tapspan_output_queue_depth",
         "gauge",
@@ -360,14 +287,9 @@ kept them.\n# TYPE tapspan_sampled_traces_total counter"
             "tapspan_sampled_traces_total{{decision=\"{decision}\",reason=\"{label}\"}} {n}"
         );
     };
-    traces("kept", "head", s.kept_head);
-    traces("kept", "default reservoir", s.kept_default_reservoir);
-    for (name, rate, reservoir) in &s.kept_by_rule {
-        traces("kept", &format!("rule {name}"), *rate);
-        traces("kept", &format!("rule {name} reservoir"), *reservoir);
+    for (kept, n) in s.kept_by() {
+        traces("kept", &kept.label(false), n);
     }
-    traces("kept", "errors", s.kept_errors);
-    traces("kept", "slow", s.kept_slow);
     traces("dropped", "", s.dropped);
     let _ = writeln!(
         out,
