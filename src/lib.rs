@@ -23,7 +23,6 @@ pub mod protocols;
 #[cfg(feature = "live")]
 #[allow(unsafe_code)]
 pub mod privileges;
-pub mod protocols;
 pub mod reassembly;
 pub mod redact;
 pub mod route;
