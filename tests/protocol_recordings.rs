@@ -640,65 +640,6 @@ fn picked_up_midstream_they_resynchronise_and_never_mispair() {
     assert!(resumed >= 40, "{resumed}");
 }
 
-/// Decoder throughput over the recordings' bytes, for the notes:
-/// `cargo test --test protocol_recordings throughput -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput() {
-    use std::time::Instant;
-    use tapspan::protocols::{postgres::PgConn, redis::RedisConn, tls::TlsConn};
-    let rounds = 2000;
-    let measure = |name: &str, file: &str, run: &dyn Fn(&Conn) -> usize| {
-        let conns = tcp_conns(&pcap(file));
-        let bytes: usize = conns
-            .iter()
-            .flat_map(|c| &c.pieces)
-            .map(|p| match p {
-                Piece::Data(_, _, b) => b.len(),
-                Piece::Gap(_) => 0,
-            })
-            .sum();
-        let t = Instant::now();
-        let mut n = 0;
-        for _ in 0..rounds {
-            n += conns.iter().map(run).sum::<usize>();
-        }
-        let s = t.elapsed().as_secs_f64();
-        let mbs = (bytes * rounds) as f64 / s / 1e6;
-        eprintln!("{name}: {mbs:.0} MB/s, {:.0} exchanges/s", n as f64 / s);
-    };
-    measure("redis", "redis-basic.pcap", &|c| {
-        let mut d = RedisConn::new(true);
-        let mut out = Vec::new();
-        for p in &c.pieces {
-            if let Piece::Data(dir, ts, b) = p {
-                d.push(*dir, *ts, b, &mut out);
-            }
-        }
-        out.len()
-    });
-    measure("postgres", "postgres-basic.pcap", &|c| {
-        let mut d = PgConn::new(true);
-        let mut out = Vec::new();
-        for p in &c.pieces {
-            if let Piece::Data(dir, ts, b) = p {
-                d.push(*dir, *ts, b, &mut out);
-            }
-        }
-        out.len()
-    });
-    measure("tls", "tls-handshakes.pcap", &|c| {
-        let mut d = TlsConn::new();
-        let mut out = Vec::new();
-        for p in &c.pieces {
-            if let Piece::Data(dir, ts, b) = p {
-                d.push(*dir, *ts, b, &mut out);
-            }
-        }
-        out.len()
-    });
-}
-
 // ---------------------------------------------------------------------------------------------
 // The multi-tier recording: Redis and PostgreSQL calls made for HTTP requests.
 
