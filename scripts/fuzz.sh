@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Fuzz one target for a bounded time (issue 6): scripts/fuzz.sh TARGET SECONDS [libFuzzer args...]
 #
-# Targets: capture_file decode reassembly http replay (fuzz/fuzz_targets/; harnesses in
-# fuzz/src/lib.rs). The corpus grows in fuzz/corpus/TARGET (not committed), seeded from the
-# committed fuzz/seeds/TARGET (real frames, see scripts/fuzz-seeds.sh); a crash lands in
-# fuzz/artifacts/TARGET and makes this script fail. Copy a crash input to
-# fuzz/regressions/TARGET/NAME once fixed: `cargo test --test fuzz_regressions` replays it.
+# Targets: capture_file decode reassembly http replay redis postgres dns tls
+# (fuzz/fuzz_targets/; harnesses in fuzz/src/lib.rs). The corpus grows in fuzz/corpus/TARGET
+# (not committed), seeded from the committed fuzz/seeds/TARGET (real frames, see
+# scripts/fuzz-seeds.sh); a crash lands in fuzz/artifacts/TARGET and makes this script fail.
+# Copy a crash input to fuzz/regressions/TARGET/NAME once fixed: `cargo test --test
+# fuzz_regressions` replays it.
 #
 # Works on the stable toolchain: cargo-fuzz passes -Z flags (sanitizer, coverage), which
 # RUSTC_BOOTSTRAP=1 lets stable rustc accept. Environment: FUZZ_SANITIZER (default address;

@@ -26,6 +26,10 @@ const TARGETS: &[(&str, Harness)] = &[
     ("reassembly", harness::reassembly),
     ("http", harness::http),
     ("replay", harness::replay),
+    ("redis", harness::redis),
+    ("postgres", harness::postgres),
+    ("dns", harness::dns),
+    ("tls", harness::tls),
 ];
 
 /// Seeds of capture files are cut at the first record boundary past this many bytes.
@@ -196,14 +200,14 @@ fn reassembly_seed(path: &Path) -> Option<Vec<u8>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// The first connection's stream events as the http harness's ops.
-fn http_seed(path: &Path) -> Option<Vec<u8>> {
+/// Each connection's stream events as the http harness's ops (`harness::steps`), with whether
+/// it was picked up mid-stream, in the order the connections opened.
+fn conn_ops(path: &Path) -> Vec<(u8, Vec<u8>)> {
     let mut src = FileSource::open(path).unwrap();
     let mut dec = Decoder::new(DecodeConfig::default());
     let mut r = Reassembler::new(ReassemblyConfig::default());
-    let mut first = None;
-    let mut how = 0u8;
-    let mut ops = Vec::new();
+    let mut conns: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut index = std::collections::HashMap::new();
     let mut sink = |ev: StreamEvent<'_>| {
         let conn = match &ev {
             StreamEvent::Open { conn, .. }
@@ -212,13 +216,15 @@ fn http_seed(path: &Path) -> Option<Vec<u8>> {
             | StreamEvent::HalfClose { conn, .. }
             | StreamEvent::Close { conn, .. } => *conn,
         };
-        if *first.get_or_insert(conn) != conn {
-            return;
-        }
+        let i = *index.entry(conn).or_insert_with(|| {
+            conns.push((0, Vec::new()));
+            conns.len() - 1
+        });
+        let (how, ops) = &mut conns[i];
         let s2c = |dir: Direction| dir == Direction::ServerToClient;
         match ev {
             StreamEvent::Open { how: h, .. } => {
-                how = (h == tapspan::reassembly::OpenHow::Midstream) as u8;
+                *how = (h == tapspan::reassembly::OpenHow::Midstream) as u8;
             }
             StreamEvent::Data { dir, bytes, .. } => {
                 for p in bytes.chunks(255) {
@@ -254,20 +260,115 @@ fn http_seed(path: &Path) -> Option<Vec<u8>> {
         }
     }
     r.finish(&mut sink);
-    if ops.is_empty() {
-        return None;
-    }
-    // Keep the seed small: the first few KiB of ops (the harness closes what is left open).
+    conns.retain(|(_, ops)| !ops.is_empty());
+    conns
+}
+
+/// The first ops, whole, up to about `limit` bytes (the harnesses close what is left open).
+fn cut_ops(ops: &[u8], limit: usize) -> &[u8] {
     let mut cut = 0;
     let mut i = 0;
-    while i + 1 < ops.len() && i < 8 * 1024 {
+    while i + 1 < ops.len() && i < limit {
         let data = ops[i] % 8 < 6 && ops[i] != 0xff;
         i += 2 + if data { ops[i + 1] as usize } else { 0 };
         cut = i.min(ops.len());
     }
+    &ops[..cut]
+}
+
+/// The first connection's stream events as the http harness's ops.
+fn http_seed(path: &Path) -> Option<Vec<u8>> {
+    let (how, ops) = conn_ops(path).into_iter().next()?;
     let mut seed = vec![how];
-    seed.extend_from_slice(&ops[..cut]);
+    seed.extend_from_slice(cut_ops(&ops, 8 * 1024));
     Some(seed)
+}
+
+/// Protocol recordings (pcaps/protocols/) the decoder targets' seeds come from.
+const PROTOCOL_SEEDS: &[(&str, &str)] = &[
+    ("redis", "redis-basic.pcap"),
+    ("redis", "multitier.pcap"),
+    ("postgres", "postgres-basic.pcap"),
+    ("postgres", "multitier.pcap"),
+    ("dns", "dns-basic.pcap"),
+    ("tls", "tls-handshakes.pcap"),
+];
+/// Connections per recording made into seeds, and the ops kept of each (bytes).
+const SEED_CONNS: usize = 6;
+const SEED_OPS_BYTES: usize = 4 * 1024;
+
+/// Seeds for a decoder target: the first connections of a recording that the decoder claims
+/// (client's and server's bytes, a few KiB of each connection), and for DNS its first UDP
+/// datagrams too.
+fn protocol_seeds(target: &str, path: &Path) -> BTreeMap<String, Vec<u8>> {
+    use tapspan::protocols::{postgres::PgConn, redis::RedisConn, tls::TlsConn};
+    let claims = |first: &[u8]| match target {
+        "redis" => RedisConn::sniff(first),
+        "postgres" => PgConn::sniff(first),
+        "tls" => TlsConn::sniff(first),
+        _ => true,
+    };
+    let mut seeds = BTreeMap::new();
+    let conns = conn_ops(path).into_iter().filter(|(_, ops)| {
+        // The first op is the client's first data (a 0 kind, its length, its bytes).
+        ops.len() > 2 && ops[0] == 0 && claims(&ops[2..2 + ops[1] as usize])
+    });
+    for (i, (how, ops)) in conns.take(SEED_CONNS).enumerate() {
+        // redis and postgres read byte 0 as "mid-stream"; dns as its config (pending cap 8,
+        // timeout 1 s); tls has no leading byte.
+        let mut seed = match target {
+            "tls" => Vec::new(),
+            "dns" => vec![7 | (9 << 3)],
+            _ => vec![how],
+        };
+        seed.extend_from_slice(cut_ops(&ops, SEED_OPS_BYTES));
+        seeds.insert(format!("{}-tcp{i}", stem(path)), seed);
+    }
+    if target == "dns" {
+        seeds.insert(format!("{}-udp", stem(path)), dns_udp_seed(path));
+    }
+    seeds
+}
+
+/// The capture's first UDP datagrams to or from port 53 or 5353, as UDP ops of the dns harness
+/// (kind 0x40: client to server, 0x44: server to client; 0x08 set for a client port other than
+/// the first seen).
+fn dns_udp_seed(path: &Path) -> Vec<u8> {
+    let mut src = FileSource::open(path).unwrap();
+    let mut seed = vec![7 | (9 << 3)];
+    let mut first_client = None;
+    let mut last_ts = None;
+    while let Ok(Some(frame)) = src.next_frame() {
+        let Ok(p) = etherparse::SlicedPacket::from_ethernet(frame.data) else {
+            continue;
+        };
+        let Some(etherparse::TransportSlice::Udp(udp)) = &p.transport else {
+            continue;
+        };
+        let (sp, dp) = (udp.source_port(), udp.destination_port());
+        let to_server = matches!(dp, 53 | 5353);
+        if !to_server && !matches!(sp, 53 | 5353) {
+            continue;
+        }
+        let client = if to_server { sp } else { dp };
+        let other = *first_client.get_or_insert(client) != client;
+        // Time between datagrams as idle ops of 100 ms (the harness adds 1 ms an op).
+        let ts = frame.ts.as_nanos();
+        let idle = last_ts.map_or(0, |t: u64| ts.saturating_sub(t) / 100_000_000);
+        last_ts = Some(ts);
+        if idle > 0 {
+            seed.extend_from_slice(&[7, idle.min(255) as u8]);
+        }
+        let payload = udp.payload();
+        let len = payload.len().min(255);
+        let kind = 0x40 | if to_server { 0 } else { 4 } | if other { 0x08 } else { 0 };
+        seed.extend_from_slice(&[kind, len as u8]);
+        seed.extend_from_slice(&payload[..len]);
+        if seed.len() > SEED_OPS_BYTES {
+            break;
+        }
+    }
+    seed
 }
 
 /// Every seed the generator makes: target → (file name → bytes).
@@ -291,6 +392,12 @@ fn generate_seeds() -> BTreeMap<&'static str, BTreeMap<String, Vec<u8>>> {
         if let Some(s) = http_seed(&path) {
             all.entry("http").or_default().insert(name.clone(), s);
         }
+    }
+    for &(target, file) in PROTOCOL_SEEDS {
+        let path = common::repo_path("pcaps/protocols").join(file);
+        all.entry(target)
+            .or_default()
+            .extend(protocol_seeds(target, &path));
     }
     all
 }

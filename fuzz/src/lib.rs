@@ -12,6 +12,10 @@
 //! - [`http`]: HTTP/1.x framing and pairing driven by fuzzed stream events in both directions;
 //!   every exchange makes spans that serialise to JSON, OTLP and Zipkin.
 //! - [`replay`]: a whole fuzzed capture through decode → reassembly → HTTP → causality → spans.
+//! - [`redis`], [`postgres`], [`dns`], [`tls`]: the protocol decoders fed a fuzzed two-way
+//!   conversation ([`steps`], the `http` ops format); every request leaves as exactly one
+//!   exchange, in-flight queues stay under their caps, attributes serialise, and Redis values
+//!   and SQL literals never reach an exchange.
 //!
 //! Nothing here reads the clock or the file system.
 
@@ -511,4 +515,345 @@ pub fn replay(data: &[u8]) {
     );
     let html = tapspan::analysis::report::html::render(&analysis);
     assert!(html.ends_with("</html>"));
+}
+
+/// One step of a fuzzed two-way conversation (see [`steps`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Step<'a> {
+    /// Bytes in one direction; `kind` is the op byte (the `dns` harness reads its bits).
+    Data {
+        dir: Direction,
+        kind: u8,
+        bytes: &'a [u8],
+    },
+    /// Bytes lost in one direction.
+    Gap(Direction),
+    /// Nothing arrives for a while (time moves on).
+    Idle,
+    /// The connection ends.
+    End,
+}
+
+/// Ops in the `http` harness's format, read as steps with their capture time (ns), so that the
+/// same seeds (a recording's connections) serve every decoder: each op is two bytes (kind,
+/// length) and for data that many bytes; kind % 8 = 0..3 client data, 4..5 server data, 6 a
+/// gap (the server's if kind ≥ 0x80; its length is not used), 7 idle for `length` × 100 ms
+/// (where `http` reads a half close); kind 0xff ends. Time moves 1 ms an op. Empty data ops
+/// are skipped.
+pub fn steps(mut rest: &[u8]) -> impl Iterator<Item = (u64, Step<'_>)> {
+    let mut ts = 1_700_000_000_000_000_000u64;
+    let mut ended = false;
+    std::iter::from_fn(move || loop {
+        if ended || rest.len() < 2 {
+            return None;
+        }
+        let (kind, len) = (rest[0], rest[1] as usize);
+        rest = &rest[2..];
+        ts += 1_000_000;
+        let server = if kind & 0x80 != 0 {
+            Direction::ServerToClient
+        } else {
+            Direction::ClientToServer
+        };
+        let step = match kind {
+            0xff => {
+                ended = true;
+                Step::End
+            }
+            k if k % 8 == 6 => Step::Gap(server),
+            k if k % 8 == 7 => {
+                ts += len as u64 * 100_000_000;
+                Step::Idle
+            }
+            k => {
+                let (bytes, tail) = rest.split_at(len.min(rest.len()));
+                rest = tail;
+                if bytes.is_empty() {
+                    continue;
+                }
+                let dir = if k % 8 < 4 {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                };
+                Step::Data { dir, kind, bytes }
+            }
+        };
+        return Some((ts, step));
+    })
+}
+
+/// Attributes leave as JSON.
+fn attributes_serialise(attrs: &[(&'static str, serde_json::Value)]) {
+    for (k, v) in attrs {
+        assert!(!k.is_empty());
+        assert!(serde_json::to_vec(v).is_ok(), "attribute {k} serialises");
+    }
+}
+
+/// A Redis key template: short words, separators, `{id}` and `{rest}` — never a digit, a
+/// symbol or a byte the key had otherwise.
+fn is_key_template(t: &str) -> bool {
+    t.replace("{id}", "")
+        .replace("{rest}", "")
+        .chars()
+        .all(|c| c.is_ascii_alphabetic() || "_-:/.|".contains(c))
+}
+
+/// A Redis exchange carries the command name, the key's template and a `?` per other argument.
+fn check_redis_exchange(x: &tapspan::protocols::redis::RedisExchange) {
+    let words: Vec<&str> = x.operation.split(' ').collect();
+    assert!(words.len() <= 2, "operation {:?}", x.operation);
+    for w in words {
+        let name = w
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || "_-.".contains(c));
+        assert!(
+            w == "?" || (!w.is_empty() && name),
+            "operation {:?}",
+            x.operation
+        );
+    }
+    let rest = x
+        .query
+        .strip_prefix(x.operation.as_str())
+        .unwrap_or_else(|| panic!("query {:?} starts with its operation", x.query));
+    let tokens: Vec<&str> = rest.split(' ').skip(1).collect();
+    for (i, t) in tokens.iter().enumerate() {
+        let ok = match *t {
+            "?" => true,
+            "…" => i + 1 == tokens.len(),
+            t => i == 0 && is_key_template(t),
+        };
+        assert!(ok, "a value in the query {:?}", x.query);
+    }
+    attributes_serialise(&x.attributes());
+}
+
+/// Redis (RESP2/RESP3) on one connection, both directions. Byte 0: bit 0 set, picked up
+/// mid-stream; then [`steps`].
+pub fn redis(data: &[u8]) {
+    use tapspan::protocols::redis::{RedisConn, MAX_PENDING};
+    let Some((&how, rest)) = data.split_first() else {
+        return;
+    };
+    let mut dec = RedisConn::new(how & 1 == 0);
+    let mut out = Vec::new();
+    let mut emitted = 0u64;
+    let mut drain = |out: &mut Vec<_>| {
+        for x in out.drain(..) {
+            check_redis_exchange(&x);
+            emitted += 1;
+        }
+        emitted
+    };
+    for (ts, step) in steps(rest) {
+        match step {
+            Step::Data { dir, bytes, .. } => dec.push(dir, ts, bytes, &mut out),
+            Step::Gap(dir) => dec.gap(dir, &mut out),
+            Step::Idle => {}
+            Step::End => break,
+        }
+        let emitted = drain(&mut out);
+        assert!(
+            emitted <= dec.stats.commands,
+            "more exchanges than commands"
+        );
+        assert!(
+            dec.stats.commands - emitted <= MAX_PENDING as u64,
+            "commands in flight beyond the cap"
+        );
+    }
+    dec.finish(&mut out);
+    let emitted = drain(&mut out);
+    assert_eq!(
+        emitted, dec.stats.commands,
+        "every command leaves as exactly one exchange"
+    );
+    dec.finish(&mut out);
+    assert!(out.is_empty(), "a second finish has nothing left");
+}
+
+/// No `'` outside a `"quoted identifier"`: every string literal became `?`.
+fn no_string_literal(q: &str) -> bool {
+    let mut quoted = false;
+    for c in q.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '\'' if !quoted => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// PostgreSQL protocol 3 on one connection, both directions. Byte 0: bit 0 set, picked up
+/// mid-stream; then [`steps`].
+pub fn postgres(data: &[u8]) {
+    use tapspan::protocols::postgres::{PgConn, MAX_PENDING};
+    let Some((&how, rest)) = data.split_first() else {
+        return;
+    };
+    let mut dec = PgConn::new(how & 1 == 0);
+    let mut out = Vec::new();
+    let mut emitted = 0u64;
+    let mut drain = |out: &mut Vec<tapspan::protocols::postgres::PgExchange>| {
+        for x in out.drain(..) {
+            if let Some(q) = &x.query {
+                assert!(no_string_literal(q), "a literal in {q:?}");
+            }
+            assert!(
+                x.sqlstate.as_ref().is_none_or(|s| s.len() == 5),
+                "{:?}",
+                x.sqlstate
+            );
+            attributes_serialise(&x.attributes());
+            emitted += 1;
+        }
+        emitted
+    };
+    let requests = |d: &PgConn| d.stats.queries + d.stats.executes;
+    for (ts, step) in steps(rest) {
+        match step {
+            Step::Data { dir, bytes, .. } => dec.push(dir, ts, bytes, &mut out),
+            Step::Gap(dir) => dec.gap(dir, &mut out),
+            Step::Idle => {}
+            Step::End => break,
+        }
+        let answered = drain(&mut out) + dec.stats.skipped;
+        assert!(answered <= requests(&dec), "more exchanges than requests");
+        assert!(
+            requests(&dec) - answered <= MAX_PENDING as u64,
+            "requests in flight beyond the cap"
+        );
+    }
+    dec.finish(&mut out);
+    let answered = drain(&mut out) + dec.stats.skipped;
+    assert_eq!(
+        answered,
+        requests(&dec),
+        "every query and Execute leaves as one exchange, or was skipped after an error"
+    );
+    dec.finish(&mut out);
+    assert!(out.is_empty(), "a second finish has nothing left");
+}
+
+/// DNS over UDP and TCP between two clients and a server. Byte 0: the tracker's pending cap
+/// (1..=8) and timeout (bits 3..: × 100 ms, at least 100 ms); then [`steps`]. A data op with
+/// kind bit 0x40 is one UDP datagram, else bytes of the TCP connection (each direction framed);
+/// kind bit 0x08 picks the second client for a datagram. Idle steps advance the tracker.
+pub fn dns(data: &[u8]) {
+    use tapspan::protocols::dns::{DnsConfig, DnsExchange, DnsTracker, TcpFramer};
+    let Some((&conf, rest)) = data.split_first() else {
+        return;
+    };
+    let max_pending = 1 + (conf & 7) as usize;
+    let config = DnsConfig {
+        timeout_ns: (1 + (conf >> 3) as u64) * 100_000_000,
+        max_pending,
+    };
+    let mut t = DnsTracker::new(config);
+    let clients = [
+        SocketAddr::from(([10, 0, 0, 1], 40000)),
+        SocketAddr::from(([10, 0, 0, 3], 40001)),
+    ];
+    let server = SocketAddr::from(([10, 0, 0, 2], 53));
+    let mut framers = [TcpFramer::default(), TcpFramer::default()];
+    let mut out: Vec<DnsExchange> = Vec::new();
+    let mut exchanges = 0u64;
+    let mut check = |out: &mut Vec<DnsExchange>, last: bool| {
+        let mut no_response = 0;
+        for x in out.drain(..) {
+            match x.end {
+                Some(end) => {
+                    assert!(end >= x.start, "{x:?}");
+                    let rcode = x.rcode.expect("an answered query has an rcode");
+                    assert_eq!(x.error.is_none(), rcode == 0, "{x:?}");
+                }
+                None => {
+                    let why = x.error.as_deref().expect("an unanswered query says why");
+                    assert!(
+                        matches!(why, "timeout" | "evicted" | "no_response"),
+                        "{why}"
+                    );
+                    no_response += usize::from(why == "no_response");
+                }
+            }
+            attributes_serialise(&x.attributes());
+            exchanges += 1;
+        }
+        if last {
+            assert!(
+                no_response <= max_pending,
+                "queries in flight beyond the cap"
+            );
+        }
+        exchanges
+    };
+    let mut now = 0;
+    for (ts, step) in steps(rest) {
+        now = ts;
+        match step {
+            Step::Data { dir, kind, bytes } if kind & 0x40 != 0 => {
+                let client = clients[usize::from(kind & 0x08 != 0)];
+                let (src, dst) = match dir {
+                    Direction::ClientToServer => (client, server),
+                    Direction::ServerToClient => (server, client),
+                };
+                t.advance_to(ts, &mut out);
+                t.datagram(ts, src, dst, bytes, &mut out);
+            }
+            Step::Data { dir, bytes, .. } => {
+                let x = &mut out;
+                let tracker = &mut t;
+                framers[dir.index()].push(ts, bytes, &mut |when, m| {
+                    tracker.message(when, clients[0], server, m, x)
+                });
+            }
+            Step::Gap(dir) => framers[dir.index()].lose(),
+            Step::Idle => t.advance_to(ts, &mut out),
+            Step::End => break,
+        }
+        let n = check(&mut out, false);
+        assert!(
+            n <= t.stats.messages - t.stats.malformed,
+            "more exchanges than messages"
+        );
+    }
+    t.advance_to(now, &mut out);
+    check(&mut out, false);
+    t.finish(&mut out);
+    check(&mut out, true);
+    t.finish(&mut out);
+    assert!(out.is_empty(), "a second finish has nothing left");
+}
+
+/// A TLS handshake on one connection, both directions; then [`steps`] (no leading byte).
+pub fn tls(data: &[u8]) {
+    use tapspan::protocols::tls::TlsConn;
+    let mut dec = TlsConn::new();
+    let mut out = Vec::new();
+    let mut last = 0;
+    for (ts, step) in steps(data) {
+        last = ts;
+        match step {
+            Step::Data { dir, bytes, .. } => dec.push(dir, ts, bytes, &mut out),
+            Step::Gap(_) => dec.gap(ts, &mut out),
+            Step::Idle => {}
+            Step::End => break,
+        }
+        assert!(out.len() <= 1, "one handshake per connection");
+    }
+    dec.finish(last, &mut out);
+    dec.finish(last + 1, &mut out);
+    assert!(out.len() <= 1, "one handshake per connection");
+    for hs in &out {
+        assert!(hs.end >= hs.start, "{hs:?}");
+        assert!(
+            !hs.established || (hs.cut.is_none() && hs.alert.is_none()),
+            "{hs:?}"
+        );
+        assert_eq!(dec.server_name(), hs.client.server_name.as_deref());
+        attributes_serialise(&hs.attributes());
+    }
 }

@@ -1,0 +1,4 @@
+#![no_main]
+//! cargo-fuzz target: see `tapspan_fuzz::tls`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tapspan_fuzz::tls(data));
