@@ -636,20 +636,35 @@ fn keeps_up_with_multi_tier_traffic_at_4000_exchanges_a_second() {
         2 * 2720,
         "the recording's spans, replayed from the file"
     );
-    let net = Net::new();
-    let dir = scratch_dir();
-    // Every packet replayed: no filter (the recording's ports are not the test's).
-    let mut tapspan = start_tapspan_with(&net, &dir, &["--trace-window", "1"]);
-    let replay_start = Instant::now();
-    let out = run(net
-        .in_client("tcpreplay")
-        .args(["-q", "--multiplier", "3", "--intf1", &net.client_iface])
-        .arg(&capture));
-    let took = replay_start.elapsed();
-    assert!(out.status.success(), "tcpreplay: {out:?}");
-    let rate = 2720.0 / took.as_secs_f64();
-    eprintln!("replayed 2720 exchanges in {took:?}: {rate:.0} exchanges/s");
-    assert!(rate >= 4000.0, "replayed at only {rate:.0} exchanges/s");
+    // tcpreplay itself falls short of the rate when the machine is busy (CI runs other jobs
+    // beside this one): such a try proves nothing about tapspan, so it is made again.
+    let mut rates = Vec::new();
+    let (_net, dir, mut tapspan) = loop {
+        let net = Net::new();
+        let dir = scratch_dir();
+        // Every packet replayed: no filter (the recording's ports are not the test's).
+        let tapspan = start_tapspan_with(&net, &dir, &["--trace-window", "1"]);
+        let replay_start = Instant::now();
+        let out = run(net
+            .in_client("tcpreplay")
+            .args(["-q", "--multiplier", "3", "--intf1", &net.client_iface])
+            .arg(&capture));
+        let took = replay_start.elapsed();
+        assert!(out.status.success(), "tcpreplay: {out:?}");
+        let rate = 2720.0 / took.as_secs_f64();
+        eprintln!("replayed 2720 exchanges in {took:?}: {rate:.0} exchanges/s");
+        if rate >= 4000.0 {
+            break (net, dir, tapspan);
+        }
+        rates.push(rate.round());
+        assert!(
+            rates.len() < 3,
+            "tcpreplay never reached 4000 exchanges/s (machine too busy?): {rates:?}"
+        );
+        let _ = stop_tapspan(tapspan, &dir);
+        drop(net);
+        let _ = fs::remove_dir_all(&dir);
+    };
     // Every span out within the window and a second (and a half, for this test's polling).
     let bound = Duration::from_millis(2_500);
     let ended = Instant::now();
