@@ -63,7 +63,11 @@ pub const DEFAULT_REDACTED: &[&str] = &[
 /// What is captured of a message and what is redacted in it.
 #[derive(Clone, Debug)]
 pub struct HeaderPolicy {
+    /// Header names captured (lower-case).
     captured: Vec<String>,
+    /// Whether each of `captured` is a secret header, decided once: a header name matches a
+    /// captured one only up to ASCII case, which [`Self::is_secret_header`] ignores too.
+    captured_secret: Vec<bool>,
     /// Header names redacted besides the credential-like ones (lower-case, exact).
     redacted: Vec<String>,
     /// Query parameter names redacted besides the credential-like ones (lower-case, exact).
@@ -74,9 +78,11 @@ impl Default for HeaderPolicy {
     fn default() -> Self {
         HeaderPolicy {
             captured: DEFAULT_CAPTURED.iter().map(|s| s.to_string()).collect(),
+            captured_secret: Vec::new(),
             redacted: DEFAULT_REDACTED.iter().map(|s| s.to_string()).collect(),
             redacted_params: Vec::new(),
         }
+        .decided()
     }
 }
 
@@ -85,13 +91,23 @@ impl HeaderPolicy {
     pub fn with_captured(mut self, names: &[String]) -> Self {
         self.captured
             .extend(names.iter().map(|n| n.to_ascii_lowercase()));
-        self
+        self.decided()
     }
 
     /// Also redact the values of these headers (exact names, case-insensitive).
     pub fn with_redacted(mut self, names: &[String]) -> Self {
         self.redacted
             .extend(names.iter().map(|n| n.to_ascii_lowercase()));
+        self.decided()
+    }
+
+    /// With `captured_secret` decided for the current lists.
+    fn decided(mut self) -> Self {
+        self.captured_secret = self
+            .captured
+            .iter()
+            .map(|c| self.is_secret_header(c))
+            .collect();
         self
     }
 
@@ -139,12 +155,17 @@ impl HeaderPolicy {
 
     /// The (lower-case name, value) to keep for this header, if any: see [`Self::header_value`].
     pub fn capture(&self, name: &str, value: &[u8]) -> Option<(String, String)> {
-        if !self.captured.iter().any(|c| c.eq_ignore_ascii_case(name)) {
-            return None;
-        }
-        let raw = String::from_utf8_lossy(value);
-        let kept = self.header_value(name, raw.trim()).into_owned();
-        Some((name.to_ascii_lowercase(), kept))
+        let at = self
+            .captured
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))?;
+        let kept = if self.captured_secret[at] {
+            REDACTED.to_string()
+        } else {
+            let raw = String::from_utf8_lossy(value);
+            self.value_of_open_header(raw.trim()).into_owned()
+        };
+        Some((self.captured[at].clone(), kept))
     }
 
     /// What may be written of header `name`'s `value`: [`REDACTED`] for a credential's header
@@ -154,6 +175,11 @@ impl HeaderPolicy {
         if self.is_secret_header(name) {
             return Cow::Borrowed(REDACTED);
         }
+        self.value_of_open_header(value)
+    }
+
+    /// [`Self::header_value`] for a header whose name is not a secret's.
+    fn value_of_open_header<'a>(&self, value: &'a str) -> Cow<'a, str> {
         if looks_like_url(value) {
             return self.redact_url(value);
         }
