@@ -5,6 +5,8 @@
 //! B3 (single `b3` or `X-B3-TraceId`/`X-B3-SpanId`), `uber-trace-id`, `X-Amzn-Trace-Id`,
 //! `X-Request-ID` (hashed), else the exchange is the root of its own trace.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -44,7 +46,8 @@ pub struct Span {
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
     pub status: SpanStatus,
-    pub attributes: Map<String, Value>,
+    /// Shared by an exchange's client and server spans, which carry the same attributes.
+    pub attributes: Arc<Map<String, Value>>,
     pub events: Vec<SpanEvent>,
     /// W3C tracestate of a sampled trace: `ot=th:…`, the threshold it was kept at (OTEP 235;
     /// see [`crate::sampling`]). Absent unless sampling drops traces.
@@ -315,6 +318,7 @@ pub fn build_spans(
     insert_tap_attributes(&mut attrs, ex, xid, linkage);
 
     let events = events_of(ex);
+    let attrs = Arc::new(attrs);
 
     let cut_short = ex.error.is_some();
     let client_error = cut_short || status.is_some_and(|s| s >= 400);

@@ -400,7 +400,7 @@ fn assert_all_arrived(expected: &[Span], requests: &[ExportTraceServiceRequest])
                 )
             })
             .collect();
-        assert_eq!(attrs, e.attributes, "attributes of {}", e.span_id);
+        assert_eq!(attrs, *e.attributes, "attributes of {}", e.span_id);
         let events: Vec<(String, u64)> = s
             .events
             .iter()

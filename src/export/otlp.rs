@@ -463,7 +463,7 @@ mod tests {
             start_unix_nano: 1,
             end_unix_nano: 2,
             status: SpanStatus::Unset,
-            attributes: serde_json::Map::new(),
+            attributes: serde_json::Map::new().into(),
             events: Vec::new(),
             trace_state: None,
         };

@@ -277,7 +277,7 @@ mod tests {
             start_unix_nano: 1_700_000_000_123_456_789,
             end_unix_nano: 1_700_000_000_123_457_000,
             status: SpanStatus::Error,
-            attributes: attrs.as_object().unwrap().clone(),
+            attributes: attrs.as_object().unwrap().clone().into(),
             events: vec![SpanEvent {
                 name: "request.end",
                 time_unix_nano: 1_700_000_000_123_456_999,

@@ -551,7 +551,8 @@ mod tests {
                 })
                 .as_object()
                 .unwrap()
-                .clone(),
+                .clone()
+                .into(),
                 events: Vec::new(),
                 trace_state: None,
             })
