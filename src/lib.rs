@@ -31,4 +31,5 @@ pub mod run;
 pub mod sampling;
 pub mod span;
 pub mod terminal;
+pub mod text;
 pub mod units;

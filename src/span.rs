@@ -14,6 +14,7 @@ use crate::ids;
 use crate::protocols::http1::HttpExchange;
 use crate::redact::redact_query;
 use crate::route;
+use crate::text;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SpanEvent {
@@ -203,7 +204,7 @@ pub fn split_target(target: &str) -> (Option<&str>, Option<&str>) {
 }
 
 fn hex64(v: u64) -> String {
-    format!("{v:016x}")
+    text::hex64(v)
 }
 
 /// How an exchange hangs in its trace: decided by the causality builder, or by
@@ -229,8 +230,8 @@ impl Endpoints {
     /// Default names: the server's `ip:port`, the client's ip.
     pub fn default_for(ex: &HttpExchange) -> Self {
         Endpoints {
-            client: ex.client.ip().to_string(),
-            server: ex.server.to_string(),
+            client: text::ip(&ex.client.ip()),
+            server: text::socket_addr(&ex.server),
         }
     }
 }
@@ -310,9 +311,9 @@ pub fn build_spans(
     if let Some(s) = status {
         attrs.insert("http.response.status_code".into(), json!(s));
     }
-    attrs.insert("server.address".into(), json!(ex.server.ip().to_string()));
+    attrs.insert("server.address".into(), json!(text::ip(&ex.server.ip())));
     attrs.insert("server.port".into(), json!(ex.server.port()));
-    attrs.insert("client.address".into(), json!(ex.client.ip().to_string()));
+    attrs.insert("client.address".into(), json!(text::ip(&ex.client.ip())));
     attrs.insert("client.port".into(), json!(ex.client.port()));
     insert_message_attributes(&mut attrs, ex);
     insert_tap_attributes(&mut attrs, ex, xid, linkage);
@@ -325,7 +326,7 @@ pub fn build_spans(
     let server_error = cut_short || status.is_some_and(|s| s >= 500);
     let (start, end) = (ex.start().0, ex.end().0);
     let client = Span {
-        trace_id: format!("{trace_id:032x}"),
+        trace_id: text::hex128(trace_id),
         span_id: hex64(client_span),
         parent_span_id: linkage.client_parent.map(hex64),
         kind: SpanKind::Client,
@@ -343,7 +344,7 @@ pub fn build_spans(
         trace_state: None,
     };
     let server = Span {
-        trace_id: format!("{trace_id:032x}"),
+        trace_id: text::hex128(trace_id),
         span_id: hex64(server_span),
         parent_span_id: Some(hex64(client_span)),
         kind: SpanKind::Server,
@@ -452,7 +453,9 @@ fn events_of(ex: &HttpExchange) -> Vec<SpanEvent> {
 }
 
 fn push_header(attrs: &mut Map<String, Value>, prefix: &str, name: &str, value: &str) {
-    let key = format!("{prefix}{name}");
+    let mut key = String::with_capacity(prefix.len() + name.len());
+    key.push_str(prefix);
+    key.push_str(name);
     match attrs.get_mut(&key) {
         Some(Value::Array(values)) => values.push(json!(value)),
         _ => {

@@ -60,6 +60,7 @@ use crate::span::{
     build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Linkage, Span,
     TraceContext,
 };
+use crate::text;
 use nesting::DelayModel;
 pub use services::ServiceMap;
 use tokens::BatchTokens;
@@ -225,11 +226,16 @@ const CLOCK_STEP_NS: u64 = 600_000_000_000;
 /// `/users/9` are one step; a call's return also by status class, since a handler may do
 /// something else after a failure (retry it).
 fn endpoint_key(ex: &HttpExchange) -> u64 {
-    let route = ex.request.as_ref().map_or_else(String::new, |r| {
+    // The text hashed: "{server} {method} {step route}", or "{server} " without a request.
+    let mut key = text::socket_addr(&ex.server);
+    key.push(' ');
+    if let Some(r) = &ex.request {
         let (path, _) = split_target(&r.target);
-        format!("{} {}", r.method, path.map(step_route).unwrap_or_default())
-    });
-    ids::hash64("tapspan.step", format!("{} {route}", ex.server).as_bytes())
+        key.push_str(&r.method);
+        key.push(' ');
+        key.push_str(&path.map(step_route).unwrap_or_default());
+    }
+    ids::hash64("tapspan.step", key.as_bytes())
 }
 
 /// A path as a kind of step: coarser than the reported route, every segment with a digit is a
@@ -275,14 +281,19 @@ impl StepKeys {
             endpoint,
             launch,
             ret,
-            callee: ids::hash64("tapspan.callee", ex.server.to_string().as_bytes()),
-            conn: ids::hash64(
-                "tapspan.conn",
-                format!("{} {}", ex.client, ex.server).as_bytes(),
-            )
-            .max(1),
+            callee: ids::hash64("tapspan.callee", text::socket_addr(&ex.server).as_bytes()),
+            conn: ids::hash64("tapspan.conn", connection_text(ex).as_bytes()).max(1),
         }
     }
+}
+
+/// `"{client} {server}"`, the text a connection's key is the hash of.
+fn connection_text(ex: &HttpExchange) -> String {
+    let mut out = String::with_capacity(43);
+    text::push_socket_addr(&mut out, &ex.client);
+    out.push(' ');
+    text::push_socket_addr(&mut out, &ex.server);
+    out
 }
 
 fn made(n: &Node, index: u32) -> assign::Made {
@@ -774,7 +785,7 @@ impl CausalityBuilder {
         let services = &self.config.services;
         let server = services
             .server_name(ex.server)
-            .map_or_else(|| ex.server.to_string(), str::to_string);
+            .map_or_else(|| text::socket_addr(&ex.server), str::to_string);
         let ip = ex.client.ip();
         let client = match services.client_name(ip) {
             Some(n) => n.to_string(),
@@ -784,14 +795,14 @@ impl CausalityBuilder {
                 Some(ports) if ports.len() == 1 => {
                     let addr = SocketAddr::new(ip, *ports.iter().next().expect("one port"));
                     if addr == ex.server {
-                        ip.to_string()
+                        text::ip(&ip)
                     } else {
                         services
                             .server_name(addr)
-                            .map_or_else(|| addr.to_string(), str::to_string)
+                            .map_or_else(|| text::socket_addr(&addr), str::to_string)
                     }
                 }
-                _ => ip.to_string(),
+                _ => text::ip(&ip),
             },
         };
         Endpoints { client, server }

@@ -1,0 +1,120 @@
+//! Addresses and ids as text, the same bytes `Display` and `{:x}` write, without the
+//! formatting machinery: every exchange formats several of them (span attributes, service
+//! names, the keys causality hashes), and `format!` cost more than the rest of building a span.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// `ip.to_string()`.
+pub fn ip(ip: &IpAddr) -> String {
+    let mut out = String::with_capacity(15);
+    push_ip(&mut out, ip);
+    out
+}
+
+/// `addr.to_string()`.
+pub fn socket_addr(addr: &SocketAddr) -> String {
+    let mut out = String::with_capacity(21);
+    push_socket_addr(&mut out, addr);
+    out
+}
+
+/// Appends what `Display` writes for `ip`.
+pub fn push_ip(out: &mut String, ip: &IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u64::from(*octet));
+            }
+        }
+        // IPv6 text has rules of its own (RFC 5952: the longest run of zeros elided, embedded
+        // IPv4): left to the standard library.
+        IpAddr::V6(v6) => out.push_str(&v6.to_string()),
+    }
+}
+
+/// Appends what `Display` writes for `addr`: `a.b.c.d:port`, `[v6]:port`.
+pub fn push_socket_addr(out: &mut String, addr: &SocketAddr) {
+    match addr {
+        SocketAddr::V4(_) => push_ip(out, &addr.ip()),
+        SocketAddr::V6(v6) if v6.scope_id() == 0 => {
+            out.push('[');
+            push_ip(out, &addr.ip());
+            out.push(']');
+        }
+        SocketAddr::V6(_) => {
+            out.push_str(&addr.to_string());
+            return;
+        }
+    }
+    out.push(':');
+    push_decimal(out, u64::from(addr.port()));
+}
+
+/// Appends `n` in decimal.
+pub fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
+/// `format!("{v:016x}")`.
+pub fn hex64(v: u64) -> String {
+    hex_digits(u128::from(v), 16)
+}
+
+/// `format!("{v:032x}")`.
+pub fn hex128(v: u128) -> String {
+    hex_digits(v, 32)
+}
+
+fn hex_digits(v: u128, width: usize) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let bytes: Vec<u8> = (0..width)
+        .rev()
+        .map(|i| DIGITS[((v >> (4 * i)) & 0xf) as usize])
+        .collect();
+    String::from_utf8(bytes).expect("hex digits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_text_as_display() {
+        let addrs = [
+            "0.0.0.0:0",
+            "10.78.0.20:43600",
+            "255.255.255.255:65535",
+            "1.2.3.4:80",
+            "[::1]:8080",
+            "[2001:db8::1:0:0:1]:443",
+            "[::ffff:10.0.0.1]:9",
+            "[fe80::1%2]:22",
+        ];
+        for text in addrs {
+            let addr: SocketAddr = text.parse().unwrap();
+            assert_eq!(socket_addr(&addr), addr.to_string());
+            assert_eq!(ip(&addr.ip()), addr.ip().to_string());
+        }
+        for v in [0u64, 1, 9, 10, 99, 100, 65535, u64::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, v);
+            assert_eq!(s, v.to_string());
+            assert_eq!(hex64(v), format!("{v:016x}"));
+            let wide = (u128::from(v) << 64) | 0xabc;
+            assert_eq!(hex128(wide), format!("{wide:032x}"));
+        }
+    }
+}
