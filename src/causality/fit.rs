@@ -13,7 +13,7 @@ use super::assign::{self, Call, Links, Req};
 use super::guess;
 use super::nesting::DelayModel;
 use super::reuse::ReuseModel;
-use super::tokens::{BatchTokens, Propagation, TokenEvidence};
+use super::tokens::{Propagation, TokenEvidence, TokenMatches};
 
 /// How hard nesting searches (`--nesting-search`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -123,7 +123,7 @@ pub struct Settled {
 pub fn settle(
     reqs: &[Req],
     calls: &[Call],
-    tokens: &BatchTokens<'_>,
+    tokens: &TokenMatches,
     history: &Learned,
     base: &DelayModel,
     reuse_informs: bool,
@@ -220,7 +220,7 @@ pub fn final_assignment(
 pub fn fit_and_assign(
     reqs: &[Req],
     calls: &[Call],
-    tokens: &BatchTokens<'_>,
+    tokens: &TokenMatches,
     history: &Learned,
     base: &DelayModel,
     reuse_informs: bool,

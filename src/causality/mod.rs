@@ -580,7 +580,7 @@ impl CausalityBuilder {
         history: &fit::Learned,
     ) -> (Vec<(NodeId, Parent)>, fit::Learned) {
         let (req_ids, reqs, specs) = self.batch_problem(calls);
-        let tokens = self.batch_tokens(&req_ids, calls);
+        let tokens = tokens::TokenMatches::of_batch(&self.batch_tokens(&req_ids, calls), &specs);
         // Connections are evidence only where the pool is not shared (see `reuse`).
         // `specs` are in start order already (see `previous_on_conn` above).
         let made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();

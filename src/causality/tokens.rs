@@ -104,13 +104,26 @@ pub struct BatchTokens<'a> {
     pub call_response: Vec<Tokens>,
 }
 
-impl TokenEvidence {
-    /// No evidence: every candidate scores 0.
-    pub fn none() -> Self {
-        TokenEvidence::default()
-    }
+/// Which of a batch's requests and earlier calls hold each call's rare tokens, and how rare
+/// (`f`, the share of handlers holding the token, the smallest of the call's matches): all of
+/// the tokens' evidence that does not depend on `q`, found once per batch however many times EM
+/// weighs it.
+pub struct TokenMatches {
+    requests: usize,
+    calls: Vec<CallMatches>,
+}
 
-    pub fn of_batch(batch: &BatchTokens<'_>, calls: &[Call], propagation: &Propagation) -> Self {
+struct CallMatches {
+    /// Candidates whose context holds a rare token of the call, with the rarest match's `f`.
+    direct: Vec<(usize, f64)>,
+    /// Earlier calls of the batch whose response holds one, by index.
+    via: Vec<(u32, f64)>,
+    /// The call carries at least one rare token.
+    informative: bool,
+}
+
+impl TokenMatches {
+    pub fn of_batch(batch: &BatchTokens<'_>, calls: &[Call]) -> Self {
         let handlers = batch.req_context.len().max(1) as f64;
         let mut held: KeyMap<u64, u32> = KeyMap::default();
         for t in batch.req_context.iter().chain(&batch.call_response) {
@@ -118,16 +131,23 @@ impl TokenEvidence {
                 *held.entry(tok).or_default() += 1;
             }
         }
-        // The weight of a match on `tok`, if it is rare: chance is the share of *other*
-        // handlers holding it (the parent holds one of the copies).
-        let weight = |tok: u64, q: f64| -> Option<f64> {
+        // The share of *other* handlers holding `tok` (the parent holds one of the copies), if
+        // it is rare.
+        let rarity = |tok: u64| -> Option<f64> {
             let n = f64::from(*held.get(&tok)?);
             if n / handlers > RARE {
                 return None;
             }
-            let f = ((n - 1.0).max(0.5) / handlers).min(1.0);
-            Some(((q + (1.0 - q) * f) / f).ln())
+            Some(((n - 1.0).max(0.5) / handlers).min(1.0))
         };
+        // Which requests' contexts hold each token: a call's matches are found from its tokens'
+        // holders when they are fewer than its candidates (the rare tokens that count are).
+        let mut in_context: KeyMap<u64, Vec<u32>> = KeyMap::default();
+        for (r, t) in batch.req_context.iter().enumerate() {
+            for &tok in t.as_slice() {
+                in_context.entry(tok).or_default().push(r as u32);
+            }
+        }
         // Which calls' responses hold each token, for matches through a received response.
         let mut in_response: KeyMap<u64, Vec<u32>> = KeyMap::default();
         for (i, t) in batch.call_response.iter().enumerate() {
@@ -135,19 +155,30 @@ impl TokenEvidence {
                 in_response.entry(tok).or_default().push(i as u32);
             }
         }
-        let mut ev = TokenEvidence::default();
+        let mut is_candidate = vec![false; batch.req_context.len()];
+        let mut out = Vec::with_capacity(calls.len());
         for (j, call) in calls.iter().enumerate() {
-            let q = propagation.q(call.made.launch);
-            let mine = batch.call_request[j];
-            let mut direct: Vec<(usize, f64)> = Vec::new();
-            let mut via: Vec<(u32, f64)> = Vec::new();
-            let mut informative = false;
-            for &tok in mine.as_slice() {
-                let Some(w) = weight(tok, q) else { continue };
-                informative = true;
-                for &r in &call.candidates {
-                    if batch.req_context[r].contains(tok) {
-                        keep_best(&mut direct, r, w);
+            let mut m = CallMatches {
+                direct: Vec::new(),
+                via: Vec::new(),
+                informative: false,
+            };
+            for &r in &call.candidates {
+                is_candidate[r] = true;
+            }
+            for &tok in batch.call_request[j].as_slice() {
+                let Some(f) = rarity(tok) else { continue };
+                m.informative = true;
+                let holders = in_context.get(&tok).map_or(&[][..], Vec::as_slice);
+                if holders.len() < call.candidates.len() {
+                    for &r in holders.iter().filter(|&&r| is_candidate[r as usize]) {
+                        keep_rarest(&mut m.direct, r as usize, f);
+                    }
+                } else {
+                    for &r in &call.candidates {
+                        if batch.req_context[r].contains(tok) {
+                            keep_rarest(&mut m.direct, r, f);
+                        }
                     }
                 }
                 // The latest few earlier calls holding it: a handler passes on what it received
@@ -158,22 +189,56 @@ impl TokenEvidence {
                     .rev()
                     .filter(|&&i| i as usize != j && calls[i as usize].made.end <= call.made.start)
                     .take(MAX_VIA)
-                    .for_each(|&i| keep_best(&mut via, i, w));
+                    .for_each(|&i| keep_rarest(&mut m.via, i, f));
             }
-            let plausible = if informative && q >= NARROW_FROM_Q {
+            for &r in &call.candidates {
+                is_candidate[r] = false;
+            }
+            m.via.sort_unstable_by_key(|v| v.0);
+            out.push(m);
+        }
+        TokenMatches {
+            requests: batch.req_context.len(),
+            calls: out,
+        }
+    }
+}
+
+impl TokenEvidence {
+    /// No evidence: every candidate scores 0.
+    pub fn none() -> Self {
+        TokenEvidence::default()
+    }
+
+    pub fn of_batch(matches: &TokenMatches, calls: &[Call], propagation: &Propagation) -> Self {
+        // Marks over the batch's requests, set for one call and cleared after it.
+        let mut reached_via = vec![false; matches.requests];
+        let mut ev = TokenEvidence::default();
+        for (call, m) in calls.iter().zip(&matches.calls) {
+            let q = propagation.q(call.made.launch);
+            // A match's weight falls as its token gets commoner: the rarest match is the best.
+            let weight = |f: f64| ((q + (1.0 - q) * f) / f).ln();
+            let direct: Vec<(usize, f64)> = m.direct.iter().map(|&(r, f)| (r, weight(f))).collect();
+            let via: Vec<(u32, f64)> = m.via.iter().map(|&(i, f)| (i, weight(f))).collect();
+            let plausible = if m.informative && q >= NARROW_FROM_Q {
                 // Candidates whose request holds a token, or that may have made an earlier call
                 // whose response did.
+                for &(i, _) in &via {
+                    for &r in &calls[i as usize].candidates {
+                        reached_via[r] = true;
+                    }
+                }
                 let mut keep: Vec<usize> = call
                     .candidates
                     .iter()
                     .copied()
-                    .filter(|r| {
-                        direct.iter().any(|(k, _)| k == r)
-                            || via
-                                .iter()
-                                .any(|(i, _)| calls[*i as usize].candidates.contains(r))
-                    })
+                    .filter(|r| reached_via[*r] || direct.iter().any(|(k, _)| k == r))
                     .collect();
+                for &(i, _) in &via {
+                    for &r in &calls[i as usize].candidates {
+                        reached_via[r] = false;
+                    }
+                }
                 if keep.len() == call.candidates.len() {
                     keep.clear();
                 }
@@ -181,13 +246,12 @@ impl TokenEvidence {
             } else {
                 Vec::new()
             };
-            via.sort_unstable_by_key(|m| m.0);
             ev.plausible.push(plausible);
             ev.direct.push(direct);
             ev.via.push(via);
             ev.no_match
-                .push(if informative { (1.0 - q).ln() } else { 0.0 });
-            ev.informative.push(informative);
+                .push(if m.informative { (1.0 - q).ln() } else { 0.0 });
+            ev.informative.push(m.informative);
         }
         ev
     }
@@ -286,9 +350,9 @@ impl TokenEvidence {
     }
 }
 
-fn keep_best<K: PartialEq + Copy>(list: &mut Vec<(K, f64)>, k: K, w: f64) {
+fn keep_rarest<K: PartialEq + Copy>(list: &mut Vec<(K, f64)>, k: K, f: f64) {
     match list.iter_mut().find(|(x, _)| *x == k) {
-        Some((_, best)) => *best = best.max(w),
-        None => list.push((k, w)),
+        Some((_, rarest)) => *rarest = rarest.min(f),
+        None => list.push((k, f)),
     }
 }
