@@ -43,9 +43,9 @@ struct SpanOutputs {
 }
 
 impl SpanOutputs {
-    fn send(&mut self, span: &Span) {
+    fn send(&mut self, span: Span) {
         for sink in &mut self.sinks {
-            sink.send(span);
+            sink.send(&span);
         }
         if let (None, Some(jsonl)) = (&self.write_error, &mut self.jsonl) {
             if let Err(e) = jsonl.write(span) {
@@ -192,7 +192,7 @@ impl Outputs {
         };
         let jsonl = match target {
             None => None,
-            Some("-") => Some(JsonlWriter::new(Box::new(io::stdout().lock()))),
+            Some("-") => Some(JsonlWriter::new(Box::new(io::stdout()))),
             Some(path) => Some(JsonlWriter::new(Box::new(
                 create_private(Path::new(path))
                     .with_context(|| format!("cannot create output file {path}"))?,
@@ -266,8 +266,8 @@ impl Outputs {
         }
         let written = &mut self.written;
         match &mut self.sampler {
-            None => written.send(&span),
-            Some(sampler) => sampler.push(span, &mut |kept| written.send(&kept)),
+            None => written.send(span),
+            Some(sampler) => sampler.push(span, &mut |kept| written.send(kept)),
         }
     }
 
@@ -276,7 +276,7 @@ impl Outputs {
     pub fn settle(&mut self) {
         let written = &mut self.written;
         if let Some(sampler) = &mut self.sampler {
-            sampler.settle(&mut |kept| written.send(&kept));
+            sampler.settle(&mut |kept| written.send(kept));
         }
     }
 
@@ -284,7 +284,7 @@ impl Outputs {
     pub fn advance_to(&mut self, now_ns: u64) {
         let written = &mut self.written;
         if let Some(sampler) = &mut self.sampler {
-            sampler.advance_to(now_ns, &mut |kept| written.send(&kept));
+            sampler.advance_to(now_ns, &mut |kept| written.send(kept));
         }
     }
 
@@ -306,7 +306,7 @@ impl Outputs {
     pub fn finish(mut self, stats: Option<&PipelineStats>, more: &str) -> anyhow::Result<()> {
         let written = &mut self.written;
         if let Some(sampler) = &mut self.sampler {
-            sampler.finish(&mut |kept| written.send(&kept));
+            sampler.finish(&mut |kept| written.send(kept));
         }
         let flushed = match &mut self.written.jsonl {
             Some(jsonl) => jsonl.flush(),

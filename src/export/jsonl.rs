@@ -1,219 +1,169 @@
-//! JSON lines: one span object per line, the schema of DESIGN.md. A reader that goes away
-//! (broken pipe, e.g. `| head`) ends the output quietly; that is success, not an error.
+//! JSON lines: one span object per line, the schema of DESIGN.md ([`super::span_json`]). A
+//! reader that goes away (broken pipe, e.g. `| head`) ends the output quietly; that is success,
+//! not an error.
 //!
-//! The output streams: lines are buffered for throughput, but none waits in the buffer longer
-//! than [`MAX_UNFLUSHED`] once the driver calls [`JsonlWriter::flush_if_due`] at least that
-//! often (live capture does, on its 100 ms tick), so a span leaves at most `--trace-window` +
-//! 1 s after its exchange ended (DESIGN.md "Causality").
+//! Lines are encoded and written on a thread of their own, so that a busy capture's spans are
+//! turned into text beside the work that finds them, not after it. Spans cross to it in
+//! batches over a bounded channel (memory stays bounded: a writer that falls behind holds the
+//! driver back); their order is kept.
+//!
+//! The output streams: lines are buffered for throughput, but none waits longer than
+//! [`MAX_UNFLUSHED`] once the driver calls [`JsonlWriter::flush_if_due`] at least that often
+//! (live capture does, on its 100 ms tick), so a span leaves at most `--trace-window` + 1 s
+//! after its exchange ended (DESIGN.md "Causality").
 
 use std::io::{self, BufWriter, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
-use crate::span::{Span, SpanKind, SpanStatus};
-
-pub struct JsonlWriter {
-    out: BufWriter<Box<dyn Write>>,
-    line: Vec<u8>,
-    closed: bool,
-    pub written: u64,
-    /// When the oldest line not yet flushed was written.
-    unflushed_since: Option<Instant>,
-}
+use super::span_json::write_span_json;
+use crate::span::Span;
 
 /// How long a written line may wait in the buffer.
 pub const MAX_UNFLUSHED: Duration = Duration::from_millis(500);
+/// Spans handed to the writing thread at once.
+const BATCH: usize = 256;
+/// Batches that may wait for the writing thread.
+const BATCHES_QUEUED: usize = 16;
+
+enum Request {
+    Spans(Vec<Span>),
+    /// Flush, and say how writing has gone so far (when a sender is given).
+    Flush(Option<SyncSender<io::Result<()>>>),
+}
+
+pub struct JsonlWriter {
+    batch: Vec<Span>,
+    to_writer: Option<SyncSender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    pub written: u64,
+    /// When the oldest span not yet flushed was written.
+    unflushed_since: Option<Instant>,
+}
 
 impl JsonlWriter {
-    pub fn new(out: Box<dyn Write>) -> Self {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        let (to_writer, requests) = sync_channel(BATCHES_QUEUED);
+        let writer = std::thread::Builder::new()
+            .name("tapspan-jsonl".into())
+            .spawn(move || write_lines(out, requests))
+            .expect("the JSON lines thread starts");
         JsonlWriter {
-            out: BufWriter::with_capacity(256 * 1024, out),
-            line: Vec::with_capacity(1024),
-            closed: false,
+            batch: Vec::with_capacity(BATCH),
+            to_writer: Some(to_writer),
+            writer: Some(writer),
             written: 0,
             unflushed_since: None,
         }
     }
 
-    pub fn write(&mut self, span: &Span) -> io::Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        self.line.clear();
-        write_span_json(span, &mut self.line);
-        self.line.push(b'\n');
-        let result = self.out.write_all(&self.line);
+    /// Queues `span`'s line. Write errors are reported by [`Self::flush`].
+    pub fn write(&mut self, span: Span) -> io::Result<()> {
+        self.batch.push(span);
         self.written += 1;
         self.unflushed_since.get_or_insert_with(Instant::now);
-        self.absorb_broken_pipe(result)?;
+        if self.batch.len() >= BATCH {
+            self.hand_over();
+        }
         self.flush_if_due()
     }
 
     /// Flushes when a line has waited [`MAX_UNFLUSHED`] or longer.
     pub fn flush_if_due(&mut self) -> io::Result<()> {
         match self.unflushed_since {
-            Some(since) if since.elapsed() >= MAX_UNFLUSHED => self.flush(),
+            Some(since) if since.elapsed() >= MAX_UNFLUSHED => {
+                self.unflushed_since = None;
+                self.hand_over();
+                self.request(Request::Flush(None));
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
 
+    /// Writes out every line, and says whether all were written.
     pub fn flush(&mut self) -> io::Result<()> {
-        if self.closed {
-            return Ok(());
-        }
         self.unflushed_since = None;
-        let result = self.out.flush();
-        self.absorb_broken_pipe(result)
+        self.hand_over();
+        let (answer, outcome) = sync_channel(1);
+        self.request(Request::Flush(Some(answer)));
+        outcome
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the JSON lines writer stopped")))
     }
 
-    fn absorb_broken_pipe(&mut self, result: io::Result<()>) -> io::Result<()> {
-        match result {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            other => other,
+    fn hand_over(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            self.request(Request::Spans(batch));
+        }
+    }
+
+    fn request(&mut self, request: Request) {
+        if let Some(to_writer) = &self.to_writer {
+            // The writer only goes away by panicking; `flush` then reports it.
+            let _ = to_writer.send(request);
         }
     }
 }
 
-/// `span` as one JSON object, byte for byte what `serde_json::to_writer` writes for it (a test
-/// holds that), written directly: the generic serializer spent most of its time escaping
-/// strings a byte at a time, and nearly every string here needs no escape at all.
-pub fn write_span_json(span: &Span, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"trace_id\":");
-    write_str(&span.trace_id, out);
-    out.extend_from_slice(b",\"span_id\":");
-    write_str(&span.span_id, out);
-    out.extend_from_slice(b",\"parent_span_id\":");
-    match &span.parent_span_id {
-        Some(p) => write_str(p, out),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(match span.kind {
-        SpanKind::Client => b",\"kind\":\"client\",\"name\":",
-        SpanKind::Server => b",\"kind\":\"server\",\"name\":",
-    });
-    write_str(&span.name, out);
-    out.extend_from_slice(b",\"service\":");
-    write_str(&span.service, out);
-    out.extend_from_slice(b",\"start_unix_nano\":");
-    write_u64(span.start_unix_nano, out);
-    out.extend_from_slice(b",\"end_unix_nano\":");
-    write_u64(span.end_unix_nano, out);
-    out.extend_from_slice(match span.status {
-        SpanStatus::Unset => b",\"status\":\"unset\",\"attributes\":",
-        SpanStatus::Error => b",\"status\":\"error\",\"attributes\":",
-    });
-    write_object(&span.attributes, out);
-    out.extend_from_slice(b",\"events\":[");
-    for (i, event) in span.events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+impl Drop for JsonlWriter {
+    fn drop(&mut self) {
+        self.hand_over();
+        self.to_writer = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
-        out.extend_from_slice(b"{\"name\":");
-        write_str(event.name, out);
-        out.extend_from_slice(b",\"time_unix_nano\":");
-        write_u64(event.time_unix_nano, out);
-        out.push(b'}');
     }
-    out.push(b']');
-    if let Some(state) = &span.trace_state {
-        out.extend_from_slice(b",\"trace_state\":");
-        write_str(state, out);
-    }
-    out.push(b'}');
 }
 
-fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (i, (key, value)) in map.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(key, out);
-        out.push(b':');
-        write_value(value, out);
+/// A reader gone (broken pipe) closes the output quietly; any other error is kept to be
+/// reported, and nothing more is written.
+fn absorb(result: io::Result<()>, closed: &mut bool, error: &mut Option<io::Error>) {
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => *closed = true,
+        Err(e) => *error = Some(e),
     }
-    out.push(b'}');
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::String(s) => write_str(s, out),
-        Value::Number(n) => match n.as_u64() {
-            Some(u) => write_u64(u, out),
-            // Negative and fractional numbers: serde_json's own formatting (shortest
-            // round-trip digits), which must not change.
-            None => serde_json::to_writer(out, n).expect("a number serialises"),
-        },
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
+/// The writing thread: lines out in the order their spans came, until the driver hangs up.
+fn write_lines(out: Box<dyn Write + Send>, requests: Receiver<Request>) {
+    let mut out = BufWriter::with_capacity(256 * 1024, out);
+    let mut line = Vec::with_capacity(2048);
+    let mut closed = false;
+    let mut error: Option<io::Error> = None;
+    for request in requests {
+        match request {
+            Request::Spans(spans) => {
+                for span in &spans {
+                    if closed || error.is_some() {
+                        break;
+                    }
+                    line.clear();
+                    write_span_json(span, &mut line);
+                    line.push(b'\n');
+                    absorb(out.write_all(&line), &mut closed, &mut error);
                 }
-                write_value(item, out);
             }
-            out.push(b']');
-        }
-        Value::Object(map) => write_object(map, out),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Null => out.extend_from_slice(b"null"),
-    }
-}
-
-fn write_u64(mut n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+            Request::Flush(answer) => {
+                if !closed && error.is_none() {
+                    absorb(out.flush(), &mut closed, &mut error);
+                }
+                if let Some(answer) = answer {
+                    let outcome = match &error {
+                        None => Ok(()),
+                        Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    };
+                    let _ = answer.send(outcome);
+                }
+            }
         }
     }
-    out.extend_from_slice(&digits[at..]);
-}
-
-/// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped the way
-/// serde_json escapes them; everything else, UTF-8 included, copied as it is.
-fn write_str(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
-    if !needs_escape(bytes) {
-        out.reserve(bytes.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
+    if !closed && error.is_none() {
+        let _ = out.flush();
     }
-    serde_json::to_writer(out, s).expect("a string serialises");
-}
-
-/// Whether any byte of `bytes` is a control character, `"` or `\\`: eight bytes at a time, with
-/// the classic test for a zero byte in a word (`(v - 0x01..) & !v & 0x80..` is non-zero exactly
-/// when some byte of `v` is zero; with `0x20..` instead of `0x01..`, when some byte is below
-/// 0x20).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let v = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        let control = v.wrapping_sub(ONES * 0x20) & !v;
-        let quote = (v ^ (ONES * b'"' as u64)).wrapping_sub(ONES) & !(v ^ (ONES * b'"' as u64));
-        let slash = (v ^ (ONES * b'\\' as u64)).wrapping_sub(ONES) & !(v ^ (ONES * b'\\' as u64));
-        if (control | quote | slash) & HIGHS != 0 {
-            return true;
-        }
-    }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 #[cfg(test)]
@@ -235,10 +185,22 @@ mod tests {
         }
     }
 
-    fn span() -> Span {
+    /// Fails every write, as a full disk does.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("no space left"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Err(io::Error::other("no space left"))
+        }
+    }
+
+    fn span(n: u64) -> Span {
         Span {
             trace_id: "0".repeat(32),
-            span_id: "0".repeat(16),
+            span_id: format!("{n:016x}"),
             parent_span_id: None,
             kind: crate::span::SpanKind::Client,
             name: "GET /".into(),
@@ -252,70 +214,56 @@ mod tests {
         }
     }
 
-    #[test]
-    fn spans_are_written_as_serde_writes_them() {
-        let mut odd = span();
-        odd.parent_span_id = Some("ab".repeat(8));
-        odd.kind = crate::span::SpanKind::Server;
-        odd.status = crate::span::SpanStatus::Error;
-        odd.name = "GET /a\"b\\c\u{1}\n\t\u{7f}é→😀".into();
-        odd.trace_state = Some("ot=th:8".into());
-        odd.end_unix_nano = u64::MAX;
-        odd.events.push(crate::span::SpanEvent {
-            name: "request.end",
-            time_unix_nano: 0,
-        });
-        odd.events.push(crate::span::SpanEvent {
-            name: "response.start",
-            time_unix_nano: 10,
-        });
-        let attributes = serde_json::json!({
-            "a": "plain", "b\u{0}": "\u{1f}\"", "c": [ "x", "y\r" ], "d": 0, "e": -7,
-            "f": 0.25, "g": 1e300, "h": true, "i": false, "j": null, "k": { "z": [1, 2.5] },
-            "l": u64::MAX, "m": i64::MIN, "n": 0.1
-        });
-        odd.attributes = attributes.as_object().unwrap().clone().into();
-        for s in [span(), odd] {
-            let mut ours = Vec::new();
-            write_span_json(&s, &mut ours);
-            let theirs = serde_json::to_vec(&s).unwrap();
-            assert_eq!(
-                String::from_utf8(ours).unwrap(),
-                String::from_utf8(theirs).unwrap()
-            );
-        }
-    }
-
-    #[test]
-    fn escapes_are_found_at_every_position() {
-        for len in 0..20 {
-            let plain = "a".repeat(len);
-            assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
-            for at in 0..len {
-                for odd in [0u8, 0x1f, b'"', b'\\'] {
-                    let mut bytes = plain.clone().into_bytes();
-                    bytes[at] = odd;
-                    assert!(needs_escape(&bytes), "{bytes:?}");
-                }
-                for fine in [b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
-                    let mut bytes = plain.clone().into_bytes();
-                    bytes[at] = fine;
-                    assert!(!needs_escape(&bytes), "{bytes:?}");
-                }
-            }
-        }
+    fn text(out: &Shared) -> String {
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
     }
 
     #[test]
     fn a_line_waits_in_the_buffer_no_longer_than_the_bound() {
         let out = Shared::default();
         let mut w = JsonlWriter::new(Box::new(out.clone()));
-        w.write(&span()).unwrap();
+        w.write(span(0)).unwrap();
         w.flush_if_due().unwrap();
-        assert!(out.0.lock().unwrap().is_empty(), "buffered at first");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(text(&out).is_empty(), "buffered at first");
         std::thread::sleep(MAX_UNFLUSHED);
         w.flush_if_due().unwrap();
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.lines().count(), 1, "flushed once due: {text}");
+        // The writing thread flushes as soon as it is asked.
+        let asked = Instant::now();
+        while text(&out).is_empty() && asked.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(text(&out).lines().count(), 1, "flushed once due");
+    }
+
+    #[test]
+    fn every_line_is_written_in_order() {
+        let out = Shared::default();
+        let mut w = JsonlWriter::new(Box::new(out.clone()));
+        let n = 3 * BATCH as u64 + 7;
+        for i in 0..n {
+            w.write(span(i)).unwrap();
+        }
+        w.flush().unwrap();
+        let ids: Vec<u64> = text(&out)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                u64::from_str_radix(v["span_id"].as_str().unwrap(), 16).unwrap()
+            })
+            .collect();
+        assert_eq!(ids, (0..n).collect::<Vec<_>>());
+        assert_eq!(w.written, n);
+    }
+
+    #[test]
+    fn a_write_error_is_reported_by_flush() {
+        let mut w = JsonlWriter::new(Box::new(Full));
+        // More than the buffer holds, so that a write reaches the failing writer.
+        for i in 0..2000 {
+            w.write(span(i)).unwrap();
+        }
+        let e = w.flush().unwrap_err();
+        assert!(e.to_string().contains("no space left"), "{e}");
     }
 }

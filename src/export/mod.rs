@@ -9,6 +9,7 @@ pub mod delivery;
 mod http1;
 pub mod jsonl;
 pub mod otlp;
+pub mod span_json;
 pub mod zipkin;
 
 use std::fmt;
