@@ -17,9 +17,15 @@ pub fn is_credential(s: &str) -> bool {
 /// Whether `s` contains a credential-shaped word (a JWT anywhere, or an opaque token between
 /// spaces, commas or quotes): for free-form header values such as `Bearer <token>`.
 pub fn contains_credential(s: &str) -> bool {
+    // Every credential word is a JWT (starting `eyJ`) or at least OPAQUE_MIN_LEN long: most
+    // values (hosts, user agents, content types) are neither, and are let through at once.
+    let has_jwt_start = s.contains("eyJ");
+    if s.len() < OPAQUE_MIN_LEN && !has_jwt_start {
+        return false;
+    }
     s.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'' | '=' | ':'))
         .any(is_credential)
-        || s.contains("eyJ") && s.split(|c: char| !is_jwt_char(c)).any(is_jwt)
+        || has_jwt_start && s.split(|c: char| !is_jwt_char(c)).any(is_jwt)
 }
 
 fn is_jwt_char(c: char) -> bool {
@@ -28,11 +34,13 @@ fn is_jwt_char(c: char) -> bool {
 
 /// Three (or five, for an encrypted JWT) base64url parts, the first starting `eyJ` (`{"`).
 fn is_jwt(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    (parts.len() == 3 || parts.len() == 5)
-        && s.starts_with("eyJ")
-        && parts[0].len() >= 10
-        && parts.iter().all(|p| {
+    if !s.starts_with("eyJ") {
+        return false;
+    }
+    let parts = s.split('.').count();
+    (parts == 3 || parts == 5)
+        && s.split('.').next().is_some_and(|first| first.len() >= 10)
+        && s.split('.').all(|p| {
             p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
