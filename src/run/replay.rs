@@ -3,10 +3,12 @@
 //! first); the same packet seen at two points then reads as a retransmission and is decoded once.
 
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender};
 
 use tapspan_capture::{CaptureError, FileSource, LinkType, PacketSource, RawFrame, Timestamp};
 
 use crate::pipeline::{Back, Pipeline, PipelineConfig, PipelineStats};
+use crate::protocols::Exchange;
 
 /// What a replay saw, and the damaged files it stopped early on.
 #[derive(Debug, Default)]
@@ -28,7 +30,7 @@ pub fn replay_files<B: Back>(
     paths: &[PathBuf],
     config: PipelineConfig,
     progress: Progress<'_>,
-    back: B,
+    mut back: B,
 ) -> Result<ReplayOutcome, CaptureError> {
     let mut sources = paths
         .iter()
@@ -36,8 +38,95 @@ pub fn replay_files<B: Back>(
         .collect::<Result<Vec<_>, _>>()?;
     let clock_offsets = super::clock::estimate_offsets(paths)?;
     let total: u64 = sources.iter().filter_map(|s| s.total_len()).sum();
-    let mut pipeline = Pipeline::new(config, back);
+    // Two stages on two threads: frames to exchanges on one, the back (causality, spans) on
+    // this one, so that a long capture's packets are decoded while earlier exchanges are
+    // searched. What the back is told, and in which order, is what one thread would tell it.
+    let (to_back, handed) = sync_channel(BATCHES_QUEUED);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut pipeline = Pipeline::new(config, Handoff::new(to_back));
+            let outcome = read_all(&mut sources, &clock_offsets, &mut pipeline);
+            ReplayOutcome {
+                clock_offsets,
+                ..outcome
+            }
+        });
+        for batch in handed {
+            for item in batch {
+                match item {
+                    Handed::Exchange(ex) => back.exchange(ex),
+                    Handed::Progress(done) => progress(done, total),
+                    Handed::Finish => back.finish(),
+                }
+            }
+        }
+        match reader.join() {
+            Ok(outcome) => Ok(outcome),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Batches of what the reading thread hands over that may wait for the back.
+const BATCHES_QUEUED: usize = 64;
+/// Items per batch.
+const HANDOFF_BATCH: usize = 128;
+
+// Nearly every item is an exchange: boxing them would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+enum Handed {
+    Exchange(Exchange),
+    /// Bytes consumed so far.
+    Progress(u64),
+    Finish,
+}
+
+/// The reading thread's back: what a pipeline gives, passed on in order.
+struct Handoff {
+    batch: Vec<Handed>,
+    to_back: SyncSender<Vec<Handed>>,
+}
+
+impl Handoff {
+    fn new(to_back: SyncSender<Vec<Handed>>) -> Self {
+        Handoff {
+            batch: Vec::with_capacity(HANDOFF_BATCH),
+            to_back,
+        }
+    }
+
+    fn hand(&mut self, item: Handed) {
+        let last = matches!(item, Handed::Finish);
+        self.batch.push(item);
+        if last || self.batch.len() >= HANDOFF_BATCH {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HANDOFF_BATCH));
+            // The back's thread only goes away by panicking, which the join reports.
+            let _ = self.to_back.send(batch);
+        }
+    }
+}
+
+impl Back for Handoff {
+    fn exchange(&mut self, ex: Exchange) {
+        self.hand(Handed::Exchange(ex));
+    }
+
+    fn finish(&mut self) {
+        self.hand(Handed::Finish);
+    }
+}
+
+/// Every frame of `sources` through `pipeline` (merged by time when there are several), then
+/// its end.
+fn read_all(
+    sources: &mut [FileSource],
+    clock_offsets: &[super::clock::ClockOffset],
+    pipeline: &mut Pipeline<Handoff>,
+) -> ReplayOutcome {
     let mut outcome = ReplayOutcome::default();
+    let progress = |pipeline: &mut Pipeline<Handoff>, done: u64| {
+        pipeline.back_mut().hand(Handed::Progress(done));
+    };
     let mut frames: u64 = 0;
     if sources.len() == 1 {
         let source = &mut sources[0];
@@ -52,28 +141,20 @@ pub fn replay_files<B: Back>(
             }
             frames += 1;
             if frames % 8192 == 0 {
-                progress(source.position(), total);
+                progress(pipeline, source.position());
             }
         }
     } else {
         let corrections: Vec<i64> = std::iter::once(0)
             .chain(clock_offsets.iter().map(|c| c.offset_ns))
             .collect();
-        merge_sources(
-            &mut sources,
-            &corrections,
-            &mut pipeline,
-            &mut outcome,
-            progress,
-            total,
-        );
+        merge_sources(sources, &corrections, pipeline, &mut outcome);
     }
-    outcome.clock_offsets = clock_offsets;
     outcome.input_bytes = sources.iter().map(|s| s.position()).sum();
-    progress(outcome.input_bytes, total);
+    progress(pipeline, outcome.input_bytes);
     pipeline.finish();
     outcome.stats = pipeline.stats();
-    Ok(outcome)
+    outcome
 }
 
 /// A frame copied out of its source, so several sources can be compared by time.
@@ -109,13 +190,11 @@ fn pull(
     }
 }
 
-fn merge_sources<B: Back>(
+fn merge_sources(
     sources: &mut [FileSource],
     corrections: &[i64],
-    pipeline: &mut Pipeline<B>,
+    pipeline: &mut Pipeline<Handoff>,
     outcome: &mut ReplayOutcome,
-    progress: Progress<'_>,
-    total: u64,
 ) {
     let mut heads: Vec<Option<HeldFrame>> = sources.iter().map(|_| None).collect();
     for (i, (s, h)) in sources.iter_mut().zip(heads.iter_mut()).enumerate() {
@@ -147,7 +226,8 @@ fn merge_sources<B: Back>(
         );
         frames += 1;
         if frames % 8192 == 0 {
-            progress(sources.iter().map(|s| s.position()).sum(), total);
+            let done = sources.iter().map(|s| s.position()).sum();
+            pipeline.back_mut().hand(Handed::Progress(done));
         }
     }
 }

@@ -66,7 +66,7 @@ struct FrameAt {
 /// A pcap or pcapng file (or any reader holding one).
 pub struct FileSource {
     name: String,
-    reader: Box<dyn Read>,
+    reader: Box<dyn Read + Send>,
     buf: Vec<u8>,
     /// Unconsumed bytes are `buf[start..end]`; `pos` is the file offset of `buf[start]`.
     start: usize,
@@ -98,13 +98,16 @@ impl FileSource {
     }
 
     /// Reads a capture from any reader (tests, pipes); `name` is used in messages.
-    pub fn from_reader(name: &str, reader: impl Read + 'static) -> Result<Self, CaptureError> {
+    pub fn from_reader(
+        name: &str,
+        reader: impl Read + Send + 'static,
+    ) -> Result<Self, CaptureError> {
         Self::new(name.to_string(), Box::new(reader), None)
     }
 
     fn new(
         name: String,
-        reader: Box<dyn Read>,
+        reader: Box<dyn Read + Send>,
         total_len: Option<u64>,
     ) -> Result<Self, CaptureError> {
         let mut src = FileSource {

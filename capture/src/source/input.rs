@@ -14,7 +14,7 @@ pub const STDIN: &str = "-";
 /// length when known (a plain file; unknown for a pipe or a compressed file).
 pub struct Input {
     pub name: String,
-    pub reader: Box<dyn Read>,
+    pub reader: Box<dyn Read + Send>,
     pub len: Option<u64>,
 }
 
@@ -22,7 +22,8 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 pub fn open(path: &Path) -> io::Result<Input> {
-    let (name, raw, len): (String, Box<dyn Read>, Option<u64>) = if path == Path::new(STDIN) {
+    let (name, raw, len): (String, Box<dyn Read + Send>, Option<u64>) = if path == Path::new(STDIN)
+    {
         ("standard input".into(), Box::new(io::stdin()), None)
     } else {
         let file = File::open(path)?;
@@ -33,10 +34,14 @@ pub fn open(path: &Path) -> io::Result<Input> {
 }
 
 /// `raw`, decompressed if its first bytes say it is compressed.
-pub fn decompressed(name: String, mut raw: Box<dyn Read>, len: Option<u64>) -> io::Result<Input> {
+pub fn decompressed(
+    name: String,
+    mut raw: Box<dyn Read + Send>,
+    len: Option<u64>,
+) -> io::Result<Input> {
     let mut magic = Vec::with_capacity(4);
     (&mut raw).take(4).read_to_end(&mut magic)?;
-    let whole: Box<dyn Read> = Box::new(io::Cursor::new(magic.clone()).chain(raw));
+    let whole: Box<dyn Read + Send> = Box::new(io::Cursor::new(magic.clone()).chain(raw));
     let input = |reader, len| Input {
         name: name.clone(),
         reader,
