@@ -17,6 +17,7 @@ pub mod causality;
 pub mod counters;
 pub mod export;
 pub mod ids;
+pub mod keyhash;
 pub mod limits;
 pub mod pipeline;
 pub mod protocols;

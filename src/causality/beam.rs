@@ -10,10 +10,10 @@ use super::assign::{
     ln_early, ln_following, ln_tokens, Call, Made, Req, Waiting, CONFIDENCE_TEMPER,
     EXPANSIONS_PER_CALL,
 };
-use super::keyhash::KeySet;
 use super::nesting::{DelayModel, StepTable, RESPOND};
 use super::reuse::{owner, reuse, Kind, PreviousOwner, RatioTable, ReuseModel};
 use super::tokens::TokenEvidence;
+use crate::keyhash::KeySet;
 
 /// The narrowest beam.
 const MIN_BEAM: usize = 16;

@@ -4,11 +4,11 @@
 //! model has learned little (see `CausalityBuilder::assign_by_nesting`).
 
 use super::assign::{Call, Req};
-use super::keyhash::KeyMap;
 use super::nesting::{
     add_smoothed_at, bin_of, bin_starts, bin_width_ns, DelayModel, StepKey, ANY_ENDPOINT, ARRIVAL,
     BINS, BINS_PER_OCTAVE, FIRST_OCTAVE, RESPOND,
 };
+use crate::keyhash::KeyMap;
 
 /// Gaps [`first_guess`] counts at most.
 const FIRST_GUESS_PAIRS: usize = 20_000_000;

@@ -40,7 +40,6 @@ pub mod assign;
 mod beam;
 pub mod fit;
 pub mod guess;
-pub mod keyhash;
 pub mod nesting;
 pub mod refine;
 pub mod reuse;

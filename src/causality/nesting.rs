@@ -12,7 +12,7 @@
 
 use std::rc::Rc;
 
-use super::keyhash::KeyMap;
+use crate::keyhash::KeyMap;
 
 /// What a handler did at a step, as a key: before a delay, its request's arrival or the return
 /// of one of its calls (to which endpoint, failed or not); after it, a call (to which endpoint)

@@ -138,8 +138,8 @@ const SHARED_POOL_SHARE: f64 = 0.95;
 /// explains at least 95 %, the pool is shared (in the simulator, shared pools are over 99 % and pools per worker handed out by a LIFO list of idle workers 81 %).
 pub fn pool_is_shared(calls: &[Made]) -> bool {
     // Per callee: each connection seen, with when its last call ended.
-    let mut released: super::keyhash::KeyMap<u64, Vec<(u64, Timestamp)>> =
-        super::keyhash::KeyMap::default();
+    let mut released: crate::keyhash::KeyMap<u64, Vec<(u64, Timestamp)>> =
+        crate::keyhash::KeyMap::default();
     let (mut choices, mut lifo, mut fifo) = (0usize, 0usize, 0usize);
     for call in calls.iter().filter(|c| c.conn != 0) {
         let conns = released.entry(call.callee).or_default();

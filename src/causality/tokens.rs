@@ -23,7 +23,7 @@
 //! message); scoring a (call, candidate) is a scan of that call's few matches and the
 //! candidate's calls so far.
 
-use super::keyhash::KeyMap;
+use crate::keyhash::KeyMap;
 
 use super::assign::{calls_per_request, Call, Made, Req};
 use super::nesting::StepKey;

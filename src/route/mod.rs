@@ -19,7 +19,7 @@
 pub mod shape;
 pub mod templates;
 
-use std::collections::{HashMap, HashSet};
+use crate::keyhash::{KeyMap, KeySet};
 
 pub use shape::template;
 pub use templates::Templates;
@@ -64,14 +64,14 @@ const POSITIONS_PER_ROUTE: usize = 4;
 #[derive(Debug, Default)]
 pub struct Routes {
     config: RouteConfig,
-    services: HashMap<u64, ServiceRoutes>,
+    services: KeyMap<u64, ServiceRoutes>,
 }
 
 #[derive(Debug, Default)]
 struct ServiceRoutes {
-    routes: HashSet<u64>,
+    routes: KeySet<u64>,
     /// Per (method, route so far): the literal values seen next, or None once a parameter.
-    positions: HashMap<u64, Option<HashSet<u64>>>,
+    positions: KeyMap<u64, Option<KeySet<u64>>>,
 }
 
 fn hash(parts: &[&str]) -> u64 {
@@ -87,7 +87,7 @@ impl Routes {
     pub fn new(config: RouteConfig) -> Self {
         Routes {
             config,
-            services: HashMap::new(),
+            services: KeyMap::default(),
         }
     }
 
@@ -127,7 +127,7 @@ impl Routes {
             let values = svc
                 .positions
                 .entry(position)
-                .or_insert_with(|| Some(HashSet::new()));
+                .or_insert_with(|| Some(KeySet::default()));
             let value = hash(&[seg]);
             let literal = match values {
                 Some(seen) if seen.contains(&value) => true,
@@ -198,7 +198,7 @@ mod tests {
             max_per_service: 10,
             ..RouteConfig::default()
         });
-        let distinct: HashSet<String> = (0..1000)
+        let distinct: std::collections::HashSet<String> = (0..1000)
             .map(|i| routes.route("s:80", "GET", &format!("/page{}x", i)))
             .collect();
         assert_eq!(distinct.len(), 11);

@@ -1,4 +1,5 @@
-//! Hash maps keyed by values that are hashes already (step keys, payload tokens, signatures):
+//! Hash maps keyed by values that are hashes already (step keys, payload tokens, signatures,
+//! route positions):
 //! a multiply per word instead of SipHash, which was most of the cost of the lookups in the
 //! search. Seeded per process and finished by a full 64-bit mix, so that a capture crafted to
 //! make keys collide cannot know which buckets they land in.
