@@ -7,23 +7,22 @@
 //! the capture crate and the project's reassembly, as the pipeline will feed them; DNS's UDP
 //! datagrams are cut from the frames here (etherparse) until the capture crate has its UDP path.
 
+// Losses are left out here: `Piece::Gap`'s direction is for the tests.
+#[allow(dead_code)]
+#[path = "../tests/common/recorded.rs"]
+mod recorded;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use recorded::{pcap, udp_datagrams, Piece};
 use tapspan::protocols::dns::{DnsConfig, DnsTracker, TcpFramer};
 use tapspan::protocols::{postgres::PgConn, redis::RedisConn, tls::TlsConn};
-use tapspan::reassembly::{Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent};
-use tapspan_capture::{DecodeConfig, Decoder, FileSource, PacketSource};
+use tapspan::reassembly::Direction;
 
-fn pcap(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps/protocols")
-        .join(name)
-}
-
-/// One TCP connection's data in capture order: (direction, time, bytes).
+/// One TCP connection's data in capture order: (direction, time, bytes); losses left out.
 struct Conn {
     client: SocketAddr,
     from_start: bool,
@@ -39,43 +38,20 @@ impl Conn {
 
 /// Every TCP connection of a capture whose first client bytes `claims`.
 fn tcp_conns(path: &Path, claims: fn(&[u8]) -> bool) -> Vec<Conn> {
-    let mut src = FileSource::open(path).unwrap();
-    let mut dec = Decoder::new(DecodeConfig::default());
-    let mut rea = Reassembler::new(ReassemblyConfig::default());
-    let mut conns: Vec<(tapspan::reassembly::ConnId, Conn)> = Vec::new();
-    let mut on = |ev: StreamEvent<'_>| match ev {
-        StreamEvent::Open {
-            conn, client, how, ..
-        } => conns.push((
-            conn,
-            Conn {
-                client,
-                from_start: how == OpenHow::Handshake,
-                data: Vec::new(),
-            },
-        )),
-        StreamEvent::Data {
-            conn,
-            dir,
-            ts,
-            bytes,
-            ..
-        } => {
-            if let Some((_, c)) = conns.iter_mut().rev().find(|(id, _)| *id == conn) {
-                c.data.push((dir, ts.as_nanos(), bytes.to_vec()));
-            }
-        }
-        _ => {}
-    };
-    while let Some(frame) = src.next_frame().unwrap() {
-        if let Some(seg) = dec.decode(&frame) {
-            rea.push(&seg, &mut on);
-        }
-    }
-    rea.finish(&mut on);
-    conns
+    recorded::tcp_conns(path)
         .into_iter()
-        .map(|(_, c)| c)
+        .map(|c| Conn {
+            client: c.client,
+            from_start: c.from_start,
+            data: c
+                .pieces
+                .into_iter()
+                .filter_map(|p| match p {
+                    Piece::Data(dir, ts, bytes) => Some((dir, ts, bytes)),
+                    Piece::Gap(_) => None,
+                })
+                .collect(),
+        })
         .filter(|c| {
             c.data
                 .iter()
@@ -83,26 +59,6 @@ fn tcp_conns(path: &Path, claims: fn(&[u8]) -> bool) -> Vec<Conn> {
                 .is_some_and(|d| claims(&d.2))
         })
         .collect()
-}
-
-/// UDP datagrams of a capture: (ts, source, destination, payload).
-fn udp_datagrams(path: &Path) -> Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)> {
-    let mut src = FileSource::open(path).unwrap();
-    let mut v = Vec::new();
-    while let Some(frame) = src.next_frame().unwrap() {
-        let Ok(p) = etherparse::SlicedPacket::from_ethernet(frame.data) else {
-            continue;
-        };
-        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) =
-            (&p.net, &p.transport)
-        else {
-            continue;
-        };
-        let s = SocketAddr::from((ip.header().source_addr(), udp.source_port()));
-        let d = SocketAddr::from((ip.header().destination_addr(), udp.destination_port()));
-        v.push((frame.ts.as_nanos(), s, d, udp.payload().to_vec()));
-    }
-    v
 }
 
 fn redis(conns: &[Conn]) -> usize {

@@ -54,18 +54,34 @@ pub fn push_socket_addr(out: &mut String, addr: &SocketAddr) {
 }
 
 /// Appends `n` in decimal.
-pub fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+pub fn push_decimal(out: &mut String, n: u64) {
+    out.push_str(Decimal::of(n).as_str());
+}
+
+/// A number's decimal digits, written without allocating.
+pub struct Decimal {
+    digits: [u8; 20],
+    from: usize,
+}
+
+impl Decimal {
+    pub fn of(mut n: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut from = digits.len();
+        loop {
+            from -= 1;
+            digits[from] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
+        Decimal { digits, from }
     }
-    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.digits[self.from..]).expect("ASCII digits")
+    }
 }
 
 /// `format!("{v:016x}")`.

@@ -4,92 +4,15 @@
 //! will feed them; UDP datagrams are cut from the frames here (etherparse) until the capture
 //! crate has its UDP path.
 
+#[path = "common/recorded.rs"]
+mod recorded;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
+use recorded::{pcap, tcp_conns, udp_datagrams, Conn, Piece};
 use tapspan::protocols::tls::TlsHandshake;
-use tapspan::reassembly::{Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent};
-use tapspan_capture::{DecodeConfig, Decoder, FileSource, PacketSource};
-
-fn pcap(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps/protocols")
-        .join(name)
-}
-
-/// One direction's bytes (or a loss) in capture order.
-#[derive(Debug)]
-enum Piece {
-    Data(Direction, u64, Vec<u8>),
-    Gap(Direction),
-}
-
-#[derive(Debug)]
-struct Conn {
-    client: SocketAddr,
-    from_start: bool,
-    pieces: Vec<Piece>,
-}
-
-/// Every TCP connection of a capture, its pieces in capture order.
-fn tcp_conns(path: &Path) -> Vec<Conn> {
-    let mut src = FileSource::open(path).unwrap();
-    let mut dec = Decoder::new(DecodeConfig::default());
-    let mut rea = Reassembler::new(ReassemblyConfig::default());
-    let mut conns: Vec<Conn> = Vec::new();
-    let mut index = HashMap::new();
-    let mut on = |ev: StreamEvent<'_>| match ev {
-        StreamEvent::Open {
-            conn, client, how, ..
-        } => {
-            index.insert(conn, conns.len());
-            conns.push(Conn {
-                client,
-                from_start: how == OpenHow::Handshake,
-                pieces: Vec::new(),
-            });
-        }
-        StreamEvent::Data {
-            conn,
-            dir,
-            ts,
-            bytes,
-            ..
-        } => conns[index[&conn]]
-            .pieces
-            .push(Piece::Data(dir, ts.as_nanos(), bytes.to_vec())),
-        StreamEvent::Gap { conn, dir, .. } => conns[index[&conn]].pieces.push(Piece::Gap(dir)),
-        _ => {}
-    };
-    while let Some(frame) = src.next_frame().unwrap() {
-        if let Some(seg) = dec.decode(&frame) {
-            rea.push(&seg, &mut on);
-        }
-    }
-    rea.finish(&mut on);
-    conns
-}
-
-/// UDP datagrams of a capture: (ts, source, destination, payload).
-fn udp_datagrams(path: &Path) -> Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)> {
-    let mut src = FileSource::open(path).unwrap();
-    let mut v = Vec::new();
-    while let Some(frame) = src.next_frame().unwrap() {
-        let Ok(p) = etherparse::SlicedPacket::from_ethernet(frame.data) else {
-            continue;
-        };
-        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) =
-            (&p.net, &p.transport)
-        else {
-            continue;
-        };
-        let s = SocketAddr::from((ip.header().source_addr(), udp.source_port()));
-        let d = SocketAddr::from((ip.header().destination_addr(), udp.destination_port()));
-        v.push((frame.ts.as_nanos(), s, d, udp.payload().to_vec()));
-    }
-    v
-}
+use tapspan::reassembly::Direction;
 
 fn at_least_995(found: usize, total: usize, what: &str) {
     assert!(total > 0, "{what}: nothing in the log");

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::span::{Span, SpanKind, SpanStatus};
+use crate::text::Decimal;
 
 /// `span` as one JSON object, byte for byte what `serde_json::to_writer` writes for it (a test
 /// holds that), written directly: the generic serializer spent most of its time escaping
@@ -92,18 +93,8 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-fn write_u64(mut n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+fn write_u64(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(Decimal::of(n).as_str().as_bytes());
 }
 
 /// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped the way
