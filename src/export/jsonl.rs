@@ -25,7 +25,7 @@ pub const MAX_UNFLUSHED: Duration = Duration::from_millis(500);
 /// Spans handed to the writing thread at once.
 const BATCH: usize = 256;
 /// Batches that may wait for the writing thread.
-const BATCHES_QUEUED: usize = 16;
+const BATCHES_QUEUED: usize = 4;
 
 enum Request {
     Spans(Vec<Span>),

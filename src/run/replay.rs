@@ -68,7 +68,7 @@ pub fn replay_files<B: Back>(
 }
 
 /// Batches of what the reading thread hands over that may wait for the back.
-const BATCHES_QUEUED: usize = 64;
+const BATCHES_QUEUED: usize = 8;
 /// Items per batch.
 const HANDOFF_BATCH: usize = 128;
 
