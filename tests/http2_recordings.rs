@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use tapspan::protocols::http2::{H2Exchange, Http2Config, Http2Conn};
-use tapspan::reassembly::{Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent};
+use tapspan::reassembly::{OpenHow, Reassembler, ReassemblyConfig, StreamEvent};
 use tapspan_capture::{DecodeConfig, Decoder, FileSource, PacketSource};
 
 fn pcap(name: &str) -> PathBuf {
@@ -21,8 +21,8 @@ fn pcap(name: &str) -> PathBuf {
 }
 
 /// The servers' ports. A connection picked up mid-way has its roles guessed by reassembly from
-/// role hints, which do not know HTTP/2's ports until the decoder is registered: the test
-/// corrects them here, as the registry's `server_ports` will.
+/// role hints, which do not know HTTP/2 yet: the decoder turns them round itself (from the
+/// first header block it reads), and the test names each exchange by the real client's port.
 const SERVER_PORTS: [u16; 2] = [8080, 50051];
 
 /// Decodes every TCP connection of a capture: (client port, exchange), and the capture's
@@ -31,7 +31,7 @@ fn exchanges(name: &str) -> (Vec<(u16, H2Exchange)>, u64) {
     let mut src = FileSource::open(&pcap(name)).unwrap();
     let mut dec = Decoder::new(DecodeConfig::default());
     let mut rea = Reassembler::new(ReassemblyConfig::default());
-    let mut conns: HashMap<_, (SocketAddr, bool, Http2Conn)> = HashMap::new();
+    let mut conns: HashMap<_, (SocketAddr, Http2Conn)> = HashMap::new();
     let mut all = Vec::new();
     let mut out = Vec::new();
     let mut first = None;
@@ -45,9 +45,12 @@ fn exchanges(name: &str) -> (Vec<(u16, H2Exchange)>, u64) {
         } => {
             let from_start = how == OpenHow::Handshake;
             let dec = Http2Conn::new(Http2Config::default(), from_start);
-            let flip = SERVER_PORTS.contains(&client.port());
-            let client = if flip { server } else { client };
-            conns.insert(conn, (client, flip, dec));
+            let client = if SERVER_PORTS.contains(&client.port()) {
+                server
+            } else {
+                client
+            };
+            conns.insert(conn, (client, dec));
         }
         StreamEvent::Data {
             conn,
@@ -56,16 +59,13 @@ fn exchanges(name: &str) -> (Vec<(u16, H2Exchange)>, u64) {
             bytes,
             ..
         } => {
-            let (client, flip, c) = conns.get_mut(&conn).unwrap();
-            c.push(turn(dir, *flip), ts.as_nanos(), bytes, &mut out);
+            let (client, c) = conns.get_mut(&conn).unwrap();
+            c.push(dir, ts.as_nanos(), bytes, &mut out);
             all.extend(out.drain(..).map(|x| (client.port(), x)));
         }
-        StreamEvent::Gap { conn, dir, .. } => {
-            let (_, flip, c) = conns.get_mut(&conn).unwrap();
-            c.gap(turn(dir, *flip))
-        }
+        StreamEvent::Gap { conn, dir, .. } => conns.get_mut(&conn).unwrap().1.gap(dir),
         StreamEvent::Close { conn, .. } => {
-            if let Some((client, _, mut c)) = conns.remove(&conn) {
+            if let Some((client, mut c)) = conns.remove(&conn) {
                 c.finish(&mut out);
                 all.extend(out.drain(..).map(|x| (client.port(), x)));
             }
@@ -327,12 +327,4 @@ fn grpc_cut_mid_connection_finds_statuses_and_never_a_wrong_method() {
         with_code,
         unknown
     );
-}
-
-fn turn(dir: Direction, flip: bool) -> Direction {
-    match (dir, flip) {
-        (d, false) => d,
-        (Direction::ClientToServer, true) => Direction::ServerToClient,
-        (Direction::ServerToClient, true) => Direction::ClientToServer,
-    }
 }

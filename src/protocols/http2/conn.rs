@@ -74,6 +74,10 @@ struct ConnState {
     /// Ids of the streams that left most recently: a late frame for one of them (a request's
     /// DATA after an early response, a RST_STREAM after END_STREAM) opens nothing.
     closed: VecDeque<u32>,
+    /// Whether the reassembly's client is really the server (`None`: not known yet). From the
+    /// start the handshake says who is who; picked up mid-way, reassembly only guesses, so the
+    /// first header block with a known `:status` or `:method` decides (see `decide_roles`).
+    swapped: Option<bool>,
     stats: Http2Stats,
 }
 
@@ -106,6 +110,7 @@ impl Http2Conn {
                 streams: BTreeMap::new(),
                 overflow: Vec::new(),
                 closed: VecDeque::new(),
+                swapped: from_start.then_some(false),
                 stats: Http2Stats::default(),
             },
         }
@@ -156,9 +161,10 @@ impl Http2Conn {
         s.sides[i].h1 = None;
         s.sides[i].block = None;
         s.sides[i].hpack.lose();
+        let r = side(s.role(dir));
         for st in s.streams.values_mut() {
             st.gapped = true;
-            st.counters[i].skip();
+            st.counters[r].skip();
         }
         s.stats.gaps += 1;
     }
@@ -177,7 +183,50 @@ impl Http2Conn {
     }
 }
 
+fn flip(dir: Direction) -> Direction {
+    match dir {
+        Direction::ClientToServer => Direction::ServerToClient,
+        Direction::ServerToClient => Direction::ClientToServer,
+    }
+}
+
 impl ConnState {
+    /// The role of a direction's sender: `ClientToServer` for the HTTP/2 client.
+    fn role(&self, dir: Direction) -> Direction {
+        if self.swapped == Some(true) {
+            flip(dir)
+        } else {
+            dir
+        }
+    }
+
+    /// Mid-way pickups: a block with a known `:status` comes from the server, one with a known
+    /// `:method` from the client (RFC 9113 §8.3). Streams opened before the decision by DATA
+    /// frames are turned round if the guess was wrong.
+    fn decide_roles(&mut self, dir: Direction, block: &Block) {
+        if self.swapped.is_some() {
+            return;
+        }
+        let from_server = if block.get(":status").is_some() {
+            true
+        } else if block.get(":method").is_some() {
+            false
+        } else {
+            return;
+        };
+        let swapped = from_server == (dir == Direction::ClientToServer);
+        self.swapped = Some(swapped);
+        if swapped {
+            self.stats.roles_swapped += 1;
+            for st in self.streams.values_mut() {
+                let x = &mut st.x;
+                std::mem::swap(&mut x.request_body_bytes, &mut x.response_body_bytes);
+                std::mem::swap(&mut x.request_start, &mut x.response_start);
+                std::mem::swap(&mut x.request_end, &mut x.response_end);
+                st.counters.swap(0, 1);
+            }
+        }
+    }
     /// The start of a connection from its first bytes: the preface, or an HTTP/1.1 head that
     /// may upgrade. Returns the bytes to read as frames, or `None` while a head is incomplete.
     fn upgrade(
@@ -280,7 +329,7 @@ impl ConnState {
                     .and_then(|p| p.get(..4))
                     .map_or(0, |c| u32::from_be_bytes(c.try_into().unwrap_or([0; 4])));
                 if let Some(st) = self.streams.remove(&h.stream) {
-                    let by_client = dir == Direction::ClientToServer;
+                    let by_client = self.role(dir) == Direction::ClientToServer;
                     self.emit(st, Some(StreamError::Reset { code, by_client }), out);
                 }
             }
@@ -291,7 +340,7 @@ impl ConnState {
                 let last = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
                 let code = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
                 // Streams the sender's peer opened above `last` were not processed (§6.8).
-                let peer_parity = u32::from(dir == Direction::ServerToClient);
+                let peer_parity = u32::from(self.role(dir) == Direction::ServerToClient);
                 let cut: Vec<u32> = self
                     .streams
                     .range(last.saturating_add(1)..)
@@ -320,8 +369,9 @@ impl ConnState {
         payload: Option<&[u8]>,
         out: &mut Vec<H2Exchange>,
     ) {
-        let i = side(dir);
-        let request = dir == Direction::ClientToServer;
+        let role = self.role(dir);
+        let i = side(role);
+        let request = role == Direction::ClientToServer;
         if self.late(h.stream) {
             return;
         }
@@ -343,7 +393,7 @@ impl ConnState {
             st.x.response_start.get_or_insert(ts);
         }
         if h.flags & frame::END_STREAM != 0 {
-            self.end_stream(dir, h.stream, ts, out);
+            self.end_stream(role, h.stream, ts, out);
         }
     }
 
@@ -418,7 +468,12 @@ impl ConnState {
         };
         self.sides[i].hpack.lose();
         self.stats.blocks_lost += 1;
-        if i == 1 {
+        let wire = if i == 0 {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        if self.role(wire) == Direction::ServerToClient {
             if let Some(st) = self.streams.remove(&b.stream) {
                 self.emit(st, Some(StreamError::HeaderBlock), out);
             }
@@ -445,6 +500,8 @@ impl ConnState {
         if self.late(b.stream) {
             return;
         }
+        self.decide_roles(dir, &block);
+        let dir = self.role(dir);
         match (dir, b.promised) {
             (Direction::ServerToClient, Some(promised)) => {
                 let st = self.stream(promised, b.ts, true);

@@ -90,4 +90,6 @@ pub struct Http2Stats {
     pub goaways: u64,
     pub gaps: u64,
     pub upgrades: u64,
+    /// Connections picked up mid-way whose roles reassembly had guessed the wrong way round.
+    pub roles_swapped: u64,
 }

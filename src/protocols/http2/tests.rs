@@ -427,3 +427,28 @@ fn random_bytes_never_panic() {
         run_with(Http2Config::default(), round % 2 == 0, &steps);
     }
 }
+
+#[test]
+fn midstream_roles_guessed_wrong_are_turned_round() {
+    // Reassembly took the server for the client: the server's bytes come as ClientToServer.
+    let mut c = frame(HEADERS, END_HEADERS | END_STREAM, 7, &request("/turned"));
+    c.extend(frame(DATA, END_STREAM, 9, b"tail of a request body"));
+    let mut s = frame(DATA, 0, 9, b"early"); // before any header block: a guess to undo
+    s.extend(frame(HEADERS, END_HEADERS | END_STREAM, 7, &[0x88]));
+    s.extend(frame(HEADERS, END_HEADERS | END_STREAM, 9, &[0x8d]));
+    let steps = [(S, c), (C, s)];
+    let (x, conn) = run_with(Http2Config::default(), false, &steps);
+    assert_eq!(conn.stats().roles_swapped, 1);
+    assert_eq!(
+        (x[0].path.as_deref(), x[0].status),
+        (Some("/turned"), Some(200))
+    );
+    assert_eq!(
+        (
+            x[1].status,
+            x[1].request_body_bytes,
+            x[1].response_body_bytes
+        ),
+        (Some(404), 22, 5)
+    );
+}
