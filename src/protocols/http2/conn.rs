@@ -202,8 +202,8 @@ impl ConnState {
 
     /// Mid-way pickups: a block with a known `:status` comes from the server, one with a known
     /// `:method` from the client (RFC 9113 §8.3). Streams opened before the decision by DATA
-    /// frames are turned round if the guess was wrong.
-    fn decide_roles(&mut self, dir: Direction, block: &Block) {
+    /// frames are turned round if the guess was wrong (and leave if their response had ended).
+    fn decide_roles(&mut self, dir: Direction, block: &Block, out: &mut Vec<H2Exchange>) {
         if self.swapped.is_some() {
             return;
         }
@@ -224,6 +224,18 @@ impl ConnState {
                 std::mem::swap(&mut x.request_start, &mut x.response_start);
                 std::mem::swap(&mut x.request_end, &mut x.response_end);
                 st.counters.swap(0, 1);
+            }
+            let ended: Vec<u32> = self
+                .streams
+                .iter()
+                .filter(|(_, st)| st.x.response_end.is_some())
+                .map(|(&id, _)| id)
+                .collect();
+            for id in ended {
+                if let Some(st) = self.streams.remove(&id) {
+                    let error = st.gapped.then_some(StreamError::Gap);
+                    self.emit(st, error, out);
+                }
             }
         }
     }
@@ -500,7 +512,7 @@ impl ConnState {
         if self.late(b.stream) {
             return;
         }
-        self.decide_roles(dir, &block);
+        self.decide_roles(dir, &block, out);
         let dir = self.role(dir);
         match (dir, b.promised) {
             (Direction::ServerToClient, Some(promised)) => {
