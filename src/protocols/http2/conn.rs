@@ -251,6 +251,10 @@ impl ConnState {
         let i = side(dir);
         held.extend_from_slice(bytes);
         let h1 = match dir {
+            // The preface starts like a request line (`PRI * HTTP/2.0`) but is not one.
+            Direction::ClientToServer if frame::PREFACE.starts_with(&held[..held.len().min(4)]) => {
+                false
+            }
             Direction::ClientToServer => upgrade::looks_like_request(&held),
             Direction::ServerToClient => held.starts_with(b"HTTP/1."),
         };

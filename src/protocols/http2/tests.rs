@@ -93,7 +93,12 @@ fn simple_conversation() -> Vec<(Direction, Vec<u8>)> {
 
 #[test]
 fn prior_knowledge_streams_in_flight() {
-    let x = run(&simple_conversation());
+    let (x, conn) = run_with(Http2Config::default(), true, &simple_conversation());
+    assert_eq!(
+        conn.stats().resyncs,
+        0,
+        "the preface is not an HTTP/1.1 request"
+    );
     assert_eq!(x.len(), 2);
     assert_eq!(x[0].method.as_deref(), Some("GET"));
     assert_eq!(x[0].path.as_deref(), Some("/a"));
