@@ -528,6 +528,7 @@ impl ConnState {
             }
             (Direction::ClientToServer, _) => {
                 let st = self.stream(b.stream, b.ts, true);
+                st.x.request_start.get_or_insert(b.ts);
                 if st.request_headers_seen {
                     note_unknown(&mut st.x, &block); // request trailers
                 } else {
