@@ -16,7 +16,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::exchange::{GrpcInfo, H2Exchange, StreamError};
+use super::exchange::{
+    GrpcInfo, H2Exchange, StreamError, MAX_PROPAGATION, MAX_PROPAGATION_VALUE, PROPAGATION_HEADERS,
+};
 use super::frame::{self, Frame, FrameHeader, FrameReader};
 use super::grpc::{self, MessageCounter};
 use super::hpack::{Block, HpackDecoder};
@@ -622,6 +624,19 @@ fn note_unknown(x: &mut H2Exchange, block: &Block) {
 }
 
 fn request_fields(x: &mut H2Exchange, block: &Block) {
+    for f in &block.fields {
+        let (Some(n), Some(v)) = (&f.name, &f.value) else {
+            continue;
+        };
+        if x.propagation.len() < MAX_PROPAGATION
+            && v.len() <= MAX_PROPAGATION_VALUE
+            && PROPAGATION_HEADERS
+                .iter()
+                .any(|p| p.as_bytes() == n.as_slice())
+        {
+            x.propagation.push((text(n), text(v)));
+        }
+    }
     let get = |n: &str| block.get(n).map(text);
     x.method = get(":method");
     x.path = get(":path");

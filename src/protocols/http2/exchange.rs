@@ -99,5 +99,24 @@ pub struct H2Exchange {
     /// A PUSH_PROMISE made this stream (its request is the promise).
     pub pushed: bool,
     pub grpc: Option<GrpcInfo>,
+    /// Request headers causality reads (see [`PROPAGATION_HEADERS`]), as sent, in order.
+    pub propagation: Vec<(String, String)>,
     pub error: Option<StreamError>,
 }
+
+/// Request headers kept for causality (DESIGN.md "Causality": propagated metadata).
+pub const PROPAGATION_HEADERS: &[&str] = &[
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "uber-trace-id",
+    "x-amzn-trace-id",
+    "x-request-id",
+];
+/// Propagation values kept per exchange, at most, and their length.
+pub const MAX_PROPAGATION: usize = 8;
+pub const MAX_PROPAGATION_VALUE: usize = 512;

@@ -142,6 +142,23 @@ fn the_same_exchanges_at_every_split() {
 }
 
 #[test]
+fn propagation_headers_are_kept_for_causality() {
+    let mut block = request("/traced");
+    block.extend(lit(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ));
+    block.extend(lit("x-request-id", "6f1c"));
+    block.extend(lit("x-other", "no"));
+    let mut c = client_start();
+    c.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+    let s = frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]);
+    let x = run(&[(C, c), (S, s)]);
+    let names: Vec<_> = x[0].propagation.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["traceparent", "x-request-id"]);
+}
+
+#[test]
 fn padding_priority_and_continuation() {
     let mut c = client_start();
     let block = request("/padded");
