@@ -328,3 +328,132 @@ fn grpc_cut_mid_connection_finds_statuses_and_never_a_wrong_method() {
         unknown
     );
 }
+
+/// One connection's data in order: (direction, time, bytes), as reassembly gave it.
+type Pieces = Vec<(tapspan::reassembly::Direction, u64, Vec<u8>)>;
+
+fn connection_pieces(name: &str) -> Vec<(u16, Pieces)> {
+    let mut src = FileSource::open(&pcap(name)).unwrap();
+    let mut dec = Decoder::new(DecodeConfig::default());
+    let mut rea = Reassembler::new(ReassemblyConfig::default());
+    let mut conns: Vec<(u16, Pieces)> = Vec::new();
+    let mut index = HashMap::new();
+    let mut on = |ev: StreamEvent<'_>| match ev {
+        StreamEvent::Open { conn, client, .. } => {
+            index.insert(conn, conns.len());
+            conns.push((client.port(), Vec::new()));
+        }
+        StreamEvent::Data {
+            conn,
+            dir,
+            ts,
+            bytes,
+            ..
+        } => conns[index[&conn]]
+            .1
+            .push((dir, ts.as_nanos(), bytes.to_vec())),
+        _ => {}
+    };
+    while let Some(frame) = src.next_frame().unwrap() {
+        if let Some(seg) = dec.decode(&frame) {
+            rea.push(&seg, &mut on);
+        }
+    }
+    rea.finish(&mut on);
+    conns
+}
+
+#[test]
+fn nginx_picked_up_at_many_points_never_reports_a_path_not_served() {
+    let log = nginx_log("http2-nginx.access.log");
+    let served: HashSet<_> = log
+        .iter()
+        .map(|l| (l.port, l.method.clone(), l.uri.clone(), l.status))
+        .collect();
+    let requested: HashSet<_> = served
+        .iter()
+        .map(|k| (k.0, k.1.clone(), k.2.clone()))
+        .collect();
+    let (mut total, mut with_path, mut with_status) = (0usize, 0usize, 0usize);
+    for (port, pieces) in connection_pieces("http2-nginx.pcap") {
+        for start in (1..pieces.len()).step_by(97) {
+            let mut c = Http2Conn::new(Http2Config::default(), false);
+            let mut out = Vec::new();
+            for (dir, ts, b) in &pieces[start..] {
+                c.push(*dir, *ts, b, &mut out);
+            }
+            c.finish(&mut out);
+            for x in &out {
+                total += 1;
+                with_status += usize::from(x.status.is_some());
+                if let (Some(m), Some(p)) = (&x.method, &x.path) {
+                    with_path += 1;
+                    let key = (port, m.clone(), p.clone());
+                    assert!(
+                        requested.contains(&key),
+                        "{key:?} from piece {start}: not logged"
+                    );
+                    if let Some(status) = x.status {
+                        let key = (port, m.clone(), p.clone(), status);
+                        assert!(
+                            served.contains(&key),
+                            "{key:?} from piece {start}: not logged"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "nginx picked up at many points: {total} exchanges, {with_status} with status, \
+         {with_path} with method and path, all served"
+    );
+    assert!(with_path * 2 > total, "most paths recovered");
+}
+
+#[test]
+fn grpc_picked_up_at_many_points_never_reports_a_wrong_call() {
+    let log = grpc_log("http2-grpc.server.log");
+    let served: HashSet<_> = log.iter().map(|l| (l.port, l.path.clone())).collect();
+    let codes: HashSet<_> = log
+        .iter()
+        .map(|l| (l.port, l.path.clone(), l.code.clone()))
+        .collect();
+    let (mut total, mut with_path, mut with_code) = (0usize, 0usize, 0usize);
+    for (port, pieces) in connection_pieces("http2-grpc.pcap") {
+        let port = if SERVER_PORTS.contains(&port) {
+            0
+        } else {
+            port
+        };
+        for start in (1..pieces.len()).step_by(97) {
+            let mut c = Http2Conn::new(Http2Config::default(), false);
+            let mut out = Vec::new();
+            for (dir, ts, b) in &pieces[start..] {
+                c.push(*dir, *ts, b, &mut out);
+            }
+            c.finish(&mut out);
+            for x in &out {
+                total += 1;
+                let Some(path) = &x.path else { continue };
+                with_path += 1;
+                assert!(
+                    served.contains(&(port, path.clone())),
+                    "{path} from piece {start}"
+                );
+                if let Some(code) = grpc_code(x) {
+                    with_code += 1;
+                    let key = (port, path.clone(), code);
+                    assert!(
+                        codes.contains(&key),
+                        "{key:?} from piece {start}: not logged"
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "grpc picked up at many points: {total} exchanges, {with_path} with their path, \
+         {with_code} with path and grpc-status, all as logged"
+    );
+}
