@@ -16,19 +16,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::exchange::{
-    GrpcInfo, H2Exchange, StreamError, MAX_PROPAGATION, MAX_PROPAGATION_VALUE, PROPAGATION_HEADERS,
-};
+use super::exchange::{H2Exchange, StreamError};
+use super::fields::{add_body, note_unknown, request_fields, response_head, response_trailers};
 use super::frame::{self, Frame, FrameHeader, FrameReader};
-use super::grpc::{self, MessageCounter};
+use super::grpc::MessageCounter;
 use super::hpack::{Block, HpackDecoder};
 use super::{upgrade, Http2Config, Http2Stats};
 use crate::reassembly::Direction;
 
 /// Recently closed stream ids remembered (see `ConnState::closed`).
 const CLOSED_REMEMBERED: usize = 256;
-/// Names listed in `unknown_headers` per exchange, at most.
-const MAX_UNKNOWN_LISTED: usize = 16;
 
 #[derive(Clone, Debug, Default)]
 struct Stream {
@@ -594,91 +591,4 @@ impl ConnState {
         self.stats.exchanges += 1;
         out.push(st.x);
     }
-}
-
-fn add_body(x: &mut H2Exchange, i: usize, n: u64) {
-    let total = if i == 0 {
-        &mut x.request_body_bytes
-    } else {
-        &mut x.response_body_bytes
-    };
-    *total = total.saturating_add(n);
-}
-
-fn text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).into_owned()
-}
-
-/// Lists the block's unknown parts in the exchange (bounded).
-fn note_unknown(x: &mut H2Exchange, block: &Block) {
-    for f in &block.fields {
-        if x.unknown_headers.len() >= MAX_UNKNOWN_LISTED {
-            return;
-        }
-        match (&f.name, &f.value) {
-            (None, _) => x.unknown_headers.push("?".into()),
-            (Some(n), None) => x.unknown_headers.push(text(n)),
-            _ => {}
-        }
-    }
-}
-
-fn request_fields(x: &mut H2Exchange, block: &Block) {
-    for f in &block.fields {
-        let (Some(n), Some(v)) = (&f.name, &f.value) else {
-            continue;
-        };
-        if x.propagation.len() < MAX_PROPAGATION
-            && v.len() <= MAX_PROPAGATION_VALUE
-            && PROPAGATION_HEADERS
-                .iter()
-                .any(|p| p.as_bytes() == n.as_slice())
-        {
-            x.propagation.push((text(n), text(v)));
-        }
-    }
-    let get = |n: &str| block.get(n).map(text);
-    x.method = get(":method");
-    x.path = get(":path");
-    x.authority = get(":authority");
-    x.scheme = get(":scheme");
-    if block.get("content-type").is_some_and(grpc::is_grpc) {
-        let rpc = x.path.as_deref().and_then(grpc::rpc);
-        x.grpc = Some(GrpcInfo {
-            service: rpc.map(|r| r.0.to_string()),
-            method: rpc.map(|r| r.1.to_string()),
-            ..GrpcInfo::default()
-        });
-    }
-    note_unknown(x, block);
-}
-
-/// A response's first header block: false for a 1xx (informational, §8.1), after which the
-/// final head is still to come.
-fn response_head(x: &mut H2Exchange, block: &Block) -> bool {
-    let status = block
-        .get(":status")
-        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u16>().ok());
-    if status.is_some_and(|s| (100..200).contains(&s)) {
-        return false;
-    }
-    x.status = status;
-    if block.get("content-type").is_some_and(grpc::is_grpc) && x.grpc.is_none() {
-        let rpc = x.path.as_deref().and_then(grpc::rpc);
-        x.grpc = Some(GrpcInfo {
-            service: rpc.map(|r| r.0.to_string()),
-            method: rpc.map(|r| r.1.to_string()),
-            ..GrpcInfo::default()
-        });
-    }
-    // A trailers-only response carries grpc-status in its only block.
-    response_trailers(x, block);
-    true
-}
-
-fn response_trailers(x: &mut H2Exchange, block: &Block) {
-    if let Some(code) = block.get("grpc-status").and_then(grpc::status) {
-        x.grpc.get_or_insert_with(GrpcInfo::default).status = Some(code);
-    }
-    note_unknown(x, block);
 }

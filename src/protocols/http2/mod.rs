@@ -7,7 +7,8 @@
 //! HTTP/1.1 request with `Upgrade: h2c` (answered 101, its request becomes stream 1).
 //!
 //! Layout: [`frame`] cuts frames and resynchronises; [`hpack`] decodes header blocks with one
-//! table per direction; [`conn`] joins header blocks and pairs frames into streams;
+//! table per direction; [`conn`] joins header blocks and pairs frames into streams, `fields`
+//! turns blocks into an exchange's fields;
 //! [`grpc`] reads gRPC's names, status and message framing; [`exchange`] is the output.
 //!
 //! Tolerance: a connection picked up mid-way resynchronises on frame headers; header fields
@@ -21,6 +22,7 @@
 
 pub mod conn;
 pub mod exchange;
+mod fields;
 pub mod frame;
 pub mod grpc;
 pub mod hpack;
