@@ -96,33 +96,51 @@ pub enum HuffmanError {
 }
 
 /// Decodes `input`, appending to `out`.
+///
+/// Bits are taken a byte at a time into a 64-bit window; each symbol is found by trying the
+/// code lengths present (5 to 30 bits) on the window's next bits, shortest first.
 pub fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
-    let mut code = 0u32;
-    let mut len = 0usize;
-    for &byte in input {
-        for shift in (0..8).rev() {
-            code = code << 1 | u32::from(byte >> shift & 1);
-            len += 1;
-            let offset = code.wrapping_sub(CODE.first[len]);
-            if offset < u32::from(CODE.count[len]) {
-                let sym = CODE.symbols[(CODE.start[len] as u32 + offset) as usize];
-                if sym == EOS {
-                    return Err(HuffmanError::Eos);
-                }
+    let mut window = 0u64;
+    let mut bits = 0usize;
+    let mut next = input.iter();
+    loop {
+        while bits <= 56 {
+            let Some(&b) = next.next() else { break };
+            window = window << 8 | u64::from(b);
+            bits += 8;
+        }
+        match symbol(window, bits) {
+            Some((EOS, _)) => return Err(HuffmanError::Eos),
+            Some((sym, len)) => {
                 out.push(sym as u8);
-                code = 0;
-                len = 0;
-            } else if len == MAX_LEN {
-                // Unreachable with Appendix B (a complete code: every 30-bit string is some
-                // code's prefix or EOS), kept so that no input can index past the tables.
-                return Err(HuffmanError::Eos);
+                bits -= len;
             }
+            // A complete code: 30 bits always hold a symbol (EOS is 30 ones).
+            None if bits >= MAX_LEN => return Err(HuffmanError::Eos),
+            None => break,
         }
     }
-    if len > 7 || code != (1 << len) - 1 {
+    // What is left is padding: at most 7 bits, all ones (a prefix of EOS).
+    let mask = (1u64 << bits) - 1;
+    if bits > 7 || window & mask != mask {
         return Err(HuffmanError::Padding);
     }
     Ok(())
+}
+
+/// The symbol whose code starts the window's `bits` low bits, and its length.
+fn symbol(window: u64, bits: usize) -> Option<(u16, usize)> {
+    for len in 5..=bits.min(MAX_LEN) {
+        let code = (window >> (bits - len)) as u32 & ((1u32 << len) - 1);
+        let offset = code.wrapping_sub(CODE.first[len]);
+        if offset < u32::from(CODE.count[len]) {
+            return Some((
+                CODE.symbols[(CODE.start[len] as u32 + offset) as usize],
+                len,
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
