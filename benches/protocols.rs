@@ -1,4 +1,4 @@
-//! The protocol decoders alone (Redis, PostgreSQL, DNS, TLS handshakes): each recording's stream
+//! The protocol decoders alone (Redis, PostgreSQL, DNS, TLS handshakes, HTTP/2): each recording's stream
 //! bytes (reassembled once, before timing) in, exchanges out, on one thread. Throughput is in
 //! bytes of payload per second.
 //!
@@ -19,6 +19,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use recorded::{pcap, udp_datagrams, Piece};
 use tapspan::protocols::dns::{DnsConfig, DnsTracker, TcpFramer};
+use tapspan::protocols::http2::{Http2Config, Http2Conn};
 use tapspan::protocols::{postgres::PgConn, redis::RedisConn, tls::TlsConn};
 use tapspan::reassembly::Direction;
 
@@ -99,6 +100,18 @@ fn tls(conns: &[Conn]) -> usize {
     out.len()
 }
 
+fn http2(conns: &[Conn]) -> usize {
+    let mut out = Vec::new();
+    for c in conns {
+        let mut d = Http2Conn::new(Http2Config::default(), c.from_start);
+        for (dir, ts, b) in &c.data {
+            d.push(*dir, *ts, b, &mut out);
+        }
+        d.finish(&mut out);
+    }
+    out.len()
+}
+
 type Datagram = (u64, SocketAddr, SocketAddr, Vec<u8>);
 
 fn dns(datagrams: &[Datagram], conns: &[Conn]) -> usize {
@@ -148,6 +161,12 @@ fn protocols(c: &mut Criterion) {
     let tls_conns = tcp_conns(&pcap("tls-handshakes.pcap"), TlsConn::sniff);
     group.throughput(Throughput::Bytes(Conn::bytes(&tls_conns)));
     group.bench_function("tls-handshakes", |b| b.iter(|| tls(black_box(&tls_conns))));
+
+    for name in ["http2-nginx", "http2-grpc"] {
+        let conns = tcp_conns(&pcap(&format!("{name}.pcap")), Http2Conn::sniff);
+        group.throughput(Throughput::Bytes(Conn::bytes(&conns)));
+        group.bench_function(name, |b| b.iter(|| http2(black_box(&conns))));
+    }
     group.finish();
 }
 

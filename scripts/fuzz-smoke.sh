@@ -12,9 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 percent=${1:-100}
 # target:inputs — measured at ~1 minute each (2-core machine, address sanitizer); the protocol
-# decoders' (redis postgres dns tls) at ~30 s each.
+# decoders' (redis postgres dns tls http2) at ~30 s each.
 targets=(capture_file:150000 decode:1000000 reassembly:200000 http:75000 replay:30000
-  redis:70000 postgres:140000 dns:200000 tls:900000)
+  redis:70000 postgres:140000 dns:200000 tls:900000 http2:200000)
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 start=$(date +%s)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz one target for a bounded time (issue 6): scripts/fuzz.sh TARGET SECONDS [libFuzzer args...]
 #
-# Targets: capture_file decode reassembly http replay redis postgres dns tls
+# Targets: capture_file decode reassembly http replay redis postgres dns tls http2
 # (fuzz/fuzz_targets/; harnesses in fuzz/src/lib.rs). The corpus grows in fuzz/corpus/TARGET
 # (not committed), seeded from the committed fuzz/seeds/TARGET (real frames, see
 # scripts/fuzz-seeds.sh); a crash lands in fuzz/artifacts/TARGET and makes this script fail.

@@ -30,6 +30,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("postgres", harness::postgres),
     ("dns", harness::dns),
     ("tls", harness::tls),
+    ("http2", harness::http2),
 ];
 
 /// Seeds of capture files are cut at the first record boundary past this many bytes.
@@ -67,6 +68,8 @@ fn run_dir(sub: &str) -> usize {
 /// Every crash input committed so far (target/name): one that went missing fails the test, and
 /// one added must be named here, so the count cannot silently drop to zero.
 const REGRESSIONS: &[&str] = &[
+    "http2/request-after-response-end",
+    "http2/request-body-after-a-midstream-response",
     "reassembly/held-bytes-past-fin-delivered-after-it",
     "replay/exchanges-sharing-an-id",
 ];
@@ -292,6 +295,10 @@ const PROTOCOL_SEEDS: &[(&str, &str)] = &[
     ("postgres", "multitier.pcap"),
     ("dns", "dns-basic.pcap"),
     ("tls", "tls-handshakes.pcap"),
+    ("http2", "http2-nginx.pcap"),
+    ("http2", "http2-grpc.pcap"),
+    ("http2", "http2-nginx-cut.pcap"),
+    ("http2", "http2-grpc-cut.pcap"),
 ];
 /// Connections per recording made into seeds, and the ops kept of each (bytes).
 const SEED_CONNS: usize = 6;
@@ -301,17 +308,21 @@ const SEED_OPS_BYTES: usize = 4 * 1024;
 /// (client's and server's bytes, a few KiB of each connection), and for DNS its first UDP
 /// datagrams too.
 fn protocol_seeds(target: &str, path: &Path) -> BTreeMap<String, Vec<u8>> {
-    use tapspan::protocols::{postgres::PgConn, redis::RedisConn, tls::TlsConn};
+    use tapspan::protocols::{http2::Http2Conn, postgres::PgConn, redis::RedisConn, tls::TlsConn};
     let claims = |first: &[u8]| match target {
         "redis" => RedisConn::sniff(first),
         "postgres" => PgConn::sniff(first),
         "tls" => TlsConn::sniff(first),
+        "http2" => Http2Conn::sniff(first),
         _ => true,
     };
     let mut seeds = BTreeMap::new();
-    let conns = conn_ops(path).into_iter().filter(|(_, ops)| {
-        // The first op is the client's first data (a 0 kind, its length, its bytes).
-        ops.len() > 2 && ops[0] == 0 && claims(&ops[2..2 + ops[1] as usize])
+    let conns = conn_ops(path).into_iter().filter(|(how, ops)| {
+        // The first op is the client's first data (a 0 kind, its length, its bytes); HTTP/2
+        // connections picked up mid-way (the cut copies) have no preface to claim by.
+        ops.len() > 2
+            && ((target == "http2" && *how == 1)
+                || (ops[0] == 0 && claims(&ops[2..2 + ops[1] as usize])))
     });
     for (i, (how, ops)) in conns.take(SEED_CONNS).enumerate() {
         // redis and postgres read byte 0 as "mid-stream"; dns as its config (pending cap 8,

@@ -857,3 +857,75 @@ pub fn tls(data: &[u8]) {
         attributes_serialise(&hs.attributes());
     }
 }
+
+/// HTTP/2 (frames, HPACK, streams, gRPC) on one connection, both directions. Byte 0: bit 0
+/// set, picked up mid-stream; bit 1 set, tiny caps (4 streams, 2 KiB frames, 1 KiB header
+/// blocks and lists, a 256-octet table) so that every overflow path runs; then [`steps`].
+pub fn http2(data: &[u8]) {
+    use tapspan::protocols::http2::{Http2Config, Http2Conn};
+    let Some((&how, rest)) = data.split_first() else {
+        return;
+    };
+    let config = if how & 2 != 0 {
+        Http2Config {
+            max_streams: 4,
+            max_frame_bytes: 2048,
+            max_header_block_bytes: 1024,
+            max_header_list_bytes: 1024,
+            max_table_bytes: 256,
+        }
+    } else {
+        Http2Config::default()
+    };
+    let max_streams = config.max_streams;
+    let mut dec = Http2Conn::new(config, how & 1 == 0);
+    let mut out = Vec::new();
+    let mut emitted = 0u64;
+    for (ts, step) in steps(rest) {
+        match step {
+            Step::Data { dir, bytes, .. } => dec.push(dir, ts, bytes, &mut out),
+            Step::Gap(dir) => dec.gap(dir),
+            Step::Idle => {}
+            Step::End => break,
+        }
+        assert!(dec.open_streams() <= max_streams, "streams beyond the cap");
+        emitted += out.len() as u64;
+        for x in out.drain(..) {
+            check_http2_exchange(&x);
+        }
+    }
+    dec.finish(&mut out);
+    emitted += out.len() as u64;
+    for x in out.drain(..) {
+        check_http2_exchange(&x);
+    }
+    assert_eq!(dec.open_streams(), 0, "finish leaves no stream open");
+    assert_eq!(
+        emitted,
+        dec.stats().exchanges,
+        "every exchange counted once"
+    );
+    dec.finish(&mut out);
+    assert!(out.is_empty(), "a second finish has nothing left");
+}
+
+fn check_http2_exchange(x: &tapspan::protocols::http2::H2Exchange) {
+    assert!(
+        x.unknown_headers.len() <= 16,
+        "unknown headers listed beyond the cap"
+    );
+    // Each side in order. Not the request before the response: a stream picked up mid-way
+    // may show the end of a request body sent after the response ended (RFC 9113 §8.1 lets
+    // a server answer before the request is complete).
+    if let (Some(a), Some(b)) = (x.request_start, x.request_end) {
+        assert!(a <= b, "{x:?}");
+    }
+    if let (Some(a), Some(b)) = (x.response_start, x.response_end) {
+        assert!(a <= b, "{x:?}");
+    }
+    if let Some(g) = &x.grpc {
+        if let (Some(s), Some(m)) = (&g.service, &g.method) {
+            assert!(x.path.as_deref() == Some(&format!("/{s}/{m}")), "{x:?}");
+        }
+    }
+}

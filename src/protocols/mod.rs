@@ -20,6 +20,7 @@
 
 pub mod dns;
 pub mod http1;
+pub mod http2;
 pub mod postgres;
 pub mod redis;
 pub mod tls;

@@ -1,0 +1,97 @@
+//! HTTP/2 (RFC 9113) and gRPC over it: one connection's two byte streams in, one
+//! [`H2Exchange`] per stream out. A pure decoder, not yet wired to the pipeline: the caller
+//! feeds each direction's bytes in capture order ([`Http2Conn::push`]), says where bytes were
+//! lost ([`Http2Conn::gap`]) and when the connection ended ([`Http2Conn::finish`]).
+//!
+//! Claimed by content ([`Http2Conn::sniff`]): the client preface (prior knowledge, h2c), or an
+//! HTTP/1.1 request with `Upgrade: h2c` (answered 101, its request becomes stream 1).
+//!
+//! Layout: [`frame`] cuts frames and resynchronises; [`hpack`] decodes header blocks with one
+//! table per direction; [`conn`] joins header blocks and pairs frames into streams, `fields`
+//! turns blocks into an exchange's fields;
+//! [`grpc`] reads gRPC's names, status and message framing; [`exchange`] is the output.
+//!
+//! Tolerance: a connection picked up mid-way resynchronises on frame headers; header fields
+//! that refer to table entries from before the capture are unknown (`None`, listed in
+//! `unknown_headers`) while the rest of their block decodes, and entries added after the
+//! pickup resolve exactly ([`hpack::table`] explains how). Streams cut by RST_STREAM, GOAWAY,
+//! a loss or the end of the connection leave with their [`StreamError`].
+//!
+//! Bounded by [`Http2Config`]: streams per connection, one frame, one header block, one
+//! decoded header list, and each direction's table. Never panics on any input.
+
+pub mod conn;
+pub mod exchange;
+mod fields;
+pub mod frame;
+pub mod grpc;
+pub mod hpack;
+pub mod upgrade;
+
+#[cfg(test)]
+mod tests;
+
+pub use conn::Http2Conn;
+pub use exchange::{GrpcInfo, H2Exchange, StreamError};
+
+/// Streams open on one connection; beyond it the oldest is given up (`stream_overflow`).
+pub const MAX_STREAMS: usize = 1024;
+/// One frame's payload held whole (SETTINGS_MAX_FRAME_SIZE's initial 16 KiB, with room for
+/// peers that raise it); a larger frame is skipped and counted by its header.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// One header block (HEADERS/PUSH_PROMISE + CONTINUATIONs); beyond it the block is not decoded
+/// and its direction's table is forgotten. Bounds a CONTINUATION flood.
+pub const MAX_HEADER_BLOCK_BYTES: usize = 64 * 1024;
+/// Decoded fields of one block, in RFC 7541 §4.1 octets (SETTINGS_MAX_HEADER_LIST_SIZE's
+/// sense); the rest are read to keep the table right but not kept.
+pub const MAX_HEADER_LIST_BYTES: usize = 64 * 1024;
+/// Octets of each direction's dynamic table; a peer announcing more is clamped (the entries
+/// we then drop early become unknown, never wrong).
+pub const MAX_TABLE_BYTES: usize = 64 * 1024;
+
+/// The decoder's caps (see the constants).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http2Config {
+    pub max_streams: usize,
+    pub max_frame_bytes: usize,
+    pub max_header_block_bytes: usize,
+    pub max_header_list_bytes: usize,
+    pub max_table_bytes: usize,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            max_streams: MAX_STREAMS,
+            max_frame_bytes: MAX_FRAME_BYTES,
+            max_header_block_bytes: MAX_HEADER_BLOCK_BYTES,
+            max_header_list_bytes: MAX_HEADER_LIST_BYTES,
+            max_table_bytes: MAX_TABLE_BYTES,
+        }
+    }
+}
+
+/// What happened on a connection, beyond its exchanges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Http2Stats {
+    pub frames: u64,
+    pub resyncs: u64,
+    pub exchanges: u64,
+    pub header_blocks: u64,
+    /// Header fields with a part from a table entry never seen.
+    pub unknown_fields: u64,
+    /// Header fields with an index no entry can have.
+    pub invalid_fields: u64,
+    /// Header blocks not decoded, or stopped early (their table effects lost).
+    pub blocks_lost: u64,
+    pub blocks_over_cap: u64,
+    /// Header blocks interrupted by another frame, or CONTINUATIONs without their block.
+    pub broken_blocks: u64,
+    pub streams_over_cap: u64,
+    pub late_frames: u64,
+    pub goaways: u64,
+    pub gaps: u64,
+    pub upgrades: u64,
+    /// Connections picked up mid-way whose roles reassembly had guessed the wrong way round.
+    pub roles_swapped: u64,
+}
