@@ -110,7 +110,7 @@ fn summary(exs: &[HttpExchange]) -> Vec<Summary> {
             (
                 req.map_or(String::new(), |r| r.method.clone()),
                 req.map_or(String::new(), |r| r.target.clone()),
-                e.response.as_ref().map_or(0, |r| r.status),
+                e.response.as_ref().and_then(|r| r.status).unwrap_or(0),
                 req.map_or(0, |r| r.body_size),
                 e.response.as_ref().map_or(0, |r| r.body_size),
                 e.informational.iter().map(|(c, _)| *c).collect(),

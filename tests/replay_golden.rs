@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::http1::{HttpExchange, Version};
 
 struct TsharkRow {
     time_ns: u64,
@@ -131,7 +131,9 @@ fn timing_and_heads_agree_with_tshark() {
                     !used[i]
                         && e.client.port() == resp.client_port
                         && e.t.response_end.map(|t| t.0) == Some(resp.time_ns)
-                        && e.response.as_ref().is_some_and(|r| r.status == status)
+                        && e.response
+                            .as_ref()
+                            .is_some_and(|r| r.status == Some(status))
                 });
             let Some(i) = hit else {
                 panic!(
@@ -293,7 +295,12 @@ fn every_request_the_servers_logged_is_an_exchange() {
                             // nginx's convention, used by the shop too: the client closed the
                             // connection before the response, so none is on the wire.
                             499 => e.response.is_none() && e.error.is_some(),
-                            _ => e.response.as_ref().is_some_and(|r| r.status == status),
+                            // An HTTP/0.9 answer has no status line: what the server logged
+                            // is not on the wire (tests/body_sizes.rs checks these closer).
+                            _ => e.response.as_ref().is_some_and(|r| {
+                                r.status == Some(status)
+                                    || (r.status.is_none() && r.version == Version::Http09)
+                            }),
                         }
                 });
                 let Some(i) = hit else {
@@ -304,14 +311,14 @@ fn every_request_the_servers_logged_is_an_exchange() {
             }
         }
     }
-    // Every line of every log is accounted for (15 logs, 1 016 lines, one of them python's
-    // message when this was written): a log that went missing or unread lowers the count.
+    // Every line of every log is accounted for (17 logs, 1 030 lines, three of them python's
+    // messages when this was written): a log that went missing or unread lowers the count.
     assert_eq!(checked + not_requests, lines_read);
     assert_eq!(
-        not_requests, 1,
-        "python-http-server's one `code 404` message"
+        not_requests, 3,
+        "python's `code NNN` messages: one in python-http-server, two in http09"
     );
-    assert!(checked >= 1015, "only {checked} log lines checked");
+    assert!(checked >= 1027, "only {checked} log lines checked");
 }
 
 /// A span as goldens keep it: its decoded fields, in the public JSON-lines format. Parents,

@@ -35,6 +35,8 @@ pub(super) struct DirState {
     pub(super) head_buf: Vec<u8>,
     pub(super) msg_ts: Timestamp,
     pub(super) msg_seq: u32,
+    /// The head being read has its first line whole (in `head_buf`).
+    pub(super) head_line_seen: bool,
     /// The message being read is a 1xx response.
     pub(super) informational: bool,
     /// A capture gap fell where message boundaries were not known: whole messages may be lost.
@@ -78,6 +80,7 @@ impl DirState {
             head_buf: Vec::new(),
             msg_ts: Timestamp(0),
             msg_seq: 0,
+            head_line_seen: false,
             informational: false,
             lost_sync: false,
             resync_scanned: 0,
@@ -189,6 +192,11 @@ impl HttpConn {
         if rest.is_empty() {
             return skip;
         }
+        if !request && self.answers_simple_request(rest) {
+            // HTTP/0.9: the body alone, until the server closes.
+            self.bare_response(dir, ts, seq.wrapping_add(skip as u32));
+            return skip;
+        }
         if request
             && self.mode == Mode::Unknown
             && self.how == OpenHow::Handshake
@@ -208,6 +216,7 @@ impl HttpConn {
             st.msg_seq = seq.wrapping_add(skip as u32);
             st.phase = Phase::Head;
             st.head_buf.clear();
+            st.head_line_seen = false;
             return skip;
         }
         if self.mode == Mode::Unknown && self.how == OpenHow::Handshake {
@@ -246,6 +255,10 @@ impl HttpConn {
         let max = ctx.config.max_head_bytes;
         let before = self.dirs[d].head_buf.len();
         let used = if before == 0 {
+            if let Some(line) = request.then(|| head::simple_request_len(rest)).flatten() {
+                self.simple_request(&rest[..line], ts, ctx);
+                return line;
+            }
             if let Some(end) = head::find_head_end(rest, 0) {
                 self.whole_head(dir, &rest[..end], ts, ctx);
                 return end;
@@ -262,6 +275,19 @@ impl HttpConn {
                 self.drop_head_at_total_cap(dir, &[], ctx);
                 // The rest of this head is skipped; what follows it is read again.
                 return head::find_head_end(rest, 0).unwrap_or(take);
+            }
+            // The first line is looked at once, when it ends: a head arriving in pieces is
+            // not rescanned from its start.
+            let st = &mut self.dirs[d];
+            let line_ends_here = !st.head_line_seen && rest[..take].contains(&b'\n');
+            st.head_line_seen |= line_ends_here;
+            let simple = (request && line_ends_here)
+                .then(|| head::simple_request_len(&st.head_buf))
+                .flatten();
+            if let Some(line) = simple {
+                let buf = std::mem::take(&mut self.dirs[d].head_buf);
+                self.simple_request(&buf[..line], ts, ctx);
+                return line - before;
             }
             if let Some(end) = head::find_head_end(&self.dirs[d].head_buf, before) {
                 // The buffer is freed with the head: an idle connection holds none.
@@ -300,6 +326,23 @@ impl HttpConn {
             return;
         }
         self.cut(dir, HEAD_BUFFERS_FULL, ctx);
+    }
+
+    /// An HTTP/0.9 simple request (`line`, see [`head::simple_request_len`]): a request with no
+    /// header and no body. What the client sends after it is no part of it (servers do not read
+    /// it), and is resynchronised past.
+    fn simple_request<F: FnMut(HttpExchange)>(
+        &mut self,
+        line: &[u8],
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let Some((start, _)) = head::loose_start_line(line, true) else {
+            return;
+        };
+        let mut parsed = MessageHead::bare(ctx.config.headers.redact_start(start), 0, line.len());
+        parsed.simple = true;
+        self.on_head(Direction::ClientToServer, Ok(parsed), ts, ctx);
     }
 
     /// A whole head (`bytes` end with its empty line), parsed; one that does not parse is still

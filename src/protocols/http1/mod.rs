@@ -24,7 +24,7 @@ pub mod tokens;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
-pub use exchange::{HttpExchange, Instants, PayloadTokens, RequestInfo, ResponseInfo};
+pub use exchange::{HttpExchange, Instants, PayloadTokens, RequestInfo, ResponseInfo, Version};
 
 use crate::protocols::{Protocol, ProtocolStats, StreamDecoder};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, StreamEvent};

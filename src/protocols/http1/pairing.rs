@@ -9,6 +9,7 @@ use super::framing::{request_framing, response_framing, Phase};
 use super::head::{self, MessageHead, StartLine};
 use super::{
     tokens, Ctx, HttpConn, HttpExchange, Instants, Mode, PayloadTokens, RequestInfo, ResponseInfo,
+    Version,
 };
 use crate::reassembly::{CloseReason, Direction};
 
@@ -94,7 +95,7 @@ impl HttpConn {
             request: Some(RequestInfo {
                 method,
                 target,
-                minor_version: head.minor_version,
+                version: (!head.simple).then_some(Version::Http1(head.minor_version)),
                 headers: std::mem::take(&mut head.headers),
                 body_size: 0,
                 truncated: false,
@@ -200,9 +201,9 @@ impl HttpConn {
             st.tokens.take();
             st.body_tokens = tokens::body_is_readable(&head.headers);
             ex.response = Some(ResponseInfo {
-                status,
+                status: Some(status),
                 reason,
-                minor_version: head.minor_version,
+                version: Version::Http1(head.minor_version),
                 headers: std::mem::take(&mut head.headers),
                 body_size: 0,
                 truncated: false,
@@ -214,6 +215,47 @@ impl HttpConn {
             self.responding = Some(ex);
             framing
         }
+    }
+
+    /// Do the server's bytes `rest`, at a message start, answer an HTTP/0.9 simple request?
+    /// Only if they cannot begin a status line and the oldest waiting request stated no
+    /// version: a server that took it for HTTP/1.x answers with a status line.
+    pub(super) fn answers_simple_request(&self, rest: &[u8]) -> bool {
+        self.responding.is_none()
+            && !head::could_start(rest, false)
+            && self
+                .waiting
+                .front()
+                .and_then(|ex| ex.request.as_ref())
+                .is_some_and(|r| r.version.is_none())
+    }
+
+    /// An HTTP/0.9 response begins at `ts` (see [`Self::answers_simple_request`]): it answers
+    /// the oldest waiting request, and its body runs until the server closes.
+    pub(super) fn bare_response(&mut self, dir: Direction, ts: Timestamp, seq: u32) {
+        let Some(mut ex) = self.waiting.pop_front() else {
+            return;
+        };
+        if let Some(r) = ex.request.as_mut() {
+            r.version = Some(Version::Http09);
+        }
+        ex.t.response_start = Some(ts);
+        ex.response = Some(ResponseInfo {
+            status: None,
+            reason: String::new(),
+            version: Version::Http09,
+            headers: Vec::new(),
+            body_size: 0,
+            truncated: false,
+        });
+        let st = &mut self.dirs[dir.index()];
+        st.msg_ts = ts;
+        st.msg_seq = seq;
+        st.informational = false;
+        st.tokens.take();
+        st.body_tokens = false;
+        st.phase = Phase::Body(BodyReader::new(Framing::UntilClose));
+        self.responding = Some(ex);
     }
 
     /// The current message in `dir` is complete; its last byte arrived at `ts`.
