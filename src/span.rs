@@ -410,6 +410,9 @@ fn insert_tap_attributes(
     if ex.gaps > 0 {
         attrs.insert("tapspan.gaps".into(), json!(ex.gaps));
     }
+    if ex.snapped {
+        attrs.insert("tapspan.truncated".into(), json!(true));
+    }
     if let Some(err) = ex.error {
         attrs.insert("error.type".into(), json!(err));
     }

@@ -144,3 +144,156 @@ fn http09_answers_of_python_match_its_log_and_the_bytes_received() {
         }
     }
 }
+
+/// The first frame of every response and request in tshark's reading without reassembly
+/// (`tcp.desegment_tcp_streams:FALSE`, pcaps/nginx-snaplen.md): (client port, method or status,
+/// Content-Length as the head declared it).
+fn tshark_heads(file: &str) -> Vec<(u16, String, Option<u64>)> {
+    let text = reference(file);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (src, dst) = (col("tcp.srcport"), col("tcp.dstport"));
+    let (method, code, length) = (
+        col("http.request.method"),
+        col("http.response.code"),
+        col("http.content_length"),
+    );
+    lines
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .map(|f| {
+            let request = !f[method].is_empty();
+            let port = if request { f[src] } else { f[dst] };
+            let what = if request { f[method] } else { f[code] };
+            (
+                port.parse().unwrap(),
+                what.to_string(),
+                f[length].parse().ok(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn bodies_cut_by_the_snap_length_are_sized_as_nginx_sent_them() {
+    let exchanges = exchanges_of("nginx-snaplen");
+    let log = nginx_log("nginx-snaplen.access.log");
+    assert_eq!(log.len(), 11);
+    assert_eq!(
+        exchanges.len(),
+        log.len(),
+        "one exchange per logged request"
+    );
+    // The log is in the order nginx finished the requests, which on each keep-alive
+    // connection is the order they were sent.
+    for port in [48818, 48834] {
+        let logged: Vec<&NginxLine> = log.iter().filter(|l| l.port == port).collect();
+        let mut ours: Vec<&HttpExchange> = exchanges
+            .iter()
+            .filter(|e| e.client.port() == port)
+            .collect();
+        ours.sort_by_key(|e| e.depth);
+        assert_eq!(ours.len(), logged.len(), "port {port}");
+        for (ex, line) in ours.iter().zip(logged) {
+            let req = ex.request.as_ref().expect("request");
+            let resp = ex.response.as_ref().expect("response");
+            assert_eq!(
+                (req.method.as_str(), req.target.as_str(), resp.status),
+                (
+                    line.method.as_str(),
+                    line.target.as_str(),
+                    Some(line.status)
+                ),
+                "{line:?}"
+            );
+            assert_eq!(
+                resp.body_size,
+                line.body_bytes_sent,
+                "{line:?}\n{}",
+                attrs(ex)
+            );
+            // Whole on the wire: no error, and no gap (nothing was lost, only cut).
+            assert_eq!((ex.error, ex.gaps), (None, 0), "{line:?}");
+            // Every response head (about 230 bytes) is longer than the 134 bytes captured.
+            assert!(ex.snapped, "{line:?}");
+        }
+    }
+    // The POST's 900-byte body was cut with its head, and counted from its Content-Length.
+    let post = exchanges
+        .iter()
+        .find(|e| e.request.as_ref().unwrap().method == "POST")
+        .unwrap();
+    assert_eq!(post.request.as_ref().unwrap().body_size, 900);
+}
+
+#[test]
+fn snap_cut_heads_agree_with_tshark_without_reassembly() {
+    let exchanges = exchanges_of("nginx-snaplen");
+    let heads = tshark_heads("nginx-snaplen.tshark-nodesegment.tsv");
+    let requests: Vec<_> = heads
+        .iter()
+        .filter(|h| h.1.parse::<u16>().is_err())
+        .collect();
+    let responses: Vec<_> = heads
+        .iter()
+        .filter(|h| h.1.parse::<u16>().is_ok())
+        .collect();
+    assert_eq!((requests.len(), responses.len()), (11, 11));
+    let mut ours: Vec<&HttpExchange> = exchanges.iter().collect();
+    ours.sort_by_key(|e| (e.client.port(), e.depth));
+    for ((ex, req), resp) in ours.iter().zip(&requests).zip(&responses) {
+        assert_eq!(ex.client.port(), req.0);
+        assert_eq!(ex.request.as_ref().unwrap().method, req.1);
+        let r = ex.response.as_ref().unwrap();
+        assert_eq!(
+            r.status.map(|s| s.to_string()).as_deref(),
+            Some(resp.1.as_str())
+        );
+        // The body is the declared length, except for HEAD, whose response has none.
+        if ex.request.as_ref().unwrap().method != "HEAD" {
+            assert_eq!(Some(r.body_size), resp.2);
+        }
+    }
+}
+
+/// The same keep-alive connection, whole and cut by a snap length, in crafted frames: the cut
+/// capture gives the same exchanges, sizes and instants, marked snapped.
+#[test]
+fn a_snap_length_changes_nothing_but_the_mark() {
+    use common::craft::{ethernet_frames, Conversation, Dir};
+    let bodies = [10usize, 3000, 0, 700];
+    let mut conv = Conversation::new(1000, 5000);
+    conv.handshake();
+    for (i, n) in bodies.iter().enumerate() {
+        conv.send(
+            Dir::C2S,
+            format!("GET /{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+            1460,
+        );
+        conv.ack(Dir::S2C);
+        let pad = "p".repeat(60);
+        let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nX-Pad: {pad}\r\n\r\n");
+        resp.push_str(&"x".repeat(*n));
+        conv.send(Dir::S2C, resp.as_bytes(), 1460);
+        conv.ack(Dir::C2S);
+    }
+    conv.fin();
+    let frames = ethernet_frames(&conv.segs);
+    let link = tapspan_capture::LinkType::ETHERNET;
+    let whole = common::run_frames(Default::default(), &frames, link).0;
+    // Ethernet, IPv4 and TCP headers take 54 bytes: 40 bytes of each payload are captured,
+    // every request head whole, every response head cut after its Content-Length.
+    let cut: Vec<(u64, Vec<u8>)> = frames
+        .iter()
+        .map(|(ts, f)| (*ts, f[..f.len().min(94)].to_vec()))
+        .collect();
+    let snapped = common::run_frames(Default::default(), &cut, link).0;
+    assert_eq!(whole.len(), bodies.len());
+    assert_eq!(snapped.len(), bodies.len());
+    for ((w, s), n) in whole.iter().zip(&snapped).zip(bodies) {
+        assert!(!w.snapped && s.snapped);
+        assert_eq!(w.response.as_ref().unwrap().body_size, n as u64);
+        assert_eq!(s.response.as_ref().unwrap().body_size, n as u64);
+        assert_eq!((s.t, s.error, s.gaps), (w.t, None, 0));
+    }
+}

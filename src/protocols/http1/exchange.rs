@@ -104,6 +104,9 @@ pub struct HttpExchange {
     pub t: Instants,
     /// Capture gaps that fell inside this exchange.
     pub gaps: u32,
+    /// The capture's snap length cut bytes of this exchange (`tapspan.truncated`): its sizes
+    /// count them, as sent, but what they held was not read.
+    pub snapped: bool,
     /// Why the exchange is incomplete (`error.type`), if it is.
     pub error: Option<&'static str>,
     /// Keyed hashes of the values each side carried: evidence for causality, never exported.

@@ -28,6 +28,19 @@ pub(super) enum Phase {
     Done,
     /// Inside a SOCKS handshake in front of HTTP (see [`socks`]): its bytes so far.
     Socks(Vec<u8>),
+    /// After a head the snap length cut (see [`HttpConn::snap_cut_head`]): the rest of the
+    /// message, skipped up to the next message start. `body_len` is its declared body; `last`
+    /// the time of the last of its bytes so far, when the message ends.
+    SnapTail {
+        body_len: u64,
+        last: Timestamp,
+    },
+}
+
+impl Phase {
+    pub(super) fn is_start(&self) -> bool {
+        matches!(self, Phase::Start)
+    }
 }
 
 pub(super) struct DirState {
@@ -127,6 +140,19 @@ impl HttpConn {
                             self.mode = Mode::Opaque;
                             ctx.stats.non_http_connections += 1;
                         }
+                        return;
+                    }
+                },
+                Phase::SnapTail { last, .. } => match head::find_message_start(rest, request) {
+                    Some(at) => {
+                        if at > 0 {
+                            *last = ts;
+                        }
+                        i += at;
+                        self.end_snap_tail(dir, ctx);
+                    }
+                    None => {
+                        *last = ts;
                         return;
                     }
                 },
@@ -373,10 +399,16 @@ impl HttpConn {
         }
     }
 
+    /// `len` bytes of `dir` were not captured: lost, or cut by the snap length (`snapped`, see
+    /// [`crate::reassembly::StreamEvent::Gap`]). Inside a body of known framing both are
+    /// skipped; a snapped cut marks its exchange `snapped` rather than counting a gap, and one
+    /// that runs past the body's end ends the body there. A head cut by the snap length is read
+    /// as far as it was captured ([`Self::snap_cut_head`]); one cut by a loss is cut short.
     pub(super) fn gap<F: FnMut(HttpExchange)>(
         &mut self,
         dir: Direction,
         len: u64,
+        snapped: bool,
         ts: Timestamp,
         ctx: &mut Ctx<'_, F>,
     ) {
@@ -389,16 +421,43 @@ impl HttpConn {
             Direction::ServerToClient => self.responding.as_ref().map_or(0, |e| e.depth),
         };
         if let Some(ex) = self.find_exchange(target_depth, &mut ctx.stats.pairing_steps) {
-            ex.gaps += 1;
+            if snapped {
+                ex.snapped = true;
+            } else {
+                ex.gaps += 1;
+            }
+        }
+        // Whether the body continues after the gap, and whether some of a snapped cut was past
+        // its end (then the next message's start, at least, is lost).
+        if let Phase::SnapTail { last, .. } = &mut self.dirs[d].phase {
+            if snapped {
+                *last = ts;
+                return;
+            }
+            // A loss: the message ended before it or in it, and the next may start in it.
+            self.end_snap_tail(dir, ctx);
+            self.dirs[d].phase = Phase::Resync;
+            self.dirs[d].lost_sync = true;
+            return;
         }
         let continues = match &mut self.dirs[d].phase {
-            Phase::Body(reader) => reader.skip_gap(len).then_some(reader.done),
+            Phase::Body(reader) if snapped => reader
+                .skip_snapped(len)
+                .map(|mine| (reader.done, mine < len)),
+            Phase::Body(reader) => reader.skip_gap(len).then_some((reader.done, false)),
             _ => None,
         };
         match (&self.dirs[d].phase, continues) {
             // The body's last bytes were lost but its length says it ended there.
-            (Phase::Body(_), Some(true)) => self.message_end(dir, ts, ctx),
-            (Phase::Body(_), Some(false)) => {}
+            (Phase::Body(_), Some((true, spilled))) => {
+                self.message_end(dir, ts, ctx);
+                if spilled && self.dirs[d].phase.is_start() {
+                    self.dirs[d].phase = Phase::Resync;
+                    self.dirs[d].lost_sync = true;
+                }
+            }
+            (Phase::Body(_), Some((false, _))) => {}
+            (Phase::Head, _) if snapped => self.snap_cut_head(dir, ts, ctx),
             (Phase::Body(_) | Phase::Head, _) => {
                 self.cut(dir, "capture_gap", ctx);
                 self.dirs[d].lost_sync = true;
@@ -409,7 +468,7 @@ impl HttpConn {
                 self.dirs[d].lost_sync = true;
             }
             (Phase::Resync, _) => self.dirs[d].lost_sync = true,
-            (Phase::Done, _) => {}
+            (Phase::Done | Phase::SnapTail { .. }, _) => {}
         }
     }
 
@@ -423,6 +482,7 @@ impl HttpConn {
     ) {
         self.mark_closed(ts);
         let d = dir.index();
+        self.end_snap_tail(dir, ctx);
         match &mut self.dirs[d].phase {
             Phase::Body(reader) if reader.framing() == Framing::UntilClose => {
                 reader.close();

@@ -21,6 +21,8 @@ pub struct MessageHead {
     pub minor_version: u8,
     /// A request line that stated no version (see [`simple_request_len`]).
     pub simple: bool,
+    /// The capture's snap length cut this head: it is what was captured of it.
+    pub snapped: bool,
     pub content_length: Option<u64>,
     /// Transfer-Encoding ends in `chunked`.
     pub chunked: bool,
@@ -42,6 +44,7 @@ impl MessageHead {
             start,
             minor_version,
             simple: false,
+            snapped: false,
             content_length: None,
             chunked: false,
             other_transfer_encoding: false,

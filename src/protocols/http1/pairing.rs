@@ -61,11 +61,34 @@ impl HttpConn {
                 self.on_response(d, status, reason, &mut head, ctx)
             }
         };
-        let reader = BodyReader::new(framing);
+        if head.snapped && self.mode != Mode::Tunnel {
+            // Where the head ended, in the bytes cut, is unknown: the message runs on to the
+            // next message start found where the capture resumes.
+            let body_len = BodyReader::declared(framing).body_len;
+            self.dirs[d].phase = Phase::SnapTail { body_len, last: ts };
+            return;
+        }
+        let reader = if head.snapped {
+            BodyReader::declared(framing)
+        } else {
+            BodyReader::new(framing)
+        };
         let done = reader.done;
         self.dirs[d].phase = Phase::Body(reader);
         if done {
             self.message_end(dir, ts, ctx);
+        }
+    }
+
+    /// Ends the message in `dir` whose head the snap length cut, if one is being skipped: at
+    /// the last of its bytes seen.
+    pub(super) fn end_snap_tail<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        if let Phase::SnapTail { last, .. } = self.dirs[dir.index()].phase {
+            self.message_end(dir, last, ctx);
         }
     }
 
@@ -107,6 +130,7 @@ impl HttpConn {
                 ..Instants::default()
             },
             gaps: 0,
+            snapped: head.snapped,
             error: None,
             tokens: PayloadTokens::default(),
         };
@@ -183,6 +207,7 @@ impl HttpConn {
                         informational: Vec::new(),
                         t: Instants::default(),
                         gaps: 0,
+                        snapped: false,
                         error: Some("request_not_captured"),
                         tokens: PayloadTokens::default(),
                     }
@@ -197,6 +222,7 @@ impl HttpConn {
                 response_framing(head, status, method)
             };
             ex.t.response_start = Some(msg_ts);
+            ex.snapped |= head.snapped;
             let st = &mut self.dirs[d];
             st.tokens.take();
             st.body_tokens = tokens::body_is_readable(&head.headers);
@@ -268,6 +294,7 @@ impl HttpConn {
         let d = dir.index();
         let body_len = match &self.dirs[d].phase {
             Phase::Body(r) => r.body_len,
+            Phase::SnapTail { body_len, .. } => *body_len,
             _ => 0,
         };
         self.dirs[d].phase = Phase::Start;
@@ -442,9 +469,40 @@ impl HttpConn {
         true
     }
 
+    /// The snap length cut the head being read in `dir`, after the bytes buffered: the message
+    /// is what can be read of it (start line, whole header lines), with its body counted by its
+    /// declared length (a `Content-Length` among those lines; otherwise unknown, counted 0) and
+    /// marked snapped, not as an error (the exchange was whole on the wire). A head cut before
+    /// its start line is whole is a message cut by the capture, as for a lost segment.
+    pub(super) fn snap_cut_head<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let d = dir.index();
+        let request = dir == Direction::ClientToServer;
+        let buf = std::mem::take(&mut self.dirs[d].head_buf);
+        let Some(mut partial) = head::parse_partial_head(&buf, request, &ctx.config.headers) else {
+            self.dirs[d].head_buf = buf;
+            self.cut(dir, "capture_gap", ctx);
+            self.dirs[d].lost_sync = true;
+            return;
+        };
+        partial.snapped = true;
+        self.on_head(dir, Ok(partial), ts, ctx);
+    }
+
     /// Open exchanges learn when their connection began to close.
     pub(super) fn mark_closed(&mut self, ts: Timestamp) {
-        for ex in self.responding.iter_mut().chain(self.waiting.iter_mut()) {
+        // A response whose head the snap length cut is not waiting for anything: it ends with
+        // the last of its bytes, whenever its connection closes.
+        let tail = matches!(
+            self.dirs[Direction::ServerToClient.index()].phase,
+            Phase::SnapTail { .. }
+        );
+        let responding = self.responding.iter_mut().filter(|_| !tail);
+        for ex in responding.chain(self.waiting.iter_mut()) {
             ex.t.closed.get_or_insert(ts);
         }
     }
@@ -462,6 +520,7 @@ impl HttpConn {
         // A close-delimited response ends cleanly only with a FIN (a HalfClose, already seen).
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {
             let d = dir.index();
+            self.end_snap_tail(dir, ctx);
             if matches!(self.dirs[d].phase, Phase::Body(_) | Phase::Head)
                 && self.mode != Mode::Tunnel
             {
