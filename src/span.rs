@@ -293,7 +293,10 @@ pub fn build_spans(
         (Some(m), None) => m.to_string(),
         (None, _) => "HTTP".to_string(),
     };
-    let status = ex.response.as_ref().map(|r| r.status);
+    // An HTTP/0.9 response has no status line: OpenTelemetry sets `http.response.status_code`
+    // only "if one was received", so it has none, and its span status stays unset (not an
+    // error: the server answered).
+    let status = ex.response.as_ref().and_then(|r| r.status);
 
     let mut attrs = Map::new();
     if let Some(m) = method {
@@ -366,16 +369,14 @@ pub fn build_spans(
 
 /// Attributes of the messages themselves: protocol version, headers, body sizes.
 fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &HttpExchange) {
-    let minor = ex
+    // A request line without a version takes its answer's (`0.9` for a bare body).
+    let version = ex
         .request
         .as_ref()
-        .map(|r| r.minor_version)
-        .or(ex.response.as_ref().map(|r| r.minor_version));
-    if let Some(minor) = minor {
-        attrs.insert(
-            "network.protocol.version".into(),
-            json!(format!("1.{minor}")),
-        );
+        .and_then(|r| r.version)
+        .or(ex.response.as_ref().map(|r| r.version));
+    if let Some(version) = version {
+        attrs.insert("network.protocol.version".into(), json!(version.as_str()));
     }
     if let Some(req) = &ex.request {
         for (name, value) in &req.headers {
@@ -413,6 +414,9 @@ fn insert_tap_attributes(
     }
     if ex.gaps > 0 {
         attrs.insert("tapspan.gaps".into(), json!(ex.gaps));
+    }
+    if ex.snapped {
+        attrs.insert("tapspan.truncated".into(), json!(true));
     }
     if let Some(err) = ex.error {
         attrs.insert("error.type".into(), json!(err));

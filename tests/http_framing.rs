@@ -55,6 +55,13 @@ impl Conv {
         });
     }
     fn gap(&mut self, dir: Direction, len: u64) {
+        self.hole(dir, len, false);
+    }
+    /// `len` bytes the snap length cut after the last data.
+    fn snapped(&mut self, dir: Direction, len: u64) {
+        self.hole(dir, len, true);
+    }
+    fn hole(&mut self, dir: Direction, len: u64, snapped: bool) {
         let offset = self.offsets[dir.index()];
         self.offsets[dir.index()] += len;
         self.ev(StreamEvent::Gap {
@@ -62,6 +69,7 @@ impl Conv {
             dir,
             offset,
             len,
+            snapped,
             ts: Timestamp(self.ts),
         });
     }
@@ -110,7 +118,7 @@ fn summary(exs: &[HttpExchange]) -> Vec<Summary> {
             (
                 req.map_or(String::new(), |r| r.method.clone()),
                 req.map_or(String::new(), |r| r.target.clone()),
-                e.response.as_ref().map_or(0, |r| r.status),
+                e.response.as_ref().and_then(|r| r.status).unwrap_or(0),
                 req.map_or(0, |r| r.body_size),
                 e.response.as_ref().map_or(0, |r| r.body_size),
                 e.informational.iter().map(|(c, _)| *c).collect(),
@@ -204,7 +212,7 @@ fn gap_inside_a_sized_body_keeps_the_exchange_and_the_next_one() {
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].gaps, 1);
     assert_eq!(out[0].error, None);
-    assert_eq!(out[1].response.as_ref().unwrap().status, 404);
+    assert_eq!(out[1].response.as_ref().unwrap().status, Some(404));
 }
 
 #[test]
@@ -220,7 +228,7 @@ fn gap_in_a_head_cuts_that_exchange_and_resynchronises() {
     let out = c.close(CloseReason::Fin);
     let errors: Vec<_> = out.iter().map(|e| e.error).collect();
     assert_eq!(errors, vec![Some("capture_gap"), None]);
-    assert_eq!(out[1].response.as_ref().unwrap().status, 201);
+    assert_eq!(out[1].response.as_ref().unwrap().status, Some(201));
 }
 
 #[test]
@@ -250,7 +258,7 @@ fn upgrade_to_websocket_stops_decoding_without_errors() {
     c.data(C2S, b"\x88\x80more frames");
     let out = c.close(CloseReason::Fin);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].response.as_ref().unwrap().status, 101);
+    assert_eq!(out[0].response.as_ref().unwrap().status, Some(101));
     assert_eq!(out[0].error, None);
 }
 
@@ -276,4 +284,97 @@ fn response_without_a_captured_request() {
     assert_eq!(out.len(), 1);
     assert!(out[0].request.is_none());
     assert_eq!(out[0].error, Some("request_not_captured"));
+}
+
+#[test]
+fn http09_simple_request_answered_by_a_bare_body_at_every_split() {
+    use tapspan::protocols::http1::Version;
+    let line = b"GET /x?q=1\r\n";
+    for k in 1..line.len() {
+        let mut c = Conv::new(OpenHow::Handshake);
+        c.data(C2S, &line[..k]);
+        c.data(C2S, &line[k..]);
+        c.data(S2C, b"hello ");
+        c.data(S2C, b"world");
+        c.half_close(S2C);
+        let out = c.close(CloseReason::Fin);
+        assert_eq!(out.len(), 1, "split at {k}");
+        let (req, resp) = (
+            out[0].request.as_ref().unwrap(),
+            out[0].response.as_ref().unwrap(),
+        );
+        assert_eq!(
+            (req.method.as_str(), req.target.as_str()),
+            ("GET", "/x?q=1")
+        );
+        assert_eq!(
+            (req.version, resp.version),
+            (Some(Version::Http09), Version::Http09)
+        );
+        assert_eq!(
+            (resp.status, resp.body_size, out[0].error),
+            (None, 11, None)
+        );
+    }
+}
+
+#[test]
+fn a_versionless_request_answered_with_a_status_line_is_not_http09() {
+    use tapspan::protocols::http1::Version;
+    let mut c = Conv::new(OpenHow::Handshake);
+    c.data(C2S, b"GET /x\r\n");
+    c.data(
+        S2C,
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad",
+    );
+    let out = c.close(CloseReason::Fin);
+    assert_eq!(out.len(), 1);
+    let resp = out[0].response.as_ref().unwrap();
+    assert_eq!(out[0].request.as_ref().unwrap().version, None);
+    assert_eq!(
+        (resp.status, resp.version, resp.body_size),
+        (Some(400), Version::Http1(1), 3)
+    );
+}
+
+#[test]
+fn a_snapped_cut_past_a_body_ends_it_and_pairing_goes_on() {
+    let mut c = Conv::new(OpenHow::Handshake);
+    c.data(C2S, b"GET /a HTTP/1.1\r\n\r\n");
+    // The body's last 8 bytes and nothing else were cut: the exchange is whole.
+    c.data(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab");
+    c.snapped(S2C, 8);
+    c.data(C2S, b"GET /b HTTP/1.1\r\n\r\n");
+    // A head cut after its Content-Length: the body counts what it declared.
+    c.data(
+        S2C,
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 1000\r\nServer: x",
+    );
+    c.snapped(S2C, 1040);
+    c.snapped(S2C, 300);
+    c.data(C2S, b"GET /c HTTP/1.1\r\n\r\n");
+    c.data(S2C, b"HTTP/1.1 204 No Content\r\n\r\n");
+    let out = c.close(CloseReason::Fin);
+    let got: Vec<_> = out
+        .iter()
+        .map(|e| {
+            let r = e.response.as_ref().unwrap();
+            (
+                e.request.as_ref().unwrap().target.as_str(),
+                r.status,
+                r.body_size,
+                e.snapped,
+                e.error,
+                e.gaps,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/a", Some(200), 10, true, None, 0),
+            ("/b", Some(404), 1000, true, None, 0),
+            ("/c", Some(204), 0, false, None, 0)
+        ]
+    );
 }

@@ -29,6 +29,7 @@ fn seg(ts: u64, seq: u32, flags: u8, payload: &[u8]) -> TcpSegment<'_> {
         flags: TcpFlags(flags),
         window: 1000,
         payload: Cow::Borrowed(payload),
+        snapped: 0,
     }
 }
 
@@ -437,4 +438,55 @@ fn nothing_follows_a_fin_not_even_held_bytes_beyond_it() {
     assert_eq!(events, ["open", "data 0 5", "fin", "close"]);
     assert_eq!(r.stats.after_fin_bytes, 10);
     assert_eq!(r.held_bytes(), 0);
+}
+
+/// A segment the snap length cut (`snapped` bytes sent after its payload) is delivered as its
+/// captured bytes and then a gap of exactly the rest, marked snapped — in order or not, and
+/// before a FIN it carried.
+#[test]
+fn bytes_cut_by_the_snap_length_are_a_known_gap() {
+    let isn = 7000u32;
+    let cut = |ts, off: u32, flags, payload, snapped| TcpSegment {
+        snapped,
+        ..seg(ts, isn + 1 + off, flags, payload)
+    };
+    for reversed in [false, true] {
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let mut events = Vec::new();
+        let mut sink = |ev: StreamEvent<'_>| match ev {
+            StreamEvent::Data { offset, bytes, .. } => {
+                events.push(format!("data {offset} {}", String::from_utf8_lossy(bytes)))
+            }
+            StreamEvent::Gap {
+                offset,
+                len,
+                snapped,
+                ..
+            } => events.push(format!("gap {offset} {len} {snapped}")),
+            StreamEvent::HalfClose { .. } => events.push("fin".into()),
+            _ => {}
+        };
+        r.push(&seg(0, isn, TcpFlags::SYN, &[]), &mut sink);
+        let first = cut(1, 0, TcpFlags::ACK, b"abc", 5);
+        let second = cut(2, 8, TcpFlags::ACK | TcpFlags::FIN, b"xyz", 4);
+        if reversed {
+            r.push(&second, &mut sink);
+            r.push(&first, &mut sink);
+        } else {
+            r.push(&first, &mut sink);
+            r.push(&second, &mut sink);
+        }
+        assert_eq!(
+            events,
+            [
+                "data 0 abc",
+                "gap 3 5 true",
+                "data 8 xyz",
+                "gap 11 4 true",
+                "fin"
+            ],
+            "reversed: {reversed}"
+        );
+        assert_eq!(r.stats.gaps, 0);
+    }
 }

@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::http1::{HttpExchange, Version};
 
 struct TsharkRow {
     time_ns: u64,
@@ -131,7 +131,9 @@ fn timing_and_heads_agree_with_tshark() {
                     !used[i]
                         && e.client.port() == resp.client_port
                         && e.t.response_end.map(|t| t.0) == Some(resp.time_ns)
-                        && e.response.as_ref().is_some_and(|r| r.status == status)
+                        && e.response
+                            .as_ref()
+                            .is_some_and(|r| r.status == Some(status))
                 });
             let Some(i) = hit else {
                 panic!(
@@ -207,6 +209,10 @@ fn tshark_misreads(capture: &str, frame: &str) -> Option<&'static str> {
         // tshark reads the URIs as empty and `/a`; nginx logged `/` and `/a b`, as we read them.
         ("lenient-lines", "46" | "56") => Some("tshark reads an empty URI between runs of spaces"),
         ("lenient-lines", "66" | "78") => Some("tshark cuts a URI at its space"),
+        // Bodies the snap length cut: tshark cannot reassemble them and ends the response with
+        // its first frame; it carried 1448 bytes of 5234 and 70236 (nginx's $bytes_sent). We
+        // end it with the last frame of the response (20 and 74).
+        ("nginx-snaplen", "17" | "24") => Some("tshark ends a cut response at its first frame"),
         _ => None,
     }
 }
@@ -231,15 +237,14 @@ fn parse_log_line(line: &str) -> Option<(Option<u16>, String, String, u16)> {
             _ => return None,
         };
         let status = rest[close + 1..].split_whitespace().next()?.parse().ok()?;
-        // The client's port: a bare second field (nginx's log_format here) or an `addr:port`
-        // field before the request (the shop services').
+        // The client's port: an `addr:port` field before the request (the shop services',
+        // some nginx log_formats) or a bare second field (nginx-mixed's log_format).
         let before: Vec<&str> = line[..open].split_whitespace().collect();
-        let port = before.get(1).and_then(|p| p.parse().ok()).or_else(|| {
-            before
-                .iter()
-                .find_map(|f| f.parse::<std::net::SocketAddr>().ok())
-                .map(|a| a.port())
-        });
+        let port = before
+            .iter()
+            .find_map(|f| f.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+            .or_else(|| before.get(1).and_then(|p| p.parse().ok()));
         return Some((port, method, target, status));
     }
     let f: Vec<&str> = line.split_whitespace().collect();
@@ -293,7 +298,12 @@ fn every_request_the_servers_logged_is_an_exchange() {
                             // nginx's convention, used by the shop too: the client closed the
                             // connection before the response, so none is on the wire.
                             499 => e.response.is_none() && e.error.is_some(),
-                            _ => e.response.as_ref().is_some_and(|r| r.status == status),
+                            // An HTTP/0.9 answer has no status line: what the server logged
+                            // is not on the wire (tests/body_sizes.rs checks these closer).
+                            _ => e.response.as_ref().is_some_and(|r| {
+                                r.status == Some(status)
+                                    || (r.status.is_none() && r.version == Version::Http09)
+                            }),
                         }
                 });
                 let Some(i) = hit else {
@@ -304,14 +314,14 @@ fn every_request_the_servers_logged_is_an_exchange() {
             }
         }
     }
-    // Every line of every log is accounted for (15 logs, 1 016 lines, one of them python's
-    // message when this was written): a log that went missing or unread lowers the count.
+    // Every line of every log is accounted for (18 logs, 1 041 lines, three of them python's
+    // messages when this was written): a log that went missing or unread lowers the count.
     assert_eq!(checked + not_requests, lines_read);
     assert_eq!(
-        not_requests, 1,
-        "python-http-server's one `code 404` message"
+        not_requests, 3,
+        "python's `code NNN` messages: one in python-http-server, two in http09"
     );
-    assert!(checked >= 1015, "only {checked} log lines checked");
+    assert!(checked >= 1038, "only {checked} log lines checked");
 }
 
 /// A span as goldens keep it: its decoded fields, in the public JSON-lines format. Parents,

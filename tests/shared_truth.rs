@@ -51,7 +51,7 @@ fn exchange_key(ex: &HttpExchange) -> Key {
         ex.server.port(),
         ex.request.as_ref().map(|r| r.method.clone()),
         ex.request.as_ref().map(|r| r.target.clone()),
-        ex.response.as_ref().map(|r| r.status),
+        ex.response.as_ref().and_then(|r| r.status),
     )
 }
 

@@ -157,7 +157,7 @@ impl Decoder {
                 (pkt.src, pkt.dst),
                 pkt.protocol,
                 pkt.payload,
-                pkt.truncated,
+                pkt.cut,
                 depth,
             );
         };
@@ -188,7 +188,7 @@ impl Decoder {
                     return Verdict::Malformed;
                 };
                 let verdict =
-                    self.decode_payload(ts, (pkt.src, pkt.dst), protocol, payload, false, depth);
+                    self.decode_payload(ts, (pkt.src, pkt.dst), protocol, payload, 0, depth);
                 into_owned(verdict)
             }
         }
@@ -201,15 +201,18 @@ impl Decoder {
         (src, dst): (IpAddr, IpAddr),
         protocol: u8,
         payload: &'x [u8],
-        truncated: bool,
+        cut: u32,
         depth: usize,
     ) -> Verdict<'x> {
         match ip::transport(protocol, payload) {
             Ok(Transport::Tcp(tcp)) => {
-                if truncated {
+                let mut seg = ip::segment(ts, src, dst, &tcp);
+                if cut > 0 {
+                    // The TCP header was captured whole (it parsed): what was cut is payload.
                     self.stats.truncated += 1;
+                    seg.snapped = cut;
                 }
-                Verdict::Segment(ip::segment(ts, src, dst, &tcp))
+                Verdict::Segment(seg)
             }
             Ok(Transport::Tunnel(inner)) => {
                 if depth >= MAX_TUNNEL_DEPTH {
@@ -243,6 +246,7 @@ fn into_owned<'x>(verdict: Verdict<'_>) -> Verdict<'x> {
             flags: seg.flags,
             window: seg.window,
             payload: Cow::Owned(seg.payload.into_owned()),
+            snapped: seg.snapped,
         }),
         Verdict::NonTcp => Verdict::NonTcp,
         Verdict::Unsupported => Verdict::Unsupported,
@@ -380,8 +384,13 @@ mod tests {
     fn snaplen_truncated_segment_keeps_captured_bytes() {
         let ip = tcp4(b"0123456789");
         let (seg, s) = decode_one(LinkType::RAW, &ip[..ip.len() - 4]);
-        assert_eq!(&seg.expect("segment").payload[..], b"012345");
+        let seg = seg.expect("segment");
+        assert_eq!(&seg.payload[..], b"012345");
+        // What was cut is counted from the IP length, for reassembly to skip exactly.
+        assert_eq!(seg.snapped, 4);
         assert_eq!(s.truncated, 1);
+        let (seg, _) = decode_one(LinkType::RAW, &ip);
+        assert_eq!(seg.expect("segment").snapped, 0);
     }
 
     fn vxlan(inner: &[u8]) -> Vec<u8> {

@@ -73,6 +73,8 @@ pub struct IpPacket<'b> {
     pub fragment: Option<Fragment>,
     /// The capture holds fewer bytes than the IP header announces.
     pub truncated: bool,
+    /// How many fewer: bytes sent at the end of this packet that the snap length cut off.
+    pub cut: u32,
     pub is_v6: bool,
 }
 
@@ -103,6 +105,13 @@ fn parse_v4(bytes: &[u8]) -> Result<IpPacket<'_>, Malformed> {
     } else {
         (total_len, false)
     };
+    // The IP length, not the frame's original length, says what was cut: that one also counts
+    // link-layer padding and trailers.
+    let cut = if truncated {
+        total_len - bytes.len()
+    } else {
+        0
+    };
     let frag_offset = u32::from(header.fragments_offset().byte_offset());
     let more = header.more_fragments();
     let fragment = (more || frag_offset != 0).then_some(Fragment {
@@ -117,6 +126,7 @@ fn parse_v4(bytes: &[u8]) -> Result<IpPacket<'_>, Malformed> {
         payload: &bytes[header_len..end],
         fragment,
         truncated,
+        cut: cut as u32,
         is_v6: false,
     })
 }
@@ -133,6 +143,11 @@ fn parse_v6(bytes: &[u8]) -> Result<IpPacket<'_>, Malformed> {
         (after, true)
     } else {
         (&after[..payload_len], false)
+    };
+    let cut = if truncated {
+        payload_len - after.len()
+    } else {
+        0
     };
     let mut protocol = header.next_header().0;
     let mut rest = payload;
@@ -172,6 +187,7 @@ fn parse_v6(bytes: &[u8]) -> Result<IpPacket<'_>, Malformed> {
         payload: rest,
         fragment,
         truncated,
+        cut: cut as u32,
         is_v6: true,
     })
 }
@@ -397,6 +413,7 @@ pub fn segment<'b>(ts: Timestamp, src: IpAddr, dst: IpAddr, tcp: &TcpSlice<'b>) 
         flags: TcpFlags(tcp.header_slice()[13]),
         window: tcp.window_size(),
         payload: Cow::Borrowed(tcp.payload()),
+        snapped: 0,
     }
 }
 

@@ -61,5 +61,10 @@ pub struct TcpSegment<'b> {
     pub ack: u32,
     pub flags: TcpFlags,
     pub window: u16,
+    /// Captured payload bytes (all of them unless `snapped`).
     pub payload: Cow<'b, [u8]>,
+    /// Payload bytes sent after `payload` that the capture's snap length cut off: the segment
+    /// carried `payload.len() + snapped` bytes of its stream (the count comes from the IP
+    /// length, so it is exact).
+    pub snapped: u32,
 }

@@ -203,6 +203,7 @@ fn fuzz_segment<'a>(
         flags: TcpFlags(flags),
         window: 1024,
         payload: Cow::Borrowed(payload),
+        snapped: 0,
     })
 }
 
@@ -398,6 +399,8 @@ pub fn http(data: &[u8]) {
                             dir,
                             offset: offsets[d],
                             len: gap,
+                            // Some gaps as a snap length makes them (known bytes, not loss).
+                            snapped: k & 0x40 != 0,
                             ts: Timestamp(ts),
                         };
                         offsets[d] += gap;

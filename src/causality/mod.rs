@@ -270,7 +270,11 @@ impl StepKeys {
     fn of(ex: &HttpExchange) -> Self {
         let endpoint = endpoint_key(ex);
         let launch = endpoint.max(nesting::RESPOND + 1);
-        let class = ex.response.as_ref().map_or(0, |r| r.status / 100);
+        let class = ex
+            .response
+            .as_ref()
+            .and_then(|r| r.status)
+            .map_or(0, |s| s / 100);
         let ret = ids::hash64(
             "tapspan.step",
             &[launch.to_le_bytes(), u64::from(class).to_le_bytes()].concat(),

@@ -71,6 +71,8 @@ pub struct ReassemblyStats {
     pub out_of_order_segments: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
+    /// Bytes sent in captured segments but cut off them by the snap length.
+    pub snapped_bytes: u64,
     pub peak_connections: u64,
     pub peak_held_bytes: u64,
     /// RSTs followed by more data (the endpoint ignored them).
@@ -98,6 +100,7 @@ crate::counters::describe_counters!("tcp", ReassemblyStats {
     out_of_order_segments: "Segments that came out of order.",
     gaps [Metric]: "Holes in TCP streams (bytes never captured).",
     gap_bytes: "Bytes missing in those holes.",
+    snapped_bytes: "Bytes of captured segments that the snap length cut off.",
     peak_connections: "Most connections tracked at once.",
     peak_held_bytes: "Most out-of-order bytes held at once.",
     ignored_rsts: "RSTs followed by more data (the endpoint ignored them).",
@@ -255,6 +258,7 @@ impl Reassembler {
                     data_seq,
                     flags.fin(),
                     &seg.payload,
+                    u64::from(seg.snapped),
                     limits,
                     held_total,
                     held_cap,
@@ -421,6 +425,7 @@ impl Reassembler {
             self.stats.out_of_order_segments += s.out_of_order_segments;
             self.stats.gaps += s.gaps;
             self.stats.gap_bytes += s.gap_bytes;
+            self.stats.snapped_bytes += s.snapped_bytes;
         }
         match why {
             CloseReason::Fin => self.stats.closed_fin += 1,
@@ -545,11 +550,16 @@ fn half_to_stream(
             ts,
             bytes,
         },
-        HalfEvent::Gap { offset, len } => StreamEvent::Gap {
+        HalfEvent::Gap {
+            offset,
+            len,
+            snapped,
+        } => StreamEvent::Gap {
             conn,
             dir,
             offset,
             len,
+            snapped,
             ts,
         },
         HalfEvent::Fin { ts } => StreamEvent::HalfClose { conn, dir, ts },

@@ -12,6 +12,12 @@
 //!   capture time, or when the connection ends.
 //! - **Nothing follows a FIN.** Once every byte before the FIN is delivered the direction ends;
 //!   bytes held beyond the FIN's position are dropped and counted (`after_fin_bytes`).
+//! - **Bytes a snap length cut are a known hole.** A segment captured short still says how many
+//!   bytes it carried (`snapped`, from the IP length): when its captured bytes are delivered in
+//!   order, the cut ones follow at once as a `Gap` marked `snapped`, of exact length, with that
+//!   segment's time (or, for a segment held out of order, when it is released). Only where a
+//!   held piece covers the end of a segment's captured bytes are its cut ones left as an
+//!   ordinary hole, given up as above.
 //! - Bytes released from the hold queue carry the later of their own timestamp and the timestamp of
 //!   the packet that filled the hole: that is when they became readable in order.
 //!
@@ -55,6 +61,8 @@ pub enum HalfEvent<'a> {
     Gap {
         offset: u64,
         len: u64,
+        /// Cut by the snap length (see the module doc), not lost.
+        snapped: bool,
     },
     Fin {
         ts: Timestamp,
@@ -74,6 +82,8 @@ pub struct HalfStats {
     pub out_of_order_segments: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
+    /// Bytes cut off captured segments by the snap length, delivered as snapped gaps.
+    pub snapped_bytes: u64,
     /// Held bytes beyond the FIN's position, dropped when the stream ended there.
     pub after_fin_bytes: u64,
     /// Holes given up because the held bytes reached a cap (not because the peer's ACK
@@ -87,6 +97,8 @@ pub struct HalfStats {
 struct Held {
     ts: Timestamp,
     bytes: Vec<u8>,
+    /// Bytes the snap length cut after `bytes`: a snapped gap when the piece is released.
+    snapped: u64,
 }
 
 #[derive(Default)]
@@ -139,8 +151,9 @@ impl HalfStream {
         }
     }
 
-    /// One segment of this direction. `held_total` is the connection table's global count of held
-    /// bytes; `global_cap` its limit.
+    /// One segment of this direction: `payload` as captured, then `snapped` bytes the snap
+    /// length cut. `held_total` is the connection table's global count of held bytes;
+    /// `global_cap` its limit.
     #[allow(clippy::too_many_arguments)]
     pub fn segment<F: FnMut(HalfEvent<'_>)>(
         &mut self,
@@ -148,6 +161,7 @@ impl HalfStream {
         seq: SeqNum,
         fin: bool,
         payload: &[u8],
+        snapped: u64,
         limits: HalfLimits,
         held_total: &mut usize,
         global_cap: usize,
@@ -158,7 +172,7 @@ impl HalfStream {
             return;
         }
         if self.base.is_none() {
-            if payload.is_empty() && !fin {
+            if payload.is_empty() && snapped == 0 && !fin {
                 return;
             }
             // Picked up mid-stream: the first byte seen is offset 0.
@@ -168,17 +182,22 @@ impl HalfStream {
             return;
         };
         let mut payload = payload;
+        let mut snapped = snapped;
         if offset < 0 {
             // Starts before the first byte we anchored on: only the tail can be new.
-            let skip = offset.unsigned_abs().min(payload.len() as u64) as usize;
+            let before = offset.unsigned_abs();
+            let skip = before.min(payload.len() as u64) as usize;
             self.stats.retransmitted_bytes += skip as u64;
             payload = &payload[skip..];
+            snapped = snapped.saturating_sub(before - skip as u64);
             offset = 0;
         }
         let offset = offset as u64;
         let end = offset + payload.len() as u64;
+        // Where the segment's bytes end, counting those the snap length cut.
+        let carried_end = end + snapped;
         if fin && self.fin_offset.is_none() {
-            self.fin_offset = Some(end);
+            self.fin_offset = Some(carried_end);
         }
 
         if end <= self.next_offset {
@@ -196,12 +215,12 @@ impl HalfStream {
             self.deliver(ts, &fresh[..direct], out);
             if direct < fresh.len() {
                 let at = fresh_at + direct as u64;
-                self.hold(ts, at, &fresh[direct..], held_total);
+                self.hold(ts, at, &fresh[direct..], snapped, held_total);
                 self.stats.out_of_order_segments -= 1;
             }
             self.release_held(Some(ts), held_total, out);
         } else {
-            self.hold(ts, offset, payload, held_total);
+            self.hold(ts, offset, payload, snapped, held_total);
             // Give up holes until both caps hold again: skipping the first hole releases only
             // the pieces up to the next one.
             while !self.held.is_empty()
@@ -210,6 +229,9 @@ impl HalfStream {
                 self.stats.holes_skipped_at_cap += 1;
                 self.skip_hole(ts, held_total, out);
             }
+        }
+        if self.snap(end, carried_end, out) {
+            self.release_held(Some(ts), held_total, out);
         }
         if let Some(since) = self.hole_since {
             if ts.saturating_since(since) > limits.hole_timeout_ns {
@@ -264,7 +286,34 @@ impl HalfStream {
         self.next_offset += bytes.len() as u64;
     }
 
-    fn hold(&mut self, ts: Timestamp, offset: u64, payload: &[u8], held_total: &mut usize) {
+    /// Holds `payload` (at `offset`, followed by `snapped` bytes the snap length cut) until the
+    /// bytes before it arrive. The cut bytes go with the last piece kept if it ends where the
+    /// payload does; if a held piece covers that end, they are left as a hole.
+    /// Bytes `end..carried_end` were cut by the snap length: once every captured byte before
+    /// them is delivered, they follow as a snapped gap (see the module doc). True if one was.
+    fn snap<F: FnMut(HalfEvent<'_>)>(&mut self, end: u64, carried_end: u64, out: &mut F) -> bool {
+        if !(end..carried_end).contains(&self.next_offset) {
+            return false;
+        }
+        let len = carried_end - self.next_offset;
+        out(HalfEvent::Gap {
+            offset: self.next_offset,
+            len,
+            snapped: true,
+        });
+        self.stats.snapped_bytes += len;
+        self.next_offset = carried_end;
+        true
+    }
+
+    fn hold(
+        &mut self,
+        ts: Timestamp,
+        offset: u64,
+        payload: &[u8],
+        snapped: u64,
+        held_total: &mut usize,
+    ) {
         self.stats.out_of_order_segments += 1;
         self.hole_since.get_or_insert(ts);
         // Where held data overlaps, the first copy stays (RFC 9293 §3.10.7.4 lets a receiver
@@ -303,7 +352,8 @@ impl HalfStream {
             let bytes = payload[(lo - offset) as usize..(hi - offset) as usize].to_vec();
             self.held_bytes += charge(bytes.len());
             *held_total += charge(bytes.len());
-            self.held.insert(lo, Held { ts, bytes });
+            let snapped = if hi == end { snapped } else { 0 };
+            self.held.insert(lo, Held { ts, bytes, snapped });
         }
     }
 
@@ -326,12 +376,14 @@ impl HalfStream {
             self.held_bytes -= charge(held.bytes.len());
             *held_total -= charge(held.bytes.len());
             let skip = (self.next_offset - off) as usize;
+            let at = filled_at.map_or(held.ts, |f| held.ts.max(f));
             if skip < held.bytes.len() {
-                let at = filled_at.map_or(held.ts, |f| held.ts.max(f));
                 self.deliver(at, &held.bytes[skip..], out);
             } else {
                 self.stats.retransmitted_bytes += held.bytes.len() as u64;
             }
+            let end = off + held.bytes.len() as u64;
+            self.snap(end, end + held.snapped, out);
         }
         self.hole_since = if self.held.is_empty() {
             None
@@ -355,6 +407,7 @@ impl HalfStream {
             out(HalfEvent::Gap {
                 offset: self.next_offset,
                 len,
+                snapped: false,
             });
             self.stats.gaps += 1;
             self.stats.gap_bytes += len;

@@ -119,6 +119,10 @@ pub enum StreamEvent<'a> {
         dir: Direction,
         offset: u64,
         len: u64,
+        /// The bytes were sent in a segment that was captured, and the capture's snap length cut
+        /// them off its end (`len` is exact, and `ts` is that segment's); else the capture
+        /// missed them (a lost segment).
+        snapped: bool,
         ts: Timestamp,
     },
     /// This direction ended with a FIN (all its bytes were delivered).

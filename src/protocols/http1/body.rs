@@ -63,6 +63,30 @@ impl BodyReader {
         }
     }
 
+    /// A body that is not read, only counted: `Length(n)` as its `n` bytes, any other framing
+    /// as 0 (its length is unknown). For a message whose head the snap length cut: the body's
+    /// bytes, and where it ends, are in the part not captured.
+    pub fn declared(framing: Framing) -> Self {
+        let mut reader = BodyReader::new(framing);
+        if let Framing::Length(n) = framing {
+            reader.remaining = 0;
+            reader.body_len = n;
+        }
+        reader.done = true;
+        reader
+    }
+
+    /// Bytes the snap length cut (`len` of them, exact): like [`Self::skip_gap`], but a cut that
+    /// runs past a body of known length ends the body there rather than the message. Returns how
+    /// many of the `len` bytes were the body's, or None if its framing is lost in them.
+    pub fn skip_snapped(&mut self, len: u64) -> Option<u64> {
+        let mine = match self.framing {
+            Framing::Length(_) => len.min(self.remaining),
+            _ => len,
+        };
+        self.skip_gap(mine).then_some(mine)
+    }
+
     pub fn framing(&self) -> Framing {
         self.framing
     }

@@ -13,7 +13,8 @@ pub struct RequestInfo {
     pub method: String,
     /// Request target as on the wire (origin-form, absolute-form, authority-form or `*`).
     pub target: String,
-    pub minor_version: u8,
+    /// None for a request line that stated no version (see [`Version::Http09`]).
+    pub version: Option<Version>,
     /// Captured headers (lower-case names), already redacted.
     pub headers: Vec<(String, String)>,
     pub body_size: u64,
@@ -23,12 +24,36 @@ pub struct RequestInfo {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponseInfo {
-    pub status: u16,
+    /// None for an HTTP/0.9 response, which has no status line.
+    pub status: Option<u16>,
     pub reason: String,
-    pub minor_version: u8,
+    pub version: Version,
     pub headers: Vec<(String, String)>,
     pub body_size: u64,
     pub truncated: bool,
+}
+
+/// The protocol version a message was sent in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.x, with its minor version.
+    Http1(u8),
+    /// HTTP/0.9 (RFC 1945 §4.1, "Simple-Request"): a request line with no version, answered by
+    /// a bare body — no status line, no headers — that ends when the server closes.
+    Http09,
+}
+
+impl Version {
+    /// As OpenTelemetry's `network.protocol.version` spells it: `1.1`, `0.9`.
+    pub fn as_str(self) -> &'static str {
+        const MINORS: [&str; 10] = [
+            "1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9",
+        ];
+        match self {
+            Version::Http1(minor) => MINORS.get(usize::from(minor)).copied().unwrap_or("1.x"),
+            Version::Http09 => "0.9",
+        }
+    }
 }
 
 impl RequestInfo {
@@ -79,6 +104,9 @@ pub struct HttpExchange {
     pub t: Instants,
     /// Capture gaps that fell inside this exchange.
     pub gaps: u32,
+    /// The capture's snap length cut bytes of this exchange (`tapspan.truncated`): its sizes
+    /// count them, as sent, but what they held was not read.
+    pub snapped: bool,
     /// Why the exchange is incomplete (`error.type`), if it is.
     pub error: Option<&'static str>,
     /// Keyed hashes of the values each side carried: evidence for causality, never exported.

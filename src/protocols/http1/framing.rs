@@ -28,6 +28,19 @@ pub(super) enum Phase {
     Done,
     /// Inside a SOCKS handshake in front of HTTP (see [`socks`]): its bytes so far.
     Socks(Vec<u8>),
+    /// After a head the snap length cut (see [`HttpConn::snap_cut_head`]): the rest of the
+    /// message, skipped up to the next message start. `body_len` is its declared body; `last`
+    /// the time of the last of its bytes so far, when the message ends.
+    SnapTail {
+        body_len: u64,
+        last: Timestamp,
+    },
+}
+
+impl Phase {
+    pub(super) fn is_start(&self) -> bool {
+        matches!(self, Phase::Start)
+    }
 }
 
 pub(super) struct DirState {
@@ -35,6 +48,8 @@ pub(super) struct DirState {
     pub(super) head_buf: Vec<u8>,
     pub(super) msg_ts: Timestamp,
     pub(super) msg_seq: u32,
+    /// The head being read has its first line whole (in `head_buf`).
+    pub(super) head_line_seen: bool,
     /// The message being read is a 1xx response.
     pub(super) informational: bool,
     /// A capture gap fell where message boundaries were not known: whole messages may be lost.
@@ -78,6 +93,7 @@ impl DirState {
             head_buf: Vec::new(),
             msg_ts: Timestamp(0),
             msg_seq: 0,
+            head_line_seen: false,
             informational: false,
             lost_sync: false,
             resync_scanned: 0,
@@ -124,6 +140,19 @@ impl HttpConn {
                             self.mode = Mode::Opaque;
                             ctx.stats.non_http_connections += 1;
                         }
+                        return;
+                    }
+                },
+                Phase::SnapTail { last, .. } => match head::find_message_start(rest, request) {
+                    Some(at) => {
+                        if at > 0 {
+                            *last = ts;
+                        }
+                        i += at;
+                        self.end_snap_tail(dir, ctx);
+                    }
+                    None => {
+                        *last = ts;
                         return;
                     }
                 },
@@ -189,6 +218,11 @@ impl HttpConn {
         if rest.is_empty() {
             return skip;
         }
+        if !request && self.answers_simple_request(rest) {
+            // HTTP/0.9: the body alone, until the server closes.
+            self.bare_response(dir, ts, seq.wrapping_add(skip as u32));
+            return skip;
+        }
         if request
             && self.mode == Mode::Unknown
             && self.how == OpenHow::Handshake
@@ -208,6 +242,7 @@ impl HttpConn {
             st.msg_seq = seq.wrapping_add(skip as u32);
             st.phase = Phase::Head;
             st.head_buf.clear();
+            st.head_line_seen = false;
             return skip;
         }
         if self.mode == Mode::Unknown && self.how == OpenHow::Handshake {
@@ -246,6 +281,10 @@ impl HttpConn {
         let max = ctx.config.max_head_bytes;
         let before = self.dirs[d].head_buf.len();
         let used = if before == 0 {
+            if let Some(line) = request.then(|| head::simple_request_len(rest)).flatten() {
+                self.simple_request(&rest[..line], ts, ctx);
+                return line;
+            }
             if let Some(end) = head::find_head_end(rest, 0) {
                 self.whole_head(dir, &rest[..end], ts, ctx);
                 return end;
@@ -262,6 +301,19 @@ impl HttpConn {
                 self.drop_head_at_total_cap(dir, &[], ctx);
                 // The rest of this head is skipped; what follows it is read again.
                 return head::find_head_end(rest, 0).unwrap_or(take);
+            }
+            // The first line is looked at once, when it ends: a head arriving in pieces is
+            // not rescanned from its start.
+            let st = &mut self.dirs[d];
+            let line_ends_here = !st.head_line_seen && rest[..take].contains(&b'\n');
+            st.head_line_seen |= line_ends_here;
+            let simple = (request && line_ends_here)
+                .then(|| head::simple_request_len(&st.head_buf))
+                .flatten();
+            if let Some(line) = simple {
+                let buf = std::mem::take(&mut self.dirs[d].head_buf);
+                self.simple_request(&buf[..line], ts, ctx);
+                return line - before;
             }
             if let Some(end) = head::find_head_end(&self.dirs[d].head_buf, before) {
                 // The buffer is freed with the head: an idle connection holds none.
@@ -302,6 +354,23 @@ impl HttpConn {
         self.cut(dir, HEAD_BUFFERS_FULL, ctx);
     }
 
+    /// An HTTP/0.9 simple request (`line`, see [`head::simple_request_len`]): a request with no
+    /// header and no body. What the client sends after it is no part of it (servers do not read
+    /// it), and is resynchronised past.
+    fn simple_request<F: FnMut(HttpExchange)>(
+        &mut self,
+        line: &[u8],
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let Some((start, _)) = head::loose_start_line(line, true) else {
+            return;
+        };
+        let mut parsed = MessageHead::bare(ctx.config.headers.redact_start(start), 0, line.len());
+        parsed.simple = true;
+        self.on_head(Direction::ClientToServer, Ok(parsed), ts, ctx);
+    }
+
     /// A whole head (`bytes` end with its empty line), parsed; one that does not parse is still
     /// an exchange, reported with what can be read of it (`head::loose_start_line`) and an error
     /// saying it was malformed: the server answered it, so dropping it would report its answer
@@ -330,10 +399,16 @@ impl HttpConn {
         }
     }
 
+    /// `len` bytes of `dir` were not captured: lost, or cut by the snap length (`snapped`, see
+    /// [`crate::reassembly::StreamEvent::Gap`]). Inside a body of known framing both are
+    /// skipped; a snapped cut marks its exchange `snapped` rather than counting a gap, and one
+    /// that runs past the body's end ends the body there. A head cut by the snap length is read
+    /// as far as it was captured ([`Self::snap_cut_head`]); one cut by a loss is cut short.
     pub(super) fn gap<F: FnMut(HttpExchange)>(
         &mut self,
         dir: Direction,
         len: u64,
+        snapped: bool,
         ts: Timestamp,
         ctx: &mut Ctx<'_, F>,
     ) {
@@ -346,16 +421,43 @@ impl HttpConn {
             Direction::ServerToClient => self.responding.as_ref().map_or(0, |e| e.depth),
         };
         if let Some(ex) = self.find_exchange(target_depth, &mut ctx.stats.pairing_steps) {
-            ex.gaps += 1;
+            if snapped {
+                ex.snapped = true;
+            } else {
+                ex.gaps += 1;
+            }
+        }
+        // Whether the body continues after the gap, and whether some of a snapped cut was past
+        // its end (then the next message's start, at least, is lost).
+        if let Phase::SnapTail { last, .. } = &mut self.dirs[d].phase {
+            if snapped {
+                *last = ts;
+                return;
+            }
+            // A loss: the message ended before it or in it, and the next may start in it.
+            self.end_snap_tail(dir, ctx);
+            self.dirs[d].phase = Phase::Resync;
+            self.dirs[d].lost_sync = true;
+            return;
         }
         let continues = match &mut self.dirs[d].phase {
-            Phase::Body(reader) => reader.skip_gap(len).then_some(reader.done),
+            Phase::Body(reader) if snapped => reader
+                .skip_snapped(len)
+                .map(|mine| (reader.done, mine < len)),
+            Phase::Body(reader) => reader.skip_gap(len).then_some((reader.done, false)),
             _ => None,
         };
         match (&self.dirs[d].phase, continues) {
             // The body's last bytes were lost but its length says it ended there.
-            (Phase::Body(_), Some(true)) => self.message_end(dir, ts, ctx),
-            (Phase::Body(_), Some(false)) => {}
+            (Phase::Body(_), Some((true, spilled))) => {
+                self.message_end(dir, ts, ctx);
+                if spilled && self.dirs[d].phase.is_start() {
+                    self.dirs[d].phase = Phase::Resync;
+                    self.dirs[d].lost_sync = true;
+                }
+            }
+            (Phase::Body(_), Some((false, _))) => {}
+            (Phase::Head, _) if snapped => self.snap_cut_head(dir, ts, ctx),
             (Phase::Body(_) | Phase::Head, _) => {
                 self.cut(dir, "capture_gap", ctx);
                 self.dirs[d].lost_sync = true;
@@ -366,7 +468,7 @@ impl HttpConn {
                 self.dirs[d].lost_sync = true;
             }
             (Phase::Resync, _) => self.dirs[d].lost_sync = true,
-            (Phase::Done, _) => {}
+            (Phase::Done | Phase::SnapTail { .. }, _) => {}
         }
     }
 
@@ -380,6 +482,7 @@ impl HttpConn {
     ) {
         self.mark_closed(ts);
         let d = dir.index();
+        self.end_snap_tail(dir, ctx);
         match &mut self.dirs[d].phase {
             Phase::Body(reader) if reader.framing() == Framing::UntilClose => {
                 reader.close();

@@ -19,6 +19,10 @@ pub struct MessageHead {
     pub start: StartLine,
     /// Minor version of HTTP/1.x.
     pub minor_version: u8,
+    /// A request line that stated no version (see [`simple_request_len`]).
+    pub simple: bool,
+    /// The capture's snap length cut this head: it is what was captured of it.
+    pub snapped: bool,
     pub content_length: Option<u64>,
     /// Transfer-Encoding ends in `chunked`.
     pub chunked: bool,
@@ -35,10 +39,12 @@ pub struct MessageHead {
 
 impl MessageHead {
     /// A head of `len` bytes with its start line and no header read yet.
-    fn bare(start: StartLine, minor_version: u8, len: usize) -> Self {
+    pub fn bare(start: StartLine, minor_version: u8, len: usize) -> Self {
         MessageHead {
             start,
             minor_version,
+            simple: false,
+            snapped: false,
             content_length: None,
             chunked: false,
             other_transfer_encoding: false,
@@ -95,6 +101,33 @@ pub fn starts_like_request(p: &[u8]) -> bool {
 /// Does `p` start like a status line?
 pub fn starts_like_response(p: &[u8]) -> bool {
     p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"HTTP/")
+}
+
+/// Length of the HTTP/0.9 simple request (RFC 1945 §4.1) at the start of `buf`: a request line of
+/// a method and a target with no version, and its line end. nginx 1.22 and Python 3.11's
+/// `http.server` both take such a line as the whole request (they read no header after it, or
+/// skip them) and answer with the bare body and a close, for any method (nginx answers a
+/// `HEAD /a` with a bare 400 page; see pcaps/http09.md). Whether it was HTTP/0.9 is decided by
+/// the answer: one that begins with a status line makes it a versionless HTTP/1.x request.
+pub fn simple_request_len(buf: &[u8]) -> Option<usize> {
+    let nl = buf.iter().position(|&b| b == b'\n')?;
+    if !starts_like_request(buf) {
+        return None;
+    }
+    let line = &buf[..nl];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|s| !s.is_empty());
+    let (Some(_method), Some(target), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    // A target is printable ASCII without spaces (RFC 9112 §3.2); anything else is not a line
+    // a server took for a request.
+    target
+        .iter()
+        .all(|b| b.is_ascii_graphic())
+        .then_some(nl + 1)
 }
 
 /// Could `p` be the beginning of such a message (it may be too short to tell yet)?
@@ -388,6 +421,18 @@ mod tests {
                 reason: "gone".into()
             })
         );
+    }
+
+    #[test]
+    fn simple_requests_are_one_line_without_version() {
+        assert_eq!(simple_request_len(b"GET /a\r\n"), Some(8));
+        assert_eq!(simple_request_len(b"GET /a\nHost: x\r\n\r\n"), Some(7));
+        assert_eq!(simple_request_len(b"head  /a \r\n"), Some(11));
+        assert_eq!(simple_request_len(b"GET /a"), None);
+        assert_eq!(simple_request_len(b"GET /a HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(simple_request_len(b"GET\r\n"), None);
+        assert_eq!(simple_request_len(b"FOO /a\r\n"), None);
+        assert_eq!(simple_request_len(b"GET /\x01\r\n"), None);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod tokens;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
-pub use exchange::{HttpExchange, Instants, PayloadTokens, RequestInfo, ResponseInfo};
+pub use exchange::{HttpExchange, Instants, PayloadTokens, RequestInfo, ResponseInfo, Version};
 
 use crate::protocols::{Protocol, ProtocolStats, StreamDecoder};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, StreamEvent};
@@ -243,8 +243,13 @@ impl HttpDecoder {
                 ..
             } => self.on_conn(conn, out, |c, ctx| c.data(dir, ts, seq, bytes, ctx)),
             StreamEvent::Gap {
-                conn, dir, len, ts, ..
-            } => self.on_conn(conn, out, |c, ctx| c.gap(dir, len, ts, ctx)),
+                conn,
+                dir,
+                len,
+                snapped,
+                ts,
+                ..
+            } => self.on_conn(conn, out, |c, ctx| c.gap(dir, len, snapped, ts, ctx)),
             StreamEvent::HalfClose { conn, dir, ts } => self.on_conn(conn, out, |c, ctx| {
                 c.half_close(dir, ts, "connection_closed", ctx)
             }),

@@ -9,6 +9,7 @@ use super::framing::{request_framing, response_framing, Phase};
 use super::head::{self, MessageHead, StartLine};
 use super::{
     tokens, Ctx, HttpConn, HttpExchange, Instants, Mode, PayloadTokens, RequestInfo, ResponseInfo,
+    Version,
 };
 use crate::reassembly::{CloseReason, Direction};
 
@@ -60,11 +61,34 @@ impl HttpConn {
                 self.on_response(d, status, reason, &mut head, ctx)
             }
         };
-        let reader = BodyReader::new(framing);
+        if head.snapped && self.mode != Mode::Tunnel {
+            // Where the head ended, in the bytes cut, is unknown: the message runs on to the
+            // next message start found where the capture resumes.
+            let body_len = BodyReader::declared(framing).body_len;
+            self.dirs[d].phase = Phase::SnapTail { body_len, last: ts };
+            return;
+        }
+        let reader = if head.snapped {
+            BodyReader::declared(framing)
+        } else {
+            BodyReader::new(framing)
+        };
         let done = reader.done;
         self.dirs[d].phase = Phase::Body(reader);
         if done {
             self.message_end(dir, ts, ctx);
+        }
+    }
+
+    /// Ends the message in `dir` whose head the snap length cut, if one is being skipped: at
+    /// the last of its bytes seen.
+    pub(super) fn end_snap_tail<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        if let Phase::SnapTail { last, .. } = self.dirs[dir.index()].phase {
+            self.message_end(dir, last, ctx);
         }
     }
 
@@ -94,7 +118,7 @@ impl HttpConn {
             request: Some(RequestInfo {
                 method,
                 target,
-                minor_version: head.minor_version,
+                version: (!head.simple).then_some(Version::Http1(head.minor_version)),
                 headers: std::mem::take(&mut head.headers),
                 body_size: 0,
                 truncated: false,
@@ -106,6 +130,7 @@ impl HttpConn {
                 ..Instants::default()
             },
             gaps: 0,
+            snapped: head.snapped,
             error: None,
             tokens: PayloadTokens::default(),
         };
@@ -182,6 +207,7 @@ impl HttpConn {
                         informational: Vec::new(),
                         t: Instants::default(),
                         gaps: 0,
+                        snapped: false,
                         error: Some("request_not_captured"),
                         tokens: PayloadTokens::default(),
                     }
@@ -196,13 +222,14 @@ impl HttpConn {
                 response_framing(head, status, method)
             };
             ex.t.response_start = Some(msg_ts);
+            ex.snapped |= head.snapped;
             let st = &mut self.dirs[d];
             st.tokens.take();
             st.body_tokens = tokens::body_is_readable(&head.headers);
             ex.response = Some(ResponseInfo {
-                status,
+                status: Some(status),
                 reason,
-                minor_version: head.minor_version,
+                version: Version::Http1(head.minor_version),
                 headers: std::mem::take(&mut head.headers),
                 body_size: 0,
                 truncated: false,
@@ -216,6 +243,47 @@ impl HttpConn {
         }
     }
 
+    /// Do the server's bytes `rest`, at a message start, answer an HTTP/0.9 simple request?
+    /// Only if they cannot begin a status line and the oldest waiting request stated no
+    /// version: a server that took it for HTTP/1.x answers with a status line.
+    pub(super) fn answers_simple_request(&self, rest: &[u8]) -> bool {
+        self.responding.is_none()
+            && !head::could_start(rest, false)
+            && self
+                .waiting
+                .front()
+                .and_then(|ex| ex.request.as_ref())
+                .is_some_and(|r| r.version.is_none())
+    }
+
+    /// An HTTP/0.9 response begins at `ts` (see [`Self::answers_simple_request`]): it answers
+    /// the oldest waiting request, and its body runs until the server closes.
+    pub(super) fn bare_response(&mut self, dir: Direction, ts: Timestamp, seq: u32) {
+        let Some(mut ex) = self.waiting.pop_front() else {
+            return;
+        };
+        if let Some(r) = ex.request.as_mut() {
+            r.version = Some(Version::Http09);
+        }
+        ex.t.response_start = Some(ts);
+        ex.response = Some(ResponseInfo {
+            status: None,
+            reason: String::new(),
+            version: Version::Http09,
+            headers: Vec::new(),
+            body_size: 0,
+            truncated: false,
+        });
+        let st = &mut self.dirs[dir.index()];
+        st.msg_ts = ts;
+        st.msg_seq = seq;
+        st.informational = false;
+        st.tokens.take();
+        st.body_tokens = false;
+        st.phase = Phase::Body(BodyReader::new(Framing::UntilClose));
+        self.responding = Some(ex);
+    }
+
     /// The current message in `dir` is complete; its last byte arrived at `ts`.
     pub(super) fn message_end<F: FnMut(HttpExchange)>(
         &mut self,
@@ -226,6 +294,7 @@ impl HttpConn {
         let d = dir.index();
         let body_len = match &self.dirs[d].phase {
             Phase::Body(r) => r.body_len,
+            Phase::SnapTail { body_len, .. } => *body_len,
             _ => 0,
         };
         self.dirs[d].phase = Phase::Start;
@@ -400,9 +469,40 @@ impl HttpConn {
         true
     }
 
+    /// The snap length cut the head being read in `dir`, after the bytes buffered: the message
+    /// is what can be read of it (start line, whole header lines), with its body counted by its
+    /// declared length (a `Content-Length` among those lines; otherwise unknown, counted 0) and
+    /// marked snapped, not as an error (the exchange was whole on the wire). A head cut before
+    /// its start line is whole is a message cut by the capture, as for a lost segment.
+    pub(super) fn snap_cut_head<F: FnMut(HttpExchange)>(
+        &mut self,
+        dir: Direction,
+        ts: Timestamp,
+        ctx: &mut Ctx<'_, F>,
+    ) {
+        let d = dir.index();
+        let request = dir == Direction::ClientToServer;
+        let buf = std::mem::take(&mut self.dirs[d].head_buf);
+        let Some(mut partial) = head::parse_partial_head(&buf, request, &ctx.config.headers) else {
+            self.dirs[d].head_buf = buf;
+            self.cut(dir, "capture_gap", ctx);
+            self.dirs[d].lost_sync = true;
+            return;
+        };
+        partial.snapped = true;
+        self.on_head(dir, Ok(partial), ts, ctx);
+    }
+
     /// Open exchanges learn when their connection began to close.
     pub(super) fn mark_closed(&mut self, ts: Timestamp) {
-        for ex in self.responding.iter_mut().chain(self.waiting.iter_mut()) {
+        // A response whose head the snap length cut is not waiting for anything: it ends with
+        // the last of its bytes, whenever its connection closes.
+        let tail = matches!(
+            self.dirs[Direction::ServerToClient.index()].phase,
+            Phase::SnapTail { .. }
+        );
+        let responding = self.responding.iter_mut().filter(|_| !tail);
+        for ex in responding.chain(self.waiting.iter_mut()) {
             ex.t.closed.get_or_insert(ts);
         }
     }
@@ -420,6 +520,7 @@ impl HttpConn {
         // A close-delimited response ends cleanly only with a FIN (a HalfClose, already seen).
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {
             let d = dir.index();
+            self.end_snap_tail(dir, ctx);
             if matches!(self.dirs[d].phase, Phase::Body(_) | Phase::Head)
                 && self.mode != Mode::Tunnel
             {

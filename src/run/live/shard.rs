@@ -35,6 +35,7 @@ enum Item {
         window: u16,
         start: usize,
         len: usize,
+        snapped: u32,
     },
     Tick(Timestamp),
 }
@@ -101,6 +102,7 @@ impl Batch {
             window: seg.window,
             start,
             len: seg.payload.len(),
+            snapped: seg.snapped,
         });
     }
 
@@ -116,6 +118,7 @@ impl Batch {
                 window,
                 start,
                 len,
+                snapped,
             } => Entry::Segment(TcpSegment {
                 ts,
                 flow,
@@ -124,6 +127,7 @@ impl Batch {
                 flags,
                 window,
                 payload: Cow::Borrowed(&self.data[start..start + len]),
+                snapped,
             }),
         })
     }
@@ -217,6 +221,7 @@ mod tests {
             flags: TcpFlags(TcpFlags::ACK | TcpFlags::PSH),
             window: 512,
             payload: Cow::Owned(payload.clone()),
+            snapped: 0,
         };
         let mut b = Batch::default();
         b.push_tick(Timestamp(40));
