@@ -320,3 +320,20 @@ fn the_same_exchange_seen_at_two_capture_points_is_one_exchange() {
         "same exchange ids from one or two points"
     );
 }
+
+/// A capture that starts on the server's side: its first packet is the middle of a response
+/// (issue 18). Roles come from the bytes, not from who spoke first, so the next exchange is
+/// whole and the client is the client.
+#[test]
+fn a_capture_starting_with_the_servers_bytes() {
+    let c = conversation(1000, 5000, 2);
+    // Handshake (3) and the first request (1) are before the capture; it opens on the second
+    // of the first response's four segments.
+    let (exs, outcome) = replay("server-first.pcap", &eth_pcap(&c.segs[5..]));
+    let whole: Vec<_> = exs.iter().filter(|e| e.request.is_some()).collect();
+    assert_eq!(whole.len(), 1, "{exs:#?}");
+    assert_complete(whole[0], 3000);
+    assert_eq!(whole[0].client.port(), craft::CLIENT.1);
+    assert_eq!(whole[0].server.port(), craft::SERVER.1);
+    assert_eq!(outcome.stats.reassembly.midstream_connections, 1);
+}
