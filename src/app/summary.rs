@@ -53,8 +53,8 @@ connections {tcp.connections} (mid-stream {tcp.midstream_connections}, fin {tcp.
 rst {tcp.closed_rst}, idle {tcp.expired_idle}, peak {tcp.peak_connections}), retransmitted \
 bytes {tcp.retransmitted_bytes}, conflicting overlap bytes {tcp.overlap_conflict_bytes}, \
 out-of-order segments {tcp.out_of_order_segments} (peak held {tcp.peak_held_bytes} bytes), \
-gaps {tcp.gaps} ({tcp.gap_bytes} bytes), bytes after fin {tcp.after_fin_bytes}, ignored rsts \
-{tcp.ignored_rsts}, late segments {tcp.late_segments}, clock steps back \
+gaps {tcp.gaps} ({tcp.gap_bytes} bytes), cut by snap length {tcp.snapped_bytes} bytes, \
+bytes after fin {tcp.after_fin_bytes}, ignored rsts {tcp.ignored_rsts}, late segments {tcp.late_segments}, clock steps back \
 {tcp.clock_steps_back}\n\
 http connections {http.connections} (not http {http.non_http_connections}: tls \
 {http.tls_connections}, http/2 {http.http2_connections}; upgraded \
