@@ -106,6 +106,11 @@ pub fn first_guess(
     let mut pooled_exposure = Vec::new();
     let mut exposure_by_kind = vec![Vec::new(); launch_kinds.len()];
     let starts = bin_starts();
+    // Gaps past the last bin kept only count towards chance (`Excess::pairs`): they are counted
+    // per kind of event from prefix sums instead of one by one (with the horizon at four times
+    // the longest delay kept, they were three quarters of the pairs).
+    let far_from = starts.get(bins - 1).copied().unwrap_or(u64::MAX);
+    let far_by_kind = KindPrefix::new(&event_kind, event_kinds.len());
     for (&(at, next), &(from, to)) in launches.iter().zip(&within).step_by(stride) {
         // How far back this step could see events: the horizon, or less near the start of
         // the batch. Without this, steps near the start see fewer far gaps than chance
@@ -118,10 +123,20 @@ pub fn first_guess(
         if let Some(lk) = kind {
             exposure_by_kind[lk].push(exposure);
         }
+        let near = from.max(events.partition_point(|e| e.at.saturating_add(far_from) <= at));
+        let near = near.min(to);
+        if next != RESPOND {
+            pooled.pairs += (near - from) as f64;
+        }
+        if let Some(lk) = kind {
+            for (ek, far) in far_by_kind.counts(from, near).enumerate() {
+                typed[ek * launch_kinds.len() + lk].pairs += far as f64;
+            }
+        }
         // Nearest event first: the gap only grows, so its bin is found by walking up from the
         // last one ([`bin_of`] for every pair was most of the guess's time).
         let mut bin = 0;
-        for (e, ek) in events[from..to].iter().zip(&event_kind[from..to]).rev() {
+        for (e, ek) in events[near..to].iter().zip(&event_kind[near..to]).rev() {
             let gap = at - e.at;
             while starts.get(bin).is_some_and(|&start| start <= gap) {
                 bin += 1;
@@ -216,6 +231,36 @@ impl Exposure {
 
     fn total(&self) -> f64 {
         self.prefix[self.sorted.len()]
+    }
+}
+
+/// How many events of each kind are among the first `i`, for every `i`.
+struct KindPrefix {
+    kinds: usize,
+    /// `counts[i * kinds + k]`: events of kind `k` before the `i`-th.
+    counts: Vec<u32>,
+}
+
+impl KindPrefix {
+    fn new(event_kind: &[Option<usize>], kinds: usize) -> Self {
+        let mut counts = vec![0u32; (event_kind.len() + 1) * kinds];
+        for (i, ek) in event_kind.iter().enumerate() {
+            let (before, after) = counts.split_at_mut((i + 1) * kinds);
+            after[..kinds].copy_from_slice(&before[i * kinds..]);
+            if let Some(k) = ek {
+                after[*k] += 1;
+            }
+        }
+        KindPrefix { kinds, counts }
+    }
+
+    /// Events of each kind among events `from..to`.
+    fn counts(&self, from: usize, to: usize) -> impl Iterator<Item = u32> + '_ {
+        let (a, b) = (from * self.kinds, to * self.kinds);
+        self.counts[a..a + self.kinds]
+            .iter()
+            .zip(&self.counts[b..b + self.kinds])
+            .map(|(x, y)| y - x)
     }
 }
 
