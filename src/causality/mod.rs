@@ -54,6 +54,7 @@ use tapspan_capture::Timestamp;
 use crate::http::tokens::Tokens;
 use crate::http::HttpExchange;
 use crate::ids;
+use crate::keyhash::KeyMap;
 use crate::route::{RouteConfig, Routes};
 use crate::span::{
     build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Linkage, Span,
@@ -196,7 +197,7 @@ struct Inbound {
 
 pub struct CausalityBuilder {
     config: CausalityConfig,
-    nodes: HashMap<NodeId, Node>,
+    nodes: KeyMap<NodeId, Node>,
     next_id: NodeId,
     /// Inbound exchanges by the server's IP, by start time: the candidate parents.
     /// (start, id, the server's port): the port lets a scan skip calls to the same listener
@@ -316,7 +317,7 @@ impl CausalityBuilder {
         CausalityBuilder {
             routes: Routes::new(config.routes.clone()),
             config,
-            nodes: HashMap::new(),
+            nodes: KeyMap::default(),
             next_id: 0,
             inbound: HashMap::new(),
             undecided: BTreeSet::new(),
@@ -535,9 +536,9 @@ impl CausalityBuilder {
         calls: &[NodeId],
     ) -> (Vec<NodeId>, Vec<assign::Req>, Vec<assign::Call>) {
         let mut req_ids: Vec<NodeId> = Vec::new();
-        let mut req_index: HashMap<NodeId, usize> = HashMap::new();
+        let mut req_index: KeyMap<NodeId, usize> = KeyMap::default();
         let mut specs = Vec::with_capacity(calls.len());
-        let mut last_on_conn: HashMap<u64, usize> = HashMap::new();
+        let mut last_on_conn: KeyMap<u64, usize> = KeyMap::default();
         for &id in calls {
             let mut candidates = Vec::new();
             for r in self.candidates(id) {
