@@ -319,13 +319,14 @@ impl TokenEvidence {
             .iter()
             .find(|(k, _)| *k == r)
             .map(|m| m.1);
-        // `via[j]` is sorted by call index: each of the handler's calls is looked up in it.
+        // `via[j]` is sorted by call index: each of the handler's calls within its range is
+        // looked up in it (most fall outside: earlier batches', or made after the via calls).
         let via_j = &self.via[j];
-        let via = if via_j.is_empty() {
-            None
-        } else {
+        let via = if let (Some(first), Some(last)) = (via_j.first(), via_j.last()) {
+            let range = first.0..=last.0;
             calls
                 .iter()
+                .filter(|c| range.contains(&c.index))
                 .filter_map(|c| {
                     let k = via_j.binary_search_by_key(&c.index, |m| m.0).ok()?;
                     Some(via_j[k].1)
@@ -333,6 +334,8 @@ impl TokenEvidence {
                 .fold(None, |best: Option<f64>, w| {
                     Some(best.map_or(w, |b| b.max(w)))
                 })
+        } else {
+            None
         };
         match (direct, via) {
             (Some(a), Some(b)) => Some(a.max(b)),
