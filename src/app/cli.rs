@@ -69,16 +69,40 @@ install it (Debian: apt-get install libpcap-dev), then build with the `live` fea
 `cargo install --path . --features live` (a plain `cargo build --release` replaces a live build \
 at target/release/tapspan with one without it)";
 
+/// What `replay` and `report` read, and how they show their progress.
 #[derive(Debug, Args)]
-pub struct ReplayArgs {
+pub struct InputArgs {
     /// Capture files: pcap or pcapng, gzip- or zstd-compressed or not; `-` reads standard input
-    /// (`tcpdump -w - | tapspan replay -`).
+    /// (`tcpdump -w - | tapspan replay -`). `report` also takes span JSON lines written by
+    /// `replay` (one file or several).
     #[arg(value_name = "FILE", required_unless_present = "read")]
     pub files: Vec<PathBuf>,
 
     /// A capture file, as tcpdump and tshark take it (repeatable; same as FILE).
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<PathBuf>,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl InputArgs {
+    /// Every input: `-r FILE`s, then FILEs. Standard input (`-`) can be read once, so it may
+    /// only be the one input.
+    pub fn files(&self) -> Result<Vec<PathBuf>, String> {
+        let all: Vec<PathBuf> = self.read.iter().chain(&self.files).cloned().collect();
+        if all.len() > 1 && all.iter().any(|f| f.as_os_str() == "-") {
+            return Err("standard input (`-`) can only be read alone, not with other files".into());
+        }
+        Ok(all)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -88,10 +112,6 @@ pub struct ReplayArgs {
 
     #[command(flatten)]
     pub causality: CausalityArgs,
-
-    /// Never show a progress bar.
-    #[arg(long)]
-    pub no_progress: bool,
 }
 
 /// Where spans go and what is kept of them (shared by every command that makes spans).
@@ -266,14 +286,8 @@ impl RedactArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Capture files (pcap or pcapng, replayed as by `replay`; `-` reads standard input), or span
-    /// JSON lines written by `replay` (one file or several).
-    #[arg(value_name = "FILE", required_unless_present = "read")]
-    pub files: Vec<PathBuf>,
-
-    /// A capture file, as tcpdump and tshark take it (repeatable; same as FILE).
-    #[arg(short = 'r', long = "read", value_name = "FILE")]
-    pub read: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
 
     /// Where to write the HTML report (`--html` is the same flag).
     #[arg(long = "report", alias = "html", value_name = "PATH")]
@@ -295,20 +309,6 @@ pub struct ReportArgs {
 
     #[command(flatten)]
     pub causality: CausalityArgs,
-
-    /// Never show a progress bar.
-    #[arg(long)]
-    pub no_progress: bool,
-}
-
-/// Every input of a command: `-r FILE`s, then FILEs. Standard input (`-`) can be read once,
-/// so it may only be the one input.
-pub fn inputs(files: &[PathBuf], read: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let all: Vec<PathBuf> = read.iter().chain(files).cloned().collect();
-    if all.len() > 1 && all.iter().any(|f| f.as_os_str() == "-") {
-        return Err("standard input (`-`) can only be read alone, not with other files".into());
-    }
-    Ok(all)
 }
 
 impl OutputArgs {

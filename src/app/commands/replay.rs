@@ -18,7 +18,7 @@ use super::{Failure, Outcome};
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &ReplayArgs) -> Outcome {
-    let files = crate::app::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
+    let files = args.input.files().map_err(Failure::usage)?;
     let sampler = super::sampler(&args.output, &args.causality, &args.limits)?;
     let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     outputs.set_sampler(sampler);
@@ -27,7 +27,7 @@ pub fn run(args: &ReplayArgs) -> Outcome {
         limits: &args.limits,
         causality: &args.causality,
         headers: args.output.header_policy(),
-        progress: !args.no_progress,
+        progress: !args.input.no_progress,
         summary: args.output.summary,
     };
     replay.run(outputs)

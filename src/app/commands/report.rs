@@ -23,7 +23,7 @@ pub fn run(args: &ReportArgs) -> Outcome {
             "report needs --report PATH (or --html PATH) and/or --analysis-json PATH".into(),
         ));
     };
-    let files = crate::app::cli::inputs(&args.files, &args.read).map_err(Failure::usage)?;
+    let files = args.input.files().map_err(Failure::usage)?;
     let policy = args.redact.policy(&[]);
     let mut kinds = Vec::new();
     for f in &files {
@@ -36,7 +36,7 @@ pub fn run(args: &ReportArgs) -> Outcome {
             limits: &args.limits,
             causality: &args.causality,
             headers: policy.clone(),
-            progress: !args.no_progress,
+            progress: !args.input.no_progress,
             summary: args.summary,
         }
         .run(outputs);
