@@ -21,8 +21,9 @@ pub mod link;
 mod proptests;
 pub mod source;
 pub mod tcp;
-#[cfg(test)]
-mod testutil;
+#[cfg(any(test, feature = "testutil"))]
+#[doc(hidden)]
+pub mod testutil;
 pub mod wifi;
 
 pub use decode::{DecodeConfig, DecodeStats, Decoder};

@@ -1,5 +1,6 @@
 //! Test helpers: frames built header by header (etherparse's builder for IP/TCP/UDP, our own
-//! bytes for link layers and tunnels) and small pcap / pcapng writers. Test-only.
+//! bytes for link layers and tunnels) and small pcap / pcapng writers, any byte order. For
+//! tests only: this crate's, and the workspace's through the `testutil` feature.
 
 use etherparse::{
     IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header, PacketBuilder,
@@ -120,7 +121,8 @@ pub fn tag(vid: u16, inner_type: u16, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A pcap file image.
+/// A pcap file image: its header, then each record `(seconds, fraction, bytes)` sent as 4
+/// bytes more than captured.
 pub fn pcap(
     big_endian: bool,
     nanos: bool,
@@ -128,39 +130,68 @@ pub fn pcap(
     snaplen: u32,
     records: &[(u32, u32, &[u8])],
 ) -> Vec<u8> {
-    let w32 = |v: u32| {
-        if big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let w16 = |v: u16| {
-        if big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let mut out = Vec::new();
-    out.extend_from_slice(&w32(if nanos { 0xA1B2_3C4D } else { 0xA1B2_C3D4 }));
-    out.extend_from_slice(&w16(2));
-    out.extend_from_slice(&w16(4));
-    out.extend_from_slice(&w32(0));
-    out.extend_from_slice(&w32(0));
-    out.extend_from_slice(&w32(snaplen));
-    out.extend_from_slice(&w32(link));
+    let mut out = pcap_header(big_endian, nanos, link, snaplen).to_vec();
     for (sec, frac, data) in records {
-        out.extend_from_slice(&w32(*sec));
-        out.extend_from_slice(&w32(*frac));
-        out.extend_from_slice(&w32(data.len() as u32));
-        out.extend_from_slice(&w32(data.len() as u32 + 4));
+        let captured = data.len() as u32;
+        out.extend_from_slice(&pcap_record_header(
+            big_endian,
+            *sec,
+            *frac,
+            captured,
+            captured + 4,
+        ));
         out.extend_from_slice(data);
     }
     out
 }
 
+fn w32(big_endian: bool, v: u32) -> [u8; 4] {
+    if big_endian {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    }
+}
+
+fn w16(big_endian: bool, v: u16) -> [u8; 2] {
+    if big_endian {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    }
+}
+
+/// The 24-byte header of a pcap file; `nanos` selects the nanosecond magic.
+pub fn pcap_header(big_endian: bool, nanos: bool, link: u32, snaplen: u32) -> [u8; 24] {
+    let magic = if nanos { 0xA1B2_3C4D } else { 0xA1B2_C3D4 };
+    let mut h = [0u8; 24];
+    h[0..4].copy_from_slice(&w32(big_endian, magic));
+    h[4..6].copy_from_slice(&w16(big_endian, 2));
+    h[6..8].copy_from_slice(&w16(big_endian, 4));
+    // thiszone and sigfigs stay zero.
+    h[16..20].copy_from_slice(&w32(big_endian, snaplen));
+    h[20..24].copy_from_slice(&w32(big_endian, link));
+    h
+}
+
+/// The 16-byte header of one pcap record: `captured` bytes follow, of `wire` sent.
+pub fn pcap_record_header(
+    big_endian: bool,
+    secs: u32,
+    frac: u32,
+    captured: u32,
+    wire: u32,
+) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(&w32(big_endian, secs));
+    h[4..8].copy_from_slice(&w32(big_endian, frac));
+    h[8..12].copy_from_slice(&w32(big_endian, captured));
+    h[12..16].copy_from_slice(&w32(big_endian, wire));
+    h
+}
+
 /// A pcapng file image, written block by block.
+#[derive(Default)]
 pub struct PcapNg {
     pub bytes: Vec<u8>,
     big_endian: bool,
@@ -168,26 +199,15 @@ pub struct PcapNg {
 
 impl PcapNg {
     pub fn new() -> Self {
-        PcapNg {
-            bytes: Vec::new(),
-            big_endian: false,
-        }
+        PcapNg::default()
     }
 
     fn w32(&self, v: u32) -> [u8; 4] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
+        w32(self.big_endian, v)
     }
 
     fn w16(&self, v: u16) -> [u8; 2] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
+        w16(self.big_endian, v)
     }
 
     /// Appends a block of `block_type` with `body` (padded to 4 bytes); returns its offset.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use etherparse::{IpNumber, Ipv4Header, PacketBuilder, TcpHeader};
+use tapspan_capture::testutil;
 
 pub const CLIENT: ([u8; 4], u16) = ([10, 1, 0, 1], 40123);
 pub const SERVER: ([u8; 4], u16) = ([10, 1, 0, 2], 8080);
@@ -184,14 +185,7 @@ pub fn pcap(link_type: u32, nanos: bool, frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
 
 /// The 24-byte header of a little-endian pcap file.
 pub fn pcap_header(link_type: u32, nanos: bool, snaplen: u32) -> [u8; 24] {
-    let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
-    let mut h = [0u8; 24];
-    h[0..4].copy_from_slice(&magic.to_le_bytes());
-    h[4..6].copy_from_slice(&2u16.to_le_bytes());
-    h[6..8].copy_from_slice(&4u16.to_le_bytes());
-    h[16..20].copy_from_slice(&snaplen.to_le_bytes());
-    h[20..24].copy_from_slice(&link_type.to_le_bytes());
-    h
+    testutil::pcap_header(false, nanos, link_type, snaplen)
 }
 
 /// The 16-byte header of one record at `ts` (ns): `captured` bytes follow, of `wire` sent.
@@ -202,60 +196,23 @@ pub fn pcap_record_header(ts: u64, nanos: bool, captured: usize, wire: usize) ->
     } else {
         ((ts % 1_000_000_000) / 1000) as u32
     };
-    let mut h = [0u8; 16];
-    h[0..4].copy_from_slice(&secs.to_le_bytes());
-    h[4..8].copy_from_slice(&frac.to_le_bytes());
-    h[8..12].copy_from_slice(&(captured as u32).to_le_bytes());
-    h[12..16].copy_from_slice(&(wire as u32).to_le_bytes());
-    h
-}
-
-fn pcapng_block(out: &mut Vec<u8>, block_type: u32, body: &[u8]) {
-    let len = 12 + body.len().div_ceil(4) * 4;
-    out.extend_from_slice(&block_type.to_le_bytes());
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(body);
-    out.resize(out.len() + (len - 12 - body.len()), 0);
-    out.extend_from_slice(&(len as u32).to_le_bytes());
+    testutil::pcap_record_header(false, secs, frac, captured as u32, wire as u32)
 }
 
 /// A pcapng file with one interface per `(link_type, tsresol)`; frames name their interface.
 pub fn pcapng(interfaces: &[(u16, u8)], frames: &[(u32, u64, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut shb = Vec::new();
-    shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
-    shb.extend_from_slice(&1u16.to_le_bytes());
-    shb.extend_from_slice(&0u16.to_le_bytes());
-    shb.extend_from_slice(&(-1i64).to_le_bytes());
-    pcapng_block(&mut out, 0x0a0d_0d0a, &shb);
+    let mut out = testutil::PcapNg::new();
+    out.shb(false);
     for (link, tsresol) in interfaces {
-        let mut idb = Vec::new();
-        idb.extend_from_slice(&link.to_le_bytes());
-        idb.extend_from_slice(&0u16.to_le_bytes());
-        idb.extend_from_slice(&262_144u32.to_le_bytes());
-        // if_tsresol option (code 9, length 1, padded), then opt_endofopt.
-        idb.extend_from_slice(&9u16.to_le_bytes());
-        idb.extend_from_slice(&1u16.to_le_bytes());
-        idb.extend_from_slice(&[*tsresol, 0, 0, 0]);
-        idb.extend_from_slice(&[0, 0, 0, 0]);
-        pcapng_block(&mut out, 1, &idb);
+        out.idb(*link, 262_144, Some(*tsresol), None);
     }
     // An unknown block type that readers must skip.
-    pcapng_block(&mut out, 0x0bad_0001, b"skip me!");
+    out.block(0x0bad_0001, b"skip me!");
     for (iface, ts_ns, data) in frames {
         let tsresol = interfaces[*iface as usize].1;
-        let units = ts_ns / 10u64.pow(9 - tsresol as u32);
-        let mut epb = Vec::new();
-        epb.extend_from_slice(&iface.to_le_bytes());
-        epb.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
-        epb.extend_from_slice(&(units as u32).to_le_bytes());
-        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        epb.extend_from_slice(data);
-        epb.resize(epb.len().div_ceil(4) * 4, 0);
-        pcapng_block(&mut out, 6, &epb);
+        out.epb(*iface, ts_ns / 10u64.pow(9 - tsresol as u32), data);
     }
-    out
+    out.bytes
 }
 
 /// Ethernet frames of a conversation, with timestamps.
