@@ -601,10 +601,15 @@ impl CausalityBuilder {
             reuse::start_when_a_worker_is_free(&mut queued, workers);
             queued
         });
-        let readings: Vec<(&[assign::Req], DelayModel)> = std::iter::once(&reqs)
+        // Each reading's first guess is its own (it depends on when requests started).
+        let starts: Vec<&[assign::Req]> = std::iter::once(&reqs)
             .chain(&queued)
-            .map(|r| (r.as_slice(), fit::base_model(history, r, &specs)))
+            .map(Vec::as_slice)
             .collect();
+        let bases = run_side_by_side(starts.clone(), self.config.threads, |r| {
+            fit::base_model(history, r, &specs)
+        });
+        let readings: Vec<(&[assign::Req], DelayModel)> = starts.into_iter().zip(bases).collect();
         let fit = |(reqs, base): &(&[assign::Req], DelayModel), effort| {
             fit::fit_and_assign(reqs, &specs, &tokens, history, base, reuse_informs, effort)
         };
