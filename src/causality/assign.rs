@@ -23,7 +23,7 @@
 
 use tapspan_capture::Timestamp;
 
-use super::beam::search;
+use super::beam::{search, Piece};
 use super::nesting::{
     alongside, DelayModel, Step, StepKey, StepTable, WaitingLoss, ARRIVAL, RESPOND,
 };
@@ -372,7 +372,69 @@ pub fn ln_prior(reqs: &[Req], calls: &[Call]) -> f64 {
         .sum()
 }
 
-/// The best assignment the beam finds.
+/// Calls one beam search decides at most: a longer batch is cut in time into pieces of about
+/// this many calls, searched side by side ([`pieces`]). The cut depends on the batch only, so
+/// the result is the same on any number of threads.
+pub const CALLS_PER_PIECE: usize = 1024;
+
+/// Calls a piece goes through before those it decides, at most (see [`pieces`]).
+const WARM_UP_CALLS: usize = CALLS_PER_PIECE / 2;
+
+/// The pieces a batch's search is cut into, each with the calls it decides. A beam decides a
+/// call from the handlers open when it leaves and what they did before, so a piece starts
+/// earlier than the calls it decides: at the arrival of the earliest request still open at its
+/// first call (at most [`WARM_UP_CALLS`] calls before it). Its beam then sees those handlers
+/// whole, as the search of the whole batch would; it differs only in which alternatives for
+/// earlier calls it still holds, and the calls it goes through before its own are decided by
+/// the piece before. Cost: at most 1.5 times the calls searched, on as many threads as there
+/// are pieces.
+pub(super) fn pieces(reqs: &[Req], calls: &[Call]) -> Vec<(Piece, std::ops::Range<usize>)> {
+    let n = calls.len();
+    let count = n.div_ceil(CALLS_PER_PIECE).max(1);
+    if count == 1 {
+        return vec![(Piece::whole(calls), 0..n)];
+    }
+    let bounds: Vec<usize> = (0..=count).map(|k| k * n / count).collect();
+    bounds
+        .windows(2)
+        .map(|w| {
+            let decides = w[0]..w[1];
+            if w[0] == 0 {
+                let until = Some(calls[w[1]].made.start);
+                return (
+                    Piece {
+                        calls: 0..w[1],
+                        from: Timestamp(0),
+                        until,
+                    },
+                    decides,
+                );
+            }
+            let cut = calls[w[0]].made.start;
+            let open_at_cut = reqs
+                .iter()
+                .filter(|r| r.arrived <= cut && cut < r.responds)
+                .map(|r| r.arrived)
+                .min()
+                .unwrap_or(cut);
+            let earliest = w[0].saturating_sub(WARM_UP_CALLS);
+            let first = calls[earliest..w[0]].partition_point(|c| c.made.start < open_at_cut);
+            let first = earliest + first;
+            let from = open_at_cut.max(calls[earliest].made.start);
+            let until = calls.get(w[1]).map(|c| c.made.start);
+            (
+                Piece {
+                    calls: first..w[1],
+                    from,
+                    until,
+                },
+                decides,
+            )
+        })
+        .collect()
+}
+
+/// The best assignment the beam finds, its pieces ([`pieces`]) searched on up to `threads`.
 pub fn assign(
     reqs: &[Req],
     calls: &[Call],
@@ -380,13 +442,21 @@ pub fn assign(
     reuse_model: &ReuseModel,
     tokens: &TokenEvidence,
     beam: usize,
+    threads: usize,
 ) -> Assignment {
-    let beam = search(reqs, calls, model, reuse_model, tokens, beam);
-    let chosen = beam.best();
-    Assignment {
-        links: beam.links(&chosen),
-        score: beam.best_score,
+    let solved = super::run_side_by_side(pieces(reqs, calls), threads, |(piece, decides)| {
+        let beam = search(reqs, calls, model, reuse_model, tokens, beam, piece);
+        let chosen = beam.best();
+        let links = beam.links(&chosen);
+        (links[decides.clone()].to_vec(), beam.best_score)
+    });
+    let mut links = Vec::with_capacity(calls.len());
+    let mut score = 0.0;
+    for (piece_links, piece_score) in solved {
+        links.extend(piece_links);
+        score += piece_score;
     }
+    Assignment { links, score }
 }
 
 /// [`assign`], then improved by local moves ([`super::refine`]): never less likely than the
@@ -400,7 +470,15 @@ pub fn assign_refined(
     tokens: &TokenEvidence,
     beam: usize,
 ) -> Assignment {
-    let beam = search(reqs, calls, model, reuse_model, tokens, beam);
+    let beam = search(
+        reqs,
+        calls,
+        model,
+        reuse_model,
+        tokens,
+        beam,
+        &Piece::whole(calls),
+    );
     let mut chosen = beam.best();
     let _work = refine(
         reqs,
@@ -423,6 +501,94 @@ mod tests {
 
     fn t(us: u64) -> Timestamp {
         Timestamp(us * 1000)
+    }
+
+    /// `n` handlers of endpoint 7 arriving 700 µs apart, each: +300 µs a call (200 µs
+    /// long), +300 µs after it returned another, +300 µs after that the response; each call's
+    /// candidates are the requests open when it leaves.
+    fn staggered_handlers(n: u64) -> (Vec<Req>, Vec<Call>, Vec<usize>) {
+        let reqs: Vec<Req> = (0..n)
+            .map(|k| Req {
+                arrived: t(700 * k),
+                responds: t(700 * k + 1300),
+                endpoint: 7,
+                prior_calls: vec![],
+            })
+            .collect();
+        let mut calls: Vec<(Call, usize)> = Vec::new();
+        for k in 0..n {
+            for offset in [300, 800] {
+                let start = t(700 * k + offset);
+                let candidates = (0..n as usize)
+                    .filter(|&r| reqs[r].arrived <= start && start < reqs[r].responds)
+                    .collect();
+                let made = Made {
+                    start,
+                    end: Timestamp(start.0 + 200_000),
+                    launch: 9,
+                    ret: 10,
+                    callee: 3,
+                    conn: 0,
+                    index: 0,
+                };
+                let call = Call {
+                    made,
+                    candidates,
+                    previous_on_conn: None,
+                };
+                calls.push((call, k as usize));
+            }
+        }
+        calls.sort_by_key(|(c, _)| c.made.start);
+        let truth = calls.iter().map(|(_, k)| *k).collect();
+        let mut calls: Vec<Call> = calls.into_iter().map(|(c, _)| c).collect();
+        for (j, c) in calls.iter_mut().enumerate() {
+            c.made.index = j as u32;
+        }
+        (reqs, calls, truth)
+    }
+
+    #[test]
+    fn a_long_batch_is_searched_in_pieces_as_if_whole() {
+        let (reqs, calls, truth) = staggered_handlers(1500);
+        let pieces = pieces(&reqs, &calls);
+        assert_eq!(pieces.len(), calls.len().div_ceil(CALLS_PER_PIECE));
+        // The pieces decide every call once, in order, each going through a few before.
+        let decided: Vec<usize> = pieces.iter().flat_map(|(_, d)| d.clone()).collect();
+        assert_eq!(decided, (0..calls.len()).collect::<Vec<_>>());
+        for (piece, decides) in &pieces[1..] {
+            let before = decides.start - piece.calls.start;
+            assert!(
+                (1..=WARM_UP_CALLS).contains(&before),
+                "{before} calls before"
+            );
+        }
+        let model = DelayModel::every_step_after(7, 300_000, 7);
+        let run = |threads| {
+            let got = assign(
+                &reqs,
+                &calls,
+                &model,
+                &ReuseModel::default(),
+                &TokenEvidence::none(),
+                16,
+                threads,
+            );
+            got.links.iter().map(|l| l.unwrap().0).collect::<Vec<_>>()
+        };
+        let whole = search(
+            &reqs,
+            &calls,
+            &model,
+            &ReuseModel::default(),
+            &TokenEvidence::none(),
+            16,
+            &Piece::whole(&calls),
+        );
+        let whole: Vec<usize> = whole.best().iter().map(|k| k.unwrap()).collect();
+        assert_eq!(whole, truth);
+        assert_eq!(run(1), whole);
+        assert_eq!(run(2), whole);
     }
 
     #[test]
@@ -466,6 +632,7 @@ mod tests {
                 &ReuseModel::default(),
                 &TokenEvidence::none(),
                 16,
+                1,
             )
             .links;
             model = DelayModel::every_step_after(7, 300_000, 7);

@@ -173,7 +173,34 @@ struct Search<'a> {
     children: Vec<usize>,
 }
 
-/// The beam search itself (see the module's doc).
+/// The part of a batch one search goes through: the calls `calls` (indexes, in start order),
+/// and the requests' arrivals and responses from `from` until before `until`. A request that
+/// arrived before `from` and answers after it is open from the start, without the calls it
+/// made before; one still open at `until` is left open, as at the end of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Piece {
+    pub calls: std::ops::Range<usize>,
+    pub from: Timestamp,
+    /// None: to the end of the batch.
+    pub until: Option<Timestamp>,
+}
+
+impl Piece {
+    /// The whole batch.
+    pub fn whole(calls: &[Call]) -> Piece {
+        Piece {
+            calls: 0..calls.len(),
+            from: Timestamp(0),
+            until: None,
+        }
+    }
+
+    fn holds(&self, t: Timestamp) -> bool {
+        self.from <= t && self.until.is_none_or(|until| t < until)
+    }
+}
+
+/// The beam search itself (see the module's doc), over `piece` of the batch.
 pub(super) fn search(
     reqs: &[Req],
     calls: &[Call],
@@ -181,14 +208,21 @@ pub(super) fn search(
     reuse_model: &ReuseModel,
     tokens: &TokenEvidence,
     beam: usize,
+    piece: &Piece,
 ) -> Beam {
     let mut events: Vec<(Timestamp, u8, Event)> = Vec::new();
     for (i, r) in reqs.iter().enumerate() {
+        // Open at some time of the piece: arrived before its end, answering after its start.
+        if r.responds < piece.from || piece.until.is_some_and(|until| r.arrived >= until) {
+            continue;
+        }
         events.push((r.arrived, 0, Event::Arrive(i)));
-        events.push((r.responds, 2, Event::Respond(i)));
+        if piece.holds(r.responds) {
+            events.push((r.responds, 2, Event::Respond(i)));
+        }
     }
-    for (j, c) in calls.iter().enumerate() {
-        events.push((c.made.start, 1, Event::Call(j)));
+    for j in piece.calls.clone() {
+        events.push((calls[j].made.start, 1, Event::Call(j)));
     }
     events.sort_by_key(|(t, order, _)| (*t, *order));
     let reuse_ratios = reuse_model.table();

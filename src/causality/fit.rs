@@ -7,7 +7,8 @@
 //! propagation rates ([`Propagation`]).
 //!
 //! Cost: at most `rounds + 1` beam searches of the batch, each linear in its calls (times the
-//! beam width and the candidates per call, both capped in `assign`).
+//! beam width and the candidates per call, both capped in `assign`), each cut in pieces searched
+//! on up to [`Effort::threads`] threads (`assign::pieces`).
 
 use super::assign::{self, Call, Links, Req};
 use super::guess;
@@ -41,6 +42,15 @@ pub struct Effort {
     pub final_beam: usize,
     /// Local moves after the final beam ([`super::refine`]).
     pub refine: bool,
+    /// Threads a search may use (`assign::pieces`; the result does not depend on it).
+    pub threads: usize,
+}
+
+impl Effort {
+    /// This effort on up to `threads` threads.
+    pub fn on(self, threads: usize) -> Effort {
+        Effort { threads, ..self }
+    }
 }
 
 impl Effort {
@@ -54,6 +64,7 @@ impl Effort {
         em_rounds: 2,
         final_beam: 8,
         refine: false,
+        threads: 1,
     };
     /// Where they do not: timing and connections must be searched for.
     pub const FAST: Effort = Effort {
@@ -61,6 +72,7 @@ impl Effort {
         em_rounds: 4,
         final_beam: 64,
         refine: false,
+        threads: 1,
     };
     /// `--nesting-search wide`: the search of the releases before payload tokens.
     pub const WIDE: Effort = Effort {
@@ -68,6 +80,7 @@ impl Effort {
         em_rounds: 16,
         final_beam: 1024,
         refine: true,
+        threads: 1,
     };
 }
 
@@ -136,7 +149,7 @@ pub fn settle(
     };
     let mut evidence = TokenEvidence::of_batch(tokens, calls, &learned.propagation);
     let assign_with = |l: &Learned, ev: &TokenEvidence, beam: usize| {
-        assign::assign(reqs, calls, &l.delays, &l.reuse, ev, beam)
+        assign::assign(reqs, calls, &l.delays, &l.reuse, ev, beam, effort.threads)
     };
     let first = assign_with(&learned, &evidence, effort.em_beam);
     let (mut links, mut score) = (first.links, first.score);
@@ -204,6 +217,7 @@ pub fn final_assignment(
             &learned.reuse,
             &evidence,
             effort.final_beam,
+            effort.threads,
         )
     };
     let (links, score) = (last.links, last.score);

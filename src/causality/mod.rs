@@ -152,7 +152,7 @@ impl Node {
 
 /// `solve` for every job, on up to `threads` threads (the calling one among them), the results
 /// in the jobs' order: each thread takes the next job not yet taken.
-fn run_side_by_side<J: Sync, R: Send>(
+pub(super) fn run_side_by_side<J: Sync, R: Send>(
     jobs: Vec<J>,
     threads: usize,
     solve: impl Fn(&J) -> R + Sync,
@@ -610,14 +610,31 @@ impl CausalityBuilder {
             fit::base_model(history, r, &specs)
         });
         let readings: Vec<(&[assign::Req], DelayModel)> = starts.into_iter().zip(bases).collect();
-        let fit = |(reqs, base): &(&[assign::Req], DelayModel), effort| {
-            fit::fit_and_assign(reqs, &specs, &tokens, history, base, reuse_informs, effort)
+        let threads = self.config.threads;
+        let fit = |(reqs, base): &(&[assign::Req], DelayModel), effort: fit::Effort| {
+            fit::fit_and_assign(
+                reqs,
+                &specs,
+                &tokens,
+                history,
+                base,
+                reuse_informs,
+                effort.on(threads),
+            )
         };
         // The readings are searched side by side too.
-        let read_and_fit = |effort| {
+        let read_and_fit = |effort: fit::Effort| {
             let settled = run_side_by_side(readings.iter().collect(), self.config.threads, |r| {
                 let (reqs, base) = r;
-                fit::settle(reqs, &specs, &tokens, history, base, reuse_informs, effort)
+                fit::settle(
+                    reqs,
+                    &specs,
+                    &tokens,
+                    history,
+                    base,
+                    reuse_informs,
+                    effort.on(threads),
+                )
             });
             let (settled, reading, _) = settled
                 .into_iter()
@@ -628,7 +645,8 @@ impl CausalityBuilder {
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2))
                 .expect("at least the plain reading");
-            let fitted = fit::final_assignment(reading.0, &specs, history, settled, effort);
+            let fitted =
+                fit::final_assignment(reading.0, &specs, history, settled, effort.on(threads));
             (fitted, reading)
         };
         // Where too few calls carry rare tokens for them to carry the batch, the narrow search
