@@ -64,23 +64,41 @@ pub struct Decimal {
     from: usize,
 }
 
+/// "00" to "99": two digits per division, as itoa and the standard library do.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 impl Decimal {
     pub fn of(mut n: u64) -> Self {
         let mut digits = [0u8; 20];
         let mut from = digits.len();
-        loop {
+        let mut pair = |from: &mut usize, p: usize| {
+            *from -= 2;
+            digits[*from..*from + 2].copy_from_slice(&DIGIT_PAIRS[2 * p..2 * p + 2]);
+        };
+        while n >= 100 {
+            pair(&mut from, (n % 100) as usize);
+            n /= 100;
+        }
+        if n >= 10 {
+            pair(&mut from, n as usize);
+        } else {
             from -= 1;
-            digits[from] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+            digits[from] = b'0' + n as u8;
         }
         Decimal { digits, from }
     }
 
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.from..]
+    }
+
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.digits[self.from..]).expect("ASCII digits")
+        std::str::from_utf8(self.as_bytes()).expect("ASCII digits")
     }
 }
 
@@ -131,6 +149,13 @@ mod tests {
             assert_eq!(hex64(v), format!("{v:016x}"));
             let wide = (u128::from(v) << 64) | 0xabc;
             assert_eq!(hex128(wide), format!("{wide:032x}"));
+        }
+        // Every digit count, at and around each power of ten.
+        for k in 0..20 {
+            let p = 10u64.pow(k);
+            for v in [p - 1, p, p + 1, p.saturating_mul(7) + 3] {
+                assert_eq!(Decimal::of(v).as_str(), v.to_string());
+            }
         }
     }
 }

@@ -94,7 +94,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
 }
 
 fn write_u64(n: u64, out: &mut Vec<u8>) {
-    out.extend_from_slice(Decimal::of(n).as_str().as_bytes());
+    out.extend_from_slice(Decimal::of(n).as_bytes());
 }
 
 /// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped the way
