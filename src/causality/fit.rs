@@ -229,17 +229,3 @@ pub fn final_assignment(
         score,
     }
 }
-
-/// [`settle`], then [`final_assignment`].
-pub fn fit_and_assign(
-    reqs: &[Req],
-    calls: &[Call],
-    tokens: &TokenMatches,
-    history: &Learned,
-    base: &DelayModel,
-    reuse_informs: bool,
-    effort: Effort,
-) -> Fitted {
-    let settled = settle(reqs, calls, tokens, history, base, reuse_informs, effort);
-    final_assignment(reqs, calls, history, settled, effort)
-}

@@ -611,30 +611,13 @@ impl CausalityBuilder {
         });
         let readings: Vec<(&[assign::Req], DelayModel)> = starts.into_iter().zip(bases).collect();
         let threads = self.config.threads;
-        let fit = |(reqs, base): &(&[assign::Req], DelayModel), effort: fit::Effort| {
-            fit::fit_and_assign(
-                reqs,
-                &specs,
-                &tokens,
-                history,
-                base,
-                reuse_informs,
-                effort.on(threads),
-            )
+        let settle = |(reqs, base): &(&[assign::Req], DelayModel), effort: fit::Effort| {
+            fit::settle(reqs, &specs, &tokens, history, base, reuse_informs, effort)
         };
         // The readings are searched side by side too.
         let read_and_fit = |effort: fit::Effort| {
             let settled = run_side_by_side(readings.iter().collect(), self.config.threads, |r| {
-                let (reqs, base) = r;
-                fit::settle(
-                    reqs,
-                    &specs,
-                    &tokens,
-                    history,
-                    base,
-                    reuse_informs,
-                    effort.on(threads),
-                )
+                settle(r, effort.on(threads))
             });
             let (settled, reading, _) = settled
                 .into_iter()
@@ -663,7 +646,8 @@ impl CausalityBuilder {
             (fitted, reading) = read_and_fit(fit::Effort::FAST);
         }
         if self.config.search == fit::Search::Wide {
-            fitted = fit(reading, fit::Effort::WIDE);
+            let wide = fit::Effort::WIDE.on(threads);
+            fitted = fit::final_assignment(reading.0, &specs, history, settle(reading, wide), wide);
         }
         let links = calls
             .iter()
