@@ -285,9 +285,25 @@ impl StepKeys {
             launch,
             ret,
             callee: ids::hash64("tapspan.callee", text::socket_addr(&ex.server).as_bytes()),
-            conn: ids::hash64("tapspan.conn", connection_text(ex).as_bytes()).max(1),
+            conn: if multiplexed(ex) {
+                0
+            } else {
+                ids::hash64("tapspan.conn", connection_text(ex).as_bytes()).max(1)
+            },
         }
     }
+}
+
+/// Whether the exchange shared its connection with others in flight (an HTTP/2 stream):
+/// then the connection is no evidence of which handler made the call, however the caller's
+/// workers keep theirs, and its key is 0, "unknown" (see `reuse`).
+fn multiplexed(ex: &HttpExchange) -> bool {
+    let version = ex
+        .request
+        .as_ref()
+        .and_then(|r| r.version)
+        .or(ex.response.as_ref().map(|r| r.version));
+    version == Some(crate::protocols::http1::Version::Http2)
 }
 
 /// `"{client} {server}"`, the text a connection's key is the hash of.
@@ -550,7 +566,11 @@ impl CausalityBuilder {
             let n = &self.nodes[&id];
             let made = made(n, specs.len() as u32);
             // `calls` come in start order, and a connection's exchanges one after another.
-            let previous_on_conn = last_on_conn.insert(made.conn, specs.len());
+            // An unknown connection (0: multiplexed) links no calls.
+            let previous_on_conn = match made.conn {
+                0 => None,
+                conn => last_on_conn.insert(conn, specs.len()),
+            };
             specs.push(assign::Call {
                 made,
                 candidates,

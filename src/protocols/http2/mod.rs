@@ -21,17 +21,22 @@
 //! decoded header list, and each direction's table. Never panics on any input.
 
 pub mod conn;
+pub mod decoder;
 pub mod exchange;
 mod fields;
 pub mod frame;
 pub mod grpc;
 pub mod hpack;
+pub mod to_exchange;
 pub mod upgrade;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wiring_tests;
 
 pub use conn::Http2Conn;
+pub use decoder::{Http2Decoder, PROTOCOL};
 pub use exchange::{GrpcInfo, H2Exchange, StreamError};
 
 /// Streams open on one connection; beyond it the oldest is given up (`stream_overflow`).
@@ -71,9 +76,18 @@ impl Default for Http2Config {
     }
 }
 
-/// What happened on a connection, beyond its exchanges.
+/// What happened on a connection, beyond its exchanges (and, summed by [`Http2Decoder`],
+/// on all of a pipeline's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Http2Stats {
+    /// Connections claimed (the decoder's own counter; 0 in one connection's).
+    pub connections: u64,
+    /// `Upgrade: h2c` requests answered without switching (or never answered).
+    pub upgrades_declined: u64,
+    /// HTTP/1.x exchanges of those connections.
+    pub http1_exchanges: u64,
+    /// Exchanges emitted with an error (reset, GOAWAY, gap, no response, cap).
+    pub incomplete_exchanges: u64,
     pub frames: u64,
     pub resyncs: u64,
     pub exchanges: u64,
@@ -95,3 +109,25 @@ pub struct Http2Stats {
     /// Connections picked up mid-way whose roles reassembly had guessed the wrong way round.
     pub roles_swapped: u64,
 }
+
+crate::counters::describe_counters!("http2", Http2Stats {
+    connections: "Connections given to the HTTP/2 decoder.",
+    upgrades_declined: "Upgrade: h2c requests the server did not switch for (decoded as HTTP/1.x).",
+    http1_exchanges: "HTTP/1.x exchanges on connections whose h2c upgrade was declined.",
+    incomplete_exchanges [Metric]: "Streams cut short (reset, GOAWAY, gap, connection end).",
+    frames: "HTTP/2 frames read.",
+    resyncs: "Times a direction resynchronised on frame headers (pickup or loss).",
+    exchanges [Metric]: "Streams emitted as exchanges.",
+    header_blocks: "Header blocks decoded.",
+    unknown_fields: "Header fields referring to table entries from before the capture.",
+    invalid_fields: "Header fields with an index no table entry can have.",
+    blocks_lost: "Header blocks not decoded, or stopped early.",
+    blocks_over_cap: "Header blocks over the header block cap.",
+    broken_blocks: "Header blocks interrupted, or continuations without their block.",
+    streams_over_cap: "Streams given up at the per-connection stream cap.",
+    late_frames: "Frames for streams already closed.",
+    goaways: "GOAWAY frames.",
+    gaps: "Capture gaps inside HTTP/2 connections.",
+    upgrades: "Upgrade: h2c requests seen.",
+    roles_swapped: "Connections picked up mid-way whose client and server were guessed the wrong way round.",
+});
