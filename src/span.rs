@@ -498,10 +498,13 @@ fn insert_tap_attributes(
     // HTTP/2 headers whose HPACK table entries came before the capture: named, never guessed.
     let request_unknown = ex.request.iter().flat_map(|r| &r.unknown_headers);
     let response_unknown = ex.response.iter().flat_map(|r| &r.unknown_headers);
-    let unknown: Vec<&str> = request_unknown
-        .chain(response_unknown)
-        .map(String::as_str)
-        .collect();
+    // Each name once (a block may hold several unknown fields of one name, or none).
+    let mut unknown: Vec<&str> = Vec::new();
+    for name in request_unknown.chain(response_unknown) {
+        if !unknown.contains(&name.as_str()) {
+            unknown.push(name);
+        }
+    }
     if !unknown.is_empty() {
         attrs.insert("tapspan.headers_unknown".into(), json!(unknown));
     }

@@ -326,3 +326,38 @@ fn picked_up_mid_way_unknown_headers_are_named_never_guessed() {
         serde_json::json!(["?"])
     );
 }
+
+#[test]
+fn random_events_through_the_registry_never_panic() {
+    // Starts HTTP/2 would claim, then random bytes, gaps and closes, each way.
+    let starts: [&[u8]; 3] = [frame::PREFACE, UPGRADE, &[0, 0, 0, 4, 1, 0, 0, 0, 0]];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for round in 0..300u64 {
+        let mut steps = vec![(C, starts[(round % 3) as usize].to_vec())];
+        for _ in 0..(next() % 12) {
+            let dir = if next() % 2 == 0 { C } else { S };
+            let mut bytes: Vec<u8> = (0..next() % 64).map(|_| next() as u8).collect();
+            if next() % 3 == 0 {
+                // A plausible frame header in front, so that frames are read, not skipped.
+                let kind = (next() % 10) as u8;
+                let stream = (next() % 8) as u32;
+                bytes = frame(kind, (next() % 64) as u8, stream, &bytes);
+            }
+            steps.push((dir, bytes));
+        }
+        let how = if round % 2 == 0 {
+            OpenHow::Handshake
+        } else {
+            OpenHow::Midstream
+        };
+        for x in through_registry_as(&ProtocolConfig::default(), how, &steps) {
+            let _ = attrs(&x);
+        }
+    }
+}
