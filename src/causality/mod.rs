@@ -831,3 +831,43 @@ impl CausalityBuilder {
         Endpoints { client, server }
     }
 }
+
+#[cfg(test)]
+mod connection_key_tests {
+    use super::*;
+    use crate::protocols::http1::{Instants, PayloadTokens, RequestInfo, Version};
+
+    fn exchange(version: Version) -> HttpExchange {
+        HttpExchange {
+            conn: crate::reassembly::ConnId(1),
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "10.0.0.2:50051".parse().unwrap(),
+            depth: 1,
+            anchor_seq: 1,
+            request: Some(RequestInfo {
+                method: "POST".into(),
+                target: "/shop.Catalog/GetItem".into(),
+                version: Some(version),
+                headers: Vec::new(),
+                body_size: 0,
+                truncated: false,
+                grpc: None,
+                unknown_headers: Vec::new(),
+            }),
+            response: None,
+            informational: Vec::new(),
+            t: Instants::default(),
+            gaps: 0,
+            snapped: false,
+            error: None,
+            tokens: PayloadTokens::default(),
+        }
+    }
+
+    #[test]
+    fn a_multiplexed_connection_is_no_evidence_of_the_worker() {
+        // HTTP/2: many handlers' calls share the connection, so it has no key (0: unknown).
+        assert_eq!(StepKeys::of(&exchange(Version::Http2)).conn, 0);
+        assert_ne!(StepKeys::of(&exchange(Version::Http1(1))).conn, 0);
+    }
+}

@@ -361,3 +361,20 @@ fn random_events_through_the_registry_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_propagated_traceparent_places_the_stream_in_its_trace() {
+    let mut block = request("/api");
+    block.extend(lit(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ));
+    let mut c = client_start();
+    c.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+    let s = frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]);
+    let xs = through_registry(&ProtocolConfig::default(), &[(C, c), (S, s)]);
+    let (client, server, _) = attrs(&xs[0]);
+    assert_eq!(client["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(client["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(server["attributes"]["tapspan.link"], "traceparent");
+}
