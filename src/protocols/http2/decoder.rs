@@ -25,6 +25,10 @@ use crate::protocols::{Protocol, ProtocolStats, StreamDecoder};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, StreamEvent};
 use crate::redact::HeaderPolicy;
 
+/// HTTP/1.x exchanges held while an upgrade waits for its answer; a client that sends more
+/// before the server switched is speaking HTTP/1.x (and the hold stays bounded).
+const MAX_HELD_WHILE_UPGRADING: usize = 16;
+
 /// HTTP/2 in the registry (see [`crate::protocols::REGISTRY`]).
 pub const PROTOCOL: Protocol = Protocol {
     name: "http2",
@@ -161,7 +165,9 @@ impl Http2Decoder {
         let Some(h2) = &c.h2 else {
             return;
         };
-        let declined = h2.upgrade_declined() || (closing && !h2.upgraded());
+        let too_many =
+            matches!(&c.upgrade, Upgrade::Pending(held) if held.len() > MAX_HELD_WHILE_UPGRADING);
+        let declined = h2.upgrade_declined() || (closing || too_many) && !h2.upgraded();
         if h2.upgraded() && !declined {
             c.upgrade = Upgrade::None;
             // The HTTP/1.x view read a 101: it forgets the connection, and its exchange.

@@ -378,3 +378,19 @@ fn a_propagated_traceparent_places_the_stream_in_its_trace() {
     assert_eq!(client["parent_span_id"], "00f067aa0ba902b7");
     assert_eq!(server["attributes"]["tapspan.link"], "traceparent");
 }
+
+#[test]
+fn an_upgrade_never_answered_stays_http1_and_bounded() {
+    // 200 pipelined HTTP/1.1 requests behind the upgrade request, no answer: the HTTP/1.x
+    // view gives up the oldest at its pending cap while the upgrade waits, and the wait ends
+    // once more than a few are held. Every request is one HTTP/1.1 exchange.
+    let mut c = UPGRADE.to_vec();
+    for i in 0..200 {
+        c.extend_from_slice(format!("GET /n{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    }
+    let xs = through_registry(&ProtocolConfig::default(), &[(C, c)]);
+    assert_eq!(xs.len(), 201);
+    assert!(xs
+        .iter()
+        .all(|x| x.request.as_ref().unwrap().version == Some(Version::Http1(1))));
+}
