@@ -3,7 +3,8 @@
 //!
 //! Trace ids, in order: W3C `traceparent` (its parent span id becomes the client span's parent),
 //! B3 (single `b3` or `X-B3-TraceId`/`X-B3-SpanId`), `uber-trace-id`, `X-Amzn-Trace-Id`,
-//! `X-Request-ID` (hashed), else the exchange is the root of its own trace.
+//! gRPC's `grpc-trace-bin`, `X-Request-ID` (hashed), else the exchange is the root of its own
+//! trace.
 
 use std::sync::Arc;
 
@@ -167,6 +168,13 @@ pub fn propagated_context(ex: &HttpExchange) -> Option<TraceContext> {
     }
     if let Some(tc) = req.header("x-amzn-trace-id").and_then(parse_amzn) {
         return Some(tc);
+    }
+    if let Some((trace_id, parent)) = req.grpc.as_ref().and_then(|g| g.trace) {
+        return Some(TraceContext {
+            trace_id,
+            parent_span_id: Some(parent),
+            link: "grpc-trace-bin",
+        });
     }
     let rid = req
         .header("x-request-id")

@@ -48,6 +48,8 @@ pub struct GrpcRequest {
     pub method: Option<String>,
     /// Length-prefixed messages sent, when every byte of them was seen.
     pub messages: Option<u32>,
+    /// (trace id, parent span id) from `grpc-trace-bin`, OpenCensus's binary propagation.
+    pub trace: Option<(u128, u64)>,
 }
 
 /// A gRPC call's response side.

@@ -127,6 +127,7 @@ pub const PROPAGATION_HEADERS: &[&str] = &[
     "uber-trace-id",
     "x-amzn-trace-id",
     "x-request-id",
+    "grpc-trace-bin",
 ];
 /// Propagation values kept per exchange, at most, and their length.
 pub const MAX_PROPAGATION: usize = 8;

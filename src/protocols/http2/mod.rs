@@ -28,6 +28,7 @@ pub mod frame;
 pub mod grpc;
 pub mod hpack;
 pub mod to_exchange;
+pub mod trace_bin;
 pub mod upgrade;
 
 #[cfg(test)]

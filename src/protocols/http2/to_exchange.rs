@@ -126,6 +126,11 @@ pub fn to_exchange(x: H2Exchange, conn: &ConnFacts, policy: &HeaderPolicy) -> Ht
                 service: g.service.clone(),
                 method: g.method.clone(),
                 messages: exact(g.request_messages, g.messages_exact),
+                trace: x
+                    .propagation
+                    .iter()
+                    .find(|(n, _)| n == "grpc-trace-bin")
+                    .and_then(|(_, v)| super::trace_bin::parse(v.as_bytes())),
             }),
             unknown_headers: x.unknown_headers,
         }

@@ -394,3 +394,27 @@ fn an_upgrade_never_answered_stays_http1_and_bounded() {
         .iter()
         .all(|x| x.request.as_ref().unwrap().version == Some(Version::Http1(1))));
 }
+
+#[test]
+fn grpc_trace_bin_places_a_call_in_its_trace() {
+    let mut steps = vec![(C, client_start())];
+    let [(_, mut c), s] = grpc_call(1, "/shop.Catalog/GetItem", "0");
+    // The same call's HEADERS again, with OpenCensus's binary context added to its block.
+    let mut block = vec![0x83, 0x86, 0x04, 21];
+    block.extend_from_slice(b"/shop.Catalog/GetItem");
+    block.extend(lit("content-type", "application/grpc"));
+    block.extend(lit(
+        "grpc-trace-bin",
+        "AABL+S81d7NNpqPOkp0ODkc2AQDwZ6oLqQK3AgE",
+    ));
+    let headers_len = 9 + c[..3].iter().fold(0usize, |n, &b| n << 8 | usize::from(b));
+    let mut with_trace = frame(HEADERS, END_HEADERS, 1, &block);
+    with_trace.extend(c.drain(headers_len..));
+    steps.push((C, with_trace));
+    steps.push(s);
+    let xs = through_registry(&ProtocolConfig::default(), &steps);
+    let (client, server, _) = attrs(&xs[0]);
+    assert_eq!(client["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(client["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(server["attributes"]["tapspan.link"], "grpc-trace-bin");
+}
