@@ -231,12 +231,11 @@ impl StreamDecoder for Http2Decoder {
             StreamEvent::Data {
                 conn, dir, bytes, ..
             } => {
-                if self.conns.get(conn).is_some_and(|c| c.h2.is_none())
-                    && !matches!(
-                        self.conns.get(conn).map(|c| &c.upgrade),
-                        Some(Upgrade::Declined)
-                    )
-                {
+                let unstarted = self
+                    .conns
+                    .get(conn)
+                    .is_some_and(|c| c.h2.is_none() && !matches!(c.upgrade, Upgrade::Declined));
+                if unstarted {
                     self.start(*conn, *dir, bytes);
                 }
                 *conn
