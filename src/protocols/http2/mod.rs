@@ -1,10 +1,13 @@
 //! HTTP/2 (RFC 9113) and gRPC over it: one connection's two byte streams in, one
-//! [`H2Exchange`] per stream out. A pure decoder, not yet wired to the pipeline: the caller
-//! feeds each direction's bytes in capture order ([`Http2Conn::push`]), says where bytes were
-//! lost ([`Http2Conn::gap`]) and when the connection ended ([`Http2Conn::finish`]).
+//! [`H2Exchange`] per stream out. [`Http2Conn`] is the pure decoder of one connection: the
+//! caller feeds each direction's bytes in capture order ([`Http2Conn::push_at`]), says where
+//! bytes were lost ([`Http2Conn::gap`]) and when the connection ended ([`Http2Conn::finish`]).
+//! [`decoder`] is its side of the protocol seam, and [`to_exchange`] makes each stream the
+//! pipeline's exchange (so a client and a server span).
 //!
-//! Claimed by content ([`Http2Conn::sniff`]): the client preface (prior knowledge, h2c), or an
-//! HTTP/1.1 request with `Upgrade: h2c` (answered 101, its request becomes stream 1).
+//! Claimed by content ([`decoder::claims_bytes`]): the client preface (prior knowledge, h2c),
+//! an HTTP/1.1 request with `Upgrade: h2c` (answered 101, its request becomes stream 1), or
+//! frames, on a connection picked up mid-way.
 //!
 //! Layout: [`frame`] cuts frames and resynchronises; [`hpack`] decodes header blocks with one
 //! table per direction; [`conn`] joins header blocks and pairs frames into streams, `fields`
