@@ -11,6 +11,7 @@ use tapspan_capture::DecodeConfig;
 use crate::causality::CausalityConfig;
 use crate::pipeline::PipelineConfig;
 use crate::protocols::http1::HttpConfig;
+use crate::protocols::http2::Http2Config;
 use crate::reassembly::ReassemblyConfig;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +37,10 @@ pub struct MemoryLimits {
     /// Requests awaiting a response on one connection (pipelined); beyond it the oldest is
     /// given up with `error.type` = `no_response`. Counted: unanswered requests given up.
     pub max_pending_requests: usize,
+    /// HTTP/2 streams open on one connection; beyond it the oldest is given up with
+    /// `error.type` = `stream_overflow`. Each holds at most one decoded header list (64 KiB).
+    /// Counted: HTTP/2 streams given up.
+    pub max_http2_streams: usize,
     /// Exchanges held by the causality builder while their traces may change; beyond it the
     /// oldest are decided early. Counted: decided early at the memory cap.
     pub max_pending_exchanges: usize,
@@ -66,6 +71,7 @@ impl Default for MemoryLimits {
             max_head_bytes: http.max_head_bytes,
             max_head_bytes_total: http.max_head_bytes_total,
             max_pending_requests: http.max_pending_requests,
+            max_http2_streams: Http2Config::default().max_streams,
             max_pending_exchanges: causality.max_pending,
             max_fragment_bytes: decode.defrag_max_bytes,
             max_fragment_datagrams: decode.defrag_max_datagrams,
@@ -76,7 +82,7 @@ impl Default for MemoryLimits {
 }
 
 impl MemoryLimits {
-    /// Sets the pipeline's caps (decode, reassembly, HTTP). A cap of 0 would make its structure
+    /// Sets the pipeline's caps (decode, reassembly, HTTP/1.x, HTTP/2). A cap of 0 would make its structure
     /// useless rather than small, so counts are at least 1.
     pub fn apply_to_pipeline(&self, config: &mut PipelineConfig) {
         config.reassembly.max_connections = self.max_connections.max(1);
@@ -85,6 +91,7 @@ impl MemoryLimits {
         config.protocols.http.max_head_bytes = self.max_head_bytes.max(1);
         config.protocols.http.max_head_bytes_total = self.max_head_bytes_total;
         config.protocols.http.max_pending_requests = self.max_pending_requests.max(1);
+        config.protocols.http2.max_streams = self.max_http2_streams.max(1);
         config.decode.defrag_max_bytes = self.max_fragment_bytes;
         config.decode.defrag_max_datagrams = self.max_fragment_datagrams.max(1);
     }
@@ -121,6 +128,7 @@ mod tests {
                 max_head_bytes: 64 * 1024,
                 max_head_bytes_total: 64 << 20,
                 max_pending_requests: 128,
+                max_http2_streams: 1024,
                 max_pending_exchanges: 500_000,
                 max_fragment_bytes: 16 << 20,
                 max_fragment_datagrams: 4096,

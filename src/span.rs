@@ -3,7 +3,8 @@
 //!
 //! Trace ids, in order: W3C `traceparent` (its parent span id becomes the client span's parent),
 //! B3 (single `b3` or `X-B3-TraceId`/`X-B3-SpanId`), `uber-trace-id`, `X-Amzn-Trace-Id`,
-//! `X-Request-ID` (hashed), else the exchange is the root of its own trace.
+//! gRPC's `grpc-trace-bin`, `X-Request-ID` (hashed), else the exchange is the root of its own
+//! trace.
 
 use std::sync::Arc;
 
@@ -168,6 +169,13 @@ pub fn propagated_context(ex: &HttpExchange) -> Option<TraceContext> {
     if let Some(tc) = req.header("x-amzn-trace-id").and_then(parse_amzn) {
         return Some(tc);
     }
+    if let Some((trace_id, parent)) = req.grpc.as_ref().and_then(|g| g.trace) {
+        return Some(TraceContext {
+            trace_id,
+            parent_span_id: Some(parent),
+            link: "grpc-trace-bin",
+        });
+    }
     let rid = req
         .header("x-request-id")
         .or_else(|| ex.response.as_ref()?.header("x-request-id"))?;
@@ -280,7 +288,13 @@ pub fn build_spans(
     let client_span = ids::span_id(xid, "client");
     let server_span = ids::span_id(xid, "server");
 
-    let method = ex.request.as_ref().map(|r| r.method.as_str());
+    // HTTP/2 keeps an empty method when its header's table entry came before the capture.
+    let method = ex
+        .request
+        .as_ref()
+        .map(|r| r.method.as_str())
+        .filter(|m| !m.is_empty());
+    let rpc = grpc_call(ex);
     let (path, query) = ex
         .request
         .as_ref()
@@ -288,10 +302,20 @@ pub fn build_spans(
     let route = route
         .map(str::to_string)
         .or_else(|| path.map(route::template));
-    let name = match (method, &route) {
-        (Some(m), Some(r)) => format!("{m} {r}"),
-        (Some(m), None) => m.to_string(),
-        (None, _) => "HTTP".to_string(),
+    let name = match (&rpc, method, &route) {
+        // OpenTelemetry's RPC span name: `package.Service/Method`.
+        (
+            Some(GrpcCall {
+                service: Some(s),
+                method: Some(m),
+                ..
+            }),
+            _,
+            _,
+        ) => format!("{s}/{m}"),
+        (_, Some(m), Some(r)) => format!("{m} {r}"),
+        (_, Some(m), None) => m.to_string(),
+        (_, None, _) => "HTTP".to_string(),
     };
     // An HTTP/0.9 response has no status line: OpenTelemetry sets `http.response.status_code`
     // only "if one was received", so it has none, and its span status stays unset (not an
@@ -318,6 +342,9 @@ pub fn build_spans(
     attrs.insert("server.port".into(), json!(ex.server.port()));
     attrs.insert("client.address".into(), json!(text::ip(&ex.client.ip())));
     attrs.insert("client.port".into(), json!(ex.client.port()));
+    if let Some(rpc) = &rpc {
+        insert_rpc_attributes(&mut attrs, rpc);
+    }
     insert_message_attributes(&mut attrs, ex);
     insert_tap_attributes(&mut attrs, ex, xid, linkage);
 
@@ -325,8 +352,18 @@ pub fn build_spans(
     let attrs = Arc::new(attrs);
 
     let cut_short = ex.error.is_some();
-    let client_error = cut_short || status.is_some_and(|s| s >= 400);
-    let server_error = cut_short || status.is_some_and(|s| s >= 500);
+    let (client_error, server_error) = match rpc.as_ref().and_then(|r| r.status) {
+        // OpenTelemetry's gRPC conventions: any code but OK fails the client; the server
+        // fails only on codes that are its own fault.
+        Some(code) => (
+            cut_short || code != 0,
+            cut_short || GRPC_SERVER_ERRORS.contains(&code),
+        ),
+        None => (
+            cut_short || status.is_some_and(|s| s >= 400),
+            cut_short || status.is_some_and(|s| s >= 500),
+        ),
+    };
     let (start, end) = (ex.start().0, ex.end().0);
     let client = Span {
         trace_id: text::hex128(trace_id),
@@ -365,6 +402,54 @@ pub fn build_spans(
         trace_state: None,
     };
     [client, server]
+}
+
+/// gRPC status codes that make a server span an error (OpenTelemetry's RPC conventions):
+/// UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+pub const GRPC_SERVER_ERRORS: [u32; 6] = [2, 4, 12, 13, 14, 15];
+
+/// What a span says of a gRPC call (HTTP/2 with a gRPC content type).
+struct GrpcCall<'a> {
+    service: Option<&'a str>,
+    method: Option<&'a str>,
+    status: Option<u32>,
+    request_messages: Option<u32>,
+    response_messages: Option<u32>,
+}
+
+fn grpc_call(ex: &HttpExchange) -> Option<GrpcCall<'_>> {
+    let req = ex.request.as_ref().and_then(|r| r.grpc.as_ref());
+    let resp = ex.response.as_ref().and_then(|r| r.grpc.as_ref());
+    if req.is_none() && resp.is_none() {
+        return None;
+    }
+    Some(GrpcCall {
+        service: req.and_then(|g| g.service.as_deref()),
+        method: req.and_then(|g| g.method.as_deref()),
+        status: resp.and_then(|g| g.status),
+        request_messages: req.and_then(|g| g.messages),
+        response_messages: resp.and_then(|g| g.messages),
+    })
+}
+
+/// `rpc.*` (OpenTelemetry's RPC and gRPC conventions), and the message counts only a tap sees.
+fn insert_rpc_attributes(attrs: &mut Map<String, Value>, rpc: &GrpcCall<'_>) {
+    attrs.insert("rpc.system".into(), json!("grpc"));
+    if let Some(s) = rpc.service {
+        attrs.insert("rpc.service".into(), json!(s));
+    }
+    if let Some(m) = rpc.method {
+        attrs.insert("rpc.method".into(), json!(m));
+    }
+    if let Some(code) = rpc.status {
+        attrs.insert("rpc.grpc.status_code".into(), json!(code));
+    }
+    if let Some(n) = rpc.request_messages {
+        attrs.insert("tapspan.grpc.request_messages".into(), json!(n));
+    }
+    if let Some(n) = rpc.response_messages {
+        attrs.insert("tapspan.grpc.response_messages".into(), json!(n));
+    }
 }
 
 /// Attributes of the messages themselves: protocol version, headers, body sizes.
@@ -417,6 +502,19 @@ fn insert_tap_attributes(
     }
     if ex.snapped {
         attrs.insert("tapspan.truncated".into(), json!(true));
+    }
+    // HTTP/2 headers whose HPACK table entries came before the capture: named, never guessed.
+    let request_unknown = ex.request.iter().flat_map(|r| &r.unknown_headers);
+    let response_unknown = ex.response.iter().flat_map(|r| &r.unknown_headers);
+    // Each name once (a block may hold several unknown fields of one name, or none).
+    let mut unknown: Vec<&str> = Vec::new();
+    for name in request_unknown.chain(response_unknown) {
+        if !unknown.contains(&name.as_str()) {
+            unknown.push(name);
+        }
+    }
+    if !unknown.is_empty() {
+        attrs.insert("tapspan.headers_unknown".into(), json!(unknown));
     }
     if let Some(err) = ex.error {
         attrs.insert("error.type".into(), json!(err));

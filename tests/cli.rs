@@ -195,7 +195,7 @@ fn a_capture_with_nothing_decodable_says_what_it_holds() {
     assert!(o.stdout.is_empty());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("2 TCP connections, none decoded as HTTP/1.x: 2 began a TLS handshake"),
+        err.contains("2 TCP connections, none decoded as HTTP: 2 began a TLS handshake"),
         "{err}"
     );
     // A capture with HTTP says nothing of the kind.

@@ -1,10 +1,11 @@
-//! The HTTP/2 decoder (`src/protocols/http2/`, not yet wired to the pipeline) over real
+//! The HTTP/2 connection decoder (`src/protocols/http2/conn.rs`, alone) over real
 //! recordings (`pcaps/protocols/http2-*.md` say how they were made), checked against the
 //! servers' own logs: nginx's access log for h2c prior knowledge (h2load, nghttp), and a
 //! grpcio server's log of every call. Each recording also has a copy cut mid-connection
 //! (`*-cut.pcap`): there, every exchange whose response was in the capture is found with its
 //! status, and no path is ever reported that the server did not serve. TCP bytes come from the
-//! capture crate and the project's reassembly, as the pipeline will feed them.
+//! capture crate and the project's reassembly, as the pipeline feeds them; the whole pipeline
+//! on the same recordings is `tests/http2_replay.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -910,6 +910,83 @@ pub fn http2(data: &[u8]) {
     );
     dec.finish(&mut out);
     assert!(out.is_empty(), "a second finish has nothing left");
+    http2_through_the_seam(how, rest);
+}
+
+/// The same steps as stream events through every registered decoder (the HTTP/2 one claims
+/// what starts like HTTP/2, h2c upgrades keep an HTTP/1.x view), each exchange made spans.
+fn http2_through_the_seam(how: u8, rest: &[u8]) {
+    use tapspan::protocols::{Decoders, ProtocolConfig};
+    let mut config = ProtocolConfig::default();
+    config.http2.max_streams = if how & 2 != 0 { 4 } else { 1024 };
+    let mut decoders = Decoders::new(&config);
+    let conn = ConnId(1);
+    let mut out = |ex: HttpExchange| emit(&ex);
+    decoders.push(
+        StreamEvent::Open {
+            conn,
+            client: SocketAddr::from(([10, 0, 0, 1], 40000)),
+            server: SocketAddr::from(([10, 0, 0, 2], 50051)),
+            how: if how & 1 == 0 {
+                OpenHow::Handshake
+            } else {
+                OpenHow::Midstream
+            },
+            ts: Timestamp(1),
+        },
+        &mut out,
+    );
+    let mut offsets = [0u64; 2];
+    let mut last = 1;
+    for (ts, step) in steps(rest) {
+        last = ts;
+        let ts = Timestamp(ts);
+        match step {
+            Step::Data { dir, bytes, .. } => {
+                let d = dir.index();
+                let seq = (offsets[d] as u32).wrapping_add(if d == 0 { 1000 } else { 9000 });
+                let ev = StreamEvent::Data {
+                    conn,
+                    dir,
+                    offset: offsets[d],
+                    seq,
+                    ts,
+                    bytes,
+                };
+                decoders.push(ev, &mut out);
+                offsets[d] += bytes.len() as u64;
+            }
+            Step::Gap(dir) => {
+                let d = dir.index();
+                let ev = StreamEvent::Gap {
+                    conn,
+                    dir,
+                    offset: offsets[d],
+                    len: 100,
+                    snapped: false,
+                    ts,
+                };
+                decoders.push(ev, &mut out);
+                offsets[d] += 100;
+            }
+            Step::Idle => {}
+            Step::End => break,
+        }
+    }
+    let why = CloseReason::CaptureEnd;
+    decoders.push(
+        StreamEvent::Close {
+            conn,
+            why,
+            ts: Timestamp(last),
+        },
+        &mut out,
+    );
+    assert_eq!(
+        decoders.active_connections(),
+        0,
+        "a closed connection is forgotten"
+    );
 }
 
 fn check_http2_exchange(x: &tapspan::protocols::http2::H2Exchange) {

@@ -408,6 +408,10 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_requests)]
     pub max_pending_requests: usize,
 
+    /// HTTP/2 streams open on one connection; beyond it the oldest is given up.
+    #[arg(long = "max-http2-streams", value_name = "N", default_value_t = MemoryLimits::default().max_http2_streams)]
+    pub max_http2_streams: usize,
+
     /// Exchanges held while their traces may still change; beyond it the oldest are decided early.
     #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_exchanges)]
     pub max_pending_exchanges: usize,
@@ -443,6 +447,7 @@ impl LimitArgs {
             max_head_bytes: self.max_head_bytes,
             max_head_bytes_total: self.max_head_bytes_total,
             max_pending_requests: self.max_pending_requests,
+            max_http2_streams: self.max_http2_streams,
             max_pending_exchanges: self.max_pending_exchanges,
             max_fragment_bytes: self.max_fragment_bytes,
             max_fragment_datagrams: self.max_fragment_datagrams,

@@ -61,17 +61,26 @@ http connections {http.connections} (not http {http.non_http_connections}: tls \
 {http.upgraded_connections}), exchanges {http.exchanges} (incomplete \
 {http.incomplete_exchanges}, responses without request {http.responses_without_request}), \
 malformed messages {http.malformed_messages}, resyncs {http.resyncs}; spans made {spans}\n\
+http/2 connections {http2.connections} (h2c upgrades {http2.upgrades}, declined \
+{http2.upgrades_declined} with {http2.http1_exchanges} http/1.x exchanges; client and server \
+turned round {http2.roles_swapped}), streams {http2.exchanges} (incomplete \
+{http2.incomplete_exchanges}), frames {http2.frames}, resyncs {http2.resyncs}, gaps \
+{http2.gaps}, late frames {http2.late_frames}, goaways {http2.goaways}, header blocks \
+{http2.header_blocks} (lost {http2.blocks_lost}, broken {http2.broken_blocks}), header fields \
+unknown {http2.unknown_fields}, invalid {http2.invalid_fields}\n\
 memory caps reached: connections evicted {tcp.evicted}, holes skipped at the held-bytes cap \
 {tcp.holes_skipped_at_cap}, fragment datagrams evicted {decode.defrag_evicted}, heads over the \
 size cap {http.heads_too_large}, heads dropped at the total head cap \
 {http.heads_dropped_at_total_cap}, unanswered requests given up \
-{http.pending_requests_dropped}\n";
+{http.pending_requests_dropped}, http/2 streams given up {http2.streams_over_cap}, http/2 \
+header blocks over the cap {http2.blocks_over_cap}\n";
 
 /// The pipeline's counters, keyed for [`COUNTERS`].
 fn keyed_counters(s: &PipelineStats, spans: u64) -> Vec<(String, Counter)> {
     let mut all: Vec<_> = keyed(&s.decode)
         .chain(keyed(&s.reassembly))
         .chain(keyed(&s.protocols.http))
+        .chain(keyed(&s.protocols.http2))
         .collect();
     all.push((
         "spans".into(),

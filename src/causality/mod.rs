@@ -286,9 +286,25 @@ impl StepKeys {
             launch,
             ret,
             callee: ids::hash64("tapspan.callee", text::socket_addr(&ex.server).as_bytes()),
-            conn: ids::hash64("tapspan.conn", connection_text(ex).as_bytes()).max(1),
+            conn: if multiplexed(ex) {
+                0
+            } else {
+                ids::hash64("tapspan.conn", connection_text(ex).as_bytes()).max(1)
+            },
         }
     }
+}
+
+/// Whether the exchange shared its connection with others in flight (an HTTP/2 stream):
+/// then the connection is no evidence of which handler made the call, however the caller's
+/// workers keep theirs, and its key is 0, "unknown" (see `reuse`).
+fn multiplexed(ex: &HttpExchange) -> bool {
+    let version = ex
+        .request
+        .as_ref()
+        .and_then(|r| r.version)
+        .or(ex.response.as_ref().map(|r| r.version));
+    version == Some(crate::protocols::http1::Version::Http2)
 }
 
 /// `"{client} {server}"`, the text a connection's key is the hash of.
@@ -551,7 +567,11 @@ impl CausalityBuilder {
             let n = &self.nodes[&id];
             let made = made(n, specs.len() as u32);
             // `calls` come in start order, and a connection's exchanges one after another.
-            let previous_on_conn = last_on_conn.insert(made.conn, specs.len());
+            // An unknown connection (0: multiplexed) links no calls.
+            let previous_on_conn = match made.conn {
+                0 => None,
+                conn => last_on_conn.insert(conn, specs.len()),
+            };
             specs.push(assign::Call {
                 made,
                 candidates,
@@ -817,5 +837,45 @@ impl CausalityBuilder {
             },
         };
         Endpoints { client, server }
+    }
+}
+
+#[cfg(test)]
+mod connection_key_tests {
+    use super::*;
+    use crate::protocols::http1::{Instants, PayloadTokens, RequestInfo, Version};
+
+    fn exchange(version: Version) -> HttpExchange {
+        HttpExchange {
+            conn: crate::reassembly::ConnId(1),
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "10.0.0.2:50051".parse().unwrap(),
+            depth: 1,
+            anchor_seq: 1,
+            request: Some(RequestInfo {
+                method: "POST".into(),
+                target: "/shop.Catalog/GetItem".into(),
+                version: Some(version),
+                headers: Vec::new(),
+                body_size: 0,
+                truncated: false,
+                grpc: None,
+                unknown_headers: Vec::new(),
+            }),
+            response: None,
+            informational: Vec::new(),
+            t: Instants::default(),
+            gaps: 0,
+            snapped: false,
+            error: None,
+            tokens: PayloadTokens::default(),
+        }
+    }
+
+    #[test]
+    fn a_multiplexed_connection_is_no_evidence_of_the_worker() {
+        // HTTP/2: many handlers' calls share the connection, so it has no key (0: unknown).
+        assert_eq!(StepKeys::of(&exchange(Version::Http2)).conn, 0);
+        assert_ne!(StepKeys::of(&exchange(Version::Http1(1))).conn, 0);
     }
 }

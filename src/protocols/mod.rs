@@ -31,12 +31,13 @@ use std::net::SocketAddr;
 
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, RoleHints, StreamEvent};
 use http1::{HttpConfig, HttpStats};
+use http2::{Http2Config, Http2Stats};
 
 /// What decoders emit (see the module doc).
 pub type Exchange = http1::HttpExchange;
 
 /// Every protocol registered, in claiming order; the last one is the catch-all.
-pub const REGISTRY: &[Protocol] = &[http1::PROTOCOL];
+pub const REGISTRY: &[Protocol] = &[http2::PROTOCOL, http1::PROTOCOL];
 
 /// One protocol's entry in the registry.
 pub struct Protocol {
@@ -52,13 +53,16 @@ pub struct Protocol {
 /// Each protocol's settings (a protocol with settings adds its field).
 #[derive(Clone, Debug, Default)]
 pub struct ProtocolConfig {
+    /// HTTP/1.x's, whose header policy HTTP/2 applies too.
     pub http: HttpConfig,
+    pub http2: Http2Config,
 }
 
 /// Each protocol's counters (a protocol with counters adds its field).
 #[derive(Clone, Debug, Default)]
 pub struct ProtocolStats {
     pub http: HttpStats,
+    pub http2: Http2Stats,
 }
 
 /// A protocol decoder over reassembled TCP streams. One value serves every connection it

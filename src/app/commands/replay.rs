@@ -37,7 +37,8 @@ pub fn run(args: &ReplayArgs) -> Outcome {
 /// with no word, say what the connections were.
 fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
     let connections = stats.reassembly.connections;
-    if connections == 0 || stats.protocols.http.exchanges > 0 {
+    if connections == 0 || stats.protocols.http.exchanges > 0 || stats.protocols.http2.exchanges > 0
+    {
         return None;
     }
     let h = &stats.protocols.http;
@@ -50,7 +51,7 @@ fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
     }
     if h.http2_connections > 0 {
         kinds.push(format!(
-            "{} began with the HTTP/2 preface (not decoded yet)",
+            "{} began with the HTTP/2 preface",
             h.http2_connections
         ));
     }
@@ -58,14 +59,18 @@ fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
     if other > 0 {
         kinds.push(format!("{other} spoke another protocol"));
     }
-    let unknown = connections.saturating_sub(h.non_http_connections);
+    let h2 = stats.protocols.http2.connections;
+    if h2 > 0 {
+        kinds.push(format!("{h2} spoke HTTP/2 but completed no stream"));
+    }
+    let unknown = connections.saturating_sub(h.non_http_connections + h2);
     if unknown > 0 {
         kinds.push(format!(
             "{unknown} carried no HTTP/1.x message (empty, or picked up mid-stream)"
         ));
     }
     Some(format!(
-        "{connections} TCP connection{}, none decoded as HTTP/1.x: {}",
+        "{connections} TCP connection{}, none decoded as HTTP: {}",
         if connections == 1 { "" } else { "s" },
         kinds.join("; ")
     ))

@@ -20,6 +20,11 @@ pub struct RequestInfo {
     pub body_size: u64,
     /// The request's body did not complete in the capture.
     pub truncated: bool,
+    /// gRPC's side of the call (HTTP/2 with a gRPC content type).
+    pub grpc: Option<GrpcRequest>,
+    /// Headers the capture could not know (HTTP/2: HPACK table entries from before the
+    /// capture), by name where known, `?` where not: `tapspan.headers_unknown`.
+    pub unknown_headers: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +36,28 @@ pub struct ResponseInfo {
     pub headers: Vec<(String, String)>,
     pub body_size: u64,
     pub truncated: bool,
+    pub grpc: Option<GrpcResponse>,
+    pub unknown_headers: Vec<String>,
+}
+
+/// A gRPC call's request side: names from `:path` (`/package.Service/Method`), `None` when
+/// the path was not known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrpcRequest {
+    pub service: Option<String>,
+    pub method: Option<String>,
+    /// Length-prefixed messages sent, when every byte of them was seen.
+    pub messages: Option<u32>,
+    /// (trace id, parent span id) from `grpc-trace-bin`, OpenCensus's binary propagation.
+    pub trace: Option<(u128, u64)>,
+}
+
+/// A gRPC call's response side.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrpcResponse {
+    /// `grpc-status` from the trailers (or a trailers-only response).
+    pub status: Option<u32>,
+    pub messages: Option<u32>,
 }
 
 /// The protocol version a message was sent in.
@@ -41,10 +68,12 @@ pub enum Version {
     /// HTTP/0.9 (RFC 1945 §4.1, "Simple-Request"): a request line with no version, answered by
     /// a bare body — no status line, no headers — that ends when the server closes.
     Http09,
+    /// HTTP/2 (RFC 9113): one stream of a multiplexed connection.
+    Http2,
 }
 
 impl Version {
-    /// As OpenTelemetry's `network.protocol.version` spells it: `1.1`, `0.9`.
+    /// As OpenTelemetry's `network.protocol.version` spells it: `1.1`, `0.9`, `2`.
     pub fn as_str(self) -> &'static str {
         const MINORS: [&str; 10] = [
             "1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9",
@@ -52,6 +81,7 @@ impl Version {
         match self {
             Version::Http1(minor) => MINORS.get(usize::from(minor)).copied().unwrap_or("1.x"),
             Version::Http09 => "0.9",
+            Version::Http2 => "2",
         }
     }
 }

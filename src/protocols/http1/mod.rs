@@ -24,7 +24,10 @@ pub mod tokens;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
-pub use exchange::{HttpExchange, Instants, PayloadTokens, RequestInfo, ResponseInfo, Version};
+pub use exchange::{
+    GrpcRequest, GrpcResponse, HttpExchange, Instants, PayloadTokens, RequestInfo, ResponseInfo,
+    Version,
+};
 
 use crate::protocols::{Protocol, ProtocolStats, StreamDecoder};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, StreamEvent};

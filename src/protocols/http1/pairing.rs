@@ -122,6 +122,8 @@ impl HttpConn {
                 headers: std::mem::take(&mut head.headers),
                 body_size: 0,
                 truncated: false,
+                grpc: None,
+                unknown_headers: Vec::new(),
             }),
             response: None,
             informational: Vec::new(),
@@ -233,6 +235,8 @@ impl HttpConn {
                 headers: std::mem::take(&mut head.headers),
                 body_size: 0,
                 truncated: false,
+                grpc: None,
+                unknown_headers: Vec::new(),
             });
             if switches {
                 ctx.stats.upgraded_connections += 1;
@@ -273,6 +277,8 @@ impl HttpConn {
             headers: Vec::new(),
             body_size: 0,
             truncated: false,
+            grpc: None,
+            unknown_headers: Vec::new(),
         });
         let st = &mut self.dirs[dir.index()];
         st.msg_ts = ts;

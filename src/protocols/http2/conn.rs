@@ -15,6 +15,7 @@
 //! first seen in the server's direction is an exchange whose request was not seen.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use super::exchange::{H2Exchange, StreamError};
 use super::fields::{add_body, note_unknown, request_fields, response_head, response_trailers};
@@ -23,6 +24,7 @@ use super::grpc::MessageCounter;
 use super::hpack::{Block, HpackDecoder};
 use super::{upgrade, Http2Config, Http2Stats};
 use crate::reassembly::Direction;
+use crate::redact::HeaderPolicy;
 
 /// Recently closed stream ids remembered (see `ConnState::closed`).
 const CLOSED_REMEMBERED: usize = 256;
@@ -44,6 +46,8 @@ struct PendingBlock {
     end_stream: bool,
     bytes: Vec<u8>,
     ts: u64,
+    /// TCP sequence number of the block's first frame (its HEADERS or PUSH_PROMISE).
+    seq: u32,
     over_cap: bool,
 }
 
@@ -54,12 +58,16 @@ struct Side {
     block: Option<PendingBlock>,
     /// An HTTP/1.1 head held while an `Upgrade: h2c` may be under way (from the start only).
     h1: Option<Vec<u8>>,
+    /// TCP sequence number of `h1`'s first byte.
+    h1_seq: u32,
 }
 
 /// One connection's decoder (see the module doc).
 #[derive(Clone, Debug)]
 pub struct Http2Conn {
     readers: [FrameReader; 2],
+    /// Sequence number after the last byte fed, per direction: where [`Self::push`] goes on.
+    next_seq: [u32; 2],
     state: ConnState,
 }
 
@@ -77,6 +85,12 @@ struct ConnState {
     /// start the handshake says who is who; picked up mid-way, reassembly only guesses, so the
     /// first header block with a known `:status` or `:method` decides (see `decide_roles`).
     swapped: Option<bool>,
+    /// The server answered an `Upgrade: h2c` request without switching: HTTP/1.1 goes on.
+    declined: bool,
+    /// The server switched to h2c with a `101`.
+    switched: bool,
+    /// Which headers an exchange keeps, redacted (`None`: only what `H2Exchange` always has).
+    policy: Option<Arc<HeaderPolicy>>,
     stats: Http2Stats,
 }
 
@@ -96,9 +110,11 @@ impl Http2Conn {
             hpack: HpackDecoder::new(from_start, cap),
             block: None,
             h1,
+            h1_seq: 0,
         };
         let h1 = from_start.then(Vec::new);
         Http2Conn {
+            next_seq: [0; 2],
             readers: [
                 FrameReader::new(true, from_start, config.max_frame_bytes),
                 FrameReader::new(false, from_start, config.max_frame_bytes),
@@ -110,6 +126,9 @@ impl Http2Conn {
                 overflow: Vec::new(),
                 closed: VecDeque::new(),
                 swapped: from_start.then_some(false),
+                declined: false,
+                switched: false,
+                policy: None,
                 stats: Http2Stats::default(),
             },
         }
@@ -125,6 +144,29 @@ impl Http2Conn {
                 .is_some()
     }
 
+    /// Keeps the headers `policy` captures, redacted, in each exchange's `request_headers` and
+    /// `response_headers`.
+    pub fn with_headers(mut self, policy: Arc<HeaderPolicy>) -> Self {
+        self.state.policy = Some(policy);
+        self
+    }
+
+    /// Whether the decoder found the reassembly's client to be the HTTP/2 server.
+    pub fn roles_swapped(&self) -> bool {
+        self.state.swapped == Some(true)
+    }
+
+    /// Whether the connection began with an `Upgrade: h2c` request the server declined (it
+    /// stays HTTP/1.1: nothing more is read here).
+    pub fn upgrade_declined(&self) -> bool {
+        self.state.declined
+    }
+
+    /// Whether the server answered an `Upgrade: h2c` request with `101`.
+    pub fn upgraded(&self) -> bool {
+        self.state.switched
+    }
+
     pub fn stats(&self) -> Http2Stats {
         let mut s = self.state.stats.clone();
         s.frames = self.readers.iter().map(|r| r.frames).sum();
@@ -137,17 +179,39 @@ impl Http2Conn {
         self.state.streams.len()
     }
 
-    /// Bytes of one direction at capture time `ts` (ns).
+    /// Bytes of one direction at capture time `ts` (ns), right after the previous ones (anchors
+    /// then count from 0, each direction's first byte).
     pub fn push(&mut self, dir: Direction, ts: u64, bytes: &[u8], out: &mut Vec<H2Exchange>) {
+        self.push_at(dir, ts, self.next_seq[side(dir)], bytes, out);
+    }
+
+    /// [`Self::push`] for bytes whose first has TCP sequence number `seq`: each exchange's
+    /// `anchor_seq` is then the sequence number of the frame that opened its stream.
+    pub fn push_at(
+        &mut self,
+        dir: Direction,
+        ts: u64,
+        seq: u32,
+        bytes: &[u8],
+        out: &mut Vec<H2Exchange>,
+    ) {
         let i = side(dir);
+        self.next_seq[i] = seq.wrapping_add(bytes.len() as u32);
         let state = &mut self.state;
         match state.sides[i].h1.take() {
             Some(held) => {
-                if let Some(rest) = state.upgrade(dir, ts, held, bytes) {
-                    self.readers[i].push(&rest, &mut |f| state.frame(dir, ts, f, out));
+                if held.is_empty() {
+                    state.sides[i].h1_seq = seq;
+                }
+                if let Some((rest, rest_seq)) = state.upgrade(dir, ts, held, bytes) {
+                    self.readers[i].push_at(&rest, rest_seq, &mut |f, at| {
+                        state.frame(dir, ts, at, f, out)
+                    });
                 }
             }
-            None => self.readers[i].push(bytes, &mut |f| state.frame(dir, ts, f, out)),
+            None => {
+                self.readers[i].push_at(bytes, seq, &mut |f, at| state.frame(dir, ts, at, f, out))
+            }
         }
         state.flush_overflow(out);
     }
@@ -239,15 +303,17 @@ impl ConnState {
         }
     }
     /// The start of a connection from its first bytes: the preface, or an HTTP/1.1 head that
-    /// may upgrade. Returns the bytes to read as frames, or `None` while a head is incomplete.
+    /// may upgrade. Returns the bytes to read as frames and the sequence number of their first,
+    /// or `None` while a head is incomplete.
     fn upgrade(
         &mut self,
         dir: Direction,
         ts: u64,
         mut held: Vec<u8>,
         bytes: &[u8],
-    ) -> Option<Vec<u8>> {
+    ) -> Option<(Vec<u8>, u32)> {
         let i = side(dir);
+        let held_seq = self.sides[i].h1_seq;
         held.extend_from_slice(bytes);
         let h1 = match dir {
             // The preface starts like a request line (`PRI * HTTP/2.0`) but is not one.
@@ -258,7 +324,7 @@ impl ConnState {
             Direction::ServerToClient => held.starts_with(b"HTTP/1."),
         };
         if !h1 && held.len() >= 8 {
-            return Some(held);
+            return Some((held, held_seq));
         }
         if held.len() < 8 {
             self.sides[i].h1 = Some(held);
@@ -273,7 +339,8 @@ impl ConnState {
         match dir {
             Direction::ClientToServer => {
                 if let Some((method, target)) = upgrade::upgrade_request(&held[..end]) {
-                    let st = self.stream(1, ts, false);
+                    // The HTTP/1.1 request is stream 1's: anchored where HTTP/1 would anchor it.
+                    let st = self.stream(1, ts, held_seq, true);
                     st.request_headers_seen = true;
                     st.x.method = Some(method);
                     st.x.path = Some(target);
@@ -286,16 +353,19 @@ impl ConnState {
             Direction::ServerToClient => {
                 if !upgrade::switches(&held[..end]) {
                     // Declined: the connection stays HTTP/1.1, nothing more to read here.
+                    self.declined = true;
                     return None;
                 }
+                self.switched = true;
             }
         }
         held.drain(..end);
-        Some(held)
+        Some((held, held_seq.wrapping_add(end as u32)))
     }
 
-    /// The stream with this id, created if new (then its request was seen only if `request`).
-    fn stream(&mut self, id: u32, ts: u64, request: bool) -> &mut Stream {
+    /// The stream with this id, created if new (then its request was seen only if `request`,
+    /// and it is anchored at `seq`, the frame that opened it).
+    fn stream(&mut self, id: u32, ts: u64, seq: u32, request: bool) -> &mut Stream {
         if !self.streams.contains_key(&id) && self.streams.len() >= self.config.max_streams {
             if let Some((_, oldest)) = self.streams.pop_first() {
                 self.stats.streams_over_cap += 1;
@@ -305,6 +375,7 @@ impl ConnState {
         self.streams.entry(id).or_insert_with(|| {
             let mut st = Stream::default();
             st.x.stream_id = id;
+            st.x.anchor_seq = seq;
             st.x.request_unseen = !request;
             st.x.request_start = request.then_some(ts);
             st
@@ -318,7 +389,14 @@ impl ConnState {
     }
 
     /// One frame of `dir` (or a loss the reader found).
-    fn frame(&mut self, dir: Direction, ts: u64, f: Frame<'_>, out: &mut Vec<H2Exchange>) {
+    fn frame(
+        &mut self,
+        dir: Direction,
+        ts: u64,
+        seq: u32,
+        f: Frame<'_>,
+        out: &mut Vec<H2Exchange>,
+    ) {
         let i = side(dir);
         let (h, payload) = match f {
             Frame::Lost => {
@@ -335,9 +413,9 @@ impl ConnState {
             self.abandon_block(i, out);
         }
         match h.kind {
-            frame::DATA => self.data(dir, ts, &h, payload, out),
+            frame::DATA => self.data(dir, ts, seq, &h, payload, out),
             frame::HEADERS | frame::PUSH_PROMISE | frame::CONTINUATION => {
-                self.header_fragment(dir, ts, &h, payload, out)
+                self.header_fragment(dir, ts, seq, &h, payload, out)
             }
             frame::RST_STREAM => {
                 let code = payload
@@ -380,6 +458,7 @@ impl ConnState {
         &mut self,
         dir: Direction,
         ts: u64,
+        seq: u32,
         h: &FrameHeader,
         payload: Option<&[u8]>,
         out: &mut Vec<H2Exchange>,
@@ -390,7 +469,7 @@ impl ConnState {
         if self.late(h.stream) {
             return;
         }
-        let st = self.stream(h.stream, ts, false);
+        let st = self.stream(h.stream, ts, seq, false);
         match payload.map(|p| frame::content(h, p)) {
             Some(Some(body)) => {
                 st.counters[i].feed(body);
@@ -416,6 +495,7 @@ impl ConnState {
         &mut self,
         dir: Direction,
         ts: u64,
+        seq: u32,
         h: &FrameHeader,
         payload: Option<&[u8]>,
         out: &mut Vec<H2Exchange>,
@@ -452,6 +532,7 @@ impl ConnState {
                 end_stream: h.kind == frame::HEADERS && h.flags & frame::END_STREAM != 0,
                 bytes: Vec::new(),
                 ts,
+                seq,
                 over_cap: true,
             };
             let mut c = content;
@@ -519,31 +600,34 @@ impl ConnState {
         let dir = self.role(dir);
         match (dir, b.promised) {
             (Direction::ServerToClient, Some(promised)) => {
-                let st = self.stream(promised, b.ts, true);
+                let policy = self.policy.clone();
+                let st = self.stream(promised, b.ts, b.seq, true);
                 st.x.pushed = true;
                 st.request_headers_seen = true;
                 st.x.request_end = Some(b.ts);
-                request_fields(&mut st.x, &block);
+                request_fields(&mut st.x, &block, policy.as_deref());
             }
             (Direction::ClientToServer, _) => {
-                let st = self.stream(b.stream, b.ts, true);
+                let policy = self.policy.clone();
+                let st = self.stream(b.stream, b.ts, b.seq, true);
                 st.x.request_start.get_or_insert(b.ts);
                 if st.request_headers_seen {
-                    note_unknown(&mut st.x, &block); // request trailers
+                    note_unknown(&mut st.x.unknown_headers, &block); // request trailers
                 } else {
                     st.request_headers_seen = true;
-                    request_fields(&mut st.x, &block);
+                    request_fields(&mut st.x, &block, policy.as_deref());
                 }
                 if b.end_stream {
                     self.end_stream(dir, b.stream, b.ts, out);
                 }
             }
             (Direction::ServerToClient, None) => {
-                let st = self.stream(b.stream, b.ts, false);
+                let policy = self.policy.clone();
+                let st = self.stream(b.stream, b.ts, b.seq, false);
                 st.x.response_start.get_or_insert(b.ts);
                 if st.response_headers_seen {
                     response_trailers(&mut st.x, &block);
-                } else if response_head(&mut st.x, &block) {
+                } else if response_head(&mut st.x, &block, policy.as_deref()) {
                     st.response_headers_seen = true;
                 }
                 if b.end_stream {

@@ -76,6 +76,11 @@ pub struct GrpcInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct H2Exchange {
     pub stream_id: u32,
+    /// TCP sequence number of the first byte of the frame that opened the stream (its request
+    /// HEADERS when seen; for an `Upgrade: h2c` request, the request's first byte): what the
+    /// exchange's identity derives from (DESIGN.md "Identity"). Fed without sequence numbers
+    /// ([`super::Http2Conn::push`]), the offset in its direction's bytes instead.
+    pub anchor_seq: u32,
     /// Pseudo-headers (RFC 9113 §8.3); `None` when not seen or unknown.
     pub method: Option<String>,
     pub path: Option<String>,
@@ -91,9 +96,15 @@ pub struct H2Exchange {
     /// DATA payload octets each way, padding excluded.
     pub request_body_bytes: u64,
     pub response_body_bytes: u64,
-    /// Headers whose value (or whole field, written `?`) the capture could not know, by name
-    /// where the name is known: `:path`, `user-agent`, `?`.
+    /// Request headers whose value (or whole field, written `?`) the capture could not know,
+    /// by name where the name is known: `:path`, `user-agent`, `?`.
     pub unknown_headers: Vec<String>,
+    /// The same for the response's header blocks (head and trailers).
+    pub unknown_response_headers: Vec<String>,
+    /// Headers the pipeline's policy captures (`Http2Conn::with_headers`), redacted by it,
+    /// lower-case names; `:authority` is kept as `host`, as HTTP/1.1 sends it.
+    pub request_headers: Vec<(String, String)>,
+    pub response_headers: Vec<(String, String)>,
     /// The request's HEADERS were not seen (the stream began before the capture or a loss).
     pub request_unseen: bool,
     /// A PUSH_PROMISE made this stream (its request is the promise).
@@ -116,6 +127,7 @@ pub const PROPAGATION_HEADERS: &[&str] = &[
     "uber-trace-id",
     "x-amzn-trace-id",
     "x-request-id",
+    "grpc-trace-bin",
 ];
 /// Propagation values kept per exchange, at most, and their length.
 pub const MAX_PROPAGATION: usize = 8;

@@ -6,6 +6,7 @@ use super::exchange::{
 };
 use super::grpc;
 use super::hpack::Block;
+use crate::redact::HeaderPolicy;
 
 /// Names listed in `unknown_headers` per exchange, at most.
 const MAX_UNKNOWN_LISTED: usize = 16;
@@ -23,21 +24,46 @@ fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).into_owned()
 }
 
-/// Lists the block's unknown parts in the exchange (bounded).
-pub fn note_unknown(x: &mut H2Exchange, block: &Block) {
+/// Lists the block's unknown parts in `list` (bounded).
+pub fn note_unknown(list: &mut Vec<String>, block: &Block) {
     for f in &block.fields {
-        if x.unknown_headers.len() >= MAX_UNKNOWN_LISTED {
+        if list.len() >= MAX_UNKNOWN_LISTED {
             return;
         }
         match (&f.name, &f.value) {
-            (None, _) => x.unknown_headers.push("?".into()),
-            (Some(n), None) => x.unknown_headers.push(text(n)),
+            (None, _) => list.push("?".into()),
+            (Some(n), None) => list.push(text(n)),
             _ => {}
         }
     }
 }
 
-pub fn request_fields(x: &mut H2Exchange, block: &Block) {
+/// The block's fields `policy` captures, redacted by it, into `into` (bounded by the policy's
+/// list of names and the block's own cap). `:authority` counts as `host`.
+fn capture(into: &mut Vec<(String, String)>, block: &Block, policy: Option<&HeaderPolicy>) {
+    let Some(policy) = policy else {
+        return;
+    };
+    for f in &block.fields {
+        let (Some(n), Some(v)) = (&f.name, &f.value) else {
+            continue;
+        };
+        let name = match n.as_slice() {
+            b":authority" => "host",
+            n if n.starts_with(b":") => continue,
+            n => match std::str::from_utf8(n) {
+                Ok(n) => n,
+                Err(_) => continue,
+            },
+        };
+        if let Some(kept) = policy.capture(name, v) {
+            into.push(kept);
+        }
+    }
+}
+
+pub fn request_fields(x: &mut H2Exchange, block: &Block, policy: Option<&HeaderPolicy>) {
+    capture(&mut x.request_headers, block, policy);
     for f in &block.fields {
         let (Some(n), Some(v)) = (&f.name, &f.value) else {
             continue;
@@ -64,12 +90,12 @@ pub fn request_fields(x: &mut H2Exchange, block: &Block) {
             ..GrpcInfo::default()
         });
     }
-    note_unknown(x, block);
+    note_unknown(&mut x.unknown_headers, block);
 }
 
 /// A response's first header block: false for a 1xx (informational, §8.1), after which the
 /// final head is still to come.
-pub fn response_head(x: &mut H2Exchange, block: &Block) -> bool {
+pub fn response_head(x: &mut H2Exchange, block: &Block, policy: Option<&HeaderPolicy>) -> bool {
     let status = block
         .get(":status")
         .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u16>().ok());
@@ -77,6 +103,7 @@ pub fn response_head(x: &mut H2Exchange, block: &Block) -> bool {
         return false;
     }
     x.status = status;
+    capture(&mut x.response_headers, block, policy);
     if block.get("content-type").is_some_and(grpc::is_grpc) && x.grpc.is_none() {
         let rpc = x.path.as_deref().and_then(grpc::rpc);
         x.grpc = Some(GrpcInfo {
@@ -94,5 +121,5 @@ pub fn response_trailers(x: &mut H2Exchange, block: &Block) {
     if let Some(code) = block.get("grpc-status").and_then(grpc::status) {
         x.grpc.get_or_insert_with(GrpcInfo::default).status = Some(code);
     }
-    note_unknown(x, block);
+    note_unknown(&mut x.unknown_response_headers, block);
 }

@@ -124,6 +124,8 @@ enum State {
 pub struct FrameReader {
     state: State,
     buf: Vec<u8>,
+    /// TCP sequence number of `buf[0]` (wrapping), so each frame can say where it started.
+    buf_seq: u32,
     max_frame: usize,
     pub frames: u64,
     pub resyncs: u64,
@@ -141,6 +143,7 @@ impl FrameReader {
         FrameReader {
             state,
             buf: Vec::new(),
+            buf_seq: 0,
             max_frame,
             frames: 0,
             resyncs: 0,
@@ -154,17 +157,25 @@ impl FrameReader {
     }
 
     /// Feeds bytes; each frame completed goes to `out` (payloads borrowed for the call).
-    pub fn push(&mut self, mut bytes: &[u8], out: &mut dyn FnMut(Frame<'_>)) {
+    pub fn push(&mut self, bytes: &[u8], out: &mut dyn FnMut(Frame<'_>)) {
+        self.push_at(bytes, 0, &mut |f, _| out(f));
+    }
+
+    /// [`Self::push`] for bytes whose first has TCP sequence number `seq`: each frame goes to
+    /// `out` with the sequence number of its header's first byte (for [`Frame::Lost`], of the
+    /// first byte after the loss).
+    pub fn push_at(&mut self, mut bytes: &[u8], mut seq: u32, out: &mut dyn FnMut(Frame<'_>, u32)) {
         while !bytes.is_empty() {
             match self.state {
                 State::Preface(seen) => {
                     let n = (PREFACE.len() - seen).min(bytes.len());
                     if bytes[..n] != PREFACE[seen..seen + n] {
-                        out(Frame::Lost);
+                        out(Frame::Lost, seq);
                         self.state = State::Lost { tried: 0 };
                         continue;
                     }
                     bytes = &bytes[n..];
+                    seq = seq.wrapping_add(n as u32);
                     self.state = if seen + n == PREFACE.len() {
                         State::Frames
                     } else {
@@ -174,18 +185,27 @@ impl FrameReader {
                 State::Skip(left) => {
                     let n = left.min(bytes.len() as u64) as usize;
                     bytes = &bytes[n..];
+                    seq = seq.wrapping_add(n as u32);
                     self.state = match left - n as u64 {
                         0 => State::Frames,
                         rest => State::Skip(rest),
                     };
                 }
-                State::Frames => bytes = self.frames_from(bytes, out),
+                State::Frames => {
+                    let rest = self.frames_from(bytes, seq, out);
+                    seq = seq.wrapping_add((bytes.len() - rest.len()) as u32);
+                    bytes = rest;
+                }
                 State::Lost { .. } => {
                     let n = (self.max_frame + HEADER_LEN)
                         .saturating_sub(self.buf.len())
                         .min(bytes.len());
+                    if self.buf.is_empty() {
+                        self.buf_seq = seq;
+                    }
                     self.buf.extend_from_slice(&bytes[..n]);
                     bytes = &bytes[n..];
+                    seq = seq.wrapping_add(n as u32);
                     self.resync(out);
                     if matches!(self.state, State::Lost { .. }) && !bytes.is_empty() {
                         // Full and still lost: drop what was tried.
@@ -193,7 +213,9 @@ impl FrameReader {
                             State::Lost { tried } => tried.min(self.buf.len()),
                             _ => 0,
                         };
-                        self.buf.drain(..tried.max(1));
+                        let dropped = tried.max(1);
+                        self.buf.drain(..dropped);
+                        self.buf_seq = self.buf_seq.wrapping_add(dropped as u32);
                         self.state = State::Lost { tried: 0 };
                     }
                 }
@@ -203,13 +225,19 @@ impl FrameReader {
 
     /// Whole frames from the buffer and `bytes`; returns the bytes not used (none, unless the
     /// state changed to skipping).
-    fn frames_from<'b>(&mut self, bytes: &'b [u8], out: &mut dyn FnMut(Frame<'_>)) -> &'b [u8] {
+    fn frames_from<'b>(
+        &mut self,
+        bytes: &'b [u8],
+        seq: u32,
+        out: &mut dyn FnMut(Frame<'_>, u32),
+    ) -> &'b [u8] {
         if self.buf.is_empty() {
             // Fast path: frames straight from the borrowed bytes.
             let mut at = 0;
             while let Some(h) = FrameHeader::parse(&bytes[at..]) {
+                let frame_seq = seq.wrapping_add(at as u32);
                 if h.len as usize > self.max_frame {
-                    out(Frame::TooLarge(h));
+                    out(Frame::TooLarge(h), frame_seq);
                     self.frames += 1;
                     self.state = State::Skip(u64::from(h.len));
                     return &bytes[at + HEADER_LEN..];
@@ -219,9 +247,10 @@ impl FrameReader {
                     break;
                 };
                 self.frames += 1;
-                out(Frame::Whole(h, payload));
+                out(Frame::Whole(h, payload), frame_seq);
                 at = end;
             }
+            self.buf_seq = seq.wrapping_add(at as u32);
             self.buf.extend_from_slice(&bytes[at..]);
             return &[];
         }
@@ -235,7 +264,7 @@ impl FrameReader {
         let rest = &bytes[n..];
         if let Some(h) = FrameHeader::parse(&self.buf) {
             if h.len as usize > self.max_frame {
-                out(Frame::TooLarge(h));
+                out(Frame::TooLarge(h), self.buf_seq);
                 self.frames += 1;
                 let had = (self.buf.len() - HEADER_LEN) as u64;
                 self.buf.clear();
@@ -244,7 +273,7 @@ impl FrameReader {
             }
             if self.buf.len() == HEADER_LEN + h.len as usize {
                 self.frames += 1;
-                out(Frame::Whole(h, &self.buf[HEADER_LEN..]));
+                out(Frame::Whole(h, &self.buf[HEADER_LEN..]), self.buf_seq);
                 self.buf.clear();
             }
         }
@@ -252,7 +281,7 @@ impl FrameReader {
     }
 
     /// Looks for a frame boundary in the buffer (see the module doc).
-    fn resync(&mut self, out: &mut dyn FnMut(Frame<'_>)) {
+    fn resync(&mut self, out: &mut dyn FnMut(Frame<'_>, u32)) {
         let State::Lost { mut tried } = self.state else {
             return;
         };
@@ -260,15 +289,17 @@ impl FrameReader {
             match chain(&self.buf[tried..]) {
                 Some(true) => {
                     self.resyncs += 1;
-                    out(Frame::Lost);
+                    let held_seq = self.buf_seq.wrapping_add(tried as u32);
+                    out(Frame::Lost, held_seq);
                     let held = self.buf.split_off(tried);
                     self.buf.clear();
                     self.state = State::Frames;
-                    let rest = self.frames_from(&held, out);
+                    let rest = self.frames_from(&held, held_seq, out);
                     debug_assert!(rest.is_empty() || matches!(self.state, State::Skip(_)));
                     if !rest.is_empty() {
+                        let rest_seq = held_seq.wrapping_add((held.len() - rest.len()) as u32);
                         let copy = rest.to_vec();
-                        self.push(&copy, out);
+                        self.push_at(&copy, rest_seq, out);
                     }
                     return;
                 }
@@ -278,6 +309,14 @@ impl FrameReader {
         }
         self.state = State::Lost { tried };
     }
+}
+
+/// Whether a direction's first bytes seen are HTTP/2 frames picked up at a frame boundary:
+/// plausible frame headers following each other from `b[0]` (two, or one ending exactly at
+/// the end of `b`). Used to claim connections picked up mid-way; a cut inside a frame is not
+/// recognised (the connection then goes to the next decoder).
+pub fn starts_with_frames(b: &[u8]) -> bool {
+    chain(b) == Some(true)
 }
 
 /// Whether plausible frames follow each other from the start of `b` to its end: `Some(true)`

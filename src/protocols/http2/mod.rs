@@ -1,10 +1,13 @@
 //! HTTP/2 (RFC 9113) and gRPC over it: one connection's two byte streams in, one
-//! [`H2Exchange`] per stream out. A pure decoder, not yet wired to the pipeline: the caller
-//! feeds each direction's bytes in capture order ([`Http2Conn::push`]), says where bytes were
-//! lost ([`Http2Conn::gap`]) and when the connection ended ([`Http2Conn::finish`]).
+//! [`H2Exchange`] per stream out. [`Http2Conn`] is the pure decoder of one connection: the
+//! caller feeds each direction's bytes in capture order ([`Http2Conn::push_at`]), says where
+//! bytes were lost ([`Http2Conn::gap`]) and when the connection ended ([`Http2Conn::finish`]).
+//! [`decoder`] is its side of the protocol seam, and [`to_exchange`] makes each stream the
+//! pipeline's exchange (so a client and a server span).
 //!
-//! Claimed by content ([`Http2Conn::sniff`]): the client preface (prior knowledge, h2c), or an
-//! HTTP/1.1 request with `Upgrade: h2c` (answered 101, its request becomes stream 1).
+//! Claimed by content ([`decoder::claims_bytes`]): the client preface (prior knowledge, h2c),
+//! an HTTP/1.1 request with `Upgrade: h2c` (answered 101, its request becomes stream 1), or
+//! frames, on a connection picked up mid-way.
 //!
 //! Layout: [`frame`] cuts frames and resynchronises; [`hpack`] decodes header blocks with one
 //! table per direction; [`conn`] joins header blocks and pairs frames into streams, `fields`
@@ -21,17 +24,23 @@
 //! decoded header list, and each direction's table. Never panics on any input.
 
 pub mod conn;
+pub mod decoder;
 pub mod exchange;
 mod fields;
 pub mod frame;
 pub mod grpc;
 pub mod hpack;
+pub mod to_exchange;
+pub mod trace_bin;
 pub mod upgrade;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wiring_tests;
 
 pub use conn::Http2Conn;
+pub use decoder::{Http2Decoder, PROTOCOL};
 pub use exchange::{GrpcInfo, H2Exchange, StreamError};
 
 /// Streams open on one connection; beyond it the oldest is given up (`stream_overflow`).
@@ -71,9 +80,18 @@ impl Default for Http2Config {
     }
 }
 
-/// What happened on a connection, beyond its exchanges.
+/// What happened on a connection, beyond its exchanges (and, summed by [`Http2Decoder`],
+/// on all of a pipeline's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Http2Stats {
+    /// Connections claimed (the decoder's own counter; 0 in one connection's).
+    pub connections: u64,
+    /// `Upgrade: h2c` requests answered without switching (or never answered).
+    pub upgrades_declined: u64,
+    /// HTTP/1.x exchanges of those connections.
+    pub http1_exchanges: u64,
+    /// Exchanges emitted with an error (reset, GOAWAY, gap, no response, cap).
+    pub incomplete_exchanges: u64,
     pub frames: u64,
     pub resyncs: u64,
     pub exchanges: u64,
@@ -95,3 +113,25 @@ pub struct Http2Stats {
     /// Connections picked up mid-way whose roles reassembly had guessed the wrong way round.
     pub roles_swapped: u64,
 }
+
+crate::counters::describe_counters!("http2", Http2Stats {
+    connections: "Connections given to the HTTP/2 decoder.",
+    upgrades_declined: "Upgrade: h2c requests the server did not switch for (decoded as HTTP/1.x).",
+    http1_exchanges: "HTTP/1.x exchanges on connections whose h2c upgrade was declined.",
+    incomplete_exchanges [Metric]: "Streams cut short (reset, GOAWAY, gap, connection end).",
+    frames: "HTTP/2 frames read.",
+    resyncs: "Times a direction resynchronised on frame headers (pickup or loss).",
+    exchanges [Metric]: "Streams emitted as exchanges.",
+    header_blocks: "Header blocks decoded.",
+    unknown_fields: "Header fields referring to table entries from before the capture.",
+    invalid_fields: "Header fields with an index no table entry can have.",
+    blocks_lost: "Header blocks not decoded, or stopped early.",
+    blocks_over_cap: "Header blocks over the header block cap.",
+    broken_blocks: "Header blocks interrupted, or continuations without their block.",
+    streams_over_cap: "Streams given up at the per-connection stream cap.",
+    late_frames: "Frames for streams already closed.",
+    goaways: "GOAWAY frames.",
+    gaps: "Capture gaps inside HTTP/2 connections.",
+    upgrades: "Upgrade: h2c requests seen.",
+    roles_swapped: "Connections picked up mid-way whose client and server were guessed the wrong way round.",
+});

@@ -5,10 +5,10 @@ use super::frame::*;
 use super::*;
 use crate::reassembly::Direction;
 
-const C: Direction = Direction::ClientToServer;
-const S: Direction = Direction::ServerToClient;
+pub(super) const C: Direction = Direction::ClientToServer;
+pub(super) const S: Direction = Direction::ServerToClient;
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut v = len.to_be_bytes()[1..].to_vec();
     v.extend([kind, flags]);
@@ -18,7 +18,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A literal field without indexing, new name (RFC 7541 §6.2.2), short strings only.
-fn lit(name: &str, value: &str) -> Vec<u8> {
+pub(super) fn lit(name: &str, value: &str) -> Vec<u8> {
     let mut v = vec![0x00, name.len() as u8];
     v.extend_from_slice(name.as_bytes());
     v.push(value.len() as u8);
@@ -33,7 +33,7 @@ fn indexed_lit(name: &str, value: &str) -> Vec<u8> {
     v
 }
 
-fn request(path: &str) -> Vec<u8> {
+pub(super) fn request(path: &str) -> Vec<u8> {
     // :method GET, :scheme http (static 2, 6), :path literal (name index 4), :authority.
     let mut b = vec![0x82, 0x86, 0x04, path.len() as u8];
     b.extend_from_slice(path.as_bytes());
@@ -41,14 +41,14 @@ fn request(path: &str) -> Vec<u8> {
     b
 }
 
-fn grpc_message(body: &[u8]) -> Vec<u8> {
+pub(super) fn grpc_message(body: &[u8]) -> Vec<u8> {
     let mut v = vec![0];
     v.extend((body.len() as u32).to_be_bytes());
     v.extend_from_slice(body);
     v
 }
 
-fn client_start() -> Vec<u8> {
+pub(super) fn client_start() -> Vec<u8> {
     let mut v = PREFACE.to_vec();
     v.extend(frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]));
     v

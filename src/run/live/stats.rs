@@ -102,6 +102,7 @@ impl Shared {
                 // Peaks add up too: each worker's tables are separate memory.
                 pipeline.reassembly.add(&s.stats.reassembly);
                 pipeline.protocols.http.add(&s.stats.protocols.http);
+                pipeline.protocols.http2.add(&s.stats.protocols.http2);
             }
         }
         Snapshot {
@@ -245,7 +246,9 @@ pub fn prometheus(s: &Snapshot) -> String {
         metric(name, kind, help, value);
     }
     let pipeline = &s.pipeline;
-    for (name, c) in set_metrics(&pipeline.protocols.http).chain(set_metrics(&pipeline.reassembly))
+    for (name, c) in set_metrics(&pipeline.protocols.http)
+        .chain(set_metrics(&pipeline.protocols.http2))
+        .chain(set_metrics(&pipeline.reassembly))
     {
         metric(&name, "counter", c.help, c.value);
     }
