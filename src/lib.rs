@@ -9,9 +9,6 @@
 //! no safe std wrapper), and `.ci/run` fails if any other module allows it.
 #![deny(unsafe_code)]
 
-// `crate::http` is where causality still imports HTTP's exchange from (its own rewrite moves it).
-pub(crate) use protocols::http1 as http;
-
 pub mod analysis;
 pub mod causality;
 pub mod counters;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::ids;
-use crate::protocols::http1::HttpExchange;
+use crate::protocols::Exchange;
 use crate::redact::redact_query;
 use crate::route;
 use crate::text;
@@ -147,8 +147,8 @@ fn parse_amzn(v: &str) -> Option<TraceContext> {
 }
 
 /// The propagated trace context of a request, by the precedence in the module docs.
-pub fn propagated_context(ex: &HttpExchange) -> Option<TraceContext> {
-    let req = ex.request.as_ref()?;
+pub fn propagated_context(ex: &Exchange) -> Option<TraceContext> {
+    let req = ex.request()?;
     if let Some(tc) = req.header("traceparent").and_then(parse_traceparent) {
         return Some(tc);
     }
@@ -170,7 +170,7 @@ pub fn propagated_context(ex: &HttpExchange) -> Option<TraceContext> {
     }
     let rid = req
         .header("x-request-id")
-        .or_else(|| ex.response.as_ref()?.header("x-request-id"))?;
+        .or_else(|| ex.response()?.header("x-request-id"))?;
     if rid.trim().is_empty() {
         return None;
     }
@@ -228,7 +228,7 @@ pub struct Endpoints {
 
 impl Endpoints {
     /// Default names: the server's `ip:port`, the client's ip.
-    pub fn default_for(ex: &HttpExchange) -> Self {
+    pub fn default_for(ex: &Exchange) -> Self {
         Endpoints {
             client: text::ip(&ex.client.ip()),
             server: text::socket_addr(&ex.server),
@@ -237,12 +237,12 @@ impl Endpoints {
 }
 
 /// The exchange id of `ex` (DESIGN.md "Identity").
-pub fn exchange_id_of(ex: &HttpExchange) -> u64 {
-    ids::exchange_id(ex.client, ex.server, ex.anchor_seq, ex.request.is_some())
+pub fn exchange_id_of(ex: &Exchange) -> u64 {
+    ids::exchange_id(ex.client, ex.server, ex.anchor_seq, ex.request_seen())
 }
 
 /// Linkage of an exchange on its own: trace from its propagated context, else its own root.
-pub fn standalone_linkage(ex: &HttpExchange) -> Linkage {
+pub fn standalone_linkage(ex: &Exchange) -> Linkage {
     match propagated_context(ex) {
         Some(c) => Linkage {
             trace_id: c.trace_id,
@@ -258,7 +258,7 @@ pub fn standalone_linkage(ex: &HttpExchange) -> Linkage {
 }
 
 /// The two spans of one exchange standing alone: `[client, server]`.
-pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
+pub fn spans_for(ex: &Exchange) -> [Span; 2] {
     build_spans(
         ex,
         &standalone_linkage(ex),
@@ -270,7 +270,7 @@ pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
 /// The two spans of one exchange, `[client, server]`, placed in its trace by `linkage`, with
 /// `route` as its `http.route` (by default [`route::template`] of its path).
 pub fn build_spans(
-    ex: &HttpExchange,
+    ex: &Exchange,
     linkage: &Linkage,
     names: &Endpoints,
     route: Option<&str>,
@@ -280,10 +280,9 @@ pub fn build_spans(
     let client_span = ids::span_id(xid, "client");
     let server_span = ids::span_id(xid, "server");
 
-    let method = ex.request.as_ref().map(|r| r.method.as_str());
+    let method = ex.request().map(|r| r.method.as_str());
     let (path, query) = ex
-        .request
-        .as_ref()
+        .request()
         .map_or((None, None), |r| split_target(&r.target));
     let route = route
         .map(str::to_string)
@@ -296,7 +295,7 @@ pub fn build_spans(
     // An HTTP/0.9 response has no status line: OpenTelemetry sets `http.response.status_code`
     // only "if one was received", so it has none, and its span status stays unset (not an
     // error: the server answered).
-    let status = ex.response.as_ref().and_then(|r| r.status);
+    let status = ex.response().and_then(|r| r.status);
 
     let mut attrs = Map::new();
     if let Some(m) = method {
@@ -368,17 +367,16 @@ pub fn build_spans(
 }
 
 /// Attributes of the messages themselves: protocol version, headers, body sizes.
-fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &HttpExchange) {
+fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &Exchange) {
     // A request line without a version takes its answer's (`0.9` for a bare body).
     let version = ex
-        .request
-        .as_ref()
+        .request()
         .and_then(|r| r.version)
-        .or(ex.response.as_ref().map(|r| r.version));
+        .or(ex.response().map(|r| r.version));
     if let Some(version) = version {
         attrs.insert("network.protocol.version".into(), json!(version.as_str()));
     }
-    if let Some(req) = &ex.request {
+    if let Some(req) = ex.request() {
         for (name, value) in &req.headers {
             if name == "user-agent" {
                 attrs.insert("user_agent.original".into(), json!(value));
@@ -387,7 +385,7 @@ fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &HttpExchange) 
         }
         attrs.insert("http.request.body.size".into(), json!(req.body_size));
     }
-    if let Some(resp) = &ex.response {
+    if let Some(resp) = ex.response() {
         for (name, value) in &resp.headers {
             push_header(attrs, "http.response.header.", name, value);
         }
@@ -398,7 +396,7 @@ fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &HttpExchange) 
 /// What only a tap knows: timing, gaps, why the exchange was cut, its id, how it was linked.
 fn insert_tap_attributes(
     attrs: &mut Map<String, Value>,
-    ex: &HttpExchange,
+    ex: &Exchange,
     xid: u64,
     linkage: &Linkage,
 ) {
@@ -408,8 +406,8 @@ fn insert_tap_attributes(
             json!(resp_start.saturating_since(req_end)),
         );
     }
-    if !ex.informational.is_empty() {
-        let codes: Vec<u16> = ex.informational.iter().map(|(c, _)| *c).collect();
+    if !ex.informational().is_empty() {
+        let codes: Vec<u16> = ex.informational().iter().map(|(c, _)| *c).collect();
         attrs.insert("tapspan.informational_status_codes".into(), json!(codes));
     }
     if ex.gaps > 0 {
@@ -432,9 +430,9 @@ fn insert_tap_attributes(
 }
 
 /// The span events: informational responses, request end, response start, in time order.
-fn events_of(ex: &HttpExchange) -> Vec<SpanEvent> {
+fn events_of(ex: &Exchange) -> Vec<SpanEvent> {
     let mut events = Vec::new();
-    for (_, t) in &ex.informational {
+    for (_, t) in ex.informational() {
         events.push(SpanEvent {
             name: "response.informational",
             time_unix_nano: t.0,

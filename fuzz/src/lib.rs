@@ -26,7 +26,8 @@ use std::net::SocketAddr;
 
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::pipeline::{Pipeline, PipelineConfig, Sink, Spans};
-use tapspan::protocols::http1::{HttpConfig, HttpDecoder, HttpExchange};
+use tapspan::protocols::http1::{HttpConfig, HttpDecoder};
+use tapspan::protocols::Exchange;
 use tapspan::reassembly::{
     CloseReason, ConnId, Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent,
 };
@@ -311,7 +312,7 @@ pub fn reassembly(data: &[u8]) {
 }
 
 /// Spans for an exchange, serialised the three ways they leave the process.
-fn emit(ex: &HttpExchange) {
+fn emit(ex: &Exchange) {
     for span in spans_for(ex) {
         serialise(&span);
     }
@@ -346,7 +347,7 @@ pub fn http(data: &[u8]) {
     };
     let mut dec = HttpDecoder::new(config);
     let conn = ConnId(1);
-    let mut out = |ex: HttpExchange| emit(&ex);
+    let mut out = |ex: Exchange| emit(&ex);
     let mut ts = 1_700_000_000_000_000_000u64;
     dec.push(
         StreamEvent::Open {

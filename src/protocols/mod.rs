@@ -11,14 +11,15 @@
 //! picked up mid-message and counts what it cannot read); it also gets connections that end or
 //! lose bytes before any payload arrives. A claim is never revised.
 //!
-//! Exchanges: decoders emit [`Exchange`], today HTTP's exchange type, which is what causality
-//! consumes. Request/response protocols (Redis, PostgreSQL) fill its request and response, and
-//! keep their own per-connection queue for pipelining, as HTTP/1.x does.
+//! Exchanges: decoders emit [`Exchange`], which is what causality consumes: endpoints, instants,
+//! errors and payload tokens common to every protocol, and the protocol's own part as a
+//! [`Call`]. Request/response protocols keep their own per-connection queue for pipelining.
 //!
 //! Datagrams (DNS) will come through a sibling trait fed with `UdpDatagram`s; [`Protocol`] then
 //! gains a constructor for it beside `stream`. Nothing here reads the clock or the wall time.
 
 pub mod dns;
+pub mod exchange;
 pub mod http1;
 pub mod http2;
 pub mod postgres;
@@ -32,8 +33,7 @@ use std::net::SocketAddr;
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, RoleHints, StreamEvent};
 use http1::{HttpConfig, HttpStats};
 
-/// What decoders emit (see the module doc).
-pub type Exchange = http1::HttpExchange;
+pub use exchange::{Call, Exchange, HttpCall, Instants, PayloadTokens};
 
 /// Every protocol registered, in claiming order; the last one is the catch-all.
 pub const REGISTRY: &[Protocol] = &[http1::PROTOCOL];
