@@ -10,6 +10,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+mod calls;
+
 use crate::ids;
 use crate::protocols::Exchange;
 use crate::redact::redact_query;
@@ -276,9 +278,9 @@ pub fn build_spans(
     route: Option<&str>,
 ) -> [Span; 2] {
     let xid = exchange_id_of(ex);
-    let trace_id = linkage.trace_id;
-    let client_span = ids::span_id(xid, "client");
-    let server_span = ids::span_id(xid, "server");
+    if let Some(call) = calls::describe(&ex.call) {
+        return call_spans(ex, xid, &call, linkage, names);
+    }
 
     let method = ex.request().map(|r| r.method.as_str());
     let (path, query) = ex
@@ -320,12 +322,70 @@ pub fn build_spans(
     insert_message_attributes(&mut attrs, ex);
     insert_tap_attributes(&mut attrs, ex, xid, linkage);
 
-    let events = events_of(ex);
-    let attrs = Arc::new(attrs);
-
     let cut_short = ex.error.is_some();
     let client_error = cut_short || status.is_some_and(|s| s >= 400);
     let server_error = cut_short || status.is_some_and(|s| s >= 500);
+    span_pair(
+        ex,
+        xid,
+        name,
+        attrs,
+        linkage,
+        names,
+        [client_error, server_error],
+    )
+}
+
+/// The two spans of a Redis, PostgreSQL or TLS exchange (see [`calls`]).
+fn call_spans(
+    ex: &Exchange,
+    xid: u64,
+    call: &calls::CallSpan,
+    linkage: &Linkage,
+    names: &Endpoints,
+) -> [Span; 2] {
+    let mut attrs = Map::new();
+    calls::insert(&mut attrs, call);
+    let server_address = call
+        .server_name
+        .clone()
+        .unwrap_or_else(|| text::ip(&ex.server.ip()));
+    attrs.insert("server.address".into(), json!(server_address));
+    attrs.insert("server.port".into(), json!(ex.server.port()));
+    attrs.insert("client.address".into(), json!(text::ip(&ex.client.ip())));
+    attrs.insert("client.port".into(), json!(ex.client.port()));
+    insert_tap_attributes(&mut attrs, ex, xid, linkage);
+    if let (None, Some(failure)) = (ex.error, &call.failure) {
+        attrs.insert("error.type".into(), json!(failure));
+    }
+    let error = ex.error.is_some() || call.failure.is_some();
+    span_pair(
+        ex,
+        xid,
+        call.name.clone(),
+        attrs,
+        linkage,
+        names,
+        [error, error],
+    )
+}
+
+/// An exchange's client and server spans, with their shared attributes and events; `errors`:
+/// whether each (client, server) has status error.
+fn span_pair(
+    ex: &Exchange,
+    xid: u64,
+    name: String,
+    attrs: Map<String, Value>,
+    linkage: &Linkage,
+    names: &Endpoints,
+    [client_error, server_error]: [bool; 2],
+) -> [Span; 2] {
+    let trace_id = linkage.trace_id;
+    let client_span = ids::span_id(xid, "client");
+    let server_span = ids::span_id(xid, "server");
+    let events = events_of(ex);
+    let attrs = Arc::new(attrs);
     let (start, end) = (ex.start().0, ex.end().0);
     let client = Span {
         trace_id: text::hex128(trace_id),

@@ -404,7 +404,8 @@ pub struct LimitArgs {
     #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes_total)]
     pub max_head_bytes_total: usize,
 
-    /// Requests awaiting a response on one connection; beyond it the oldest is given up.
+    /// Requests (HTTP requests, Redis commands, PostgreSQL queries) awaiting a response on one
+    /// connection; beyond it the oldest is given up.
     #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_requests)]
     pub max_pending_requests: usize,
 

@@ -61,6 +61,15 @@ http connections {http.connections} (not http {http.non_http_connections}: tls \
 {http.upgraded_connections}), exchanges {http.exchanges} (incomplete \
 {http.incomplete_exchanges}, responses without request {http.responses_without_request}), \
 malformed messages {http.malformed_messages}, resyncs {http.resyncs}; spans made {spans}\n\
+redis connections {redis.connections}, commands {redis.exchanges} (incomplete \
+{redis.incomplete_exchanges}), pushes {redis.pushes}, unmatched replies \
+{redis.unmatched_replies}, protocol errors {redis.protocol_errors}\n\
+postgresql connections {postgresql.connections} (encrypted \
+{postgresql.encrypted_connections}), queries {postgresql.exchanges} (incomplete \
+{postgresql.incomplete_exchanges}, skipped after an error {postgresql.skipped_executes}), \
+protocol errors {postgresql.protocol_errors}\n\
+tls connections {tls.connections}, handshakes {tls.handshakes} (incomplete \
+{tls.incomplete_handshakes})\n\
 memory caps reached: connections evicted {tcp.evicted}, holes skipped at the held-bytes cap \
 {tcp.holes_skipped_at_cap}, fragment datagrams evicted {decode.defrag_evicted}, heads over the \
 size cap {http.heads_too_large}, heads dropped at the total head cap \
@@ -71,7 +80,7 @@ size cap {http.heads_too_large}, heads dropped at the total head cap \
 fn keyed_counters(s: &PipelineStats, spans: u64) -> Vec<(String, Counter)> {
     let mut all: Vec<_> = keyed(&s.decode)
         .chain(keyed(&s.reassembly))
-        .chain(keyed(&s.protocols.http))
+        .chain(s.protocols.keyed())
         .collect();
     all.push((
         "spans".into(),

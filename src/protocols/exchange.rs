@@ -1,7 +1,8 @@
 //! [`Exchange`]: what every decoder emits and causality consumes — one request and its answer
 //! (either may be missing), whatever the protocol. The part every protocol has (endpoints,
 //! instants, gaps, what went wrong, payload tokens) is here; the protocol's own part is a
-//! [`Call`] variant, which only span mapping and the protocol's tests look into.
+//! [`Call`] variant, which span mapping (and causality, for HTTP's propagated ids and routes)
+//! looks into.
 
 use std::net::SocketAddr;
 
@@ -9,6 +10,9 @@ use tapspan_capture::Timestamp;
 
 use super::http1::tokens::Tokens;
 use super::http1::{RequestInfo, ResponseInfo};
+use super::postgres::PgExchange;
+use super::redis::RedisExchange;
+use super::tls::TlsHandshake;
 use crate::reassembly::ConnId;
 
 /// The instants of an exchange, each the timestamp of the packet that delivered that byte.
@@ -58,6 +62,12 @@ pub struct Exchange {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     Http(HttpCall),
+    /// A command and its reply.
+    Redis(RedisExchange),
+    /// A simple query or an extended-protocol Execute, and its outcome.
+    Postgres(PgExchange),
+    /// A handshake: the connection's one exchange (what follows is encrypted).
+    Tls(TlsHandshake),
 }
 
 /// An HTTP request and its response, as their heads said.
@@ -97,12 +107,14 @@ impl Exchange {
     pub fn http(&self) -> Option<&HttpCall> {
         match &self.call {
             Call::Http(h) => Some(h),
+            _ => None,
         }
     }
 
     pub fn http_mut(&mut self) -> Option<&mut HttpCall> {
         match &mut self.call {
             Call::Http(h) => Some(h),
+            _ => None,
         }
     }
 
@@ -125,6 +137,18 @@ impl Exchange {
     pub fn request_seen(&self) -> bool {
         match &self.call {
             Call::Http(h) => h.request.is_some(),
+            // These decoders make an exchange only from a request they saw begin.
+            Call::Redis(_) | Call::Postgres(_) | Call::Tls(_) => true,
+        }
+    }
+
+    /// The protocol's name, as in the registry.
+    pub fn protocol(&self) -> &'static str {
+        match &self.call {
+            Call::Http(_) => "http1",
+            Call::Redis(_) => "redis",
+            Call::Postgres(_) => "postgresql",
+            Call::Tls(_) => "tls",
         }
     }
 }

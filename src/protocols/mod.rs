@@ -18,6 +18,7 @@
 //! Datagrams (DNS) will come through a sibling trait fed with `UdpDatagram`s; [`Protocol`] then
 //! gains a constructor for it beside `stream`. Nothing here reads the clock or the wall time.
 
+pub mod conns;
 pub mod dns;
 pub mod exchange;
 pub mod http1;
@@ -30,13 +31,22 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
+use crate::counters::{keyed, Counters};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, RoleHints, StreamEvent};
 use http1::{HttpConfig, HttpStats};
+use postgres::stream::{PostgresConfig, PostgresCounters};
+use redis::stream::{RedisConfig, RedisCounters};
+use tls::stream::{TlsConfig, TlsCounters};
 
 pub use exchange::{Call, Exchange, HttpCall, Instants, PayloadTokens};
 
 /// Every protocol registered, in claiming order; the last one is the catch-all.
-pub const REGISTRY: &[Protocol] = &[http1::PROTOCOL];
+pub const REGISTRY: &[Protocol] = &[
+    tls::stream::PROTOCOL,
+    redis::stream::PROTOCOL,
+    postgres::stream::PROTOCOL,
+    http1::PROTOCOL,
+];
 
 /// One protocol's entry in the registry.
 pub struct Protocol {
@@ -53,12 +63,41 @@ pub struct Protocol {
 #[derive(Clone, Debug, Default)]
 pub struct ProtocolConfig {
     pub http: HttpConfig,
+    pub redis: RedisConfig,
+    pub postgres: PostgresConfig,
+    pub tls: TlsConfig,
 }
 
 /// Each protocol's counters (a protocol with counters adds its field).
 #[derive(Clone, Debug, Default)]
 pub struct ProtocolStats {
     pub http: HttpStats,
+    pub redis: RedisCounters,
+    pub postgres: PostgresCounters,
+    pub tls: TlsCounters,
+}
+
+impl ProtocolStats {
+    /// Exchanges made by every protocol.
+    pub fn exchanges(&self) -> u64 {
+        self.http.exchanges + self.redis.exchanges + self.postgres.exchanges + self.tls.handshakes
+    }
+
+    /// Adds `other`'s counters to these (a live run's workers).
+    pub fn add(&mut self, other: &Self) {
+        self.http.add(&other.http);
+        self.redis.add(&other.redis);
+        self.postgres.add(&other.postgres);
+        self.tls.add(&other.tls);
+    }
+
+    /// Every protocol's counters, keyed `set.name` (see [`crate::counters::keyed`]).
+    pub fn keyed(&self) -> impl Iterator<Item = (String, crate::counters::Counter)> {
+        keyed(&self.http)
+            .chain(keyed(&self.redis))
+            .chain(keyed(&self.postgres))
+            .chain(keyed(&self.tls))
+    }
 }
 
 /// A protocol decoder over reassembled TCP streams. One value serves every connection it

@@ -37,7 +37,7 @@ pub fn run(args: &ReplayArgs) -> Outcome {
 /// with no word, say what the connections were.
 fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
     let connections = stats.reassembly.connections;
-    if connections == 0 || stats.protocols.http.exchanges > 0 {
+    if connections == 0 || stats.protocols.exchanges() > 0 {
         return None;
     }
     let h = &stats.protocols.http;
