@@ -483,6 +483,8 @@ pub fn replay(data: &[u8]) {
     config.reassembly.max_held_bytes_per_direction = 4096;
     config.reassembly.max_held_bytes_total = 8192;
     config.protocols.http.max_pending_requests = 4;
+    config.protocols.redis.max_pending = 4;
+    config.protocols.postgres.max_pending = 4;
     let mut builder = CausalityBuilder::new(CausalityConfig {
         max_pending: 16,
         ..CausalityConfig::default()
@@ -502,7 +504,7 @@ pub fn replay(data: &[u8]) {
     }
     pipeline.finish();
     assert_eq!(pipeline.active_connections(), 0);
-    let exchanges = pipeline.stats().protocols.http.exchanges;
+    let exchanges = pipeline.stats().protocols.exchanges();
     drop(pipeline);
     assert_eq!(sink.spans, exchanges * 2, "two spans per exchange");
     let analysis = analyzer.finish(vec!["fuzz".into()]);
