@@ -1,4 +1,5 @@
-//! tapspan: a passive tracer. Packets → TCP streams → HTTP exchanges → spans.
+//! tapspan: a passive tracer. Packets → TCP streams → exchanges (HTTP, Redis, PostgreSQL, TLS
+//! handshakes) → spans.
 //!
 //! Stages (each a plain type in, plain type out, with `push(input, out)` and `finish(out)`):
 //! [`reassembly`] turns TCP segments into ordered stream events, [`protocols`] decode them
