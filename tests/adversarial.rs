@@ -338,11 +338,14 @@ fn a_hundred_thousand_pipelined_requests_without_responses() {
 }
 
 #[test]
-fn tls_on_port_443_is_left_alone() {
+fn tls_on_port_443_is_a_handshake_not_http() {
     let t = Tmp::frames("tls.pcap", &adv::tls_on_443());
     let (ex, o) = replay(&t);
-    assert!(ex.is_empty());
-    assert_eq!(o.stats.protocols.http.non_http_connections, 1);
+    // The TLS decoder claims it; the "GET" inside its bytes is never taken for a request.
+    assert_eq!(ex.len(), 1);
+    assert!(matches!(ex[0].call, tapspan::protocols::Call::Tls(_)));
+    assert_eq!(o.stats.protocols.tls.connections, 1);
+    assert_eq!(o.stats.protocols.http.connections, 0);
     assert_eq!(o.stats.protocols.http.malformed_messages, 0);
 }
 

@@ -17,9 +17,10 @@ use tapspan_capture::Timestamp;
 use super::{Call, Exchange, Instants, PayloadTokens, ProtocolStats, StreamDecoder};
 use crate::reassembly::{ConnId, Direction, OpenHow, StreamEvent};
 
-/// Client segments remembered per connection to anchor requests still waiting for an answer;
-/// beyond it the oldest are forgotten (their requests get a fallback anchor).
-const MAX_SEGMENTS: usize = 1024;
+/// Client segments remembered per connection to anchor requests still waiting for an answer
+/// (16 bytes each, for as many connections as reassembly tracks); beyond it the oldest are
+/// forgotten, and requests that began in them get a fallback anchor, unique on the connection.
+const MAX_SEGMENTS: usize = 32;
 
 /// What a record becomes, besides the endpoints the connection knows.
 pub struct Converted {
@@ -257,5 +258,77 @@ pub fn cut_reason(why: &str) -> &'static str {
         "gap" => "capture_gap",
         "pending_overflow" => "pending_overflow",
         _ => "no_response",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tapspan_capture::Timestamp;
+
+    use super::PerConnection;
+    use crate::protocols::redis::RedisConn;
+    use crate::protocols::{Exchange, ProtocolStats, StreamDecoder};
+    use crate::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
+
+    fn data(dir: Direction, seq: u32, ts: u64, bytes: &[u8]) -> StreamEvent<'_> {
+        StreamEvent::Data {
+            conn: ConnId(1),
+            dir,
+            offset: 0,
+            seq,
+            ts: Timestamp(ts),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_get_distinct_anchors_and_cut_ones_are_counted() {
+        let mut dec = PerConnection::<RedisConn>::new(Default::default(), |_, _| true);
+        let mut out: Vec<Exchange> = Vec::new();
+        let mut push = |dec: &mut PerConnection<RedisConn>, ev| dec.push(ev, &mut |x| out.push(x));
+        push(
+            &mut dec,
+            StreamEvent::Open {
+                conn: ConnId(1),
+                client: SocketAddr::from(([10, 0, 0, 1], 40000)),
+                server: SocketAddr::from(([10, 0, 0, 2], 6379)),
+                how: OpenHow::Handshake,
+                ts: Timestamp(1),
+            },
+        );
+        let get = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n";
+        let two = [&get[..], &get[..]].concat();
+        push(&mut dec, data(Direction::ClientToServer, 1000, 10, &two));
+        push(&mut dec, data(Direction::ClientToServer, 2000, 20, get));
+        push(
+            &mut dec,
+            data(Direction::ServerToClient, 5000, 30, b"$1\r\nx\r\n$-1\r\n"),
+        );
+        push(
+            &mut dec,
+            StreamEvent::Close {
+                conn: ConnId(1),
+                why: CloseReason::Fin,
+                ts: Timestamp(40),
+            },
+        );
+        let anchors: Vec<u32> = out.iter().map(|x| x.anchor_seq).collect();
+        assert_eq!(anchors, [1000, 1001, 2000]);
+        let depths: Vec<u32> = out.iter().map(|x| x.depth).collect();
+        assert_eq!(depths, [1, 2, 3]);
+        assert_eq!(out[2].error, Some("no_response"));
+        let mut stats = ProtocolStats::default();
+        dec.stats(&mut stats);
+        assert_eq!(
+            (
+                stats.redis.connections,
+                stats.redis.exchanges,
+                stats.redis.incomplete_exchanges
+            ),
+            (1, 3, 1)
+        );
+        assert_eq!(dec.active_connections(), 0);
     }
 }
