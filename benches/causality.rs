@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::pipeline::PipelineConfig;
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::Exchange;
 use tapspan::run::replay::replay_files;
 
-fn exchanges_of(capture: &str) -> Vec<HttpExchange> {
+fn exchanges_of(capture: &str) -> Vec<Exchange> {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(capture);
     let mut out = Vec::new();
     replay_files(

@@ -1,4 +1,5 @@
-//! tapspan: a passive tracer. Packets → TCP streams → HTTP exchanges → spans.
+//! tapspan: a passive tracer. Packets → TCP streams → exchanges (HTTP, Redis, PostgreSQL, TLS
+//! handshakes) → spans.
 //!
 //! Stages (each a plain type in, plain type out, with `push(input, out)` and `finish(out)`):
 //! [`reassembly`] turns TCP segments into ordered stream events, [`protocols`] decode them
@@ -8,9 +9,6 @@
 //! Unsafe code is denied crate-wide; [`privileges`] alone is allowed it (calls into libc with
 //! no safe std wrapper), and `.ci/run` fails if any other module allows it.
 #![deny(unsafe_code)]
-
-// `crate::http` is where causality still imports HTTP's exchange from (its own rewrite moves it).
-pub(crate) use protocols::http1 as http;
 
 pub mod analysis;
 pub mod causality;

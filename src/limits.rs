@@ -92,6 +92,8 @@ impl MemoryLimits {
         config.protocols.http.max_head_bytes_total = self.max_head_bytes_total;
         config.protocols.http.max_pending_requests = self.max_pending_requests.max(1);
         config.protocols.http2.max_streams = self.max_http2_streams.max(1);
+        config.protocols.redis.max_pending = self.max_pending_requests.max(1);
+        config.protocols.postgres.max_pending = self.max_pending_requests.max(1);
         config.decode.defrag_max_bytes = self.max_fragment_bytes;
         config.decode.defrag_max_datagrams = self.max_fragment_datagrams.max(1);
     }

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+mod calls;
+
 use crate::ids;
-use crate::protocols::http1::HttpExchange;
+use crate::protocols::Exchange;
 use crate::redact::redact_query;
 use crate::route;
 use crate::text;
@@ -148,8 +150,8 @@ fn parse_amzn(v: &str) -> Option<TraceContext> {
 }
 
 /// The propagated trace context of a request, by the precedence in the module docs.
-pub fn propagated_context(ex: &HttpExchange) -> Option<TraceContext> {
-    let req = ex.request.as_ref()?;
+pub fn propagated_context(ex: &Exchange) -> Option<TraceContext> {
+    let req = ex.request()?;
     if let Some(tc) = req.header("traceparent").and_then(parse_traceparent) {
         return Some(tc);
     }
@@ -178,7 +180,7 @@ pub fn propagated_context(ex: &HttpExchange) -> Option<TraceContext> {
     }
     let rid = req
         .header("x-request-id")
-        .or_else(|| ex.response.as_ref()?.header("x-request-id"))?;
+        .or_else(|| ex.response()?.header("x-request-id"))?;
     if rid.trim().is_empty() {
         return None;
     }
@@ -236,7 +238,7 @@ pub struct Endpoints {
 
 impl Endpoints {
     /// Default names: the server's `ip:port`, the client's ip.
-    pub fn default_for(ex: &HttpExchange) -> Self {
+    pub fn default_for(ex: &Exchange) -> Self {
         Endpoints {
             client: text::ip(&ex.client.ip()),
             server: text::socket_addr(&ex.server),
@@ -245,12 +247,12 @@ impl Endpoints {
 }
 
 /// The exchange id of `ex` (DESIGN.md "Identity").
-pub fn exchange_id_of(ex: &HttpExchange) -> u64 {
-    ids::exchange_id(ex.client, ex.server, ex.anchor_seq, ex.request.is_some())
+pub fn exchange_id_of(ex: &Exchange) -> u64 {
+    ids::exchange_id(ex.client, ex.server, ex.anchor_seq, ex.request_seen())
 }
 
 /// Linkage of an exchange on its own: trace from its propagated context, else its own root.
-pub fn standalone_linkage(ex: &HttpExchange) -> Linkage {
+pub fn standalone_linkage(ex: &Exchange) -> Linkage {
     match propagated_context(ex) {
         Some(c) => Linkage {
             trace_id: c.trace_id,
@@ -266,7 +268,7 @@ pub fn standalone_linkage(ex: &HttpExchange) -> Linkage {
 }
 
 /// The two spans of one exchange standing alone: `[client, server]`.
-pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
+pub fn spans_for(ex: &Exchange) -> [Span; 2] {
     build_spans(
         ex,
         &standalone_linkage(ex),
@@ -278,26 +280,24 @@ pub fn spans_for(ex: &HttpExchange) -> [Span; 2] {
 /// The two spans of one exchange, `[client, server]`, placed in its trace by `linkage`, with
 /// `route` as its `http.route` (by default [`route::template`] of its path).
 pub fn build_spans(
-    ex: &HttpExchange,
+    ex: &Exchange,
     linkage: &Linkage,
     names: &Endpoints,
     route: Option<&str>,
 ) -> [Span; 2] {
     let xid = exchange_id_of(ex);
-    let trace_id = linkage.trace_id;
-    let client_span = ids::span_id(xid, "client");
-    let server_span = ids::span_id(xid, "server");
+    if let Some(call) = calls::describe(&ex.call) {
+        return call_spans(ex, xid, &call, linkage, names);
+    }
 
     // HTTP/2 keeps an empty method when its header's table entry came before the capture.
     let method = ex
-        .request
-        .as_ref()
+        .request()
         .map(|r| r.method.as_str())
         .filter(|m| !m.is_empty());
     let rpc = grpc_call(ex);
     let (path, query) = ex
-        .request
-        .as_ref()
+        .request()
         .map_or((None, None), |r| split_target(&r.target));
     let route = route
         .map(str::to_string)
@@ -320,7 +320,7 @@ pub fn build_spans(
     // An HTTP/0.9 response has no status line: OpenTelemetry sets `http.response.status_code`
     // only "if one was received", so it has none, and its span status stays unset (not an
     // error: the server answered).
-    let status = ex.response.as_ref().and_then(|r| r.status);
+    let status = ex.response().and_then(|r| r.status);
 
     let mut attrs = Map::new();
     if let Some(m) = method {
@@ -348,9 +348,6 @@ pub fn build_spans(
     insert_message_attributes(&mut attrs, ex);
     insert_tap_attributes(&mut attrs, ex, xid, linkage);
 
-    let events = events_of(ex);
-    let attrs = Arc::new(attrs);
-
     let cut_short = ex.error.is_some();
     let (client_error, server_error) = match rpc.as_ref().and_then(|r| r.status) {
         // OpenTelemetry's gRPC conventions: any code but OK fails the client; the server
@@ -364,6 +361,67 @@ pub fn build_spans(
             cut_short || status.is_some_and(|s| s >= 500),
         ),
     };
+    span_pair(
+        ex,
+        xid,
+        name,
+        attrs,
+        linkage,
+        names,
+        [client_error, server_error],
+    )
+}
+
+/// The two spans of a Redis, PostgreSQL or TLS exchange (see [`calls`]).
+fn call_spans(
+    ex: &Exchange,
+    xid: u64,
+    call: &calls::CallSpan,
+    linkage: &Linkage,
+    names: &Endpoints,
+) -> [Span; 2] {
+    let mut attrs = Map::new();
+    calls::insert(&mut attrs, call);
+    let server_address = call
+        .server_name
+        .clone()
+        .unwrap_or_else(|| text::ip(&ex.server.ip()));
+    attrs.insert("server.address".into(), json!(server_address));
+    attrs.insert("server.port".into(), json!(ex.server.port()));
+    attrs.insert("client.address".into(), json!(text::ip(&ex.client.ip())));
+    attrs.insert("client.port".into(), json!(ex.client.port()));
+    insert_tap_attributes(&mut attrs, ex, xid, linkage);
+    if let (None, Some(failure)) = (ex.error, &call.failure) {
+        attrs.insert("error.type".into(), json!(failure));
+    }
+    let error = ex.error.is_some() || call.failure.is_some();
+    span_pair(
+        ex,
+        xid,
+        call.name.clone(),
+        attrs,
+        linkage,
+        names,
+        [error, error],
+    )
+}
+
+/// An exchange's client and server spans, with their shared attributes and events; `errors`:
+/// whether each (client, server) has status error.
+fn span_pair(
+    ex: &Exchange,
+    xid: u64,
+    name: String,
+    attrs: Map<String, Value>,
+    linkage: &Linkage,
+    names: &Endpoints,
+    [client_error, server_error]: [bool; 2],
+) -> [Span; 2] {
+    let trace_id = linkage.trace_id;
+    let client_span = ids::span_id(xid, "client");
+    let server_span = ids::span_id(xid, "server");
+    let events = events_of(ex);
+    let attrs = Arc::new(attrs);
     let (start, end) = (ex.start().0, ex.end().0);
     let client = Span {
         trace_id: text::hex128(trace_id),
@@ -417,9 +475,9 @@ struct GrpcCall<'a> {
     response_messages: Option<u32>,
 }
 
-fn grpc_call(ex: &HttpExchange) -> Option<GrpcCall<'_>> {
-    let req = ex.request.as_ref().and_then(|r| r.grpc.as_ref());
-    let resp = ex.response.as_ref().and_then(|r| r.grpc.as_ref());
+fn grpc_call(ex: &Exchange) -> Option<GrpcCall<'_>> {
+    let req = ex.request().and_then(|r| r.grpc.as_ref());
+    let resp = ex.response().and_then(|r| r.grpc.as_ref());
     if req.is_none() && resp.is_none() {
         return None;
     }
@@ -453,17 +511,16 @@ fn insert_rpc_attributes(attrs: &mut Map<String, Value>, rpc: &GrpcCall<'_>) {
 }
 
 /// Attributes of the messages themselves: protocol version, headers, body sizes.
-fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &HttpExchange) {
+fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &Exchange) {
     // A request line without a version takes its answer's (`0.9` for a bare body).
     let version = ex
-        .request
-        .as_ref()
+        .request()
         .and_then(|r| r.version)
-        .or(ex.response.as_ref().map(|r| r.version));
+        .or(ex.response().map(|r| r.version));
     if let Some(version) = version {
         attrs.insert("network.protocol.version".into(), json!(version.as_str()));
     }
-    if let Some(req) = &ex.request {
+    if let Some(req) = ex.request() {
         for (name, value) in &req.headers {
             if name == "user-agent" {
                 attrs.insert("user_agent.original".into(), json!(value));
@@ -472,7 +529,7 @@ fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &HttpExchange) 
         }
         attrs.insert("http.request.body.size".into(), json!(req.body_size));
     }
-    if let Some(resp) = &ex.response {
+    if let Some(resp) = ex.response() {
         for (name, value) in &resp.headers {
             push_header(attrs, "http.response.header.", name, value);
         }
@@ -483,7 +540,7 @@ fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &HttpExchange) 
 /// What only a tap knows: timing, gaps, why the exchange was cut, its id, how it was linked.
 fn insert_tap_attributes(
     attrs: &mut Map<String, Value>,
-    ex: &HttpExchange,
+    ex: &Exchange,
     xid: u64,
     linkage: &Linkage,
 ) {
@@ -493,8 +550,8 @@ fn insert_tap_attributes(
             json!(resp_start.saturating_since(req_end)),
         );
     }
-    if !ex.informational.is_empty() {
-        let codes: Vec<u16> = ex.informational.iter().map(|(c, _)| *c).collect();
+    if !ex.informational().is_empty() {
+        let codes: Vec<u16> = ex.informational().iter().map(|(c, _)| *c).collect();
         attrs.insert("tapspan.informational_status_codes".into(), json!(codes));
     }
     if ex.gaps > 0 {
@@ -504,8 +561,8 @@ fn insert_tap_attributes(
         attrs.insert("tapspan.truncated".into(), json!(true));
     }
     // HTTP/2 headers whose HPACK table entries came before the capture: named, never guessed.
-    let request_unknown = ex.request.iter().flat_map(|r| &r.unknown_headers);
-    let response_unknown = ex.response.iter().flat_map(|r| &r.unknown_headers);
+    let request_unknown = ex.request().into_iter().flat_map(|r| &r.unknown_headers);
+    let response_unknown = ex.response().into_iter().flat_map(|r| &r.unknown_headers);
     // Each name once (a block may hold several unknown fields of one name, or none).
     let mut unknown: Vec<&str> = Vec::new();
     for name in request_unknown.chain(response_unknown) {
@@ -530,9 +587,9 @@ fn insert_tap_attributes(
 }
 
 /// The span events: informational responses, request end, response start, in time order.
-fn events_of(ex: &HttpExchange) -> Vec<SpanEvent> {
+fn events_of(ex: &Exchange) -> Vec<SpanEvent> {
     let mut events = Vec::new();
-    for (_, t) in &ex.informational {
+    for (_, t) in ex.informational() {
         events.push(SpanEvent {
             name: "response.informational",
             time_unix_nano: t.0,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::adversarial as adv;
 use common::craft;
 use tapspan::pipeline::PipelineConfig;
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::Exchange;
 use tapspan::reassembly::{Direction, Reassembler, ReassemblyConfig, StreamEvent};
 use tapspan::run::replay::ReplayOutcome;
 use tapspan_capture::{DecodeConfig, Decoder, LinkType, RawFrame, Timestamp};
@@ -71,11 +71,11 @@ impl Drop for Tmp {
     }
 }
 
-fn replay(t: &Tmp) -> (Vec<HttpExchange>, ReplayOutcome) {
+fn replay(t: &Tmp) -> (Vec<Exchange>, ReplayOutcome) {
     common::replay(std::slice::from_ref(&t.path))
 }
 
-fn replay_with(t: &Tmp, config: PipelineConfig) -> (Vec<HttpExchange>, ReplayOutcome) {
+fn replay_with(t: &Tmp, config: PipelineConfig) -> (Vec<Exchange>, ReplayOutcome) {
     common::replay_with(std::slice::from_ref(&t.path), config)
 }
 
@@ -156,7 +156,7 @@ fn overlapping_retransmission_with_conflicting_bytes_is_reported_and_never_mixed
     assert_eq!(o.stats.reassembly.overlap_conflict_bytes, 1000);
     assert_eq!(ex.len(), 1);
     assert_eq!(ex[0].error, None);
-    assert_eq!(ex[0].response.as_ref().unwrap().body_size, 3000);
+    assert_eq!(ex[0].response().unwrap().body_size, 3000);
 }
 
 /// A million SYNs from distinct clients, never answered: the table stays at its cap, every
@@ -203,7 +203,7 @@ fn a_hundred_thousand_idle_keep_alive_connections() {
     assert_eq!(ex.len(), 100_000);
     assert!(ex
         .iter()
-        .all(|e| e.error.is_none() && e.response.as_ref().and_then(|r| r.status) == Some(204)));
+        .all(|e| e.error.is_none() && e.response().and_then(|r| r.status) == Some(204)));
 
     let (code, stderr, peak_kib) = replay_child(
         t.path(),
@@ -241,12 +241,12 @@ fn a_one_megabyte_header_keeps_its_request_line_and_that_connection_only_degrade
     assert_eq!(o.stats.protocols.http.malformed_messages, 0);
     assert_eq!(ex.len(), 2, "{ex:?}");
     let big = &ex[0];
-    let req = big.request.as_ref().unwrap();
+    let req = big.request().unwrap();
     assert_eq!((req.method.as_str(), req.target.as_str()), ("GET", "/big"));
     assert!(req.truncated);
-    assert_eq!(big.response.as_ref().unwrap().status, Some(431));
+    assert_eq!(big.response().unwrap().status, Some(431));
     assert_eq!(big.error, Some("header_too_large"));
-    assert_eq!(ex[1].request.as_ref().unwrap().target, "/after");
+    assert_eq!(ex[1].request().unwrap().target, "/after");
     assert_eq!(ex[1].error, None);
 }
 
@@ -256,8 +256,8 @@ fn a_header_line_without_end_is_cut_at_the_cap_and_reported() {
     let (ex, o) = replay(&t);
     assert_eq!(o.stats.protocols.http.heads_too_large, 1);
     assert_eq!(ex.len(), 1, "{ex:?}");
-    assert_eq!(ex[0].request.as_ref().unwrap().target, "/endless");
-    assert!(ex[0].response.is_none());
+    assert_eq!(ex[0].request().unwrap().target, "/endless");
+    assert!(ex[0].response().is_none());
     assert_eq!(ex[0].error, Some("header_too_large"));
 }
 
@@ -286,9 +286,9 @@ fn content_length_lying_high_swallows_only_what_follows_on_that_connection() {
     assert_eq!(ex.len(), 2);
     // The first response's body runs to the close and takes the second response with it: the
     // first is cut short by the close, the second request has no response. Nothing is invented.
-    assert_eq!(ex[0].response.as_ref().unwrap().status, Some(200));
+    assert_eq!(ex[0].response().unwrap().status, Some(200));
     assert_eq!(ex[0].error, Some("connection_closed"));
-    assert!(ex[1].response.is_none());
+    assert!(ex[1].response().is_none());
     assert_eq!(ex[1].error, Some("connection_closed"));
 }
 
@@ -297,8 +297,8 @@ fn content_length_lying_low_resyncs_at_the_next_response() {
     let t = Tmp::frames("cl-low.pcap", &adv::content_length_low());
     let (ex, o) = replay(&t);
     assert_eq!(ex.len(), 2);
-    assert_eq!(ex[0].response.as_ref().unwrap().body_size, 5);
-    assert_eq!(ex[1].response.as_ref().unwrap().status, Some(200));
+    assert_eq!(ex[0].response().unwrap().body_size, 5);
+    assert_eq!(ex[1].response().unwrap().status, Some(200));
     assert!(ex.iter().all(|e| e.error.is_none()));
     assert!(
         o.stats.protocols.http.resyncs >= 1,
@@ -319,7 +319,7 @@ fn negative_and_overflowing_chunk_sizes_are_malformed() {
             "malformed_message"
         };
         assert_eq!(e.error, Some(want), "chunk size {size}");
-        assert_eq!(e.response.as_ref().unwrap().status, Some(200));
+        assert_eq!(e.response().unwrap().status, Some(200));
     }
     assert_eq!(o.stats.protocols.http.malformed_messages, 3);
 }
@@ -331,16 +331,21 @@ fn a_hundred_thousand_pipelined_requests_without_responses() {
     let (ex, o) = replay(&t);
     // Every request becomes an exchange saying it got no response; none is dropped silently.
     assert_eq!(ex.len(), 100_000);
-    assert!(ex.iter().all(|e| e.response.is_none() && e.error.is_some()));
+    assert!(ex
+        .iter()
+        .all(|e| e.response().is_none() && e.error.is_some()));
     assert_eq!(o.stats.protocols.http.incomplete_exchanges, 100_000);
 }
 
 #[test]
-fn tls_on_port_443_is_left_alone() {
+fn tls_on_port_443_is_a_handshake_not_http() {
     let t = Tmp::frames("tls.pcap", &adv::tls_on_443());
     let (ex, o) = replay(&t);
-    assert!(ex.is_empty());
-    assert_eq!(o.stats.protocols.http.non_http_connections, 1);
+    // The TLS decoder claims it; the "GET" inside its bytes is never taken for a request.
+    assert_eq!(ex.len(), 1);
+    assert!(matches!(ex[0].call, tapspan::protocols::Call::Tls(_)));
+    assert_eq!(o.stats.protocols.tls.connections, 1);
+    assert_eq!(o.stats.protocols.http.connections, 0);
     assert_eq!(o.stats.protocols.http.malformed_messages, 0);
 }
 
@@ -358,7 +363,7 @@ fn overlapping_and_incomplete_ip_fragments_are_counted() {
     // Only the first request was rebuilt (first copy of the overlap wins, so its bytes are the
     // original ones); the second was never completed and is not invented.
     assert_eq!(ex.len(), 1);
-    assert_eq!(ex[0].request.as_ref().unwrap().target, "/first");
+    assert_eq!(ex[0].request().unwrap().target, "/first");
 }
 
 #[test]
@@ -383,7 +388,7 @@ fn a_short_snap_length_is_a_known_hole_and_marked() {
     assert_eq!(ex.len(), 1);
     // The response head fit in the snap length; its body did not: sized as declared, marked
     // as cut, and not an error.
-    let response = ex[0].response.as_ref().unwrap();
+    let response = ex[0].response().unwrap();
     assert_eq!(response.status, Some(200));
     assert_eq!(response.body_size, 3000);
     assert!(ex[0].snapped);

@@ -8,7 +8,7 @@ mod common;
 
 use common::cost::{self, Order};
 use tapspan::pipeline::{PipelineConfig, PipelineStats};
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::Exchange;
 use tapspan_capture::LinkType;
 
 /// Writes the benchmark captures to `$TAPSPAN_WRITE_COST_CAPTURES` (a directory), if set:
@@ -62,7 +62,7 @@ fn write_captures_for_benchmarks() {
 }
 
 /// What a capture cost: its exchanges and the pipeline's counters.
-fn run(frames: &[(u64, Vec<u8>)], config: PipelineConfig) -> (Vec<HttpExchange>, PipelineStats) {
+fn run(frames: &[(u64, Vec<u8>)], config: PipelineConfig) -> (Vec<Exchange>, PipelineStats) {
     common::run_frames(config, frames, LinkType::ETHERNET)
 }
 
@@ -77,11 +77,11 @@ fn assert_linear(what: &str, small: u64, large: u64) {
 }
 
 /// The upload of `hole_then_tiny`, decoded whole: one exchange, every body byte, no gap.
-fn assert_whole_upload(ex: &[HttpExchange], s: &PipelineStats, body_len: u64) {
+fn assert_whole_upload(ex: &[Exchange], s: &PipelineStats, body_len: u64) {
     assert_eq!(ex.len(), 1, "{ex:?}");
     assert_eq!(ex[0].error, None);
-    assert_eq!(ex[0].request.as_ref().unwrap().body_size, body_len);
-    assert_eq!(ex[0].response.as_ref().unwrap().status, Some(200));
+    assert_eq!(ex[0].request().unwrap().body_size, body_len);
+    assert_eq!(ex[0].response().unwrap().status, Some(200));
     assert_eq!(s.reassembly.gaps, 0);
     assert_eq!(s.reassembly.overlap_conflict_bytes, 0);
 }
@@ -170,7 +170,7 @@ fn tiny_segments_at_the_held_bytes_cap_cost_linear_work_and_stay_under_it() {
         );
         // The upload is one exchange whose body lost a byte a round, and nothing else.
         assert_eq!(ex.len(), 1);
-        assert_eq!(ex[0].response.as_ref().unwrap().status, Some(200));
+        assert_eq!(ex[0].response().unwrap().status, Some(200));
         assert_eq!(ex[0].gaps, rounds as u32);
         let segments = rounds * 1_000;
         assert!(r.held_pieces_visited <= 2 * segments);
@@ -197,7 +197,9 @@ fn pipelined_requests_cost_linear_work_however_many_wait() {
         config.protocols.http.max_pending_requests = 1_000_000;
         let (ex, s) = run(&frames, config);
         assert_eq!(ex.len() as u64, n);
-        assert!(ex.iter().all(|e| e.response.is_none() && e.error.is_some()));
+        assert!(ex
+            .iter()
+            .all(|e| e.response().is_none() && e.error.is_some()));
         assert_eq!(s.protocols.http.pending_requests_dropped, 0);
         let steps = s.protocols.http.pairing_steps;
         assert!(steps <= 2 * n, "{steps} pairing steps for {n} requests");
@@ -236,8 +238,8 @@ fn head_buffers_are_capped_across_connections() {
         .collect();
     assert_eq!(dropped.len() as u64, 40 - fit);
     for e in &ex {
-        assert!(e.request.as_ref().unwrap().target.starts_with("/c/"));
-        assert_eq!(e.response.as_ref().unwrap().status, Some(200));
+        assert!(e.request().unwrap().target.starts_with("/c/"));
+        assert_eq!(e.response().unwrap().status, Some(200));
     }
     assert!(ex.iter().filter(|e| e.error.is_none()).count() as u64 == fit);
 

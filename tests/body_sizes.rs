@@ -6,9 +6,10 @@
 
 mod common;
 
-use tapspan::protocols::http1::{HttpExchange, Version};
+use tapspan::protocols::http1::Version;
+use tapspan::protocols::Exchange;
 
-fn exchanges_of(name: &str) -> Vec<HttpExchange> {
+fn exchanges_of(name: &str) -> Vec<Exchange> {
     let (exchanges, outcome) = common::replay(&[common::repo_path(&format!("pcaps/{name}.pcap"))]);
     assert!(outcome.damaged.is_empty());
     exchanges
@@ -54,14 +55,14 @@ fn nginx_log(file: &str) -> Vec<NginxLine> {
         .collect()
 }
 
-fn attrs(ex: &HttpExchange) -> String {
+fn attrs(ex: &Exchange) -> String {
     format!("{ex:#?}")
 }
 
 #[test]
 fn http09_answers_are_exchanges_sized_as_nginx_sent_them() {
     let exchanges = exchanges_of("http09");
-    let nginx: Vec<&HttpExchange> = exchanges
+    let nginx: Vec<&Exchange> = exchanges
         .iter()
         .filter(|e| e.server.port() == 18091)
         .collect();
@@ -74,8 +75,8 @@ fn http09_answers_are_exchanges_sized_as_nginx_sent_them() {
             .iter()
             .find(|e| e.client.port() == line.port)
             .unwrap_or_else(|| panic!("no exchange for {line:?}"));
-        let req = ex.request.as_ref().unwrap();
-        let resp = ex.response.as_ref().unwrap();
+        let req = ex.request().unwrap();
+        let resp = ex.response().unwrap();
         assert_eq!(
             (req.method.as_str(), req.target.as_str()),
             (line.method.as_str(), line.target.as_str())
@@ -103,7 +104,7 @@ fn http09_answers_are_exchanges_sized_as_nginx_sent_them() {
 #[test]
 fn http09_answers_of_python_match_its_log_and_the_bytes_received() {
     let exchanges = exchanges_of("http09");
-    let mut python: Vec<&HttpExchange> = exchanges
+    let mut python: Vec<&Exchange> = exchanges
         .iter()
         .filter(|e| e.server.port() == 18092)
         .collect();
@@ -127,8 +128,8 @@ fn http09_answers_of_python_match_its_log_and_the_bytes_received() {
     assert_eq!(logged.len(), 6);
     assert_eq!(python.len(), logged.len());
     for ((ex, (method, target, simple)), got) in python.iter().zip(&logged).zip(&received) {
-        let req = ex.request.as_ref().unwrap();
-        let resp = ex.response.as_ref().unwrap();
+        let req = ex.request().unwrap();
+        let resp = ex.response().unwrap();
         assert_eq!((&req.method, &req.target), (method, target));
         assert_eq!(ex.error, None, "{}", attrs(ex));
         if *simple {
@@ -188,15 +189,15 @@ fn bodies_cut_by_the_snap_length_are_sized_as_nginx_sent_them() {
     // connection is the order they were sent.
     for port in [48818, 48834] {
         let logged: Vec<&NginxLine> = log.iter().filter(|l| l.port == port).collect();
-        let mut ours: Vec<&HttpExchange> = exchanges
+        let mut ours: Vec<&Exchange> = exchanges
             .iter()
             .filter(|e| e.client.port() == port)
             .collect();
         ours.sort_by_key(|e| e.depth);
         assert_eq!(ours.len(), logged.len(), "port {port}");
         for (ex, line) in ours.iter().zip(logged) {
-            let req = ex.request.as_ref().expect("request");
-            let resp = ex.response.as_ref().expect("response");
+            let req = ex.request().expect("request");
+            let resp = ex.response().expect("response");
             assert_eq!(
                 (req.method.as_str(), req.target.as_str(), resp.status),
                 (
@@ -221,9 +222,9 @@ fn bodies_cut_by_the_snap_length_are_sized_as_nginx_sent_them() {
     // The POST's 900-byte body was cut with its head, and counted from its Content-Length.
     let post = exchanges
         .iter()
-        .find(|e| e.request.as_ref().unwrap().method == "POST")
+        .find(|e| e.request().unwrap().method == "POST")
         .unwrap();
-    assert_eq!(post.request.as_ref().unwrap().body_size, 900);
+    assert_eq!(post.request().unwrap().body_size, 900);
 }
 
 #[test]
@@ -239,18 +240,18 @@ fn snap_cut_heads_agree_with_tshark_without_reassembly() {
         .filter(|h| h.1.parse::<u16>().is_ok())
         .collect();
     assert_eq!((requests.len(), responses.len()), (11, 11));
-    let mut ours: Vec<&HttpExchange> = exchanges.iter().collect();
+    let mut ours: Vec<&Exchange> = exchanges.iter().collect();
     ours.sort_by_key(|e| (e.client.port(), e.depth));
     for ((ex, req), resp) in ours.iter().zip(&requests).zip(&responses) {
         assert_eq!(ex.client.port(), req.0);
-        assert_eq!(ex.request.as_ref().unwrap().method, req.1);
-        let r = ex.response.as_ref().unwrap();
+        assert_eq!(ex.request().unwrap().method, req.1);
+        let r = ex.response().unwrap();
         assert_eq!(
             r.status.map(|s| s.to_string()).as_deref(),
             Some(resp.1.as_str())
         );
         // The body is the declared length, except for HEAD, whose response has none.
-        if ex.request.as_ref().unwrap().method != "HEAD" {
+        if ex.request().unwrap().method != "HEAD" {
             assert_eq!(Some(r.body_size), resp.2);
         }
     }
@@ -292,8 +293,8 @@ fn a_snap_length_changes_nothing_but_the_mark() {
     assert_eq!(snapped.len(), bodies.len());
     for ((w, s), n) in whole.iter().zip(&snapped).zip(bodies) {
         assert!(!w.snapped && s.snapped);
-        assert_eq!(w.response.as_ref().unwrap().body_size, n as u64);
-        assert_eq!(s.response.as_ref().unwrap().body_size, n as u64);
+        assert_eq!(w.response().unwrap().body_size, n as u64);
+        assert_eq!(s.response().unwrap().body_size, n as u64);
         assert_eq!((s.t, s.error, s.gaps), (w.t, None, 0));
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use tapspan::causality::fit::Search;
 use tapspan::causality::CausalityConfig;
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::Exchange;
 use tapspan::span::{exchange_id_of, Span, SpanKind};
 
 /// Exchange id of each client span → exchange id of its parent's (None for a root).
@@ -42,7 +42,7 @@ fn parents(spans: &[Span]) -> HashMap<String, Option<String>> {
         .collect()
 }
 
-fn without_ids(exchanges: &[HttpExchange]) -> Vec<HttpExchange> {
+fn without_ids(exchanges: &[Exchange]) -> Vec<Exchange> {
     let propagated = |name: &str| {
         ["x-request-id", "traceparent", "b3", "uber-trace-id"]
             .iter()
@@ -52,11 +52,13 @@ fn without_ids(exchanges: &[HttpExchange]) -> Vec<HttpExchange> {
         .iter()
         .cloned()
         .map(|mut ex| {
-            if let Some(r) = ex.request.as_mut() {
-                r.headers.retain(|(n, _)| !propagated(n));
-            }
-            if let Some(r) = ex.response.as_mut() {
-                r.headers.retain(|(n, _)| !propagated(n));
+            if let Some(http) = ex.http_mut() {
+                if let Some(r) = http.request.as_mut() {
+                    r.headers.retain(|(n, _)| !propagated(n));
+                }
+                if let Some(r) = http.response.as_mut() {
+                    r.headers.retain(|(n, _)| !propagated(n));
+                }
             }
             ex
         })
@@ -103,13 +105,13 @@ fn workers_c16_links(search: Search) -> Vec<(String, Option<String>)> {
         .iter()
         .filter(|ex| ex.server == front)
         .filter_map(|ex| {
-            let n = ex.request.as_ref()?.target.strip_prefix("/order/")?;
+            let n = ex.request()?.target.strip_prefix("/order/")?;
             Some((format!("{:016x}", exchange_id_of(ex)), n.to_string()))
         })
         .collect();
     assert_eq!(client_n.len(), 600);
     // Each call's position on its connection (1-based), as the front's log counts them.
-    let mut calls: Vec<&HttpExchange> = exchanges
+    let mut calls: Vec<&Exchange> = exchanges
         .iter()
         .filter(|ex| ex.client.ip() == front.ip() && ex.server != front)
         .collect();

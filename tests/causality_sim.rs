@@ -18,12 +18,12 @@ use tapspan::causality::fit::Search;
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::ids;
 use tapspan::pipeline::PipelineConfig;
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::Exchange;
 use tapspan::span::{Span, SpanKind};
 use tapspan_capture::LinkType;
 
 /// The simulator's frames through decode, reassembly and HTTP.
-fn exchanges_of(sim: &Simulated) -> Vec<HttpExchange> {
+fn exchanges_of(sim: &Simulated) -> Vec<Exchange> {
     common::run_frames(PipelineConfig::default(), &sim.frames, LinkType::ETHERNET).0
 }
 

@@ -189,15 +189,27 @@ fn compressed_captures_are_read_as_they_are() {
 
 #[test]
 fn a_capture_with_nothing_decodable_says_what_it_holds() {
-    // Two HTTPS connections (pcaps/tls/README.md): no spans, and a reason instead of silence.
-    let o = tapspan(&["replay", "pcaps/tls/curl-tls.pcap"]);
+    // Three DNS-over-TCP connections (pcaps/protocols/dns-basic.md): no spans, and a reason
+    // instead of silence.
+    let o = tapspan(&["replay", "pcaps/protocols/dns-basic.pcap"]);
     assert!(o.status.success());
     assert!(o.stdout.is_empty());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("2 TCP connections, none decoded as HTTP: 2 began a TLS handshake"),
+        err.contains("3 TCP connections, none decoded (tapspan decodes HTTP/1.x, HTTP/2, Redis, PostgreSQL and TLS handshakes): 3 spoke another protocol"),
         "{err}"
     );
+    // Two HTTPS connections (pcaps/tls/README.md): their handshakes are spans, and nothing is
+    // said.
+    let o = tapspan(&["replay", "pcaps/tls/curl-tls.pcap"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.matches("\"name\":\"TLS handshake\"").count(),
+        4,
+        "{out}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("none decoded"));
     // A capture with HTTP says nothing of the kind.
     let o = tapspan(&["replay", "pcaps/nginx-mixed.pcap"]);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("none decoded"));

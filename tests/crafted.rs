@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::craft::{self, Conversation, Dir, Seg};
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::Exchange;
 use tapspan_capture::LinkType;
 
 const REQ: &[u8] =
@@ -49,19 +49,19 @@ fn materialise(name: &str, bytes: &[u8]) -> PathBuf {
     committed
 }
 
-fn replay(name: &str, bytes: &[u8]) -> (Vec<HttpExchange>, tapspan::run::replay::ReplayOutcome) {
+fn replay(name: &str, bytes: &[u8]) -> (Vec<Exchange>, tapspan::run::replay::ReplayOutcome) {
     let path = materialise(name, bytes);
     common::replay(&[path])
 }
 
-fn assert_complete(ex: &HttpExchange, body: u64) {
+fn assert_complete(ex: &Exchange, body: u64) {
     assert_eq!(ex.error, None, "{ex:?}");
-    let req = ex.request.as_ref().unwrap();
+    let req = ex.request().unwrap();
     assert_eq!(req.method, "GET");
     // Redacted when the head is parsed: no stage after HTTP holds the secret.
     assert_eq!(req.target, "/items/42?access_token=REDACTED");
-    assert_eq!(ex.response.as_ref().unwrap().status, Some(200));
-    assert_eq!(ex.response.as_ref().unwrap().body_size, body);
+    assert_eq!(ex.response().unwrap().status, Some(200));
+    assert_eq!(ex.response().unwrap().body_size, body);
 }
 
 fn eth_pcap(segs: &[Seg]) -> Vec<u8> {
@@ -142,7 +142,7 @@ fn lost_segment_becomes_a_gap_and_decoding_goes_on() {
     let (exs, outcome) = replay("loss-gap.pcap", &eth_pcap(&c.segs));
     assert_eq!(exs.len(), 2, "{exs:#?}");
     assert_eq!(exs[0].gaps, 1);
-    assert_eq!(exs[0].response.as_ref().unwrap().body_size, 3000);
+    assert_eq!(exs[0].response().unwrap().body_size, 3000);
     assert_complete(&exs[1], 3000);
     assert_eq!(outcome.stats.reassembly.gap_bytes, 1000);
 }
@@ -311,7 +311,7 @@ fn the_same_exchange_seen_at_two_capture_points_is_one_exchange() {
     let (twice, _) = common::replay(&[near_client, near_server]);
     assert_eq!(twice.len(), 2);
     twice.iter().for_each(|e| assert_complete(e, 3000));
-    let ids = |exs: &[HttpExchange]| -> Vec<String> {
+    let ids = |exs: &[Exchange]| -> Vec<String> {
         common::spans(exs).into_iter().map(|s| s.span_id).collect()
     };
     assert_eq!(
@@ -330,7 +330,7 @@ fn a_capture_starting_with_the_servers_bytes() {
     // Handshake (3) and the first request (1) are before the capture; it opens on the second
     // of the first response's four segments.
     let (exs, outcome) = replay("server-first.pcap", &eth_pcap(&c.segs[5..]));
-    let whole: Vec<_> = exs.iter().filter(|e| e.request.is_some()).collect();
+    let whole: Vec<_> = exs.iter().filter(|e| e.request().is_some()).collect();
     assert_eq!(whole.len(), 1, "{exs:#?}");
     assert_complete(whole[0], 3000);
     assert_eq!(whole[0].client.port(), craft::CLIENT.1);

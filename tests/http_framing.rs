@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use tapspan::protocols::http1::{HttpConfig, HttpDecoder, HttpExchange};
+use tapspan::protocols::http1::{HttpConfig, HttpDecoder};
+use tapspan::protocols::Exchange;
 use tapspan::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
 use tapspan_capture::Timestamp;
 
@@ -12,7 +13,7 @@ const S2C: Direction = Direction::ServerToClient;
 
 struct Conv {
     dec: HttpDecoder,
-    out: Vec<HttpExchange>,
+    out: Vec<Exchange>,
     offsets: [u64; 2],
     ts: u64,
 }
@@ -80,7 +81,7 @@ impl Conv {
             ts: Timestamp(self.ts),
         });
     }
-    fn close(mut self, why: CloseReason) -> Vec<HttpExchange> {
+    fn close(mut self, why: CloseReason) -> Vec<Exchange> {
         self.ev(StreamEvent::Close {
             conn: ConnId(1),
             why,
@@ -111,17 +112,17 @@ type Summary = (
     Option<&'static str>,
 );
 
-fn summary(exs: &[HttpExchange]) -> Vec<Summary> {
+fn summary(exs: &[Exchange]) -> Vec<Summary> {
     exs.iter()
         .map(|e| {
-            let req = e.request.as_ref();
+            let req = e.request();
             (
                 req.map_or(String::new(), |r| r.method.clone()),
                 req.map_or(String::new(), |r| r.target.clone()),
-                e.response.as_ref().and_then(|r| r.status).unwrap_or(0),
+                e.response().and_then(|r| r.status).unwrap_or(0),
                 req.map_or(0, |r| r.body_size),
-                e.response.as_ref().map_or(0, |r| r.body_size),
-                e.informational.iter().map(|(c, _)| *c).collect(),
+                e.response().map_or(0, |r| r.body_size),
+                e.informational().iter().map(|(c, _)| *c).collect(),
                 e.error,
             )
         })
@@ -151,7 +152,7 @@ fn pipelined_conversation_at_every_split_point() {
         assert_eq!(summary(&out), expected(), "split at {split}");
         let last = &out[3];
         assert_eq!(
-            last.request.as_ref().unwrap().header("x-request-id"),
+            last.request().unwrap().header("x-request-id"),
             Some("rid-1")
         );
     }
@@ -179,7 +180,7 @@ fn request_without_response_is_emitted_with_the_reason() {
     let out = c.close(CloseReason::Rst);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].error, Some("connection_reset"));
-    assert!(out[0].response.is_none());
+    assert!(out[0].response().is_none());
 }
 
 #[test]
@@ -195,7 +196,7 @@ fn close_delimited_response_ends_with_the_fin() {
     let out = c.close(CloseReason::Fin);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].error, None);
-    assert_eq!(out[0].response.as_ref().unwrap().body_size, 13);
+    assert_eq!(out[0].response().unwrap().body_size, 13);
 }
 
 #[test]
@@ -212,7 +213,7 @@ fn gap_inside_a_sized_body_keeps_the_exchange_and_the_next_one() {
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].gaps, 1);
     assert_eq!(out[0].error, None);
-    assert_eq!(out[1].response.as_ref().unwrap().status, Some(404));
+    assert_eq!(out[1].response().unwrap().status, Some(404));
 }
 
 #[test]
@@ -228,7 +229,7 @@ fn gap_in_a_head_cuts_that_exchange_and_resynchronises() {
     let out = c.close(CloseReason::Fin);
     let errors: Vec<_> = out.iter().map(|e| e.error).collect();
     assert_eq!(errors, vec![Some("capture_gap"), None]);
-    assert_eq!(out[1].response.as_ref().unwrap().status, Some(201));
+    assert_eq!(out[1].response().unwrap().status, Some(201));
 }
 
 #[test]
@@ -258,7 +259,7 @@ fn upgrade_to_websocket_stops_decoding_without_errors() {
     c.data(C2S, b"\x88\x80more frames");
     let out = c.close(CloseReason::Fin);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].response.as_ref().unwrap().status, Some(101));
+    assert_eq!(out[0].response().unwrap().status, Some(101));
     assert_eq!(out[0].error, None);
 }
 
@@ -272,7 +273,7 @@ fn midstream_pickup_skips_to_the_next_message() {
     );
     let out = c.close(CloseReason::CaptureEnd);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].request.as_ref().unwrap().target, "/next");
+    assert_eq!(out[0].request().unwrap().target, "/next");
     assert_eq!(out[0].error, None);
 }
 
@@ -282,7 +283,7 @@ fn response_without_a_captured_request() {
     c.data(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     let out = c.close(CloseReason::CaptureEnd);
     assert_eq!(out.len(), 1);
-    assert!(out[0].request.is_none());
+    assert!(out[0].request().is_none());
     assert_eq!(out[0].error, Some("request_not_captured"));
 }
 
@@ -299,10 +300,7 @@ fn http09_simple_request_answered_by_a_bare_body_at_every_split() {
         c.half_close(S2C);
         let out = c.close(CloseReason::Fin);
         assert_eq!(out.len(), 1, "split at {k}");
-        let (req, resp) = (
-            out[0].request.as_ref().unwrap(),
-            out[0].response.as_ref().unwrap(),
-        );
+        let (req, resp) = (out[0].request().unwrap(), out[0].response().unwrap());
         assert_eq!(
             (req.method.as_str(), req.target.as_str()),
             ("GET", "/x?q=1")
@@ -329,8 +327,8 @@ fn a_versionless_request_answered_with_a_status_line_is_not_http09() {
     );
     let out = c.close(CloseReason::Fin);
     assert_eq!(out.len(), 1);
-    let resp = out[0].response.as_ref().unwrap();
-    assert_eq!(out[0].request.as_ref().unwrap().version, None);
+    let resp = out[0].response().unwrap();
+    assert_eq!(out[0].request().unwrap().version, None);
     assert_eq!(
         (resp.status, resp.version, resp.body_size),
         (Some(400), Version::Http1(1), 3)
@@ -358,9 +356,9 @@ fn a_snapped_cut_past_a_body_ends_it_and_pairing_goes_on() {
     let got: Vec<_> = out
         .iter()
         .map(|e| {
-            let r = e.response.as_ref().unwrap();
+            let r = e.response().unwrap();
             (
-                e.request.as_ref().unwrap().target.as_str(),
+                e.request().unwrap().target.as_str(),
                 r.status,
                 r.body_size,
                 e.snapped,

@@ -6,11 +6,14 @@
 
 #[path = "common/recorded.rs"]
 mod recorded;
+#[path = "common/server_logs.rs"]
+mod server_logs;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use recorded::{pcap, tcp_conns, udp_datagrams, Conn, Piece};
+use server_logs::{postgres_log, redis_log};
 use tapspan::protocols::tls::TlsHandshake;
 use tapspan::reassembly::Direction;
 
@@ -25,28 +28,10 @@ fn at_least_995(found: usize, total: usize, what: &str) {
 // ---------------------------------------------------------------------------------------------
 // Redis
 
-mod redis_log {
-    /// `redis-cli MONITOR` lines: (client port, command name upper-cased, first argument).
-    pub fn parse(text: &str) -> Vec<(u16, String, String)> {
-        let mut v = Vec::new();
-        for line in text.lines() {
-            let Some((head, args)) = line.split_once("] ") else {
-                continue;
-            };
-            let port = head.rsplit(':').next().unwrap().parse().unwrap();
-            let words: Vec<&str> = args.split("\" \"").collect();
-            let name = words[0].trim_matches('"').to_ascii_uppercase();
-            let first = words.get(1).map(|w| w.trim_matches('"').to_string());
-            v.push((port, name, first.unwrap_or_default()));
-        }
-        v
-    }
-}
-
 #[test]
 fn redis_every_monitored_command_is_an_exchange_with_its_status() {
     use tapspan::protocols::redis::{key, RedisConn};
-    let log = redis_log::parse(&std::fs::read_to_string(pcap("redis-basic.monitor.log")).unwrap());
+    let log = redis_log(&std::fs::read_to_string(pcap("redis-basic.monitor.log")).unwrap());
     let mut by_port: HashMap<u16, Vec<String>> = HashMap::new();
     let mut errors = Vec::new();
     let mut pushes = 0;
@@ -122,37 +107,6 @@ fn redis_every_monitored_command_is_an_exchange_with_its_status() {
 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
-
-/// `log_statement=all` lines: (client port, statement, SQLSTATE) per statement, in order; an
-/// ERROR line's SQLSTATE goes to the statement it names (logged just before, or not at all
-/// for an Execute that failed).
-fn postgres_log(text: &str) -> Vec<(u16, String, String)> {
-    let mut v: Vec<(u16, String, String)> = Vec::new();
-    let mut error: Option<(u16, String)> = None;
-    for line in text.lines() {
-        let Some((_, after)) = line.split_once("port=127.0.0.1(") else {
-            continue;
-        };
-        let port: u16 = after[..after.find(')').unwrap()].parse().unwrap();
-        let state = after.split("sqlstate=").nth(1).unwrap()[..5].to_string();
-        let body = after.split_once(' ').unwrap().1;
-        let body = body.splitn(4, ' ').nth(3).unwrap_or_default();
-        if let Some(s) = body.strip_prefix("LOG:  statement: ") {
-            v.push((port, s.to_string(), state));
-        } else if let Some(s) = body.strip_prefix("LOG:  execute ") {
-            v.push((port, s.split_once(": ").unwrap().1.to_string(), state));
-        } else if body.starts_with("ERROR:") {
-            error = Some((port, state));
-        } else if let (Some(s), Some((p, state))) = (body.strip_prefix("STATEMENT:  "), &error) {
-            match v.last_mut() {
-                Some(last) if last.0 == *p && last.1 == s => last.2 = state.clone(),
-                _ => v.push((*p, s.to_string(), state.clone())),
-            }
-            error = None;
-        }
-    }
-    v
-}
 
 #[test]
 fn postgres_every_logged_statement_is_an_exchange_with_its_sqlstate() {

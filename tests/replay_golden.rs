@@ -14,7 +14,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use tapspan::protocols::http1::{HttpExchange, Version};
+use tapspan::protocols::http1::Version;
+use tapspan::protocols::Exchange;
 
 struct TsharkRow {
     time_ns: u64,
@@ -107,7 +108,7 @@ fn timing_and_heads_agree_with_tshark() {
                 // tshark lists a 1xx as its own response; we keep it on the exchange it precedes.
                 let found = exchanges.iter().any(|e| {
                     e.client.port() == resp.client_port
-                        && e.informational
+                        && e.informational()
                             .iter()
                             .any(|(c, t)| *c == status && t.0 <= resp.time_ns)
                 });
@@ -127,13 +128,11 @@ fn timing_and_heads_agree_with_tshark() {
             let hit = exchanges
                 .iter()
                 .enumerate()
-                .position(|(i, e): (usize, &HttpExchange)| {
+                .position(|(i, e): (usize, &Exchange)| {
                     !used[i]
                         && e.client.port() == resp.client_port
                         && e.t.response_end.map(|t| t.0) == Some(resp.time_ns)
-                        && e.response
-                            .as_ref()
-                            .is_some_and(|r| r.status == Some(status))
+                        && e.response().is_some_and(|r| r.status == Some(status))
                 });
             let Some(i) = hit else {
                 panic!(
@@ -143,7 +142,7 @@ fn timing_and_heads_agree_with_tshark() {
             };
             used[i] = true;
             let e = &exchanges[i];
-            let req_info = e.request.as_ref().expect("request");
+            let req_info = e.request().expect("request");
             let end = e.t.response_end.unwrap().0;
             // A request whose body never came (413 before the body was sent) ends, for tshark too,
             // with its head.
@@ -291,16 +290,15 @@ fn every_request_the_servers_logged_is_an_exchange() {
                 let hit = exchanges.iter().enumerate().position(|(i, e)| {
                     !used[i]
                         && port.is_none_or(|p| e.client.port() == p)
-                        && e.request
-                            .as_ref()
+                        && e.request()
                             .is_some_and(|r| r.method == method && r.target == target)
                         && match status {
                             // nginx's convention, used by the shop too: the client closed the
                             // connection before the response, so none is on the wire.
-                            499 => e.response.is_none() && e.error.is_some(),
+                            499 => e.response().is_none() && e.error.is_some(),
                             // An HTTP/0.9 answer has no status line: what the server logged
                             // is not on the wire (tests/body_sizes.rs checks these closer).
-                            _ => e.response.as_ref().is_some_and(|r| {
+                            _ => e.response().is_some_and(|r| {
                                 r.status == Some(status)
                                     || (r.status.is_none() && r.version == Version::Http09)
                             }),

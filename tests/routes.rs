@@ -29,7 +29,7 @@ fn an_id_family_of_a_real_recording_is_one_route() {
     let (exchanges, _) = common::replay(&[common::repo_path("pcaps/lab/threads-c16.pcap")]);
     let paths: BTreeSet<&str> = exchanges
         .iter()
-        .filter_map(|e| e.request.as_ref())
+        .filter_map(|e| e.request())
         .map(|r| r.target.as_str())
         .filter(|t| t.starts_with("/stock/"))
         .collect();

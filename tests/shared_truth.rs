@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::Exchange;
 
 /// (client, client_port, server, server_port, method, uri, status)
 type Key = (
@@ -43,15 +43,15 @@ fn truth_keys(truth: &Value) -> Vec<Key> {
         .collect()
 }
 
-fn exchange_key(ex: &HttpExchange) -> Key {
+fn exchange_key(ex: &Exchange) -> Key {
     (
         ex.client.ip().to_string(),
         ex.client.port(),
         ex.server.ip().to_string(),
         ex.server.port(),
-        ex.request.as_ref().map(|r| r.method.clone()),
-        ex.request.as_ref().map(|r| r.target.clone()),
-        ex.response.as_ref().and_then(|r| r.status),
+        ex.request().map(|r| r.method.clone()),
+        ex.request().map(|r| r.target.clone()),
+        ex.response().and_then(|r| r.status),
     )
 }
 

@@ -26,7 +26,8 @@ use std::net::SocketAddr;
 
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::pipeline::{Pipeline, PipelineConfig, Sink, Spans};
-use tapspan::protocols::http1::{HttpConfig, HttpDecoder, HttpExchange};
+use tapspan::protocols::http1::{HttpConfig, HttpDecoder};
+use tapspan::protocols::Exchange;
 use tapspan::reassembly::{
     CloseReason, ConnId, Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent,
 };
@@ -311,7 +312,7 @@ pub fn reassembly(data: &[u8]) {
 }
 
 /// Spans for an exchange, serialised the three ways they leave the process.
-fn emit(ex: &HttpExchange) {
+fn emit(ex: &Exchange) {
     for span in spans_for(ex) {
         serialise(&span);
     }
@@ -346,7 +347,7 @@ pub fn http(data: &[u8]) {
     };
     let mut dec = HttpDecoder::new(config);
     let conn = ConnId(1);
-    let mut out = |ex: HttpExchange| emit(&ex);
+    let mut out = |ex: Exchange| emit(&ex);
     let mut ts = 1_700_000_000_000_000_000u64;
     dec.push(
         StreamEvent::Open {
@@ -482,6 +483,8 @@ pub fn replay(data: &[u8]) {
     config.reassembly.max_held_bytes_per_direction = 4096;
     config.reassembly.max_held_bytes_total = 8192;
     config.protocols.http.max_pending_requests = 4;
+    config.protocols.redis.max_pending = 4;
+    config.protocols.postgres.max_pending = 4;
     let mut builder = CausalityBuilder::new(CausalityConfig {
         max_pending: 16,
         ..CausalityConfig::default()
@@ -501,7 +504,7 @@ pub fn replay(data: &[u8]) {
     }
     pipeline.finish();
     assert_eq!(pipeline.active_connections(), 0);
-    let exchanges = pipeline.stats().protocols.http.exchanges;
+    let exchanges = pipeline.stats().protocols.exchanges();
     drop(pipeline);
     assert_eq!(sink.spans, exchanges * 2, "two spans per exchange");
     let analysis = analyzer.finish(vec!["fuzz".into()]);
@@ -921,7 +924,7 @@ fn http2_through_the_seam(how: u8, rest: &[u8]) {
     config.http2.max_streams = if how & 2 != 0 { 4 } else { 1024 };
     let mut decoders = Decoders::new(&config);
     let conn = ConnId(1);
-    let mut out = |ex: HttpExchange| emit(&ex);
+    let mut out = |ex: Exchange| emit(&ex);
     decoders.push(
         StreamEvent::Open {
             conn,

@@ -226,8 +226,11 @@ impl CallTable {
         if c.exchange_id.is_empty() {
             c.exchange_id = xid.to_string();
             c.trace_id = s.trace_id.to_string();
-            c.method = intern(attr_str("http.request.method").unwrap_or("-"));
-            c.route = intern(attr_str("http.route").unwrap_or("-"));
+            // A database call's operation and statement template stand for method and route.
+            let method = attr_str("http.request.method").or(attr_str("db.operation.name"));
+            c.method = intern(method.unwrap_or("-"));
+            let route = attr_str("http.route").or(attr_str("db.query.text"));
+            c.route = intern(route.unwrap_or("-"));
             c.target = match (attr_str("url.path"), attr_str("url.query")) {
                 (Some(p), Some(q)) => format!("{p}?{q}"),
                 (Some(p), None) => p.to_string(),

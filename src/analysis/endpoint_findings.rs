@@ -223,7 +223,9 @@ rest sent whole with Content-Length (the caller waits for the last byte)",
             .calls
             .iter()
             .map(|(_, c)| *c)
-            .filter(|c| c.status.is_none() && c.error_type.is_some())
+            // Answered, even with an error and no HTTP status (a database's error reply), is
+            // not abandoned.
+            .filter(|c| c.status.is_none() && c.error_type.is_some() && c.response_start.is_none())
             .collect();
         if abandoned.is_empty() {
             return None;

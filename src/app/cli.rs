@@ -12,10 +12,10 @@ use tapspan::redact::HeaderPolicy;
 #[command(
     name = "tapspan",
     version,
-    about = "Passive tracer: turns captured HTTP/1.x traffic into distributed-tracing spans",
-    long_about = "tapspan rebuilds TCP streams from packet captures, decodes HTTP/1.x, pairs each \
-request with its response and writes a client and a server span per exchange, with no change to \
-the traced services.\n\nExit codes: 0 ok; 1 runtime failure; 2 bad usage or unreadable/damaged \
+    about = "Passive tracer: turns captured HTTP, Redis and PostgreSQL traffic into tracing spans",
+    long_about = "tapspan rebuilds TCP streams from packet captures, decodes HTTP/1.x, Redis and \
+PostgreSQL (and TLS handshakes), pairs each request with its response and writes a client and a \
+server span per exchange, with no change to the traced services.\n\nExit codes: 0 ok; 1 runtime failure; 2 bad usage or unreadable/damaged \
 input (spans decoded before the damage are still written)."
 )]
 pub struct Cli {
@@ -404,7 +404,8 @@ pub struct LimitArgs {
     #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes_total)]
     pub max_head_bytes_total: usize,
 
-    /// Requests awaiting a response on one connection; beyond it the oldest is given up.
+    /// Requests (HTTP requests, Redis commands, PostgreSQL queries) awaiting a response on one
+    /// connection; beyond it the oldest is given up.
     #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_requests)]
     pub max_pending_requests: usize,
 

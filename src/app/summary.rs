@@ -68,6 +68,15 @@ turned round {http2.roles_swapped}), streams {http2.exchanges} (incomplete \
 {http2.gaps}, late frames {http2.late_frames}, goaways {http2.goaways}, header blocks \
 {http2.header_blocks} (lost {http2.blocks_lost}, broken {http2.broken_blocks}), header fields \
 unknown {http2.unknown_fields}, invalid {http2.invalid_fields}\n\
+redis connections {redis.connections}, commands {redis.exchanges} (incomplete \
+{redis.incomplete_exchanges}), pushes {redis.pushes}, unmatched replies \
+{redis.unmatched_replies}, protocol errors {redis.protocol_errors}\n\
+postgresql connections {postgresql.connections} (encrypted \
+{postgresql.encrypted_connections}), queries {postgresql.exchanges} (incomplete \
+{postgresql.incomplete_exchanges}, skipped after an error {postgresql.skipped_executes}), \
+protocol errors {postgresql.protocol_errors}\n\
+tls connections {tls.connections}, handshakes {tls.handshakes} (incomplete \
+{tls.incomplete_handshakes})\n\
 memory caps reached: connections evicted {tcp.evicted}, holes skipped at the held-bytes cap \
 {tcp.holes_skipped_at_cap}, fragment datagrams evicted {decode.defrag_evicted}, heads over the \
 size cap {http.heads_too_large}, heads dropped at the total head cap \
@@ -79,8 +88,7 @@ header blocks over the cap {http2.blocks_over_cap}\n";
 fn keyed_counters(s: &PipelineStats, spans: u64) -> Vec<(String, Counter)> {
     let mut all: Vec<_> = keyed(&s.decode)
         .chain(keyed(&s.reassembly))
-        .chain(keyed(&s.protocols.http))
-        .chain(keyed(&s.protocols.http2))
+        .chain(s.protocols.keyed())
         .collect();
     all.push((
         "spans".into(),

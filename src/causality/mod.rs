@@ -51,10 +51,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use tapspan_capture::Timestamp;
 
-use crate::http::tokens::Tokens;
-use crate::http::HttpExchange;
 use crate::ids;
 use crate::keyhash::KeyMap;
+use crate::protocols::http1::tokens::Tokens;
+use crate::protocols::Exchange;
 use crate::route::{RouteConfig, Routes};
 use crate::span::{
     build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Linkage, Span,
@@ -123,7 +123,7 @@ enum Parent {
 }
 
 struct Node {
-    ex: HttpExchange,
+    ex: Exchange,
     ctx: Option<TraceContext>,
     /// The X-Request-ID this exchange carries: its request's, else its response's.
     request_id: Option<String>,
@@ -225,11 +225,11 @@ const CLOCK_STEP_NS: u64 = 600_000_000_000;
 /// service, and which call was launched or returned. By route template, so `/users/7` and
 /// `/users/9` are one step; a call's return also by status class, since a handler may do
 /// something else after a failure (retry it).
-fn endpoint_key(ex: &HttpExchange) -> u64 {
+fn endpoint_key(ex: &Exchange) -> u64 {
     // The text hashed: "{server} {method} {step route}", or "{server} " without a request.
     let mut key = text::socket_addr(&ex.server);
     key.push(' ');
-    if let Some(r) = &ex.request {
+    if let Some(r) = ex.request() {
         let (path, _) = split_target(&r.target);
         key.push_str(&r.method);
         key.push(' ');
@@ -268,14 +268,10 @@ struct StepKeys {
 }
 
 impl StepKeys {
-    fn of(ex: &HttpExchange) -> Self {
+    fn of(ex: &Exchange) -> Self {
         let endpoint = endpoint_key(ex);
         let launch = endpoint.max(nesting::RESPOND + 1);
-        let class = ex
-            .response
-            .as_ref()
-            .and_then(|r| r.status)
-            .map_or(0, |s| s / 100);
+        let class = ex.response().and_then(|r| r.status).map_or(0, |s| s / 100);
         let ret = ids::hash64(
             "tapspan.step",
             &[launch.to_le_bytes(), u64::from(class).to_le_bytes()].concat(),
@@ -298,17 +294,16 @@ impl StepKeys {
 /// Whether the exchange shared its connection with others in flight (an HTTP/2 stream):
 /// then the connection is no evidence of which handler made the call, however the caller's
 /// workers keep theirs, and its key is 0, "unknown" (see `reuse`).
-fn multiplexed(ex: &HttpExchange) -> bool {
+fn multiplexed(ex: &Exchange) -> bool {
     let version = ex
-        .request
-        .as_ref()
+        .request()
         .and_then(|r| r.version)
-        .or(ex.response.as_ref().map(|r| r.version));
+        .or(ex.response().map(|r| r.version));
     version == Some(crate::protocols::http1::Version::Http2)
 }
 
 /// `"{client} {server}"`, the text a connection's key is the hash of.
-fn connection_text(ex: &HttpExchange) -> String {
+fn connection_text(ex: &Exchange) -> String {
     let mut out = String::with_capacity(43);
     text::push_socket_addr(&mut out, &ex.client);
     out.push(' ');
@@ -348,7 +343,7 @@ impl CausalityBuilder {
         self.nodes.len()
     }
 
-    pub fn push<F: FnMut(Span)>(&mut self, ex: HttpExchange, out: &mut F) {
+    pub fn push<F: FnMut(Span)>(&mut self, ex: Exchange, out: &mut F) {
         self.stats.exchanges += 1;
         if self.listeners.len() < MAX_LISTENER_IPS || self.listeners.contains_key(&ex.server.ip()) {
             let ports = self.listeners.entry(ex.server.ip()).or_default();
@@ -358,8 +353,8 @@ impl CausalityBuilder {
         }
         let ctx = propagated_context(&ex);
         let mut known_request_ids: Vec<String> = [
-            ex.request.as_ref().and_then(|r| r.header("x-request-id")),
-            ex.response.as_ref().and_then(|r| r.header("x-request-id")),
+            ex.request().and_then(|r| r.header("x-request-id")),
+            ex.response().and_then(|r| r.header("x-request-id")),
         ]
         .into_iter()
         .flatten()
@@ -521,7 +516,7 @@ impl CausalityBuilder {
     /// of calls given to it by earlier batches), and each call's two messages.
     fn batch_tokens<'a>(&'a self, req_ids: &[NodeId], calls: &[NodeId]) -> BatchTokens<'a> {
         // A response's tokens less its request's: an echo says nothing new.
-        let received = |ex: &HttpExchange| ex.tokens.response.without(&ex.tokens.request);
+        let received = |ex: &Exchange| ex.tokens.response.without(&ex.tokens.request);
         BatchTokens {
             req_context: req_ids
                 .iter()
@@ -800,7 +795,7 @@ impl CausalityBuilder {
                 },
             };
             let names = self.names(&node.ex);
-            let route = node.ex.request.as_ref().and_then(|r| {
+            let route = node.ex.request().and_then(|r| {
                 let path = split_target(&r.target).0?;
                 Some(self.routes.route(&names.server, &r.method, path))
             });
@@ -812,7 +807,7 @@ impl CausalityBuilder {
 
     /// Service names: the services map, else the server's `ip:port`; a caller by its IP's single
     /// known listening service, else its IP.
-    fn names(&self, ex: &HttpExchange) -> Endpoints {
+    fn names(&self, ex: &Exchange) -> Endpoints {
         let services = &self.config.services;
         let server = services
             .server_name(ex.server)
@@ -845,8 +840,8 @@ mod connection_key_tests {
     use super::*;
     use crate::protocols::http1::{Instants, PayloadTokens, RequestInfo, Version};
 
-    fn exchange(version: Version) -> HttpExchange {
-        HttpExchange {
+    fn exchange(version: Version) -> Exchange {
+        crate::protocols::http1::HttpExchange {
             conn: crate::reassembly::ConnId(1),
             client: "10.0.0.1:40000".parse().unwrap(),
             server: "10.0.0.2:50051".parse().unwrap(),
@@ -870,6 +865,7 @@ mod connection_key_tests {
             error: None,
             tokens: PayloadTokens::default(),
         }
+        .into()
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::keyhash::KeyMap;
 
 use super::assign::{calls_per_request, Call, Made, Req};
 use super::nesting::StepKey;
-use crate::http::tokens::Tokens;
+use crate::protocols::http1::tokens::Tokens;
 
 /// Tokens held by a larger share of handlers than this are not evidence.
 pub const RARE: f64 = 0.25;

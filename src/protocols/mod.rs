@@ -11,14 +11,16 @@
 //! picked up mid-message and counts what it cannot read); it also gets connections that end or
 //! lose bytes before any payload arrives. A claim is never revised.
 //!
-//! Exchanges: decoders emit [`Exchange`], today HTTP's exchange type, which is what causality
-//! consumes. Request/response protocols (Redis, PostgreSQL) fill its request and response, and
-//! keep their own per-connection queue for pipelining, as HTTP/1.x does.
+//! Exchanges: decoders emit [`Exchange`], which is what causality consumes: endpoints, instants,
+//! errors and payload tokens common to every protocol, and the protocol's own part as a
+//! [`Call`]. Request/response protocols keep their own per-connection queue for pipelining.
 //!
 //! Datagrams (DNS) will come through a sibling trait fed with `UdpDatagram`s; [`Protocol`] then
 //! gains a constructor for it beside `stream`. Nothing here reads the clock or the wall time.
 
+pub mod conns;
 pub mod dns;
+pub mod exchange;
 pub mod http1;
 pub mod http2;
 pub mod postgres;
@@ -29,15 +31,24 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
+use crate::counters::{keyed, Counters};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, RoleHints, StreamEvent};
 use http1::{HttpConfig, HttpStats};
 use http2::{Http2Config, Http2Stats};
+use postgres::stream::{PostgresConfig, PostgresCounters};
+use redis::stream::{RedisConfig, RedisCounters};
+use tls::stream::{TlsConfig, TlsCounters};
 
-/// What decoders emit (see the module doc).
-pub type Exchange = http1::HttpExchange;
+pub use exchange::{Call, Exchange, HttpCall, Instants, PayloadTokens};
 
 /// Every protocol registered, in claiming order; the last one is the catch-all.
-pub const REGISTRY: &[Protocol] = &[http2::PROTOCOL, http1::PROTOCOL];
+pub const REGISTRY: &[Protocol] = &[
+    tls::stream::PROTOCOL,
+    redis::stream::PROTOCOL,
+    postgres::stream::PROTOCOL,
+    http2::PROTOCOL,
+    http1::PROTOCOL,
+];
 
 /// One protocol's entry in the registry.
 pub struct Protocol {
@@ -56,6 +67,9 @@ pub struct ProtocolConfig {
     /// HTTP/1.x's, whose header policy HTTP/2 applies too.
     pub http: HttpConfig,
     pub http2: Http2Config,
+    pub redis: RedisConfig,
+    pub postgres: PostgresConfig,
+    pub tls: TlsConfig,
 }
 
 /// Each protocol's counters (a protocol with counters adds its field).
@@ -63,6 +77,38 @@ pub struct ProtocolConfig {
 pub struct ProtocolStats {
     pub http: HttpStats,
     pub http2: Http2Stats,
+    pub redis: RedisCounters,
+    pub postgres: PostgresCounters,
+    pub tls: TlsCounters,
+}
+
+impl ProtocolStats {
+    /// Exchanges made by every protocol.
+    pub fn exchanges(&self) -> u64 {
+        self.http.exchanges
+            + self.http2.exchanges
+            + self.redis.exchanges
+            + self.postgres.exchanges
+            + self.tls.handshakes
+    }
+
+    /// Adds `other`'s counters to these (a live run's workers).
+    pub fn add(&mut self, other: &Self) {
+        self.http.add(&other.http);
+        self.http2.add(&other.http2);
+        self.redis.add(&other.redis);
+        self.postgres.add(&other.postgres);
+        self.tls.add(&other.tls);
+    }
+
+    /// Every protocol's counters, keyed `set.name` (see [`crate::counters::keyed`]).
+    pub fn keyed(&self) -> impl Iterator<Item = (String, crate::counters::Counter)> {
+        keyed(&self.http)
+            .chain(keyed(&self.http2))
+            .chain(keyed(&self.redis))
+            .chain(keyed(&self.postgres))
+            .chain(keyed(&self.tls))
+    }
 }
 
 /// A protocol decoder over reassembled TCP streams. One value serves every connection it

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::pipeline::{Back, Pipeline, PipelineConfig, PipelineStats, Spans};
-use tapspan::protocols::http1::HttpExchange;
+use tapspan::protocols::Exchange;
 use tapspan::run::replay::{replay_files, ReplayOutcome};
 use tapspan::span::Span;
 
@@ -44,14 +44,11 @@ pub fn repo_path(rel: &str) -> PathBuf {
 }
 
 /// Replay files with the default configuration, collecting exchanges.
-pub fn replay(paths: &[PathBuf]) -> (Vec<HttpExchange>, ReplayOutcome) {
+pub fn replay(paths: &[PathBuf]) -> (Vec<Exchange>, ReplayOutcome) {
     replay_with(paths, PipelineConfig::default())
 }
 
-pub fn replay_with(
-    paths: &[PathBuf],
-    config: PipelineConfig,
-) -> (Vec<HttpExchange>, ReplayOutcome) {
+pub fn replay_with(paths: &[PathBuf], config: PipelineConfig) -> (Vec<Exchange>, ReplayOutcome) {
     let mut exchanges = Vec::new();
     let outcome = replay_files(paths, config, &mut |_, _| {}, &mut |ex| exchanges.push(ex))
         .unwrap_or_else(|e| panic!("replay failed: {e}"));
@@ -59,12 +56,12 @@ pub fn replay_with(
 }
 
 /// Spans as `tapspan replay` makes them: exchanges through the causality builder.
-pub fn spans(exchanges: &[HttpExchange]) -> Vec<Span> {
+pub fn spans(exchanges: &[Exchange]) -> Vec<Span> {
     spans_with(exchanges, CausalityConfig::default())
 }
 
 /// [`spans`] with a causality configuration of the test's.
-pub fn spans_with(exchanges: &[HttpExchange], config: CausalityConfig) -> Vec<Span> {
+pub fn spans_with(exchanges: &[Exchange], config: CausalityConfig) -> Vec<Span> {
     let mut builder = CausalityBuilder::new(config);
     let mut out = Vec::new();
     let mut spans = Spans::new(&mut builder, &mut out);
@@ -81,7 +78,7 @@ pub fn run_frames(
     config: PipelineConfig,
     frames: &[(u64, Vec<u8>)],
     link: tapspan_capture::LinkType,
-) -> (Vec<HttpExchange>, PipelineStats) {
+) -> (Vec<Exchange>, PipelineStats) {
     let mut pipeline = Pipeline::new(config, Vec::new());
     for (i, (ts, data)) in frames.iter().enumerate() {
         let frame = tapspan_capture::RawFrame {

@@ -37,8 +37,7 @@ pub fn run(args: &ReplayArgs) -> Outcome {
 /// with no word, say what the connections were.
 fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
     let connections = stats.reassembly.connections;
-    if connections == 0 || stats.protocols.http.exchanges > 0 || stats.protocols.http2.exchanges > 0
-    {
+    if connections == 0 || stats.protocols.exchanges() > 0 {
         return None;
     }
     let h = &stats.protocols.http;
@@ -70,7 +69,8 @@ fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
         ));
     }
     Some(format!(
-        "{connections} TCP connection{}, none decoded as HTTP: {}",
+        "{connections} TCP connection{}, none decoded (tapspan decodes HTTP/1.x, HTTP/2, Redis, \
+         PostgreSQL and TLS handshakes): {}",
         if connections == 1 { "" } else { "s" },
         kinds.join("; ")
     ))

@@ -1,11 +1,13 @@
-//! `HttpExchange`: the first owned value of the pipeline — one request paired with its response
-//! (either side may be missing), redacted heads, four instants, sizes, and what went wrong.
+//! `HttpExchange`: an HTTP/1.x exchange while the decoder assembles it — one request paired
+//! with its response (either side may be missing), redacted heads, instants, sizes, and what
+//! went wrong. It leaves the decoder as a protocol-neutral [`Exchange`].
 
 use std::net::SocketAddr;
 
 use tapspan_capture::Timestamp;
 
-use super::tokens::Tokens;
+use crate::protocols::exchange::{Call, Exchange, HttpCall};
+pub use crate::protocols::exchange::{Instants, PayloadTokens};
 use crate::reassembly::ConnId;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,18 +107,6 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The instants of an exchange, each the timestamp of the packet that delivered that byte.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Instants {
-    pub request_start: Option<Timestamp>,
-    pub request_end: Option<Timestamp>,
-    pub response_start: Option<Timestamp>,
-    pub response_end: Option<Timestamp>,
-    /// A FIN or RST seen while the exchange was still open: when one side gave up on it (a
-    /// caller's timeout, a server's crash). Ends the spans of an exchange never answered.
-    pub closed: Option<Timestamp>,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpExchange {
     pub conn: ConnId,
@@ -143,33 +133,24 @@ pub struct HttpExchange {
     pub tokens: PayloadTokens,
 }
 
-/// The payload tokens of an exchange's two messages (see [`super::tokens`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PayloadTokens {
-    pub request: Tokens,
-    pub response: Tokens,
-}
-
-impl HttpExchange {
-    /// First instant seen of the exchange.
-    pub fn start(&self) -> Timestamp {
-        self.t
-            .request_start
-            .or(self.t.response_start)
-            .unwrap_or_default()
-    }
-    /// Last instant seen of the exchange.
-    pub fn end(&self) -> Timestamp {
-        [
-            self.t.response_end,
-            self.t.closed,
-            self.t.response_start,
-            self.t.request_end,
-            self.t.request_start,
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or_default()
+impl From<HttpExchange> for Exchange {
+    fn from(ex: HttpExchange) -> Self {
+        Exchange {
+            conn: ex.conn,
+            client: ex.client,
+            server: ex.server,
+            depth: ex.depth,
+            anchor_seq: ex.anchor_seq,
+            t: ex.t,
+            gaps: ex.gaps,
+            snapped: ex.snapped,
+            error: ex.error,
+            tokens: ex.tokens,
+            call: Call::Http(HttpCall {
+                request: ex.request,
+                response: ex.response,
+                informational: ex.informational,
+            }),
+        }
     }
 }

@@ -7,7 +7,7 @@ use tapspan_capture::Timestamp;
 
 use super::body::{BodyReader, Framing};
 use super::head::{self, MessageHead};
-use super::{socks, tokens, Ctx, HttpConn, HttpExchange, Mode, HEAD_BUFFERS_FULL};
+use super::{socks, tokens, Ctx, Exchange, HttpConn, Mode, HEAD_BUFFERS_FULL};
 use crate::reassembly::{Direction, OpenHow};
 
 /// A TLS record carrying a handshake (RFC 8446 §5.1: type 22, legacy version 3.x).
@@ -104,7 +104,7 @@ impl DirState {
 }
 
 impl HttpConn {
-    pub(super) fn data<F: FnMut(HttpExchange)>(
+    pub(super) fn data<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         ts: Timestamp,
@@ -199,7 +199,7 @@ impl HttpConn {
     /// Between messages in `dir`, at `rest` (whose first byte has sequence number `seq`): skips
     /// empty lines and decides what starts here (a head, a SOCKS handshake, another protocol, or
     /// garbage to resynchronise past). Returns the bytes skipped.
-    fn message_start<F: FnMut(HttpExchange)>(
+    fn message_start<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         ts: Timestamp,
@@ -269,7 +269,7 @@ impl HttpConn {
     /// `rest` starts or continues the head being read in `dir`; returns how much of it the head
     /// used. A whole head is parsed where it lies; a split one is copied into the direction's
     /// head buffer, within `max_head_bytes` and the room left under `max_head_bytes_total`.
-    pub(super) fn read_head<F: FnMut(HttpExchange)>(
+    pub(super) fn read_head<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         rest: &[u8],
@@ -339,7 +339,7 @@ impl HttpConn {
     /// All connections' head buffers are full: the head being read in `dir` is dropped rather
     /// than buffered. Its start line is kept if it has arrived (in the buffer, or in
     /// `unbuffered`, the head's first bytes that found no room).
-    pub(super) fn drop_head_at_total_cap<F: FnMut(HttpExchange)>(
+    pub(super) fn drop_head_at_total_cap<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         unbuffered: &[u8],
@@ -357,7 +357,7 @@ impl HttpConn {
     /// An HTTP/0.9 simple request (`line`, see [`head::simple_request_len`]): a request with no
     /// header and no body. What the client sends after it is no part of it (servers do not read
     /// it), and is resynchronised past.
-    fn simple_request<F: FnMut(HttpExchange)>(
+    fn simple_request<F: FnMut(Exchange)>(
         &mut self,
         line: &[u8],
         ts: Timestamp,
@@ -375,7 +375,7 @@ impl HttpConn {
     /// an exchange, reported with what can be read of it (`head::loose_start_line`) and an error
     /// saying it was malformed: the server answered it, so dropping it would report its answer
     /// as a response to a request never captured. Then the decoder resynchronises.
-    pub(super) fn whole_head<F: FnMut(HttpExchange)>(
+    pub(super) fn whole_head<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         bytes: &[u8],
@@ -404,7 +404,7 @@ impl HttpConn {
     /// skipped; a snapped cut marks its exchange `snapped` rather than counting a gap, and one
     /// that runs past the body's end ends the body there. A head cut by the snap length is read
     /// as far as it was captured ([`Self::snap_cut_head`]); one cut by a loss is cut short.
-    pub(super) fn gap<F: FnMut(HttpExchange)>(
+    pub(super) fn gap<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         len: u64,
@@ -473,7 +473,7 @@ impl HttpConn {
     }
 
     /// `dir` ended. A close-delimited body is complete; anything else in flight was cut.
-    pub(super) fn half_close<F: FnMut(HttpExchange)>(
+    pub(super) fn half_close<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         ts: Timestamp,

@@ -1,5 +1,5 @@
 //! HTTP/1.x over reassembled streams: frames messages in both directions, pairs responses with
-//! requests in order (pipelining), and emits one [`HttpExchange`] per request.
+//! requests in order (pipelining), and emits one [`Exchange`] per request.
 //!
 //! - Heads are parsed from the packet bytes when whole, copied into a capped buffer when split.
 //! - `100 Continue` and other 1xx are not final responses; `101` and a 2xx to `CONNECT` end HTTP
@@ -29,7 +29,7 @@ pub use exchange::{
     Version,
 };
 
-use crate::protocols::{Protocol, ProtocolStats, StreamDecoder};
+use crate::protocols::{Exchange, Protocol, ProtocolStats, StreamDecoder};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, StreamEvent};
 use crate::redact::HeaderPolicy;
 use framing::DirState;
@@ -187,7 +187,7 @@ impl HttpDecoder {
     }
 
     /// Runs `f` on connection `conn` (if tracked) and accounts for its head buffers.
-    fn on_conn<F: FnMut(HttpExchange)>(
+    fn on_conn<F: FnMut(Exchange)>(
         &mut self,
         conn: ConnId,
         out: &mut F,
@@ -212,7 +212,7 @@ impl HttpDecoder {
         self.stats.peak_head_bytes = self.stats.peak_head_bytes.max(self.head_bytes as u64);
     }
 
-    pub fn push<F: FnMut(HttpExchange)>(&mut self, ev: StreamEvent<'_>, out: &mut F) {
+    pub fn push<F: FnMut(Exchange)>(&mut self, ev: StreamEvent<'_>, out: &mut F) {
         match ev {
             StreamEvent::Open {
                 conn,
@@ -279,7 +279,7 @@ impl StreamDecoder for HttpDecoder {
         true
     }
 
-    fn push(&mut self, ev: StreamEvent<'_>, out: &mut dyn FnMut(HttpExchange)) {
+    fn push(&mut self, ev: StreamEvent<'_>, out: &mut dyn FnMut(Exchange)) {
         let mut out = out;
         HttpDecoder::push(self, ev, &mut out);
     }
@@ -303,12 +303,12 @@ struct Ctx<'a, F> {
     head_room: usize,
 }
 
-impl<F: FnMut(HttpExchange)> Ctx<'_, F> {
+impl<F: FnMut(Exchange)> Ctx<'_, F> {
     fn emit(&mut self, ex: HttpExchange) {
         self.stats.exchanges += 1;
         if ex.error.is_some() {
             self.stats.incomplete_exchanges += 1;
         }
-        (self.out)(ex);
+        (self.out)(ex.into());
     }
 }

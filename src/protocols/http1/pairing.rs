@@ -8,8 +8,8 @@ use super::body::{BodyReader, Framing};
 use super::framing::{request_framing, response_framing, Phase};
 use super::head::{self, MessageHead, StartLine};
 use super::{
-    tokens, Ctx, HttpConn, HttpExchange, Instants, Mode, PayloadTokens, RequestInfo, ResponseInfo,
-    Version,
+    tokens, Ctx, Exchange, HttpConn, HttpExchange, Instants, Mode, PayloadTokens, RequestInfo,
+    ResponseInfo, Version,
 };
 use crate::reassembly::{CloseReason, Direction};
 
@@ -27,7 +27,7 @@ pub(super) fn close_error(why: CloseReason) -> &'static str {
 
 impl HttpConn {
     /// A head was parsed (or failed to): decide its body framing and do the pairing.
-    pub(super) fn on_head<F: FnMut(HttpExchange)>(
+    pub(super) fn on_head<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         parsed: Result<MessageHead, head::HeadError>,
@@ -82,7 +82,7 @@ impl HttpConn {
 
     /// Ends the message in `dir` whose head the snap length cut, if one is being skipped: at
     /// the last of its bytes seen.
-    pub(super) fn end_snap_tail<F: FnMut(HttpExchange)>(
+    pub(super) fn end_snap_tail<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         ctx: &mut Ctx<'_, F>,
@@ -93,7 +93,7 @@ impl HttpConn {
     }
 
     /// A request head: queued as a new exchange, waiting for its response.
-    fn on_request<F: FnMut(HttpExchange)>(
+    fn on_request<F: FnMut(Exchange)>(
         &mut self,
         d: usize,
         method: String,
@@ -149,7 +149,7 @@ impl HttpConn {
 
     /// A response head: a 1xx is noted on the oldest waiting request; a final one answers it
     /// (or, with none waiting, stands alone as `request_not_captured`).
-    fn on_response<F: FnMut(HttpExchange)>(
+    fn on_response<F: FnMut(Exchange)>(
         &mut self,
         d: usize,
         status: u16,
@@ -291,7 +291,7 @@ impl HttpConn {
     }
 
     /// The current message in `dir` is complete; its last byte arrived at `ts`.
-    pub(super) fn message_end<F: FnMut(HttpExchange)>(
+    pub(super) fn message_end<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         ts: Timestamp,
@@ -365,7 +365,7 @@ impl HttpConn {
     }
 
     /// The message being read in `dir` cannot be finished: record why and look for the next one.
-    pub(super) fn cut<F: FnMut(HttpExchange)>(
+    pub(super) fn cut<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         why: &'static str,
@@ -415,7 +415,7 @@ impl HttpConn {
 
     /// A head cut short still names its request (method, target) or response (status): keep
     /// that, as tshark and Zeek do, and mark the message as cut. True if something was salvaged.
-    pub(super) fn salvage_cut_head<F: FnMut(HttpExchange)>(
+    pub(super) fn salvage_cut_head<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         why: &'static str,
@@ -426,7 +426,7 @@ impl HttpConn {
     }
 
     /// [`Self::salvage_cut_head`] from the head's bytes in `partial`.
-    pub(super) fn salvage_head<F: FnMut(HttpExchange)>(
+    pub(super) fn salvage_head<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         why: &'static str,
@@ -480,7 +480,7 @@ impl HttpConn {
     /// declared length (a `Content-Length` among those lines; otherwise unknown, counted 0) and
     /// marked snapped, not as an error (the exchange was whole on the wire). A head cut before
     /// its start line is whole is a message cut by the capture, as for a lost segment.
-    pub(super) fn snap_cut_head<F: FnMut(HttpExchange)>(
+    pub(super) fn snap_cut_head<F: FnMut(Exchange)>(
         &mut self,
         dir: Direction,
         ts: Timestamp,
@@ -513,7 +513,7 @@ impl HttpConn {
         }
     }
 
-    pub(super) fn close<F: FnMut(HttpExchange)>(
+    pub(super) fn close<F: FnMut(Exchange)>(
         &mut self,
         why: CloseReason,
         ts: Timestamp,

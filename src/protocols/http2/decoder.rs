@@ -20,7 +20,8 @@ use super::frame;
 use super::to_exchange::{to_exchange, ConnFacts};
 use super::{upgrade, Http2Config, Http2Conn, Http2Stats};
 use crate::counters::Counters;
-use crate::protocols::http1::{HttpConfig, HttpDecoder, HttpExchange};
+use crate::protocols::http1::{HttpConfig, HttpDecoder};
+use crate::protocols::Exchange;
 use crate::protocols::{Protocol, ProtocolStats, StreamDecoder};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, StreamEvent};
 use crate::redact::HeaderPolicy;
@@ -55,7 +56,7 @@ enum Upgrade {
     /// No upgrade request: HTTP/2 from the first byte (or from the pickup).
     None,
     /// Asked, not answered: the HTTP/1.x view's exchanges, held until the answer.
-    Pending(Vec<HttpExchange>),
+    Pending(Vec<Exchange>),
     /// Declined (or never answered): the connection is HTTP/1.x's.
     Declined,
 }
@@ -109,7 +110,7 @@ impl Http2Decoder {
         c: &Conn,
         policy: &HeaderPolicy,
         stats: &mut Http2Stats,
-        out: &mut dyn FnMut(HttpExchange),
+        out: &mut dyn FnMut(Exchange),
     ) {
         let swapped = c.h2.as_ref().is_some_and(Http2Conn::roles_swapped);
         let facts = ConnFacts {
@@ -128,7 +129,7 @@ impl Http2Decoder {
         for x in streams.drain(..) {
             let ex = to_exchange(x, &facts, policy);
             stats.incomplete_exchanges += u64::from(ex.error.is_some());
-            out(ex);
+            out(ex.into());
         }
     }
 
@@ -158,7 +159,7 @@ impl Http2Decoder {
 
     /// After an event on a connection whose upgrade is pending: settle it if the server
     /// answered (or the connection ended).
-    fn settle_upgrade(&mut self, id: ConnId, closing: bool, out: &mut dyn FnMut(HttpExchange)) {
+    fn settle_upgrade(&mut self, id: ConnId, closing: bool, out: &mut dyn FnMut(Exchange)) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -202,7 +203,7 @@ impl StreamDecoder for Http2Decoder {
         claims_bytes(first)
     }
 
-    fn push(&mut self, ev: StreamEvent<'_>, out: &mut dyn FnMut(HttpExchange)) {
+    fn push(&mut self, ev: StreamEvent<'_>, out: &mut dyn FnMut(Exchange)) {
         let id = match &ev {
             StreamEvent::Open {
                 conn,

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::frame::{self, DATA, END_HEADERS, END_STREAM, HEADERS, RST_STREAM};
 use super::tests::{client_start, frame, grpc_message, lit, request, C, S};
-use crate::protocols::http1::{HttpExchange, Version};
+use crate::protocols::http1::Version;
+use crate::protocols::Exchange;
 use crate::protocols::{Decoders, ProtocolConfig};
 use crate::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
 use crate::redact::HeaderPolicy;
@@ -19,7 +20,7 @@ const SERVER_SEQ: u32 = 7_000_000;
 
 /// One connection through every registered decoder: each step's bytes follow the previous
 /// ones of its direction. Returns the exchanges and where each direction's step began.
-fn through_registry(config: &ProtocolConfig, steps: &[(Direction, Vec<u8>)]) -> Vec<HttpExchange> {
+fn through_registry(config: &ProtocolConfig, steps: &[(Direction, Vec<u8>)]) -> Vec<Exchange> {
     through_registry_as(config, OpenHow::Handshake, steps)
 }
 
@@ -27,7 +28,7 @@ fn through_registry_as(
     config: &ProtocolConfig,
     how: OpenHow,
     steps: &[(Direction, Vec<u8>)],
-) -> Vec<HttpExchange> {
+) -> Vec<Exchange> {
     let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
     let server: SocketAddr = "10.0.0.2:8080".parse().unwrap();
     let conn = ConnId(1);
@@ -72,7 +73,7 @@ fn through_registry_as(
     out
 }
 
-fn attrs(ex: &HttpExchange) -> (Value, Value, String) {
+fn attrs(ex: &Exchange) -> (Value, Value, String) {
     let [client, server] = spans_for(ex);
     let json = serde_json::to_string(&client).unwrap() + &serde_json::to_string(&server).unwrap();
     (
@@ -146,13 +147,7 @@ fn each_stream_is_anchored_at_its_headers_frame() {
     let xs = through_registry(&ProtocolConfig::default(), &[(C, c), (S, s)]);
     let got: Vec<_> = xs
         .iter()
-        .map(|x| {
-            (
-                x.depth,
-                x.anchor_seq,
-                x.request.as_ref().unwrap().target.as_str(),
-            )
-        })
+        .map(|x| (x.depth, x.anchor_seq, x.request().unwrap().target.as_str()))
         .collect();
     assert_eq!(
         got,
@@ -180,13 +175,13 @@ fn an_accepted_h2c_upgrade_is_one_http2_exchange() {
     let xs = through_registry(&ProtocolConfig::default(), &[(C, c), (S, s)]);
     assert_eq!(xs.len(), 1, "{xs:?}");
     let x = &xs[0];
-    let req = x.request.as_ref().unwrap();
+    let req = x.request().unwrap();
     assert_eq!(
         (req.method.as_str(), req.target.as_str()),
         ("GET", "/up?x=1")
     );
     assert_eq!(req.version, Some(Version::Http2));
-    assert_eq!(x.response.as_ref().unwrap().status, Some(200));
+    assert_eq!(x.response().unwrap().status, Some(200));
     // Anchored where HTTP/1.x anchors a request: its first byte.
     assert_eq!(x.anchor_seq, CLIENT_SEQ);
     assert_eq!(x.error, None);
@@ -207,9 +202,9 @@ fn a_declined_h2c_upgrade_stays_http1() {
         .iter()
         .map(|x| {
             (
-                x.request.as_ref().unwrap().target.clone(),
-                x.request.as_ref().unwrap().version,
-                x.response.as_ref().and_then(|r| r.status),
+                x.request().unwrap().target.clone(),
+                x.request().unwrap().version,
+                x.response().and_then(|r| r.status),
             )
         })
         .collect();
@@ -392,7 +387,7 @@ fn an_upgrade_never_answered_stays_http1_and_bounded() {
     assert_eq!(xs.len(), 201);
     assert!(xs
         .iter()
-        .all(|x| x.request.as_ref().unwrap().version == Some(Version::Http1(1))));
+        .all(|x| x.request().unwrap().version == Some(Version::Http1(1))));
 }
 
 #[test]

@@ -22,6 +22,7 @@
 
 pub mod frame;
 pub mod sql;
+pub mod stream;
 
 use std::collections::VecDeque;
 
@@ -156,6 +157,8 @@ pub struct PgConn {
     /// Capture time of the first Parse or Bind since the last Execute or Sync.
     batch_start: Option<u64>,
     database: Option<String>,
+    /// Queries in flight at most (see [`PgConn::with_max_pending`]).
+    max_pending: usize,
     pub stats: PgStats,
 }
 
@@ -169,8 +172,16 @@ impl PgConn {
             portals: VecDeque::new(),
             batch_start: None,
             database: None,
+            max_pending: MAX_PENDING,
             stats: PgStats::default(),
         }
+    }
+
+    /// Keeps at most `n` (at least 1, at most [`MAX_PENDING`]) queries in flight; the oldest
+    /// beyond it is reported `pending_overflow`.
+    pub fn with_max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n.clamp(1, MAX_PENDING);
+        self
     }
 
     /// Whether a client's first bytes are a protocol 3 startup, SSLRequest or GSSENCRequest.
@@ -236,8 +247,17 @@ impl PgConn {
     }
 
     fn enqueue(&mut self, unit: Unit, out: &mut Vec<PgExchange>) {
-        if self.units.len() == MAX_PENDING {
-            if let Some(Unit::Query(mut x) | Unit::Execute(mut x)) = self.units.pop_front() {
+        if self.units.len() >= self.max_pending {
+            // The oldest query gives way, not a Sync or the startup: those keep the pairing of
+            // the server's ReadyForQuery messages in step.
+            let oldest = self
+                .units
+                .iter()
+                .position(|u| matches!(u, Unit::Query(_) | Unit::Execute(_)));
+            // With none queued (a flood of Syncs), the oldest unit goes: the queue stays bounded.
+            if let Some(Unit::Query(mut x) | Unit::Execute(mut x)) =
+                self.units.remove(oldest.unwrap_or(0))
+            {
                 x.cut = Some("pending_overflow".into());
                 out.push(x);
             }

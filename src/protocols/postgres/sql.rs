@@ -49,9 +49,19 @@ pub fn sanitize(sql: &str) -> String {
             }
         };
     }
+    // A quoted identifier or a `$n` is copied whole, so the last one copied may cross the cap:
+    // cut it there (on a character boundary), as any text that goes on past the cap.
+    let over = out.len() > MAX_TEXT;
+    if over {
+        let mut n = MAX_TEXT;
+        while !out.is_char_boundary(n) {
+            n -= 1;
+        }
+        out.truncate(n);
+    }
     let trimmed = out.trim_end().len();
     out.truncate(trimmed);
-    if i < b.len() {
+    if over || i < b.len() {
         out.push_str(" …");
     }
     out
@@ -266,5 +276,21 @@ mod tests {
         let s = sanitize(&sql);
         assert!(s.len() <= MAX_TEXT + 8 && s.ends_with(" …"));
         assert_eq!(sanitize(&"'".repeat(100_001)), "?");
+    }
+
+    #[test]
+    fn a_long_quoted_identifier_is_cut_at_the_cap() {
+        for ident in ["x".repeat(10_000), "é".repeat(5_000), "ab".repeat(1_100)] {
+            for sql in [
+                format!("SELECT \"{ident}\""),
+                format!("SELECT \"{ident}\" FROM t WHERE a = 'secret'"),
+                format!("SELECT ${}", "9".repeat(10_000)),
+            ] {
+                let s = sanitize(&sql);
+                assert!(s.len() <= MAX_TEXT + " …".len(), "{} bytes", s.len());
+                assert!(s.ends_with(" …"), "{s}");
+                assert!(!s.contains("secret"));
+            }
+        }
     }
 }

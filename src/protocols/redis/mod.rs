@@ -22,6 +22,7 @@
 
 pub mod key;
 pub mod resp;
+pub mod stream;
 
 use std::collections::VecDeque;
 
@@ -113,6 +114,8 @@ pub struct RedisConn {
     pending: VecDeque<Pending>,
     in_multi: bool,
     database: u32,
+    /// Commands in flight at most (see [`RedisConn::with_max_pending`]).
+    max_pending: usize,
     pub stats: RedisStats,
 }
 
@@ -126,8 +129,16 @@ impl RedisConn {
             pending: VecDeque::new(),
             in_multi: false,
             database: 0,
+            max_pending: MAX_PENDING,
             stats: RedisStats::default(),
         }
+    }
+
+    /// Keeps at most `n` (at least 1, at most [`MAX_PENDING`]) commands in flight; the oldest
+    /// beyond it is reported `pending_overflow`.
+    pub fn with_max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n.clamp(1, MAX_PENDING);
+        self
     }
 
     /// Whether a client's first bytes look like RESP: `*N\r\n$` (or a prefix of it).
@@ -219,7 +230,7 @@ impl RedisConn {
             "EXEC" | "DISCARD" => self.in_multi = false,
             _ => {}
         }
-        if self.pending.len() == MAX_PENDING {
+        if self.pending.len() >= self.max_pending {
             if let Some(mut old) = self.pending.pop_front() {
                 old.exchange.error = Some("pending_overflow".into());
                 out.push(old.exchange);

@@ -12,6 +12,7 @@
 //! bytes before that is `handshake_incomplete` or `gap`. After the handshake nothing is read.
 
 pub mod hello;
+pub mod stream;
 
 use serde_json::{json, Value};
 

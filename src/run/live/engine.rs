@@ -4,7 +4,7 @@
 //! capture thread: read ─► Router (decode, IP defrag, 4-tuple hash) ─► per-worker Batch of segments
 //!     │  try_send; a full queue sheds the batch, counted (never blocks the capture thread)
 //!     ▼
-//! worker i (one per shard): Pipeline (reassembly, protocols) ─► Vec<HttpExchange>
+//! worker i (one per shard): Pipeline (reassembly, protocols) ─► Vec<Exchange>
 //!     │  send (blocks: backpressure reaches the worker queue, so shedding happens at the front)
 //!     ▼
 //! output thread (the caller): spans, causality, Outputs
@@ -29,7 +29,7 @@ use tapspan_capture::{RawFrame, Timestamp};
 use super::shard::{Batch, Entry, Router};
 use super::stats::{Shared, WorkerSnapshot};
 use crate::pipeline::{Pipeline, PipelineConfig};
-use crate::protocols::http1::HttpExchange;
+use crate::protocols::Exchange;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -125,13 +125,13 @@ impl Clock {
 
 /// The output side: exchanges from all workers, in batches.
 pub struct Exchanges {
-    rx: Receiver<Vec<HttpExchange>>,
+    rx: Receiver<Vec<Exchange>>,
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
 }
 
 pub enum Received {
-    Batch(Vec<HttpExchange>),
+    Batch(Vec<Exchange>),
     /// Nothing within the timeout.
     Timeout,
     /// Every worker has finished.
@@ -148,7 +148,7 @@ pub fn start(config: EngineConfig, shared: Arc<Shared>) -> (Ingest, Exchanges) {
     shared
         .output_capacity
         .store(config.output_batches, Ordering::Relaxed);
-    let (out_tx, out_rx) = mpsc::sync_channel::<Vec<HttpExchange>>(config.output_batches.max(1));
+    let (out_tx, out_rx) = mpsc::sync_channel::<Vec<Exchange>>(config.output_batches.max(1));
     let (pool_tx, pool_rx) = mpsc::sync_channel::<Batch>(n * (config.queue_batches + 2));
     let mut senders = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
@@ -340,14 +340,14 @@ fn worker(
     index: usize,
     config: PipelineConfig,
     rx: Receiver<Batch>,
-    out: SyncSender<Vec<HttpExchange>>,
+    out: SyncSender<Vec<Exchange>>,
     pool: SyncSender<Batch>,
     shared: Arc<Shared>,
 ) {
-    let mut pipeline = Pipeline::new(config, Vec::<HttpExchange>::new());
+    let mut pipeline = Pipeline::new(config, Vec::<Exchange>::new());
     let slot = &shared.workers[index];
     let mut last_publish = Instant::now();
-    let publish = |p: &Pipeline<Vec<HttpExchange>>| {
+    let publish = |p: &Pipeline<Vec<Exchange>>| {
         if let Ok(mut s) = slot.snapshot.lock() {
             *s = WorkerSnapshot {
                 stats: p.stats(),
@@ -355,7 +355,7 @@ fn worker(
             };
         }
     };
-    let send = |found: &mut Vec<HttpExchange>| {
+    let send = |found: &mut Vec<Exchange>| {
         if found.is_empty() {
             return true;
         }
@@ -438,7 +438,7 @@ mod tests {
     use std::path::PathBuf;
     use tapspan_capture::{FileSource, PacketSource};
 
-    fn spans_of(exchanges: &[HttpExchange]) -> Vec<String> {
+    fn spans_of(exchanges: &[Exchange]) -> Vec<String> {
         let mut v: Vec<String> = exchanges
             .iter()
             .flat_map(spans_for)

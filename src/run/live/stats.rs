@@ -101,8 +101,7 @@ impl Shared {
                 active_connections += s.active_connections;
                 // Peaks add up too: each worker's tables are separate memory.
                 pipeline.reassembly.add(&s.stats.reassembly);
-                pipeline.protocols.http.add(&s.stats.protocols.http);
-                pipeline.protocols.http2.add(&s.stats.protocols.http2);
+                pipeline.protocols.add(&s.stats.protocols);
             }
         }
         Snapshot {
@@ -246,8 +245,12 @@ pub fn prometheus(s: &Snapshot) -> String {
         metric(name, kind, help, value);
     }
     let pipeline = &s.pipeline;
-    for (name, c) in set_metrics(&pipeline.protocols.http)
-        .chain(set_metrics(&pipeline.protocols.http2))
+    let protocols = &pipeline.protocols;
+    for (name, c) in set_metrics(&protocols.http)
+        .chain(set_metrics(&protocols.http2))
+        .chain(set_metrics(&protocols.redis))
+        .chain(set_metrics(&protocols.postgres))
+        .chain(set_metrics(&protocols.tls))
         .chain(set_metrics(&pipeline.reassembly))
     {
         metric(&name, "counter", c.help, c.value);
