@@ -41,6 +41,13 @@ pub struct MemoryLimits {
     /// `error.type` = `stream_overflow`. Each holds at most one decoded header list (64 KiB).
     /// Counted: HTTP/2 streams given up.
     pub max_http2_streams: usize,
+    /// Decoded octets of one HTTP/2 header list (RFC 7541 §4.1's size); the fields past it are
+    /// read, to keep the table right, but dropped (not yet counted).
+    pub max_http2_header_list_bytes: usize,
+    /// Octets of each direction's HPACK table; a peer announcing more is held to it, and the
+    /// entries that then go early are unknown, never wrong: fields that refer to them are
+    /// counted as header fields unknown.
+    pub max_http2_table_bytes: usize,
     /// Exchanges held by the causality builder while their traces may change; beyond it the
     /// oldest are decided early. Counted: decided early at the memory cap.
     pub max_pending_exchanges: usize,
@@ -72,6 +79,8 @@ impl Default for MemoryLimits {
             max_head_bytes_total: http.max_head_bytes_total,
             max_pending_requests: http.max_pending_requests,
             max_http2_streams: Http2Config::default().max_streams,
+            max_http2_header_list_bytes: Http2Config::default().max_header_list_bytes,
+            max_http2_table_bytes: Http2Config::default().max_table_bytes,
             max_pending_exchanges: causality.max_pending,
             max_fragment_bytes: decode.defrag_max_bytes,
             max_fragment_datagrams: decode.defrag_max_datagrams,
@@ -92,6 +101,8 @@ impl MemoryLimits {
         config.protocols.http.max_head_bytes_total = self.max_head_bytes_total;
         config.protocols.http.max_pending_requests = self.max_pending_requests.max(1);
         config.protocols.http2.max_streams = self.max_http2_streams.max(1);
+        config.protocols.http2.max_header_list_bytes = self.max_http2_header_list_bytes;
+        config.protocols.http2.max_table_bytes = self.max_http2_table_bytes;
         config.protocols.redis.max_pending = self.max_pending_requests.max(1);
         config.protocols.postgres.max_pending = self.max_pending_requests.max(1);
         config.decode.defrag_max_bytes = self.max_fragment_bytes;
@@ -131,6 +142,8 @@ mod tests {
                 max_head_bytes_total: 64 << 20,
                 max_pending_requests: 128,
                 max_http2_streams: 1024,
+                max_http2_header_list_bytes: 64 * 1024,
+                max_http2_table_bytes: 64 * 1024,
                 max_pending_exchanges: 500_000,
                 max_fragment_bytes: 16 << 20,
                 max_fragment_datagrams: 4096,

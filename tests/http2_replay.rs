@@ -19,9 +19,15 @@ fn pcap(name: &str) -> PathBuf {
 
 /// Server spans of `tapspan replay` on a recording (every exchange has one).
 fn server_spans(name: &str) -> Vec<Value> {
+    server_spans_with(name, &[])
+}
+
+/// [`server_spans`], with more flags.
+fn server_spans_with(name: &str, flags: &[&str]) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_tapspan"))
         .arg("replay")
         .arg(pcap(name))
+        .args(flags)
         .output()
         .unwrap();
     assert!(
@@ -276,4 +282,29 @@ fn grpc_cut_calls_have_their_status_and_unknown_paths_said_so() {
         spans.len(),
         after.len()
     );
+}
+
+#[test]
+fn the_http2_table_and_header_list_caps_hold() {
+    // No table: every field sent as a reference to an entry is unknown, never another
+    // entry's value; each stream still has its path (nginx's clients send it as a literal).
+    let served: HashSet<String> = nginx_log().into_iter().map(|l| l.3).collect();
+    let spans = server_spans_with("http2-nginx.pcap", &["--max-http2-table-bytes", "0"]);
+    assert_eq!(spans.len(), 3205);
+    let unknown = spans
+        .iter()
+        .filter(|s| attr(s, "tapspan.headers_unknown").is_array())
+        .count();
+    assert!(
+        unknown >= 3000,
+        "{unknown} of 3205 spans with unknown fields"
+    );
+    for s in &spans {
+        let t = target(s).expect("a path");
+        assert!(served.contains(&t), "{t} was not served");
+    }
+    // A header list of 16 bytes keeps no path: the fields past it are dropped, not guessed.
+    let spans = server_spans_with("http2-nginx.pcap", &["--max-http2-header-list-bytes", "16"]);
+    assert_eq!(spans.len(), 3205);
+    assert!(spans.iter().all(|s| target(s).is_none()));
 }

@@ -413,6 +413,15 @@ pub struct LimitArgs {
     #[arg(long = "max-http2-streams", value_name = "N", default_value_t = MemoryLimits::default().max_http2_streams)]
     pub max_http2_streams: usize,
 
+    /// Decoded bytes of one HTTP/2 header list; the fields past it are not kept.
+    #[arg(long = "max-http2-header-list-bytes", value_name = "BYTES", default_value_t = MemoryLimits::default().max_http2_header_list_bytes)]
+    pub max_http2_header_list_bytes: usize,
+
+    /// Bytes of each direction's HTTP/2 header table (HPACK); a peer announcing more is held
+    /// to it.
+    #[arg(long = "max-http2-table-bytes", value_name = "BYTES", default_value_t = MemoryLimits::default().max_http2_table_bytes)]
+    pub max_http2_table_bytes: usize,
+
     /// Exchanges held while their traces may still change; beyond it the oldest are decided early.
     #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_exchanges)]
     pub max_pending_exchanges: usize,
@@ -449,6 +458,8 @@ impl LimitArgs {
             max_head_bytes_total: self.max_head_bytes_total,
             max_pending_requests: self.max_pending_requests,
             max_http2_streams: self.max_http2_streams,
+            max_http2_header_list_bytes: self.max_http2_header_list_bytes,
+            max_http2_table_bytes: self.max_http2_table_bytes,
             max_pending_exchanges: self.max_pending_exchanges,
             max_fragment_bytes: self.max_fragment_bytes,
             max_fragment_datagrams: self.max_fragment_datagrams,
