@@ -59,13 +59,41 @@ pub struct Span {
     pub trace_state: Option<String>,
 }
 
+/// How an exchange was placed in its trace: a propagated header, or send/receive nesting
+/// (written as `tapspan.link`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    Traceparent,
+    B3,
+    UberTraceId,
+    XAmznTraceId,
+    GrpcTraceBin,
+    XRequestId,
+    Nesting,
+}
+
+impl Link {
+    /// Its `tapspan.link` value: the header's name, or `nesting`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::Traceparent => "traceparent",
+            Link::B3 => "b3",
+            Link::UberTraceId => "uber-trace-id",
+            Link::XAmznTraceId => "x-amzn-trace-id",
+            Link::GrpcTraceBin => "grpc-trace-bin",
+            Link::XRequestId => "x-request-id",
+            Link::Nesting => "nesting",
+        }
+    }
+}
+
 /// Where the trace id came from, as written in `tapspan.link`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceContext {
     pub trace_id: u128,
     /// The caller's span id, when the propagated header names one.
     pub parent_span_id: Option<u64>,
-    pub link: &'static str,
+    pub link: Link,
 }
 
 fn hex_u128(s: &str) -> Option<u128> {
@@ -97,7 +125,7 @@ fn parse_traceparent(v: &str) -> Option<TraceContext> {
     Some(TraceContext {
         trace_id: hex_u128(trace)?,
         parent_span_id: Some(hex_u64(parent)?),
-        link: "traceparent",
+        link: Link::Traceparent,
     })
 }
 
@@ -112,7 +140,7 @@ fn parse_b3_single(v: &str) -> Option<TraceContext> {
     Some(TraceContext {
         trace_id: hex_u128(trace)?,
         parent_span_id: hex_u64(span),
-        link: "b3",
+        link: Link::B3,
     })
 }
 
@@ -124,7 +152,7 @@ fn parse_uber(v: &str) -> Option<TraceContext> {
     Some(TraceContext {
         trace_id: hex_u128(trace)?,
         parent_span_id: hex_u64(span),
-        link: "uber-trace-id",
+        link: Link::UberTraceId,
     })
 }
 
@@ -145,7 +173,7 @@ fn parse_amzn(v: &str) -> Option<TraceContext> {
     Some(TraceContext {
         trace_id: root?,
         parent_span_id: parent,
-        link: "x-amzn-trace-id",
+        link: Link::XAmznTraceId,
     })
 }
 
@@ -162,7 +190,7 @@ pub fn propagated_context(ex: &Exchange) -> Option<TraceContext> {
         return Some(TraceContext {
             trace_id: trace,
             parent_span_id: req.header("x-b3-spanid").and_then(hex_u64),
-            link: "b3",
+            link: Link::B3,
         });
     }
     if let Some(tc) = req.header("uber-trace-id").and_then(parse_uber) {
@@ -175,7 +203,7 @@ pub fn propagated_context(ex: &Exchange) -> Option<TraceContext> {
         return Some(TraceContext {
             trace_id,
             parent_span_id: Some(parent),
-            link: "grpc-trace-bin",
+            link: Link::GrpcTraceBin,
         });
     }
     let rid = req
@@ -187,7 +215,7 @@ pub fn propagated_context(ex: &Exchange) -> Option<TraceContext> {
     Some(TraceContext {
         trace_id: ids::request_id_trace_id(rid),
         parent_span_id: None,
-        link: "x-request-id",
+        link: Link::XRequestId,
     })
 }
 
@@ -226,7 +254,7 @@ pub struct Linkage {
     pub client_parent: Option<u64>,
     /// How the parent (or the trace) was found, and how sure: `tapspan.link`,
     /// `tapspan.link_confidence`.
-    pub link: Option<(&'static str, f64)>,
+    pub link: Option<(Link, f64)>,
 }
 
 /// Service names of the two ends of an exchange.
@@ -578,7 +606,7 @@ fn insert_tap_attributes(
     }
     attrs.insert("tapspan.exchange_id".into(), json!(hex64(xid)));
     if let Some((link, confidence)) = linkage.link {
-        attrs.insert("tapspan.link".into(), json!(link));
+        attrs.insert("tapspan.link".into(), json!(link.as_str()));
         attrs.insert(
             "tapspan.link_confidence".into(),
             json!((confidence * 1000.0).round() / 1000.0),

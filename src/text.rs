@@ -153,7 +153,7 @@ mod tests {
         // Every digit count, at and around each power of ten.
         for k in 0..20 {
             let p = 10u64.pow(k);
-            for v in [p - 1, p, p + 1, p.saturating_mul(7) + 3] {
+            for v in [p - 1, p, p + 1, p.saturating_mul(7).saturating_add(3)] {
                 assert_eq!(Decimal::of(v).as_str(), v.to_string());
             }
         }

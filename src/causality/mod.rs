@@ -57,7 +57,7 @@ use crate::protocols::http1::tokens::Tokens;
 use crate::protocols::Exchange;
 use crate::route::{RouteConfig, Routes};
 use crate::span::{
-    build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Linkage, Span,
+    build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Link, Linkage, Span,
     TraceContext,
 };
 use crate::text;
@@ -117,7 +117,7 @@ enum Parent {
     Root,
     Node {
         id: NodeId,
-        link: &'static str,
+        link: Link,
         confidence: f64,
     },
 }
@@ -146,7 +146,7 @@ impl Node {
             && (self.start < other.start || other.end < self.end)
     }
     fn explicit_context(&self) -> Option<&TraceContext> {
-        self.ctx.as_ref().filter(|c| c.link != "x-request-id")
+        self.ctx.as_ref().filter(|c| c.link != Link::XRequestId)
     }
 }
 
@@ -486,7 +486,7 @@ impl CausalityBuilder {
         for (id, parent) in decided {
             match parent {
                 Parent::Node { id: p, link, .. } => {
-                    if link == "nesting" {
+                    if link == Link::Nesting {
                         self.stats.linked_by_nesting += 1;
                     } else {
                         self.stats.linked_by_id += 1;
@@ -672,7 +672,7 @@ impl CausalityBuilder {
                     id,
                     Parent::Node {
                         id: req_ids[k],
-                        link: "nesting",
+                        link: Link::Nesting,
                         confidence,
                     },
                 ),
@@ -732,7 +732,7 @@ impl CausalityBuilder {
             return match self.innermost(same_id) {
                 Some(r) => Parent::Node {
                     id: r,
-                    link: "x-request-id",
+                    link: Link::XRequestId,
                     confidence: 1.0,
                 },
                 None => Parent::Root,
