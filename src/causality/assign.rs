@@ -564,24 +564,17 @@ mod tests {
             );
         }
         let model = DelayModel::every_step_after(7, 300_000, 7);
+        let (reuse, tokens) = (ReuseModel::default(), TokenEvidence::none());
         let run = |threads| {
-            let got = assign(
-                &reqs,
-                &calls,
-                &model,
-                &ReuseModel::default(),
-                &TokenEvidence::none(),
-                16,
-                threads,
-            );
+            let got = assign(&reqs, &calls, &model, &reuse, &tokens, 16, threads);
             got.links.iter().map(|l| l.unwrap().0).collect::<Vec<_>>()
         };
         let whole = search(
             &reqs,
             &calls,
             &model,
-            &ReuseModel::default(),
-            &TokenEvidence::none(),
+            &reuse,
+            &tokens,
             16,
             &Piece::whole(&calls),
         );
