@@ -501,6 +501,9 @@ struct GrpcCall<'a> {
     status: Option<u32>,
     request_messages: Option<u32>,
     response_messages: Option<u32>,
+    /// From the request's first byte to the first response message's (a streaming call's
+    /// first answer).
+    first_message_ns: Option<u64>,
 }
 
 fn grpc_call(ex: &Exchange) -> Option<GrpcCall<'_>> {
@@ -515,6 +518,10 @@ fn grpc_call(ex: &Exchange) -> Option<GrpcCall<'_>> {
         status: resp.and_then(|g| g.status),
         request_messages: req.and_then(|g| g.messages),
         response_messages: resp.and_then(|g| g.messages),
+        first_message_ns: resp
+            .and_then(|g| g.first_message)
+            .zip(ex.t.request_start)
+            .map(|(first, start)| first.saturating_since(start)),
     })
 }
 
@@ -535,6 +542,9 @@ fn insert_rpc_attributes(attrs: &mut Map<String, Value>, rpc: &GrpcCall<'_>) {
     }
     if let Some(n) = rpc.response_messages {
         attrs.insert("tapspan.grpc.response_messages".into(), json!(n));
+    }
+    if let Some(ns) = rpc.first_message_ns {
+        attrs.insert("tapspan.grpc.first_message_ns".into(), json!(ns));
     }
 }
 

@@ -120,6 +120,14 @@ fn grpc_log() -> Vec<(u64, u16, String, String)> {
         .collect()
 }
 
+/// The messages the gRPC server logged sending, per call.
+fn grpc_log_messages() -> Vec<u32> {
+    let text = std::fs::read_to_string(pcap("http2-grpc.server.log")).unwrap();
+    text.lines()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
 fn grpc_status_name(span: &Value) -> Option<String> {
     let code = attr(span, "rpc.grpc.status_code").as_u64()?;
     Some(tapspan::protocols::http2::grpc::status_name(code as u32).to_string())
@@ -247,6 +255,38 @@ fn grpc_every_logged_call_is_an_rpc_span_with_its_status() {
         .filter(|l| l.3 == "INTERNAL" || l.3 == "UNAVAILABLE")
         .count();
     assert_eq!(server_errors, logged);
+}
+
+/// Per (client port, request start), the sorted latencies to the first response message, from
+/// tshark's frames (`http2-grpc.first-message.tsv`, see `http2-grpc.md`).
+fn first_messages_by_tshark() -> HashMap<(u16, u64), Vec<u64>> {
+    let text = std::fs::read_to_string(pcap("http2-grpc.first-message.tsv")).unwrap();
+    let mut by_start: HashMap<(u16, u64), Vec<u64>> = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<u64> = line.split('\t').map(|v| v.parse().unwrap()).collect();
+        by_start.entry((f[0] as u16, f[2])).or_default().push(f[3]);
+    }
+    by_start.values_mut().for_each(|v| v.sort_unstable());
+    by_start
+}
+
+#[test]
+fn grpc_first_message_latency_is_tsharks() {
+    let spans = server_spans("http2-grpc.pcap");
+    let mut ours: HashMap<(u16, u64), Vec<u64>> = HashMap::new();
+    for s in &spans {
+        if let Some(ns) = attr(s, "tapspan.grpc.first_message_ns").as_u64() {
+            let start = s["start_unix_nano"].as_u64().unwrap();
+            ours.entry((port(s), start)).or_default().push(ns);
+            assert!(ns <= s["end_unix_nano"].as_u64().unwrap() - start);
+        }
+    }
+    ours.values_mut().for_each(|v| v.sort_unstable());
+    // Streams that began in one packet share a start: compared as sets of latencies.
+    assert_eq!(ours, first_messages_by_tshark());
+    // Exactly the calls the server logged answering with a message.
+    let answered = grpc_log_messages().iter().filter(|&&n| n > 0).count();
+    assert_eq!(ours.values().map(Vec::len).sum::<usize>(), answered);
 }
 
 #[test]

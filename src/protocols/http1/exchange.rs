@@ -60,6 +60,8 @@ pub struct GrpcResponse {
     /// `grpc-status` from the trailers (or a trailers-only response).
     pub status: Option<u32>,
     pub messages: Option<u32>,
+    /// When the first response message began.
+    pub first_message: Option<Timestamp>,
 }
 
 /// The protocol version a message was sent in.

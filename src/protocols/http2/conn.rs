@@ -469,10 +469,15 @@ impl ConnState {
         if self.late(h.stream) {
             return;
         }
+        let opened_here = !self.streams.contains_key(&h.stream);
         let st = self.stream(h.stream, ts, seq, false);
+        if opened_here {
+            // Its first DATA may have been before the capture: the messages are not whole.
+            st.counters[i].skip();
+        }
         match payload.map(|p| frame::content(h, p)) {
             Some(Some(body)) => {
-                st.counters[i].feed(body);
+                st.counters[i].feed(ts, body);
                 add_body(&mut st.x, i, body.len() as u64);
             }
             Some(None) => st.counters[i].skip(),
@@ -670,6 +675,7 @@ impl ConnState {
             g.request_messages = st.counters[0].messages;
             g.response_messages = st.counters[1].messages;
             g.messages_exact = st.counters.iter().all(|c| c.exact);
+            g.first_response_message_at = st.counters[1].first_at;
         }
         st.x.error = error;
         self.stats.exchanges += 1;

@@ -70,6 +70,9 @@ pub struct GrpcInfo {
     pub request_messages: u32,
     pub response_messages: u32,
     pub messages_exact: bool,
+    /// When the first response message began (capture ns): for a streaming call, how long the
+    /// client waited for its first answer.
+    pub first_response_message_at: Option<u64>,
 }
 
 /// One HTTP/2 stream: a request and its response (or why there is none).

@@ -24,6 +24,9 @@ pub struct MessageCounter {
     pub messages: u32,
     /// False once bytes were skipped: `messages` is then a lower bound.
     pub exact: bool,
+    /// Capture time (ns) of the frame that carried the first byte of the first message, when
+    /// no byte before it was skipped.
+    pub first_at: Option<u64>,
     prefix: [u8; 5],
     prefix_len: usize,
     /// Bytes of the current message still to come.
@@ -35,6 +38,7 @@ impl Default for MessageCounter {
         MessageCounter {
             messages: 0,
             exact: true,
+            first_at: None,
             prefix: [0; 5],
             prefix_len: 0,
             body_left: 0,
@@ -43,9 +47,13 @@ impl Default for MessageCounter {
 }
 
 impl MessageCounter {
-    pub fn feed(&mut self, mut data: &[u8]) {
+    /// `data` arrived in a frame captured at `ts` (ns).
+    pub fn feed(&mut self, ts: u64, mut data: &[u8]) {
         if !self.exact {
             return;
+        }
+        if self.messages == 0 && self.prefix_len == 0 && !data.is_empty() {
+            self.first_at = Some(ts);
         }
         while !data.is_empty() {
             if self.body_left > 0 {
@@ -111,13 +119,22 @@ mod tests {
         let mut c = MessageCounter::default();
         let mut bytes = vec![0, 0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 0, 0];
         bytes.extend([0, 0, 0, 0, 2, b'x', b'y']);
-        for chunk in bytes.chunks(2) {
-            c.feed(chunk);
+        c.feed(7, &[]);
+        for (ts, chunk) in (10..).zip(bytes.chunks(2)) {
+            c.feed(ts, chunk);
         }
-        assert_eq!((c.messages, c.exact), (3, true));
+        assert_eq!((c.messages, c.exact, c.first_at), (3, true, Some(10)));
         c.skip();
-        c.feed(&[0, 0, 0, 0, 0]);
+        c.feed(99, &[0, 0, 0, 0, 0]);
         assert_eq!((c.messages, c.exact), (3, false));
+    }
+
+    #[test]
+    fn the_first_message_is_unknown_after_a_skip() {
+        let mut c = MessageCounter::default();
+        c.skip();
+        c.feed(5, &[0, 0, 0, 0, 0]);
+        assert_eq!(c.first_at, None);
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub fn to_exchange(x: H2Exchange, conn: &ConnFacts, policy: &HeaderPolicy) -> Ht
         grpc: grpc.map(|g| GrpcResponse {
             status: g.status,
             messages: exact(g.response_messages, g.messages_exact),
+            first_message: ts(g.first_response_message_at),
         }),
         unknown_headers: x.unknown_response_headers,
     });
