@@ -94,7 +94,7 @@ impl CloseReason {
 }
 
 /// Output of reassembly. `Data` borrows the packet (or the hold queue) for the call only.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamEvent<'a> {
     Open {
         conn: ConnId,

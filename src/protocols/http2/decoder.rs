@@ -252,12 +252,11 @@ impl StreamDecoder for Http2Decoder {
         // The HTTP/1.x view, while it may still be the right one.
         match &mut c.upgrade {
             Upgrade::Pending(held) => {
-                let ev_copy = copy_event(&ev);
-                self.http1.push(ev_copy, &mut |x| held.push(x));
+                self.http1.push(ev, &mut |x| held.push(x));
             }
             Upgrade::Declined => {
                 let stats = &mut self.closed;
-                self.http1.push(copy_event(&ev), &mut |x| {
+                self.http1.push(ev, &mut |x| {
                     stats.http1_exchanges += 1;
                     out(x)
                 });
@@ -309,56 +308,5 @@ impl StreamDecoder for Http2Decoder {
 
     fn active_connections(&self) -> usize {
         self.conns.len()
-    }
-}
-
-/// The same event again (events are not `Clone`: they borrow the packet).
-fn copy_event<'a>(ev: &StreamEvent<'a>) -> StreamEvent<'a> {
-    match *ev {
-        StreamEvent::Open {
-            conn,
-            client,
-            server,
-            how,
-            ts,
-        } => StreamEvent::Open {
-            conn,
-            client,
-            server,
-            how,
-            ts,
-        },
-        StreamEvent::Data {
-            conn,
-            dir,
-            offset,
-            seq,
-            ts,
-            bytes,
-        } => StreamEvent::Data {
-            conn,
-            dir,
-            offset,
-            seq,
-            ts,
-            bytes,
-        },
-        StreamEvent::Gap {
-            conn,
-            dir,
-            offset,
-            len,
-            snapped,
-            ts,
-        } => StreamEvent::Gap {
-            conn,
-            dir,
-            offset,
-            len,
-            snapped,
-            ts,
-        },
-        StreamEvent::HalfClose { conn, dir, ts } => StreamEvent::HalfClose { conn, dir, ts },
-        StreamEvent::Close { conn, why, ts } => StreamEvent::Close { conn, why, ts },
     }
 }
