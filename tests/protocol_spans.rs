@@ -279,6 +279,9 @@ fn multitier_database_calls_are_children_of_the_request_that_made_them() {
             continue;
         };
         used.insert(s.span_id.clone());
+        // The caller is the service listening on :8000 (its host also runs Redis and
+        // PostgreSQL, which call no one).
+        assert_eq!(s.service, "127.0.0.1:8000", "{l:?}");
         let parent = s.parent_span_id.as_deref();
         let under = parent.and_then(|p| request_of_span.get(p));
         let tally = by_op.entry(l["op"]).or_default();

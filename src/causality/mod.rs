@@ -54,7 +54,7 @@ use tapspan_capture::Timestamp;
 use crate::ids;
 use crate::keyhash::KeyMap;
 use crate::protocols::http1::tokens::Tokens;
-use crate::protocols::Exchange;
+use crate::protocols::{Call, Exchange};
 use crate::route::{RouteConfig, Routes};
 use crate::span::{
     build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Link, Linkage, Span,
@@ -302,6 +302,13 @@ fn multiplexed(ex: &Exchange) -> bool {
     version == Some(crate::protocols::http1::Version::Http2)
 }
 
+/// Whether the exchange's server runs handlers that may call out, and so may be the service
+/// behind a caller's IP (see `names`): a Redis or PostgreSQL server answers, it calls no one,
+/// and counted as a listener it would make its host's callers ambiguous.
+fn serves_handlers(ex: &Exchange) -> bool {
+    !matches!(ex.call, Call::Redis(_) | Call::Postgres(_))
+}
+
 /// `"{client} {server}"`, the text a connection's key is the hash of.
 fn connection_text(ex: &Exchange) -> String {
     let mut out = String::with_capacity(43);
@@ -345,7 +352,9 @@ impl CausalityBuilder {
 
     pub fn push<F: FnMut(Span)>(&mut self, ex: Exchange, out: &mut F) {
         self.stats.exchanges += 1;
-        if self.listeners.len() < MAX_LISTENER_IPS || self.listeners.contains_key(&ex.server.ip()) {
+        let listener_room =
+            self.listeners.len() < MAX_LISTENER_IPS || self.listeners.contains_key(&ex.server.ip());
+        if listener_room && serves_handlers(&ex) {
             let ports = self.listeners.entry(ex.server.ip()).or_default();
             if ports.len() < 64 {
                 ports.insert(ex.server.port());
