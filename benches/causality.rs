@@ -13,10 +13,6 @@ use tapspan::pipeline::PipelineConfig;
 use tapspan::protocols::Exchange;
 use tapspan::run::replay::replay_files;
 
-/// The binary's allocator (src/main.rs), so the stage is measured as it runs there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn exchanges_of(capture: &str) -> Vec<Exchange> {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(capture);
     let mut out = Vec::new();

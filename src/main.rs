@@ -8,13 +8,6 @@ use clap::Parser;
 
 mod app;
 
-/// The allocator: decoding, the causality search and span building make many small, short-lived
-/// allocations, a fifth of all instructions with glibc's malloc; mimalloc cuts a replay's user
-/// time by about a fifth (docs/causality.md). Without transparent huge pages (`no_thp`), peak
-/// RSS stays within a few MB of glibc's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use app::cli::{Cli, Command};
 use app::commands;
 
