@@ -141,6 +141,14 @@ impl Collector {
         self.end_run();
     }
 
+    /// A value passed on whole (a Redis key, a bound SQL parameter): its runs of token bytes,
+    /// at most [`BODY_PREFIX`] bytes of it.
+    pub fn value(&mut self, bytes: &[u8]) {
+        if self.tokens.len() < MAX_TOKENS {
+            self.feed_plain(&bytes[..bytes.len().min(BODY_PREFIX)]);
+        }
+    }
+
     /// Body bytes, as they come; only the first [`BODY_PREFIX`] count.
     pub fn body(&mut self, bytes: &[u8]) {
         let room = BODY_PREFIX.saturating_sub(self.body_seen);

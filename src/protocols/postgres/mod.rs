@@ -28,6 +28,7 @@ use std::collections::VecDeque;
 
 use serde_json::{json, Value};
 
+use crate::protocols::http1::tokens::{Collector, Tokens};
 use crate::reassembly::Direction;
 use frame::{Framer, Kind, Msg};
 
@@ -64,6 +65,9 @@ pub struct PgExchange {
     /// COPY data bytes (both ways) inside this query.
     pub copy_bytes: u64,
     pub database: Option<String>,
+    /// The payload tokens of its bound parameters (hashes, never the values; see
+    /// `http1::tokens`), for causality; moved to the exchange when it leaves the decoder.
+    pub tokens: Tokens,
 }
 
 impl PgExchange {
@@ -88,6 +92,7 @@ impl PgExchange {
             rows: 0,
             copy_bytes: 0,
             database: None,
+            tokens: Tokens::default(),
         }
     }
 
@@ -152,8 +157,7 @@ pub struct PgConn {
     units: VecDeque<Unit>,
     /// Prepared statements: name → sanitised text.
     statements: VecDeque<(Vec<u8>, String)>,
-    /// Portals: name → sanitised text of their statement (`None`: prepared before capture).
-    portals: VecDeque<(Vec<u8>, Option<String>)>,
+    portals: VecDeque<(Vec<u8>, Portal)>,
     /// Capture time of the first Parse or Bind since the last Execute or Sync.
     batch_start: Option<u64>,
     database: Option<String>,
@@ -289,14 +293,23 @@ impl PgConn {
                 let (portal, at) = cstr(&m.body, 0);
                 let stmt = cstr(&m.body, at).0;
                 let text = lookup(&self.statements, stmt).cloned();
-                remember(&mut self.portals, portal.to_vec(), text, MAX_PORTALS);
+                let tokens = bound_tokens(m.body.get(at..).unwrap_or_default());
+                remember(
+                    &mut self.portals,
+                    portal.to_vec(),
+                    Portal { text, tokens },
+                    MAX_PORTALS,
+                );
                 self.batch_start.get_or_insert(m.start);
             }
             b'E' => {
                 self.stats.executes += 1;
-                let text = lookup(&self.portals, cstr(&m.body, 0).0).cloned().flatten();
+                let Portal { text, tokens } = lookup(&self.portals, cstr(&m.body, 0).0)
+                    .cloned()
+                    .unwrap_or_default();
                 let start = self.batch_start.take().unwrap_or(m.start);
                 let mut x = PgExchange::new(start, m.end, text, true);
+                x.tokens = tokens;
                 x.database = self.database.clone();
                 self.enqueue(Unit::Execute(x), out);
             }
@@ -445,6 +458,76 @@ fn cstr(b: &[u8], at: usize) -> (&[u8], usize) {
     match rest.iter().position(|&c| c == 0) {
         Some(p) => (&rest[..p], at + p + 1),
         None => (rest, b.len()),
+    }
+}
+
+/// A bound portal: the sanitised text of its statement (`None`: prepared before the capture),
+/// and the tokens of the values bound to it.
+#[derive(Clone, Debug, Default)]
+struct Portal {
+    text: Option<String>,
+    tokens: Tokens,
+}
+
+/// The tokens of a Bind's parameter values (protocol 3 §55.7, "Bind": after the portal, the
+/// statement name (`bind` starts there), the parameter format codes (none: all text; one: for
+/// all), then each value as a length (-1 for NULL) and its bytes). A text value gives its runs
+/// of token bytes; a binary one of 2, 4 or 8 bytes is read as the integer it most often is
+/// (an id), in decimal as a query string would carry it. Whatever a value really was, its
+/// tokens only count where they match the caller's request, and how often such matches are
+/// right is learned (`causality::tokens`).
+fn bound_tokens(bind: &[u8]) -> Tokens {
+    let mut c = Collector::default();
+    let (_, mut at) = cstr(bind, 0);
+    let be16 = |at: usize| {
+        bind.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let Some(n_formats) = be16(at) else {
+        return c.take();
+    };
+    let formats_at = at + 2;
+    at = formats_at + 2 * usize::from(n_formats);
+    let binary = |i: usize| match n_formats {
+        0 => false,
+        1 => be16(formats_at) == Some(1),
+        _ => be16(formats_at + 2 * i) == Some(1),
+    };
+    let Some(n_params) = be16(at) else {
+        return c.take();
+    };
+    at += 2;
+    for i in 0..usize::from(n_params) {
+        let Some(len) = bind
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            break;
+        };
+        at += 4;
+        let Ok(len) = usize::try_from(len) else {
+            continue; // NULL
+        };
+        let Some(value) = bind.get(at..at.saturating_add(len)) else {
+            break;
+        };
+        at += len;
+        if !binary(i) {
+            c.value(value);
+        } else if let Some(n) = binary_integer(value) {
+            c.value(n.to_string().as_bytes());
+        }
+    }
+    c.take()
+}
+
+/// A big-endian int2, int4 or int8.
+fn binary_integer(v: &[u8]) -> Option<i64> {
+    match *v {
+        [a, b] => Some(i64::from(i16::from_be_bytes([a, b]))),
+        [a, b, c, d] => Some(i64::from(i32::from_be_bytes([a, b, c, d]))),
+        [a, b, c, d, e, f, g, h] => Some(i64::from_be_bytes([a, b, c, d, e, f, g, h])),
+        _ => None,
     }
 }
 

@@ -86,7 +86,7 @@ impl ConnDecoder for PgConn {
         PgConn::finish(self, out);
     }
 
-    fn convert(x: PgExchange) -> Converted {
+    fn convert(mut x: PgExchange) -> Converted {
         Converted {
             t: Instants {
                 request_start: Some(Timestamp(x.start)),
@@ -96,7 +96,10 @@ impl ConnDecoder for PgConn {
                 closed: None,
             },
             error: x.cut.as_deref().map(cut_reason),
-            tokens: PayloadTokens::default(),
+            tokens: PayloadTokens {
+                request: std::mem::take(&mut x.tokens),
+                ..PayloadTokens::default()
+            },
             call: Call::Postgres(x),
         }
     }

@@ -270,3 +270,27 @@ proptest::proptest! {
         proptest::prop_assert!(conn.statements.len() <= MAX_STATEMENTS);
     }
 }
+
+#[test]
+fn bound_values_give_their_tokens() {
+    let tokens_of = |values: &[&[u8]]| {
+        let mut c = Collector::default();
+        values.iter().for_each(|v| c.value(v));
+        c.take()
+    };
+    // Portal "", statement "s1", one format code (text for all), three values: `17`, NULL,
+    // `ab-12`; one result format code.
+    let text = b"\0s1\0\0\x01\0\0\0\x03\0\0\0\x0217\xff\xff\xff\xff\0\0\0\x05ab-12\0\x01\0\0";
+    // `bound_tokens` reads from the statement name on (after the portal's).
+    let of_body = |body: &[u8]| bound_tokens(&body[cstr(body, 0).1..]);
+    assert_eq!(of_body(text), tokens_of(&[b"17", b"ab-12"]));
+    // Binary int4 42 and int8 -7, text `x9` (formats: binary, binary, text).
+    let binary = b"\0\0\0\x03\0\x01\0\x01\0\0\0\x03\0\0\0\x04\0\0\0\x2a\0\0\0\x08\xff\xff\xff\xff\xff\xff\xff\xf9\0\0\0\x02x9\0\0";
+    assert_eq!(of_body(binary), tokens_of(&[b"42", b"-7", b"x9"]));
+    // Lying lengths and cuts anywhere: what was whole, never a panic.
+    for cut in 0..binary.len() {
+        let _ = bound_tokens(&binary[..cut]);
+    }
+    let lying = b"\0\0\0\0\0\0\x01\x7f\xff\xff\xff17";
+    assert!(of_body(lying).is_empty());
+}

@@ -28,6 +28,7 @@ use std::collections::VecDeque;
 
 use serde_json::{json, Value};
 
+use crate::protocols::http1::tokens::{Collector, Tokens};
 use crate::reassembly::Direction;
 use resp::{Frame, Mode, RespReader};
 
@@ -61,6 +62,9 @@ pub struct RedisExchange {
     pub database: u32,
     pub request_size: u64,
     pub response_size: u64,
+    /// The key's payload tokens (hashes, never the key; see `http1::tokens`), for causality to
+    /// see which request's values it carries; moved to the exchange when it leaves the decoder.
+    pub tokens: Tokens,
 }
 
 impl RedisExchange {
@@ -250,6 +254,7 @@ impl RedisConn {
             database: self.database,
             request_size: f.size,
             response_size: 0,
+            tokens: key_tokens(&f),
         };
         self.pending.push_back(Pending {
             exchange,
@@ -358,6 +363,15 @@ const SUBSCRIBERS: &[&str] = &[
     "PUNSUBSCRIBE",
     "SUNSUBSCRIBE",
 ];
+
+/// The tokens of a command's key (its second element): `session:17` gives `session` and `17`.
+fn key_tokens(f: &Frame) -> Tokens {
+    let mut c = Collector::default();
+    if f.len > 1 {
+        c.value(&f.second);
+    }
+    c.take()
+}
 
 /// Operation name, query text (key templated, other arguments `?`) and, for the
 /// SUBSCRIBE family, how many confirmations the command gets.

@@ -84,7 +84,7 @@ impl ConnDecoder for RedisConn {
         RedisConn::finish(self, out);
     }
 
-    fn convert(x: RedisExchange) -> Converted {
+    fn convert(mut x: RedisExchange) -> Converted {
         let error = match (&x.error, x.replied) {
             (Some(why), false) => Some(cut_reason(why)),
             _ => None,
@@ -98,7 +98,10 @@ impl ConnDecoder for RedisConn {
                 closed: None,
             },
             error,
-            tokens: PayloadTokens::default(),
+            tokens: PayloadTokens {
+                request: std::mem::take(&mut x.tokens),
+                ..PayloadTokens::default()
+            },
             call: Call::Redis(x),
         }
     }

@@ -210,3 +210,13 @@ proptest::proptest! {
         proptest::prop_assert!(conn.pending.is_empty());
     }
 }
+
+#[test]
+fn a_commands_key_gives_its_tokens_never_the_key() {
+    let (x, _) = run(&[(C, &cmd(&["GET", "session:8f3a9c"])), (C, &cmd(&["PING"]))]);
+    let mut want = Collector::default();
+    want.value(b"8f3a9c");
+    want.value(b"session");
+    assert_eq!(x[0].tokens, want.take());
+    assert!(x[1].tokens.is_empty(), "no key, no tokens");
+}
