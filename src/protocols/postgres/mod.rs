@@ -65,7 +65,7 @@ pub struct PgExchange {
     /// COPY data bytes (both ways) inside this query.
     pub copy_bytes: u64,
     pub database: Option<String>,
-    /// The payload tokens of its bound parameters (hashes, never the values; see
+    /// The payload tokens of its literals or bound parameters (hashes, never the values; see
     /// `http1::tokens`), for causality; moved to the exchange when it leaves the decoder.
     pub tokens: Tokens,
 }
@@ -278,9 +278,14 @@ impl PgConn {
         match tag {
             b'Q' => {
                 self.stats.queries += 1;
-                let text = sql::sanitize(&String::from_utf8_lossy(cstr(&m.body, 0).0));
+                let mut literals = Collector::default();
+                let text =
+                    sql::sanitize_with(&String::from_utf8_lossy(cstr(&m.body, 0).0), &mut |v| {
+                        literals.value(v)
+                    });
                 let mut x = PgExchange::new(m.start, m.end, Some(text), false);
                 x.database = self.database.clone();
+                x.tokens = literals.take();
                 self.enqueue(Unit::Query(x), out);
             }
             b'P' => {

@@ -10,12 +10,20 @@ pub const MAX_TEXT: usize = 2048;
 
 /// The sanitised form of `sql`.
 pub fn sanitize(sql: &str) -> String {
+    sanitize_with(sql, &mut |_| {})
+}
+
+/// [`sanitize`], handing each literal replaced (quotes included) to `on_literal`: the values
+/// a query carries, for its payload tokens (they never leave as text).
+pub fn sanitize_with(sql: &str, on_literal: &mut dyn FnMut(&[u8])) -> String {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(b.len().min(MAX_TEXT + 4));
     let mut i = 0;
     while i < b.len() && out.len() < MAX_TEXT {
         let c = b[i];
         let next = b.get(i + 1).copied();
+        let start = i;
+        let mut is_literal = true;
         i = match c {
             b'\'' => literal(b, i, false, &mut out),
             b'e' | b'E' if next == Some(b'\'') && !ident_before(b, i) => {
@@ -29,25 +37,37 @@ pub fn sanitize(sql: &str) -> String {
             b'u' | b'U' if b[i..].starts_with(b"U&'") || b[i..].starts_with(b"u&'") => {
                 literal(b, i + 2, false, &mut out)
             }
-            b'$' if next.is_some_and(|d| d.is_ascii_digit()) => copy_while(b, i, &mut out),
+            b'$' if next.is_some_and(|d| d.is_ascii_digit()) => {
+                is_literal = false;
+                copy_while(b, i, &mut out)
+            }
             b'$' => dollar(b, i, &mut out),
-            b'"' => quoted_ident(b, i, &mut out),
-            b'-' if next == Some(b'-') => skip_line_comment(b, i, &mut out),
-            b'/' if next == Some(b'*') => skip_block_comment(b, i, &mut out),
             b'0'..=b'9' if !ident_before(b, i) => number(b, i, &mut out),
             b'.' if next.is_some_and(|d| d.is_ascii_digit()) && !ident_before(b, i) => {
                 number(b, i, &mut out)
             }
-            c if c.is_ascii_whitespace() => {
-                space(&mut out);
-                i + 1
-            }
             _ => {
-                let n = utf8_len(c).min(b.len() - i);
-                out.push_str(std::str::from_utf8(&b[i..i + n]).unwrap_or("?"));
-                i + n
+                is_literal = false;
+                match c {
+                    b'"' => quoted_ident(b, i, &mut out),
+                    b'-' if next == Some(b'-') => skip_line_comment(b, i, &mut out),
+                    b'/' if next == Some(b'*') => skip_block_comment(b, i, &mut out),
+                    c if c.is_ascii_whitespace() => {
+                        space(&mut out);
+                        i + 1
+                    }
+                    _ => {
+                        let n = utf8_len(c).min(b.len() - i);
+                        out.push_str(std::str::from_utf8(&b[i..i + n]).unwrap_or("?"));
+                        i + n
+                    }
+                }
             }
         };
+        // A lone `$` is copied, not a literal.
+        if is_literal && out.ends_with('?') {
+            on_literal(&b[start..i]);
+        }
     }
     // A quoted identifier or a `$n` is copied whole, so the last one copied may cross the cap:
     // cut it there (on a character boundary), as any text that goes on past the cap.
@@ -220,6 +240,26 @@ fn number(b: &[u8], mut i: usize, out: &mut String) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_literal_replaced_is_handed_over_and_nothing_else() {
+        let mut seen: Vec<String> = Vec::new();
+        let text = sanitize_with(
+            "SELECT a, \"b1\" FROM t2 WHERE id = 17 AND s = 'o''k' AND p = $1 -- 99\n AND \
+             x = E'\\n' AND d = $$body$$ AND f = 1.5e-3 AND c$ = 2",
+            &mut |v| seen.push(String::from_utf8_lossy(v).into()),
+        );
+        assert_eq!(
+            text,
+            "SELECT a, \"b1\" FROM t2 WHERE id = ? AND s = ? AND p = $1 AND x = ? AND d = ? \
+             AND f = ? AND c$ = ?"
+        );
+        assert_eq!(
+            seen,
+            ["17", "'o''k'", "E'\\n'", "$$body$$", "1.5e-3", "2"],
+            "no identifier, parameter, comment or lone `$`"
+        );
+    }
 
     #[test]
     fn literals_become_placeholders() {

@@ -80,6 +80,11 @@ fn ssl_declined_then_a_multi_statement_query_with_literals() {
     assert_eq!(x[0].rows, 3);
     assert_eq!(x[0].database.as_deref(), Some("shop"));
     assert!(!format!("{:?}", x[0].attributes()).contains("literal"));
+    // The literals' tokens (`1` is too short to be one).
+    let mut want = Collector::default();
+    want.value(b"'two-literal-03'");
+    want.value(b"3.5");
+    assert_eq!(x[0].tokens, want.take());
 }
 
 #[test]
