@@ -43,7 +43,7 @@ pub fn render_table(endpoints: &[Endpoint]) -> String {
 /// memory caps that were reached, each of which degraded only the connection (or datagram) it
 /// names.
 const COUNTERS: &str = "\nframes {decode.frames} ({decode.bytes} bytes), tcp segments \
-{decode.tcp_segments}, non-tcp {decode.non_tcp}, unsupported link {decode.unsupported_link}, \
+{decode.tcp_segments}, udp datagrams {decode.udp_datagrams}, non-tcp {decode.non_tcp}, unsupported link {decode.unsupported_link}, \
 malformed {decode.malformed}, cut by snap length {decode.truncated}, tunnels \
 {decode.tunnels_unwrapped}\n\
 ip fragments {decode.fragments}: datagrams reassembled {decode.datagrams_reassembled}, \
