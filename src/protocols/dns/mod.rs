@@ -213,7 +213,13 @@ impl DnsTracker {
 
     /// Capture time is now `ts`: queries older than the timeout are reported.
     pub fn advance_to(&mut self, ts: u64, out: &mut Vec<DnsExchange>) {
-        while let Some(&(sent, _)) = self.order.front() {
+        while let Some(&(sent, key)) = self.order.front() {
+            // Stale entries first: else expiring "the oldest" would reach past them to a
+            // query not yet due.
+            if self.pending.get(&key).is_none_or(|x| x.start != sent) {
+                self.order.pop_front();
+                continue;
+            }
             if ts.saturating_sub(sent) < self.config.timeout_ns {
                 break;
             }
