@@ -77,6 +77,10 @@ postgresql connections {postgresql.connections} (encrypted \
 protocol errors {postgresql.protocol_errors}\n\
 tls connections {tls.connections}, handshakes {tls.handshakes} (incomplete \
 {tls.incomplete_handshakes})\n\
+dns queries {dns.exchanges} (udp {dns.udp_exchanges}, tcp {dns.tcp_exchanges} on \
+{dns.tcp_connections} connections; error answers {dns.error_answers}, unanswered \
+{dns.unanswered}), unmatched responses {dns.unmatched_responses}, malformed messages \
+{dns.malformed}, queries given up at the pending cap {dns.evicted}\n\
 memory caps reached: connections evicted {tcp.evicted}, holes skipped at the held-bytes cap \
 {tcp.holes_skipped_at_cap}, fragment datagrams evicted {decode.defrag_evicted}, heads over the \
 size cap {http.heads_too_large}, heads dropped at the total head cap \

@@ -97,6 +97,7 @@ fn an_answered_query_does_not_time_out_a_younger_one() {
     assert_eq!(out.len(), 1);
     t.advance_to(7_000_000_000, &mut out);
     assert_eq!(out[1].error.as_deref(), Some("timeout"));
+    assert_eq!(out[1].given_up, Some(7_000_000_000));
 }
 
 #[test]
