@@ -129,7 +129,8 @@ describe_counters!("decode", DecodeStats {
     frames: "Frames given to the decoder.",
     bytes: "Captured bytes of those frames.",
     tcp_segments: "Segments returned (including those rebuilt from fragments).",
-    non_tcp: "Frames carrying something other than TCP.",
+    udp_datagrams: "UDP datagrams decoded (tunnels aside).",
+    non_tcp: "Frames carrying something other than TCP or UDP.",
     unsupported_link: "Frames of a link type tapspan does not decode.",
     malformed: "Frames whose headers are cut short or contradict themselves.",
     tunnels_unwrapped: "Tunnel layers unwrapped.",
@@ -138,7 +139,7 @@ describe_counters!("decode", DecodeStats {
     defrag_evicted: "Datagrams dropped from reassembly to respect a cap.",
     defrag_timed_out: "Datagrams dropped because their fragments stopped arriving.",
     defrag_overlaps: "Fragments overlapping data already held.",
-    truncated: "TCP segments whose payload a snap length cut short.",
+    truncated: "TCP segments and UDP datagrams whose payload a snap length cut short.",
     defrag_pending: "Datagrams whose fragments are held (at the end: never completed).",
     defrag_ranges_visited [Internal]: "Received ranges looked at while placing fragments.",
 });

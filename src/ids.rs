@@ -63,6 +63,18 @@ pub fn exchange_id(
     hash64("tapspan.exchange", &buf).max(1)
 }
 
+/// The anchor of an exchange carried in UDP datagrams (DNS), which have no sequence number:
+/// the low 32 bits of `hash64("tapspan.udp.anchor", id (2 bytes, big-endian) || capture time of
+/// the query in ns (8 bytes, big-endian))`. With the endpoints, [`exchange_id`] of it names the
+/// exchange; a retransmitted query keeps the first one's. Two capture points agree only where
+/// their clocks agree to the nanosecond.
+pub fn udp_anchor(id: u16, query_ns: u64) -> u32 {
+    let mut buf = [0u8; 10];
+    buf[..2].copy_from_slice(&id.to_be_bytes());
+    buf[2..].copy_from_slice(&query_ns.to_be_bytes());
+    hash64("tapspan.udp.anchor", &buf) as u32
+}
+
 /// Span id of one side (`client` or `server`) of an exchange; never zero (zero is invalid in W3C).
 pub fn span_id(exchange_id: u64, kind: &str) -> u64 {
     let mut buf = exchange_id.to_be_bytes().to_vec();

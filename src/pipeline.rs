@@ -10,7 +10,9 @@
 //! the same time window from different points); the same packet seen at two points then reads as
 //! a retransmission and is decoded once.
 
-use tapspan_capture::{DecodeConfig, DecodeStats, Decoder, RawFrame, TcpSegment, Timestamp};
+use tapspan_capture::{
+    DecodeConfig, DecodeStats, Decoded, Decoder, RawFrame, TcpSegment, Timestamp, UdpDatagram,
+};
 
 use crate::causality::CausalityBuilder;
 use crate::protocols::{self, Decoders, Exchange, ProtocolConfig, ProtocolStats};
@@ -120,11 +122,29 @@ impl<B: Back> Pipeline<B> {
         }
     }
 
-    /// A captured frame: decoded, then as [`Self::push_segment`].
+    /// A captured frame: decoded, then as [`Self::push_segment`] or [`Self::push_datagram`].
+    /// Any other frame still tells datagram protocols the time (a query's timeout).
     pub fn push_frame(&mut self, frame: &RawFrame<'_>) {
-        if let Some(seg) = self.decoder.decode(frame) {
-            self.push_segment(&seg);
+        match self.decoder.decode_packet(frame) {
+            Some(Decoded::Tcp(seg)) => {
+                self.push_segment(&seg);
+                self.tick(frame.ts);
+            }
+            Some(Decoded::Udp(d)) => self.push_datagram(&d),
+            None => self.tick(frame.ts),
         }
+    }
+
+    /// A UDP datagram: to the protocols that take datagrams (DNS).
+    pub fn push_datagram(&mut self, d: &UdpDatagram<'_>) {
+        let back = &mut self.back;
+        self.protocols.datagram(d, &mut |ex| back.exchange(ex));
+    }
+
+    /// Datagram protocols learn the capture time (a front-of-queue check when nothing is due).
+    fn tick(&mut self, ts: Timestamp) {
+        let back = &mut self.back;
+        self.protocols.advance_to(ts, &mut |ex| back.exchange(ex));
     }
 
     /// A TCP segment that a source decoded already (a live shard's router).
@@ -142,6 +162,7 @@ impl<B: Back> Pipeline<B> {
         self.reassembler.advance_to(ts, &mut |ev| {
             protocols.push(ev, &mut |ex| back.exchange(ex))
         });
+        self.tick(ts);
         self.back.advance_to(ts);
     }
 
@@ -150,6 +171,7 @@ impl<B: Back> Pipeline<B> {
         let (protocols, back) = (&mut self.protocols, &mut self.back);
         self.reassembler
             .finish(&mut |ev| protocols.push(ev, &mut |ex| back.exchange(ex)));
+        self.protocols.finish(&mut |ex| back.exchange(ex));
         self.back.finish();
     }
 

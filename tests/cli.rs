@@ -189,16 +189,41 @@ fn compressed_captures_are_read_as_they_are() {
 
 #[test]
 fn a_capture_with_nothing_decodable_says_what_it_holds() {
-    // Three DNS-over-TCP connections (pcaps/protocols/dns-basic.md): no spans, and a reason
+    // One connection of a binary protocol tapspan does not know: no spans, and a reason
     // instead of silence.
-    let o = tapspan(&["replay", "pcaps/protocols/dns-basic.pcap"]);
+    use common::craft::{ethernet_frames, pcap, Conversation, Dir};
+    let mut conv = Conversation::new(1000, 0);
+    conv.handshake()
+        .send(
+            Dir::C2S,
+            &[0, 0, 0, 12, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4],
+            1400,
+        )
+        .send(Dir::S2C, &[0, 0, 0, 6, 0xfe, 0xed], 1400)
+        .fin();
+    let dir = std::env::temp_dir().join(format!("tapspan-undecoded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("binary.pcap");
+    std::fs::write(&path, pcap(1, false, &ethernet_frames(&conv.segs))).unwrap();
+    let o = tapspan(&["replay", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
     assert!(o.status.success());
     assert!(o.stdout.is_empty());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("3 TCP connections, none decoded (tapspan decodes HTTP/1.x, HTTP/2, Redis, PostgreSQL and TLS handshakes): 3 spoke another protocol"),
+        err.contains("1 TCP connection, none decoded (tapspan decodes HTTP/1.x, HTTP/2, Redis, PostgreSQL, DNS and TLS handshakes): 1 spoke another protocol"),
         "{err}"
     );
+    // DNS over UDP and TCP (pcaps/protocols/dns-basic.md): a span pair per query, nothing said.
+    let o = tapspan(&["replay", "pcaps/protocols/dns-basic.pcap"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.matches("\"dns.question.name\"").count(),
+        2 * 26,
+        "{out}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("none decoded"));
     // Two HTTPS connections (pcaps/tls/README.md): their handshakes are spans, and nothing is
     // said.
     let o = tapspan(&["replay", "pcaps/tls/curl-tls.pcap"]);

@@ -1,18 +1,17 @@
-//! The protocol decoders (not yet wired to the pipeline) over the real recordings of issue 19,
-//! checked against the servers' own logs beside each capture (`pcaps/protocols/*.md` say how
-//! they were made). TCP bytes come from the capture crate and the project's reassembly, as the pipeline
-//! will feed them; UDP datagrams are cut from the frames here (etherparse) until the capture
-//! crate has its UDP path.
+//! The protocol decoders over the real recordings of issue 19, checked against the servers' own
+//! logs beside each capture (`pcaps/protocols/*.md` say how they were made). TCP bytes come from
+//! the capture crate and the project's reassembly, as the pipeline feeds them; DNS goes through
+//! the whole pipeline (UDP datagrams from the capture crate, TCP through the registry).
 
+mod common;
 #[path = "common/recorded.rs"]
 mod recorded;
 #[path = "common/server_logs.rs"]
 mod server_logs;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
-use recorded::{pcap, tcp_conns, udp_datagrams, Conn, Piece};
+use recorded::{pcap, tcp_conns, Conn, Piece};
 use server_logs::{postgres_log, redis_log};
 use tapspan::protocols::tls::TlsHandshake;
 use tapspan::reassembly::Direction;
@@ -199,41 +198,36 @@ fn dnsmasq_log(text: &str) -> Vec<(u16, String, String, String)> {
 
 #[test]
 fn dns_every_logged_query_is_an_exchange_with_its_outcome() {
-    use tapspan::protocols::dns::{message, DnsConfig, DnsTracker, TcpFramer};
+    use tapspan::pipeline::PipelineConfig;
+    use tapspan::protocols::dns::{message, DnsConfig, Transport};
+    use tapspan::protocols::Call;
     let log = dnsmasq_log(&std::fs::read_to_string(pcap("dns-basic.dnsmasq.log")).unwrap());
     assert_eq!(log.len(), 24);
-    let path = pcap("dns-basic.pcap");
     // dig was told to wait 1 s (`+timeout=1`): so is the tracker.
-    let config = DnsConfig {
+    let mut config = PipelineConfig::default();
+    config.protocols.dns = DnsConfig {
         timeout_ns: 1_000_000_000,
         ..DnsConfig::default()
     };
-    let mut t = DnsTracker::new(config);
-    let mut out = Vec::new();
-    for (ts, src, dst, payload) in udp_datagrams(&path) {
-        t.advance_to(ts, &mut out);
-        t.datagram(ts, src, dst, &payload, &mut out);
-    }
-    for c in tcp_conns(&path) {
-        let server = SocketAddr::from(([127, 0, 0, 1], 53));
-        let mut framers = [TcpFramer::default(), TcpFramer::default()];
-        for p in &c.pieces {
-            match p {
-                Piece::Data(dir, ts, b) => {
-                    let (client, x) = (c.client, &mut out);
-                    framers[dir.index()]
-                        .push(*ts, b, &mut |when, m| t.message(when, client, server, m, x));
-                }
-                Piece::Gap(dir) => framers[dir.index()].lose(),
-            }
-        }
-    }
-    t.finish(&mut out);
-    assert_eq!(t.stats.malformed, 0);
-    assert_eq!(t.stats.unmatched_responses, 0);
+    let (exchanges, outcome) = common::replay_with(&[pcap("dns-basic.pcap")], config);
+    let stats = &outcome.stats.protocols.dns;
+    assert_eq!((stats.malformed, stats.unmatched_responses), (0, 0));
+    // Every DNS exchange, with what the exchange itself says of it.
+    let out: Vec<_> = exchanges
+        .iter()
+        .filter_map(|e| match &e.call {
+            Call::Dns(x) => Some((e, x)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        out.len(),
+        exchanges.len(),
+        "nothing but DNS in this capture"
+    );
     let mut found = 0;
     for (port, qtype, name, outcome) in &log {
-        let hit = out.iter().any(|x| {
+        let hit = out.iter().any(|(e, x)| {
             let rcode = x.rcode.map(message::rcode_name);
             let right = match outcome.as_str() {
                 "NXDOMAIN" | "REFUSED" => rcode.as_deref() == Some(outcome.as_str()),
@@ -242,11 +236,13 @@ fn dns_every_logged_query_is_an_exchange_with_its_outcome() {
                 }
                 _ => rcode.as_deref() == Some("NOERROR") && x.answers > 0,
             };
-            x.client.port() == *port
+            e.client.port() == *port
+                && e.server.port() == 53
                 && x.name == *name
                 && message::type_name(x.qtype) == *qtype
                 && right
-                && x.error.as_deref() == rcode.as_deref().filter(|r| *r != "NOERROR")
+                && e.error.is_none()
+                && e.t.response_end.is_some()
         });
         found += usize::from(hit);
     }
@@ -255,14 +251,8 @@ fn dns_every_logged_query_is_an_exchange_with_its_outcome() {
     // The two queries to a port where nobody answers, and nothing else, have no response.
     let mut unanswered: Vec<_> = out
         .iter()
-        .filter(|x| x.end.is_none())
-        .map(|x| {
-            (
-                x.server.port(),
-                x.name.as_str(),
-                x.error.as_deref().unwrap(),
-            )
-        })
+        .filter(|(e, _)| e.t.response_end.is_none())
+        .map(|(e, x)| (e.server.port(), x.name.as_str(), e.error.unwrap()))
         .collect();
     unanswered.sort();
     assert_eq!(
@@ -273,12 +263,20 @@ fn dns_every_logged_query_is_an_exchange_with_its_outcome() {
         ]
     );
     assert_eq!(out.len(), 26);
+    let tcp: Vec<_> = out
+        .iter()
+        .filter(|(_, x)| x.transport == Transport::Tcp)
+        .map(|(e, _)| e.server.port())
+        .collect();
+    assert_eq!(tcp, [53, 53, 53]);
     assert_eq!(
-        out.iter()
-            .filter(|x| x.transport == tapspan::protocols::dns::Transport::Tcp)
-            .count(),
-        3
+        (stats.exchanges, stats.udp_exchanges, stats.tcp_exchanges),
+        (26, 23, 3)
     );
+    assert_eq!((stats.tcp_connections, stats.unanswered), (3, 2));
+    // tshark: 5 NXDOMAIN and 1 REFUSED.
+    assert_eq!(stats.error_answers, 6);
+    assert_eq!(outcome.stats.decode.udp_datagrams, 23 + 21);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-//! Redis, PostgreSQL and TLS through the whole pipeline (reassembly, decoders, causality, span
+//! Redis, PostgreSQL, TLS and DNS through the whole pipeline (reassembly, decoders, causality, span
 //! mapping), checked against the servers' own logs beside each recording (parsed here, never a
-//! blessed output): the spans' commands, statement templates, status codes and server names,
+//! blessed output): the spans' commands, statement templates, status codes, server names and
+//! DNS questions and rcodes,
 //! that no value or literal leaves in a span, and which HTTP request each database call of the
 //! multi-tier recording is a child of.
 
@@ -304,4 +305,210 @@ fn multitier_database_calls_are_children_of_the_request_that_made_them() {
         share >= MIN_RIGHT_PARENT,
         "{right} of {calls} calls under the right request"
     );
+}
+
+/// dnsmasq's `log-queries=extra` lines: (client port, type, name) of each query it answered.
+fn dnsmasq_queries(text: &str) -> Vec<(u16, String, String)> {
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let Some((_, rest)) = line.split_once("]: ") else {
+            continue;
+        };
+        let w: Vec<&str> = rest.split(' ').collect();
+        if let (Some(from), Some(t), Some(name)) = (w.get(1), w.get(2), w.get(3)) {
+            if let (Some(port), Some(t)) =
+                (from.strip_prefix("127.0.0.1/"), t.strip_prefix("query["))
+            {
+                v.push((
+                    port.parse().unwrap(),
+                    t.trim_end_matches(']').into(),
+                    (*name).into(),
+                ));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn dns_spans_name_the_question_and_fail_on_error_rcodes_and_timeouts() {
+    use tapspan::pipeline::PipelineConfig;
+    use tapspan::protocols::dns::DnsConfig;
+    let mut config = PipelineConfig::default();
+    config.protocols.dns = DnsConfig {
+        timeout_ns: 1_000_000_000,
+        ..DnsConfig::default()
+    };
+    let (exchanges, _) = common::replay_with(&[recording("dns-basic.pcap")], config);
+    let spans = common::spans(&exchanges);
+    let logged = dnsmasq_queries(&log("dns-basic.dnsmasq.log"));
+    assert_eq!(logged.len(), 24);
+    // One client and one server span per exchange: 24 answered, 2 to port 5353 unanswered.
+    let clients: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Client)
+        .collect();
+    let servers: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server)
+        .collect();
+    assert_eq!((clients.len(), servers.len()), (26, 26));
+    for c in &clients {
+        let under: Vec<_> = servers
+            .iter()
+            .filter(|s| s.parent_span_id.as_deref() == Some(c.span_id.as_str()))
+            .collect();
+        assert_eq!(under.len(), 1, "{c:?}");
+        let s = under[0];
+        assert_eq!(
+            (&s.trace_id, &s.name, s.status),
+            (&c.trace_id, &c.name, c.status)
+        );
+        assert_eq!(s.service, format!("127.0.0.1:{}", port(c, "server.port")));
+        assert_eq!(
+            attr(c, "tapspan.exchange_id"),
+            attr(s, "tapspan.exchange_id")
+        );
+    }
+    let ids: HashSet<_> = clients
+        .iter()
+        .map(|c| attr(c, "tapspan.exchange_id"))
+        .collect();
+    assert_eq!(ids.len(), 26, "exchange ids are distinct");
+    // Each logged query: a span `DNS {type}` with its name, from its client port.
+    for (p, qtype, name) in &logged {
+        let hit = clients.iter().any(|c| {
+            port(c, "client.port") == *p
+                && c.name == format!("DNS {qtype}")
+                && attr(c, "dns.question.name") == Some(name.as_str())
+                && attr(c, "tapspan.dns.question.type") == Some(qtype.as_str())
+                && port(c, "server.port") == 53
+        });
+        assert!(hit, "{p} {qtype} {name}");
+    }
+    // Errors: NXDOMAIN ×5 and REFUSED ×1 (tshark), the two unanswered; nothing else.
+    let mut errors: Vec<(String, &str, &str)> = clients
+        .iter()
+        .filter(|c| c.status == SpanStatus::Error)
+        .map(|c| {
+            (
+                format!(
+                    "{}:{}",
+                    attr(c, "network.transport").unwrap(),
+                    port(c, "server.port")
+                ),
+                attr(c, "error.type").unwrap(),
+                attr(c, "dns.question.name").unwrap(),
+            )
+        })
+        .collect();
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            ("tcp:53".to_string(), "NXDOMAIN", "missing.shop.test"),
+            ("udp:53".to_string(), "NXDOMAIN", "missing.shop.test"),
+            ("udp:53".to_string(), "NXDOMAIN", "nope.shop.test"),
+            ("udp:53".to_string(), "NXDOMAIN", "nope.shop.test"),
+            ("udp:53".to_string(), "NXDOMAIN", "nope.shop.test"),
+            ("udp:53".to_string(), "REFUSED", "elsewhere.example"),
+            ("udp:5353".to_string(), "no_response", "db.shop.test"),
+            ("udp:5353".to_string(), "timeout", "api.shop.test"),
+        ]
+    );
+    for c in &clients {
+        let rcode = attr(c, "tapspan.dns.response_code");
+        match attr(c, "error.type") {
+            Some("timeout") => {
+                // Given up on after the timeout: that long, no response code.
+                assert_eq!(c.end_unix_nano - c.start_unix_nano, 1_000_000_000);
+                assert_eq!(rcode, None);
+            }
+            Some("no_response") => assert_eq!(rcode, None),
+            Some(e) => assert_eq!(rcode, Some(e)),
+            None => assert_eq!(rcode, Some("NOERROR")),
+        }
+        // Names, types and codes only: no raw bytes of a message.
+        for (k, v) in c.attributes.iter() {
+            let text = v.to_string();
+            assert!(text.chars().all(|ch| !ch.is_control()), "{k}: {text}");
+        }
+    }
+}
+
+#[test]
+fn a_dns_query_made_while_serving_a_request_is_its_child() {
+    use common::craft::{ipv4_between, Conversation, Dir};
+    use etherparse::PacketBuilder;
+    use tapspan::pipeline::PipelineConfig;
+    let (client, server) = ("10.1.0.1:40123", "10.1.0.2:8080");
+    let (client, server) = (client.parse().unwrap(), server.parse().unwrap());
+    // Server ISN 0: the crafted client SYN then carries no ACK flag (see `ipv4_between`).
+    let mut conv = Conversation::new(1000, 0);
+    conv.handshake().send(
+        Dir::C2S,
+        b"GET /users/7 HTTP/1.1\r\nHost: api\r\n\r\n",
+        1400,
+    );
+    let asked = conv.ts_ns;
+    conv.ts_ns += 3_000_000;
+    conv.send(
+        Dir::S2C,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        1400,
+    )
+    .fin();
+    let mut frames: Vec<(u64, Vec<u8>)> = conv
+        .segs
+        .iter()
+        .map(|s| {
+            let (a, b) = match s.dir {
+                Dir::C2S => (client, server),
+                Dir::S2C => (server, client),
+            };
+            (s.ts_ns, ipv4_between(s, a, b))
+        })
+        .collect();
+    // The service asks 10.1.0.53 for `db.internal` between the request and its response.
+    let query =
+        b"\x4a\x4b\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02db\x08internal\x00\x00\x01\x00\x01";
+    let mut answer = query.to_vec();
+    answer[2] = 0x81;
+    answer[3] = 0x80;
+    answer[7] = 1;
+    answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 1, 0, 9]);
+    let udp = |from: ([u8; 4], u16), to: ([u8; 4], u16), body: &[u8]| {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(from.0, to.0, 64)
+            .udp(from.1, to.1)
+            .write(&mut out, body)
+            .unwrap();
+        out
+    };
+    let (me, dns) = (([10, 1, 0, 2], 51000), ([10, 1, 0, 53], 53));
+    frames.push((asked + 500_000, udp(me, dns, query)));
+    frames.push((asked + 1_500_000, udp(dns, me, &answer)));
+    frames.sort_by_key(|f| f.0);
+    let (exchanges, stats) = common::run_frames(
+        PipelineConfig::default(),
+        &frames,
+        tapspan_capture::LinkType::RAW,
+    );
+    assert_eq!(stats.protocols.dns.udp_exchanges, 1);
+    let spans = common::spans(&exchanges);
+    let http_server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server && s.service == "10.1.0.2:8080")
+        .expect("http server span");
+    let dns_client = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client && s.name == "DNS A")
+        .expect("dns client span");
+    assert_eq!(attr(dns_client, "dns.question.name"), Some("db.internal"));
+    assert_eq!(dns_client.trace_id, http_server.trace_id);
+    assert_eq!(
+        dns_client.parent_span_id.as_deref(),
+        Some(http_server.span_id.as_str())
+    );
+    assert_eq!(attr(dns_client, "tapspan.link"), Some("nesting"));
 }

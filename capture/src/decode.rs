@@ -1,23 +1,27 @@
-//! Frame → TCP segment: the link layer, IP, fragments and mirror tunnels, tied together.
+//! Frame → TCP segment or UDP datagram: the link layer, IP, fragments and mirror tunnels, tied
+//! together.
 //!
-//! Contract: [`Decoder::decode`] takes one [`RawFrame`] and returns at most one [`TcpSegment`].
-//! Every frame is counted in [`DecodeStats::frames`] and ends in exactly one of: a segment
-//! (`tcp_segments`), `non_tcp`, `unsupported_link`, `malformed`, or — for an IP fragment that does
-//! not complete its datagram — only `fragments` (plus the defrag counters if it was dropped).
-//! The segment borrows the frame's bytes; only a segment rebuilt from IP fragments owns its
-//! payload. Mirror tunnels (VXLAN, Geneve, GRE/ERSPAN, IP-in-IP) are unwrapped up to
+//! Contract: [`Decoder::decode_packet`] takes one [`RawFrame`] and returns at most one
+//! [`Decoded`]: a [`TcpSegment`] or a [`UdpDatagram`] ([`Decoder::decode`] keeps the segments
+//! only). Every frame is counted in [`DecodeStats::frames`] and ends in exactly one of: a segment
+//! (`tcp_segments`), a datagram (`udp_datagrams`), `non_tcp`, `unsupported_link`, `malformed`,
+//! or — for an IP fragment that does not complete its datagram — only `fragments` (plus the
+//! defrag counters if it was dropped). A UDP header whose length is under 8 or beyond what the IP
+//! packet carried (unless a snap length cut it) is `malformed`. The segment or datagram borrows
+//! the frame's bytes; only one rebuilt from IP fragments owns its payload. UDP is one more arm of
+//! the match on the IP protocol number: the TCP path does no extra work. Mirror tunnels (VXLAN, Geneve, GRE/ERSPAN, IP-in-IP) are unwrapped up to
 //! [`MAX_TUNNEL_DEPTH`] levels, each level counted in `tunnels_unwrapped`.
 //!
 //! Never: panics on any input, reads the clock (fragment timeouts run on frame timestamps), or
 //! allocates for an unfragmented frame.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::defrag::{DatagramKey, Defragmenter, DropReason, Outcome as DefragOutcome};
-use crate::ip::{self, Inner, Transport};
+use crate::ip::{self, Inner, Transport, UdpSlice};
 use crate::link::{self, LinkError, NetPacket};
-use crate::{RawFrame, TcpSegment, Timestamp};
+use crate::{RawFrame, TcpSegment, Timestamp, UdpDatagram};
 
 /// Tunnels nested deeper than this are counted as malformed.
 pub const MAX_TUNNEL_DEPTH: usize = 4;
@@ -50,7 +54,9 @@ pub struct DecodeStats {
     pub bytes: u64,
     /// Segments returned (including those rebuilt from fragments).
     pub tcp_segments: u64,
-    /// Frames carrying something other than TCP (ARP, UDP, ICMP, ...).
+    /// UDP datagrams returned (not tunnels; including those rebuilt from fragments).
+    pub udp_datagrams: u64,
+    /// Frames carrying something other than TCP or UDP (ARP, ICMP, ...).
     pub non_tcp: u64,
     /// Frames of a link type this crate does not decode.
     pub unsupported_link: u64,
@@ -68,7 +74,8 @@ pub struct DecodeStats {
     pub defrag_timed_out: u64,
     /// Fragments overlapping data already held (IPv6: the datagram was discarded).
     pub defrag_overlaps: u64,
-    /// TCP segments whose payload a snap length cut short (returned with the bytes captured).
+    /// TCP segments and UDP datagrams whose payload a snap length cut short (returned with the
+    /// bytes captured).
     pub truncated: u64,
     /// Datagrams whose fragments are held now; read at the end of a capture, those that never
     /// completed.
@@ -80,11 +87,19 @@ pub struct DecodeStats {
 /// What became of one frame (or one inner packet).
 enum Verdict<'x> {
     Segment(TcpSegment<'x>),
+    Datagram(UdpDatagram<'x>),
     NonTcp,
     Unsupported,
     Malformed,
     /// A fragment was taken by (or dropped from) reassembly; nothing to return yet.
     Fragment,
+}
+
+/// What a frame carried, for [`Decoder::decode_packet`].
+#[derive(Clone, Debug)]
+pub enum Decoded<'b> {
+    Tcp(TcpSegment<'b>),
+    Udp(UdpDatagram<'b>),
 }
 
 pub struct Decoder {
@@ -104,7 +119,16 @@ impl Decoder {
         }
     }
 
+    /// The frame's TCP segment, if it carried one (a UDP datagram is counted and dropped).
     pub fn decode<'b>(&mut self, frame: &RawFrame<'b>) -> Option<TcpSegment<'b>> {
+        match self.decode_packet(frame)? {
+            Decoded::Tcp(seg) => Some(seg),
+            Decoded::Udp(_) => None,
+        }
+    }
+
+    /// The frame's TCP segment or UDP datagram, if it carried one.
+    pub fn decode_packet<'b>(&mut self, frame: &RawFrame<'b>) -> Option<Decoded<'b>> {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
         // Fragments that stopped arriving expire as capture time passes, fragment or not.
@@ -124,7 +148,11 @@ impl Decoder {
         match verdict {
             Verdict::Segment(seg) => {
                 self.stats.tcp_segments += 1;
-                Some(seg)
+                Some(Decoded::Tcp(seg))
+            }
+            Verdict::Datagram(d) => {
+                self.stats.udp_datagrams += 1;
+                Some(Decoded::Udp(d))
             }
             Verdict::NonTcp => {
                 self.stats.non_tcp += 1;
@@ -229,9 +257,37 @@ impl Decoder {
                 };
                 self.decode_net(ts, net, depth + 1)
             }
+            Ok(Transport::Udp(udp)) => self.datagram(ts, (src, dst), &udp, cut),
             Ok(Transport::Other) => Verdict::NonTcp,
             Err(_) => Verdict::Malformed,
         }
+    }
+
+    /// A UDP datagram, unless its length field contradicts the packet. `cut`: bytes of the IP
+    /// packet a snap length cut off.
+    fn datagram<'x>(
+        &mut self,
+        ts: Timestamp,
+        (src, dst): (IpAddr, IpAddr),
+        udp: &UdpSlice<'x>,
+        cut: u32,
+    ) -> Verdict<'x> {
+        let sent = udp.claimed_len.saturating_sub(8);
+        let missing = sent.saturating_sub(udp.payload.len());
+        // Under 8 it cannot hold its own header; longer than the packet, only if the capture cut it.
+        if udp.claimed_len < 8 || missing > cut as usize {
+            return Verdict::Malformed;
+        }
+        if missing > 0 {
+            self.stats.truncated += 1;
+        }
+        Verdict::Datagram(UdpDatagram {
+            ts,
+            src: SocketAddr::new(src, udp.src_port),
+            dst: SocketAddr::new(dst, udp.dst_port),
+            payload: Cow::Borrowed(udp.payload),
+            snapped: missing as u32,
+        })
     }
 }
 
@@ -248,6 +304,7 @@ fn into_owned<'x>(verdict: Verdict<'_>) -> Verdict<'x> {
             payload: Cow::Owned(seg.payload.into_owned()),
             snapped: seg.snapped,
         }),
+        Verdict::Datagram(d) => Verdict::Datagram(d.into_owned()),
         Verdict::NonTcp => Verdict::NonTcp,
         Verdict::Unsupported => Verdict::Unsupported,
         Verdict::Malformed => Verdict::Malformed,
@@ -372,12 +429,113 @@ mod tests {
         assert_eq!(s.unsupported_link, 1);
         let (_, s) = decode_one(LinkType::ETHERNET, &ether(0x0806, &[0; 28]));
         assert_eq!(s.non_tcp, 1);
-        let (_, s) = decode_one(LinkType::RAW, &udp4(53, b"dns"));
+        let (seg, s) = decode_one(LinkType::RAW, &udp4(53, b"dns"));
+        assert!(seg.is_none(), "decode keeps segments only");
+        assert_eq!((s.udp_datagrams, s.non_tcp), (1, 0));
+        let (_, s) = decode_one(LinkType::RAW, &ip4_raw(1, &[8, 0, 0, 0]));
         assert_eq!(s.non_tcp, 1);
         let (_, s) = decode_one(LinkType::RAW, &tcp4(b"x")[..30]);
         assert_eq!(s.malformed, 1);
         let (_, s) = decode_one(LinkType::ETHERNET, &[1, 2, 3]);
         assert_eq!(s.malformed, 1);
+    }
+
+    fn udp(data: &[u8]) -> (Option<UdpDatagram<'static>>, DecodeStats) {
+        let mut dec = Decoder::new(DecodeConfig::default());
+        let got = match dec.decode_packet(&frame(LinkType::RAW, data, 7)) {
+            Some(Decoded::Udp(d)) => Some(d.into_owned()),
+            Some(Decoded::Tcp(_)) => panic!("tcp"),
+            None => None,
+        };
+        (got, dec.stats().clone())
+    }
+
+    #[test]
+    fn udp_datagram_with_addresses_borrowing_the_frame() {
+        let mut data = ether(0x0800, &udp4(53, b"query"));
+        data.extend_from_slice(&[0xee; 6]);
+        let mut dec = Decoder::new(DecodeConfig::default());
+        let Some(Decoded::Udp(d)) = dec.decode_packet(&frame(LinkType::ETHERNET, &data, 9)) else {
+            panic!("no datagram: {:?}", dec.stats());
+        };
+        assert!(matches!(d.payload, Cow::Borrowed(_)));
+        assert_eq!(&d.payload[..], b"query");
+        assert_eq!(d.src, "192.0.2.1:5555".parse::<SocketAddr>().unwrap());
+        assert_eq!(d.dst, "192.0.2.2:53".parse::<SocketAddr>().unwrap());
+        assert_eq!((d.ts, d.snapped), (Timestamp(9), 0));
+        assert_eq!(dec.stats().udp_datagrams, 1);
+        // A TCP frame through the same call is a segment.
+        let tcp = tcp4(b"x");
+        let got = dec.decode_packet(&frame(LinkType::RAW, &tcp, 10));
+        assert!(matches!(got, Some(Decoded::Tcp(_))));
+    }
+
+    #[test]
+    fn udp_length_that_lies_is_malformed_never_a_panic() {
+        let good = udp4(53, b"0123456789");
+        let with_len = |len: u16| {
+            let mut p = good.clone();
+            p[24..26].copy_from_slice(&len.to_be_bytes());
+            p
+        };
+        // Shorter than the packet: the payload is cut to it (the rest is trailer).
+        let (d, _) = udp(&with_len(8 + 4));
+        assert_eq!(&d.expect("datagram").payload[..], b"0123");
+        for len in [0, 1, 7, 8 + 11, 0xffff] {
+            let (d, s) = udp(&with_len(len));
+            assert!(d.is_none(), "{len}");
+            assert_eq!((s.malformed, s.udp_datagrams), (1, 0), "{len}");
+        }
+        // Header cut short, by the packet or by the IP length.
+        let (d, s) = udp(&good[..20 + 5]);
+        assert!(d.is_none());
+        assert_eq!(s.malformed, 1);
+        // Every length, every cut: no panic.
+        for cut in 20..good.len() {
+            for len in (0..=40).chain([0xffff]) {
+                let _ = udp(&with_len(len)[..cut]);
+            }
+        }
+    }
+
+    #[test]
+    fn udp_cut_by_the_snap_length_keeps_captured_bytes() {
+        let ip = udp4(53, b"0123456789");
+        let (d, s) = udp(&ip[..ip.len() - 4]);
+        let d = d.expect("datagram");
+        assert_eq!((&d.payload[..], d.snapped), (&b"012345"[..], 4));
+        assert_eq!(s.truncated, 1);
+    }
+
+    #[test]
+    fn udp_over_ipv6_and_from_fragments() {
+        let mut out = Vec::new();
+        etherparse::PacketBuilder::ipv6(SRC6, DST6, 64)
+            .udp(5353, 53)
+            .write(&mut out, b"six")
+            .expect("build");
+        let (d, _) = udp(&out);
+        let d = d.expect("datagram");
+        assert_eq!(d.src, SocketAddr::new(Ipv6Addr::from(SRC6).into(), 5353));
+        assert_eq!(&d.payload[..], b"six");
+
+        let body: Vec<u8> = (0..64u8).collect();
+        let whole = udp4(53, &body);
+        let (a, b) = whole[20..].split_at(40);
+        let mk = |offset: u16, more: bool, data: &[u8]| {
+            let mut p = ip4_raw(17, data);
+            p[4..6].copy_from_slice(&7u16.to_be_bytes());
+            p[6..8].copy_from_slice(&((u16::from(more) << 13) | (offset / 8)).to_be_bytes());
+            p
+        };
+        let mut dec = Decoder::new(DecodeConfig::default());
+        let (f1, f2) = (mk(0, true, a), mk(40, false, b));
+        assert!(dec.decode_packet(&frame(LinkType::RAW, &f1, 1)).is_none());
+        let Some(Decoded::Udp(d)) = dec.decode_packet(&frame(LinkType::RAW, &f2, 2)) else {
+            panic!("{:?}", dec.stats());
+        };
+        assert_eq!((&d.payload[..], d.ts), (&body[..], Timestamp(2)));
+        assert!(matches!(d.payload, Cow::Owned(_)));
     }
 
     #[test]

@@ -254,8 +254,21 @@ pub enum Inner<'b> {
 pub enum Transport<'b> {
     Tcp(TcpSlice<'b>),
     Tunnel(Inner<'b>),
-    /// UDP that is not a known tunnel, ICMP, ESP, ...
+    /// UDP that is not a known tunnel.
+    Udp(UdpSlice<'b>),
+    /// ICMP, ESP, ...
     Other,
+}
+
+/// A UDP header's ports and what its length field claims, with the payload cut to that length
+/// when it fits in the packet (the decoder judges a claim longer than the packet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpSlice<'b> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// The UDP length field: header and payload, in bytes.
+    pub claimed_len: usize,
+    pub payload: &'b [u8],
 }
 
 /// Classifies the upper-layer payload of an unfragmented (or reassembled) packet.
@@ -280,6 +293,7 @@ pub fn transport(protocol: u8, payload: &[u8]) -> Result<Transport<'_>, Malforme
 
 fn udp(payload: &[u8]) -> Result<Transport<'_>, Malformed> {
     let header = payload.get(..8).ok_or(Malformed("UDP header cut short"))?;
+    let src_port = rd16(header, 0, true);
     let dst_port = rd16(header, 2, true);
     let len = usize::from(rd16(header, 4, true));
     // The UDP length cuts nothing the IP length did not already cut, unless it is smaller.
@@ -291,7 +305,12 @@ fn udp(payload: &[u8]) -> Result<Transport<'_>, Malformed> {
     match dst_port {
         VXLAN_PORT => vxlan(body),
         GENEVE_PORT => geneve(body),
-        _ => Ok(Transport::Other),
+        _ => Ok(Transport::Udp(UdpSlice {
+            src_port,
+            dst_port,
+            claimed_len: len,
+            payload: body,
+        })),
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Contract: a [`source::FileSource`] yields [`RawFrame`]s (timestamp, link type, borrowed bytes,
 //! byte offset in the file); a [`decode::Decoder`] turns one frame into at most one
-//! [`TcpSegment`], unwrapping link layers, mirror tunnels and IP fragments on the way.
+//! [`TcpSegment`] or [`UdpDatagram`], unwrapping link layers, mirror tunnels and IP fragments on the way.
 //! Nothing here panics on any byte sequence: a frame that does not decode is counted in
 //! [`decode::DecodeStats`] and skipped, and a damaged file is reported with its byte offset.
 //! Nothing here reads the clock: all time comes from the capture.
@@ -24,12 +24,14 @@ pub mod tcp;
 #[cfg(any(test, feature = "testutil"))]
 #[doc(hidden)]
 pub mod testutil;
+pub mod udp;
 pub mod wifi;
 
-pub use decode::{DecodeConfig, DecodeStats, Decoder};
+pub use decode::{DecodeConfig, DecodeStats, Decoded, Decoder};
 pub use error::CaptureError;
 pub use source::{FileSource, PacketSource};
 pub use tcp::{FlowKey, TcpFlags, TcpSegment};
+pub use udp::UdpDatagram;
 
 /// Capture timestamp in nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -43,7 +43,7 @@ pub fn render_table(endpoints: &[Endpoint]) -> String {
 /// memory caps that were reached, each of which degraded only the connection (or datagram) it
 /// names.
 const COUNTERS: &str = "\nframes {decode.frames} ({decode.bytes} bytes), tcp segments \
-{decode.tcp_segments}, non-tcp {decode.non_tcp}, unsupported link {decode.unsupported_link}, \
+{decode.tcp_segments}, udp datagrams {decode.udp_datagrams}, non-tcp {decode.non_tcp}, unsupported link {decode.unsupported_link}, \
 malformed {decode.malformed}, cut by snap length {decode.truncated}, tunnels \
 {decode.tunnels_unwrapped}\n\
 ip fragments {decode.fragments}: datagrams reassembled {decode.datagrams_reassembled}, \
@@ -77,6 +77,10 @@ postgresql connections {postgresql.connections} (encrypted \
 protocol errors {postgresql.protocol_errors}\n\
 tls connections {tls.connections}, handshakes {tls.handshakes} (incomplete \
 {tls.incomplete_handshakes})\n\
+dns queries {dns.exchanges} (udp {dns.udp_exchanges}, tcp {dns.tcp_exchanges} on \
+{dns.tcp_connections} connections; error answers {dns.error_answers}, unanswered \
+{dns.unanswered}), unmatched responses {dns.unmatched_responses}, malformed messages \
+{dns.malformed}, queries given up at the pending cap {dns.evicted}\n\
 memory caps reached: connections evicted {tcp.evicted}, holes skipped at the held-bytes cap \
 {tcp.holes_skipped_at_cap}, fragment datagrams evicted {decode.defrag_evicted}, heads over the \
 size cap {http.heads_too_large}, heads dropped at the total head cap \

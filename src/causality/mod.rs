@@ -293,8 +293,12 @@ impl StepKeys {
 
 /// Whether the exchange shared its connection with others in flight (an HTTP/2 stream):
 /// then the connection is no evidence of which handler made the call, however the caller's
-/// workers keep theirs, and its key is 0, "unknown" (see `reuse`).
+/// workers keep theirs, and its key is 0, "unknown" (see `reuse`). So is DNS over UDP.
 fn multiplexed(ex: &Exchange) -> bool {
+    // A UDP socket carries several queries at once (glibc's A and AAAA): no connection either.
+    if let Call::Dns(x) = &ex.call {
+        return crate::protocols::dns::stream::over_udp(x);
+    }
     let version = ex
         .request()
         .and_then(|r| r.version)
@@ -304,9 +308,9 @@ fn multiplexed(ex: &Exchange) -> bool {
 
 /// Whether the exchange's server runs handlers that may call out, and so may be the service
 /// behind a caller's IP (see `names`): a Redis or PostgreSQL server answers, it calls no one,
-/// and counted as a listener it would make its host's callers ambiguous.
+/// and counted as a listener it would make its host's callers ambiguous. A DNS server neither.
 fn serves_handlers(ex: &Exchange) -> bool {
-    !matches!(ex.call, Call::Redis(_) | Call::Postgres(_))
+    !matches!(ex.call, Call::Redis(_) | Call::Postgres(_) | Call::Dns(_))
 }
 
 /// `"{client} {server}"`, the text a connection's key is the hash of.

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use tapspan_capture::Timestamp;
 
+use super::dns::DnsExchange;
 use super::http1::tokens::Tokens;
 use super::http1::{RequestInfo, ResponseInfo};
 use super::postgres::PgExchange;
@@ -68,6 +69,8 @@ pub enum Call {
     Postgres(PgExchange),
     /// A handshake: the connection's one exchange (what follows is encrypted).
     Tls(TlsHandshake),
+    /// A DNS query and its response, over UDP or TCP.
+    Dns(DnsExchange),
 }
 
 /// An HTTP request and its response, as their heads said.
@@ -138,7 +141,7 @@ impl Exchange {
         match &self.call {
             Call::Http(h) => h.request.is_some(),
             // These decoders make an exchange only from a request they saw begin.
-            Call::Redis(_) | Call::Postgres(_) | Call::Tls(_) => true,
+            Call::Redis(_) | Call::Postgres(_) | Call::Tls(_) | Call::Dns(_) => true,
         }
     }
 
@@ -149,6 +152,7 @@ impl Exchange {
             Call::Redis(_) => "redis",
             Call::Postgres(_) => "postgresql",
             Call::Tls(_) => "tls",
+            Call::Dns(_) => "dns",
         }
     }
 }

@@ -15,8 +15,10 @@
 //! errors and payload tokens common to every protocol, and the protocol's own part as a
 //! [`Call`]. Request/response protocols keep their own per-connection queue for pipelining.
 //!
-//! Datagrams (DNS) will come through a sibling trait fed with `UdpDatagram`s; [`Protocol`] then
-//! gains a constructor for it beside `stream`. Nothing here reads the clock or the wall time.
+//! Datagrams: [`Decoders::datagram`] offers each UDP datagram to DNS ([`dns::stream::DnsUdp`],
+//! the one datagram protocol), which claims it by port or content; [`Decoders::advance_to`] and
+//! [`Decoders::finish`] give it capture time, for queries never answered. Nothing here reads
+//! the clock or the wall time.
 
 pub mod conns;
 pub mod dns;
@@ -33,6 +35,8 @@ use std::net::SocketAddr;
 
 use crate::counters::{keyed, Counters};
 use crate::reassembly::{ConnId, Direction, OpenHow, Role, RoleHints, StreamEvent};
+use dns::stream::{DnsCounters, DnsUdp};
+use dns::DnsConfig;
 use http1::{HttpConfig, HttpStats};
 use http2::{Http2Config, Http2Stats};
 use postgres::stream::{PostgresConfig, PostgresCounters};
@@ -46,6 +50,7 @@ pub const REGISTRY: &[Protocol] = &[
     tls::stream::PROTOCOL,
     redis::stream::PROTOCOL,
     postgres::stream::PROTOCOL,
+    dns::stream::PROTOCOL,
     http2::PROTOCOL,
     http1::PROTOCOL,
 ];
@@ -70,6 +75,7 @@ pub struct ProtocolConfig {
     pub redis: RedisConfig,
     pub postgres: PostgresConfig,
     pub tls: TlsConfig,
+    pub dns: DnsConfig,
 }
 
 /// Each protocol's counters (a protocol with counters adds its field).
@@ -80,6 +86,7 @@ pub struct ProtocolStats {
     pub redis: RedisCounters,
     pub postgres: PostgresCounters,
     pub tls: TlsCounters,
+    pub dns: DnsCounters,
 }
 
 impl ProtocolStats {
@@ -90,6 +97,7 @@ impl ProtocolStats {
             + self.redis.exchanges
             + self.postgres.exchanges
             + self.tls.handshakes
+            + self.dns.exchanges
     }
 
     /// Adds `other`'s counters to these (a live run's workers).
@@ -99,6 +107,7 @@ impl ProtocolStats {
         self.redis.add(&other.redis);
         self.postgres.add(&other.postgres);
         self.tls.add(&other.tls);
+        self.dns.add(&other.dns);
     }
 
     /// Every protocol's counters, keyed `set.name` (see [`crate::counters::keyed`]).
@@ -108,6 +117,7 @@ impl ProtocolStats {
             .chain(keyed(&self.redis))
             .chain(keyed(&self.postgres))
             .chain(keyed(&self.tls))
+            .chain(keyed(&self.dns))
     }
 }
 
@@ -171,6 +181,7 @@ impl Hasher for ConnIdHasher {
 /// Every registered decoder of one pipeline, and which of them owns each connection.
 pub struct Decoders {
     decoders: Vec<Box<dyn StreamDecoder>>,
+    dns_udp: DnsUdp,
     owners: HashMap<ConnId, Owner, BuildHasherDefault<ConnIdHasher>>,
 }
 
@@ -178,6 +189,7 @@ impl Decoders {
     pub fn new(config: &ProtocolConfig) -> Self {
         Decoders {
             decoders: REGISTRY.iter().map(|p| (p.stream)(config)).collect(),
+            dns_udp: DnsUdp::new(&config.dns),
             owners: HashMap::default(),
         }
     }
@@ -239,11 +251,31 @@ impl Decoders {
         }
     }
 
+    /// One UDP datagram (DNS's, if it claims it).
+    pub fn datagram(
+        &mut self,
+        d: &tapspan_capture::UdpDatagram<'_>,
+        out: &mut dyn FnMut(Exchange),
+    ) {
+        self.dns_udp.datagram(d, out);
+    }
+
+    /// Capture time reached `ts`: datagram exchanges left unanswered that long end.
+    pub fn advance_to(&mut self, ts: tapspan_capture::Timestamp, out: &mut dyn FnMut(Exchange)) {
+        self.dns_udp.advance_to(ts, out);
+    }
+
+    /// End of input: pending datagram exchanges end unanswered.
+    pub fn finish(&mut self, out: &mut dyn FnMut(Exchange)) {
+        self.dns_udp.finish(out);
+    }
+
     pub fn stats(&self) -> ProtocolStats {
         let mut stats = ProtocolStats::default();
         for d in &self.decoders {
             d.stats(&mut stats);
         }
+        self.dns_udp.stats(&mut stats);
         stats
     }
 

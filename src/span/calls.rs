@@ -3,10 +3,15 @@
 //! `SELECT users`), carries `db.*` attributes from its decoder — keys templated and literals
 //! replaced by `?` there, never values — and is an error when the server answered with one
 //! (`-ERR`, an ErrorResponse: `db.response.status_code`). A TLS handshake is one span,
-//! `TLS handshake`, with `tls.*` attributes and the SNI as `server.address`.
+//! `TLS handshake`, with `tls.*` attributes and the SNI as `server.address`. A DNS query is
+//! `DNS {type}` (`DNS AAAA`: OpenTelemetry has no DNS span convention, and the name queried is
+//! too many values for a span name) with `dns.question.name`, `network.transport`, and its
+//! type, rcode and answer count under `tapspan.dns.*` (OpenTelemetry names none); an rcode
+//! other than NOERROR is its `error.type` and fails both spans, as no answer does.
 
 use serde_json::{json, Map, Value};
 
+use crate::protocols::dns::{self, message::type_name};
 use crate::protocols::postgres::PgExchange;
 use crate::protocols::tls::hello::alert_name;
 use crate::protocols::Call;
@@ -35,6 +40,12 @@ pub fn describe(call: &Call) -> Option<CallSpan> {
             server_name: None,
         },
         Call::Postgres(x) => postgres(x),
+        Call::Dns(x) => CallSpan {
+            name: format!("DNS {}", type_name(x.qtype)),
+            attributes: x.attributes(),
+            failure: dns::stream::failure(x),
+            server_name: None,
+        },
         Call::Tls(hs) => CallSpan {
             name: "TLS handshake".to_string(),
             attributes: hs.attributes(),

@@ -1,14 +1,14 @@
 //! Recordings cut into what the protocol decoders take: each TCP connection's bytes (and
 //! losses) in capture order, through the capture crate and the project's reassembly as the
-//! pipeline feeds them, and UDP datagrams cut from the frames (etherparse) until the capture
-//! crate has its UDP path. Shared by tests/protocol_recordings.rs and benches/protocols.rs.
+//! pipeline feeds them, and UDP datagrams as the capture crate decodes them. Shared by
+//! tests/protocol_recordings.rs and benches/protocols.rs.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use tapspan::reassembly::{Direction, OpenHow, Reassembler, ReassemblyConfig, StreamEvent};
-use tapspan_capture::{DecodeConfig, Decoder, FileSource, PacketSource};
+use tapspan_capture::{DecodeConfig, Decoded, Decoder, FileSource, PacketSource};
 
 /// A recording of issue 19 (pcaps/protocols).
 pub fn pcap(name: &str) -> PathBuf {
@@ -70,22 +70,16 @@ pub fn tcp_conns(path: &Path) -> Vec<Conn> {
     conns
 }
 
-/// UDP datagrams of a capture: (ts, source, destination, payload).
+/// UDP datagrams of a capture: (ts, source, destination, payload) (for benches/protocols.rs).
+#[allow(dead_code)]
 pub fn udp_datagrams(path: &Path) -> Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)> {
     let mut src = FileSource::open(path).unwrap();
+    let mut dec = Decoder::new(DecodeConfig::default());
     let mut v = Vec::new();
     while let Some(frame) = src.next_frame().unwrap() {
-        let Ok(p) = etherparse::SlicedPacket::from_ethernet(frame.data) else {
-            continue;
-        };
-        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) =
-            (&p.net, &p.transport)
-        else {
-            continue;
-        };
-        let s = SocketAddr::from((ip.header().source_addr(), udp.source_port()));
-        let d = SocketAddr::from((ip.header().destination_addr(), udp.destination_port()));
-        v.push((frame.ts.as_nanos(), s, d, udp.payload().to_vec()));
+        if let Some(Decoded::Udp(d)) = dec.decode_packet(&frame) {
+            v.push((d.ts.as_nanos(), d.src, d.dst, d.payload.to_vec()));
+        }
     }
     v
 }

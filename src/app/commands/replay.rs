@@ -70,7 +70,7 @@ fn nothing_decoded(stats: &tapspan::pipeline::PipelineStats) -> Option<String> {
     }
     Some(format!(
         "{connections} TCP connection{}, none decoded (tapspan decodes HTTP/1.x, HTTP/2, Redis, \
-         PostgreSQL and TLS handshakes): {}",
+         PostgreSQL, DNS and TLS handshakes): {}",
         if connections == 1 { "" } else { "s" },
         kinds.join("; ")
     ))

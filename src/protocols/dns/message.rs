@@ -60,6 +60,41 @@ pub fn parse(b: &[u8]) -> Result<DnsMessage, DnsError> {
     })
 }
 
+/// A message that is DNS beyond doubt: a standard query or its response with one question of
+/// class IN (or ANY), each resource record of every section read to its end, and the last one
+/// ending where the message does. For traffic on ports that are not DNS's: a datagram that
+/// passes this is very unlikely to be anything else. Bounded: each record is at least 11
+/// bytes, so at most `b.len() / 11` are read, each name as [`read_name`] bounds it.
+pub fn whole_message(b: &[u8]) -> Option<DnsMessage> {
+    let m = parse(b).ok()?;
+    let word = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    // Z (the bit after RA) is zero; a query carries no answer or authority records.
+    let flags = word(2);
+    if m.opcode != 0 || m.questions != 1 || flags & 0x0040 != 0 {
+        return None;
+    }
+    if !m.response && (m.answers != 0 || word(8) != 0 || m.rcode != 0) {
+        return None;
+    }
+    let (_, mut at) = read_name(b, 12).ok()?;
+    let class = word(at + 2);
+    if m.question.as_ref().is_some_and(|q| q.1 == 0) || !(class == 1 || class == 255) {
+        return None;
+    }
+    at += 4;
+    let records = u32::from(m.answers) + u32::from(word(8)) + u32::from(word(10));
+    for _ in 0..records {
+        let (_, after) = read_name(b, at).ok()?;
+        let fixed = b.get(after..after + 10)?;
+        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        at = after + 10 + rdlen;
+        if at > b.len() {
+            return None;
+        }
+    }
+    (at == b.len()).then_some(m)
+}
+
 /// Reads the name at `at`; returns it and the offset after it (after the first pointer, if any).
 pub fn read_name(b: &[u8], at: usize) -> Result<(String, usize), DnsError> {
     let mut name = String::new();
@@ -224,6 +259,33 @@ mod tests {
         }
         assert_eq!(parse(&[0; 12]).unwrap().question, None);
         assert_eq!(read_name(b"\x40", 0), Err(DnsError::BadName));
+    }
+
+    #[test]
+    fn whole_messages_only() {
+        let q = query(7, "a.test", 1);
+        assert!(whole_message(&q).is_some());
+        // One byte more or less, a second question, an answer in a query: not DNS for sure.
+        assert!(whole_message(&q[..q.len() - 1]).is_none());
+        assert!(whole_message(&[&q[..], &[0]].concat()).is_none());
+        let mut two = q.clone();
+        two[5] = 2;
+        assert!(whole_message(&two).is_none());
+        let mut ans = q.clone();
+        ans[7] = 1;
+        assert!(whole_message(&ans).is_none());
+        // A response with one A record (name compressed to the question's).
+        let mut r = q.clone();
+        r[2] |= 0x80;
+        r[7] = 1;
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1]);
+        assert!(whole_message(&r).is_some());
+        assert!(whole_message(&r[..r.len() - 1]).is_none());
+        // A record count the bytes cannot hold is read no further than the bytes.
+        r[7] = 0xff;
+        r[6] = 0xff;
+        assert!(whole_message(&r).is_none());
+        assert!(whole_message(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_none());
     }
 
     #[test]

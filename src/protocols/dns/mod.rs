@@ -1,7 +1,8 @@
-//! DNS over UDP and TCP: messages in, one [`DnsExchange`] per query out. Not yet wired: UDP
-//! datagrams come with their addresses ([`DnsTracker::datagram`]); a TCP connection's bytes
-//! go through a [`TcpFramer`] per direction (RFC 1035 §4.2.2: a 2-byte length before each
-//! message) into [`DnsTracker::message`] with the roles the connection knows.
+//! DNS over UDP and TCP: messages in, one [`DnsExchange`] per query out. UDP datagrams come
+//! with their addresses ([`DnsTracker::datagram`]); a TCP connection's bytes go through a
+//! [`TcpFramer`] per direction (RFC 1035 §4.2.2: a 2-byte length before each message) into
+//! [`DnsTracker::message`]. [`stream`] wires both into the pipeline: the UDP datagrams it is
+//! given by the capture crate, and DNS-over-TCP connections as a registered protocol.
 //!
 //! Pairing: a response answers the pending query with the same id between the same two
 //! endpoints (the QR bit tells which side asked). A query unanswered [`DnsConfig::timeout_ns`]
@@ -12,6 +13,7 @@
 //! TCP framer holds at most one message (64 KiB), and [`message`] parsing is bounded.
 
 pub mod message;
+pub mod stream;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -61,6 +63,8 @@ pub struct DnsExchange {
     pub retransmits: u32,
     /// `timeout`, `evicted`, `no_response` (capture ended), or the rcode's name.
     pub error: Option<String>,
+    /// For a `timeout`: the capture time it was given up at (sent + the timeout).
+    pub given_up: Option<u64>,
 }
 
 impl DnsExchange {
@@ -206,6 +210,7 @@ impl DnsTracker {
             answers: 0,
             retransmits: 0,
             error: None,
+            given_up: None,
         };
         self.pending.insert(key, x);
         self.order.push_back((start, key));
@@ -213,7 +218,13 @@ impl DnsTracker {
 
     /// Capture time is now `ts`: queries older than the timeout are reported.
     pub fn advance_to(&mut self, ts: u64, out: &mut Vec<DnsExchange>) {
-        while let Some(&(sent, _)) = self.order.front() {
+        while let Some(&(sent, key)) = self.order.front() {
+            // Stale entries first: else expiring "the oldest" would reach past them to a
+            // query not yet due.
+            if self.pending.get(&key).is_none_or(|x| x.start != sent) {
+                self.order.pop_front();
+                continue;
+            }
             if ts.saturating_sub(sent) < self.config.timeout_ns {
                 break;
             }
@@ -234,6 +245,9 @@ impl DnsTracker {
             if self.pending.get(&key).is_some_and(|x| x.start == sent) {
                 if let Some(mut x) = self.pending.remove(&key) {
                     x.error = Some(why.to_string());
+                    if why == "timeout" {
+                        x.given_up = Some(sent.saturating_add(self.config.timeout_ns));
+                    }
                     out.push(x);
                 }
                 return;

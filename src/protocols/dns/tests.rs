@@ -79,6 +79,28 @@ fn unanswered_queries_time_out_by_capture_time() {
 }
 
 #[test]
+fn an_answered_query_does_not_time_out_a_younger_one() {
+    let (c, s) = (addr("127.0.0.1:40000"), addr("127.0.0.1:53"));
+    let mut t = DnsTracker::new(DnsConfig::default());
+    let mut out = Vec::new();
+    t.datagram(0, c, s, &msg(1, false, 0, 0, "a.test"), &mut out);
+    t.datagram(1, s, c, &msg(1, true, 0, 1, "a.test"), &mut out);
+    t.datagram(
+        2_000_000_000,
+        c,
+        s,
+        &msg(2, false, 0, 0, "b.test"),
+        &mut out,
+    );
+    // The answered query's entry is past the timeout; the pending one is not due yet.
+    t.advance_to(6_000_000_000, &mut out);
+    assert_eq!(out.len(), 1);
+    t.advance_to(7_000_000_000, &mut out);
+    assert_eq!(out[1].error.as_deref(), Some("timeout"));
+    assert_eq!(out[1].given_up, Some(7_000_000_000));
+}
+
+#[test]
 fn the_pending_table_is_capped() {
     let s = addr("127.0.0.1:53");
     let mut t = DnsTracker::new(DnsConfig {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use tapspan_capture::{RawFrame, Timestamp};
+use tapspan_capture::{Decoded, RawFrame, Timestamp};
 
 use super::shard::{Batch, Entry, Router};
 use super::stats::{Shared, WorkerSnapshot};
@@ -203,9 +203,12 @@ impl Ingest {
         self.shared
             .bytes
             .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
-        let w = self.router.route(frame).map(|(w, seg)| {
+        let w = self.router.route(frame).map(|(w, d)| {
             self.tick_before(w, frame.ts.0);
-            self.batches[w].push_segment(&seg);
+            match d {
+                Decoded::Tcp(seg) => self.batches[w].push_segment(&seg),
+                Decoded::Udp(u) => self.batches[w].push_datagram(&u),
+            }
             w
         });
         if let Some(w) = w {
@@ -381,6 +384,7 @@ fn worker(
         for entry in batch.entries() {
             match entry {
                 Entry::Segment(seg) => pipeline.push_segment(&seg),
+                Entry::Datagram(d) => pipeline.push_datagram(&d),
                 Entry::Tick(ts) => pipeline.advance_to(ts),
             }
         }

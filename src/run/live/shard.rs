@@ -3,12 +3,14 @@
 //! Contract: [`Router::route`] decodes each frame once (link layers, VLANs, mirror tunnels,
 //! IP fragment reassembly) and picks a worker by a symmetric hash of the connection's 4-tuple
 //! ([`shard_of`]): both directions of a connection, and all its segments in capture order, go to
-//! one worker. Frames that carry no TCP are counted (in the router's [`DecodeStats`], the decode
+//! one worker. A UDP datagram goes by the same hash of its two endpoints, so a DNS query and its
+//! response meet on one worker. Frames that carry neither are counted (in the router's [`DecodeStats`], the decode
 //! counters of a live run) and go nowhere. IP fragments are reassembled here, before sharding,
 //! because the fragments of one datagram do not all carry the TCP ports needed to pick a shard.
 //!
-//! A [`Batch`] carries decoded segments (their payloads copied into one buffer) and clock steps:
-//! the worker feeds them to its pipeline as [`Pipeline::push_segment`] and
+//! A [`Batch`] carries decoded segments and datagrams (their payloads copied into one buffer) and
+//! clock steps: the worker feeds them to its pipeline as [`Pipeline::push_segment`] (or
+//! `push_datagram`) and
 //! [`Pipeline::advance_to`](crate::pipeline::Pipeline::advance_to), so nothing is decoded twice.
 //!
 //! Never: allocates per segment (batches are reused), or reorders the segments of one worker.
@@ -19,7 +21,8 @@ use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use tapspan_capture::{
-    DecodeConfig, DecodeStats, Decoder, FlowKey, RawFrame, TcpFlags, TcpSegment, Timestamp,
+    DecodeConfig, DecodeStats, Decoded, Decoder, FlowKey, RawFrame, TcpFlags, TcpSegment,
+    Timestamp, UdpDatagram,
 };
 
 /// One entry of a [`Batch`]: a segment (its payload at `start..start + len` of the batch's
@@ -37,12 +40,20 @@ enum Item {
         len: usize,
         snapped: u32,
     },
+    Datagram {
+        ts: Timestamp,
+        flow: FlowKey,
+        start: usize,
+        len: usize,
+        snapped: u32,
+    },
     Tick(Timestamp),
 }
 
 /// What a worker reads out of a [`Batch`].
 pub enum Entry<'a> {
     Segment(TcpSegment<'a>),
+    Datagram(UdpDatagram<'a>),
     /// The whole capture's clock reached this time (see [`Batch::push_tick`]).
     Tick(Timestamp),
 }
@@ -106,9 +117,38 @@ impl Batch {
         });
     }
 
+    /// Appends a UDP datagram, copying its payload.
+    pub fn push_datagram(&mut self, d: &UdpDatagram<'_>) {
+        let start = self.data.len();
+        self.data.extend_from_slice(&d.payload);
+        self.items.push(Item::Datagram {
+            ts: d.ts,
+            flow: FlowKey {
+                src: d.src,
+                dst: d.dst,
+            },
+            start,
+            len: d.payload.len(),
+            snapped: d.snapped,
+        });
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
         self.items.iter().map(move |item| match *item {
             Item::Tick(ts) => Entry::Tick(ts),
+            Item::Datagram {
+                ts,
+                flow,
+                start,
+                len,
+                snapped,
+            } => Entry::Datagram(UdpDatagram {
+                ts,
+                src: flow.src,
+                dst: flow.dst,
+                payload: Cow::Borrowed(&self.data[start..start + len]),
+                snapped,
+            }),
             Item::Segment {
                 ts,
                 flow,
@@ -174,11 +214,15 @@ impl Router {
         self.shards
     }
 
-    /// The frame's TCP segment and its worker; `None` for a frame with no TCP (or a fragment
-    /// held until its datagram is whole).
-    pub fn route<'b>(&mut self, frame: &RawFrame<'b>) -> Option<(usize, TcpSegment<'b>)> {
-        let seg = self.decoder.decode(frame)?;
-        Some((shard_of(seg.flow.src, seg.flow.dst, self.shards), seg))
+    /// The frame's TCP segment or UDP datagram and its worker; `None` for a frame with neither
+    /// (or a fragment held until its datagram is whole).
+    pub fn route<'b>(&mut self, frame: &RawFrame<'b>) -> Option<(usize, Decoded<'b>)> {
+        let d = self.decoder.decode_packet(frame)?;
+        let (a, b) = match &d {
+            Decoded::Tcp(seg) => (seg.flow.src, seg.flow.dst),
+            Decoded::Udp(u) => (u.src, u.dst),
+        };
+        Some((shard_of(a, b, self.shards), d))
     }
 
     pub fn stats(&self) -> &DecodeStats {
@@ -235,9 +279,22 @@ mod tests {
                 assert_eq!((s.flags, s.window), (seg.flags, 512));
                 assert_eq!(&s.payload[..], &payload[..]);
             }
-            Entry::Tick(_) => panic!("a segment"),
+            _ => panic!("a segment"),
         }
         drop(got);
+        // A datagram: its payload and addresses come back as they went in.
+        let d = UdpDatagram {
+            ts: Timestamp(43),
+            src: addr("10.0.0.1:40000"),
+            dst: addr("10.0.0.2:53"),
+            payload: Cow::Borrowed(b"query"),
+            snapped: 2,
+        };
+        b.push_datagram(&d);
+        match b.entries().last() {
+            Some(Entry::Datagram(got)) => assert_eq!(got, d),
+            _ => panic!("a datagram"),
+        }
         b.clear();
         assert!(b.is_empty());
     }
