@@ -28,6 +28,25 @@ pub struct Instants {
     pub closed: Option<Timestamp>,
 }
 
+impl Instants {
+    /// From capture times in nanoseconds, as the record-per-message decoders (Redis,
+    /// PostgreSQL, DNS) keep them: a request always seen, a response maybe.
+    pub fn of_ns(
+        request_start: u64,
+        request_end: u64,
+        response_start: Option<u64>,
+        response_end: Option<u64>,
+    ) -> Instants {
+        Instants {
+            request_start: Some(Timestamp(request_start)),
+            request_end: Some(Timestamp(request_end)),
+            response_start: response_start.map(Timestamp),
+            response_end: response_end.map(Timestamp),
+            closed: None,
+        }
+    }
+}
+
 /// The payload tokens of an exchange's two messages (see [`super::http1::tokens`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PayloadTokens {

@@ -123,12 +123,9 @@ fn convert(x: DnsExchange) -> Converted {
     };
     Converted {
         t: Instants {
-            request_start: Some(Timestamp(x.start)),
-            request_end: Some(Timestamp(x.request_end)),
-            response_start: x.response_start.map(Timestamp),
-            response_end: x.end.map(Timestamp),
             // A query given up on ends when it was (the timeout is the client's patience).
             closed: x.given_up.map(Timestamp),
+            ..Instants::of_ns(x.start, x.request_end, x.response_start, x.end)
         },
         error,
         tokens: PayloadTokens::default(),

@@ -2,8 +2,6 @@
 //! SSL/GSS request), and turns each [`PgExchange`] into an [`Exchange`] (see
 //! [`crate::protocols::conns`]).
 
-use tapspan_capture::Timestamp;
-
 use super::{PgConn, PgExchange, MAX_PENDING};
 use crate::protocols::conns::{cut_reason, ConnDecoder, Converted, PerConnection, StreamCounts};
 use crate::protocols::{Call, Instants, PayloadTokens, Protocol, ProtocolStats};
@@ -88,13 +86,7 @@ impl ConnDecoder for PgConn {
 
     fn convert(mut x: PgExchange) -> Converted {
         Converted {
-            t: Instants {
-                request_start: Some(Timestamp(x.start)),
-                request_end: Some(Timestamp(x.request_end)),
-                response_start: x.response_start.map(Timestamp),
-                response_end: x.end.map(Timestamp),
-                closed: None,
-            },
+            t: Instants::of_ns(x.start, x.request_end, x.response_start, x.end),
             error: x.cut.as_deref().map(cut_reason),
             tokens: PayloadTokens {
                 request: std::mem::take(&mut x.tokens),

@@ -1,8 +1,6 @@
 //! Redis on the protocol seam: claims connections whose client speaks RESP first, and turns
 //! each [`RedisExchange`] into an [`Exchange`] (see [`crate::protocols::conns`]).
 
-use tapspan_capture::Timestamp;
-
 use super::{RedisConn, RedisExchange, MAX_PENDING};
 use crate::protocols::conns::{cut_reason, ConnDecoder, Converted, PerConnection, StreamCounts};
 use crate::protocols::{Call, Instants, PayloadTokens, Protocol, ProtocolStats};
@@ -90,13 +88,7 @@ impl ConnDecoder for RedisConn {
             _ => None,
         };
         Converted {
-            t: Instants {
-                request_start: Some(Timestamp(x.start)),
-                request_end: Some(Timestamp(x.request_end)),
-                response_start: x.response_start.map(Timestamp),
-                response_end: x.end.map(Timestamp),
-                closed: None,
-            },
+            t: Instants::of_ns(x.start, x.request_end, x.response_start, x.end),
             error,
             tokens: PayloadTokens {
                 request: std::mem::take(&mut x.tokens),
