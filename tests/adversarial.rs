@@ -216,9 +216,13 @@ fn a_hundred_thousand_idle_keep_alive_connections() {
     );
     assert_eq!(code, 0, "{stderr}");
     eprintln!("idle keep-alive flood, 10 000 caps: peak RSS {peak_kib} KiB");
-    // Measured about 81 MiB (connections, exchanges held for causality, their spans' strings).
+    // Measured about 81 MiB in a release build (connections, exchanges held for causality,
+    // their spans' strings). An unoptimised build holds more in flight between its slower
+    // stages: 126-131 MiB from run to run on the 2-core CI machine, which made a 128 MiB bound
+    // fail one run in three there.
+    let bound_mib = if cfg!(debug_assertions) { 160 } else { 128 };
     assert!(
-        peak_kib < 128 * 1024,
+        peak_kib < bound_mib * 1024,
         "peak RSS {peak_kib} KiB for caps of 10 000 connections and pending exchanges"
     );
 }
