@@ -9,9 +9,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
 
+pub mod attributes;
 mod calls;
+
+pub use attributes::{Address, AttrValue, Attributes, Grpc, Http, Message, Tap};
 
 use crate::ids;
 use crate::protocols::Exchange;
@@ -51,7 +53,8 @@ pub struct Span {
     pub end_unix_nano: u64,
     pub status: SpanStatus,
     /// Shared by an exchange's client and server spans, which carry the same attributes.
-    pub attributes: Arc<Map<String, Value>>,
+    #[serde(serialize_with = "attributes::serialize")]
+    pub attributes: Arc<Attributes>,
     pub events: Vec<SpanEvent>,
     /// W3C tracestate of a sampled trace: `ot=th:…`, the threshold it was kept at (OTEP 235;
     /// see [`crate::sampling`]). Absent unless sampling drops traces.
@@ -315,7 +318,7 @@ pub fn build_spans(
 ) -> [Span; 2] {
     let xid = exchange_id_of(ex);
     if let Some(call) = calls::describe(&ex.call) {
-        return call_spans(ex, xid, &call, linkage, names);
+        return call_spans(ex, xid, call, linkage, names);
     }
 
     // HTTP/2 keeps an empty method when its header's table entry came before the capture.
@@ -323,17 +326,17 @@ pub fn build_spans(
         .request()
         .map(|r| r.method.as_str())
         .filter(|m| !m.is_empty());
-    let rpc = grpc_call(ex);
+    let grpc = grpc_call(ex);
     let (path, query) = ex
         .request()
         .map_or((None, None), |r| split_target(&r.target));
     let route = route
         .map(str::to_string)
         .or_else(|| path.map(route::template));
-    let name = match (&rpc, method, &route) {
+    let name = match (&grpc, method, &route) {
         // OpenTelemetry's RPC span name: `package.Service/Method`.
         (
-            Some(GrpcCall {
+            Some(Grpc {
                 service: Some(s),
                 method: Some(m),
                 ..
@@ -349,35 +352,8 @@ pub fn build_spans(
     // only "if one was received", so it has none, and its span status stays unset (not an
     // error: the server answered).
     let status = ex.response().and_then(|r| r.status);
-
-    let mut attrs = Map::new();
-    if let Some(m) = method {
-        attrs.insert("http.request.method".into(), json!(m));
-    }
-    if let Some(p) = path {
-        attrs.insert("url.path".into(), json!(p));
-    }
-    if let Some(q) = query {
-        attrs.insert("url.query".into(), json!(redact_query(q)));
-    }
-    if let Some(r) = &route {
-        attrs.insert("http.route".into(), json!(r));
-    }
-    if let Some(s) = status {
-        attrs.insert("http.response.status_code".into(), json!(s));
-    }
-    attrs.insert("server.address".into(), json!(text::ip(&ex.server.ip())));
-    attrs.insert("server.port".into(), json!(ex.server.port()));
-    attrs.insert("client.address".into(), json!(text::ip(&ex.client.ip())));
-    attrs.insert("client.port".into(), json!(ex.client.port()));
-    if let Some(rpc) = &rpc {
-        insert_rpc_attributes(&mut attrs, rpc);
-    }
-    insert_message_attributes(&mut attrs, ex);
-    insert_tap_attributes(&mut attrs, ex, xid, linkage);
-
     let cut_short = ex.error.is_some();
-    let (client_error, server_error) = match rpc.as_ref().and_then(|r| r.status) {
+    let (client_error, server_error) = match grpc.as_ref().and_then(|r| r.status) {
         // OpenTelemetry's gRPC conventions: any code but OK fails the client; the server
         // fails only on codes that are its own fault.
         Some(code) => (
@@ -389,6 +365,18 @@ pub fn build_spans(
             cut_short || status.is_some_and(|s| s >= 500),
         ),
     };
+    let http = Http {
+        method: method.map(str::to_string),
+        path: path.map(str::to_string),
+        query: query.map(redact_query),
+        route,
+        status,
+        ..http_messages(ex)
+    };
+    let mut attrs = common_attributes(ex, xid, linkage, Address::Ip(ex.server.ip()));
+    attrs.error_type = ex.error.map(str::to_string);
+    attrs.http = Some(Box::new(http));
+    attrs.grpc = grpc.map(Box::new);
     span_pair(
         ex,
         xid,
@@ -400,38 +388,47 @@ pub fn build_spans(
     )
 }
 
-/// The two spans of a Redis, PostgreSQL or TLS exchange (see [`calls`]).
+/// The two spans of a Redis, PostgreSQL, DNS or TLS exchange (see [`calls`]).
 fn call_spans(
     ex: &Exchange,
     xid: u64,
-    call: &calls::CallSpan,
+    call: calls::CallSpan,
     linkage: &Linkage,
     names: &Endpoints,
 ) -> [Span; 2] {
-    let mut attrs = Map::new();
-    calls::insert(&mut attrs, call);
-    let server_address = call
-        .server_name
-        .clone()
-        .unwrap_or_else(|| text::ip(&ex.server.ip()));
-    attrs.insert("server.address".into(), json!(server_address));
-    attrs.insert("server.port".into(), json!(ex.server.port()));
-    attrs.insert("client.address".into(), json!(text::ip(&ex.client.ip())));
-    attrs.insert("client.port".into(), json!(ex.client.port()));
-    insert_tap_attributes(&mut attrs, ex, xid, linkage);
-    if let (None, Some(failure)) = (ex.error, &call.failure) {
-        attrs.insert("error.type".into(), json!(failure));
-    }
+    let server_address = match call.server_name {
+        Some(name) => Address::Name(name),
+        None => Address::Ip(ex.server.ip()),
+    };
+    let mut attrs = common_attributes(ex, xid, linkage, server_address);
     let error = ex.error.is_some() || call.failure.is_some();
-    span_pair(
-        ex,
-        xid,
-        call.name.clone(),
-        attrs,
-        linkage,
-        names,
-        [error, error],
-    )
+    attrs.error_type = ex.error.map(str::to_string).or(call.failure);
+    attrs.protocol = call.attributes;
+    span_pair(ex, xid, call.name, attrs, linkage, names, [error, error])
+}
+
+/// What every exchange's spans say: its ends, its id, how it was linked, what only a tap sees.
+fn common_attributes(
+    ex: &Exchange,
+    xid: u64,
+    linkage: &Linkage,
+    server_address: Address,
+) -> Attributes {
+    Attributes {
+        server_address,
+        server_port: ex.server.port(),
+        client_address: ex.client.ip(),
+        client_port: ex.client.port(),
+        exchange_id: xid,
+        link: linkage
+            .link
+            .map(|(link, confidence)| (link, (confidence * 1000.0).round() / 1000.0)),
+        error_type: None,
+        http: None,
+        grpc: None,
+        tap: tap_attributes(ex),
+        protocol: Vec::new(),
+    }
 }
 
 /// An exchange's client and server spans, with their shared attributes and events; `errors`:
@@ -440,7 +437,7 @@ fn span_pair(
     ex: &Exchange,
     xid: u64,
     name: String,
-    attrs: Map<String, Value>,
+    attrs: Attributes,
     linkage: &Linkage,
     names: &Endpoints,
     [client_error, server_error]: [bool; 2],
@@ -495,26 +492,15 @@ fn span_pair(
 pub const GRPC_SERVER_ERRORS: [u32; 6] = [2, 4, 12, 13, 14, 15];
 
 /// What a span says of a gRPC call (HTTP/2 with a gRPC content type).
-struct GrpcCall<'a> {
-    service: Option<&'a str>,
-    method: Option<&'a str>,
-    status: Option<u32>,
-    request_messages: Option<u32>,
-    response_messages: Option<u32>,
-    /// From the request's first byte to the first response message's (a streaming call's
-    /// first answer).
-    first_message_ns: Option<u64>,
-}
-
-fn grpc_call(ex: &Exchange) -> Option<GrpcCall<'_>> {
+fn grpc_call(ex: &Exchange) -> Option<Grpc> {
     let req = ex.request().and_then(|r| r.grpc.as_ref());
     let resp = ex.response().and_then(|r| r.grpc.as_ref());
     if req.is_none() && resp.is_none() {
         return None;
     }
-    Some(GrpcCall {
-        service: req.and_then(|g| g.service.as_deref()),
-        method: req.and_then(|g| g.method.as_deref()),
+    Some(Grpc {
+        service: req.and_then(|g| g.service.clone()),
+        method: req.and_then(|g| g.method.clone()),
         status: resp.and_then(|g| g.status),
         request_messages: req.and_then(|g| g.messages),
         response_messages: resp.and_then(|g| g.messages),
@@ -525,102 +511,52 @@ fn grpc_call(ex: &Exchange) -> Option<GrpcCall<'_>> {
     })
 }
 
-/// `rpc.*` (OpenTelemetry's RPC and gRPC conventions), and the message counts only a tap sees.
-fn insert_rpc_attributes(attrs: &mut Map<String, Value>, rpc: &GrpcCall<'_>) {
-    attrs.insert("rpc.system".into(), json!("grpc"));
-    if let Some(s) = rpc.service {
-        attrs.insert("rpc.service".into(), json!(s));
-    }
-    if let Some(m) = rpc.method {
-        attrs.insert("rpc.method".into(), json!(m));
-    }
-    if let Some(code) = rpc.status {
-        attrs.insert("rpc.grpc.status_code".into(), json!(code));
-    }
-    if let Some(n) = rpc.request_messages {
-        attrs.insert("tapspan.grpc.request_messages".into(), json!(n));
-    }
-    if let Some(n) = rpc.response_messages {
-        attrs.insert("tapspan.grpc.response_messages".into(), json!(n));
-    }
-    if let Some(ns) = rpc.first_message_ns {
-        attrs.insert("tapspan.grpc.first_message_ns".into(), json!(ns));
-    }
-}
-
 /// Attributes of the messages themselves: protocol version, headers, body sizes.
-fn insert_message_attributes(attrs: &mut Map<String, Value>, ex: &Exchange) {
+fn http_messages(ex: &Exchange) -> Http {
     // A request line without a version takes its answer's (`0.9` for a bare body).
     let version = ex
         .request()
         .and_then(|r| r.version)
         .or(ex.response().map(|r| r.version));
-    if let Some(version) = version {
-        attrs.insert("network.protocol.version".into(), json!(version.as_str()));
-    }
-    if let Some(req) = ex.request() {
-        for (name, value) in &req.headers {
-            if name == "user-agent" {
-                attrs.insert("user_agent.original".into(), json!(value));
-            }
-            push_header(attrs, "http.request.header.", name, value);
-        }
-        attrs.insert("http.request.body.size".into(), json!(req.body_size));
-    }
-    if let Some(resp) = ex.response() {
-        for (name, value) in &resp.headers {
-            push_header(attrs, "http.response.header.", name, value);
-        }
-        attrs.insert("http.response.body.size".into(), json!(resp.body_size));
+    let request = ex.request();
+    Http {
+        version: version.map(|v| v.as_str()),
+        // The last, as OpenTelemetry's single-valued attribute would be overwritten.
+        user_agent: request.and_then(|r| {
+            r.headers
+                .iter()
+                .rev()
+                .find(|(name, _)| name == "user-agent")
+                .map(|(_, v)| v.clone())
+        }),
+        request: request.map(|r| Message::new(&r.headers, r.body_size)),
+        response: ex.response().map(|r| Message::new(&r.headers, r.body_size)),
+        ..Http::default()
     }
 }
 
-/// What only a tap knows: timing, gaps, why the exchange was cut, its id, how it was linked.
-fn insert_tap_attributes(
-    attrs: &mut Map<String, Value>,
-    ex: &Exchange,
-    xid: u64,
-    linkage: &Linkage,
-) {
-    if let (Some(req_end), Some(resp_start)) = (ex.t.request_end, ex.t.response_start) {
-        attrs.insert(
-            "tapspan.ttfb_ns".into(),
-            json!(resp_start.saturating_since(req_end)),
-        );
-    }
-    if !ex.informational().is_empty() {
-        let codes: Vec<u16> = ex.informational().iter().map(|(c, _)| *c).collect();
-        attrs.insert("tapspan.informational_status_codes".into(), json!(codes));
-    }
-    if ex.gaps > 0 {
-        attrs.insert("tapspan.gaps".into(), json!(ex.gaps));
-    }
-    if ex.snapped {
-        attrs.insert("tapspan.truncated".into(), json!(true));
-    }
+/// What only a tap knows: timing, gaps, whether the capture cut it short.
+fn tap_attributes(ex: &Exchange) -> Tap {
     // HTTP/2 headers whose HPACK table entries came before the capture: named, never guessed.
     let request_unknown = ex.request().into_iter().flat_map(|r| &r.unknown_headers);
     let response_unknown = ex.response().into_iter().flat_map(|r| &r.unknown_headers);
     // Each name once (a block may hold several unknown fields of one name, or none).
-    let mut unknown: Vec<&str> = Vec::new();
+    let mut headers_unknown: Vec<String> = Vec::new();
     for name in request_unknown.chain(response_unknown) {
-        if !unknown.contains(&name.as_str()) {
-            unknown.push(name);
+        if !headers_unknown.contains(name) {
+            headers_unknown.push(name.clone());
         }
     }
-    if !unknown.is_empty() {
-        attrs.insert("tapspan.headers_unknown".into(), json!(unknown));
-    }
-    if let Some(err) = ex.error {
-        attrs.insert("error.type".into(), json!(err));
-    }
-    attrs.insert("tapspan.exchange_id".into(), json!(hex64(xid)));
-    if let Some((link, confidence)) = linkage.link {
-        attrs.insert("tapspan.link".into(), json!(link.as_str()));
-        attrs.insert(
-            "tapspan.link_confidence".into(),
-            json!((confidence * 1000.0).round() / 1000.0),
-        );
+    Tap {
+        ttfb_ns: ex
+            .t
+            .request_end
+            .zip(ex.t.response_start)
+            .map(|(req_end, resp_start)| resp_start.saturating_since(req_end)),
+        informational: ex.informational().iter().map(|(c, _)| *c).collect(),
+        gaps: ex.gaps,
+        truncated: ex.snapped,
+        headers_unknown,
     }
 }
 
@@ -647,18 +583,6 @@ fn events_of(ex: &Exchange) -> Vec<SpanEvent> {
     }
     events.sort_by_key(|e| e.time_unix_nano);
     events
-}
-
-fn push_header(attrs: &mut Map<String, Value>, prefix: &str, name: &str, value: &str) {
-    let mut key = String::with_capacity(prefix.len() + name.len());
-    key.push_str(prefix);
-    key.push_str(name);
-    match attrs.get_mut(&key) {
-        Some(Value::Array(values)) => values.push(json!(value)),
-        _ => {
-            attrs.insert(key, json!([value]));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,16 @@ impl Decimal {
     }
 }
 
+/// `format!("{v:016x}")` as bytes, without allocating.
+pub fn hex64_bytes(v: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
 /// `format!("{v:016x}")`.
 pub fn hex64(v: u64) -> String {
     hex_digits(u128::from(v), 16)

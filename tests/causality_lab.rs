@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use tapspan::span::{Span, SpanKind};
+use tapspan::span::{Link, Span, SpanKind};
 
 /// One truth row: the call (its connection and when it was sent) and the parent request (its
 /// connection and when its handler began).
@@ -41,16 +41,11 @@ fn truth(cell: &str) -> Vec<Truth> {
         .collect()
 }
 
-fn attr<'a>(s: &'a Span, name: &str) -> &'a serde_json::Value {
-    &s.attributes[name]
-}
-
 fn conn_of(s: &Span) -> (String, String) {
-    let addr =
-        |ip: &str, port: &str| format!("{}:{}", attr(s, ip).as_str().unwrap(), attr(s, port));
+    let a = &s.attributes;
     (
-        addr("client.address", "client.port"),
-        addr("server.address", "server.port"),
+        format!("{}:{}", a.client_address, a.client_port),
+        format!("{}:{}", a.server_address_text(), a.server_port),
     )
 }
 
@@ -76,13 +71,10 @@ impl Score {
 fn score(cell: &str) -> Score {
     let (exchanges, _) = common::replay(&[common::repo_path(&format!("pcaps/lab/{cell}.pcap"))]);
     let spans = common::spans(&exchanges);
-    let server_span_exchange: HashMap<&str, &str> = spans
+    let server_span_exchange: HashMap<&str, u64> = spans
         .iter()
         .filter(|s| s.kind == SpanKind::Server)
-        .map(|s| {
-            let x = attr(s, "tapspan.exchange_id").as_str().unwrap();
-            (s.span_id.as_str(), x)
-        })
+        .map(|s| (s.span_id.as_str(), s.attributes.exchange_id))
         .collect();
     let mut on_conn: HashMap<(String, String), Vec<&Span>> = HashMap::new();
     for s in spans.iter().filter(|s| s.kind == SpanKind::Client) {
@@ -102,16 +94,16 @@ fn score(cell: &str) -> Score {
             .iter()
             .rfind(|s| s.start_unix_nano <= t.parent_began + 1_000_000)
             .unwrap_or_else(|| panic!("{cell}: request {:?} not in the replay", t.parent_conn));
-        let want = attr(parent, "tapspan.exchange_id").as_str();
+        let want = Some(parent.attributes.exchange_id);
         let got = call
             .parent_span_id
             .as_deref()
             .and_then(|p| server_span_exchange.get(p).copied());
         let right = got.is_some() && got == want;
         score.right += usize::from(right);
-        if attr(call, "tapspan.link").as_str() == Some("nesting") {
+        if let Some((Link::Nesting, confidence)) = call.attributes.link {
             score.inferred += 1;
-            if attr(call, "tapspan.link_confidence").as_f64().unwrap() >= 0.9 {
+            if confidence >= 0.9 {
                 score.confident += 1;
                 score.confident_right += usize::from(right);
             }

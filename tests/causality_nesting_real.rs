@@ -17,12 +17,7 @@ use tapspan::span::{exchange_id_of, Span, SpanKind};
 
 /// Exchange id of each client span → exchange id of its parent's (None for a root).
 fn parents(spans: &[Span]) -> HashMap<String, Option<String>> {
-    let xid = |s: &Span| {
-        s.attributes["tapspan.exchange_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let xid = |s: &Span| format!("{:016x}", s.attributes.exchange_id);
     let server_of: HashMap<&str, String> = spans
         .iter()
         .filter(|s| s.kind == SpanKind::Server)

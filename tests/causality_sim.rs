@@ -63,25 +63,14 @@ fn score(sim: &Simulated, spans: &[Span]) -> Score {
         .map(|s| {
             (
                 s.span_id.clone(),
-                s.attributes["tapspan.exchange_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
+                format!("{:016x}", s.attributes.exchange_id),
             )
         })
         .collect();
     let clients: HashMap<String, &Span> = spans
         .iter()
         .filter(|s| s.kind == SpanKind::Client)
-        .map(|s| {
-            (
-                s.attributes["tapspan.exchange_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-                s,
-            )
-        })
+        .map(|s| (format!("{:016x}", s.attributes.exchange_id), s))
         .collect();
     let mut sc = Score::default();
     for (i, t) in sim.truth.iter().enumerate() {
@@ -100,10 +89,7 @@ fn score(sim: &Simulated, spans: &[Span]) -> Score {
             .and_then(|p| server_span_to_xid.get(p))
             .cloned();
         let want = t.parent.map(|p| format!("{:016x}", xid_of_truth[p]));
-        let confidence = span
-            .attributes
-            .get("tapspan.link_confidence")
-            .and_then(|c| c.as_f64());
+        let confidence = span.attributes.link.map(|(_, c)| c);
         match &want {
             None => {
                 sc.roots += 1;

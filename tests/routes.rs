@@ -14,7 +14,7 @@ use tapspan::span::Span;
 fn routes_by_service(spans: &[Span]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in spans {
-        if let Some(route) = s.attributes.get("http.route").and_then(|r| r.as_str()) {
+        if let Some(route) = s.attributes.http.as_ref().and_then(|h| h.route.as_deref()) {
             out.entry(s.service.clone())
                 .or_default()
                 .insert(route.to_string());

@@ -590,10 +590,13 @@ pub fn steps(mut rest: &[u8]) -> impl Iterator<Item = (u64, Step<'_>)> {
 }
 
 /// Attributes leave as JSON.
-fn attributes_serialise(attrs: &[(&'static str, serde_json::Value)]) {
+fn attributes_serialise(attrs: &[(&'static str, tapspan::span::AttrValue)]) {
     for (k, v) in attrs {
         assert!(!k.is_empty());
-        assert!(serde_json::to_vec(v).is_ok(), "attribute {k} serialises");
+        assert!(
+            serde_json::to_vec(&v.as_ref().to_json()).is_ok(),
+            "attribute {k} serialises"
+        );
     }
 }
 

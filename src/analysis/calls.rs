@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::span::{Span, SpanKind};
+use std::borrow::Cow;
+
+use crate::span::{Attributes, Span, SpanKind};
+use crate::text;
 
 /// What the analysis needs of one span, from a [`Span`] in memory or a JSON line.
 pub struct SpanFields<'a> {
@@ -18,9 +21,87 @@ pub struct SpanFields<'a> {
     pub start: u64,
     pub end: u64,
     pub error: bool,
-    pub attributes: &'a Map<String, Value>,
+    pub call: CallFacts<'a>,
     pub request_end: Option<u64>,
     pub response_start: Option<u64>,
+}
+
+/// What the analysis reads of a span's attributes.
+#[derive(Default)]
+pub struct CallFacts<'a> {
+    /// `tapspan.exchange_id`; a span without one is not analysed.
+    pub exchange_id: Option<Cow<'a, str>>,
+    /// An HTTP method, or a database call's operation.
+    pub method: Option<&'a str>,
+    /// An HTTP route, or a database call's statement template.
+    pub route: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub query: Option<&'a str>,
+    pub status: Option<u16>,
+    pub error_type: Option<&'a str>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub response_chunked: bool,
+    pub response_encoded: bool,
+}
+
+impl<'a> CallFacts<'a> {
+    fn of_attributes(a: &'a Attributes) -> Self {
+        let http = a.http.as_deref();
+        let response = http.and_then(|h| h.response.as_ref());
+        let response_has = |name: &str, want: Option<&str>| {
+            response.is_some_and(|r| any_value_is(r.values(name), want))
+        };
+        CallFacts {
+            exchange_id: Some(Cow::Owned(text::hex64(a.exchange_id))),
+            method: a.operation(),
+            route: a.target_template(),
+            path: http.and_then(|h| h.path.as_deref()),
+            query: http.and_then(|h| h.query.as_deref()),
+            status: a.http_status(),
+            error_type: a.error_type.as_deref(),
+            request_bytes: http
+                .and_then(|h| h.request.as_ref())
+                .map_or(0, |m| m.body_size),
+            response_bytes: response.map_or(0, |m| m.body_size),
+            response_chunked: response_has("transfer-encoding", Some("chunked")),
+            response_encoded: response_has("content-encoding", None),
+        }
+    }
+
+    fn of_json(a: &'a Map<String, Value>) -> Self {
+        let str_of = |k: &str| a.get(k).and_then(Value::as_str);
+        let u64_of = |k: &str| a.get(k).and_then(Value::as_u64);
+        let response_has = |name: &str, want: Option<&str>| {
+            a.get(&format!("http.response.header.{name}"))
+                .and_then(Value::as_array)
+                .is_some_and(|vs| any_value_is(vs.iter().filter_map(Value::as_str), want))
+        };
+        CallFacts {
+            exchange_id: str_of("tapspan.exchange_id").map(Cow::Borrowed),
+            method: str_of("http.request.method").or(str_of("db.operation.name")),
+            route: str_of("http.route").or(str_of("db.query.text")),
+            path: str_of("url.path"),
+            query: str_of("url.query"),
+            status: u64_of("http.response.status_code").map(|s| s as u16),
+            error_type: str_of("error.type"),
+            request_bytes: u64_of("http.request.body.size").unwrap_or(0),
+            response_bytes: u64_of("http.response.body.size").unwrap_or(0),
+            response_chunked: response_has("transfer-encoding", Some("chunked")),
+            response_encoded: response_has("content-encoding", None),
+        }
+    }
+}
+
+/// Whether a header's values say something: any value not empty nor `identity`, and holding
+/// `want` (case-insensitive) when one is asked for.
+fn any_value_is<'v>(mut values: impl Iterator<Item = &'v str>, want: Option<&str>) -> bool {
+    values.any(|v| {
+        let v = v.trim();
+        !v.is_empty()
+            && !v.eq_ignore_ascii_case("identity")
+            && want.is_none_or(|w| v.to_ascii_lowercase().contains(w))
+    })
 }
 
 impl<'a> SpanFields<'a> {
@@ -40,7 +121,7 @@ impl<'a> SpanFields<'a> {
             start: s.start_unix_nano,
             end: s.end_unix_nano,
             error: s.status == crate::span::SpanStatus::Error,
-            attributes: &s.attributes,
+            call: CallFacts::of_attributes(&s.attributes),
             request_end: event("request.end"),
             response_start: event("response.start"),
         }
@@ -70,7 +151,7 @@ impl<'a> SpanFields<'a> {
             start: v.get("start_unix_nano")?.as_u64()?,
             end: v.get("end_unix_nano")?.as_u64()?,
             error: v.get("status").and_then(Value::as_str) == Some("error"),
-            attributes: v.get("attributes")?.as_object()?,
+            call: CallFacts::of_json(v.get("attributes")?.as_object()?),
             request_end: event("request.end"),
             response_start: event("response.start"),
         })
@@ -178,9 +259,8 @@ impl CallTable {
     }
 
     pub fn push(&mut self, s: &SpanFields<'_>) {
-        let attr_str = |k: &str| s.attributes.get(k).and_then(Value::as_str);
-        let attr_u64 = |k: &str| s.attributes.get(k).and_then(Value::as_u64);
-        let Some(xid) = attr_str("tapspan.exchange_id") else {
+        let facts = &s.call;
+        let Some(xid) = facts.exchange_id.as_deref() else {
             return;
         };
         let key = id_key(xid);
@@ -227,38 +307,23 @@ impl CallTable {
             c.exchange_id = xid.to_string();
             c.trace_id = s.trace_id.to_string();
             // A database call's operation and statement template stand for method and route.
-            let method = attr_str("http.request.method").or(attr_str("db.operation.name"));
-            c.method = intern(method.unwrap_or("-"));
-            let route = attr_str("http.route").or(attr_str("db.query.text"));
-            c.route = intern(route.unwrap_or("-"));
-            c.target = match (attr_str("url.path"), attr_str("url.query")) {
+            c.method = intern(facts.method.unwrap_or("-"));
+            c.route = intern(facts.route.unwrap_or("-"));
+            c.target = match (facts.path, facts.query) {
                 (Some(p), Some(q)) => format!("{p}?{q}"),
                 (Some(p), None) => p.to_string(),
                 _ => "-".to_string(),
             };
-            c.status = attr_u64("http.response.status_code").map(|s| s as u16);
-            c.error_type = attr_str("error.type").map(str::to_string);
+            c.status = facts.status;
+            c.error_type = facts.error_type.map(str::to_string);
             c.start = s.start;
             c.end = s.end;
             c.request_end = s.request_end;
             c.response_start = s.response_start;
-            c.request_bytes = attr_u64("http.request.body.size").unwrap_or(0);
-            c.response_bytes = attr_u64("http.response.body.size").unwrap_or(0);
-            let header_has = |name: &str, want: Option<&str>| {
-                s.attributes
-                    .get(&format!("http.response.header.{name}"))
-                    .and_then(Value::as_array)
-                    .is_some_and(|vs| {
-                        vs.iter().filter_map(Value::as_str).any(|v| {
-                            let v = v.trim();
-                            !v.is_empty()
-                                && !v.eq_ignore_ascii_case("identity")
-                                && want.is_none_or(|w| v.to_ascii_lowercase().contains(w))
-                        })
-                    })
-            };
-            c.response_chunked = header_has("transfer-encoding", Some("chunked"));
-            c.response_encoded = header_has("content-encoding", None);
+            c.request_bytes = facts.request_bytes;
+            c.response_bytes = facts.response_bytes;
+            c.response_chunked = facts.response_chunked;
+            c.response_encoded = facts.response_encoded;
         }
     }
 

@@ -208,7 +208,7 @@ mod tests {
             start_unix_nano: 1,
             end_unix_nano: 2,
             status: crate::span::SpanStatus::Unset,
-            attributes: serde_json::Map::new().into(),
+            attributes: crate::span::Attributes::example().into(),
             events: Vec::new(),
             trace_state: None,
         }

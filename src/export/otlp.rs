@@ -27,21 +27,21 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span as OtlpSpan, Status,
 };
 use prost::Message;
-use serde_json::Value;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use super::delivery::{Delivery, DeliveryConfig, Outcome, Transport};
 use super::http1::{HttpUrl, Poster};
 use super::{SinkReport, SpanSink};
-use crate::span::{Span, SpanKind, SpanStatus};
+use crate::span::attributes::ValueRef;
+use crate::span::{Attributes, Span, SpanKind, SpanStatus};
 
 /// The instrumentation scope on every span.
 pub const SCOPE_NAME: &str = "tapspan";
@@ -107,33 +107,45 @@ fn any(value: any_value::Value) -> AnyValue {
     AnyValue { value: Some(value) }
 }
 
-/// JSON object members as OTLP key-values, types kept.
-fn key_values(o: &serde_json::Map<String, Value>) -> Vec<KeyValue> {
-    o.iter()
-        .map(|(k, v)| KeyValue {
-            key: k.clone(),
-            value: Some(any_value(v)),
+/// A span's attributes as OTLP key-values, types kept.
+fn key_values(attributes: &Attributes) -> Vec<KeyValue> {
+    let mut out = Vec::with_capacity(32);
+    attributes.for_each(|key, value| {
+        out.push(KeyValue {
+            key: key.to_string_key(),
+            value: Some(any_value(value)),
             ..Default::default()
         })
-        .collect()
+    });
+    out
 }
 
-/// A JSON attribute value as an OTLP `AnyValue` (types kept; null is an empty value).
-pub fn any_value(v: &Value) -> AnyValue {
+/// An attribute value as an OTLP `AnyValue`, types kept: integers beyond `i64` (OTLP's
+/// `int_value`) become doubles.
+pub fn any_value(v: ValueRef<'_>) -> AnyValue {
     use any_value::Value as V;
+    let strings = |items: Vec<String>| {
+        any(V::ArrayValue(ArrayValue {
+            values: items.into_iter().map(|s| any(V::StringValue(s))).collect(),
+        }))
+    };
     match v {
-        Value::Null => AnyValue { value: None },
-        Value::Bool(b) => any(V::BoolValue(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => any(V::IntValue(i)),
-            None => any(V::DoubleValue(n.as_f64().unwrap_or(f64::NAN))),
+        ValueRef::Bool(b) => any(V::BoolValue(b)),
+        ValueRef::UInt(n) => match i64::try_from(n) {
+            Ok(i) => any(V::IntValue(i)),
+            Err(_) => any(V::DoubleValue(n as f64)),
         },
-        Value::String(s) => any(V::StringValue(s.clone())),
-        Value::Array(a) => any(V::ArrayValue(ArrayValue {
-            values: a.iter().map(any_value).collect(),
-        })),
-        Value::Object(o) => any(V::KvlistValue(KeyValueList {
-            values: key_values(o),
+        ValueRef::Int(i) => any(V::IntValue(i)),
+        ValueRef::Float(f) => any(V::DoubleValue(f)),
+        ValueRef::Str(s) => any(V::StringValue(s.to_string())),
+        ValueRef::Ip(ip) => any(V::StringValue(crate::text::ip(&ip))),
+        ValueRef::Hex64(x) => any(V::StringValue(crate::text::hex64(x))),
+        ValueRef::Strs(_) | ValueRef::HeaderValues(_) => strings(v.strings()),
+        ValueRef::UInts(items) => any(V::ArrayValue(ArrayValue {
+            values: items
+                .iter()
+                .map(|n| any(V::IntValue(i64::from(*n))))
+                .collect(),
         })),
     }
 }
@@ -155,13 +167,10 @@ pub fn to_otlp(span: &Span) -> OtlpItem {
     let status = match span.status {
         SpanStatus::Unset => None,
         SpanStatus::Error => {
-            let message = match span.attributes.get("error.type") {
-                Some(Value::String(s)) => s.clone(),
-                _ => span
-                    .attributes
-                    .get("http.response.status_code")
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
+            let message = match (&span.attributes.error_type, span.attributes.http_status()) {
+                (Some(e), _) => e.clone(),
+                (None, Some(code)) => code.to_string(),
+                (None, None) => String::new(),
             };
             Some(Status {
                 message,
@@ -169,14 +178,10 @@ pub fn to_otlp(span: &Span) -> OtlpItem {
             })
         }
     };
-    let host_key = match span.kind {
-        SpanKind::Client => "client.address",
-        SpanKind::Server => "server.address",
-    };
-    let host_ip = match span.attributes.get(host_key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
+    let host_ip = Some(match span.kind {
+        SpanKind::Client => crate::text::ip(&span.attributes.client_address),
+        SpanKind::Server => span.attributes.server_address_text(),
+    });
     let otlp = OtlpSpan {
         trace_id: hex_bytes(&span.trace_id),
         span_id: hex_bytes(&span.span_id),
@@ -423,7 +428,6 @@ impl SpanSink for OtlpSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn protocol_follows_port_and_path() {
@@ -437,18 +441,31 @@ mod tests {
     }
 
     #[test]
-    fn json_values_keep_their_types() {
+    fn attribute_values_keep_their_types() {
         use any_value::Value as V;
-        assert_eq!(any_value(&json!(200)).value, Some(V::IntValue(200)));
-        assert_eq!(any_value(&json!(1.0)).value, Some(V::DoubleValue(1.0)));
-        assert_eq!(any_value(&json!(true)).value, Some(V::BoolValue(true)));
+        assert_eq!(any_value(ValueRef::UInt(200)).value, Some(V::IntValue(200)));
         assert_eq!(
-            any_value(&json!(["a"])).value,
+            any_value(ValueRef::UInt(u64::MAX)).value,
+            Some(V::DoubleValue(u64::MAX as f64))
+        );
+        assert_eq!(
+            any_value(ValueRef::Float(1.0)).value,
+            Some(V::DoubleValue(1.0))
+        );
+        assert_eq!(
+            any_value(ValueRef::Bool(true)).value,
+            Some(V::BoolValue(true))
+        );
+        assert_eq!(
+            any_value(ValueRef::Strs(&["a".to_string()])).value,
             Some(V::ArrayValue(ArrayValue {
                 values: vec![any(V::StringValue("a".into()))]
             }))
         );
-        assert_eq!(any_value(&json!(null)).value, None);
+        assert_eq!(
+            any_value(ValueRef::Hex64(10)).value,
+            Some(V::StringValue("000000000000000a".into()))
+        );
     }
 
     #[test]
@@ -463,7 +480,7 @@ mod tests {
             start_unix_nano: 1,
             end_unix_nano: 2,
             status: SpanStatus::Unset,
-            attributes: serde_json::Map::new().into(),
+            attributes: crate::span::Attributes::example().into(),
             events: Vec::new(),
             trace_state: None,
         };

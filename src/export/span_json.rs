@@ -1,10 +1,11 @@
 //! A span as one line of JSON, the schema of DESIGN.md, written directly: byte for byte what
 //! `serde_json` writes for a [`Span`] (a test holds that), in a fraction of the time.
 
-use serde_json::{Map, Value};
+use std::net::IpAddr;
 
-use crate::span::{Span, SpanKind, SpanStatus};
-use crate::text::Decimal;
+use crate::span::attributes::{Key, ValueRef};
+use crate::span::{Attributes, Span, SpanKind, SpanStatus};
+use crate::text::{self, Decimal};
 
 /// `span` as one JSON object, byte for byte what `serde_json::to_writer` writes for it (a test
 /// holds that), written directly: the generic serializer spent most of its time escaping
@@ -34,7 +35,7 @@ pub fn write_span_json(span: &Span, out: &mut Vec<u8>) {
         SpanStatus::Unset => b",\"status\":\"unset\",\"attributes\":",
         SpanStatus::Error => b",\"status\":\"error\",\"attributes\":",
     });
-    write_object(&span.attributes, out);
+    write_attributes(&span.attributes, out);
     out.extend_from_slice(b",\"events\":[");
     for (i, event) in span.events.iter().enumerate() {
         if i > 0 {
@@ -54,43 +55,80 @@ pub fn write_span_json(span: &Span, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+fn write_attributes(attributes: &Attributes, out: &mut Vec<u8>) {
     out.push(b'{');
-    for (i, (key, value)) in map.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    attributes.for_each(|key, value| {
+        if !first {
             out.push(b',');
         }
-        write_str(key, out);
+        first = false;
+        match key {
+            Key::Fixed(k) => write_str(k, out),
+            Key::Header(prefix, name) if !needs_escape(name.as_bytes()) => {
+                out.push(b'"');
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'"');
+            }
+            Key::Header(..) => write_str(&key.to_string_key(), out),
+        }
         out.push(b':');
         write_value(value, out);
-    }
+    });
     out.push(b'}');
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) {
+fn write_value(value: ValueRef<'_>, out: &mut Vec<u8>) {
     match value {
-        Value::String(s) => write_str(s, out),
-        Value::Number(n) => match n.as_u64() {
-            Some(u) => write_u64(u, out),
-            // Negative and fractional numbers: serde_json's own formatting (shortest
-            // round-trip digits), which must not change.
-            None => serde_json::to_writer(out, n).expect("a number serialises"),
-        },
-        Value::Array(items) => {
+        ValueRef::Str(s) => write_str(s, out),
+        ValueRef::Ip(IpAddr::V4(v4)) => {
+            out.push(b'"');
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                write_u64(u64::from(*octet), out);
+            }
+            out.push(b'"');
+        }
+        ValueRef::Ip(ip) => write_str(&text::ip(&ip), out),
+        ValueRef::Hex64(v) => {
+            out.push(b'"');
+            out.extend_from_slice(&text::hex64_bytes(v));
+            out.push(b'"');
+        }
+        ValueRef::UInt(n) => write_u64(n, out),
+        // Negative and fractional numbers: serde_json's own formatting (shortest round-trip
+        // digits), which must not change.
+        ValueRef::Int(n) => serde_json::to_writer(out, &n).expect("a number serialises"),
+        ValueRef::Float(f) => serde_json::to_writer(out, &f).expect("a number serialises"),
+        ValueRef::Bool(true) => out.extend_from_slice(b"true"),
+        ValueRef::Bool(false) => out.extend_from_slice(b"false"),
+        ValueRef::Strs(items) => write_array(items.iter().map(String::as_str), out),
+        ValueRef::HeaderValues(run) => write_array(run.iter().map(|(_, v)| v.as_str()), out),
+        ValueRef::UInts(items) => {
             out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, n) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(item, out);
+                write_u64(u64::from(*n), out);
             }
             out.push(b']');
         }
-        Value::Object(map) => write_object(map, out),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Null => out.extend_from_slice(b"null"),
     }
+}
+
+fn write_array<'a>(items: impl Iterator<Item = &'a str>, out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(item, out);
+    }
+    out.push(b']');
 }
 
 fn write_u64(n: u64, out: &mut Vec<u8>) {
@@ -149,7 +187,7 @@ mod tests {
             start_unix_nano: 1,
             end_unix_nano: 2,
             status: SpanStatus::Unset,
-            attributes: Map::new().into(),
+            attributes: Attributes::example().into(),
             events: Vec::new(),
             trace_state: None,
         }
@@ -172,12 +210,31 @@ mod tests {
             name: "response.start",
             time_unix_nano: 10,
         });
-        let attributes = serde_json::json!({
-            "a": "plain", "b\u{0}": "\u{1f}\"", "c": [ "x", "y\r" ], "d": 0, "e": -7,
-            "f": 0.25, "g": 1e300, "h": true, "i": false, "j": null, "k": { "z": [1, 2.5] },
-            "l": u64::MAX, "m": i64::MIN, "n": 0.1
-        });
-        odd.attributes = attributes.as_object().unwrap().clone().into();
+        let mut attributes = Attributes::example();
+        attributes.link = Some((crate::span::Link::Nesting, 0.1));
+        attributes.client_address = "::ffff:1.2.3.4".parse().unwrap();
+        attributes.server_address = crate::span::Address::Name("h\u{0}\"".into());
+        attributes.protocol = vec![
+            ("a", "plain".into()),
+            ("b", "\u{1f}\"".into()),
+            ("c", vec!["x".to_string(), "y\r".to_string()].into()),
+            ("d", 0u64.into()),
+            ("e", (-7i64).into()),
+            ("h", true.into()),
+            ("i", false.into()),
+            ("l", u64::MAX.into()),
+            ("m", i64::MIN.into()),
+        ];
+        if let Some(http) = attributes.http.as_mut() {
+            http.request = Some(crate::span::Message::new(
+                &[
+                    ("x\u{1}y".into(), "é→😀\n".into()),
+                    ("a".into(), "b".into()),
+                ],
+                0,
+            ));
+        }
+        odd.attributes = attributes.into();
         for s in [span(), odd] {
             let mut ours = Vec::new();
             write_span_json(&s, &mut ours);

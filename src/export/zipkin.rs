@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::delivery::{Delivery, DeliveryConfig, Outcome, Transport};
 use super::http1::{HttpUrl, Poster};
 use super::{SinkReport, SpanSink};
-use crate::span::{Span, SpanKind, SpanStatus};
+use crate::span::{Address, Span, SpanKind, SpanStatus};
 
 #[derive(Serialize, Debug, Default)]
 #[serde(rename_all = "camelCase")]
@@ -60,34 +60,38 @@ pub struct ZipkinSpan<'a> {
     pub remote_endpoint: Endpoint,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<Annotation>,
-    pub tags: BTreeMap<&'a str, String>,
+    pub tags: BTreeMap<String, String>,
 }
 
-fn endpoint(
-    span: &Span,
-    addr_key: &str,
-    port_key: Option<&str>,
-    service: Option<&str>,
-) -> Endpoint {
+/// Which end of the exchange an endpoint describes.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Server,
+}
+
+fn endpoint(span: &Span, side: Side, with_port: bool, service: Option<&str>) -> Endpoint {
     let mut ep = Endpoint {
         service_name: service.map(str::to_lowercase),
         ..Default::default()
     };
-    if let Some(Value::String(s)) = span.attributes.get(addr_key) {
-        match s.parse::<IpAddr>() {
-            Ok(IpAddr::V4(v4)) => ep.ipv4 = Some(v4.to_string()),
-            Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => ep.ipv4 = Some(v4.to_string()),
-                None => ep.ipv6 = Some(v6.to_string()),
-            },
-            Err(_) => {}
-        }
+    let a = &span.attributes;
+    let (ip, port) = match side {
+        Side::Client => (Some(a.client_address), a.client_port),
+        Side::Server => match &a.server_address {
+            Address::Ip(ip) => (Some(*ip), a.server_port),
+            Address::Name(_) => (None, a.server_port),
+        },
+    };
+    match ip {
+        Some(IpAddr::V4(v4)) => ep.ipv4 = Some(v4.to_string()),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => ep.ipv4 = Some(v4.to_string()),
+            None => ep.ipv6 = Some(v6.to_string()),
+        },
+        None => {}
     }
-    ep.port = port_key
-        .and_then(|k| span.attributes.get(k))
-        .and_then(Value::as_u64)
-        .and_then(|p| u16::try_from(p).ok())
-        .filter(|p| *p != 0);
+    ep.port = Some(port).filter(|p| with_port && *p != 0);
     ep
 }
 
@@ -116,28 +120,29 @@ pub fn to_zipkin<'a>(span: &'a Span, peer_service: Option<&str>) -> ZipkinSpan<'
     let (kind, local, remote) = match span.kind {
         SpanKind::Client => (
             "CLIENT",
-            endpoint(span, "client.address", None, own),
-            endpoint(span, "server.address", Some("server.port"), peer_service),
+            endpoint(span, Side::Client, false, own),
+            endpoint(span, Side::Server, true, peer_service),
         ),
         SpanKind::Server => (
             "SERVER",
-            endpoint(span, "server.address", Some("server.port"), own),
-            endpoint(span, "client.address", Some("client.port"), peer_service),
+            endpoint(span, Side::Server, true, own),
+            endpoint(span, Side::Client, true, peer_service),
         ),
     };
-    let mut tags: BTreeMap<&str, String> = span
-        .attributes
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), tag_value(v)?)))
-        .collect();
+    let mut tags: BTreeMap<String, String> = BTreeMap::new();
+    span.attributes.for_each(|k, v| {
+        if let Some(t) = tag_value(&v.to_json()) {
+            tags.insert(k.to_string_key(), t);
+        }
+    });
     if span.status == SpanStatus::Error {
-        let why = span
-            .attributes
-            .get("error.type")
-            .or_else(|| span.attributes.get("http.response.status_code"))
-            .and_then(tag_value)
-            .unwrap_or_else(|| "true".to_string());
-        tags.insert("error", why);
+        let a = &span.attributes;
+        let why = match (&a.error_type, a.http_status()) {
+            (Some(e), _) => e.clone(),
+            (None, Some(code)) => code.to_string(),
+            (None, None) => "true".to_string(),
+        };
+        tags.insert("error".to_string(), why);
     }
     let duration_ns = span.end_unix_nano.saturating_sub(span.start_unix_nano);
     ZipkinSpan {
@@ -264,9 +269,18 @@ mod tests {
     use serde_json::json;
 
     fn span(kind: SpanKind) -> Span {
-        let attrs = json!({"server.address":"10.0.0.2","server.port":8080,
-            "client.address":"::ffff:10.0.0.1","client.port":5555,
-            "http.response.status_code":503,"http.request.header.x-a":["1","2"]});
+        let mut attrs = crate::span::Attributes::example();
+        attrs.server_address = Address::Ip("10.0.0.2".parse().unwrap());
+        attrs.server_port = 8080;
+        attrs.client_address = "::ffff:10.0.0.1".parse().unwrap();
+        attrs.client_port = 5555;
+        attrs.error_type = None;
+        let http = attrs.http.as_mut().unwrap();
+        http.status = Some(503);
+        http.request = Some(crate::span::Message::new(
+            &[("x-a".into(), "1".into()), ("x-a".into(), "2".into())],
+            0,
+        ));
         Span {
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             span_id: "00f067aa0ba902b7".into(),
@@ -277,7 +291,7 @@ mod tests {
             start_unix_nano: 1_700_000_000_123_456_789,
             end_unix_nano: 1_700_000_000_123_457_000,
             status: SpanStatus::Error,
-            attributes: attrs.as_object().unwrap().clone().into(),
+            attributes: attrs.into(),
             events: vec![SpanEvent {
                 name: "request.end",
                 time_unix_nano: 1_700_000_000_123_456_999,

@@ -456,12 +456,12 @@ impl<'a> RootRequest<'a> {
         RootRequest { span }
     }
     fn request(&self) -> Request<'a> {
-        let attr = |k: &str| self.span.attributes.get(k).and_then(|v| v.as_str());
+        let http = self.span.attributes.http.as_deref();
         Request {
             service: &self.span.service,
-            method: attr("http.request.method"),
-            route: attr("http.route"),
-            path: attr("url.path"),
+            method: http.and_then(|h| h.method.as_deref()),
+            route: http.and_then(|h| h.route.as_deref()),
+            path: http.and_then(|h| h.path.as_deref()),
         }
     }
 }
@@ -477,16 +477,12 @@ fn root_request(spans: &[Span]) -> Option<RootRequest<'_>> {
 
 /// The trace's randomness: explicit (`rv` in a captured `tracestate`), else from its id.
 fn randomness(spans: &[Span]) -> u64 {
-    let explicit =
-        spans.iter().find_map(
-            |s| match s.attributes.get("http.request.header.tracestate")? {
-                serde_json::Value::Array(values) => values
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .find_map(threshold::of_tracestate),
-                _ => None,
-            },
-        );
+    let explicit = spans.iter().find_map(|s| {
+        let request = s.attributes.http.as_deref()?.request.as_ref()?;
+        request
+            .values("tracestate")
+            .find_map(threshold::of_tracestate)
+    });
     explicit
         .or_else(|| {
             spans
@@ -502,21 +498,13 @@ fn is_whole(piece: &[Span]) -> bool {
     let Some(first) = piece.first() else {
         return true;
     };
-    let Some(xid) = first
-        .attributes
-        .get("tapspan.exchange_id")
-        .and_then(|v| v.as_str())
-        .and_then(|x| u64::from_str_radix(x, 16).ok())
-    else {
-        return false;
-    };
+    let xid = first.attributes.exchange_id;
     format!("{:032x}", crate::ids::root_trace_id(xid)) == first.trace_id
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     const MS: u64 = 1_000_000;
 
@@ -543,20 +531,23 @@ mod tests {
                 } else {
                     SpanStatus::Unset
                 },
-                attributes: json!({
-                    "http.request.method": "GET",
-                    "http.route": "/checkout/{id}",
-                    "url.path": format!("/checkout/{xid}"),
-                    "tapspan.exchange_id": format!("{xid:016x}"),
-                })
-                .as_object()
-                .unwrap()
-                .clone()
-                .into(),
+                attributes: checkout_attributes(xid).into(),
                 events: Vec::new(),
                 trace_state: None,
             })
             .collect()
+    }
+
+    fn checkout_attributes(xid: u64) -> crate::span::Attributes {
+        let mut a = crate::span::Attributes::example();
+        a.exchange_id = xid;
+        a.http = Some(Box::new(crate::span::Http {
+            method: Some("GET".into()),
+            route: Some("/checkout/{id}".into()),
+            path: Some(format!("/checkout/{xid}")),
+            ..Default::default()
+        }));
+        a
     }
 
     /// A propagated trace id whose randomness is `r` (56 bits).

@@ -9,12 +9,11 @@
 //! type, rcode and answer count under `tapspan.dns.*` (OpenTelemetry names none); an rcode
 //! other than NOERROR is its `error.type` and fails both spans, as no answer does.
 
-use serde_json::{json, Map, Value};
-
 use crate::protocols::dns::{self, message::type_name};
 use crate::protocols::postgres::PgExchange;
 use crate::protocols::tls::hello::alert_name;
 use crate::protocols::Call;
+use crate::span::AttrValue;
 
 /// Longest table name put in a span name or `db.collection.name`.
 const MAX_TARGET: usize = 64;
@@ -22,7 +21,8 @@ const MAX_TARGET: usize = 64;
 /// What span mapping needs from a non-HTTP call.
 pub struct CallSpan {
     pub name: String,
-    pub attributes: Vec<(&'static str, Value)>,
+    /// Sorted by key, each key once.
+    pub attributes: Vec<(&'static str, AttrValue)>,
     /// The server said the operation failed (`error.type` when the exchange was not cut).
     pub failure: Option<String>,
     /// What `server.address` is, when better than the server's IP (a TLS server name).
@@ -55,6 +55,10 @@ pub fn describe(call: &Call) -> Option<CallSpan> {
     };
     // `error.type` is the span mapping's to set: a cut's reason, else the failure.
     span.attributes.retain(|(k, _)| *k != "error.type");
+    // A key set twice keeps its last value, as a map would.
+    span.attributes.reverse();
+    span.attributes.sort_by_key(|(k, _)| *k);
+    span.attributes.dedup_by_key(|(k, _)| *k);
     Some(span)
 }
 
@@ -66,7 +70,7 @@ fn postgres(x: &PgExchange) -> CallSpan {
         None => x.operation.clone(),
     };
     if let Some(t) = target {
-        attributes.push(("db.collection.name", json!(t)));
+        attributes.push(("db.collection.name", t.into()));
     }
     CallSpan {
         name,
@@ -108,13 +112,6 @@ fn table(sanitized: &str, operation: &str) -> Option<String> {
 fn starts_subquery(word: &str) -> bool {
     word.get(..7)
         .is_some_and(|p| p.eq_ignore_ascii_case("(select"))
-}
-
-/// Puts a call's attributes into a span's map.
-pub fn insert(attrs: &mut Map<String, Value>, call: &CallSpan) {
-    for (k, v) in &call.attributes {
-        attrs.insert((*k).to_string(), v.clone());
-    }
 }
 
 #[cfg(test)]

@@ -15,10 +15,9 @@
 pub mod message;
 pub mod stream;
 
+use crate::span::AttrValue;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-
-use serde_json::{json, Value};
 
 use message::{parse, rcode_name, type_name, DnsMessage};
 
@@ -69,27 +68,30 @@ pub struct DnsExchange {
 
 impl DnsExchange {
     /// OpenTelemetry attributes (`dns.question.name`); tapspan's own under `tapspan.dns.*`.
-    pub fn attributes(&self) -> Vec<(&'static str, Value)> {
+    pub fn attributes(&self) -> Vec<(&'static str, AttrValue)> {
         let mut v = vec![
-            ("dns.question.name", json!(self.name)),
-            ("tapspan.dns.question.type", json!(type_name(self.qtype))),
+            ("dns.question.name", AttrValue::from(&self.name)),
+            (
+                "tapspan.dns.question.type",
+                AttrValue::from(type_name(self.qtype)),
+            ),
             (
                 "network.transport",
-                json!(match self.transport {
+                AttrValue::from(match self.transport {
                     Transport::Udp => "udp",
                     Transport::Tcp => "tcp",
                 }),
             ),
         ];
         if let Some(r) = self.rcode {
-            v.push(("tapspan.dns.response_code", json!(rcode_name(r))));
-            v.push(("tapspan.dns.answers", json!(self.answers)));
+            v.push(("tapspan.dns.response_code", AttrValue::from(rcode_name(r))));
+            v.push(("tapspan.dns.answers", AttrValue::from(self.answers)));
         }
         if self.retransmits > 0 {
-            v.push(("tapspan.retransmits", json!(self.retransmits)));
+            v.push(("tapspan.retransmits", AttrValue::from(self.retransmits)));
         }
         if let Some(e) = &self.error {
-            v.push(("error.type", json!(e)));
+            v.push(("error.type", AttrValue::from(e)));
         }
         v
     }

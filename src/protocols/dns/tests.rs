@@ -1,4 +1,5 @@
 use super::*;
+use crate::span::AttrValue;
 
 fn msg(id: u16, response: bool, rcode: u8, answers: u16, name: &str) -> Vec<u8> {
     let flags: u16 = if response {
@@ -49,7 +50,7 @@ fn udp_queries_pair_by_id_and_endpoints() {
     assert_eq!(t.stats.unmatched_responses, 1);
     assert!(out[0]
         .attributes()
-        .contains(&("dns.question.name", json!("missing.shop.test"))));
+        .contains(&("dns.question.name", AttrValue::from("missing.shop.test"))));
 }
 
 #[test]

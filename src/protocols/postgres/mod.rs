@@ -24,9 +24,8 @@ pub mod frame;
 pub mod sql;
 pub mod stream;
 
+use crate::span::AttrValue;
 use std::collections::VecDeque;
-
-use serde_json::{json, Value};
 
 use crate::protocols::http1::tokens::{Collector, Tokens};
 use crate::reassembly::Direction;
@@ -97,35 +96,38 @@ impl PgExchange {
     }
 
     /// OpenTelemetry attributes (`db.*`); tapspan's own under `tapspan.postgresql.*`.
-    pub fn attributes(&self) -> Vec<(&'static str, Value)> {
+    pub fn attributes(&self) -> Vec<(&'static str, AttrValue)> {
         let mut v = vec![
-            ("db.system.name", json!("postgresql")),
-            ("db.operation.name", json!(self.operation)),
+            ("db.system.name", AttrValue::from("postgresql")),
+            ("db.operation.name", AttrValue::from(&self.operation)),
         ];
         match &self.query {
-            Some(q) => v.push(("db.query.text", json!(q))),
+            Some(q) => v.push(("db.query.text", AttrValue::from(q))),
             None => v.push((
                 "tapspan.postgresql.statement",
-                json!("prepared_before_capture"),
+                AttrValue::from("prepared_before_capture"),
             )),
         }
         if let Some(db) = &self.database {
-            v.push(("db.namespace", json!(db)));
+            v.push(("db.namespace", AttrValue::from(db)));
         }
         if self.statements > 1 {
-            v.push(("db.operation.batch.size", json!(self.statements)));
+            v.push(("db.operation.batch.size", AttrValue::from(self.statements)));
         }
         if let Some(s) = &self.sqlstate {
-            v.push(("db.response.status_code", json!(s)));
-            v.push(("error.type", json!(s)));
+            v.push(("db.response.status_code", AttrValue::from(s)));
+            v.push(("error.type", AttrValue::from(s)));
         } else if let Some(c) = &self.cut {
-            v.push(("error.type", json!(c)));
+            v.push(("error.type", AttrValue::from(c)));
         }
         if self.end.is_some() {
-            v.push(("db.response.returned_rows", json!(self.rows)));
+            v.push(("db.response.returned_rows", AttrValue::from(self.rows)));
         }
         if self.copy_bytes > 0 {
-            v.push(("tapspan.postgresql.copy_bytes", json!(self.copy_bytes)));
+            v.push((
+                "tapspan.postgresql.copy_bytes",
+                AttrValue::from(self.copy_bytes),
+            ));
         }
         v
     }

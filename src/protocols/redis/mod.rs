@@ -24,9 +24,8 @@ pub mod key;
 pub mod resp;
 pub mod stream;
 
+use crate::span::AttrValue;
 use std::collections::VecDeque;
-
-use serde_json::{json, Value};
 
 use crate::protocols::http1::tokens::{Collector, Tokens};
 use crate::reassembly::Direction;
@@ -69,24 +68,27 @@ pub struct RedisExchange {
 
 impl RedisExchange {
     /// OpenTelemetry attributes (`db.*`); tapspan's own under `tapspan.redis.*`.
-    pub fn attributes(&self) -> Vec<(&'static str, Value)> {
+    pub fn attributes(&self) -> Vec<(&'static str, AttrValue)> {
         let mut v = vec![
-            ("db.system.name", json!("redis")),
-            ("db.operation.name", json!(self.operation)),
-            ("db.query.text", json!(self.query)),
-            ("db.namespace", json!(self.database.to_string())),
+            ("db.system.name", AttrValue::from("redis")),
+            ("db.operation.name", AttrValue::from(&self.operation)),
+            ("db.query.text", AttrValue::from(&self.query)),
+            ("db.namespace", AttrValue::from(self.database.to_string())),
         ];
         if let (Some(e), true) = (&self.error, self.replied) {
-            v.push(("db.response.status_code", json!(e)));
+            v.push(("db.response.status_code", AttrValue::from(e)));
         }
         if let Some(e) = &self.error {
-            v.push(("error.type", json!(e)));
+            v.push(("error.type", AttrValue::from(e)));
         }
         if self.queued {
-            v.push(("tapspan.redis.queued", json!(true)));
+            v.push(("tapspan.redis.queued", AttrValue::from(true)));
         }
         if self.nested_errors > 0 {
-            v.push(("tapspan.redis.nested_errors", json!(self.nested_errors)));
+            v.push((
+                "tapspan.redis.nested_errors",
+                AttrValue::from(self.nested_errors),
+            ));
         }
         v
     }

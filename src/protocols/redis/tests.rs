@@ -1,4 +1,5 @@
 use super::*;
+use crate::span::AttrValue;
 
 const C: Direction = Direction::ClientToServer;
 const S: Direction = Direction::ServerToClient;
@@ -49,7 +50,7 @@ fn errors_are_errors_with_their_code() {
     assert_eq!(x[1].error.as_deref(), Some("ERR"));
     assert!(x[0]
         .attributes()
-        .contains(&("db.response.status_code", json!("WRONGTYPE"))));
+        .contains(&("db.response.status_code", AttrValue::from("WRONGTYPE"))));
 }
 
 #[test]

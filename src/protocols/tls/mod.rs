@@ -14,7 +14,7 @@
 pub mod hello;
 pub mod stream;
 
-use serde_json::{json, Value};
+use crate::span::AttrValue;
 
 use crate::reassembly::Direction;
 use hello::{alert_name, cipher_name, version_name, ClientHello, ServerHello};
@@ -46,33 +46,39 @@ pub struct TlsHandshake {
 
 impl TlsHandshake {
     /// OpenTelemetry attributes (`tls.*`); tapspan's own under `tapspan.tls.*`.
-    pub fn attributes(&self) -> Vec<(&'static str, Value)> {
+    pub fn attributes(&self) -> Vec<(&'static str, AttrValue)> {
         let mut v = vec![
-            ("tls.protocol.name", json!("tls")),
-            ("tls.established", json!(self.established)),
+            ("tls.protocol.name", AttrValue::from("tls")),
+            ("tls.established", AttrValue::from(self.established)),
         ];
         if let Some(n) = &self.client.server_name {
-            v.push(("tls.client.server_name", json!(n)));
+            v.push(("tls.client.server_name", AttrValue::from(n)));
         }
         if !self.client.alpn.is_empty() {
-            v.push(("tapspan.tls.client.alpn", json!(self.client.alpn)));
+            v.push((
+                "tapspan.tls.client.alpn",
+                AttrValue::from(&self.client.alpn),
+            ));
         }
         if let Some(s) = &self.server {
-            v.push(("tls.protocol.version", json!(version_name(s.version))));
-            v.push(("tls.cipher", json!(cipher_name(s.cipher))));
+            v.push((
+                "tls.protocol.version",
+                AttrValue::from(version_name(s.version)),
+            ));
+            v.push(("tls.cipher", AttrValue::from(cipher_name(s.cipher))));
         }
         if let Some(p) = self.next_protocol() {
-            v.push(("tls.next_protocol", json!(p)));
+            v.push(("tls.next_protocol", AttrValue::from(p)));
         }
         if let Some((d, by_client)) = self.alert {
-            v.push(("tapspan.tls.alert", json!(alert_name(d))));
+            v.push(("tapspan.tls.alert", AttrValue::from(alert_name(d))));
             v.push((
                 "tapspan.tls.alert_from",
-                json!(if by_client { "client" } else { "server" }),
+                AttrValue::from(if by_client { "client" } else { "server" }),
             ));
-            v.push(("error.type", json!(alert_name(d))));
+            v.push(("error.type", AttrValue::from(alert_name(d))));
         } else if let Some(c) = self.cut {
-            v.push(("error.type", json!(c)));
+            v.push(("error.type", AttrValue::from(c)));
         }
         v
     }
