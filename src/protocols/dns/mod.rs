@@ -9,8 +9,10 @@
 //! after it was sent (capture time, [`DnsTracker::advance_to`]) is reported with error
 //! `timeout`; a retransmission with the same id is the same query. A response with an rcode
 //! other than NOERROR is an error named by its rcode (`NXDOMAIN`, `REFUSED`). Bounded:
-//! [`DnsConfig::max_pending`] queries in flight (the oldest beyond it reported `evicted`), a
-//! TCP framer holds at most one message (64 KiB), and [`message`] parsing is bounded.
+//! [`DnsConfig::max_pending`] queries in flight over UDP and
+//! [`DnsConfig::max_pending_per_connection`] on each TCP connection (the oldest beyond either
+//! reported `evicted`), a TCP framer holds at most one message (64 KiB), and [`message`]
+//! parsing is bounded.
 
 pub mod message;
 pub mod stream;
@@ -28,11 +30,19 @@ pub enum Transport {
     Tcp,
 }
 
-#[derive(Clone, Debug)]
+/// DNS's settings; `tapspan replay|live` set them from `--dns-timeout`,
+/// `--max-pending-dns-queries` and `--max-pending-requests` (see [`crate::limits`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsConfig {
     /// A query unanswered this long (capture time) is reported as a timeout.
     pub timeout_ns: u64,
+    /// Queries over UDP awaiting a response, every client's and server's together (one table
+    /// per pipeline); beyond it the oldest is given up as `evicted`.
     pub max_pending: usize,
+    /// Queries awaiting a response on one DNS-over-TCP connection (RFC 7766 §6.2.1.1 lets a
+    /// client pipeline them); beyond it the oldest is given up as `evicted`. Per connection,
+    /// like every other protocol's pending requests, so that the connection cap bounds it.
+    pub max_pending_per_connection: usize,
 }
 
 impl Default for DnsConfig {
@@ -40,6 +50,7 @@ impl Default for DnsConfig {
         DnsConfig {
             timeout_ns: 5_000_000_000,
             max_pending: 65_536,
+            max_pending_per_connection: 128,
         }
     }
 }

@@ -106,6 +106,7 @@ fn the_pending_table_is_capped() {
     let mut t = DnsTracker::new(DnsConfig {
         timeout_ns: u64::MAX,
         max_pending: 4,
+        ..DnsConfig::default()
     });
     let mut out = Vec::new();
     for i in 0..10u16 {
@@ -161,7 +162,7 @@ proptest::proptest! {
             proptest::prop_oneof![proptest::num::u8::ANY, proptest::sample::select(vec![0u8, 1, 0xc0, 0x0c, 3, 0x3f])],
             0..80), 0..32),
     ) {
-        let mut t = DnsTracker::new(DnsConfig { timeout_ns: 10, max_pending: 8 });
+        let mut t = DnsTracker::new(DnsConfig { timeout_ns: 10, max_pending: 8, ..DnsConfig::default() });
         let mut out = Vec::new();
         let mut f = TcpFramer::default();
         for (i, m) in msgs.iter().enumerate() {
