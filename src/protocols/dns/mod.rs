@@ -5,7 +5,8 @@
 //! given by the capture crate, and DNS-over-TCP connections as a registered protocol.
 //!
 //! Pairing: a response answers the pending query with the same id between the same two
-//! endpoints (the QR bit tells which side asked). A query unanswered [`DnsConfig::timeout_ns`]
+//! endpoints (the QR bit tells which side asked) whose question it repeats, the name compared
+//! without case (RFC 4343 §3); names are reported as sent. A query unanswered [`DnsConfig::timeout_ns`]
 //! after it was sent (capture time, [`DnsTracker::advance_to`]) is reported with error
 //! `timeout`; a retransmission with the same id is the same query. A response with an rcode
 //! other than NOERROR is an error named by its rcode (`NXDOMAIN`, `REFUSED`). Bounded:
@@ -22,7 +23,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
-use message::{parse, rcode_name, type_name, DnsMessage};
+use message::{parse, rcode_name, same_name, type_name, DnsMessage};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -183,8 +184,19 @@ impl DnsTracker {
     ) {
         let key = (client, server, m.id);
         if m.response {
-            let Some(mut x) = self.pending.remove(&key) else {
+            // The response repeats the query's question (RFC 1035 §4.1.1, checked by resolvers
+            // per RFC 5452 §9.1); its name may differ in case only (RFC 4343 §3).
+            let answers = |x: &DnsExchange| {
+                m.question
+                    .as_ref()
+                    .is_some_and(|(name, qtype)| *qtype == x.qtype && same_name(name, &x.name))
+            };
+            // One that does not leaves the query waiting for its own.
+            if !self.pending.get(&key).is_some_and(answers) {
                 self.stats.unmatched_responses += 1;
+                return;
+            }
+            let Some(mut x) = self.pending.remove(&key) else {
                 return;
             };
             x.response_start = Some(start);

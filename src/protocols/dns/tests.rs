@@ -53,6 +53,29 @@ fn udp_queries_pair_by_id_and_endpoints() {
 }
 
 #[test]
+fn names_are_as_sent_and_responses_match_them_without_case() {
+    let (c, s) = (addr("10.0.0.1:40000"), addr("10.0.0.2:53"));
+    let mut t = DnsTracker::new(DnsConfig::default());
+    let mut out = Vec::new();
+    // A client randomising the case of its question (DNS 0x20).
+    t.datagram(1, c, s, &msg(5, false, 0, 0, "aPi.ShOp.test"), &mut out);
+    // A response with id 5 to another question is not this query's (RFC 5452 §9.1).
+    t.datagram(2, s, c, &msg(5, true, 0, 1, "db.shop.test"), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(t.stats.unmatched_responses, 1);
+    // A server that lower-cases the echoed question still answers it (RFC 4343 §3).
+    t.datagram(3, s, c, &msg(5, true, 0, 1, "api.shop.TEST"), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].name.as_str(), out[0].end),
+        ("aPi.ShOp.test", Some(3))
+    );
+    assert!(out[0]
+        .attributes()
+        .contains(&("dns.question.name", json!("aPi.ShOp.test"))));
+}
+
+#[test]
 fn unanswered_queries_time_out_by_capture_time() {
     let (c, s) = (addr("127.0.0.1:49844"), addr("127.0.0.1:5353"));
     let mut t = DnsTracker::new(DnsConfig::default());
