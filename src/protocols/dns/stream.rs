@@ -128,6 +128,7 @@ fn convert(x: DnsExchange) -> Converted {
             closed: x.given_up.map(Timestamp),
             ..Instants::of_ns(x.start, x.request_end, x.response_start, x.end)
         },
+        request_offset: None,
         error,
         tokens: PayloadTokens::default(),
         call: Call::Dns(x),
