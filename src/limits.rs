@@ -10,6 +10,7 @@ use tapspan_capture::DecodeConfig;
 
 use crate::causality::CausalityConfig;
 use crate::pipeline::PipelineConfig;
+use crate::protocols::dns::DnsConfig;
 use crate::protocols::http1::HttpConfig;
 use crate::protocols::http2::Http2Config;
 use crate::reassembly::ReassemblyConfig;
@@ -59,6 +60,10 @@ pub struct MemoryLimits {
     /// Exchanges kept for the report's analysis (`--report`, `--analysis-json`, `--summary`);
     /// later ones are counted and named in the report, not analysed.
     pub max_analysed_calls: usize,
+    /// DNS queries over UDP awaiting a response, all clients together; beyond it the oldest
+    /// is given up with `error.type` = `pending_overflow`. (Over TCP, a connection's queries
+    /// are held to `max_pending_requests`.) Counted: DNS queries given up at the pending cap.
+    pub max_pending_dns_queries: usize,
     /// Spans held by sampling while traces whose ids came from the wire wait for the rest of
     /// their pieces (only with rules or tail sampling); beyond it the oldest traces are decided
     /// early. Counted: decided early at the held-spans cap.
@@ -86,12 +91,13 @@ impl Default for MemoryLimits {
             max_fragment_datagrams: decode.defrag_max_datagrams,
             max_analysed_calls: crate::analysis::AnalysisConfig::default().max_calls,
             max_sampling_spans: crate::sampling::SamplingConfig::default().max_held_spans,
+            max_pending_dns_queries: DnsConfig::default().max_pending,
         }
     }
 }
 
 impl MemoryLimits {
-    /// Sets the pipeline's caps (decode, reassembly, HTTP/1.x, HTTP/2). A cap of 0 would make its structure
+    /// Sets the pipeline's caps (decode, reassembly, HTTP/1.x, HTTP/2, Redis, PostgreSQL, DNS). A cap of 0 would make its structure
     /// useless rather than small, so counts are at least 1.
     pub fn apply_to_pipeline(&self, config: &mut PipelineConfig) {
         config.reassembly.max_connections = self.max_connections.max(1);
@@ -105,6 +111,8 @@ impl MemoryLimits {
         config.protocols.http2.max_table_bytes = self.max_http2_table_bytes;
         config.protocols.redis.max_pending = self.max_pending_requests.max(1);
         config.protocols.postgres.max_pending = self.max_pending_requests.max(1);
+        config.protocols.dns.max_pending_per_connection = self.max_pending_requests.max(1);
+        config.protocols.dns.max_pending = self.max_pending_dns_queries.max(1);
         config.decode.defrag_max_bytes = self.max_fragment_bytes;
         config.decode.defrag_max_datagrams = self.max_fragment_datagrams.max(1);
     }
@@ -149,12 +157,15 @@ mod tests {
                 max_fragment_datagrams: 4096,
                 max_analysed_calls: 1_000_000,
                 max_sampling_spans: 100_000,
+                max_pending_dns_queries: 65_536,
             }
         );
         let mut pipeline = PipelineConfig::default();
         MemoryLimits::default().apply_to_pipeline(&mut pipeline);
         assert_eq!(pipeline.protocols.http.max_head_bytes, 64 * 1024);
         assert_eq!(pipeline.decode.defrag_max_datagrams, 4096);
+        assert_eq!(pipeline.protocols.dns.max_pending, 65_536);
+        assert_eq!(pipeline.protocols.dns.max_pending_per_connection, 128);
     }
 
     #[test]
@@ -163,6 +174,7 @@ mod tests {
             max_connections: 0,
             max_pending_requests: 0,
             max_pending_exchanges: 0,
+            max_pending_dns_queries: 0,
             ..Default::default()
         };
         let mut pipeline = PipelineConfig::default();
@@ -171,6 +183,8 @@ mod tests {
         limits.apply_to_causality(&mut causality);
         assert_eq!(pipeline.reassembly.max_connections, 1);
         assert_eq!(pipeline.protocols.http.max_pending_requests, 1);
+        assert_eq!(pipeline.protocols.dns.max_pending, 1);
+        assert_eq!(pipeline.protocols.dns.max_pending_per_connection, 1);
         assert_eq!(causality.max_pending, 1);
     }
 }

@@ -444,20 +444,30 @@ fn redis_and_postgres_give_the_same_exchanges_at_any_packet_boundaries() {
     }
 }
 
-/// Pieces from the `skip`-th client piece on, the server's too: a capture started late.
-fn late(c: &Conn, skip: usize) -> Vec<&Piece> {
+/// Pieces from the `skip`-th client piece on, the server's too: a capture started late. Each
+/// with its offset in the whole stream of its direction, which a late capture still knows
+/// by sequence number.
+fn late(c: &Conn, skip: usize) -> Vec<(u64, &Piece)> {
     let mut seen = 0;
-    let mut from = c.pieces.len();
-    for (i, p) in c.pieces.iter().enumerate() {
-        if let Piece::Data(Direction::ClientToServer, ..) = p {
-            if seen == skip {
-                from = i;
-                break;
+    let mut offsets = [0u64; 2];
+    let mut out = Vec::new();
+    for p in &c.pieces {
+        let Piece::Data(dir, _, b) = p else {
+            if seen > skip {
+                out.push((0, p));
             }
+            continue;
+        };
+        if *dir == Direction::ClientToServer {
             seen += 1;
         }
+        let at = &mut offsets[usize::from(*dir == Direction::ServerToClient)];
+        if seen > skip {
+            out.push((*at, p));
+        }
+        *at += b.len() as u64;
     }
-    c.pieces[from..].iter().collect()
+    out
 }
 
 #[test]
@@ -474,9 +484,9 @@ fn picked_up_midstream_they_resynchronise_and_never_mispair() {
         }
         let mut dec = RedisConn::new(false);
         let mut out = Vec::new();
-        for p in late(&c, 3) {
+        for (at, p) in late(&c, 3) {
             if let Piece::Data(d, ts, b) = p {
-                dec.push(*d, *ts, b, &mut out);
+                dec.push_at(*d, *ts, at, b, &mut out);
             }
         }
         // Every exchange found after the pickup is one of the full run's, with its reply.
@@ -497,9 +507,9 @@ fn picked_up_midstream_they_resynchronise_and_never_mispair() {
     for c in tcp_conns(&pcap("postgres-basic.pcap")) {
         let mut dec = PgConn::new(false);
         let mut out = Vec::new();
-        for p in late(&c, 4) {
+        for (at, p) in late(&c, 4) {
             if let Piece::Data(d, ts, b) = p {
-                dec.push(*d, *ts, b, &mut out);
+                dec.push_at(*d, *ts, at, b, &mut out);
             }
         }
         dec.finish(&mut out);

@@ -760,6 +760,7 @@ pub fn dns(data: &[u8]) {
     let config = DnsConfig {
         timeout_ns: (1 + (conf >> 3) as u64) * 100_000_000,
         max_pending,
+        ..DnsConfig::default()
     };
     let mut t = DnsTracker::new(config);
     let clients = [

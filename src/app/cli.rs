@@ -442,6 +442,16 @@ pub struct LimitArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub idle_timeout: u64,
 
+    /// DNS queries over UDP awaiting a response, all clients together; beyond it the oldest is
+    /// given up (over TCP, `--max-pending-requests` holds per connection).
+    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_dns_queries)]
+    pub max_pending_dns_queries: usize,
+
+    /// A DNS query unanswered this long (capture time; e.g. 500ms, 2s) ends with
+    /// `error.type=timeout`.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_ns)]
+    pub dns_timeout: u64,
+
     /// Spans sampling holds while traces with ids from the wire wait for the rest of their
     /// pieces (rules or tail sampling only); beyond it the oldest traces are decided early.
     #[arg(long, value_name = "SPANS", default_value_t = MemoryLimits::default().max_sampling_spans)]
@@ -465,6 +475,7 @@ impl LimitArgs {
             max_fragment_datagrams: self.max_fragment_datagrams,
             max_analysed_calls: self.max_analysed_calls,
             max_sampling_spans: self.max_sampling_spans,
+            max_pending_dns_queries: self.max_pending_dns_queries,
         }
     }
 
@@ -473,6 +484,7 @@ impl LimitArgs {
         let mut config = tapspan::pipeline::PipelineConfig::default();
         self.memory_limits().apply_to_pipeline(&mut config);
         config.reassembly.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);
+        config.protocols.dns.timeout_ns = self.dns_timeout;
         config.protocols.http.headers = headers;
         config
     }
@@ -557,5 +569,43 @@ mod size_tests {
         assert_eq!(parse_size("2G"), Ok(2 << 30));
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("KiB").is_err());
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn replay_limits(args: &[&str]) -> LimitArgs {
+        let argv = ["tapspan", "replay", "x.pcap"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("flags parse").command {
+            Command::Replay(r) => r.limits,
+            _ => unreachable!("replay was given"),
+        }
+    }
+
+    #[test]
+    fn dns_flags_reach_the_pipeline() {
+        let limits = replay_limits(&["--max-pending-dns-queries", "3", "--dns-timeout", "250ms"]);
+        let config = limits.pipeline_config(HeaderPolicy::default());
+        assert_eq!(config.protocols.dns.max_pending, 3);
+        assert_eq!(config.protocols.dns.timeout_ns, 250_000_000);
+        // Per DNS-over-TCP connection: the pending-requests cap, as for Redis and PostgreSQL.
+        let limits = replay_limits(&["--max-pending-requests", "7", "--dns-timeout", "2"]);
+        let config = limits.pipeline_config(HeaderPolicy::default());
+        assert_eq!(config.protocols.dns.max_pending_per_connection, 7);
+        assert_eq!(config.protocols.redis.max_pending, 7);
+        assert_eq!(config.protocols.dns.timeout_ns, 2_000_000_000);
+        // The defaults are DnsConfig's own.
+        let config = replay_limits(&[]).pipeline_config(HeaderPolicy::default());
+        assert_eq!(
+            config.protocols.dns,
+            tapspan::protocols::dns::DnsConfig {
+                max_pending_per_connection: 128,
+                ..Default::default()
+            }
+        );
+        let argv = ["tapspan", "replay", "x.pcap", "--dns-timeout", "soon"];
+        assert!(Cli::try_parse_from(argv).is_err());
     }
 }

@@ -3,10 +3,14 @@
 //! records; [`PerConnection`] keeps one per claimed connection, routes the stream events to it
 //! and turns its records into [`Exchange`]s with their endpoints, depth and anchor.
 //!
-//! Anchor: these decoders time their records but do not count stream offsets, so the anchor of
-//! an exchange is the sequence number of the client segment its request began in (found by the
-//! request's start time), plus how many earlier exchanges began in that same segment. Two
-//! taps of the same traffic see the same segments, so they agree; two exchanges of one
+//! Anchor (DESIGN.md "Identity"): a decoder that counts stream offsets (Redis, PostgreSQL) gives
+//! each record the client-stream offset of its request's first byte, and the anchor is that
+//! byte's TCP sequence number: the sequence number of any client segment minus its offset,
+//! plus the request's offset (mod 2^32), exact for pipelined requests sharing a segment and for
+//! a connection picked up mid-stream (offset 0 is the first byte seen). For one that does not
+//! (TLS, DNS over TCP), it is the sequence number of the client segment its request began in
+//! (found by the request's start time), plus how many earlier exchanges began in that same
+//! segment. Either way two taps of the same traffic agree, and two exchanges of one
 //! connection never share an anchor (a request is at least one byte).
 
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +29,8 @@ const MAX_SEGMENTS: usize = 32;
 /// What a record becomes, besides the endpoints the connection knows.
 pub struct Converted {
     pub t: Instants,
+    /// Offset in the client's stream of the request's first byte, if the decoder counts them.
+    pub request_offset: Option<u64>,
     /// Why the exchange is incomplete (`error.type`), if it is.
     pub error: Option<&'static str>,
     pub tokens: PayloadTokens,
@@ -42,6 +48,17 @@ pub trait ConnDecoder: Send + Sized + 'static {
     /// `from_start`: the connection's handshake was seen, so its first bytes will be.
     fn open(config: &Self::Config, from_start: bool) -> Self;
     fn data(&mut self, dir: Direction, ts: u64, bytes: &[u8], out: &mut Vec<Self::Record>);
+    /// [`ConnDecoder::data`] with the stream offset of `bytes[0]` in `dir`, for a decoder that
+    /// reports its requests' offsets ([`Converted::request_offset`]).
+    fn data_at(
+        &mut self,
+        dir: Direction,
+        (ts, _offset): (u64, u64),
+        bytes: &[u8],
+        out: &mut Vec<Self::Record>,
+    ) {
+        self.data(dir, ts, bytes, out);
+    }
     /// Bytes were lost in `dir` (or cut by the snap length): what was in flight is cut.
     fn gap(&mut self, dir: Direction, ts: u64, out: &mut Vec<Self::Record>);
     /// The connection ended: what is still in flight is emitted cut.
@@ -75,11 +92,18 @@ struct Conn<D> {
     segments: VecDeque<(u64, u32)>,
     /// The segment the last anchor was taken from, and how many exchanges it anchored.
     last_anchor: Option<(u32, u32)>,
+    /// The client stream's sequence number minus its offset (mod 2^32), once a byte is seen.
+    client_base: Option<u32>,
 }
 
 impl<D: ConnDecoder> Conn<D> {
-    /// The anchor of an exchange whose request began at `start` (see the module doc).
-    fn anchor(&mut self, start: u64) -> u32 {
+    /// The anchor of an exchange whose request began at `start`, at client stream offset
+    /// `offset` if known (see the module doc).
+    fn anchor(&mut self, start: u64, offset: Option<u64>) -> u32 {
+        if let (Some(base), Some(offset)) = (self.client_base, offset) {
+            // Sequence numbers are offsets mod 2^32 (RFC 9293 §3.4): the truncation is the wrap.
+            return base.wrapping_add(offset as u32);
+        }
         while self.segments.len() > 1 && self.segments[1].0 <= start {
             self.segments.pop_front();
         }
@@ -135,7 +159,7 @@ impl<D: ConnDecoder> PerConnection<D> {
             let c = D::convert(record);
             conn.depth += 1;
             let start = c.t.request_start.or(c.t.response_start).map_or(0, ns);
-            let anchor_seq = conn.anchor(start);
+            let anchor_seq = conn.anchor(start, c.request_offset);
             self.counts.exchanges += 1;
             if c.error.is_some() {
                 self.counts.incomplete_exchanges += 1;
@@ -188,16 +212,17 @@ impl<D: ConnDecoder> StreamDecoder for PerConnection<D> {
                         depth: 0,
                         segments: VecDeque::new(),
                         last_anchor: None,
+                        client_base: None,
                     },
                 );
             }
             StreamEvent::Data {
                 conn,
                 dir,
+                offset,
                 seq,
                 ts,
                 bytes,
-                ..
             } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
@@ -207,8 +232,10 @@ impl<D: ConnDecoder> StreamDecoder for PerConnection<D> {
                         c.segments.pop_front();
                     }
                     c.segments.push_back((ns(ts), seq));
+                    c.client_base = Some(seq.wrapping_sub(offset as u32));
                 }
-                c.decoder.data(dir, ns(ts), bytes, &mut self.records);
+                c.decoder
+                    .data_at(dir, (ns(ts), offset), bytes, &mut self.records);
                 self.emit(conn, None, out);
             }
             StreamEvent::Gap {
@@ -267,20 +294,117 @@ mod tests {
 
     use tapspan_capture::Timestamp;
 
-    use super::PerConnection;
+    use super::{ConnDecoder, PerConnection};
+    use crate::protocols::postgres::PgConn;
     use crate::protocols::redis::RedisConn;
     use crate::protocols::{Exchange, ProtocolStats, StreamDecoder};
     use crate::reassembly::{CloseReason, ConnId, Direction, OpenHow, StreamEvent};
 
-    fn data(dir: Direction, seq: u32, ts: u64, bytes: &[u8]) -> StreamEvent<'_> {
+    fn data(dir: Direction, (offset, seq): (u64, u32), ts: u64, bytes: &[u8]) -> StreamEvent<'_> {
         StreamEvent::Data {
             conn: ConnId(1),
             dir,
-            offset: 0,
+            offset,
             seq,
             ts: Timestamp(ts),
             bytes,
         }
+    }
+
+    fn open(how: OpenHow, port: u16) -> StreamEvent<'static> {
+        StreamEvent::Open {
+            conn: ConnId(1),
+            client: SocketAddr::from(([10, 0, 0, 1], 40000)),
+            server: SocketAddr::from(([10, 0, 0, 2], port)),
+            how,
+            ts: Timestamp(1),
+        }
+    }
+
+    fn close() -> StreamEvent<'static> {
+        StreamEvent::Close {
+            conn: ConnId(1),
+            why: CloseReason::Fin,
+            ts: Timestamp(40),
+        }
+    }
+
+    /// The anchors of the exchanges `events` make, fed to a `D` per connection.
+    fn anchors<D: ConnDecoder>(config: D::Config, events: Vec<StreamEvent<'_>>) -> Vec<u32> {
+        let mut dec = PerConnection::<D>::new(config, |_, _| true);
+        let mut out: Vec<Exchange> = Vec::new();
+        for ev in events {
+            dec.push(ev, &mut |x| out.push(x));
+        }
+        out.iter().map(|x| x.anchor_seq).collect()
+    }
+
+    const GET: &[u8] = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n";
+
+    #[test]
+    fn pipelined_commands_are_anchored_at_their_own_first_byte() {
+        // Picked up mid-stream: the segment's first bytes end a command sent before; the
+        // first whole one begins at its `*`, 3 bytes in, the second 20 bytes later.
+        let seg = [&b"a\r\n"[..], GET, GET].concat();
+        // Sequence numbers wrap (RFC 9293 §3.4): so do anchors.
+        let seq = u32::MAX - 10;
+        let got = anchors::<RedisConn>(
+            Default::default(),
+            vec![
+                open(OpenHow::Midstream, 6379),
+                data(Direction::ClientToServer, (0, seq), 10, &seg),
+                data(
+                    Direction::ClientToServer,
+                    (43, seq.wrapping_add(43)),
+                    20,
+                    GET,
+                ),
+                close(),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                seq.wrapping_add(3),
+                seq.wrapping_add(23),
+                seq.wrapping_add(43)
+            ]
+        );
+        // PostgreSQL: two simple queries in one segment, then an extended batch whose
+        // Execute is anchored at its Parse, the batch's first byte.
+        let q = |sql: &str| {
+            let mut m = vec![b'Q'];
+            m.extend_from_slice(&(4 + sql.len() as u32 + 1).to_be_bytes());
+            m.extend_from_slice(sql.as_bytes());
+            m.push(0);
+            m
+        };
+        let msg = |tag: u8, body: &[u8]| {
+            let mut m = vec![tag];
+            m.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+            m.extend_from_slice(body);
+            m
+        };
+        let (q1, q2) = (q("SELECT 1"), q("SELECT 2"));
+        let batch = [
+            msg(b'P', b"\0SELECT 3\0\0\0"),
+            msg(b'B', b"\0\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+            msg(b'S', b""),
+        ]
+        .concat();
+        let two = [&q1[..], &q2].concat();
+        let got = anchors::<PgConn>(
+            Default::default(),
+            vec![
+                open(OpenHow::Midstream, 5432),
+                data(Direction::ClientToServer, (0, 9000), 10, &two),
+                data(Direction::ClientToServer, (28, 9028), 20, &batch),
+                close(),
+            ],
+        );
+        assert_eq!((q1.len(), q2.len()), (14, 14));
+        assert_eq!(got, [9000, 9014, 9028]);
     }
 
     #[test]
@@ -300,11 +424,22 @@ mod tests {
         );
         let get = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n";
         let two = [&get[..], &get[..]].concat();
-        push(&mut dec, data(Direction::ClientToServer, 1000, 10, &two));
-        push(&mut dec, data(Direction::ClientToServer, 2000, 20, get));
         push(
             &mut dec,
-            data(Direction::ServerToClient, 5000, 30, b"$1\r\nx\r\n$-1\r\n"),
+            data(Direction::ClientToServer, (0, 1000), 10, &two),
+        );
+        push(
+            &mut dec,
+            data(Direction::ClientToServer, (40, 1040), 20, get),
+        );
+        push(
+            &mut dec,
+            data(
+                Direction::ServerToClient,
+                (0, 5000),
+                30,
+                b"$1\r\nx\r\n$-1\r\n",
+            ),
         );
         push(
             &mut dec,
@@ -315,7 +450,8 @@ mod tests {
             },
         );
         let anchors: Vec<u32> = out.iter().map(|x| x.anchor_seq).collect();
-        assert_eq!(anchors, [1000, 1001, 2000]);
+        // Each command's own first byte: the second of a pipelined pair is 20 bytes on.
+        assert_eq!(anchors, [1000, 1020, 1040]);
         let depths: Vec<u32> = out.iter().map(|x| x.depth).collect();
         assert_eq!(depths, [1, 2, 3]);
         assert_eq!(out[2].error, Some("no_response"));

@@ -18,7 +18,9 @@ pub struct DnsMessage {
     pub truncated: bool,
     pub questions: u16,
     pub answers: u16,
-    /// The first question: name (lower-cased, dotted, no trailing dot; `.` for the root) and type.
+    /// The first question: name (as sent, dotted, no trailing dot; `.` for the root) and type.
+    /// Case is kept: it is what the client asked (DNS 0x20 randomisation included); names are
+    /// equal regardless of ASCII case (RFC 4343 §3), see [`same_name`].
     pub question: Option<(String, u16)>,
 }
 
@@ -140,15 +142,21 @@ pub fn read_name(b: &[u8], at: usize) -> Result<(String, usize), DnsError> {
     Ok((name, after.unwrap_or(pos + 1)))
 }
 
-/// A label, lower-cased; bytes outside letters, digits, `-` and `_` as `\DDD` (RFC 4343).
+/// A label as sent; bytes outside letters, digits, `-` and `_` as `\DDD` (RFC 4343 §2.1,
+/// RFC 1035 §5.1).
 fn push_label(name: &mut String, label: &[u8]) {
     for &c in label {
         match c {
-            b'A'..=b'Z' => name.push(c.to_ascii_lowercase() as char),
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => name.push(c as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => name.push(c as char),
             _ => name.push_str(&format!("\\{c:03}")),
         }
     }
+}
+
+/// Whether two names read by [`read_name`] are the same name: ASCII letters compare without
+/// case (RFC 4343 §3); escapes are `\DDD` with digits only, so they compare as they are.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 /// RR type mnemonics for the common types; others as `TYPE123` (RFC 3597).
@@ -213,7 +221,26 @@ mod tests {
         let m = parse(&query(0xfc18, "API.shop.test", 1)).unwrap();
         assert_eq!(m.id, 0xfc18);
         assert!(!m.response);
-        assert_eq!(m.question, Some(("api.shop.test".into(), 1)));
+        assert_eq!(m.question, Some(("API.shop.test".into(), 1)));
+    }
+
+    #[test]
+    fn names_keep_the_case_they_were_sent_in() {
+        // RFC 1035 §4.1: header (id 0xbeef, RD, one question), then QNAME as length-prefixed
+        // labels, QTYPE AAAA (28), QCLASS IN; the 0x20 bits of the letters as a client set them.
+        let mut b = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        b.extend_from_slice(b"\x03wWw\x07ExAmPlE\x03CoM\x00");
+        b.extend_from_slice(&[0, 28, 0, 1]);
+        let m = whole_message(&b).expect("a whole query");
+        let (name, qtype) = m.question.unwrap();
+        assert_eq!((name.as_str(), qtype), ("wWw.ExAmPlE.CoM", 28));
+        // Same name whatever the case (RFC 4343 §3); an escaped byte is not a letter.
+        assert!(same_name(&name, "www.example.com"));
+        assert!(!same_name(&name, "www.example.co"));
+        assert!(!same_name("a\\065", "a\\097"));
+        // A pointer (§4.1.4) to the mixed-case name reads it as sent, too.
+        b.extend_from_slice(b"\x03api\xc0\x10");
+        assert_eq!(read_name(&b, 33).unwrap().0, "api.ExAmPlE.CoM");
     }
 
     #[test]

@@ -5,21 +5,24 @@
 //! given by the capture crate, and DNS-over-TCP connections as a registered protocol.
 //!
 //! Pairing: a response answers the pending query with the same id between the same two
-//! endpoints (the QR bit tells which side asked). A query unanswered [`DnsConfig::timeout_ns`]
+//! endpoints (the QR bit tells which side asked) whose question it repeats, the name compared
+//! without case (RFC 4343 §3); names are reported as sent. A query unanswered [`DnsConfig::timeout_ns`]
 //! after it was sent (capture time, [`DnsTracker::advance_to`]) is reported with error
 //! `timeout`; a retransmission with the same id is the same query. A response with an rcode
 //! other than NOERROR is an error named by its rcode (`NXDOMAIN`, `REFUSED`). Bounded:
-//! [`DnsConfig::max_pending`] queries in flight (the oldest beyond it reported `evicted`), a
-//! TCP framer holds at most one message (64 KiB), and [`message`] parsing is bounded.
+//! [`DnsConfig::max_pending`] queries in flight over UDP and
+//! [`DnsConfig::max_pending_per_connection`] on each TCP connection (the oldest beyond either
+//! reported `evicted`), a TCP framer holds at most one message (64 KiB), and [`message`]
+//! parsing is bounded.
 
 pub mod message;
 pub mod stream;
 
-use crate::span::AttrValue;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use message::{parse, rcode_name, type_name, DnsMessage};
+use crate::span::AttrValue;
+use message::{parse, rcode_name, same_name, type_name, DnsMessage};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -27,11 +30,19 @@ pub enum Transport {
     Tcp,
 }
 
-#[derive(Clone, Debug)]
+/// DNS's settings; `tapspan replay|live` set them from `--dns-timeout`,
+/// `--max-pending-dns-queries` and `--max-pending-requests` (see [`crate::limits`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsConfig {
     /// A query unanswered this long (capture time) is reported as a timeout.
     pub timeout_ns: u64,
+    /// Queries over UDP awaiting a response, every client's and server's together (one table
+    /// per pipeline); beyond it the oldest is given up as `evicted`.
     pub max_pending: usize,
+    /// Queries awaiting a response on one DNS-over-TCP connection (RFC 7766 §6.2.1.1 lets a
+    /// client pipeline them); beyond it the oldest is given up as `evicted`. Per connection,
+    /// like every other protocol's pending requests, so that the connection cap bounds it.
+    pub max_pending_per_connection: usize,
 }
 
 impl Default for DnsConfig {
@@ -39,6 +50,7 @@ impl Default for DnsConfig {
         DnsConfig {
             timeout_ns: 5_000_000_000,
             max_pending: 65_536,
+            max_pending_per_connection: 128,
         }
     }
 }
@@ -174,8 +186,19 @@ impl DnsTracker {
     ) {
         let key = (client, server, m.id);
         if m.response {
-            let Some(mut x) = self.pending.remove(&key) else {
+            // The response repeats the query's question (RFC 1035 §4.1.1, checked by resolvers
+            // per RFC 5452 §9.1); its name may differ in case only (RFC 4343 §3).
+            let answers = |x: &DnsExchange| {
+                m.question
+                    .as_ref()
+                    .is_some_and(|(name, qtype)| *qtype == x.qtype && same_name(name, &x.name))
+            };
+            // One that does not leaves the query waiting for its own.
+            if !self.pending.get(&key).is_some_and(answers) {
                 self.stats.unmatched_responses += 1;
+                return;
+            }
+            let Some(mut x) = self.pending.remove(&key) else {
                 return;
             };
             x.response_start = Some(start);

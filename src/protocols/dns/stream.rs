@@ -2,7 +2,8 @@
 //!
 //! TCP (RFC 1035 §4.2.2, RFC 7766): a connection whose client's first bytes are a 2-byte length
 //! and a standard query's header is claimed ([`PROTOCOL`]); each direction goes through a
-//! [`TcpFramer`] into the connection's own [`DnsTracker`], and exchanges are anchored like
+//! [`TcpFramer`] into the connection's own [`DnsTracker`] (holding at most
+//! [`DnsConfig::max_pending_per_connection`] queries), and exchanges are anchored like
 //! Redis's (see [`crate::protocols::conns`]). Its queries still pending when the connection ends
 //! have `no_response`.
 //!
@@ -127,6 +128,7 @@ fn convert(x: DnsExchange) -> Converted {
             closed: x.given_up.map(Timestamp),
             ..Instants::of_ns(x.start, x.request_end, x.response_start, x.end)
         },
+        request_offset: None,
         error,
         tokens: PayloadTokens::default(),
         call: Call::Dns(x),
@@ -159,7 +161,10 @@ impl ConnDecoder for DnsConn {
     fn open(config: &DnsConfig, _from_start: bool) -> Self {
         DnsConn {
             framers: Default::default(),
-            tracker: DnsTracker::new(config.clone()),
+            tracker: DnsTracker::new(DnsConfig {
+                max_pending: config.max_pending_per_connection,
+                ..config.clone()
+            }),
             counts: DnsCounters::default(),
         }
     }
@@ -383,6 +388,44 @@ mod tests {
         let d = stats.dns;
         assert_eq!((d.exchanges, d.udp_exchanges, d.unanswered), (3, 3, 1));
         assert_eq!((d.malformed, d.unmatched_responses), (1, 0));
+    }
+
+    #[test]
+    fn the_configured_caps_bite_and_are_counted() {
+        let config = DnsConfig {
+            max_pending: 3,
+            max_pending_per_connection: 2,
+            ..DnsConfig::default()
+        };
+        // UDP: five clients' queries, three held; the two oldest are given up at once.
+        let mut dns = DnsUdp::new(&config);
+        let mut out = Vec::new();
+        for i in 0..5u16 {
+            let c = format!("10.0.0.1:{}", 4000 + i);
+            dns.datagram(&dgram(&c, "10.0.0.2:53", 10, &query(i)), &mut |x| {
+                out.push(x)
+            });
+        }
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|x| x.error == Some("pending_overflow")));
+        let mut stats = ProtocolStats::default();
+        dns.stats(&mut stats);
+        assert_eq!((stats.dns.evicted, stats.dns.unanswered), (2, 2));
+        // TCP: one connection pipelining four queries, two held.
+        let mut conn = DnsConn::open(&config, true);
+        let mut records = Vec::new();
+        for i in 0..4u16 {
+            let mut framed = (query(i).len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&query(i));
+            conn.data(Direction::ClientToServer, 10, &framed, &mut records);
+        }
+        assert_eq!(records.len(), 2);
+        assert!(records
+            .iter()
+            .all(|x| x.error.as_deref() == Some("evicted")));
+        let mut totals = DnsCounters::default();
+        conn.tally(&mut totals);
+        assert_eq!(totals.evicted, 2);
     }
 
     #[test]

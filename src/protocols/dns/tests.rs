@@ -54,6 +54,29 @@ fn udp_queries_pair_by_id_and_endpoints() {
 }
 
 #[test]
+fn names_are_as_sent_and_responses_match_them_without_case() {
+    let (c, s) = (addr("10.0.0.1:40000"), addr("10.0.0.2:53"));
+    let mut t = DnsTracker::new(DnsConfig::default());
+    let mut out = Vec::new();
+    // A client randomising the case of its question (DNS 0x20).
+    t.datagram(1, c, s, &msg(5, false, 0, 0, "aPi.ShOp.test"), &mut out);
+    // A response with id 5 to another question is not this query's (RFC 5452 §9.1).
+    t.datagram(2, s, c, &msg(5, true, 0, 1, "db.shop.test"), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(t.stats.unmatched_responses, 1);
+    // A server that lower-cases the echoed question still answers it (RFC 4343 §3).
+    t.datagram(3, s, c, &msg(5, true, 0, 1, "api.shop.TEST"), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].name.as_str(), out[0].end),
+        ("aPi.ShOp.test", Some(3))
+    );
+    assert!(out[0]
+        .attributes()
+        .contains(&("dns.question.name", json!("aPi.ShOp.test"))));
+}
+
+#[test]
 fn unanswered_queries_time_out_by_capture_time() {
     let (c, s) = (addr("127.0.0.1:49844"), addr("127.0.0.1:5353"));
     let mut t = DnsTracker::new(DnsConfig::default());
@@ -107,6 +130,7 @@ fn the_pending_table_is_capped() {
     let mut t = DnsTracker::new(DnsConfig {
         timeout_ns: u64::MAX,
         max_pending: 4,
+        ..DnsConfig::default()
     });
     let mut out = Vec::new();
     for i in 0..10u16 {
@@ -162,7 +186,7 @@ proptest::proptest! {
             proptest::prop_oneof![proptest::num::u8::ANY, proptest::sample::select(vec![0u8, 1, 0xc0, 0x0c, 3, 0x3f])],
             0..80), 0..32),
     ) {
-        let mut t = DnsTracker::new(DnsConfig { timeout_ns: 10, max_pending: 8 });
+        let mut t = DnsTracker::new(DnsConfig { timeout_ns: 10, max_pending: 8, ..DnsConfig::default() });
         let mut out = Vec::new();
         let mut f = TcpFramer::default();
         for (i, m) in msgs.iter().enumerate() {

@@ -29,6 +29,8 @@ pub struct Msg {
     pub body: Vec<u8>,
     pub start: u64,
     pub end: u64,
+    /// Stream offset of the message's first byte (its type byte, or its length if untyped).
+    pub offset: u64,
 }
 
 /// Bytes of a body kept per message kind: what the decoder reads, no more.
@@ -58,6 +60,9 @@ pub struct Framer {
     /// Body bytes still to come for the current message.
     need: u64,
     msg: Option<Msg>,
+    /// Stream offset of the next byte pushed, and of the header being read.
+    pos: u64,
+    head_at: u64,
     pub errors: u64,
 }
 
@@ -72,8 +77,21 @@ impl Framer {
             head_len: 0,
             need: 0,
             msg: None,
+            pos: 0,
+            head_at: 0,
             errors: 0,
         }
+    }
+
+    /// The next bytes pushed begin at stream offset `offset` (bytes lost before them leave a
+    /// hole in the offsets, so messages' offsets stay the stream's).
+    pub fn seek(&mut self, offset: u64) {
+        self.pos = offset;
+    }
+
+    /// Stream offset of the next byte [`Framer::push`] takes.
+    pub fn offset(&self) -> u64 {
+        self.pos
     }
 
     pub fn is_lost(&self) -> bool {
@@ -111,9 +129,18 @@ impl Framer {
         plausible
     }
 
-    /// Feeds bytes seen at capture time `ts`.
-    pub fn push(&mut self, ts: u64, mut bytes: &[u8], out: &mut impl FnMut(Msg)) {
+    /// Feeds bytes seen at capture time `ts`, following the last ones pushed (or the offset
+    /// given to [`Framer::seek`]).
+    pub fn push(&mut self, ts: u64, bytes: &[u8], out: &mut impl FnMut(Msg)) {
+        let end = self.pos + bytes.len() as u64;
+        self.messages(ts, bytes, out);
+        self.pos = end;
+    }
+
+    fn messages(&mut self, ts: u64, mut bytes: &[u8], out: &mut impl FnMut(Msg)) {
+        let (base, total) = (self.pos, bytes.len());
         while !bytes.is_empty() && !self.lost {
+            let at = base + (total - bytes.len()) as u64;
             if let Some(msg) = &mut self.msg {
                 let n = self.need.min(bytes.len() as u64) as usize;
                 let room = keep(msg.kind, self.client).saturating_sub(msg.body.len());
@@ -138,9 +165,13 @@ impl Framer {
                     body: Vec::new(),
                     start,
                     end,
+                    offset: at,
                 });
                 bytes = &bytes[1..];
                 continue;
+            }
+            if self.head_len == 0 {
+                self.head_at = at;
             }
             bytes = self.header(ts, bytes, out);
         }
@@ -190,6 +221,7 @@ impl Framer {
             body: Vec::new(),
             start: ts,
             end: ts,
+            offset: self.head_at,
         };
         if self.need == 0 {
             out(msg);

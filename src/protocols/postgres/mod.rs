@@ -24,11 +24,11 @@ pub mod frame;
 pub mod sql;
 pub mod stream;
 
-use crate::span::AttrValue;
 use std::collections::VecDeque;
 
 use crate::protocols::http1::tokens::{Collector, Tokens};
 use crate::reassembly::Direction;
+use crate::span::AttrValue;
 use frame::{Framer, Kind, Msg};
 
 pub const MAX_PENDING: usize = 4096;
@@ -48,6 +48,9 @@ pub struct PgExchange {
     pub request_end: u64,
     pub response_start: Option<u64>,
     pub end: Option<u64>,
+    /// Offset in the client's stream of the request's first byte (the Query, or the first
+    /// Parse or Bind before an Execute): its anchor.
+    pub request_offset: u64,
     /// First keyword (`SELECT`), `BATCH` for several statements, `EXECUTE` if unknown.
     pub operation: String,
     /// Sanitised text; `None` for a statement prepared before the capture.
@@ -82,6 +85,7 @@ impl PgExchange {
             request_end: end,
             response_start: None,
             end: None,
+            request_offset: 0,
             operation,
             query,
             statements,
@@ -160,8 +164,8 @@ pub struct PgConn {
     /// Prepared statements: name → sanitised text.
     statements: VecDeque<(Vec<u8>, String)>,
     portals: VecDeque<(Vec<u8>, Portal)>,
-    /// Capture time of the first Parse or Bind since the last Execute or Sync.
-    batch_start: Option<u64>,
+    /// Capture time and stream offset of the first Parse or Bind since the last Execute or Sync.
+    batch_start: Option<(u64, u64)>,
     database: Option<String>,
     /// Queries in flight at most (see [`PgConn::with_max_pending`]).
     max_pending: usize,
@@ -204,15 +208,35 @@ impl PgConn {
         }
     }
 
+    /// [`PgConn::push_at`] of bytes that follow the last ones pushed in `dir`.
     pub fn push(&mut self, dir: Direction, ts: u64, bytes: &[u8], out: &mut Vec<PgExchange>) {
+        let offset = match dir {
+            Direction::ClientToServer => self.client.offset(),
+            Direction::ServerToClient => self.server.offset(),
+        };
+        self.push_at(dir, ts, offset, bytes, out);
+    }
+
+    /// Bytes of one direction seen at capture time `ts`, the first at stream offset `offset`.
+    pub fn push_at(
+        &mut self,
+        dir: Direction,
+        ts: u64,
+        offset: u64,
+        bytes: &[u8],
+        out: &mut Vec<PgExchange>,
+    ) {
         if self.stats.encrypted {
             return;
         }
         let mut msgs = Vec::new();
         match dir {
             Direction::ClientToServer => {
+                self.client.seek(offset);
                 if self.client.restart(bytes) {
                     self.client.push(ts, bytes, &mut |m| msgs.push(m));
+                } else {
+                    self.client.seek(offset + bytes.len() as u64);
                 }
                 for m in msgs {
                     self.client_msg(m, out);
@@ -220,6 +244,7 @@ impl PgConn {
             }
             Direction::ServerToClient => {
                 let fresh = !self.units.is_empty() || !self.server.is_lost();
+                self.server.seek(offset);
                 if fresh && self.server.restart(bytes) {
                     self.server.push(ts, bytes, &mut |m| msgs.push(m));
                 }
@@ -286,6 +311,7 @@ impl PgConn {
                         literals.value(v)
                     });
                 let mut x = PgExchange::new(m.start, m.end, Some(text), false);
+                x.request_offset = m.offset;
                 x.database = self.database.clone();
                 x.tokens = literals.take();
                 self.enqueue(Unit::Query(x), out);
@@ -294,7 +320,7 @@ impl PgConn {
                 let (name, at) = cstr(&m.body, 0);
                 let text = sql::sanitize(&String::from_utf8_lossy(cstr(&m.body, at).0));
                 remember(&mut self.statements, name.to_vec(), text, MAX_STATEMENTS);
-                self.batch_start.get_or_insert(m.start);
+                self.batch_start.get_or_insert((m.start, m.offset));
             }
             b'B' => {
                 let (portal, at) = cstr(&m.body, 0);
@@ -307,15 +333,16 @@ impl PgConn {
                     Portal { text, tokens },
                     MAX_PORTALS,
                 );
-                self.batch_start.get_or_insert(m.start);
+                self.batch_start.get_or_insert((m.start, m.offset));
             }
             b'E' => {
                 self.stats.executes += 1;
                 let Portal { text, tokens } = lookup(&self.portals, cstr(&m.body, 0).0)
                     .cloned()
                     .unwrap_or_default();
-                let start = self.batch_start.take().unwrap_or(m.start);
+                let (start, offset) = self.batch_start.take().unwrap_or((m.start, m.offset));
                 let mut x = PgExchange::new(start, m.end, text, true);
+                x.request_offset = offset;
                 x.tokens = tokens;
                 x.database = self.database.clone();
                 self.enqueue(Unit::Execute(x), out);

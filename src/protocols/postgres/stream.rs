@@ -76,6 +76,16 @@ impl ConnDecoder for PgConn {
         self.push(dir, ts, bytes, out);
     }
 
+    fn data_at(
+        &mut self,
+        dir: Direction,
+        (ts, offset): (u64, u64),
+        bytes: &[u8],
+        out: &mut Vec<PgExchange>,
+    ) {
+        self.push_at(dir, ts, offset, bytes, out);
+    }
+
     fn gap(&mut self, dir: Direction, _ts: u64, out: &mut Vec<PgExchange>) {
         PgConn::gap(self, dir, out);
     }
@@ -87,6 +97,7 @@ impl ConnDecoder for PgConn {
     fn convert(mut x: PgExchange) -> Converted {
         Converted {
             t: Instants::of_ns(x.start, x.request_end, x.response_start, x.end),
+            request_offset: Some(x.request_offset),
             error: x.cut.as_deref().map(cut_reason),
             tokens: PayloadTokens {
                 request: std::mem::take(&mut x.tokens),

@@ -24,11 +24,11 @@ pub mod key;
 pub mod resp;
 pub mod stream;
 
-use crate::span::AttrValue;
 use std::collections::VecDeque;
 
 use crate::protocols::http1::tokens::{Collector, Tokens};
 use crate::reassembly::Direction;
+use crate::span::AttrValue;
 use resp::{Frame, Mode, RespReader};
 
 /// Commands in flight on one connection.
@@ -44,6 +44,8 @@ pub struct RedisExchange {
     pub request_end: u64,
     pub response_start: Option<u64>,
     pub end: Option<u64>,
+    /// Offset in the client's stream of the command's first byte (its anchor).
+    pub request_offset: u64,
     /// `GET`, `CLIENT SETINFO`.
     pub operation: String,
     /// `SET session:{id} ?`.
@@ -160,12 +162,21 @@ impl RedisConn {
             )
     }
 
-    /// Bytes of one direction, arrived at capture time `ts` (ns).
-    pub fn push(&mut self, dir: Direction, ts: u64, bytes: &[u8], out: &mut Vec<RedisExchange>) {
+    /// Bytes of one direction, arrived at capture time `ts` (ns), the first at stream offset
+    /// `offset` in that direction.
+    pub fn push_at(
+        &mut self,
+        dir: Direction,
+        ts: u64,
+        offset: u64,
+        bytes: &[u8],
+        out: &mut Vec<RedisExchange>,
+    ) {
         match dir {
             Direction::ClientToServer => {
                 let mut frames = Vec::new();
-                self.requests.push(ts, bytes, &mut |f| frames.push(f));
+                self.requests
+                    .push_at(ts, offset, bytes, &mut |f| frames.push(f));
                 for f in frames {
                     self.command(f, out);
                 }
@@ -179,7 +190,8 @@ impl RedisConn {
                     }
                 }
                 let mut frames = Vec::new();
-                self.replies.push(ts, bytes, &mut |f| frames.push(f));
+                self.replies
+                    .push_at(ts, offset, bytes, &mut |f| frames.push(f));
                 if restart {
                     // Replies to commands sent before the pickup may lead the packet (a
                     // pipelining client): the last replies are the ones for the commands seen.
@@ -193,6 +205,15 @@ impl RedisConn {
             }
         }
         self.stats.protocol_errors = self.requests.errors + self.replies.errors;
+    }
+
+    /// [`RedisConn::push_at`] of bytes that follow the last ones pushed in `dir`.
+    pub fn push(&mut self, dir: Direction, ts: u64, bytes: &[u8], out: &mut Vec<RedisExchange>) {
+        let offset = match dir {
+            Direction::ClientToServer => self.requests.offset(),
+            Direction::ServerToClient => self.replies.offset(),
+        };
+        self.push_at(dir, ts, offset, bytes, out);
     }
 
     /// Bytes were lost in `dir`: commands in flight can no longer be paired.
@@ -245,6 +266,7 @@ impl RedisConn {
         let exchange = RedisExchange {
             start: f.start,
             request_end: f.end,
+            request_offset: f.offset,
             response_start: None,
             end: None,
             operation,

@@ -42,6 +42,8 @@ pub struct Frame {
     /// Capture time (ns) of the bytes carrying the value's first and last byte.
     pub start: u64,
     pub end: u64,
+    /// Stream offset of the value's first byte (see [`RespReader::push_at`]).
+    pub offset: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +75,10 @@ pub struct RespReader {
     started: bool,
     seek: u8,
     seek_n: u64,
+    /// Stream offset of the `*` that began the array being sought.
+    seek_at: u64,
+    /// Stream offset of the next byte pushed.
+    pos: u64,
     pub errors: u64,
 }
 
@@ -97,8 +103,15 @@ impl RespReader {
             started: false,
             seek: 0,
             seek_n: 0,
+            seek_at: 0,
+            pos: 0,
             errors: 0,
         }
+    }
+
+    /// Stream offset of the next byte [`RespReader::push`] takes.
+    pub fn offset(&self) -> u64 {
+        self.pos
     }
 
     pub fn mode(&self) -> Mode {
@@ -142,17 +155,34 @@ impl RespReader {
         self.started = false;
     }
 
-    /// Feeds bytes that arrived at capture time `ts`; `out` gets each completed frame. A RESP3
-    /// attribute map is not a frame: it annotates the value after it, which is.
-    pub fn push(&mut self, ts: u64, mut bytes: &[u8], out: &mut impl FnMut(Frame)) {
+    /// [`RespReader::push`] of bytes whose first is at stream offset `offset` (bytes lost
+    /// before them leave a hole in the offsets, so frames' offsets stay the stream's).
+    pub fn push_at(&mut self, ts: u64, offset: u64, bytes: &[u8], out: &mut impl FnMut(Frame)) {
+        self.pos = offset;
+        self.push(ts, bytes, out);
+    }
+
+    /// Feeds bytes that arrived at capture time `ts`, following the last ones pushed; `out`
+    /// gets each completed frame. A RESP3 attribute map is not a frame: it annotates the value
+    /// after it, which is.
+    pub fn push(&mut self, ts: u64, bytes: &[u8], out: &mut impl FnMut(Frame)) {
+        let end = self.pos + bytes.len() as u64;
+        self.frames(ts, bytes, out);
+        self.pos = end;
+    }
+
+    fn frames(&mut self, ts: u64, mut bytes: &[u8], out: &mut impl FnMut(Frame)) {
+        let (base, total) = (self.pos, bytes.len());
         while !bytes.is_empty() {
+            let at = base + (total - bytes.len()) as u64;
             match self.mode {
                 Mode::Lost => return,
-                Mode::SeekArray => bytes = self.seek_array(ts, bytes),
+                Mode::SeekArray => bytes = self.seek_array(ts, at, bytes),
                 Mode::Framing => {
                     if !self.started {
                         self.started = true;
                         self.frame.start = ts;
+                        self.frame.offset = at;
                     }
                     let used = self.frame_bytes(bytes);
                     self.frame.size += used as u64;
@@ -164,6 +194,7 @@ impl RespReader {
                         if frame.kind == b'|' {
                             self.started = true;
                             self.frame.start = frame.start;
+                            self.frame.offset = frame.offset;
                             self.frame.size = frame.size;
                             continue;
                         }
@@ -182,12 +213,14 @@ impl RespReader {
         self.skip == 0 && self.line_len == 0 && self.keep == 0
     }
 
-    /// Scans for `*N\r\n$`; on a match the array is open and `$` begins its first element.
-    fn seek_array<'a>(&mut self, ts: u64, bytes: &'a [u8]) -> &'a [u8] {
+    /// Scans for `*N\r\n$` (`bytes` from stream offset `at`); on a match the array is open
+    /// and `$` begins its first element.
+    fn seek_array<'a>(&mut self, ts: u64, at: u64, bytes: &'a [u8]) -> &'a [u8] {
         for (i, &b) in bytes.iter().enumerate() {
             self.seek = match (self.seek, b) {
                 (_, b'*') => {
                     self.seek_n = 0;
+                    self.seek_at = at + i as u64;
                     1
                 }
                 (1 | 2, b'0'..=b'9') if self.seek_n < 1 << 20 => {
@@ -201,6 +234,7 @@ impl RespReader {
                     self.mode = Mode::Framing;
                     self.started = true;
                     self.frame.start = ts;
+                    self.frame.offset = self.seek_at;
                     self.frame.kind = b'*';
                     self.frame.len = self.seek_n;
                     // `*`, the digits, CRLF and `$` are the value's first bytes.

@@ -74,6 +74,16 @@ impl ConnDecoder for RedisConn {
         self.push(dir, ts, bytes, out);
     }
 
+    fn data_at(
+        &mut self,
+        dir: Direction,
+        (ts, offset): (u64, u64),
+        bytes: &[u8],
+        out: &mut Vec<RedisExchange>,
+    ) {
+        self.push_at(dir, ts, offset, bytes, out);
+    }
+
     fn gap(&mut self, dir: Direction, _ts: u64, out: &mut Vec<RedisExchange>) {
         RedisConn::gap(self, dir, out);
     }
@@ -89,6 +99,7 @@ impl ConnDecoder for RedisConn {
         };
         Converted {
             t: Instants::of_ns(x.start, x.request_end, x.response_start, x.end),
+            request_offset: Some(x.request_offset),
             error,
             tokens: PayloadTokens {
                 request: std::mem::take(&mut x.tokens),

@@ -14,9 +14,8 @@
 pub mod hello;
 pub mod stream;
 
-use crate::span::AttrValue;
-
 use crate::reassembly::Direction;
+use crate::span::AttrValue;
 use hello::{alert_name, cipher_name, version_name, ClientHello, ServerHello};
 
 /// Handshake bytes kept per direction to find its hello.

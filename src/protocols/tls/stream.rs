@@ -77,6 +77,7 @@ impl ConnDecoder for TlsConn {
                 response_end: Some(Timestamp(hs.end)),
                 closed: None,
             },
+            request_offset: None,
             error,
             tokens: PayloadTokens::default(),
             call: Call::Tls(hs),

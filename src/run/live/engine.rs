@@ -193,6 +193,9 @@ fn per_worker(config: &PipelineConfig, workers: usize) -> PipelineConfig {
     c.reassembly.max_held_bytes_total = (c.reassembly.max_held_bytes_total / workers).max(1);
     c.protocols.http.max_head_bytes_total =
         (c.protocols.http.max_head_bytes_total / workers).max(1);
+    // Each worker has its own table of DNS queries over UDP (a query and its response hash to
+    // the same worker); per-connection caps stay whole.
+    c.protocols.dns.max_pending = (c.protocols.dns.max_pending / workers).max(1);
     c
 }
 
@@ -450,6 +453,17 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn workers_share_the_table_caps() {
+        let mut config = PipelineConfig::default();
+        config.protocols.dns.max_pending = 10;
+        config.protocols.dns.max_pending_per_connection = 10;
+        let c = per_worker(&config, 4);
+        assert_eq!(c.protocols.dns.max_pending, 2);
+        assert_eq!(c.protocols.dns.max_pending_per_connection, 10);
+        assert_eq!(per_worker(&config, 20).protocols.dns.max_pending, 1);
     }
 
     /// The sharded engine gives the same spans as a single-threaded replay, for every capture
