@@ -13,6 +13,7 @@ pub mod diff;
 pub mod endpoint_findings;
 pub mod findings;
 pub mod report;
+pub mod sketch;
 pub mod stats;
 pub mod traces;
 

@@ -1,14 +1,15 @@
 //! Aggregates over all calls: per endpoint (service, method, route), per edge (caller → callee)
-//! and per service. Percentiles are exact order statistics (nearest rank) of the calls' own
-//! durations: the analysis holds every call anyway (up to `--max-analysed-calls`), so a
-//! duration per call costs 8 bytes, where an HdrHistogram of 3 significant digits costs about
-//! 190 KB per endpoint — gigabytes for a capture with thousands of routes.
+//! and per service. Percentiles are nearest-rank order statistics of the calls' own durations,
+//! read from a fixed-size [`Sketch`] per endpoint and edge: within 1 % of the exact value
+//! ([`super::sketch::RELATIVE_ERROR`]), the maximum and the mean exact, and a few kilobytes
+//! per endpoint whatever the number of calls.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use super::calls::{Call, Name};
+use super::sketch::Sketch;
 
 /// Log-scale latency buckets: 5 per decade from 10 µs to 100 s (the last bucket holds the rest).
 pub const BUCKETS_PER_DECADE: u32 = 5;
@@ -41,7 +42,8 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// Nearest-rank percentiles: the smallest value with at least q of all values at or below.
+    /// Exact nearest-rank percentiles: the smallest value with at least q of all values at or
+    /// below.
     pub fn of(values: &mut [u64]) -> Self {
         if values.is_empty() {
             return Percentiles::default();
@@ -63,8 +65,8 @@ impl Percentiles {
 
 struct EndpointAcc {
     errors: u64,
-    latency: Vec<u64>,
-    ttfb: Vec<u64>,
+    latency: Sketch,
+    ttfb: Sketch,
     buckets: [u64; BUCKETS],
     request_bytes: u64,
     response_bytes: u64,
@@ -175,7 +177,7 @@ fn map_names(calls: &[Call]) -> HashMap<&str, &str> {
 
 pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let mut endpoints: BTreeMap<(Name, Name, Name), EndpointAcc> = BTreeMap::new();
-    let mut edges: BTreeMap<(&str, &str), (Edge, Vec<u64>)> = BTreeMap::new();
+    let mut edges: BTreeMap<(&str, &str), (Edge, Sketch)> = BTreeMap::new();
     let mut services: BTreeMap<&str, ServiceNode> = BTreeMap::new();
     let first_ns = calls.iter().map(|c| c.start).min().unwrap_or(0);
     let last_ns = calls.iter().map(|c| c.end).max().unwrap_or(0);
@@ -189,16 +191,16 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
             .entry(c.endpoint_key())
             .or_insert_with(|| EndpointAcc {
                 errors: 0,
-                latency: Vec::new(),
-                ttfb: Vec::new(),
+                latency: Sketch::default(),
+                ttfb: Sketch::default(),
                 buckets: [0; BUCKETS],
                 request_bytes: 0,
                 response_bytes: 0,
             });
         e.errors += u64::from(c.server_error);
-        e.latency.push(d);
+        e.latency.add(d);
         if let Some(t) = c.ttfb() {
-            e.ttfb.push(t);
+            e.ttfb.add(t);
         }
         e.buckets[bucket_of(d)] += 1;
         e.request_bytes = e.request_bytes.saturating_add(c.request_bytes);
@@ -219,7 +221,7 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
                     error_rate: 0.0,
                     latency_ns: Percentiles::default(),
                 },
-                Vec::new(),
+                Sketch::default(),
             )
         });
         edge.count += 1;
@@ -230,7 +232,7 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
             (Some(_), None) => edge.status_5xx += 1,
             _ => edge.no_response += 1,
         }
-        h.push(d);
+        h.add(d);
 
         service(&mut services, caller).made += 1;
         let mut kids: Vec<(u64, u64)> = children[i]
@@ -248,11 +250,11 @@ pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
     let seconds = (last_ns.saturating_sub(first_ns) as f64 / 1e9).max(1e-9);
     let edges: Vec<Edge> = edges
         .into_values()
-        .map(|(mut e, mut durations)| {
+        .map(|(mut e, durations)| {
             e.per_second = e.count as f64 / seconds;
             let failed = e.status_5xx + e.no_response;
             e.error_rate = failed as f64 / e.count.max(1) as f64;
-            e.latency_ns = Percentiles::of(&mut durations);
+            e.latency_ns = durations.percentiles();
             e
         })
         .collect();
@@ -277,20 +279,21 @@ fn finish_endpoints(endpoints: BTreeMap<(Name, Name, Name), EndpointAcc>) -> (Ve
     let mut endpoints: Vec<_> = endpoints.into_iter().collect();
     let endpoints_left_out = endpoints.len().saturating_sub(MAX_ENDPOINTS) as u64;
     if endpoints_left_out > 0 {
-        endpoints.sort_by(|a, b| (b.1.latency.len().cmp(&a.1.latency.len())).then(a.0.cmp(&b.0)));
+        endpoints
+            .sort_by(|a, b| (b.1.latency.count().cmp(&a.1.latency.count())).then(a.0.cmp(&b.0)));
         endpoints.truncate(MAX_ENDPOINTS);
         endpoints.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let endpoints = endpoints
         .into_iter()
-        .map(|((service, method, route), mut a)| Endpoint {
+        .map(|((service, method, route), a)| Endpoint {
             service: service.to_string(),
             method: method.to_string(),
             route: route.to_string(),
-            count: a.latency.len() as u64,
+            count: a.latency.count(),
             errors: a.errors,
-            latency_ns: Percentiles::of(&mut a.latency),
-            ttfb_ns: (!a.ttfb.is_empty()).then(|| Percentiles::of(&mut a.ttfb)),
+            latency_ns: a.latency.percentiles(),
+            ttfb_ns: (a.ttfb.count() > 0).then(|| a.ttfb.percentiles()),
             histogram: a.buckets.to_vec(),
             request_bytes: a.request_bytes,
             response_bytes: a.response_bytes,
