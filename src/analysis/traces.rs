@@ -311,7 +311,7 @@ impl WaterfallSampler {
             s: s.clone(),
             slowest: TopK::new(s.slowest),
             // Those among the slowest are not repeated as failing: keep enough for that.
-            failing: TopK::new(s.failing + s.slowest),
+            failing: TopK::new(s.failing.saturating_add(s.slowest)),
             roots: BTreeMap::new(),
         }
     }
