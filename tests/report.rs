@@ -320,9 +320,14 @@ fn percentiles_match_an_independent_computation_over_the_span_json_lines() {
             ("p999", 0.999),
             ("max", 1.0),
         ] {
+            // Read from a sketch: within its stated 1 % of the exact value (the max is exact).
             let want = nearest_rank(&exact, q);
             let got = e["latency_ns"][field].as_u64().unwrap();
-            assert_eq!(got, want, "{key:?} {field}");
+            let error = (got as f64 - want as f64).abs() / want as f64;
+            assert!(error <= 0.01, "{key:?} {field}: {got} vs {want}");
+            if field == "max" {
+                assert_eq!(got, want, "{key:?}");
+            }
         }
     }
 

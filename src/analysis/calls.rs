@@ -236,14 +236,19 @@ impl Call {
     }
 }
 
-/// Every call of a capture, with parents resolved.
+/// The calls not yet analysed, grouped by trace: a trace whose spans stopped arriving is
+/// taken out whole ([`CallTable::take_settled`]), analysed, and dropped.
 pub struct CallTable {
     pub calls: Vec<Call>,
     /// Exchange id (hashed) → index in `calls`.
     by_exchange: HashMap<u64, usize>,
+    /// Trace id (hashed) → the span count when one of its spans last arrived.
+    touched: HashMap<u64, u64>,
+    spans: u64,
     names: std::collections::HashSet<Name>,
-    /// Calls held at most; later exchanges are counted, not analysed.
+    /// Calls taken in at most; later exchanges are counted, not analysed.
     max_calls: usize,
+    admitted: usize,
     pub calls_left_out: u64,
 }
 
@@ -252,10 +257,48 @@ impl CallTable {
         CallTable {
             calls: Vec::new(),
             by_exchange: HashMap::new(),
+            touched: HashMap::new(),
+            spans: 0,
             names: Default::default(),
             max_calls,
+            admitted: 0,
             calls_left_out: 0,
         }
+    }
+
+    /// Distinct services, methods and routes seen (interned once each).
+    pub fn names(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Takes out the calls of every trace with no span among the last `quiet` spans (all calls
+    /// if `quiet` is 0), parents resolved (see [`resolve`]); the rest stay. Spans of a trace
+    /// arriving after it was taken are analysed as a request of their own.
+    pub fn take_settled(&mut self, quiet: u64) -> Vec<Call> {
+        let cutoff = self.spans.saturating_sub(quiet);
+        let settled = |c: &Call| {
+            quiet == 0
+                || self
+                    .touched
+                    .get(&id_key(&c.trace_id))
+                    .is_none_or(|&at| at <= cutoff)
+        };
+        let (mut out, kept): (Vec<Call>, Vec<Call>) = std::mem::take(&mut self.calls)
+            .into_iter()
+            .partition(settled);
+        self.calls = kept;
+        self.by_exchange = self
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (id_key(&c.exchange_id), i))
+            .collect();
+        self.touched.retain(|_, &mut at| at > cutoff);
+        if quiet == 0 {
+            self.touched = HashMap::new();
+        }
+        resolve(&mut out);
+        out
     }
 
     pub fn push(&mut self, s: &SpanFields<'_>) {
@@ -264,9 +307,10 @@ impl CallTable {
             return;
         };
         let key = id_key(xid);
+        self.spans += 1;
         let at = match self.by_exchange.get(&key) {
             Some(&at) => at,
-            None if self.calls.len() >= self.max_calls => {
+            None if self.admitted >= self.max_calls => {
                 // Counted once per exchange: its client span comes first.
                 if s.kind == SpanKind::Client {
                     self.calls_left_out += 1;
@@ -274,6 +318,7 @@ impl CallTable {
                 return;
             }
             None => {
+                self.admitted += 1;
                 self.calls.push(Call::default());
                 self.by_exchange.insert(key, self.calls.len() - 1);
                 self.calls.len() - 1
@@ -288,6 +333,7 @@ impl CallTable {
             names.insert(n.clone());
             n
         };
+        self.touched.insert(id_key(s.trace_id), self.spans);
         let c = &mut self.calls[at];
         match s.kind {
             SpanKind::Client => {
@@ -326,50 +372,44 @@ impl CallTable {
             c.response_encoded = facts.response_encoded;
         }
     }
+}
 
-    /// Orders the calls by start time and joins each to its parent: the call whose server span
-    /// its client span descends from. Calls missing a side (a partial JSON file) keep what they
-    /// have. Ends the table's intake.
-    pub fn resolve(&mut self) {
-        self.by_exchange = HashMap::new();
-        self.calls.sort_by(|a, b| {
-            (a.start, a.end, &a.exchange_id).cmp(&(b.start, b.end, &b.exchange_id))
-        });
-        let by_server: HashMap<u64, usize> = self
-            .calls
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.has_server)
-            .map(|(i, c)| (c.server_span_id, i))
-            .collect();
-        let parents: Vec<Option<usize>> = self
-            .calls
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let p = *by_server.get(&c.client_parent?)?;
-                (p != i).then_some(p)
-            })
-            .collect();
-        for (c, p) in self.calls.iter_mut().zip(parents) {
-            c.parent = p;
-            if !c.has_client {
-                c.caller = "?".into();
-            }
-            if !c.has_server {
-                c.callee = "?".into();
-            }
+/// Orders the calls by start time and joins each to its parent: the call whose server span its
+/// client span descends from. Calls missing a side (a partial JSON file) keep what they have.
+pub fn resolve(calls: &mut [Call]) {
+    calls.sort_by(|a, b| (a.start, a.end, &a.exchange_id).cmp(&(b.start, b.end, &b.exchange_id)));
+    let by_server: HashMap<u64, usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.has_server)
+        .map(|(i, c)| (c.server_span_id, i))
+        .collect();
+    let parents: Vec<Option<usize>> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let p = *by_server.get(&c.client_parent?)?;
+            (p != i).then_some(p)
+        })
+        .collect();
+    for (c, p) in calls.iter_mut().zip(parents) {
+        c.parent = p;
+        if !c.has_client {
+            c.caller = "?".into();
+        }
+        if !c.has_server {
+            c.callee = "?".into();
         }
     }
+}
 
-    /// Children of every call, in start order.
-    pub fn children(&self) -> Vec<Vec<usize>> {
-        let mut children = vec![Vec::new(); self.calls.len()];
-        for (i, c) in self.calls.iter().enumerate() {
-            if let Some(p) = c.parent {
-                children[p].push(i);
-            }
+/// Children of every call, in start order.
+pub fn children(calls: &[Call]) -> Vec<Vec<usize>> {
+    let mut children = vec![Vec::new(); calls.len()];
+    for (i, c) in calls.iter().enumerate() {
+        if let Some(p) = c.parent {
+            children[p].push(i);
         }
-        children
     }
+    children
 }

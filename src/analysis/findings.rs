@@ -13,6 +13,9 @@
 //!
 //! Endpoint patterns (slow first byte, slow transfer, large bodies, errors, timeouts) are in
 //! `endpoint_findings`.
+//!
+//! A sequential chain's variants are counted per distinct chain of endpoints, so their number
+//! is bounded by the handlers' call structure, not by the number of requests.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -128,26 +131,51 @@ impl Acc {
 
 type Key = (FindingKind, String, String);
 
-pub fn find(calls: &[Call], children: &[Vec<usize>], t: &Thresholds) -> Vec<Finding> {
-    let mut acc: BTreeMap<Key, Acc> = BTreeMap::new();
-    for (p, kids) in children.iter().enumerate() {
-        if kids.is_empty() {
-            continue;
+/// Findings so far, folded one batch of calls at a time: counters per (kind, context,
+/// target) and per endpoint, whose number grows with the endpoints, not the calls.
+#[derive(Default)]
+pub struct FindingsAcc {
+    calls: BTreeMap<Key, Acc>,
+    endpoints: super::endpoint_findings::EndpointFindings,
+}
+
+impl FindingsAcc {
+    /// Adds a batch of whole request trees (parents resolved).
+    pub fn fold(&mut self, calls: &[Call], children: &[Vec<usize>], t: &Thresholds) {
+        for (p, kids) in children.iter().enumerate() {
+            if kids.is_empty() {
+                continue;
+            }
+            call_patterns(calls, &calls[p], kids, t, &mut self.calls);
         }
-        call_patterns(calls, &calls[p], kids, t, &mut acc);
+        self.endpoints.fold(calls, children, t);
     }
-    let mut findings: Vec<Finding> = acc
-        .into_iter()
-        .map(|((kind, context, target), a)| call_finding(kind, context, target, a))
-        .collect();
-    findings.extend(super::endpoint_findings::find(calls, children, t));
-    findings.sort_by(|a, b| {
-        b.impact_ns
-            .cmp(&a.impact_ns)
-            .then(a.kind.cmp(&b.kind))
-            .then(a.context.cmp(&b.context))
-    });
-    findings
+
+    pub fn retained(&self) -> usize {
+        let calls: usize = self
+            .calls
+            .values()
+            .map(|a| 1 + a.trace_ids.len() + a.variants.len())
+            .sum();
+        calls + self.endpoints.retained()
+    }
+
+    /// All findings, the most costly first.
+    pub fn finish(self, t: &Thresholds) -> Vec<Finding> {
+        let mut findings: Vec<Finding> = self
+            .calls
+            .into_iter()
+            .map(|((kind, context, target), a)| call_finding(kind, context, target, a))
+            .collect();
+        findings.extend(self.endpoints.finish(t));
+        findings.sort_by(|a, b| {
+            b.impact_ns
+                .cmp(&a.impact_ns)
+                .then(a.kind.cmp(&b.kind))
+                .then(a.context.cmp(&b.context))
+        });
+        findings
+    }
 }
 
 fn call_patterns(

@@ -4,15 +4,18 @@
 //! [`Analysis`] is written as JSON (`--analysis-json`, for diffing two captures in CI), as an
 //! HTML report (`report::html`) and as text (`--summary`).
 //!
-//! Memory: the analysis keeps one record per exchange until the end of the input (a few
-//! hundred bytes each) up to `max_calls` (`--max-analysed-calls`); the report samples
-//! waterfalls, so its size does not grow with the capture.
+//! Memory: the analysis holds one record per exchange only until its trace stops getting spans
+//! (at most about `hold_calls` of them), then folds the trace into aggregates that grow with the
+//! number of endpoints, services and distinct call paths, never with the number of calls:
+//! latency sketches (within 1 %), counters, sampled waterfalls (see [`Analyzer::retained`]).
+//! `max_calls` (`--max-analysed-calls`) still caps the exchanges analysed.
 
 pub mod calls;
 pub mod diff;
 pub mod endpoint_findings;
 pub mod findings;
 pub mod report;
+pub mod sketch;
 pub mod stats;
 pub mod traces;
 
@@ -34,9 +37,11 @@ pub const ANALYSIS_FORMAT: u32 = 1;
 pub struct AnalysisConfig {
     pub thresholds: Thresholds,
     pub sampling: Sampling,
-    /// Exchanges analysed at most (about 400 bytes each, measured on a 60k-exchange capture);
-    /// later ones are counted only.
+    /// Exchanges analysed at most; later ones are counted only.
     pub max_calls: usize,
+    /// Calls held while their traces may still get spans (a few hundred bytes each); beyond
+    /// it, traces that stopped getting spans are analysed and their calls dropped.
+    pub hold_calls: usize,
 }
 
 impl Default for AnalysisConfig {
@@ -45,6 +50,7 @@ impl Default for AnalysisConfig {
             thresholds: Thresholds::default(),
             sampling: Sampling::default(),
             max_calls: 1_000_000,
+            hold_calls: 100_000,
         }
     }
 }
@@ -73,22 +79,48 @@ pub struct Analysis {
     pub calling_contexts: Vec<ContextNode>,
 }
 
-/// Collects spans (in any order) and analyses them at the end.
+/// Collects spans and analyses them one batch of whole traces at a time: the calls of a trace
+/// are held until its spans stop arriving (`hold_calls`), then folded into aggregates and
+/// dropped. Spans may come in any order within that window; tapspan writes a trace's spans
+/// together.
 pub struct Analyzer {
     table: CallTable,
+    stats: stats::StatsAcc,
+    findings: findings::FindingsAcc,
+    waterfalls: traces::WaterfallSampler,
+    contexts: traces::ContextTrees,
+    calls: u64,
+    requests: u64,
     config: AnalysisConfig,
+}
+
+/// What an [`Analyzer`] holds, by count (each a record of a few words, or a sketch bucket):
+/// grows with endpoints and services, not with calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Calls waiting for their traces to settle: at most about `hold_calls`.
+    pub held_calls: usize,
+    /// Everything folded: sketch buckets, counters, waterfall rows, context-tree nodes, names.
+    pub folded: usize,
 }
 
 impl Analyzer {
     pub fn new(config: AnalysisConfig) -> Self {
         Analyzer {
             table: CallTable::new(config.max_calls),
+            stats: Default::default(),
+            findings: Default::default(),
+            waterfalls: traces::WaterfallSampler::new(&config.sampling),
+            contexts: Default::default(),
+            calls: 0,
+            requests: 0,
             config,
         }
     }
 
     pub fn push(&mut self, span: &Span) {
         self.table.push(&SpanFields::of_span(span));
+        self.settle();
     }
 
     /// A span read back from JSON lines; false if it is not one.
@@ -96,39 +128,75 @@ impl Analyzer {
         match SpanFields::of_json(value) {
             Some(s) => {
                 self.table.push(&s);
+                self.settle();
                 true
             }
             None => false,
         }
     }
 
+    /// At `hold_calls`, folds the traces with no span among the last `hold_calls / 2` spans (a
+    /// quarter of the calls, two spans each); if that leaves more than half held (traces
+    /// interleaved that much), folds them all.
+    fn settle(&mut self) {
+        let hold = self.config.hold_calls.max(1);
+        if self.table.calls.len() < hold {
+            return;
+        }
+        let calls = self.table.take_settled((hold as u64 / 2).max(1));
+        self.fold(calls);
+        if self.table.calls.len() > hold / 2 {
+            let rest = self.table.take_settled(0);
+            self.fold(rest);
+        }
+    }
+
+    fn fold(&mut self, calls: Vec<calls::Call>) {
+        let children = calls::children(&calls);
+        self.calls += calls.len() as u64;
+        self.requests += calls.iter().filter(|c| c.parent.is_none()).count() as u64;
+        self.stats.fold(&calls, &children);
+        self.findings
+            .fold(&calls, &children, &self.config.thresholds);
+        self.waterfalls.fold(&calls, &children);
+        self.contexts.fold(&calls, &children);
+    }
+
+    pub fn retained(&self) -> Retained {
+        Retained {
+            held_calls: self.table.calls.len(),
+            folded: self.stats.retained()
+                + self.findings.retained()
+                + self.waterfalls.retained()
+                + self.contexts.retained()
+                + self.table.names(),
+        }
+    }
+
     pub fn finish(mut self, inputs: Vec<String>) -> Analysis {
-        self.table.resolve();
-        let calls = &self.table.calls;
-        let children = self.table.children();
-        let agg = stats::aggregate(calls, &children);
-        let mut findings = findings::find(calls, &children, &self.config.thresholds);
+        let rest = self.table.take_settled(0);
+        self.fold(rest);
+        let agg = self.stats.finish();
+        let mut findings = self.findings.finish(&self.config.thresholds);
         let findings_left_out = findings.len().saturating_sub(MAX_FINDINGS) as u64;
         findings.truncate(MAX_FINDINGS);
-        let waterfalls = traces::sample_waterfalls(calls, &children, &self.config.sampling);
-        let calling_contexts = traces::calling_contexts(calls, &children, &self.config.sampling);
         Analysis {
             format: ANALYSIS_FORMAT,
             generator: format!("tapspan {}", env!("CARGO_PKG_VERSION")),
             inputs,
             first_unix_nano: agg.first_ns,
             last_unix_nano: agg.last_ns,
-            calls: calls.len() as u64,
+            calls: self.calls,
             calls_left_out: self.table.calls_left_out,
-            requests: calls.iter().filter(|c| c.parent.is_none()).count() as u64,
+            requests: self.requests,
             services: agg.services,
             edges: agg.edges,
             endpoints: agg.endpoints,
             endpoints_left_out: agg.endpoints_left_out,
             findings,
             findings_left_out,
-            waterfalls,
-            calling_contexts,
+            waterfalls: self.waterfalls.finish(),
+            calling_contexts: self.contexts.finish(&self.config.sampling),
         }
     }
 }

@@ -1,14 +1,15 @@
 //! Aggregates over all calls: per endpoint (service, method, route), per edge (caller → callee)
-//! and per service. Percentiles are exact order statistics (nearest rank) of the calls' own
-//! durations: the analysis holds every call anyway (up to `--max-analysed-calls`), so a
-//! duration per call costs 8 bytes, where an HdrHistogram of 3 significant digits costs about
-//! 190 KB per endpoint — gigabytes for a capture with thousands of routes.
+//! and per service. Percentiles are nearest-rank order statistics of the calls' own durations,
+//! read from a fixed-size [`Sketch`] per endpoint and edge: within 1 % of the exact value
+//! ([`super::sketch::RELATIVE_ERROR`]), the maximum and the mean exact, and a few kilobytes
+//! per endpoint whatever the number of calls.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use super::calls::{Call, Name};
+use super::sketch::Sketch;
 
 /// Log-scale latency buckets: 5 per decade from 10 µs to 100 s (the last bucket holds the rest).
 pub const BUCKETS_PER_DECADE: u32 = 5;
@@ -41,7 +42,8 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// Nearest-rank percentiles: the smallest value with at least q of all values at or below.
+    /// Exact nearest-rank percentiles: the smallest value with at least q of all values at or
+    /// below.
     pub fn of(values: &mut [u64]) -> Self {
         if values.is_empty() {
             return Percentiles::default();
@@ -63,8 +65,8 @@ impl Percentiles {
 
 struct EndpointAcc {
     errors: u64,
-    latency: Vec<u64>,
-    ttfb: Vec<u64>,
+    latency: Sketch,
+    ttfb: Sketch,
     buckets: [u64; BUCKETS],
     request_bytes: u64,
     response_bytes: u64,
@@ -154,120 +156,187 @@ pub const OTHER_SERVICES: &str = "(other services)";
 
 /// Map names: the busiest services keep theirs, the rest fold into [`OTHER_SERVICES`] (a
 /// mirror port sees thousands of client addresses; a map of them all says nothing).
-fn map_names(calls: &[Call]) -> HashMap<&str, &str> {
-    let mut activity: HashMap<&str, u64> = HashMap::new();
-    for c in calls {
-        *activity.entry(&c.caller).or_default() += 1;
-        *activity.entry(&c.callee).or_default() += 1;
+fn map_names(edges: &BTreeMap<(Name, Name), EdgeAcc>) -> HashMap<Name, Name> {
+    let mut activity: HashMap<&Name, u64> = HashMap::new();
+    for ((caller, callee), e) in edges {
+        *activity.entry(caller).or_default() += e.edge.count;
+        *activity.entry(callee).or_default() += e.edge.count;
     }
-    let mut ranked: Vec<(&str, u64)> = activity.into_iter().collect();
+    let mut ranked: Vec<(&Name, u64)> = activity.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let fold = ranked.len() > MAP_SERVICES;
+    let other: Name = OTHER_SERVICES.into();
     ranked
         .iter()
         .enumerate()
         .map(|(i, &(name, _))| {
             let shown = !fold || i < MAP_SERVICES - 1;
-            (name, if shown { name } else { OTHER_SERVICES })
+            (
+                name.clone(),
+                if shown { name.clone() } else { other.clone() },
+            )
         })
         .collect()
 }
 
-pub fn aggregate(calls: &[Call], children: &[Vec<usize>]) -> Aggregates {
-    let mut endpoints: BTreeMap<(Name, Name, Name), EndpointAcc> = BTreeMap::new();
-    let mut edges: BTreeMap<(&str, &str), (Edge, Vec<u64>)> = BTreeMap::new();
-    let mut services: BTreeMap<&str, ServiceNode> = BTreeMap::new();
-    let first_ns = calls.iter().map(|c| c.start).min().unwrap_or(0);
-    let last_ns = calls.iter().map(|c| c.end).max().unwrap_or(0);
-    let names = map_names(calls);
-    let folded = names.values().filter(|&&n| n == OTHER_SERVICES).count() as u64;
+/// Calls on one edge, by the services' own names (folded into the map's names at the end).
+struct EdgeAcc {
+    edge: Edge,
+    latency: Sketch,
+}
 
-    for (i, c) in calls.iter().enumerate() {
-        let (caller, callee) = (names[&*c.caller], names[&*c.callee]);
-        let d = c.duration().max(1);
-        let e = endpoints
-            .entry(c.endpoint_key())
-            .or_insert_with(|| EndpointAcc {
-                errors: 0,
-                latency: Vec::new(),
-                ttfb: Vec::new(),
-                buckets: [0; BUCKETS],
-                request_bytes: 0,
-                response_bytes: 0,
-            });
-        e.errors += u64::from(c.server_error);
-        e.latency.push(d);
-        if let Some(t) = c.ttfb() {
-            e.ttfb.push(t);
+/// The aggregates so far, folded one batch of calls at a time: their size grows with the
+/// endpoints and services, not with the calls.
+#[derive(Default)]
+pub struct StatsAcc {
+    endpoints: BTreeMap<(Name, Name, Name), EndpointAcc>,
+    edges: BTreeMap<(Name, Name), EdgeAcc>,
+    services: BTreeMap<Name, ServiceNode>,
+    first_ns: Option<u64>,
+    last_ns: u64,
+}
+
+fn new_edge(caller: &str, callee: &str) -> Edge {
+    Edge {
+        caller: caller.to_string(),
+        callee: callee.to_string(),
+        count: 0,
+        per_second: 0.0,
+        status_2xx: 0,
+        status_3xx: 0,
+        status_4xx: 0,
+        status_5xx: 0,
+        no_response: 0,
+        error_rate: 0.0,
+        latency_ns: Percentiles::default(),
+    }
+}
+
+impl StatsAcc {
+    /// Sketch buckets and records held: the accumulators' memory, in units of a few words.
+    pub fn retained(&self) -> usize {
+        let endpoints: usize = self
+            .endpoints
+            .values()
+            .map(|e| 1 + e.latency.buckets() + e.ttfb.buckets())
+            .sum();
+        let edges: usize = self.edges.values().map(|e| 1 + e.latency.buckets()).sum();
+        endpoints + edges + self.services.len()
+    }
+
+    /// Adds a batch of calls (parents resolved, `children` from [`super::calls::children`]).
+    pub fn fold(&mut self, calls: &[Call], children: &[Vec<usize>]) {
+        for (i, c) in calls.iter().enumerate() {
+            self.first_ns = Some(self.first_ns.map_or(c.start, |f| f.min(c.start)));
+            self.last_ns = self.last_ns.max(c.end);
+            let d = c.duration().max(1);
+            let e = self
+                .endpoints
+                .entry(c.endpoint_key())
+                .or_insert_with(|| EndpointAcc {
+                    errors: 0,
+                    latency: Sketch::default(),
+                    ttfb: Sketch::default(),
+                    buckets: [0; BUCKETS],
+                    request_bytes: 0,
+                    response_bytes: 0,
+                });
+            e.errors += u64::from(c.server_error);
+            e.latency.add(d);
+            if let Some(t) = c.ttfb() {
+                e.ttfb.add(t);
+            }
+            e.buckets[bucket_of(d)] += 1;
+            e.request_bytes = e.request_bytes.saturating_add(c.request_bytes);
+            e.response_bytes = e.response_bytes.saturating_add(c.response_bytes);
+
+            let acc = self
+                .edges
+                .entry((c.caller.clone(), c.callee.clone()))
+                .or_insert_with(|| EdgeAcc {
+                    edge: new_edge(&c.caller, &c.callee),
+                    latency: Sketch::default(),
+                });
+            let edge = &mut acc.edge;
+            edge.count += 1;
+            match (c.status, &c.error_type) {
+                (Some(s), None) if s < 300 => edge.status_2xx += 1,
+                (Some(s), None) if s < 400 => edge.status_3xx += 1,
+                (Some(s), None) if s < 500 => edge.status_4xx += 1,
+                (Some(_), None) => edge.status_5xx += 1,
+                _ => edge.no_response += 1,
+            }
+            acc.latency.add(d);
+
+            service(&mut self.services, &c.caller).made += 1;
+            let mut kids: Vec<(u64, u64)> = children[i]
+                .iter()
+                .map(|&k| (calls[k].start, calls[k].end))
+                .collect();
+            let waiting = covered(c.start, c.end, &mut kids);
+            let s = service(&mut self.services, &c.callee);
+            s.served += 1;
+            s.busy_ns = s.busy_ns.saturating_add(d);
+            s.waiting_ns = s.waiting_ns.saturating_add(waiting);
+            s.self_ns = s.self_ns.saturating_add(d.saturating_sub(waiting));
         }
-        e.buckets[bucket_of(d)] += 1;
-        e.request_bytes = e.request_bytes.saturating_add(c.request_bytes);
-        e.response_bytes = e.response_bytes.saturating_add(c.response_bytes);
+    }
 
-        let (edge, h) = edges.entry((caller, callee)).or_insert_with(|| {
-            (
-                Edge {
-                    caller: caller.to_string(),
-                    callee: callee.to_string(),
-                    count: 0,
-                    per_second: 0.0,
-                    status_2xx: 0,
-                    status_3xx: 0,
-                    status_4xx: 0,
-                    status_5xx: 0,
-                    no_response: 0,
-                    error_rate: 0.0,
-                    latency_ns: Percentiles::default(),
-                },
-                Vec::new(),
-            )
-        });
-        edge.count += 1;
-        match (c.status, &c.error_type) {
-            (Some(s), None) if s < 300 => edge.status_2xx += 1,
-            (Some(s), None) if s < 400 => edge.status_3xx += 1,
-            (Some(s), None) if s < 500 => edge.status_4xx += 1,
-            (Some(_), None) => edge.status_5xx += 1,
-            _ => edge.no_response += 1,
+    pub fn finish(self) -> Aggregates {
+        let (first_ns, last_ns) = (self.first_ns.unwrap_or(0), self.last_ns);
+        let names = map_names(&self.edges);
+        let folded = names.values().filter(|n| &***n == OTHER_SERVICES).count() as u64;
+        let mut edges: BTreeMap<(Name, Name), EdgeAcc> = BTreeMap::new();
+        for ((caller, callee), acc) in self.edges {
+            let (caller, callee) = (names[&caller].clone(), names[&callee].clone());
+            let to = edges
+                .entry((caller.clone(), callee.clone()))
+                .or_insert_with(|| EdgeAcc {
+                    edge: new_edge(&caller, &callee),
+                    latency: Sketch::default(),
+                });
+            let (a, b) = (&mut to.edge, &acc.edge);
+            a.count += b.count;
+            a.status_2xx += b.status_2xx;
+            a.status_3xx += b.status_3xx;
+            a.status_4xx += b.status_4xx;
+            a.status_5xx += b.status_5xx;
+            a.no_response += b.no_response;
+            to.latency.merge(&acc.latency);
         }
-        h.push(d);
-
-        service(&mut services, caller).made += 1;
-        let mut kids: Vec<(u64, u64)> = children[i]
-            .iter()
-            .map(|&k| (calls[k].start, calls[k].end))
+        let mut services: BTreeMap<Name, ServiceNode> = BTreeMap::new();
+        for (name, s) in self.services {
+            let to = service(&mut services, &names[&name]);
+            to.served += s.served;
+            to.made += s.made;
+            to.busy_ns = to.busy_ns.saturating_add(s.busy_ns);
+            to.waiting_ns = to.waiting_ns.saturating_add(s.waiting_ns);
+            to.self_ns = to.self_ns.saturating_add(s.self_ns);
+        }
+        let seconds = (last_ns.saturating_sub(first_ns) as f64 / 1e9).max(1e-9);
+        let edges: Vec<Edge> = edges
+            .into_values()
+            .map(|EdgeAcc { mut edge, latency }| {
+                edge.per_second = edge.count as f64 / seconds;
+                let failed = edge.status_5xx + edge.no_response;
+                edge.error_rate = failed as f64 / edge.count.max(1) as f64;
+                edge.latency_ns = latency.percentiles();
+                edge
+            })
             .collect();
-        let waiting = covered(c.start, c.end, &mut kids);
-        let s = service(&mut services, callee);
-        s.served += 1;
-        s.busy_ns = s.busy_ns.saturating_add(d);
-        s.waiting_ns = s.waiting_ns.saturating_add(waiting);
-        s.self_ns = s.self_ns.saturating_add(d.saturating_sub(waiting));
-    }
-
-    let seconds = (last_ns.saturating_sub(first_ns) as f64 / 1e9).max(1e-9);
-    let edges: Vec<Edge> = edges
-        .into_values()
-        .map(|(mut e, mut durations)| {
-            e.per_second = e.count as f64 / seconds;
-            let failed = e.status_5xx + e.no_response;
-            e.error_rate = failed as f64 / e.count.max(1) as f64;
-            e.latency_ns = Percentiles::of(&mut durations);
-            e
-        })
-        .collect();
-    assign_depths(&mut services, &edges);
-    if let Some(other) = services.get_mut(OTHER_SERVICES) {
-        other.folded = folded;
-    }
-    let (endpoints, endpoints_left_out) = finish_endpoints(endpoints);
-    Aggregates {
-        endpoints,
-        endpoints_left_out,
-        edges,
-        services: services.into_values().collect(),
-        first_ns,
-        last_ns,
+        assign_depths(&mut services, &edges);
+        if let Some(other) = services.get_mut(OTHER_SERVICES) {
+            other.folded = folded;
+        }
+        let (endpoints, endpoints_left_out) = finish_endpoints(self.endpoints);
+        Aggregates {
+            endpoints,
+            endpoints_left_out,
+            edges,
+            services: services.into_values().collect(),
+            first_ns,
+            last_ns,
+        }
     }
 }
 
@@ -277,20 +346,21 @@ fn finish_endpoints(endpoints: BTreeMap<(Name, Name, Name), EndpointAcc>) -> (Ve
     let mut endpoints: Vec<_> = endpoints.into_iter().collect();
     let endpoints_left_out = endpoints.len().saturating_sub(MAX_ENDPOINTS) as u64;
     if endpoints_left_out > 0 {
-        endpoints.sort_by(|a, b| (b.1.latency.len().cmp(&a.1.latency.len())).then(a.0.cmp(&b.0)));
+        endpoints
+            .sort_by(|a, b| (b.1.latency.count().cmp(&a.1.latency.count())).then(a.0.cmp(&b.0)));
         endpoints.truncate(MAX_ENDPOINTS);
         endpoints.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let endpoints = endpoints
         .into_iter()
-        .map(|((service, method, route), mut a)| Endpoint {
+        .map(|((service, method, route), a)| Endpoint {
             service: service.to_string(),
             method: method.to_string(),
             route: route.to_string(),
-            count: a.latency.len() as u64,
+            count: a.latency.count(),
             errors: a.errors,
-            latency_ns: Percentiles::of(&mut a.latency),
-            ttfb_ns: (!a.ttfb.is_empty()).then(|| Percentiles::of(&mut a.ttfb)),
+            latency_ns: a.latency.percentiles(),
+            ttfb_ns: (a.ttfb.count() > 0).then(|| a.ttfb.percentiles()),
             histogram: a.buckets.to_vec(),
             request_bytes: a.request_bytes,
             response_bytes: a.response_bytes,
@@ -299,11 +369,8 @@ fn finish_endpoints(endpoints: BTreeMap<(Name, Name, Name), EndpointAcc>) -> (Ve
     (endpoints, endpoints_left_out)
 }
 
-fn service<'a, 'n>(
-    services: &'a mut BTreeMap<&'n str, ServiceNode>,
-    name: &'n str,
-) -> &'a mut ServiceNode {
-    services.entry(name).or_insert_with(|| ServiceNode {
+fn service<'a>(services: &'a mut BTreeMap<Name, ServiceNode>, name: &Name) -> &'a mut ServiceNode {
+    services.entry(name.clone()).or_insert_with(|| ServiceNode {
         name: name.to_string(),
         served: 0,
         made: 0,
@@ -317,7 +384,7 @@ fn service<'a, 'n>(
 
 /// Depth of each service: 0 for services nobody calls, else one more than its shallowest
 /// caller (breadth first; services only reachable through a cycle get the depth it reaches).
-fn assign_depths(services: &mut BTreeMap<&str, ServiceNode>, edges: &[Edge]) {
+fn assign_depths(services: &mut BTreeMap<Name, ServiceNode>, edges: &[Edge]) {
     let called: std::collections::HashSet<&str> = edges
         .iter()
         .filter(|e| e.caller != e.callee)
@@ -325,7 +392,7 @@ fn assign_depths(services: &mut BTreeMap<&str, ServiceNode>, edges: &[Edge]) {
         .collect();
     let mut frontier: Vec<String> = services
         .keys()
-        .filter(|n| !called.contains(*n))
+        .filter(|n| !called.contains(&***n))
         .map(|n| n.to_string())
         .collect();
     if frontier.is_empty() {

@@ -1,7 +1,9 @@
 //! Per-request trees: waterfalls of sampled requests (the slowest, the failing, a typical one
 //! per endpoint) with their critical path, and the calling-context tree of each endpoint
 //! aggregated over all its requests. A request tree is a root call (one nobody's handling made)
-//! and every call below it.
+//! and every call below it. Both are built one batch of whole request trees at a time, and hold
+//! a bounded number of waterfalls and one node per distinct call path, whatever the number of
+//! requests.
 
 use std::collections::BTreeMap;
 
@@ -187,57 +189,192 @@ fn waterfall(
     }
 }
 
-/// Root calls, with whether anything in their tree failed.
-fn roots(calls: &[Call], children: &[Vec<usize>]) -> Vec<(usize, bool)> {
-    calls
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.parent.is_none())
-        .map(|(i, _)| {
-            let failed = descendants(i, children)
-                .iter()
-                .any(|&(k, _)| calls[k].failed());
-            (i, failed)
-        })
-        .collect()
+/// Orders requests as the report ranks them: longest first, then by start.
+type Rank = (std::cmp::Reverse<u64>, u64, u64, String);
+
+fn rank(c: &Call) -> Rank {
+    (
+        std::cmp::Reverse(c.duration()),
+        c.start,
+        c.end,
+        c.exchange_id.clone(),
+    )
 }
 
-pub fn sample_waterfalls(calls: &[Call], children: &[Vec<usize>], s: &Sampling) -> Vec<Waterfall> {
-    let roots = roots(calls, children);
-    let mut picked: Vec<(usize, &'static str)> = Vec::new();
-    let mut by_duration: Vec<&(usize, bool)> = roots.iter().collect();
-    by_duration.sort_by_key(|(i, _)| std::cmp::Reverse(calls[*i].duration()));
-    for (i, _) in by_duration.iter().take(s.slowest) {
-        picked.push((*i, "slowest"));
-    }
-    let failing: Vec<usize> = by_duration
-        .iter()
-        .filter(|(i, failed)| *failed && !picked.iter().any(|(p, _)| p == i))
-        .map(|(i, _)| *i)
-        .take(s.failing)
-        .collect();
-    picked.extend(failing.into_iter().map(|i| (i, "failing")));
-    // Typical: per root endpoint (most requests first), the request nearest its median.
-    let mut by_endpoint: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
-    for (i, _) in &roots {
-        by_endpoint
-            .entry(calls[*i].endpoint())
-            .or_default()
-            .push(*i);
-    }
-    let mut endpoints: Vec<Vec<usize>> = by_endpoint.into_values().collect();
-    endpoints.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    for mut group in endpoints.into_iter().take(s.typical) {
-        group.sort_by_key(|&i| calls[i].duration());
-        let median = group[(group.len() - 1) / 2];
-        if !picked.iter().any(|(p, _)| *p == median) {
-            picked.push((median, "typical"));
+/// Keeps the `k` best-ranked of what it is offered (ties: the first offered).
+struct TopK {
+    k: usize,
+    kept: Vec<(Rank, Waterfall)>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            kept: Vec::new(),
         }
     }
-    picked
-        .into_iter()
-        .map(|(i, why)| waterfall(calls, children, i, why, s.max_rows))
-        .collect()
+
+    fn wants(&self, r: &Rank) -> bool {
+        self.k > 0 && (self.kept.len() < self.k || self.kept.last().is_some_and(|(l, _)| r < l))
+    }
+
+    fn offer(&mut self, r: Rank, w: impl FnOnce() -> Waterfall) {
+        if !self.wants(&r) {
+            return;
+        }
+        let at = self.kept.partition_point(|(k, _)| *k <= r);
+        self.kept.insert(at, (r, w()));
+        self.kept.truncate(self.k);
+    }
+}
+
+/// Requests per root endpoint kept as candidates for its typical waterfall.
+pub const TYPICAL_CANDIDATES: usize = 5;
+
+/// A root endpoint's requests: how many, their durations, and a sample of them.
+#[derive(Default)]
+struct RootEndpoint {
+    requests: u64,
+    durations: super::sketch::Sketch,
+    /// The requests with the lowest hashes of their exchange ids: a uniform sample that does
+    /// not depend on the order requests arrive in, the same in every run.
+    sample: Vec<(u64, Rank, Waterfall)>,
+    /// The request nearest the median so far, when it was seen: follows the median as it
+    /// settles, where the sample may hold none near it.
+    nearest: Option<(Rank, Waterfall)>,
+}
+
+impl RootEndpoint {
+    fn offer(&mut self, c: &Call, r: &Rank, make: impl Fn() -> Waterfall) {
+        self.requests += 1;
+        self.durations.add(c.duration());
+        let m = self.durations.quantile(0.5);
+        let closer = self
+            .nearest
+            .as_ref()
+            .is_none_or(|(n, _)| c.duration().abs_diff(m) < n.0 .0.abs_diff(m));
+        if closer {
+            self.nearest = Some((r.clone(), make()));
+        }
+        let h = crate::ids::hash64("analysis-typical", c.exchange_id.as_bytes());
+        let full = self.sample.len() >= TYPICAL_CANDIDATES;
+        if full && self.sample.last().is_some_and(|l| (h, r) >= (l.0, &l.1)) {
+            return;
+        }
+        let at = self.sample.partition_point(|x| (x.0, &x.1) <= (h, r));
+        self.sample.insert(at, (h, r.clone(), make()));
+        self.sample.truncate(TYPICAL_CANDIDATES);
+    }
+
+    /// The request nearest the median: the median request itself when the sample holds all.
+    fn typical(self) -> Option<(Rank, Waterfall)> {
+        let mut sample: Vec<(Rank, Waterfall)> =
+            self.sample.into_iter().map(|(_, r, w)| (r, w)).collect();
+        // By duration, then start (the order the requests are ranked in otherwise).
+        sample.sort_by(|a, b| a.0 .0.cmp(&b.0 .0).reverse().then(a.0.cmp(&b.0)));
+        if sample.len() as u64 == self.requests {
+            let median = sample.len().checked_sub(1)? / 2;
+            return Some(sample.swap_remove(median));
+        }
+        let m = self.durations.quantile(0.5);
+        sample.extend(self.nearest);
+        let best = (0..sample.len()).min_by_key(|&k| sample[k].0 .0 .0.abs_diff(m))?;
+        Some(sample.swap_remove(best))
+    }
+
+    fn retained(&self) -> usize {
+        let rows = self
+            .sample
+            .iter()
+            .map(|x| 1 + x.2.rows.len())
+            .sum::<usize>()
+            + self.nearest.as_ref().map_or(0, |x| 1 + x.1.rows.len());
+        1 + self.durations.buckets() + rows
+    }
+}
+
+/// Waterfalls of sampled requests, picked one batch of request trees at a time: the slowest,
+/// the slowest failing ones, and per root endpoint a sample of requests from which the one
+/// nearest the endpoint's median becomes its typical request. Held: at most `slowest +
+/// failing` waterfalls plus [`TYPICAL_CANDIDATES`] per root endpoint.
+pub struct WaterfallSampler {
+    s: Sampling,
+    slowest: TopK,
+    failing: TopK,
+    roots: BTreeMap<(Name, Name, Name), RootEndpoint>,
+}
+
+impl WaterfallSampler {
+    pub fn new(s: &Sampling) -> Self {
+        WaterfallSampler {
+            s: s.clone(),
+            slowest: TopK::new(s.slowest),
+            // Those among the slowest are not repeated as failing: keep enough for that.
+            failing: TopK::new(s.failing.saturating_add(s.slowest)),
+            roots: BTreeMap::new(),
+        }
+    }
+
+    pub fn retained(&self) -> usize {
+        let rows = |w: &Waterfall| 1 + w.rows.len();
+        let sampled: usize = self.roots.values().map(RootEndpoint::retained).sum();
+        let top: usize = self
+            .slowest
+            .kept
+            .iter()
+            .chain(&self.failing.kept)
+            .map(|x| rows(&x.1))
+            .sum();
+        sampled + top
+    }
+
+    /// Adds a batch of whole request trees (parents resolved).
+    pub fn fold(&mut self, calls: &[Call], children: &[Vec<usize>]) {
+        let max_rows = self.s.max_rows;
+        for (i, c) in calls.iter().enumerate().filter(|(_, c)| c.parent.is_none()) {
+            let r = rank(c);
+            let make = |why| waterfall(calls, children, i, why, max_rows);
+            self.slowest.offer(r.clone(), || make("slowest"));
+            if self.failing.wants(&r)
+                && descendants(i, children)
+                    .iter()
+                    .any(|&(k, _)| calls[k].failed())
+            {
+                self.failing.offer(r.clone(), || make("failing"));
+            }
+            self.roots
+                .entry(c.endpoint_key())
+                .or_default()
+                .offer(c, &r, || make("typical"));
+        }
+    }
+
+    pub fn finish(self) -> Vec<Waterfall> {
+        let mut picked: Vec<(Rank, Waterfall)> = self.slowest.kept;
+        let failing: Vec<(Rank, Waterfall)> = self
+            .failing
+            .kept
+            .into_iter()
+            .filter(|(r, _)| !picked.iter().any(|(p, _)| p == r))
+            .take(self.s.failing)
+            .collect();
+        picked.extend(failing);
+        // Typical: per root endpoint (most requests first), the sampled request nearest its
+        // median; when the sample holds every request, the median request itself.
+        let mut roots: Vec<RootEndpoint> = self.roots.into_values().collect();
+        roots.sort_by_key(|r| std::cmp::Reverse(r.requests));
+        for (r, w) in roots
+            .into_iter()
+            .take(self.s.typical)
+            .filter_map(RootEndpoint::typical)
+        {
+            if !picked.iter().any(|(p, _)| *p == r) {
+                picked.push((r, w));
+            }
+        }
+        picked.into_iter().map(|(_, w)| w).collect()
+    }
 }
 
 #[derive(Default)]
@@ -249,26 +386,44 @@ struct CctAcc {
     children: BTreeMap<(Name, Name, Name), CctAcc>,
 }
 
-/// The calling-context tree of each root endpoint (most requests first).
-pub fn calling_contexts(calls: &[Call], children: &[Vec<usize>], s: &Sampling) -> Vec<ContextNode> {
-    let mut trees: BTreeMap<(Name, Name, Name), CctAcc> = BTreeMap::new();
-    for (n, (root, c)) in calls
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.parent.is_none())
-        .enumerate()
-    {
-        let top = trees.entry(c.endpoint_key()).or_default();
-        add_context(calls, children, root, top, n + 1, 0);
+impl CctAcc {
+    fn nodes(&self) -> usize {
+        1 + self.children.values().map(CctAcc::nodes).sum::<usize>()
     }
-    let mut roots: Vec<((Name, Name, Name), CctAcc)> = trees.into_iter().collect();
-    roots.sort_by_key(|(_, acc)| std::cmp::Reverse(acc.count));
-    roots.truncate(s.cct_endpoints);
-    let mut budget = s.cct_nodes;
-    roots
-        .into_iter()
-        .map(|(name, acc)| finish_context(name, acc, s.cct_children, &mut budget))
-        .collect()
+}
+
+/// The calling-context trees so far, one per root endpoint, folded one batch of request trees
+/// at a time: their size grows with the distinct call paths, not with the requests.
+#[derive(Default)]
+pub struct ContextTrees {
+    trees: BTreeMap<(Name, Name, Name), CctAcc>,
+    requests: usize,
+}
+
+impl ContextTrees {
+    pub fn fold(&mut self, calls: &[Call], children: &[Vec<usize>]) {
+        for (root, c) in calls.iter().enumerate().filter(|(_, c)| c.parent.is_none()) {
+            self.requests += 1;
+            let top = self.trees.entry(c.endpoint_key()).or_default();
+            add_context(calls, children, root, top, self.requests, 0);
+        }
+    }
+
+    pub fn retained(&self) -> usize {
+        self.trees.values().map(CctAcc::nodes).sum()
+    }
+
+    /// The calling-context tree of each root endpoint (most requests first).
+    pub fn finish(self, s: &Sampling) -> Vec<ContextNode> {
+        let mut roots: Vec<((Name, Name, Name), CctAcc)> = self.trees.into_iter().collect();
+        roots.sort_by_key(|(_, acc)| std::cmp::Reverse(acc.count));
+        roots.truncate(s.cct_endpoints);
+        let mut budget = s.cct_nodes;
+        roots
+            .into_iter()
+            .map(|(name, acc)| finish_context(name, acc, s.cct_children, &mut budget))
+            .collect()
+    }
 }
 
 fn add_context(

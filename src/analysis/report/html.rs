@@ -199,8 +199,8 @@ fn left_out(n: u64, what: &str) -> String {
 fn endpoints(h: &mut String, a: &Analysis) {
     h.push_str(
         "<section id=\"endpoints\"><h2>Endpoints</h2><p class=\"hint\">Server side of every \
-call, per (service, method, route). Click a heading to sort. Percentiles are exact (nearest \
-rank over every call); histogram buckets are 5 per decade.</p><div class=\"scroll\"><table \
+call, per (service, method, route). Click a heading to sort. Percentiles are nearest rank over \
+every call, from a sketch within 1 % (the maximum is exact); histogram buckets are 5 per decade.</p><div class=\"scroll\"><table \
 class=\"sortable endpoints\"><thead><tr><th>service</th><th>endpoint</th>\
 <th class=\"n\">count</th><th class=\"n\">errors</th><th class=\"n\">p50</th><th \
 class=\"n\">p75</th><th class=\"n\">p90</th><th class=\"n\">p99</th><th class=\"n\">p99.9</th>\
