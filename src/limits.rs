@@ -57,9 +57,14 @@ pub struct MemoryLimits {
     pub max_fragment_bytes: usize,
     /// IP datagrams being reassembled at once (same degradation).
     pub max_fragment_datagrams: usize,
-    /// Exchanges kept for the report's analysis (`--report`, `--analysis-json`, `--summary`);
-    /// later ones are counted and named in the report, not analysed.
-    pub max_analysed_calls: usize,
+    /// Exchanges analysed at most for the report (`--report`, `--analysis-json`,
+    /// `--summary`); later ones are counted and named in the report, not analysed. None: every
+    /// one (the analysis's memory is bounded by `max_analysis_held_calls`, not by this).
+    pub max_analysed_calls: Option<usize>,
+    /// Exchanges the analysis holds while their traces may still get spans; beyond it, the
+    /// traces that stopped getting spans are folded into the aggregates and their calls
+    /// dropped.
+    pub max_analysis_held_calls: usize,
     /// DNS queries over UDP awaiting a response, all clients together; beyond it the oldest
     /// is given up with `error.type` = `pending_overflow`. (Over TCP, a connection's queries
     /// are held to `max_pending_requests`.) Counted: DNS queries given up at the pending cap.
@@ -89,7 +94,8 @@ impl Default for MemoryLimits {
             max_pending_exchanges: causality.max_pending,
             max_fragment_bytes: decode.defrag_max_bytes,
             max_fragment_datagrams: decode.defrag_max_datagrams,
-            max_analysed_calls: crate::analysis::AnalysisConfig::default().max_calls,
+            max_analysed_calls: None,
+            max_analysis_held_calls: crate::analysis::AnalysisConfig::default().hold_calls,
             max_sampling_spans: crate::sampling::SamplingConfig::default().max_held_spans,
             max_pending_dns_queries: DnsConfig::default().max_pending,
         }
@@ -127,7 +133,8 @@ impl MemoryLimits {
 
     pub fn analysis_config(&self) -> crate::analysis::AnalysisConfig {
         crate::analysis::AnalysisConfig {
-            max_calls: self.max_analysed_calls,
+            max_calls: self.max_analysed_calls.unwrap_or(usize::MAX),
+            hold_calls: self.max_analysis_held_calls.max(1),
             ..Default::default()
         }
     }
@@ -155,7 +162,8 @@ mod tests {
                 max_pending_exchanges: 500_000,
                 max_fragment_bytes: 16 << 20,
                 max_fragment_datagrams: 4096,
-                max_analysed_calls: 1_000_000,
+                max_analysed_calls: None,
+                max_analysis_held_calls: 100_000,
                 max_sampling_spans: 100_000,
                 max_pending_dns_queries: 65_536,
             }

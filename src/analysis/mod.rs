@@ -8,7 +8,7 @@
 //! (at most about `hold_calls` of them), then folds the trace into aggregates that grow with the
 //! number of endpoints, services and distinct call paths, never with the number of calls:
 //! latency sketches (within 1 %), counters, sampled waterfalls (see [`Analyzer::retained`]).
-//! `max_calls` (`--max-analysed-calls`) still caps the exchanges analysed.
+//! `max_calls` (`--max-analysed-calls`) caps the exchanges analysed only when asked to.
 
 pub mod calls;
 pub mod diff;
@@ -49,7 +49,7 @@ impl Default for AnalysisConfig {
         AnalysisConfig {
             thresholds: Thresholds::default(),
             sampling: Sampling::default(),
-            max_calls: 1_000_000,
+            max_calls: usize::MAX,
             hold_calls: 100_000,
         }
     }

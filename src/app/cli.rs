@@ -434,9 +434,15 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_fragment_datagrams)]
     pub max_fragment_datagrams: usize,
 
-    /// Exchanges kept for the report's analysis; later ones are counted, not analysed.
-    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_analysed_calls)]
-    pub max_analysed_calls: usize,
+    /// Exchanges analysed at most for the report; later ones are counted, not analysed
+    /// (default: every one).
+    #[arg(long, value_name = "N")]
+    pub max_analysed_calls: Option<usize>,
+
+    /// Exchanges the analysis holds while their traces may still get spans; beyond it,
+    /// traces that went quiet are folded into the aggregates and their calls dropped.
+    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_analysis_held_calls)]
+    pub max_analysis_held_calls: usize,
 
     /// Close a connection after this many seconds (capture time) without a packet.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -474,6 +480,7 @@ impl LimitArgs {
             max_fragment_bytes: self.max_fragment_bytes,
             max_fragment_datagrams: self.max_fragment_datagrams,
             max_analysed_calls: self.max_analysed_calls,
+            max_analysis_held_calls: self.max_analysis_held_calls,
             max_sampling_spans: self.max_sampling_spans,
             max_pending_dns_queries: self.max_pending_dns_queries,
         }
