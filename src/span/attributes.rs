@@ -106,10 +106,12 @@ impl Message {
     /// The values of header `name`, in order.
     pub fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
         let from = self.headers.partition_point(|(n, _)| n.as_str() < name);
-        let name = name.to_string();
-        self.headers[from..]
+        let run = self.headers[from..]
             .iter()
-            .take_while(move |(n, _)| *n == name)
+            .take_while(|(n, _)| n == name)
+            .count();
+        self.headers[from..from + run]
+            .iter()
             .map(|(_, v)| v.as_str())
     }
 }
@@ -452,11 +454,6 @@ impl Attributes {
         }
     }
 
-    /// Written as the JSON object the schema has (for `Span`'s `Serialize`).
-    pub fn serialize_as_map<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serde::Serialize::serialize(&self.to_json(), serializer)
-    }
-
     /// All of them as a JSON object, as the JSON-lines schema writes them.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut map = Map::new();
@@ -505,7 +502,7 @@ pub fn serialize<S: serde::Serializer>(
     attributes: &std::sync::Arc<Attributes>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    attributes.serialize_as_map(serializer)
+    serde::Serialize::serialize(&attributes.to_json(), serializer)
 }
 
 impl Attributes {
