@@ -17,7 +17,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::span_json::write_span_json;
+use super::span_json::SpanJsonWriter;
 use crate::span::Span;
 
 /// How long a written line may wait in the buffer.
@@ -132,6 +132,7 @@ fn absorb(result: io::Result<()>, closed: &mut bool, error: &mut Option<io::Erro
 fn write_lines(out: Box<dyn Write + Send>, requests: Receiver<Request>) {
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     let mut line = Vec::with_capacity(2048);
+    let mut json = SpanJsonWriter::default();
     let mut closed = false;
     let mut error: Option<io::Error> = None;
     for request in requests {
@@ -142,7 +143,7 @@ fn write_lines(out: Box<dyn Write + Send>, requests: Receiver<Request>) {
                         break;
                     }
                     line.clear();
-                    write_span_json(span, &mut line);
+                    json.write(span, &mut line);
                     line.push(b'\n');
                     absorb(out.write_all(&line), &mut closed, &mut error);
                 }

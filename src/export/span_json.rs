@@ -2,6 +2,7 @@
 //! `serde_json` writes for a [`Span`] (a test holds that), in a fraction of the time.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::span::attributes::{Key, ValueRef};
 use crate::span::{Attributes, Span, SpanKind, SpanStatus};
@@ -11,6 +12,39 @@ use crate::text::{self, Decimal};
 /// holds that), written directly: the generic serializer spent most of its time escaping
 /// strings a byte at a time, and nearly every string here needs no escape at all.
 pub fn write_span_json(span: &Span, out: &mut Vec<u8>) {
+    write_up_to_attributes(span, out);
+    write_attributes(&span.attributes, out);
+    write_after_attributes(span, out);
+}
+
+/// Writes spans as [`write_span_json`] does, and remembers the last span's attributes as JSON:
+/// an exchange's client and server spans share one [`Attributes`] (the bulk of each line) and
+/// come one after the other, so the second copies the first's bytes instead of walking them.
+#[derive(Default)]
+pub struct SpanJsonWriter {
+    /// The attributes last written, held so that their address cannot be reused by others.
+    last: Option<Arc<Attributes>>,
+    last_json: Vec<u8>,
+}
+
+impl SpanJsonWriter {
+    pub fn write(&mut self, span: &Span, out: &mut Vec<u8>) {
+        write_up_to_attributes(span, out);
+        let same = self
+            .last
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, &span.attributes));
+        if !same {
+            self.last_json.clear();
+            write_attributes(&span.attributes, &mut self.last_json);
+            self.last = Some(Arc::clone(&span.attributes));
+        }
+        out.extend_from_slice(&self.last_json);
+        write_after_attributes(span, out);
+    }
+}
+
+fn write_up_to_attributes(span: &Span, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"trace_id\":");
     write_str(&span.trace_id, out);
     out.extend_from_slice(b",\"span_id\":");
@@ -35,7 +69,9 @@ pub fn write_span_json(span: &Span, out: &mut Vec<u8>) {
         SpanStatus::Unset => b",\"status\":\"unset\",\"attributes\":",
         SpanStatus::Error => b",\"status\":\"error\",\"attributes\":",
     });
-    write_attributes(&span.attributes, out);
+}
+
+fn write_after_attributes(span: &Span, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"events\":[");
     for (i, event) in span.events.iter().enumerate() {
         if i > 0 {
@@ -243,6 +279,24 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 String::from_utf8(theirs).unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn the_writer_reuses_shared_attributes_only() {
+        let client = span();
+        let mut server = span();
+        server.kind = SpanKind::Server;
+        server.attributes = Arc::clone(&client.attributes);
+        let mut other = span();
+        let mut changed = Attributes::example();
+        changed.server_port = 1;
+        other.attributes = changed.into();
+        let mut writer = SpanJsonWriter::default();
+        for s in [&client, &server, &other, &client] {
+            let mut ours = Vec::new();
+            writer.write(s, &mut ours);
+            assert_eq!(ours, serde_json::to_vec(s).unwrap());
         }
     }
 
