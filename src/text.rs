@@ -22,12 +22,9 @@ pub fn socket_addr(addr: &SocketAddr) -> String {
 pub fn push_ip(out: &mut String, ip: &IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_decimal(out, u64::from(*octet));
-            }
+            let mut text = Ascii::<15>::default();
+            text.push_v4(v4);
+            out.push_str(text.as_str());
         }
         // IPv6 text has rules of its own (RFC 5952: the longest run of zeros elided, embedded
         // IPv4): left to the standard library.
@@ -38,7 +35,14 @@ pub fn push_ip(out: &mut String, ip: &IpAddr) {
 /// Appends what `Display` writes for `addr`: `a.b.c.d:port`, `[v6]:port`.
 pub fn push_socket_addr(out: &mut String, addr: &SocketAddr) {
     match addr {
-        SocketAddr::V4(_) => push_ip(out, &addr.ip()),
+        SocketAddr::V4(v4) => {
+            let mut text = Ascii::<21>::default();
+            text.push_v4(v4.ip());
+            text.push(b':');
+            text.push_decimal(u64::from(v4.port()));
+            out.push_str(text.as_str());
+            return;
+        }
         SocketAddr::V6(v6) if v6.scope_id() == 0 => {
             out.push('[');
             push_ip(out, &addr.ip());
@@ -51,6 +55,49 @@ pub fn push_socket_addr(out: &mut String, addr: &SocketAddr) {
     }
     out.push(':');
     push_decimal(out, u64::from(addr.port()));
+}
+
+/// A few ASCII bytes built on the stack, appended to a `String` at once: one capacity check and
+/// one UTF-8 check for an address instead of one per part.
+struct Ascii<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for Ascii<N> {
+    fn default() -> Self {
+        Ascii {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> Ascii<N> {
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    fn push_decimal(&mut self, n: u64) {
+        let digits = Decimal::of(n);
+        let digits = digits.as_bytes();
+        self.bytes[self.len..self.len + digits.len()].copy_from_slice(digits);
+        self.len += digits.len();
+    }
+
+    fn push_v4(&mut self, ip: &std::net::Ipv4Addr) {
+        for (i, octet) in ip.octets().iter().enumerate() {
+            if i > 0 {
+                self.push(b'.');
+            }
+            self.push_decimal(u64::from(*octet));
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("ASCII")
+    }
 }
 
 /// Appends `n` in decimal.
@@ -124,11 +171,12 @@ pub fn hex128(v: u128) -> String {
 
 fn hex_digits(v: u128, width: usize) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let bytes: Vec<u8> = (0..width)
-        .rev()
-        .map(|i| DIGITS[((v >> (4 * i)) & 0xf) as usize])
-        .collect();
-    String::from_utf8(bytes).expect("hex digits")
+    let mut bytes = [0u8; 32];
+    let bytes = &mut bytes[..width];
+    for (i, b) in bytes.iter_mut().rev().enumerate() {
+        *b = DIGITS[((v >> (4 * i)) & 0xf) as usize];
+    }
+    std::str::from_utf8(bytes).expect("hex digits").to_owned()
 }
 
 #[cfg(test)]

@@ -77,16 +77,47 @@ impl Propagation {
 pub struct TokenEvidence {
     /// Candidates whose own context (request, responses of earlier batches' calls) matches the
     /// call, with the match's weight.
-    direct: Vec<Vec<(usize, f64)>>,
+    direct: PerCall<(usize, f64)>,
     /// Earlier calls of the batch whose response matches the call, with the weight, by index.
-    via: Vec<Vec<(u32, f64)>>,
+    via: PerCall<(u32, f64)>,
     /// The score of a candidate without a match, `ln(1 - q)`.
     no_match: Vec<f64>,
     /// The call carries at least one rare token.
     informative: Vec<bool>,
     /// Where the tokens all but decide: the only candidates that can hold one of the call's
     /// rare tokens (see [`Self::candidates`]); empty where every candidate stays.
-    plausible: Vec<Vec<usize>>,
+    plausible: PerCall<usize>,
+}
+
+/// A list per call, all in one allocation: EM builds a batch's evidence afresh each round,
+/// and a few vectors per call were most of that work.
+#[derive(Clone, Debug)]
+struct PerCall<T> {
+    items: Vec<T>,
+    /// Where each call's items end in `items`.
+    ends: Vec<usize>,
+}
+
+impl<T> Default for PerCall<T> {
+    fn default() -> Self {
+        PerCall {
+            items: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+}
+
+impl<T> PerCall<T> {
+    /// Closes the list of the next call: the items pushed since the last one.
+    fn close(&mut self) {
+        self.ends.push(self.items.len());
+    }
+
+    fn get(&self, j: usize) -> Option<&[T]> {
+        let end = *self.ends.get(j)?;
+        let start = if j == 0 { 0 } else { self.ends[j - 1] };
+        Some(&self.items[start..end])
+    }
 }
 
 /// Kinds of call that carry their parent's values at least this often have their candidates
@@ -218,37 +249,41 @@ impl TokenEvidence {
             let q = propagation.q(call.made.launch);
             // A match's weight falls as its token gets commoner: the rarest match is the best.
             let weight = |f: f64| ((q + (1.0 - q) * f) / f).ln();
-            let direct: Vec<(usize, f64)> = m.direct.iter().map(|&(r, f)| (r, weight(f))).collect();
-            let via: Vec<(u32, f64)> = m.via.iter().map(|&(i, f)| (i, weight(f))).collect();
-            let plausible = if m.informative && q >= NARROW_FROM_Q {
+            ev.direct
+                .items
+                .extend(m.direct.iter().map(|&(r, f)| (r, weight(f))));
+            ev.direct.close();
+            ev.via
+                .items
+                .extend(m.via.iter().map(|&(i, f)| (i, weight(f))));
+            ev.via.close();
+            if m.informative && q >= NARROW_FROM_Q {
                 // Candidates whose request holds a token, or that may have made an earlier call
                 // whose response did.
-                for &(i, _) in &via {
+                for &(i, _) in &m.via {
                     for &r in &calls[i as usize].candidates {
                         reached_via[r] = true;
                     }
                 }
-                let mut keep: Vec<usize> = call
-                    .candidates
-                    .iter()
-                    .copied()
-                    .filter(|r| reached_via[*r] || direct.iter().any(|(k, _)| k == r))
-                    .collect();
-                for &(i, _) in &via {
+                let from = ev.plausible.items.len();
+                ev.plausible.items.extend(
+                    call.candidates
+                        .iter()
+                        .copied()
+                        .filter(|r| reached_via[*r] || m.direct.iter().any(|(k, _)| k == r)),
+                );
+                for &(i, _) in &m.via {
                     for &r in &calls[i as usize].candidates {
                         reached_via[r] = false;
                     }
                 }
-                if keep.len() == call.candidates.len() {
-                    keep.clear();
+                // All of them kept: none is left out, and the list stays empty (see
+                // `candidates`).
+                if ev.plausible.items.len() - from == call.candidates.len() {
+                    ev.plausible.items.truncate(from);
                 }
-                keep
-            } else {
-                Vec::new()
-            };
-            ev.plausible.push(plausible);
-            ev.direct.push(direct);
-            ev.via.push(via);
+            }
+            ev.plausible.close();
             ev.no_match
                 .push(if m.informative { (1.0 - q).ln() } else { 0.0 });
             ev.informative.push(m.informative);
@@ -321,7 +356,7 @@ impl TokenEvidence {
             .map(|m| m.1);
         // `via[j]` is sorted by call index: each of the handler's calls within its range is
         // looked up in it (most fall outside: earlier batches', or made after the via calls).
-        let via_j = &self.via[j];
+        let via_j = self.via.get(j)?;
         let via = if let (Some(first), Some(last)) = (via_j.first(), via_j.last()) {
             let range = first.0..=last.0;
             calls
