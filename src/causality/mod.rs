@@ -197,7 +197,9 @@ struct Inbound {
 
 pub struct CausalityBuilder {
     config: CausalityConfig,
-    nodes: KeyMap<NodeId, Node>,
+    /// Boxed: a node is over a kilobyte, and a table of them inline cost that per bucket,
+    /// twice over while it grew (most of a replay's peak memory).
+    nodes: KeyMap<NodeId, Box<Node>>,
     next_id: NodeId,
     /// Inbound exchanges by the server's IP, by start time: the candidate parents.
     /// (start, id, the server's port): the port lets a scan skip calls to the same listener
@@ -387,7 +389,7 @@ impl CausalityBuilder {
         self.undecided.insert((end, id));
         self.nodes.insert(
             id,
-            Node {
+            Box::new(Node {
                 keys: StepKeys::of(&ex),
                 ex,
                 ctx,
@@ -398,7 +400,7 @@ impl CausalityBuilder {
                 end,
                 parent: Parent::Undecided,
                 children: Vec::new(),
-            },
+            }),
         );
         self.stats.peak_pending = self.stats.peak_pending.max(self.nodes.len() as u64);
         self.follow_clock(end);
