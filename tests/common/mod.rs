@@ -14,6 +14,7 @@ pub mod adversarial;
 pub mod cost;
 pub mod craft;
 pub mod sim;
+pub mod soak;
 
 /// None in a user's clone; with `TAPSPAN_REQUIRE_SHARED` set (CI), a missing folder fails the
 /// test instead of letting it pass by skipping.
