@@ -6,6 +6,8 @@ fixed pool of connection pairs (one Redis, one PostgreSQL), as service.py does:
     GET /dashboard/ID  a cache the code does not use: three Redis GETs of the same key (the
                        tenant's feature flags, read once per feature), then one SELECT;
     GET /user/ID       clean: one Redis GET and one SELECT (with an inline literal).
+Redis is on 127.0.0.2:6379 and PostgreSQL on 127.0.0.3:5432 (addresses of their own, as on
+hosts of their own), the service on 127.0.0.1:8000.
 Its log is the truth, one line per downstream call and one per request:
     rid=REQUEST kind=redis|postgres port=LOCAL_PORT op=OPERATION stmt=NAME value=VALUE
         start=NS end=NS
@@ -41,10 +43,10 @@ def tag(kind, n):
 
 
 def pair():
-    r = redis.Redis(host="127.0.0.1", port=6379, protocol=2, single_connection_client=True)
+    r = redis.Redis(host="127.0.0.2", port=6379, protocol=2, single_connection_client=True)
     r.ping()
     rport = r.connection._sock.getsockname()[1]
-    pg = psycopg.connect("host=127.0.0.1 port=5432 dbname=shop user=postgres sslmode=disable",
+    pg = psycopg.connect("host=127.0.0.3 port=5432 dbname=shop user=postgres sslmode=disable",
                          autocommit=True)
     fd = pg.pgconn.socket
     pport = socket.socket(fileno=socket.dup(fd)).getsockname()[1]

@@ -13,8 +13,10 @@ set -euo pipefail
 OUT=$(realpath "${1:?usage: record.sh OUT_DIR [multitier|findings]}")
 HERE=$(cd "$(dirname "$0")" && pwd)
 case "${2:-multitier}" in
-    multitier) NAME=multitier SERVICE=service.py CLIENT=client.py ;;
-    findings) NAME=dbfindings SERVICE=findings_service.py CLIENT=findings_client.py ;;
+    multitier) NAME=multitier SERVICE=service.py CLIENT=client.py DB_ADDRS=(127.0.0.1 127.0.0.1) ;;
+    # Redis and PostgreSQL on addresses of their own, as on hosts of their own.
+    findings) NAME=dbfindings SERVICE=findings_service.py CLIENT=findings_client.py
+        DB_ADDRS=(127.0.0.2 127.0.0.3) ;;
     *) echo "record.sh: unknown mode ${2}" >&2; exit 2 ;;
 esac
 NS=tsmulti
@@ -35,11 +37,11 @@ on_exit() {
 . "$HERE/../lib/loopback-ns.sh"
 loopback_ns $NS
 
-ip netns exec $NS redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
+ip netns exec $NS redis-server --bind ${DB_ADDRS[0]} --port 6379 --save '' --appendonly no \
     --daemonize yes --pidfile "$RUN/redis.pid" --logfile "$RUN/redis.log" --dir "$RUN"
 runuser -u postgres -- "$BIN/initdb" -D "$RUN/data" -A trust -U postgres >/dev/null
 cat >> "$RUN/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
+listen_addresses = '${DB_ADDRS[1]}'
 unix_socket_directories = '$RUN'
 ssl = off
 CONF
@@ -55,7 +57,7 @@ else
     python3 "$HERE/$SERVICE" --setup > "$RUN/setup.txt"
     sed '/^--redis$/,$d' "$RUN/setup.txt" \
         | runuser -u postgres -- "$BIN/psql" -h "$RUN" -d shop -q >/dev/null
-    sed '1,/^--redis$/d' "$RUN/setup.txt" | ip netns exec $NS redis-cli >/dev/null
+    sed '1,/^--redis$/d' "$RUN/setup.txt" | ip netns exec $NS redis-cli -h "${DB_ADDRS[0]}" >/dev/null
 fi
 
 ip netns exec $NS tcpdump -i lo -w "$OUT/$NAME.pcap" -U -s 0 \
