@@ -169,7 +169,7 @@ pub struct PgConn {
     units: VecDeque<Unit>,
     /// Prepared statements: name → sanitised text, and the keyed hash of the whole text (its
     /// literals, for the Executes' `args_hash`).
-    statements: VecDeque<(Vec<u8>, (String, Option<u64>))>,
+    statements: VecDeque<(Vec<u8>, Statement)>,
     portals: VecDeque<(Vec<u8>, Portal)>,
     /// Capture time and stream offset of the first Parse or Bind since the last Execute or Sync.
     batch_start: Option<(u64, u64)>,
@@ -535,6 +535,9 @@ struct Portal {
     tokens: Tokens,
     args_hash: Option<u64>,
 }
+
+/// A prepared statement's sanitised text and the keyed hash of its whole text.
+type Statement = (String, Option<u64>);
 
 /// Whether a message's body was kept whole (the decoder keeps only the first bytes of some).
 fn whole(m: &Msg) -> bool {
