@@ -428,6 +428,17 @@ fn common_attributes(
         grpc: None,
         tap: tap_attributes(ex),
         protocol: Vec::new(),
+        args_hash: args_hash(ex),
+    }
+}
+
+/// A database call's arguments as a keyed hash, held in memory for the analysis.
+fn args_hash(ex: &Exchange) -> Option<u64> {
+    use crate::protocols::exchange::Call;
+    match &ex.call {
+        Call::Redis(r) => r.key_hash,
+        Call::Postgres(p) => p.args_hash,
+        Call::Http(_) | Call::Tls(_) | Call::Dns(_) => None,
     }
 }
 

@@ -43,6 +43,8 @@ pub struct CallFacts<'a> {
     pub response_bytes: u64,
     pub response_chunked: bool,
     pub response_encoded: bool,
+    /// A database call's arguments as a keyed hash (in memory only: JSON lines never carry it).
+    pub args_hash: Option<u64>,
 }
 
 impl<'a> CallFacts<'a> {
@@ -66,6 +68,7 @@ impl<'a> CallFacts<'a> {
             response_bytes: response.map_or(0, |m| m.body_size),
             response_chunked: response_has("transfer-encoding", Some("chunked")),
             response_encoded: response_has("content-encoding", None),
+            args_hash: a.args_hash,
         }
     }
 
@@ -89,6 +92,7 @@ impl<'a> CallFacts<'a> {
             response_bytes: u64_of("http.response.body.size").unwrap_or(0),
             response_chunked: response_has("transfer-encoding", Some("chunked")),
             response_encoded: response_has("content-encoding", None),
+            args_hash: None,
         }
     }
 }
@@ -179,6 +183,9 @@ pub struct Call {
     pub route: Name,
     /// Path and (redacted) query: what "the same request" compares.
     pub target: String,
+    /// A database call's arguments as a keyed hash: what "the same call" compares where there
+    /// is no path (a Redis key, bound SQL values); `None` when unknown.
+    pub args_hash: Option<u64>,
     pub status: Option<u16>,
     pub error_type: Option<String>,
     /// The server span's status: 5xx or cut short.
@@ -228,6 +235,18 @@ impl Call {
     /// The endpoint as the report names it: `service METHOD route`.
     pub fn endpoint_name(&self) -> String {
         format!("{} {} {}", self.callee, self.method, self.route)
+    }
+
+    /// What the call asked, as far as the capture tells, for "the same call again": an HTTP
+    /// call's path and query, a database call's statement template and arguments' hash.
+    /// `None` for a call without either (a database call read from JSON lines): it cannot be
+    /// compared.
+    pub fn request_identity(&self) -> Option<(&str, &str, u64)> {
+        match (self.target.as_str(), self.args_hash) {
+            ("-", None) => None,
+            ("-", Some(h)) => Some((&self.route, "-", h)),
+            (target, h) => Some((&self.route, target, h.unwrap_or(0))),
+        }
     }
 
     /// The endpoint as a map key (cheap clones of interned names).
@@ -360,6 +379,7 @@ impl CallTable {
                 (Some(p), None) => p.to_string(),
                 _ => "-".to_string(),
             };
+            c.args_hash = facts.args_hash;
             c.status = facts.status;
             c.error_type = facts.error_type.map(str::to_string);
             c.start = s.start;

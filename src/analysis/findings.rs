@@ -4,9 +4,15 @@
 //!
 //! Call patterns are found among the calls one request's handling made (its children):
 //! - retries: a call repeating an earlier sibling's method and target after that one failed;
-//! - repeated GETs: the same GET target fetched more than once (a cache could serve it);
+//! - repeated GETs: the same GET target fetched more than once (a cache could serve it): the
+//!   same URL, or a Redis GET of the same key;
 //! - N+1: one downstream route called `n_plus_one_min_calls` times or more with different
-//!   targets (a batch call could replace them);
+//!   targets (a batch call could replace them): different URLs, or one SQL statement template
+//!   (or Redis command and key template) with different parameters (keys).
+//!
+//! "The same" is [`Call::request_identity`]: for a database call, its template and the keyed
+//! hash of its arguments, which only a capture read in this process has (JSON lines carry no
+//! such hash): a database call without one takes part in neither pattern, nor in retries.
 //! - sequential calls: sibling calls to different endpoints, each starting only after the
 //!   previous ended. Network timing cannot see data dependencies, so this says "could run in
 //!   parallel if neither needs the other's result", and counts only when it would save time.
@@ -205,12 +211,17 @@ fn call_patterns(
         .collect();
 
     // Repeated identical GETs, and N+1 (one route, several targets).
-    let mut by_target: HashMap<(&str, &str, &str), Vec<&Call>> = HashMap::new();
-    let mut by_route: HashMap<(&str, &str, &str), Vec<&Call>> = HashMap::new();
+    type Endpoint<'c> = (&'c str, &'c str, &'c str);
+    let mut by_target: HashMap<(&str, &str, Identity<'_>), Vec<&Call>> = HashMap::new();
+    let mut by_route: HashMap<Endpoint<'_>, Vec<&Call>> = HashMap::new();
     for c in &first_tries {
-        if matches!(&*c.method, "GET" | "HEAD") && !c.failed() {
+        let identity = c.request_identity();
+        if let (true, Some(id)) = (
+            matches!(&*c.method, "GET" | "HEAD") && !c.failed(),
+            identity,
+        ) {
             by_target
-                .entry((&c.callee, &c.method, &c.target))
+                .entry((&c.callee, &c.method, id))
                 .or_default()
                 .push(c);
         }
@@ -222,19 +233,14 @@ fn call_patterns(
     for group in by_target.values().filter(|g| g.len() >= 2) {
         let all = group.iter().map(|c| c.duration()).saturating_sum();
         let first = group[0].duration();
-        acc.entry((
-            FindingKind::RepeatedGet,
-            ctx.clone(),
-            format!(
-                "{} {} {}",
-                group[0].callee, group[0].method, group[0].target
-            ),
-        ))
-        .or_default()
-        .add(parent, group.len(), all - first, t.examples);
+        acc.entry((FindingKind::RepeatedGet, ctx.clone(), fetched(group[0])))
+            .or_default()
+            .add(parent, group.len(), all - first, t.examples);
     }
     for group in by_route.values() {
-        let mut targets: Vec<&str> = group.iter().map(|c| c.target.as_str()).collect();
+        // Calls whose arguments are unknown (`None`) cannot be told apart: they do not count.
+        let mut targets: Vec<Identity<'_>> =
+            group.iter().filter_map(|c| c.request_identity()).collect();
         targets.sort_unstable();
         targets.dedup();
         if group.len() < t.n_plus_one_min_calls || targets.len() < 2 {
@@ -266,13 +272,25 @@ fn call_patterns(
     sequential_run(parent, &ctx, &run, t, acc);
 }
 
+/// What a repeated call repeats: [`Call::request_identity`].
+type Identity<'c> = (&'c str, &'c str, u64);
+
+/// What a repeated GET names: the URL fetched again, or a database call's endpoint (its key or
+/// statement template; the value itself is never known here).
+fn fetched(c: &Call) -> String {
+    match c.target.as_str() {
+        "-" => c.endpoint_name(),
+        target => format!("{} {} {target}", c.callee, c.method),
+    }
+}
+
 /// For each of `kids` (in start order), the latest earlier sibling with the same callee, method
-/// and target that had ended by the time it started: the attempt it may retry. Each key keeps
+/// and target (HTTP) or arguments (a database call) that had ended by the time it started: the attempt it may retry. Each key keeps
 /// its siblings still running in a heap by end time; as starts only grow, a sibling that has
 /// ended stays ended, so each is pushed and popped once: O(k log k) for k siblings, where a
 /// backward scan from each sibling cost O(k²) for a handler making many distinct calls.
 fn earlier_attempts(calls: &[Call], kids: &[usize]) -> Vec<Option<usize>> {
-    type Key<'a> = (&'a str, &'a str, &'a str);
+    type Key<'a> = (&'a str, &'a str, Identity<'a>);
     #[derive(Default)]
     struct Siblings {
         running: BinaryHeap<Reverse<(u64, usize)>>,
@@ -282,7 +300,9 @@ fn earlier_attempts(calls: &[Call], kids: &[usize]) -> Vec<Option<usize>> {
     kids.iter()
         .map(|&k| {
             let c = &calls[k];
-            let s = by_key.entry((&c.callee, &c.method, &c.target)).or_default();
+            // A call whose arguments are unknown is no one's retry.
+            let identity = c.request_identity()?;
+            let s = by_key.entry((&c.callee, &c.method, identity)).or_default();
             while let Some(&Reverse((end, j))) = s.running.peek() {
                 if end > c.start {
                     break;
@@ -352,14 +372,14 @@ fn call_finding(kind: FindingKind, context: String, target: String, a: Acc) -> F
     let (title, detail) = match kind {
         FindingKind::NPlusOne => (
             format!("{context} calls {target} {per:.1} times per request"),
-            "one route called repeatedly with different targets: a batch call would replace \
-them (saving: all but the slowest call)"
+            "one route or statement template called repeatedly with different targets or \
+parameters: a batch call or a join would replace them (saving: all but the slowest call)"
                 .to_string(),
         ),
         FindingKind::RepeatedGet => (
             format!("{context} fetches {target} {per:.1} times per request"),
-            "the same GET target more than once while handling one request: a cache or \
-reusing the first answer would save the repeats"
+            "the same GET (URL, or Redis key) more than once while handling one request: a \
+cache or reusing the first answer would save the repeats"
                 .to_string(),
         ),
         FindingKind::Retries => (
@@ -408,6 +428,75 @@ mod tests {
         c.start = start;
         c.end = end;
         c
+    }
+
+    /// A database call under `parent` (index 0): `route` stands for its statement or key
+    /// template, `args` for the keyed hash of its values.
+    #[allow(clippy::field_reassign_with_default)]
+    fn db_call(method: &str, route: &str, args: Option<u64>, start: u64) -> Call {
+        let mut c = Call::default();
+        c.callee = "db".into();
+        c.method = method.into();
+        c.route = route.into();
+        c.target = "-".into();
+        c.args_hash = args;
+        c.start = start;
+        c.end = start + 10;
+        c.parent = Some(0);
+        c
+    }
+
+    /// The (kind, target, calls) of the call patterns found in one request making `kids`.
+    fn patterns(kids: Vec<Call>) -> Vec<(FindingKind, String, u64)> {
+        let mut parent = call(9, 0, 0, 1000);
+        parent.route = "/orders/{id}".into();
+        parent.trace_id = "t".into();
+        let calls: Vec<Call> = std::iter::once(parent).chain(kids).collect();
+        let mut acc = FindingsAcc::default();
+        acc.fold(
+            &calls,
+            &super::super::calls::children(&calls),
+            &Thresholds::default(),
+        );
+        acc.finish(&Thresholds::default())
+            .into_iter()
+            .filter(|f| f.kind != FindingKind::SequentialCalls)
+            .map(|f| (f.kind, f.target, f.calls))
+            .collect()
+    }
+
+    #[test]
+    fn one_statement_with_different_values_is_an_n_plus_one() {
+        let q = "SELECT name FROM products WHERE sku = $1";
+        let kids = (0..4)
+            .map(|i| db_call("SELECT", q, Some(i), i * 20))
+            .collect();
+        let want = format!("db SELECT {q}");
+        assert_eq!(patterns(kids), [(FindingKind::NPlusOne, want, 4)]);
+    }
+
+    #[test]
+    fn the_same_key_fetched_again_is_a_repeated_get_not_an_n_plus_one() {
+        let kids = (0..3)
+            .map(|i| db_call("GET", "GET flags:{id}", Some(7), i * 20))
+            .collect();
+        let want = "db GET GET flags:{id}".to_string();
+        assert_eq!(patterns(kids), [(FindingKind::RepeatedGet, want, 3)]);
+    }
+
+    #[test]
+    fn different_keys_or_unknown_values_are_no_pattern() {
+        // Two keys of one template: neither repeated nor enough for an N+1.
+        let two = vec![
+            db_call("GET", "GET profile:{id}", Some(1), 0),
+            db_call("GET", "GET profile:{id}", Some(2), 20),
+        ];
+        assert_eq!(patterns(two), []);
+        // Values unknown (spans read from JSON lines): never guessed to be the same.
+        let unknown = (0..4)
+            .map(|i| db_call("GET", "GET profile:{id}", None, i * 20))
+            .collect();
+        assert_eq!(patterns(unknown), []);
     }
 
     proptest! {

@@ -20,6 +20,7 @@
 //! [`Decoders::finish`] give it capture time, for queries never answered. Nothing here reads
 //! the clock or the wall time.
 
+pub mod args_hash;
 pub mod conns;
 pub mod dns;
 pub mod exchange;

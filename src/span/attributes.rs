@@ -171,6 +171,9 @@ pub struct Attributes {
     /// A protocol's own attributes (`db.*`, `dns.*`, `tls.*`, `tapspan.redis.*`, …), sorted by
     /// key; none of them is one of the keys above.
     pub protocol: Vec<(&'static str, AttrValue)>,
+    /// A database call's arguments as a keyed hash ([`crate::protocols::args_hash`]): for the
+    /// analysis to tell a repeated call from an N+1 in memory. Never written anywhere.
+    pub args_hash: Option<u64>,
 }
 
 /// An attribute's key: fixed, or a header's (`http.request.header.` and the name).
@@ -555,6 +558,7 @@ impl Attributes {
                 ("tapspan.dns.answers", 2u64.into()),
                 ("tls.cipher", "x".into()),
             ],
+            args_hash: Some(7),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod stream;
 
 use std::collections::VecDeque;
 
+use crate::protocols::args_hash;
 use crate::protocols::http1::tokens::{Collector, Tokens};
 use crate::reassembly::Direction;
 use crate::span::AttrValue;
@@ -70,6 +71,10 @@ pub struct PgExchange {
     /// The payload tokens of its literals or bound parameters (hashes, never the values; see
     /// `http1::tokens`), for causality; moved to the exchange when it leaves the decoder.
     pub tokens: Tokens,
+    /// The keyed hash of what it was asked (see [`crate::protocols::args_hash`]): the bound
+    /// parameter values of an Execute, a simple query's whole text; never exported. `None`
+    /// when the decoder did not keep the message whole.
+    pub args_hash: Option<u64>,
 }
 
 impl PgExchange {
@@ -96,6 +101,7 @@ impl PgExchange {
             copy_bytes: 0,
             database: None,
             tokens: Tokens::default(),
+            args_hash: None,
         }
     }
 
@@ -161,8 +167,9 @@ pub struct PgConn {
     client: Framer,
     server: Framer,
     units: VecDeque<Unit>,
-    /// Prepared statements: name → sanitised text.
-    statements: VecDeque<(Vec<u8>, String)>,
+    /// Prepared statements: name → sanitised text, and the keyed hash of the whole text (its
+    /// literals, for the Executes' `args_hash`).
+    statements: VecDeque<(Vec<u8>, Statement)>,
     portals: VecDeque<(Vec<u8>, Portal)>,
     /// Capture time and stream offset of the first Parse or Bind since the last Execute or Sync.
     batch_start: Option<(u64, u64)>,
@@ -314,36 +321,61 @@ impl PgConn {
                 x.request_offset = m.offset;
                 x.database = self.database.clone();
                 x.tokens = literals.take();
+                x.args_hash = args_hash::of(&m.body, whole(&m));
                 self.enqueue(Unit::Query(x), out);
             }
             b'P' => {
                 let (name, at) = cstr(&m.body, 0);
-                let text = sql::sanitize(&String::from_utf8_lossy(cstr(&m.body, at).0));
-                remember(&mut self.statements, name.to_vec(), text, MAX_STATEMENTS);
+                let raw = cstr(&m.body, at).0;
+                let text = sql::sanitize(&String::from_utf8_lossy(raw));
+                let text_hash = args_hash::of(raw, whole(&m));
+                remember(
+                    &mut self.statements,
+                    name.to_vec(),
+                    (text, text_hash),
+                    MAX_STATEMENTS,
+                );
                 self.batch_start.get_or_insert((m.start, m.offset));
             }
             b'B' => {
                 let (portal, at) = cstr(&m.body, 0);
                 let stmt = cstr(&m.body, at).0;
-                let text = lookup(&self.statements, stmt).cloned();
-                let tokens = bound_tokens(m.body.get(at..).unwrap_or_default());
+                let (text, text_hash) = lookup(&self.statements, stmt)
+                    .cloned()
+                    .map_or((None, None), |(t, h)| (Some(t), h));
+                let bind = m.body.get(at..).unwrap_or_default();
+                let tokens = bound_tokens(bind);
+                // The statement's literals, and the values and formats after its name: the
+                // same values bound to a statement prepared again under another name are the
+                // same call.
+                let values = bind.get(cstr(bind, 0).1..).unwrap_or_default();
+                let args_hash = args_hash::pair(text_hash, args_hash::of(values, whole(&m)));
                 remember(
                     &mut self.portals,
                     portal.to_vec(),
-                    Portal { text, tokens },
+                    Portal {
+                        text,
+                        tokens,
+                        args_hash,
+                    },
                     MAX_PORTALS,
                 );
                 self.batch_start.get_or_insert((m.start, m.offset));
             }
             b'E' => {
                 self.stats.executes += 1;
-                let Portal { text, tokens } = lookup(&self.portals, cstr(&m.body, 0).0)
+                let Portal {
+                    text,
+                    tokens,
+                    args_hash,
+                } = lookup(&self.portals, cstr(&m.body, 0).0)
                     .cloned()
                     .unwrap_or_default();
                 let (start, offset) = self.batch_start.take().unwrap_or((m.start, m.offset));
                 let mut x = PgExchange::new(start, m.end, text, true);
                 x.request_offset = offset;
                 x.tokens = tokens;
+                x.args_hash = args_hash;
                 x.database = self.database.clone();
                 self.enqueue(Unit::Execute(x), out);
             }
@@ -501,6 +533,15 @@ fn cstr(b: &[u8], at: usize) -> (&[u8], usize) {
 struct Portal {
     text: Option<String>,
     tokens: Tokens,
+    args_hash: Option<u64>,
+}
+
+/// A prepared statement's sanitised text and the keyed hash of its whole text.
+type Statement = (String, Option<u64>);
+
+/// Whether a message's body was kept whole (the decoder keeps only the first bytes of some).
+fn whole(m: &Msg) -> bool {
+    m.body.len() as u64 == m.len
 }
 
 /// The tokens of a Bind's parameter values (protocol 3 §55.7, "Bind": after the portal, the

@@ -300,3 +300,41 @@ fn bound_values_give_their_tokens() {
     let lying = b"\0\0\0\0\0\0\x01\x7f\xff\xff\xff17";
     assert!(of_body(lying).is_empty());
 }
+
+/// The same statement with the same values hashes the same (under whatever statement name),
+/// with another bound value or literal differently; a Bind cut by the decoder has no hash.
+#[test]
+fn an_execute_s_args_hash_tells_repeats_from_other_values() {
+    let bind = |stmt: &str, value: &[u8]| {
+        let mut body = format!("\0{stmt}\0\0\0\0\x01").into_bytes();
+        body.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\0\0");
+        m(b'B', &body)
+    };
+    let exec = || cat(&[m(b'E', b"\0\0\0\0\0"), m(b'S', b"")]);
+    let done = || cat(&[m(b'2', b""), m(b'C', b"SELECT 1\0"), m(b'Z', b"I")]);
+    let parse = |stmt: &str, sql: &str| m(b'P', format!("{stmt}\0{sql}\0\0\0").as_bytes());
+    let by_id = "SELECT name FROM products WHERE sku = $1";
+    let mut steps = opened();
+    for (p, b) in [
+        (parse("", by_id), bind("", b"sku-1")),
+        (parse("s1", by_id), bind("s1", b"sku-1")),
+        (parse("", by_id), bind("", b"sku-2")),
+        (parse("", "SELECT 1 WHERE 'a' = $1"), bind("", b"sku-1")),
+        (parse("", "SELECT 1 WHERE 'b' = $1"), bind("", b"sku-1")),
+        (parse("", by_id), bind("", &[b'x'; 300])),
+    ] {
+        steps.push((C, cat(&[p, b, exec()])));
+        steps.push((S, cat(&[m(b'1', b""), done()])));
+    }
+    let x = run(&mut PgConn::new(true), &steps);
+    let h: Vec<Option<u64>> = x.iter().map(|x| x.args_hash).collect();
+    assert_eq!(h.len(), 6);
+    assert!(h[..5].iter().all(Option::is_some), "{h:?}");
+    assert_eq!(h[0], h[1]);
+    assert_ne!(h[0], h[2]);
+    assert_eq!(x[3].query, x[4].query);
+    assert_ne!(h[3], h[4]);
+    assert_eq!(h[5], None);
+}

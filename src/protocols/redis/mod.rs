@@ -66,6 +66,9 @@ pub struct RedisExchange {
     /// The key's payload tokens (hashes, never the key; see `http1::tokens`), for causality to
     /// see which request's values it carries; moved to the exchange when it leaves the decoder.
     pub tokens: Tokens,
+    /// The keyed hash of its whole key (see [`crate::protocols::args_hash`]): never exported;
+    /// `None` without a key or with one longer than the decoder keeps.
+    pub key_hash: Option<u64>,
 }
 
 impl RedisExchange {
@@ -279,6 +282,7 @@ impl RedisConn {
             request_size: f.size,
             response_size: 0,
             tokens: key_tokens(&f),
+            key_hash: key_hash(&f),
         };
         self.pending.push_back(Pending {
             exchange,
@@ -395,6 +399,12 @@ fn key_tokens(f: &Frame) -> Tokens {
         c.value(&f.second);
     }
     c.take()
+}
+
+/// The keyed hash of a command's key (its second element), if it has one kept whole.
+fn key_hash(f: &Frame) -> Option<u64> {
+    let whole = f.len > 1 && f.second.len() < resp::KEEP_KEY;
+    crate::protocols::args_hash::of(&f.second, whole)
 }
 
 /// Operation name, query text (key templated, other arguments `?`) and, for the

@@ -19,7 +19,7 @@ pub const MAX_BULK: u64 = 512 << 20;
 pub const MAX_ELEMENTS: u64 = u32::MAX as u64;
 /// Bytes of a command name kept; of a key; of a reply's first element.
 const KEEP_NAME: usize = 32;
-const KEEP_KEY: usize = 256;
+pub const KEEP_KEY: usize = 256;
 
 /// What a top-level value was, as far as pairing and attributes need.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -221,3 +221,20 @@ fn a_commands_key_gives_its_tokens_never_the_key() {
     assert_eq!(x[0].tokens, want.take());
     assert!(x[1].tokens.is_empty(), "no key, no tokens");
 }
+
+/// A command's key hash: equal for the same whole key, different for another, none without a
+/// key or for a key longer than the decoder keeps (its tail unseen).
+#[test]
+fn the_key_hash_tells_the_same_key_from_another() {
+    let long = "k".repeat(300);
+    let mut req = cmd(&["GET", "item:1"]);
+    req.extend(cmd(&["GET", "item:1"]));
+    req.extend(cmd(&["GET", "item:2"]));
+    req.extend(cmd(&["PING"]));
+    req.extend(cmd(&["GET", &long]));
+    let (x, _) = run(&[(C, &req), (S, b"$-1\r\n$-1\r\n$-1\r\n+PONG\r\n$-1\r\n")]);
+    let h: Vec<Option<u64>> = x.iter().map(|x| x.key_hash).collect();
+    assert_eq!(h.len(), 5);
+    assert!(h[0].is_some() && h[0] == h[1] && h[0] != h[2], "{h:?}");
+    assert_eq!((h[3], h[4]), (None, None));
+}
