@@ -248,10 +248,11 @@ fn no_redis_value_or_sql_literal_leaves_in_a_span() {
 /// the request's path reappears in the Redis key and in the SELECT's bound parameter), and four
 /// requests run at once on a pool of four connection pairs. Ids of one digit (users 1-9) are
 /// too short to be tokens, so a fifth of the requests have none. Measured with the default
-/// search: 275 of 294 (0.935; 256, 0.871, before database calls had tokens). The tolerance,
-/// four calls, leaves room for changes to causality's search that trade a call here for
-/// accuracy elsewhere.
-const MIN_RIGHT_PARENT: f64 = 0.92;
+/// search: 283 of 294 (0.963; 275 while Redis and PostgreSQL exchanges on the service's own
+/// address were candidate parents, 256 before database calls had tokens). The tolerance, four
+/// calls, leaves room for changes to causality's search that trade a call here for accuracy
+/// elsewhere.
+const MIN_RIGHT_PARENT: f64 = 0.949;
 
 fn fields(line: &str) -> HashMap<&str, &str> {
     line.split(' ')

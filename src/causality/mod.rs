@@ -383,9 +383,14 @@ impl CausalityBuilder {
         let request_end = ex.t.request_end.unwrap_or(start);
         let id = self.next_id;
         self.next_id += 1;
-        let inbound = self.inbound.entry(ex.server.ip()).or_default();
-        inbound.by_start.insert((start, id, ex.server.port()));
-        inbound.longest_ns = inbound.longest_ns.max(end.saturating_since(start));
+        // Only a request some handler served can have made calls: a Redis command or a SQL
+        // statement answered at the caller's own address (a cache or database on the service's
+        // host) is no candidate parent of the calls that leave that address while it runs.
+        if serves_handlers(&ex) {
+            let inbound = self.inbound.entry(ex.server.ip()).or_default();
+            inbound.by_start.insert((start, id, ex.server.port()));
+            inbound.longest_ns = inbound.longest_ns.max(end.saturating_since(start));
+        }
         self.undecided.insert((end, id));
         self.nodes.insert(
             id,
