@@ -4,7 +4,8 @@
 //!
 //! Every span feeds the analysis (statistics, report, analysis JSON, `--summary`); sampling
 //! ([`tapspan::sampling`], when asked for) stands between the analysis and the span outputs, so
-//! that what is measured never depends on what is kept.
+//! that what is measured never depends on what is kept. The RED metrics (`--metrics-file`,
+//! `--metrics-addr`) are fed there too, from every span.
 
 use std::fs::File;
 use std::io;
@@ -19,6 +20,7 @@ use tapspan::export::delivery::DeliveryConfig;
 use tapspan::export::otlp::{OtlpConfig, OtlpSink, Protocol};
 use tapspan::export::zipkin::ZipkinSink;
 use tapspan::export::{JsonlWriter, SinkReport, SpanSink};
+use tapspan::metrics::{RedMetrics, SharedRed};
 use tapspan::pipeline::{PipelineStats, Sink};
 use tapspan::sampling::{Sampler, SamplingStats};
 use tapspan::span::Span;
@@ -32,6 +34,10 @@ pub struct Outputs {
     sampler: Option<Sampler>,
     /// Exchanges the causality builder decided early at its memory cap (for the sampling line).
     forced_decisions: u64,
+    /// RED metrics of every span (before sampling), when asked for.
+    metrics: Option<SharedRed>,
+    /// `--metrics-file`: where they are written at the end.
+    metrics_file: Option<PathBuf>,
     written: SpanOutputs,
 }
 
@@ -124,6 +130,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Writes `bytes` to a temporary file next to `path` (owner-only), then renames it over
+/// `path`: a reader (a Prometheus textfile collector, say) never sees half a file.
+fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "metrics".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    write_private(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}", path.display())
+    })
+}
+
 /// The delivery settings the output flags describe.
 pub fn delivery_config(args: &OutputArgs) -> DeliveryConfig {
     let deadline = if args.export_deadline.is_finite() && args.export_deadline >= 0.0 {
@@ -209,6 +230,8 @@ impl Outputs {
             ),
             sampler: None,
             forced_decisions: 0,
+            metrics: None,
+            metrics_file: args.metrics_file.clone(),
             written: SpanOutputs {
                 jsonl,
                 sinks: exporter_sinks(args)?,
@@ -225,6 +248,8 @@ impl Outputs {
             analysis: Some(analysis),
             sampler: None,
             forced_decisions: 0,
+            metrics: None,
+            metrics_file: None,
             written: SpanOutputs {
                 jsonl: None,
                 sinks: Vec::new(),
@@ -236,6 +261,19 @@ impl Outputs {
     /// Sample what the span outputs get (the analysis still gets every span).
     pub fn set_sampler(&mut self, sampler: Option<Sampler>) {
         self.sampler = sampler;
+    }
+
+    /// Measure RED metrics (at most `max_series` series) from every span; the handle is
+    /// shared with whoever serves them. Measured anyway when `--metrics-file` was given.
+    pub fn measure(&mut self, max_series: usize) -> SharedRed {
+        self.metrics
+            .get_or_insert_with(|| SharedRed::new(RedMetrics::new(max_series).into()))
+            .clone()
+    }
+
+    /// Whether `--metrics-file` asks for the metrics.
+    pub fn metrics_file_wanted(&self) -> bool {
+        self.metrics_file.is_some()
     }
 
     /// The sampling counters, when sampling.
@@ -261,6 +299,11 @@ impl Outputs {
     /// trace is kept) to the span outputs.
     pub fn send(&mut self, span: Span) {
         self.spans += 1;
+        if let Some(m) = &self.metrics {
+            if let Ok(mut m) = m.lock() {
+                m.push(&span);
+            }
+        }
         if let Some(a) = &mut self.analysis {
             a.analyzer.push(&span);
         }
@@ -327,6 +370,13 @@ impl Outputs {
             Some(a) => Some(a.finish()?),
             None => None,
         };
+        if let (Some(path), Some(metrics)) = (&self.metrics_file, &self.metrics) {
+            let text = match metrics.lock() {
+                Ok(m) => tapspan::metrics::prometheus::to_text(&m),
+                Err(poisoned) => tapspan::metrics::prometheus::to_text(&poisoned.into_inner()),
+            };
+            write_replacing(path, text.as_bytes())?;
+        }
         if self.summary {
             if let Some(a) = &analysis {
                 eprint!("{}", crate::app::summary::render_table(&a.endpoints));

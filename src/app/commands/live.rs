@@ -127,7 +127,11 @@ pub fn run(args: &LiveArgs) -> Outcome {
     }
 
     let workers = args.workers.clamp(1, 64);
-    let shared = Arc::new(Shared::new(workers));
+    let mut shared = Shared::new(workers);
+    if args.metrics_addr.is_some() || outputs.metrics_file_wanted() {
+        shared.red = Some(outputs.measure(args.limits.max_metric_series));
+    }
+    let shared = Arc::new(shared);
     if let Some(listener) = metrics_listener {
         let bound = metrics::serve(listener, shared.clone(), metrics::Limits::default())
             .context("cannot serve metrics")?;
