@@ -57,7 +57,10 @@ type Sample = (String, BTreeMap<String, String>, f64);
 /// Parses Prometheus text (as written: no timestamps), unescaping label values.
 fn parse(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, rest) = line.split_once('{').expect(line);
         let (labels, value) = rest.rsplit_once("} ").expect(line);
         let mut map = BTreeMap::new();
@@ -187,7 +190,10 @@ fn histograms_agree_with_the_spans_written() {
         assert_eq!(p.buckets.len(), 15, "{key:?}");
         assert_eq!(p.buckets.last().unwrap(), &("+Inf".to_string(), count));
         for w in p.buckets.windows(2) {
-            assert!(w[0].1 <= w[1].1, "cumulative buckets decrease: {key:?} {w:?}");
+            assert!(
+                w[0].1 <= w[1].1,
+                "cumulative buckets decrease: {key:?} {w:?}"
+            );
         }
         for (i, (le, n)) in p.buckets[..14].iter().enumerate() {
             assert_eq!(le.parse::<f64>().unwrap(), BUCKETS[i]);
@@ -198,7 +204,10 @@ fn histograms_agree_with_the_spans_written() {
     }
     // Routes are templates: no id or query in any label.
     for (_, _, _, route, _) in parsed.keys() {
-        assert!(!route.contains('?') && !route.chars().any(|c| c.is_ascii_digit()), "{route}");
+        assert!(
+            !route.contains('?') && !route.chars().any(|c| c.is_ascii_digit()),
+            "{route}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -208,8 +217,11 @@ fn metrics_and_summary_do_not_depend_on_sampling() {
     let all_dir = scratch("all");
     let sampled_dir = scratch("sampled");
     let (all, text, summary) = replay("threads-c16", &all_dir, &["--summary"]);
-    let (kept, sampled_text, sampled_summary) =
-        replay("threads-c16", &sampled_dir, &["--summary", "--sample", "0.1"]);
+    let (kept, sampled_text, sampled_summary) = replay(
+        "threads-c16",
+        &sampled_dir,
+        &["--summary", "--sample", "0.1"],
+    );
     assert!(
         kept.len() * 4 < all.len(),
         "sampling kept {} of {} spans: it did not test anything",
@@ -231,4 +243,97 @@ fn metrics_and_summary_do_not_depend_on_sampling() {
     );
     let _ = std::fs::remove_dir_all(&all_dir);
     let _ = std::fs::remove_dir_all(&sampled_dir);
+}
+
+/// Names followed by `{` (series selectors), and the first argument of `label_values(`.
+fn queried_metrics(query: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut names = Vec::new();
+    for (i, _) in query.match_indices('{') {
+        let start = query[..i].rfind(|c| !ident(c)).map_or(0, |p| p + 1);
+        if start < i {
+            names.push(query[start..i].to_string());
+        }
+    }
+    for (i, m) in query.match_indices("label_values(") {
+        let rest = &query[i + m.len()..];
+        let end = rest.find(|c| !ident(c)).unwrap_or(rest.len());
+        names.push(rest[..end].to_string());
+    }
+    names
+}
+
+/// Label names a query groups by (`by (…)`) or selects on (`name=`, `name=~`, `name!=`).
+fn queried_labels(query: &str) -> Vec<String> {
+    let mut labels = Vec::new();
+    for (i, m) in query.match_indices("by (") {
+        let rest = &query[i + m.len()..];
+        let list = &rest[..rest.find(')').unwrap()];
+        labels.extend(list.split(',').map(|l| l.trim().to_string()));
+    }
+    let mut rest = query;
+    while let Some(open) = rest.find('{') {
+        let close = open + rest[open..].find('}').unwrap();
+        for matcher in rest[open + 1..close].split(',') {
+            let name = matcher.split(['=', '!']).next().unwrap().trim();
+            labels.push(name.to_string());
+        }
+        rest = &rest[close + 1..];
+    }
+    labels
+}
+
+/// Every query of the Grafana dashboard: the panels' targets and the variables' queries.
+fn dashboard_queries(dashboard: &Value) -> Vec<String> {
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            queries.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        if var["type"] == "query" {
+            let q = &var["query"];
+            let q = q["query"].as_str().or(q.as_str()).unwrap();
+            queries.push(q.to_string());
+        }
+    }
+    queries
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_what_tapspan_exports() {
+    let text = std::fs::read_to_string(root().join("docs/grafana-dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    let dir = scratch("dashboard");
+    let (_, metrics, _) = replay("threads-c4", &dir, &[]);
+    let mut names = std::collections::BTreeSet::new();
+    let mut labels = std::collections::BTreeSet::new();
+    for (name, l, _) in parse(&metrics) {
+        names.insert(name);
+        labels.extend(l.into_keys());
+    }
+    // Labels only some series carry (no such series in the recording).
+    labels.insert("error_type".to_string());
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 6, "{queries:?}");
+    for q in &queries {
+        let metrics = queried_metrics(q);
+        assert!(!metrics.is_empty(), "a query of no metric: {q}");
+        for m in metrics {
+            assert!(names.contains(&m), "{m} is not exported (in {q})");
+        }
+        for l in queried_labels(q) {
+            assert!(labels.contains(&l), "label {l} is not exported (in {q})");
+        }
+    }
+    let all = queries.join("\n");
+    for want in [
+        "histogram_quantile(0.99",
+        "http_response_status_code=~\"5..\"",
+        "$service",
+    ] {
+        assert!(all.contains(want), "{want}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
