@@ -11,6 +11,7 @@
 //! Per span: one lookup in an ordered map of at most `max_series` entries.
 
 pub mod histogram;
+pub mod otlp;
 pub mod prometheus;
 pub mod series;
 
