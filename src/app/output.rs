@@ -18,6 +18,7 @@ use crate::app::cli::OutputArgs;
 use tapspan::analysis::{Analysis, AnalysisConfig, Analyzer};
 use tapspan::export::delivery::DeliveryConfig;
 use tapspan::export::otlp::{OtlpConfig, OtlpSink, Protocol};
+use tapspan::export::otlp_metrics::OtlpMetricsSink;
 use tapspan::export::zipkin::ZipkinSink;
 use tapspan::export::{JsonlWriter, SinkReport, SpanSink};
 use tapspan::metrics::{RedMetrics, SharedRed};
@@ -38,6 +39,8 @@ pub struct Outputs {
     metrics: Option<SharedRed>,
     /// `--metrics-file`: where they are written at the end.
     metrics_file: Option<PathBuf>,
+    /// `--otlp`: where they are sent (at the end, and in live capture on an interval).
+    metrics_exporters: Vec<OtlpMetricsSink>,
     written: SpanOutputs,
 }
 
@@ -164,21 +167,41 @@ pub fn delivery_config(args: &OutputArgs) -> DeliveryConfig {
     config
 }
 
+/// The OTLP exporter configuration of `--otlp URL` and the OTLP flags.
+fn otlp_config(args: &OutputArgs, url: &str) -> OtlpConfig {
+    OtlpConfig {
+        endpoint: url.to_string(),
+        protocol: args.otlp_protocol.as_deref().map(|p| match p {
+            "http" => Protocol::HttpProtobuf,
+            _ => Protocol::Grpc,
+        }),
+        headers: args.otlp_headers.clone(),
+        gzip: args.otlp_compression == "gzip",
+        delivery: delivery_config(args),
+    }
+}
+
+/// The OTLP metrics exporters: one per `--otlp` collector.
+fn metrics_exporters(args: &OutputArgs) -> anyhow::Result<Vec<OtlpMetricsSink>> {
+    args.otlp
+        .iter()
+        .map(|url| {
+            let mut config = otlp_config(args, url);
+            // A snapshot holds every one before it: two queued are plenty, and a caller never
+            // waits on a slow collector.
+            config.delivery.queue_spans = 2;
+            config.delivery.queue_block = Duration::ZERO;
+            OtlpMetricsSink::start(config).map_err(|e| anyhow::anyhow!("--otlp {url}: {e}"))
+        })
+        .collect()
+}
+
 /// The exporters the output flags ask for.
 pub fn exporter_sinks(args: &OutputArgs) -> anyhow::Result<Vec<Box<dyn SpanSink>>> {
     let delivery = delivery_config(args);
     let mut sinks: Vec<Box<dyn SpanSink>> = Vec::new();
     for url in &args.otlp {
-        let config = OtlpConfig {
-            endpoint: url.clone(),
-            protocol: args.otlp_protocol.as_deref().map(|p| match p {
-                "http" => Protocol::HttpProtobuf,
-                _ => Protocol::Grpc,
-            }),
-            headers: args.otlp_headers.clone(),
-            gzip: args.otlp_compression == "gzip",
-            delivery: delivery.clone(),
-        };
+        let config = otlp_config(args, url);
         let sink = OtlpSink::start(config).map_err(|e| anyhow::anyhow!("--otlp {url}: {e}"))?;
         sinks.push(Box::new(sink));
     }
@@ -232,6 +255,7 @@ impl Outputs {
             forced_decisions: 0,
             metrics: None,
             metrics_file: args.metrics_file.clone(),
+            metrics_exporters: metrics_exporters(args)?,
             written: SpanOutputs {
                 jsonl,
                 sinks: exporter_sinks(args)?,
@@ -250,6 +274,7 @@ impl Outputs {
             forced_decisions: 0,
             metrics: None,
             metrics_file: None,
+            metrics_exporters: Vec::new(),
             written: SpanOutputs {
                 jsonl: None,
                 sinks: Vec::new(),
@@ -271,9 +296,26 @@ impl Outputs {
             .clone()
     }
 
-    /// Whether `--metrics-file` asks for the metrics.
-    pub fn metrics_file_wanted(&self) -> bool {
-        self.metrics_file.is_some()
+    /// Whether `--metrics-file` or `--otlp` asks for the metrics.
+    pub fn metrics_wanted(&self) -> bool {
+        self.metrics_file.is_some() || !self.metrics_exporters.is_empty()
+    }
+
+    /// Queue the metrics so far (cumulative) to the OTLP exporters, if any.
+    pub fn export_metrics(&mut self) {
+        let (Some(metrics), false) = (&self.metrics, self.metrics_exporters.is_empty()) else {
+            return;
+        };
+        let request = {
+            let m = metrics.lock().unwrap_or_else(|e| e.into_inner());
+            let Some((start, end)) = m.window() else {
+                return;
+            };
+            tapspan::metrics::otlp::build_request(&m, start, end)
+        };
+        for e in &mut self.metrics_exporters {
+            e.push(request.clone());
+        }
     }
 
     /// The sampling counters, when sampling.
@@ -356,16 +398,26 @@ impl Outputs {
             None => Ok(()),
         };
         // Exporters flush concurrently (each within its deadline), so the wait is the longest
-        // deadline, not their sum.
-        let reports: Vec<SinkReport> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .written
-                .sinks
-                .drain(..)
-                .map(|s| scope.spawn(move || s.close()))
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
+        // deadline, not their sum; the metrics exporters too, with the final snapshot.
+        self.export_metrics();
+        let (reports, metric_reports): (Vec<SinkReport>, Vec<SinkReport>) =
+            std::thread::scope(|scope| {
+                let spans: Vec<_> = self
+                    .written
+                    .sinks
+                    .drain(..)
+                    .map(|s| scope.spawn(move || s.close()))
+                    .collect();
+                let metrics: Vec<_> = self
+                    .metrics_exporters
+                    .drain(..)
+                    .map(|e| scope.spawn(move || e.close()))
+                    .collect();
+                let join = |hs: Vec<std::thread::ScopedJoinHandle<'_, SinkReport>>| {
+                    hs.into_iter().filter_map(|h| h.join().ok()).collect()
+                };
+                (join(spans), join(metrics))
+            });
         let analysis = match self.analysis.take() {
             Some(a) => Some(a.finish()?),
             None => None,
@@ -399,6 +451,12 @@ impl Outputs {
         // Losing spans to a slow or absent backend is reported, not a failure (exit status 0).
         for r in &reports {
             eprintln!("tapspan: {r}");
+        }
+        for r in &metric_reports {
+            eprintln!(
+                "tapspan: {}: {} metric exports delivered, {} dropped",
+                r.name, r.delivered, r.dropped
+            );
         }
         if let Some(e) = self.written.write_error.take() {
             return Err(e).context("writing spans");

@@ -33,6 +33,8 @@ pub struct RedMetrics {
     series: BTreeMap<(Family, SeriesKey), Histogram>,
     /// Samples that went to an overflow series.
     overflowed: u64,
+    /// The earliest span start and the latest span end measured (capture time, ns).
+    window: Option<(u64, u64)>,
 }
 
 /// The metrics shared by the thread that feeds them and the one that serves scrapes.
@@ -51,6 +53,7 @@ impl RedMetrics {
             max_series: max_series.max(1),
             series: BTreeMap::new(),
             overflowed: 0,
+            window: None,
         }
     }
 
@@ -61,6 +64,17 @@ impl RedMetrics {
         };
         let duration = span.end_unix_nano.saturating_sub(span.start_unix_nano);
         self.record(family, key, duration);
+        let (start, end) = self
+            .window
+            .get_or_insert((span.start_unix_nano, span.end_unix_nano));
+        *start = (*start).min(span.start_unix_nano);
+        *end = (*end).max(span.end_unix_nano);
+    }
+
+    /// The earliest start and latest end of the spans measured (capture time, ns), the
+    /// interval cumulative OTLP points cover.
+    pub fn window(&self) -> Option<(u64, u64)> {
+        self.window
     }
 
     /// One sample of `duration_ns` for a series.
