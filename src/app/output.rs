@@ -242,6 +242,9 @@ impl Outputs {
                     .with_context(|| format!("cannot create output file {path}"))?,
             ))),
         };
+        // The span exporters first: a bad `--otlp` URL is reported as the user wrote it.
+        let sinks = exporter_sinks(args)?;
+        let metrics_exporters = metrics_exporters(args)?;
         Ok(Outputs {
             spans: 0,
             summary: args.summary,
@@ -255,10 +258,10 @@ impl Outputs {
             forced_decisions: 0,
             metrics: None,
             metrics_file: args.metrics_file.clone(),
-            metrics_exporters: metrics_exporters(args)?,
+            metrics_exporters,
             written: SpanOutputs {
                 jsonl,
-                sinks: exporter_sinks(args)?,
+                sinks,
                 write_error: None,
             },
         })
