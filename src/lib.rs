@@ -17,6 +17,7 @@ pub mod export;
 pub mod ids;
 pub mod keyhash;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod protocols;
 // unsafe: set*id, getpwnam_r/getgrouplist, prctl and capget/capset have no safe wrapper in std.

@@ -73,6 +73,9 @@ pub struct MemoryLimits {
     /// their pieces (only with rules or tail sampling); beyond it the oldest traces are decided
     /// early. Counted: decided early at the held-spans cap.
     pub max_sampling_spans: usize,
+    /// RED metric series (`--metrics-file`, `--metrics-addr`), all families together; beyond
+    /// it a new series' samples go to its family's `otel_metric_overflow="true"` series.
+    pub max_metric_series: usize,
 }
 
 impl Default for MemoryLimits {
@@ -98,6 +101,7 @@ impl Default for MemoryLimits {
             max_analysis_held_calls: crate::analysis::AnalysisConfig::default().hold_calls,
             max_sampling_spans: crate::sampling::SamplingConfig::default().max_held_spans,
             max_pending_dns_queries: DnsConfig::default().max_pending,
+            max_metric_series: crate::metrics::DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -166,6 +170,7 @@ mod tests {
                 max_analysis_held_calls: 100_000,
                 max_sampling_spans: 100_000,
                 max_pending_dns_queries: 65_536,
+                max_metric_series: 2000,
             }
         );
         let mut pipeline = PipelineConfig::default();

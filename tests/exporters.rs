@@ -295,22 +295,29 @@ fn gunzip(b: &[u8]) -> Vec<u8> {
     out
 }
 
-fn otlp_requests_from_http(log: &Log) -> Vec<ExportTraceServiceRequest> {
+/// The bodies posted to `path`, unzipped (the RED metrics go to `/v1/metrics` alongside).
+fn bodies_posted_to(log: &Log, path: &str) -> Vec<Vec<u8>> {
     log.lock()
         .unwrap()
         .iter()
+        .filter(|r| r.path == path)
         .map(|r| {
-            assert_eq!(r.path, "/v1/traces");
             assert_eq!(
                 r.headers.get("content-type").map(String::as_str),
                 Some("application/x-protobuf")
             );
-            let body = match r.headers.get("content-encoding").map(String::as_str) {
+            match r.headers.get("content-encoding").map(String::as_str) {
                 Some("gzip") => gunzip(&r.body),
                 _ => r.body.clone(),
-            };
-            ExportTraceServiceRequest::decode(body.as_slice()).expect("OTLP protobuf body")
+            }
         })
+        .collect()
+}
+
+fn otlp_requests_from_http(log: &Log) -> Vec<ExportTraceServiceRequest> {
+    bodies_posted_to(log, "/v1/traces")
+        .iter()
+        .map(|b| ExportTraceServiceRequest::decode(b.as_slice()).expect("OTLP protobuf body"))
         .collect()
 }
 
@@ -714,7 +721,7 @@ fn replay_sends_to_otlp_grpc_otlp_http_and_zipkin_without_secrets() {
 
     let mut wire: Vec<Vec<u8>> = Vec::new();
     wire.extend(grpc_requests.iter().map(Message::encode_to_vec));
-    wire.extend(http_log.lock().unwrap().iter().map(|r| r.body.clone()));
+    wire.extend(bodies_posted_to(&http_log, "/v1/traces"));
     let zipkin_bodies: Vec<Vec<u8>> = zipkin_log
         .lock()
         .unwrap()
@@ -1226,4 +1233,66 @@ fn no_secret_of_a_real_capture_reaches_any_output_format() {
             "{name} carries the exchanges"
         );
     }
+}
+
+/// With `--otlp`, replay sends the RED metrics once at the end to `/v1/metrics`: cumulative
+/// histograms whose counts add up to the HTTP spans, each with its service as the resource.
+#[test]
+fn replay_sends_red_metrics_over_otlp_http() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{metric, AggregationTemporality};
+    let (http, log) = http_server(ok);
+    let out = common::tapspan(&[
+        "replay",
+        "pcaps/nginx-mixed.pcap",
+        "--otlp",
+        &format!("http://{http}/v1/traces"),
+        "--export-deadline",
+        "5",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("/v1/metrics: 1 metric exports delivered, 0 dropped"),
+        "{stderr}"
+    );
+    let bodies = bodies_posted_to(&log, "/v1/metrics");
+    assert_eq!(bodies.len(), 1);
+    let req = ExportMetricsServiceRequest::decode(bodies[0].as_slice()).unwrap();
+    let expected = spans_of("pcaps/nginx-mixed.pcap");
+    let mut counts: HashMap<(String, String), u64> = HashMap::new();
+    for rm in &req.resource_metrics {
+        let service = rm.resource.as_ref().unwrap().attributes[0]
+            .value
+            .as_ref()
+            .map(json_of)
+            .unwrap();
+        for m in &rm.scope_metrics[0].metrics {
+            let Some(metric::Data::Histogram(h)) = &m.data else {
+                panic!("{m:?}")
+            };
+            assert_eq!(
+                h.aggregation_temporality,
+                AggregationTemporality::Cumulative as i32
+            );
+            for p in &h.data_points {
+                assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count);
+                *counts
+                    .entry((m.name.clone(), service.as_str().unwrap().to_string()))
+                    .or_default() += p.count;
+            }
+        }
+    }
+    let mut want: HashMap<(String, String), u64> = HashMap::new();
+    for s in expected.iter().filter(|s| s.attributes.http.is_some()) {
+        let name = match s.kind {
+            SpanKind::Server => "http.server.request.duration",
+            SpanKind::Client => "http.client.request.duration",
+        };
+        *want
+            .entry((name.to_string(), s.service.clone()))
+            .or_default() += 1;
+    }
+    assert!(!want.is_empty());
+    assert_eq!(counts, want);
 }

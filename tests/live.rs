@@ -1106,3 +1106,83 @@ fn user_in_group_0_is_refused() {
         assert!(!err.contains("capturing on"), "{err}");
     }
 }
+
+/// Per `http_route`, the `_count` of the server duration histogram in a scrape (issue 21).
+fn server_counts_by_route(text: &str) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("http_server_request_duration_seconds_count{") else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").unwrap();
+        let route = labels
+            .split("http_route=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default();
+        *counts.entry(route.to_string()).or_default() += value.parse::<u64>().unwrap();
+    }
+    counts
+}
+
+/// A Prometheus scrape of `--metrics-addr` after traffic: the server histograms' counts per
+/// route equal the server spans written for that route, and each histogram is well-formed.
+#[test]
+fn live_scrape_counts_per_route_equal_the_spans_written() {
+    skip_unless_ready!("ip", "nginx", "curl");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new();
+    let dir = scratch_dir();
+    let _nginx = start_nginx(&net, &dir);
+    let tapspan = start_tapspan(&net, &dir, &["--metrics-addr", "127.0.0.1:0"]);
+    make_requests(&net);
+    let urls: Vec<String> = (0..30).map(|i| net.url(&format!("/users/{i}"))).collect();
+    curl(&net, &urls.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = fs::read_to_string(dir.join("tapspan.err")).unwrap();
+    let addr = err
+        .lines()
+        .find_map(|l| l.strip_prefix("tapspan: metrics at "))
+        .expect("metrics address announced")
+        .to_string();
+    // Every exchange is measured once its trace leaves the causality stage: wait for all 38.
+    let start = Instant::now();
+    let text = loop {
+        let scrape = run(net.in_server("curl").args(["-s", "--max-time", "5", &addr]));
+        let text = String::from_utf8_lossy(&scrape.stdout).into_owned();
+        let total: u64 = server_counts_by_route(&text).values().sum();
+        if total >= 38 || start.elapsed() > Duration::from_secs(20) {
+            break text;
+        }
+        sleep(Duration::from_millis(200));
+    };
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    let written = spans(&dir.join("live.jsonl"));
+    let mut by_route: HashMap<String, u64> = HashMap::new();
+    for s in server_spans(&written) {
+        let route = s["attributes"]["http.route"].as_str().unwrap_or_default();
+        *by_route.entry(route.to_string()).or_default() += 1;
+    }
+    let scraped = server_counts_by_route(&text);
+    assert_eq!(scraped, by_route, "scrape:\n{text}");
+    assert_eq!(scraped.values().sum::<u64>(), 38, "{text}");
+    assert_eq!(scraped.get("/users/{id}"), Some(&33), "{text}");
+    // Cumulative buckets never decrease, and +Inf is the count.
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("http_server_request_duration_seconds_bucket{") {
+            let (labels, value) = rest.rsplit_once("} ").unwrap();
+            let series = labels.split(",le=").next().unwrap().to_string();
+            let n: u64 = value.parse().unwrap();
+            let prev = last.insert(series, n).unwrap_or(0);
+            assert!(n >= prev, "{line}");
+        }
+    }
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("http_server_request_duration_seconds_count{") {
+            let (labels, value) = rest.rsplit_once("} ").unwrap();
+            assert_eq!(last[labels], value.parse::<u64>().unwrap(), "{line}");
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -175,6 +175,11 @@ pub struct OutputArgs {
     #[arg(long, value_name = "SPANS", default_value_t = 8192)]
     pub export_queue: usize,
 
+    /// At the end, write RED metrics (request duration histograms per service, method, route
+    /// and status, from every span, before sampling) to PATH as Prometheus text.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }
@@ -462,6 +467,11 @@ pub struct LimitArgs {
     /// pieces (rules or tail sampling only); beyond it the oldest traces are decided early.
     #[arg(long, value_name = "SPANS", default_value_t = MemoryLimits::default().max_sampling_spans)]
     pub max_sampling_spans: usize,
+
+    /// RED metric series (`--metrics-file`, `--metrics-addr`); beyond it a new series' samples
+    /// go to one overflow series (`otel_metric_overflow="true"`).
+    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_metric_series)]
+    pub max_metric_series: usize,
 }
 
 impl LimitArgs {
@@ -483,6 +493,7 @@ impl LimitArgs {
             max_analysis_held_calls: self.max_analysis_held_calls,
             max_sampling_spans: self.max_sampling_spans,
             max_pending_dns_queries: self.max_pending_dns_queries,
+            max_metric_series: self.max_metric_series,
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Every span feeds the analysis (statistics, report, analysis JSON, `--summary`); sampling
 //! ([`tapspan::sampling`], when asked for) stands between the analysis and the span outputs, so
-//! that what is measured never depends on what is kept.
+//! that what is measured never depends on what is kept. The RED metrics (`--metrics-file`,
+//! `--metrics-addr`) are fed there too, from every span.
 
 use std::fs::File;
 use std::io;
@@ -17,8 +18,10 @@ use crate::app::cli::OutputArgs;
 use tapspan::analysis::{Analysis, AnalysisConfig, Analyzer};
 use tapspan::export::delivery::DeliveryConfig;
 use tapspan::export::otlp::{OtlpConfig, OtlpSink, Protocol};
+use tapspan::export::otlp_metrics::OtlpMetricsSink;
 use tapspan::export::zipkin::ZipkinSink;
 use tapspan::export::{JsonlWriter, SinkReport, SpanSink};
+use tapspan::metrics::{RedMetrics, SharedRed};
 use tapspan::pipeline::{PipelineStats, Sink};
 use tapspan::sampling::{Sampler, SamplingStats};
 use tapspan::span::Span;
@@ -32,6 +35,12 @@ pub struct Outputs {
     sampler: Option<Sampler>,
     /// Exchanges the causality builder decided early at its memory cap (for the sampling line).
     forced_decisions: u64,
+    /// RED metrics of every span (before sampling), when asked for.
+    metrics: Option<SharedRed>,
+    /// `--metrics-file`: where they are written at the end.
+    metrics_file: Option<PathBuf>,
+    /// `--otlp`: where they are sent (at the end, and in live capture on an interval).
+    metrics_exporters: Vec<OtlpMetricsSink>,
     written: SpanOutputs,
 }
 
@@ -124,6 +133,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Writes `bytes` to a temporary file next to `path` (owner-only), then renames it over
+/// `path`: a reader (a Prometheus textfile collector, say) never sees half a file.
+fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "metrics".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    write_private(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}", path.display())
+    })
+}
+
 /// The delivery settings the output flags describe.
 pub fn delivery_config(args: &OutputArgs) -> DeliveryConfig {
     let deadline = if args.export_deadline.is_finite() && args.export_deadline >= 0.0 {
@@ -143,21 +167,41 @@ pub fn delivery_config(args: &OutputArgs) -> DeliveryConfig {
     config
 }
 
+/// The OTLP exporter configuration of `--otlp URL` and the OTLP flags.
+fn otlp_config(args: &OutputArgs, url: &str) -> OtlpConfig {
+    OtlpConfig {
+        endpoint: url.to_string(),
+        protocol: args.otlp_protocol.as_deref().map(|p| match p {
+            "http" => Protocol::HttpProtobuf,
+            _ => Protocol::Grpc,
+        }),
+        headers: args.otlp_headers.clone(),
+        gzip: args.otlp_compression == "gzip",
+        delivery: delivery_config(args),
+    }
+}
+
+/// The OTLP metrics exporters: one per `--otlp` collector.
+fn metrics_exporters(args: &OutputArgs) -> anyhow::Result<Vec<OtlpMetricsSink>> {
+    args.otlp
+        .iter()
+        .map(|url| {
+            let mut config = otlp_config(args, url);
+            // A snapshot holds every one before it: two queued are plenty, and a caller never
+            // waits on a slow collector.
+            config.delivery.queue_spans = 2;
+            config.delivery.queue_block = Duration::ZERO;
+            OtlpMetricsSink::start(config).map_err(|e| anyhow::anyhow!("--otlp {url}: {e}"))
+        })
+        .collect()
+}
+
 /// The exporters the output flags ask for.
 pub fn exporter_sinks(args: &OutputArgs) -> anyhow::Result<Vec<Box<dyn SpanSink>>> {
     let delivery = delivery_config(args);
     let mut sinks: Vec<Box<dyn SpanSink>> = Vec::new();
     for url in &args.otlp {
-        let config = OtlpConfig {
-            endpoint: url.clone(),
-            protocol: args.otlp_protocol.as_deref().map(|p| match p {
-                "http" => Protocol::HttpProtobuf,
-                _ => Protocol::Grpc,
-            }),
-            headers: args.otlp_headers.clone(),
-            gzip: args.otlp_compression == "gzip",
-            delivery: delivery.clone(),
-        };
+        let config = otlp_config(args, url);
         let sink = OtlpSink::start(config).map_err(|e| anyhow::anyhow!("--otlp {url}: {e}"))?;
         sinks.push(Box::new(sink));
     }
@@ -198,6 +242,9 @@ impl Outputs {
                     .with_context(|| format!("cannot create output file {path}"))?,
             ))),
         };
+        // The span exporters first: a bad `--otlp` URL is reported as the user wrote it.
+        let sinks = exporter_sinks(args)?;
+        let metrics_exporters = metrics_exporters(args)?;
         Ok(Outputs {
             spans: 0,
             summary: args.summary,
@@ -209,9 +256,12 @@ impl Outputs {
             ),
             sampler: None,
             forced_decisions: 0,
+            metrics: None,
+            metrics_file: args.metrics_file.clone(),
+            metrics_exporters,
             written: SpanOutputs {
                 jsonl,
-                sinks: exporter_sinks(args)?,
+                sinks,
                 write_error: None,
             },
         })
@@ -225,6 +275,9 @@ impl Outputs {
             analysis: Some(analysis),
             sampler: None,
             forced_decisions: 0,
+            metrics: None,
+            metrics_file: None,
+            metrics_exporters: Vec::new(),
             written: SpanOutputs {
                 jsonl: None,
                 sinks: Vec::new(),
@@ -236,6 +289,36 @@ impl Outputs {
     /// Sample what the span outputs get (the analysis still gets every span).
     pub fn set_sampler(&mut self, sampler: Option<Sampler>) {
         self.sampler = sampler;
+    }
+
+    /// Measure RED metrics (at most `max_series` series) from every span; the handle is
+    /// shared with whoever serves them. Measured anyway when `--metrics-file` was given.
+    pub fn measure(&mut self, max_series: usize) -> SharedRed {
+        self.metrics
+            .get_or_insert_with(|| SharedRed::new(RedMetrics::new(max_series).into()))
+            .clone()
+    }
+
+    /// Whether `--metrics-file` or `--otlp` asks for the metrics.
+    pub fn metrics_wanted(&self) -> bool {
+        self.metrics_file.is_some() || !self.metrics_exporters.is_empty()
+    }
+
+    /// Queue the metrics so far (cumulative) to the OTLP exporters, if any.
+    pub fn export_metrics(&mut self) {
+        let (Some(metrics), false) = (&self.metrics, self.metrics_exporters.is_empty()) else {
+            return;
+        };
+        let request = {
+            let m = metrics.lock().unwrap_or_else(|e| e.into_inner());
+            let Some((start, end)) = m.window() else {
+                return;
+            };
+            tapspan::metrics::otlp::build_request(&m, start, end)
+        };
+        for e in &mut self.metrics_exporters {
+            e.push(request.clone());
+        }
     }
 
     /// The sampling counters, when sampling.
@@ -261,6 +344,11 @@ impl Outputs {
     /// trace is kept) to the span outputs.
     pub fn send(&mut self, span: Span) {
         self.spans += 1;
+        if let Some(m) = &self.metrics {
+            if let Ok(mut m) = m.lock() {
+                m.push(&span);
+            }
+        }
         if let Some(a) = &mut self.analysis {
             a.analyzer.push(&span);
         }
@@ -313,20 +401,37 @@ impl Outputs {
             None => Ok(()),
         };
         // Exporters flush concurrently (each within its deadline), so the wait is the longest
-        // deadline, not their sum.
-        let reports: Vec<SinkReport> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .written
-                .sinks
-                .drain(..)
-                .map(|s| scope.spawn(move || s.close()))
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
+        // deadline, not their sum; the metrics exporters too, with the final snapshot.
+        self.export_metrics();
+        let (reports, metric_reports): (Vec<SinkReport>, Vec<SinkReport>) =
+            std::thread::scope(|scope| {
+                let spans: Vec<_> = self
+                    .written
+                    .sinks
+                    .drain(..)
+                    .map(|s| scope.spawn(move || s.close()))
+                    .collect();
+                let metrics: Vec<_> = self
+                    .metrics_exporters
+                    .drain(..)
+                    .map(|e| scope.spawn(move || e.close()))
+                    .collect();
+                let join = |hs: Vec<std::thread::ScopedJoinHandle<'_, SinkReport>>| {
+                    hs.into_iter().filter_map(|h| h.join().ok()).collect()
+                };
+                (join(spans), join(metrics))
+            });
         let analysis = match self.analysis.take() {
             Some(a) => Some(a.finish()?),
             None => None,
         };
+        if let (Some(path), Some(metrics)) = (&self.metrics_file, &self.metrics) {
+            let text = match metrics.lock() {
+                Ok(m) => tapspan::metrics::prometheus::to_text(&m),
+                Err(poisoned) => tapspan::metrics::prometheus::to_text(&poisoned.into_inner()),
+            };
+            write_replacing(path, text.as_bytes())?;
+        }
         if self.summary {
             if let Some(a) = &analysis {
                 eprint!("{}", crate::app::summary::render_table(&a.endpoints));
@@ -349,6 +454,12 @@ impl Outputs {
         // Losing spans to a slow or absent backend is reported, not a failure (exit status 0).
         for r in &reports {
             eprintln!("tapspan: {r}");
+        }
+        for r in &metric_reports {
+            eprintln!(
+                "tapspan: {}: {} metric exports delivered, {} dropped",
+                r.name, r.delivered, r.dropped
+            );
         }
         if let Some(e) = self.written.write_error.take() {
             return Err(e).context("writing spans");

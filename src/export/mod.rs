@@ -9,6 +9,7 @@ pub mod delivery;
 mod http1;
 pub mod jsonl;
 pub mod otlp;
+pub mod otlp_metrics;
 pub mod span_json;
 pub mod zipkin;
 

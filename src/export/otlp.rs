@@ -289,26 +289,29 @@ impl Transport for GrpcTransport {
             Ok(resp) => Outcome::Delivered {
                 rejected: rejected_of(resp.get_ref()),
             },
-            Err(status) => {
-                use tonic::Code;
-                let reason = format!("gRPC {:?}", status.code());
-                match status.code() {
-                    // The OTLP spec's retryable codes (plus RESOURCE_EXHAUSTED, like 429).
-                    Code::Unavailable
-                    | Code::ResourceExhausted
-                    | Code::DeadlineExceeded
-                    | Code::Aborted
-                    | Code::Cancelled
-                    | Code::OutOfRange
-                    | Code::DataLoss
-                    | Code::Unknown => Outcome::Transient {
-                        reason,
-                        retry_after: None,
-                    },
-                    _ => Outcome::Permanent { reason },
-                }
-            }
+            Err(status) => grpc_outcome(&status),
         }
+    }
+}
+
+/// What a failed gRPC export means for the retry policy.
+pub(crate) fn grpc_outcome(status: &tonic::Status) -> Outcome {
+    use tonic::Code;
+    let reason = format!("gRPC {:?}", status.code());
+    match status.code() {
+        // The OTLP spec's retryable codes (plus RESOURCE_EXHAUSTED, like 429).
+        Code::Unavailable
+        | Code::ResourceExhausted
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::Cancelled
+        | Code::OutOfRange
+        | Code::DataLoss
+        | Code::Unknown => Outcome::Transient {
+            reason,
+            retry_after: None,
+        },
+        _ => Outcome::Permanent { reason },
     }
 }
 
@@ -351,7 +354,7 @@ impl Transport for HttpTransport {
     }
 }
 
-fn grpc_metadata(headers: &[(String, String)]) -> Result<MetadataMap, String> {
+pub(crate) fn grpc_metadata(headers: &[(String, String)]) -> Result<MetadataMap, String> {
     let mut map = MetadataMap::new();
     for (k, v) in headers {
         let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())

@@ -127,7 +127,11 @@ pub fn run(args: &LiveArgs) -> Outcome {
     }
 
     let workers = args.workers.clamp(1, 64);
-    let shared = Arc::new(Shared::new(workers));
+    let mut shared = Shared::new(workers);
+    if args.metrics_addr.is_some() || outputs.metrics_wanted() {
+        shared.red = Some(outputs.measure(args.limits.max_metric_series));
+    }
+    let shared = Arc::new(shared);
     if let Some(listener) = metrics_listener {
         let bound = metrics::serve(listener, shared.clone(), metrics::Limits::default())
             .context("cannot serve metrics")?;
@@ -283,6 +287,10 @@ dropped all the same)"
     Ok((source, metrics_listener))
 }
 
+/// How often live capture sends the RED metrics over OTLP (OpenTelemetry's default export
+/// interval); they are sent once more at the end.
+const METRICS_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The output side of a live run, until the workers are done: exchanges into spans (the
 /// spine's back, [`Spans`]), published sampling counters, and the `--stats` line.
 fn deliver(
@@ -294,6 +302,7 @@ fn deliver(
 ) {
     let mut prev = shared.snapshot();
     let mut prev_at = Instant::now();
+    let mut exported_at = Instant::now();
     loop {
         match exchanges.recv_timeout(Duration::from_millis(100)) {
             Received::Batch(batch) => {
@@ -323,6 +332,10 @@ fn deliver(
             }
         }
         outputs.tick();
+        if exported_at.elapsed() >= METRICS_EXPORT_INTERVAL {
+            outputs.export_metrics();
+            exported_at = Instant::now();
+        }
         if let Some(sampled) = outputs.sampling_stats() {
             if let Ok(mut published) = shared.sampling.lock() {
                 match &mut *published {

@@ -22,6 +22,9 @@ pub fn run(args: &ReplayArgs) -> Outcome {
     let sampler = super::sampler(&args.output, &args.causality, &args.limits)?;
     let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     outputs.set_sampler(sampler);
+    if outputs.metrics_wanted() {
+        outputs.measure(args.limits.max_metric_series);
+    }
     let replay = Replay {
         files: &files,
         limits: &args.limits,

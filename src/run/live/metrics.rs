@@ -2,7 +2,7 @@
 //!
 //! Contract: [`bind`] binds the address (before privileges are dropped, so a low port works);
 //! [`serve`] then answers every request on its own short-lived connection with the current
-//! [`prometheus`](super::stats::prometheus) text (`GET /metrics`, and `/` for convenience; other
+//! [`Shared::exposition`] text (the run's counters and the RED metrics) (`GET /metrics`, and `/` for convenience; other
 //! paths get 404). One request per connection, `Connection: close`, requests capped at 8 KiB.
 //!
 //! A slow or silent client cannot stall a scrape: each connection is served on its own thread,
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::stats::{prometheus, Shared};
+use super::stats::Shared;
 
 /// How long and how many connections are served.
 #[derive(Clone, Copy, Debug)]
@@ -133,7 +133,7 @@ fn answer(mut conn: TcpStream, shared: &Shared, deadline: Instant) -> io::Result
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics" | "/") => ("200 OK", prometheus(&shared.snapshot())),
+        ("GET" | "HEAD", "/metrics" | "/") => ("200 OK", shared.exposition()),
         ("GET" | "HEAD", _) => ("404 Not Found", "not found: try /metrics\n".to_string()),
         _ => ("405 Method Not Allowed", "use GET\n".to_string()),
     };

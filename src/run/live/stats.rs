@@ -56,6 +56,8 @@ pub struct Shared {
     pub workers: Vec<WorkerSlot>,
     /// What sampling kept and dropped (None: not sampling), published by the output thread.
     pub sampling: Mutex<Option<SamplingStats>>,
+    /// The RED metrics, fed by the output thread (None: not measured).
+    pub red: Option<crate::metrics::SharedRed>,
 }
 
 /// A copy of [`Shared`] at one moment.
@@ -85,6 +87,19 @@ impl Shared {
             workers: (0..workers).map(|_| WorkerSlot::default()).collect(),
             ..Shared::default()
         }
+    }
+
+    /// What a scrape gets: the run's counters, then the RED metrics.
+    pub fn exposition(&self) -> String {
+        let mut out = prometheus(&self.snapshot());
+        if let Some(red) = &self.red {
+            let m = match red.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            crate::metrics::prometheus::render(&m, &mut out);
+        }
+        out
     }
 
     pub fn snapshot(&self) -> Snapshot {
