@@ -1186,3 +1186,58 @@ fn live_scrape_counts_per_route_equal_the_spans_written() {
     }
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// Issue 21: `--report-every` rewrites the report and the analysis JSON while the tap runs,
+/// each file whole at every read, and they come to hold every exchange before it stops.
+#[test]
+fn live_report_is_rewritten_while_capturing() {
+    skip_unless_ready!("ip", "nginx", "curl");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Net::new();
+    let dir = scratch_dir();
+    let _nginx = start_nginx(&net, &dir);
+    let (html, json) = (dir.join("live.html"), dir.join("live.json"));
+    let tapspan = start_tapspan(
+        &net,
+        &dir,
+        &[
+            "--report",
+            html.to_str().unwrap(),
+            "--analysis-json",
+            json.to_str().unwrap(),
+            "--report-every",
+            "1s",
+            "--trace-window",
+            "1",
+        ],
+    );
+    make_requests(&net);
+    let urls: Vec<String> = (0..30).map(|i| net.url(&format!("/users/{i}"))).collect();
+    curl(&net, &urls.iter().map(String::as_str).collect::<Vec<_>>());
+    // Read while it runs: every read is a whole JSON document (a file half written would not
+    // parse), and the count only grows until all 38 requests are in.
+    let start = Instant::now();
+    let mut last = 0;
+    let mut reads = 0;
+    while last < 38 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the periodic analysis stayed at {last} requests after {reads} reads"
+        );
+        if let Ok(text) = fs::read_to_string(&json) {
+            let analysis: Value = serde_json::from_str(&text).expect("a whole analysis");
+            let requests = analysis["requests"].as_u64().unwrap();
+            assert!(requests >= last, "{requests} after {last}");
+            last = requests;
+            reads += 1;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    let html_while_running = fs::read_to_string(&html).unwrap();
+    assert!(html_while_running.trim_end().ends_with("</html>"));
+    let (code, err) = stop_tapspan(tapspan, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    let at_exit: Value = serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(at_exit["requests"], 38);
+    let _ = fs::remove_dir_all(&dir);
+}

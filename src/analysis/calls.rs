@@ -257,6 +257,7 @@ impl Call {
 
 /// The calls not yet analysed, grouped by trace: a trace whose spans stopped arriving is
 /// taken out whole ([`CallTable::take_settled`]), analysed, and dropped.
+#[derive(Clone)]
 pub struct CallTable {
     pub calls: Vec<Call>,
     /// Exchange id (hashed) → index in `calls`.

@@ -25,7 +25,7 @@ fn tally(counts: &BTreeMap<String, u64>) -> String {
 }
 
 /// Calls of one kind (answered, failed, abandoned): how many, and the first example traces.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Group {
     n: u64,
     trace_ids: Vec<String>,
@@ -41,7 +41,7 @@ impl Group {
 }
 
 /// What the findings need of one endpoint's calls.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct EndpointAcc {
     service: String,
     calls: u64,
@@ -276,7 +276,7 @@ sent whole with Content-Length (the caller waits for the last byte)",
 }
 
 /// Endpoint findings so far, per (service, method, route).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct EndpointFindings {
     endpoints: BTreeMap<(Name, Name, Name), EndpointAcc>,
 }

@@ -112,7 +112,7 @@ pub struct Finding {
     pub detail: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Acc {
     occurrences: u64,
     calls: u64,
@@ -139,7 +139,7 @@ type Key = (FindingKind, String, String);
 
 /// Findings so far, folded one batch of calls at a time: counters per (kind, context,
 /// target) and per endpoint, whose number grows with the endpoints, not the calls.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct FindingsAcc {
     calls: BTreeMap<Key, Acc>,
     endpoints: super::endpoint_findings::EndpointFindings,

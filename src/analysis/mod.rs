@@ -83,6 +83,7 @@ pub struct Analysis {
 /// are held until its spans stop arriving (`hold_calls`), then folded into aggregates and
 /// dropped. Spans may come in any order within that window; tapspan writes a trace's spans
 /// together.
+#[derive(Clone)]
 pub struct Analyzer {
     table: CallTable,
     stats: stats::StatsAcc,
@@ -171,6 +172,13 @@ impl Analyzer {
                 + self.contexts.retained()
                 + self.table.names(),
         }
+    }
+
+    /// The analysis so far, as [`Self::finish`] would give it now, leaving this one to go on
+    /// (a live tap's periodic report). It works on a copy: at most `hold_calls` held calls and
+    /// the aggregates, which grow with endpoints, not with calls.
+    pub fn snapshot(&self, inputs: Vec<String>) -> Analysis {
+        self.clone().finish(inputs)
     }
 
     pub fn finish(mut self, inputs: Vec<String>) -> Analysis {

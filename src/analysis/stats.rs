@@ -63,6 +63,7 @@ impl Percentiles {
     }
 }
 
+#[derive(Clone)]
 struct EndpointAcc {
     errors: u64,
     latency: Sketch,
@@ -180,6 +181,7 @@ fn map_names(edges: &BTreeMap<(Name, Name), EdgeAcc>) -> HashMap<Name, Name> {
 }
 
 /// Calls on one edge, by the services' own names (folded into the map's names at the end).
+#[derive(Clone)]
 struct EdgeAcc {
     edge: Edge,
     latency: Sketch,
@@ -187,7 +189,7 @@ struct EdgeAcc {
 
 /// The aggregates so far, folded one batch of calls at a time: their size grows with the
 /// endpoints and services, not with the calls.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct StatsAcc {
     endpoints: BTreeMap<(Name, Name, Name), EndpointAcc>,
     edges: BTreeMap<(Name, Name), EdgeAcc>,

@@ -202,6 +202,7 @@ fn rank(c: &Call) -> Rank {
 }
 
 /// Keeps the `k` best-ranked of what it is offered (ties: the first offered).
+#[derive(Clone)]
 struct TopK {
     k: usize,
     kept: Vec<(Rank, Waterfall)>,
@@ -233,7 +234,7 @@ impl TopK {
 pub const TYPICAL_CANDIDATES: usize = 5;
 
 /// A root endpoint's requests: how many, their durations, and a sample of them.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct RootEndpoint {
     requests: u64,
     durations: super::sketch::Sketch,
@@ -298,6 +299,7 @@ impl RootEndpoint {
 /// the slowest failing ones, and per root endpoint a sample of requests from which the one
 /// nearest the endpoint's median becomes its typical request. Held: at most `slowest +
 /// failing` waterfalls plus [`TYPICAL_CANDIDATES`] per root endpoint.
+#[derive(Clone)]
 pub struct WaterfallSampler {
     s: Sampling,
     slowest: TopK,
@@ -377,7 +379,7 @@ impl WaterfallSampler {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct CctAcc {
     count: u64,
     requests: u64,
@@ -394,7 +396,7 @@ impl CctAcc {
 
 /// The calling-context trees so far, one per root endpoint, folded one batch of request trees
 /// at a time: their size grows with the distinct call paths, not with the requests.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct ContextTrees {
     trees: BTreeMap<(Name, Name, Name), CctAcc>,
     requests: usize,

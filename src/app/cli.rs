@@ -258,7 +258,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_duration_ns(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration_ns(s: &str) -> Result<u64, String> {
     tapspan::sampling::rules::parse_duration(s).map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
 }
 

@@ -92,21 +92,46 @@ impl AnalysisOutputs {
         self.analyzer.push_json(value)
     }
 
+    /// Write the report and JSON of the analysis so far (live `--report-every`), each file
+    /// replaced at once: a reader never sees half a report.
+    pub fn write_so_far(&self) -> anyhow::Result<()> {
+        if self.html.is_none() && self.json.is_none() {
+            return Ok(());
+        }
+        let analysis = self.analyzer.snapshot(self.inputs.clone());
+        write_analysis(&analysis, self.html.as_deref(), self.json.as_deref())
+    }
+
     /// Analyse, and write the report and JSON.
     pub fn finish(self) -> anyhow::Result<Analysis> {
-        let analysis = self.analyzer.finish(self.inputs);
-        if let Some(path) = &self.json {
-            let text = serde_json::to_string_pretty(&analysis)?;
-            write_private(path, (text + "\n").as_bytes())?;
-        }
-        if let Some(path) = &self.html {
-            write_private(
-                path,
-                tapspan::analysis::report::html::render(&analysis).as_bytes(),
-            )?;
-        }
+        let AnalysisOutputs {
+            analyzer,
+            html,
+            json,
+            inputs,
+        } = self;
+        let analysis = analyzer.finish(inputs);
+        write_analysis(&analysis, html.as_deref(), json.as_deref())?;
         Ok(analysis)
     }
+}
+
+fn write_analysis(
+    analysis: &Analysis,
+    html: Option<&Path>,
+    json: Option<&Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(analysis)?;
+        write_replacing(path, (text + "\n").as_bytes())?;
+    }
+    if let Some(path) = html {
+        write_replacing(
+            path,
+            tapspan::analysis::report::html::render(analysis).as_bytes(),
+        )?;
+    }
+    Ok(())
 }
 
 /// Creates (or truncates) an output file readable and writable by its owner only: spans, reports
@@ -318,6 +343,16 @@ impl Outputs {
         };
         for e in &mut self.metrics_exporters {
             e.push(request.clone());
+        }
+    }
+
+    /// Rewrite the report and the analysis JSON with the analysis so far (`live
+    /// --report-every`); nothing when neither was asked for.
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
+    pub fn write_analysis_so_far(&self) -> anyhow::Result<()> {
+        match &self.analysis {
+            Some(a) => a.write_so_far(),
+            None => Ok(()),
         }
     }
 

@@ -81,6 +81,11 @@ pub struct LiveArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
 
+    /// Rewrite the `--report` and `--analysis-json` files every DURATION (e.g. 5m) with the
+    /// analysis so far, each replaced at once; they are written at exit as well.
+    #[arg(long, value_name = "DURATION", value_parser = crate::app::cli::parse_duration_ns)]
+    pub report_every: Option<u64>,
+
     /// Decode/reassembly/HTTP worker threads (connections are sharded across them).
     #[arg(long, value_name = "N", default_value_t = engine::default_workers())]
     pub workers: usize,
@@ -110,6 +115,7 @@ pub fn run(args: &LiveArgs) -> Outcome {
     if args.list {
         return list();
     }
+    check_report_every(args)?;
     let interface = args.interface.clone().unwrap_or_default();
     let (source, metrics_listener) = open_capture(args, &interface)?;
     let writer = pcap_writer(args, &source)?;
@@ -164,7 +170,15 @@ Ctrl-C to stop",
     };
 
     let started = Instant::now();
-    deliver(&exchanges, &mut builder, &mut outputs, &shared, args.stats);
+    let report_every = args.report_every.map(Duration::from_nanos);
+    deliver(
+        &exchanges,
+        &mut builder,
+        &mut outputs,
+        &shared,
+        args.stats,
+        report_every,
+    );
     let worker_result = exchanges.join();
     let ended = match capture.join() {
         Ok(r) => r,
@@ -291,6 +305,22 @@ dropped all the same)"
 /// interval); they are sent once more at the end.
 const METRICS_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
 
+/// `--report-every` rewrites files that must be asked for, at most once a second.
+fn check_report_every(args: &LiveArgs) -> Result<(), Failure> {
+    let Some(every) = args.report_every else {
+        return Ok(());
+    };
+    if args.output.report.is_none() && args.output.analysis_json.is_none() {
+        return Err(Failure::usage(
+            "--report-every rewrites the --report or --analysis-json file: give one of them",
+        ));
+    }
+    if every < 1_000_000_000 {
+        return Err(Failure::usage("--report-every must be at least 1s"));
+    }
+    Ok(())
+}
+
 /// The output side of a live run, until the workers are done: exchanges into spans (the
 /// spine's back, [`Spans`]), published sampling counters, and the `--stats` line.
 fn deliver(
@@ -299,10 +329,12 @@ fn deliver(
     outputs: &mut Outputs,
     shared: &Shared,
     stats: bool,
+    report_every: Option<Duration>,
 ) {
     let mut prev = shared.snapshot();
     let mut prev_at = Instant::now();
     let mut exported_at = Instant::now();
+    let mut reported_at = Instant::now();
     loop {
         match exchanges.recv_timeout(Duration::from_millis(100)) {
             Received::Batch(batch) => {
@@ -335,6 +367,14 @@ fn deliver(
         if exported_at.elapsed() >= METRICS_EXPORT_INTERVAL {
             outputs.export_metrics();
             exported_at = Instant::now();
+        }
+        if report_every.is_some_and(|every| reported_at.elapsed() >= every) {
+            // A report that cannot be written now may be next time (a full disk): the tap
+            // goes on, and says so.
+            if let Err(e) = outputs.write_analysis_so_far() {
+                eprintln!("tapspan: periodic report: {e:#}");
+            }
+            reported_at = Instant::now();
         }
         if let Some(sampled) = outputs.sampling_stats() {
             if let Ok(mut published) = shared.sampling.lock() {
