@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::adversarial as adv;
 use common::craft;
@@ -90,23 +90,7 @@ fn replay_child(path: &Path, args: &[&str]) -> (i32, String, u64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        // VmHWM only grows; the last value read before exit is the peak (to within the poll).
-        if let Ok(s) = std::fs::read_to_string(&status_file) {
-            if let Some(line) = s.lines().find(|l| l.starts_with("VmHWM:")) {
-                let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-                peak_kib = peak_kib.max(kib);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "tapspan replay took too long");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (status, peak_kib) = common::wait_with_peak_rss(&mut child, Duration::from_secs(300));
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     (status.code().unwrap_or(-1), stderr, peak_kib)

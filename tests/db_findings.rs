@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{findings, only};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
@@ -95,21 +97,6 @@ fn per_request(
         }
     }
     m
-}
-
-fn findings<'a>(a: &'a Value, kind: &str) -> Vec<&'a Value> {
-    a["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == kind)
-        .collect()
-}
-
-fn only<'a>(a: &'a Value, kind: &str) -> &'a Value {
-    let f = findings(a, kind);
-    assert_eq!(f.len(), 1, "{kind}: {f:#?}");
-    f[0]
 }
 
 #[test]

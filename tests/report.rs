@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{findings, only};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,21 +97,6 @@ fn access_log(mode: &str) -> Vec<Logged> {
             }
         })
         .collect()
-}
-
-fn findings<'a>(a: &'a Value, kind: &str) -> Vec<&'a Value> {
-    a["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == kind)
-        .collect()
-}
-
-fn only<'a>(a: &'a Value, kind: &str) -> &'a Value {
-    let f = findings(a, kind);
-    assert_eq!(f.len(), 1, "{kind}: {f:#?}");
-    f[0]
 }
 
 /// Per request id, how many calls the log shows to a service whose target starts with `prefix`.

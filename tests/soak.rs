@@ -61,21 +61,7 @@ fn run(requests: u64, dir: &Path, tag: &str) -> Run {
         stderr_pipe.read_to_string(&mut text).ok();
         text
     });
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    let status = loop {
-        // VmHWM only grows; the last value read before exit is the peak (to within the poll).
-        if let Ok(s) = std::fs::read_to_string(&status_file) {
-            if let Some(line) = s.lines().find(|l| l.starts_with("VmHWM:")) {
-                let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-                peak_kib = peak_kib.max(kib);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, peak_kib) = common::wait_with_peak_rss(&mut child, Duration::from_secs(3600));
     let soak = writer.join().expect("the generator");
     let stderr = stderr_reader.join().expect("stderr");
     assert!(status.success(), "{stderr}");

@@ -95,3 +95,47 @@ pub fn run_frames(
     let stats = pipeline.stats();
     (std::mem::take(pipeline.back_mut()), stats)
 }
+
+/// The findings of `kind` in an analysis JSON (`--analysis-json`).
+pub fn findings<'a>(analysis: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    analysis["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .collect()
+}
+
+/// The one finding of `kind` (there must be exactly one).
+pub fn only<'a>(analysis: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    let f = findings(analysis, kind);
+    assert_eq!(f.len(), 1, "{kind}: {f:#?}");
+    f[0]
+}
+
+/// Waits for `child` to exit, reading its peak RSS (VmHWM, in KiB) from /proc meanwhile: VmHWM
+/// only grows, so the last value read before exit is the peak, to within the 5 ms poll.
+pub fn wait_with_peak_rss(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> (std::process::ExitStatus, u64) {
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_file) {
+            if let Some(line) = s.lines().find(|l| l.starts_with("VmHWM:")) {
+                let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak_kib);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child took too long"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
