@@ -125,24 +125,10 @@ pub fn run(args: &LiveArgs) -> Outcome {
     outputs.set_sampler(sampler);
 
     let stop = source.stop_handle();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // Registered first: a second signal, arriving with the flag already set, exits at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
-            .context("installing signal handlers")?;
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
+    stop_on_signals(&stop)?;
 
     let workers = args.workers.clamp(1, 64);
-    let mut shared = Shared::new(workers);
-    if args.metrics_addr.is_some() || outputs.metrics_wanted() {
-        shared.red = Some(outputs.measure(args.limits.max_metric_series));
-    }
-    let shared = Arc::new(shared);
-    if let Some(listener) = metrics_listener {
-        let bound = metrics::serve(listener, shared.clone(), metrics::Limits::default())
-            .context("cannot serve metrics")?;
-        eprintln!("tapspan: metrics at http://{bound}/metrics");
-    }
+    let shared = share_counters(args, workers, &mut outputs, metrics_listener)?;
     let config = EngineConfig {
         workers,
         queue_batches: args.queue_batches.max(1),
@@ -218,6 +204,38 @@ kernel drops {}, interface drops {}, shed {}; {} exchanges ({} incomplete), {} s
     } else {
         Err(Failure::Stopped(failed))
     }
+}
+
+/// SIGINT and SIGTERM set `stop`; a second one, arriving with it set, exits at once.
+fn stop_on_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first: a second signal, arriving with the flag already set, exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    Ok(())
+}
+
+/// The counters the workers, the stats line and `--metrics-addr` share (with the RED metrics
+/// when they are wanted), served on `listener` if there is one.
+fn share_counters(
+    args: &LiveArgs,
+    workers: usize,
+    outputs: &mut Outputs,
+    listener: Option<std::net::TcpListener>,
+) -> anyhow::Result<Arc<Shared>> {
+    let mut shared = Shared::new(workers);
+    if args.metrics_addr.is_some() || outputs.metrics_wanted() {
+        shared.red = Some(outputs.measure(args.limits.max_metric_series));
+    }
+    let shared = Arc::new(shared);
+    if let Some(listener) = listener {
+        let bound = metrics::serve(listener, shared.clone(), metrics::Limits::default())
+            .context("cannot serve metrics")?;
+        eprintln!("tapspan: metrics at http://{bound}/metrics");
+    }
+    Ok(shared)
 }
 
 /// The `--write-pcap` file, created readable by its owner only.
