@@ -218,6 +218,10 @@ pub struct CausalityBuilder {
     pub stats: CausalityStats,
 }
 
+/// How long (capture time) ripe exchanges wait for others to ripen with them: a span's delay
+/// past its trace window grows by at most this, well within DESIGN.md's second.
+const RIPE_GROUP_NS: u64 = 100_000_000;
+
 const MAX_LISTENER_IPS: usize = 65_536;
 /// An exchange that ends this long before the newest one can only come from a clock that
 /// stepped back: longer than any trace window, and than the default idle timeout after which a
@@ -451,6 +455,18 @@ impl CausalityBuilder {
     }
 
     fn decide_due<F: FnMut(Span)>(&mut self, out: &mut F) {
+        // Ripe exchanges are decided together once the oldest has waited RIPE_GROUP_NS: one at
+        // a time, a batch's fixed cost (the delay model's tables, rebuilt for every search)
+        // outweighed its calls on steady traffic, where an exchange ripens with every packet.
+        let oldest_waited = self.undecided.first().is_some_and(|&(end, _)| {
+            end.0
+                .saturating_add(self.config.window_ns)
+                .saturating_add(RIPE_GROUP_NS)
+                <= self.watermark.0
+        });
+        if !oldest_waited {
+            return;
+        }
         let mut ripe = Vec::new();
         while let Some(&(end, id)) = self.undecided.first() {
             if end.0.saturating_add(self.config.window_ns) > self.watermark.0 {
