@@ -531,3 +531,42 @@ fn r18_the_report_links_or_explains_ids_and_draws_every_phase() {
     assert_eq!(page.matches("<rect class=\"send\" x=").count(), 2 * sends);
     assert_eq!(page.matches("<rect class=\"recv\" x=").count(), 2 * recvs);
 }
+
+/// The report and analysis JSON replace a regular file whole (a temporary file renamed over it),
+/// but a symbolic link or a device given as the path is written through, never replaced: as
+/// root, renaming over `/dev/null` would replace the device itself.
+#[test]
+fn outputs_through_a_link_or_a_device_are_written_not_replaced() {
+    let dir = std::env::temp_dir().join(format!("tapspan-links-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("analysis-target.json");
+    let link = dir.join("analysis.json");
+    std::fs::write(&target, "old").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let null_before = std::fs::metadata("/dev/null").unwrap();
+    let pcap = common::repo_path("pcaps/shop-dirty.pcap");
+    tapspan(&[
+        "replay",
+        pcap.to_str().unwrap(),
+        "-o",
+        "/dev/null",
+        "--analysis-json",
+        link.to_str().unwrap(),
+        "--report",
+        "/dev/null",
+    ]);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert!(written["calls"].as_u64().unwrap() > 0);
+    use std::os::unix::fs::FileTypeExt;
+    let null_after = std::fs::metadata("/dev/null").unwrap();
+    assert!(null_after.file_type().is_char_device());
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::rdev(&null_after),
+        std::os::unix::fs::MetadataExt::rdev(&null_before)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -159,8 +159,17 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Writes `bytes` to a temporary file next to `path` (owner-only), then renames it over
-/// `path`: a reader (a Prometheus textfile collector, say) never sees half a file.
+/// `path`: a reader (a Prometheus textfile collector, say) never sees half a file. Only a
+/// regular file (or none yet) is replaced so: `/dev/null`, a FIFO or a symbolic link is written
+/// through, as given, never replaced by a file of its own.
 fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let replaceable = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.file_type().is_file(),
+        Err(_) => true,
+    };
+    if !replaceable {
+        return write_private(path, bytes);
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
