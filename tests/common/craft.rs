@@ -37,6 +37,33 @@ pub struct Conversation {
 
 pub const T0: u64 = 1_700_000_000_000_000_000;
 
+/// The next segment `dir` sends on a connection whose next sequence numbers are `next`
+/// (client's, server's), acknowledging everything the other side sent; `next` moves past it.
+pub fn next_segment(
+    next: &mut [u32; 2],
+    ts_ns: u64,
+    dir: Dir,
+    syn: bool,
+    fin: bool,
+    payload: &[u8],
+) -> Seg {
+    let i = Conversation::idx(dir);
+    let seg = Seg {
+        ts_ns,
+        dir,
+        seq: next[i],
+        ack: next[1 - i],
+        syn,
+        fin,
+        rst: false,
+        payload: payload.to_vec(),
+    };
+    next[i] = next[i]
+        .wrapping_add(payload.len() as u32)
+        .wrapping_add(syn as u32 + fin as u32);
+    seg
+}
+
 impl Conversation {
     pub fn new(isn_client: u32, isn_server: u32) -> Self {
         Conversation {
@@ -53,20 +80,7 @@ impl Conversation {
     }
     fn push(&mut self, dir: Dir, syn: bool, fin: bool, payload: &[u8]) {
         self.ts_ns += 1_000_000;
-        let i = Self::idx(dir);
-        let seg = Seg {
-            ts_ns: self.ts_ns,
-            dir,
-            seq: self.next[i],
-            ack: self.next[1 - i],
-            syn,
-            fin,
-            rst: false,
-            payload: payload.to_vec(),
-        };
-        self.next[i] = self.next[i]
-            .wrapping_add(payload.len() as u32)
-            .wrapping_add(syn as u32 + fin as u32);
+        let seg = next_segment(&mut self.next, self.ts_ns, dir, syn, fin, payload);
         self.segs.push(seg);
     }
     pub fn handshake(&mut self) -> &mut Self {

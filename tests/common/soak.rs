@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use super::craft::{self, Dir, Seg};
+use super::craft::{self, Dir};
 
 const CLIENTS: u8 = 8;
 const POOL: u16 = 4;
@@ -60,27 +60,10 @@ impl Flow {
         out: &mut Frames<'_>,
         ts: u64,
     ) {
-        let (i, o) = match dir {
-            Dir::C2S => (0, 1),
-            Dir::S2C => (1, 0),
-        };
-        let seg = Seg {
-            ts_ns: ts,
-            dir,
-            seq: self.next[i],
-            ack: if syn && dir == Dir::C2S {
-                0
-            } else {
-                self.next[o]
-            },
-            syn,
-            fin,
-            rst: false,
-            payload: payload.to_vec(),
-        };
-        self.next[i] = self.next[i]
-            .wrapping_add(payload.len() as u32)
-            .wrapping_add(u32::from(syn) + u32::from(fin));
+        let mut seg = craft::next_segment(&mut self.next, ts, dir, syn, fin, payload);
+        if syn && dir == Dir::C2S {
+            seg.ack = 0; // the opening SYN acknowledges nothing (no ACK flag)
+        }
         let (src, dst) = match dir {
             Dir::C2S => (self.client, self.server),
             Dir::S2C => (self.server, self.client),
