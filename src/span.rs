@@ -316,11 +316,122 @@ pub fn build_spans(
     names: &Endpoints,
     route: Option<&str>,
 ) -> [Span; 2] {
-    let xid = exchange_id_of(ex);
-    if let Some(call) = calls::describe(&ex.call) {
-        return call_spans(ex, xid, call, linkage, names);
+    SpanDraft::of(ex).finish(linkage, names, route)
+}
+
+/// What an exchange's two spans say before causality has placed it: everything but the trace,
+/// the parents, the link, the services' names and the route. The causality builder drafts an
+/// exchange's spans when it arrives and finishes them once its trace is decided: a replay of a
+/// capture shorter than the trace window decides every parent after the last packet, and the
+/// spans' own work, done then, waited for the search; drafted on arrival, it runs while the
+/// reading thread is still decoding packets.
+#[derive(Debug)]
+pub struct SpanDraft {
+    xid: u64,
+    /// A Redis, PostgreSQL, DNS or TLS span's name; an HTTP span's comes from its route.
+    call_name: Option<String>,
+    attrs: Attributes,
+    /// Whether the (client, server) spans have status error.
+    errors: [bool; 2],
+    events: Vec<SpanEvent>,
+    start: u64,
+    end: u64,
+    client_span: u64,
+    server_span: u64,
+}
+
+impl SpanDraft {
+    pub fn of(ex: &Exchange) -> Self {
+        let xid = exchange_id_of(ex);
+        let (call_name, attrs, errors) = match calls::describe(&ex.call) {
+            Some(call) => {
+                let (name, attrs, error) = call_attributes(ex, xid, call);
+                (Some(name), attrs, [error, error])
+            }
+            None => {
+                let (attrs, errors) = http_attributes(ex, xid);
+                (None, attrs, errors)
+            }
+        };
+        SpanDraft {
+            xid,
+            call_name,
+            attrs,
+            errors,
+            events: events_of(ex),
+            start: ex.start().0,
+            end: ex.end().0,
+            client_span: ids::span_id(xid, "client"),
+            server_span: ids::span_id(xid, "server"),
+        }
     }
 
+    /// The exchange id.
+    pub fn exchange_id(&self) -> u64 {
+        self.xid
+    }
+
+    /// The server span's id: the parent of the client spans of the calls it made.
+    pub fn server_span_id(&self) -> u64 {
+        self.server_span
+    }
+
+    /// The spans, placed in their trace by `linkage`, with `route` as the `http.route` (by
+    /// default [`route::template`] of the path).
+    pub fn finish(self, linkage: &Linkage, names: &Endpoints, route: Option<&str>) -> [Span; 2] {
+        let mut attrs = self.attrs;
+        attrs.link = linkage
+            .link
+            .map(|(link, confidence)| (link, (confidence * 1000.0).round() / 1000.0));
+        let name = match self.call_name {
+            Some(name) => name,
+            None => http_span_name(&mut attrs, route),
+        };
+        let [client_error, server_error] = self.errors;
+        let status = |error| {
+            if error {
+                SpanStatus::Error
+            } else {
+                SpanStatus::Unset
+            }
+        };
+        let attrs = Arc::new(attrs);
+        let client_span_id = hex64(self.client_span);
+        let client = Span {
+            trace_id: text::hex128(linkage.trace_id),
+            span_id: client_span_id.clone(),
+            parent_span_id: linkage.client_parent.map(hex64),
+            kind: SpanKind::Client,
+            name: name.clone(),
+            service: names.client.clone(),
+            start_unix_nano: self.start,
+            end_unix_nano: self.end,
+            status: status(client_error),
+            attributes: attrs.clone(),
+            events: self.events.clone(),
+            trace_state: None,
+        };
+        let server = Span {
+            trace_id: text::hex128(linkage.trace_id),
+            span_id: hex64(self.server_span),
+            parent_span_id: Some(client_span_id),
+            kind: SpanKind::Server,
+            name,
+            service: names.server.clone(),
+            start_unix_nano: self.start,
+            end_unix_nano: self.end,
+            status: status(server_error),
+            attributes: attrs,
+            events: self.events,
+            trace_state: None,
+        };
+        [client, server]
+    }
+}
+
+/// An HTTP exchange's attributes (its route aside), and whether its (client, server) spans
+/// are errors.
+fn http_attributes(ex: &Exchange, xid: u64) -> (Attributes, [bool; 2]) {
     // HTTP/2 keeps an empty method when its header's table entry came before the capture.
     let method = ex
         .request()
@@ -330,10 +441,46 @@ pub fn build_spans(
     let (path, query) = ex
         .request()
         .map_or((None, None), |r| split_target(&r.target));
-    let route = route
+    // An HTTP/0.9 response has no status line: OpenTelemetry sets `http.response.status_code`
+    // only "if one was received", so it has none, and its span status stays unset (not an
+    // error: the server answered).
+    let status = ex.response().and_then(|r| r.status);
+    let cut_short = ex.error.is_some();
+    let errors = match grpc.as_ref().and_then(|r| r.status) {
+        // OpenTelemetry's gRPC conventions: any code but OK fails the client; the server
+        // fails only on codes that are its own fault.
+        Some(code) => [
+            cut_short || code != 0,
+            cut_short || GRPC_SERVER_ERRORS.contains(&code),
+        ],
+        None => [
+            cut_short || status.is_some_and(|s| s >= 400),
+            cut_short || status.is_some_and(|s| s >= 500),
+        ],
+    };
+    let http = Http {
+        method: method.map(str::to_string),
+        path: path.map(str::to_string),
+        query: query.map(redact_query),
+        status,
+        ..http_messages(ex)
+    };
+    let mut attrs = common_attributes(ex, xid, Address::Ip(ex.server.ip()));
+    attrs.error_type = ex.error.map(str::to_string);
+    attrs.http = Some(Box::new(http));
+    attrs.grpc = grpc.map(Box::new);
+    (attrs, errors)
+}
+
+/// An HTTP span's name, once its route is known (which it sets as `http.route`).
+fn http_span_name(attrs: &mut Attributes, route: Option<&str>) -> String {
+    let Some(http) = attrs.http.as_deref_mut() else {
+        return "HTTP".to_string();
+    };
+    http.route = route
         .map(str::to_string)
-        .or_else(|| path.map(route::template));
-    let name = match (&grpc, method, &route) {
+        .or_else(|| http.path.as_deref().map(route::template));
+    match (attrs.grpc.as_deref(), http.method.as_deref(), &http.route) {
         // OpenTelemetry's RPC span name: `package.Service/Method`.
         (
             Some(Grpc {
@@ -347,82 +494,33 @@ pub fn build_spans(
         (_, Some(m), Some(r)) => format!("{m} {r}"),
         (_, Some(m), None) => m.to_string(),
         (_, None, _) => "HTTP".to_string(),
-    };
-    // An HTTP/0.9 response has no status line: OpenTelemetry sets `http.response.status_code`
-    // only "if one was received", so it has none, and its span status stays unset (not an
-    // error: the server answered).
-    let status = ex.response().and_then(|r| r.status);
-    let cut_short = ex.error.is_some();
-    let (client_error, server_error) = match grpc.as_ref().and_then(|r| r.status) {
-        // OpenTelemetry's gRPC conventions: any code but OK fails the client; the server
-        // fails only on codes that are its own fault.
-        Some(code) => (
-            cut_short || code != 0,
-            cut_short || GRPC_SERVER_ERRORS.contains(&code),
-        ),
-        None => (
-            cut_short || status.is_some_and(|s| s >= 400),
-            cut_short || status.is_some_and(|s| s >= 500),
-        ),
-    };
-    let http = Http {
-        method: method.map(str::to_string),
-        path: path.map(str::to_string),
-        query: query.map(redact_query),
-        route,
-        status,
-        ..http_messages(ex)
-    };
-    let mut attrs = common_attributes(ex, xid, linkage, Address::Ip(ex.server.ip()));
-    attrs.error_type = ex.error.map(str::to_string);
-    attrs.http = Some(Box::new(http));
-    attrs.grpc = grpc.map(Box::new);
-    span_pair(
-        ex,
-        xid,
-        name,
-        attrs,
-        linkage,
-        names,
-        [client_error, server_error],
-    )
+    }
 }
 
-/// The two spans of a Redis, PostgreSQL, DNS or TLS exchange (see [`calls`]).
-fn call_spans(
-    ex: &Exchange,
-    xid: u64,
-    call: calls::CallSpan,
-    linkage: &Linkage,
-    names: &Endpoints,
-) -> [Span; 2] {
+/// A Redis, PostgreSQL, DNS or TLS exchange's name and attributes (see [`calls`]), and
+/// whether its spans are errors.
+fn call_attributes(ex: &Exchange, xid: u64, call: calls::CallSpan) -> (String, Attributes, bool) {
     let server_address = match call.server_name {
         Some(name) => Address::Name(name),
         None => Address::Ip(ex.server.ip()),
     };
-    let mut attrs = common_attributes(ex, xid, linkage, server_address);
+    let mut attrs = common_attributes(ex, xid, server_address);
     let error = ex.error.is_some() || call.failure.is_some();
     attrs.error_type = ex.error.map(str::to_string).or(call.failure);
     attrs.protocol = call.attributes;
-    span_pair(ex, xid, call.name, attrs, linkage, names, [error, error])
+    (call.name, attrs, error)
 }
 
-/// What every exchange's spans say: its ends, its id, how it was linked, what only a tap sees.
-fn common_attributes(
-    ex: &Exchange,
-    xid: u64,
-    linkage: &Linkage,
-    server_address: Address,
-) -> Attributes {
+/// What every exchange's spans say: its ends, its id, what only a tap sees (the link is set
+/// once causality has placed it).
+fn common_attributes(ex: &Exchange, xid: u64, server_address: Address) -> Attributes {
     Attributes {
         server_address,
         server_port: ex.server.port(),
         client_address: ex.client.ip(),
         client_port: ex.client.port(),
         exchange_id: xid,
-        link: linkage
-            .link
-            .map(|(link, confidence)| (link, (confidence * 1000.0).round() / 1000.0)),
+        link: None,
         error_type: None,
         http: None,
         grpc: None,
@@ -440,62 +538,6 @@ fn args_hash(ex: &Exchange) -> Option<u64> {
         Call::Postgres(p) => p.args_hash,
         Call::Http(_) | Call::Tls(_) | Call::Dns(_) => None,
     }
-}
-
-/// An exchange's client and server spans, with their shared attributes and events; `errors`:
-/// whether each (client, server) has status error.
-fn span_pair(
-    ex: &Exchange,
-    xid: u64,
-    name: String,
-    attrs: Attributes,
-    linkage: &Linkage,
-    names: &Endpoints,
-    [client_error, server_error]: [bool; 2],
-) -> [Span; 2] {
-    let trace_id = linkage.trace_id;
-    let client_span = ids::span_id(xid, "client");
-    let server_span = ids::span_id(xid, "server");
-    let events = events_of(ex);
-    let attrs = Arc::new(attrs);
-    let (start, end) = (ex.start().0, ex.end().0);
-    let client = Span {
-        trace_id: text::hex128(trace_id),
-        span_id: hex64(client_span),
-        parent_span_id: linkage.client_parent.map(hex64),
-        kind: SpanKind::Client,
-        name: name.clone(),
-        service: names.client.clone(),
-        start_unix_nano: start,
-        end_unix_nano: end,
-        status: if client_error {
-            SpanStatus::Error
-        } else {
-            SpanStatus::Unset
-        },
-        attributes: attrs.clone(),
-        events: events.clone(),
-        trace_state: None,
-    };
-    let server = Span {
-        trace_id: text::hex128(trace_id),
-        span_id: hex64(server_span),
-        parent_span_id: Some(hex64(client_span)),
-        kind: SpanKind::Server,
-        name,
-        service: names.server.clone(),
-        start_unix_nano: start,
-        end_unix_nano: end,
-        status: if server_error {
-            SpanStatus::Error
-        } else {
-            SpanStatus::Unset
-        },
-        attributes: attrs,
-        events,
-        trace_state: None,
-    };
-    [client, server]
 }
 
 /// gRPC status codes that make a server span an error (OpenTelemetry's RPC conventions):

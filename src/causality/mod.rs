@@ -57,8 +57,7 @@ use crate::protocols::http1::tokens::Tokens;
 use crate::protocols::{Call, Exchange};
 use crate::route::{RouteConfig, Routes};
 use crate::span::{
-    build_spans, exchange_id_of, propagated_context, split_target, Endpoints, Link, Linkage, Span,
-    TraceContext,
+    propagated_context, split_target, Endpoints, Link, Linkage, Span, SpanDraft, TraceContext,
 };
 use crate::text;
 use nesting::DelayModel;
@@ -124,6 +123,8 @@ enum Parent {
 
 struct Node {
     ex: Exchange,
+    /// Its spans but for what the decision says (see [`SpanDraft`]).
+    draft: SpanDraft,
     ctx: Option<TraceContext>,
     /// The X-Request-ID this exchange carries: its request's, else its response's.
     request_id: Option<String>,
@@ -400,6 +401,7 @@ impl CausalityBuilder {
             id,
             Box::new(Node {
                 keys: StepKeys::of(&ex),
+                draft: SpanDraft::of(&ex),
                 ex,
                 ctx,
                 request_id,
@@ -794,7 +796,7 @@ impl CausalityBuilder {
         let trace_id = match (&rn.ctx, &rn.request_id) {
             (Some(c), _) => c.trace_id,
             (None, Some(rid)) => ids::request_id_trace_id(rid),
-            (None, None) => ids::root_trace_id(exchange_id_of(&rn.ex)),
+            (None, None) => ids::root_trace_id(rn.draft.exchange_id()),
         };
         // (node, the server span id of its parent exchange)
         let mut stack: Vec<(NodeId, Option<u64>)> = vec![(root, None)];
@@ -811,7 +813,7 @@ impl CausalityBuilder {
                 }
             }
             self.undecided.remove(&(node.end, id));
-            let server_span = ids::span_id(exchange_id_of(&node.ex), "server");
+            let server_span = node.draft.server_span_id();
             stack.extend(node.children.iter().map(|&c| (c, Some(server_span))));
             let linkage = match (node.parent, parent_span) {
                 (
@@ -835,7 +837,8 @@ impl CausalityBuilder {
                 let path = split_target(&r.target).0?;
                 Some(self.routes.route(&names.server, &r.method, path))
             });
-            for span in build_spans(&node.ex, &linkage, &names, route.as_deref()) {
+            let Node { draft, .. } = *node;
+            for span in draft.finish(&linkage, &names, route.as_deref()) {
                 out(span);
             }
         }
