@@ -303,7 +303,7 @@ pub fn spans_for(ex: &Exchange) -> [Span; 2] {
     build_spans(
         ex,
         &standalone_linkage(ex),
-        &Endpoints::default_for(ex),
+        Endpoints::default_for(ex),
         None,
     )
 }
@@ -313,7 +313,7 @@ pub fn spans_for(ex: &Exchange) -> [Span; 2] {
 pub fn build_spans(
     ex: &Exchange,
     linkage: &Linkage,
-    names: &Endpoints,
+    names: Endpoints,
     route: Option<&str>,
 ) -> [Span; 2] {
     SpanDraft::of(ex).finish(linkage, names, route)
@@ -378,7 +378,7 @@ impl SpanDraft {
 
     /// The spans, placed in their trace by `linkage`, with `route` as the `http.route` (by
     /// default [`route::template`] of the path).
-    pub fn finish(self, linkage: &Linkage, names: &Endpoints, route: Option<&str>) -> [Span; 2] {
+    pub fn finish(self, linkage: &Linkage, names: Endpoints, route: Option<&str>) -> [Span; 2] {
         let mut attrs = self.attrs;
         attrs.link = linkage
             .link
@@ -403,7 +403,7 @@ impl SpanDraft {
             parent_span_id: linkage.client_parent.map(hex64),
             kind: SpanKind::Client,
             name: name.clone(),
-            service: names.client.clone(),
+            service: names.client,
             start_unix_nano: self.start,
             end_unix_nano: self.end,
             status: status(client_error),
@@ -417,7 +417,7 @@ impl SpanDraft {
             parent_span_id: Some(client_span_id),
             kind: SpanKind::Server,
             name,
-            service: names.server.clone(),
+            service: names.server,
             start_unix_nano: self.start,
             end_unix_nano: self.end,
             status: status(server_error),

@@ -838,7 +838,7 @@ impl CausalityBuilder {
                 Some(self.routes.route(&names.server, &r.method, path))
             });
             let Node { draft, .. } = *node;
-            for span in draft.finish(&linkage, &names, route.as_deref()) {
+            for span in draft.finish(&linkage, names, route.as_deref()) {
                 out(span);
             }
         }
