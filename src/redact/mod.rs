@@ -68,6 +68,9 @@ pub struct HeaderPolicy {
     /// Whether each of `captured` is a secret header, decided once: a header name matches a
     /// captured one only up to ASCII case, which [`Self::is_secret_header`] ignores too.
     captured_secret: Vec<bool>,
+    /// Positions in `captured` by name length: a header name is compared only with the
+    /// captured names of its length, as most header names are not captured at all.
+    captured_by_len: Vec<Vec<usize>>,
     /// Header names redacted besides the credential-like ones (lower-case, exact).
     redacted: Vec<String>,
     /// Query parameter names redacted besides the credential-like ones (lower-case, exact).
@@ -79,6 +82,7 @@ impl Default for HeaderPolicy {
         HeaderPolicy {
             captured: DEFAULT_CAPTURED.iter().map(|s| s.to_string()).collect(),
             captured_secret: Vec::new(),
+            captured_by_len: Vec::new(),
             redacted: DEFAULT_REDACTED.iter().map(|s| s.to_string()).collect(),
             redacted_params: Vec::new(),
         }
@@ -101,14 +105,28 @@ impl HeaderPolicy {
         self.decided()
     }
 
-    /// With `captured_secret` decided for the current lists.
+    /// With `captured_secret` and `captured_by_len` decided for the current lists.
     fn decided(mut self) -> Self {
         self.captured_secret = self
             .captured
             .iter()
             .map(|c| self.is_secret_header(c))
             .collect();
+        let longest = self.captured.iter().map(String::len).max().unwrap_or(0);
+        self.captured_by_len = vec![Vec::new(); longest + 1];
+        for (at, name) in self.captured.iter().enumerate() {
+            self.captured_by_len[name.len()].push(at);
+        }
         self
+    }
+
+    /// The position in `captured` of the first name equal to `name` up to ASCII case.
+    fn captured_position(&self, name: &str) -> Option<usize> {
+        self.captured_by_len
+            .get(name.len())?
+            .iter()
+            .copied()
+            .find(|&at| self.captured[at].eq_ignore_ascii_case(name))
     }
 
     /// Also redact the values of these query parameters (exact names, case-insensitive, after
@@ -145,20 +163,21 @@ impl HeaderPolicy {
     ) -> crate::protocols::http1::head::StartLine {
         use crate::protocols::http1::head::StartLine;
         match start {
-            StartLine::Request { method, target } => StartLine::Request {
-                method,
-                target: self.redact_target(&target),
-            },
+            StartLine::Request { method, target } => {
+                // Most targets hold no secret: they are kept as they are, not copied.
+                let target = match self.redact_url(&target) {
+                    Cow::Borrowed(_) => target,
+                    Cow::Owned(redacted) => redacted,
+                };
+                StartLine::Request { method, target }
+            }
             other => other,
         }
     }
 
     /// The (lower-case name, value) to keep for this header, if any: see [`Self::header_value`].
     pub fn capture(&self, name: &str, value: &[u8]) -> Option<(String, String)> {
-        let at = self
-            .captured
-            .iter()
-            .position(|c| c.eq_ignore_ascii_case(name))?;
+        let at = self.captured_position(name)?;
         let kept = if self.captured_secret[at] {
             REDACTED.to_string()
         } else {
@@ -247,7 +266,7 @@ fn redact_json_strings(value: &mut Value, how: &dyn Fn(&str) -> Cow<'_, str>) {
 
 /// Whether a header value is a URL or a path (`Location: /login?next=…`).
 fn looks_like_url(value: &str) -> bool {
-    value.starts_with('/') || value.contains("://")
+    value.starts_with('/') || shape::contains_short(value, "://")
 }
 
 /// The query string with the values of credential-like parameters replaced by [`REDACTED`].
