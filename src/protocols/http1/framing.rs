@@ -383,7 +383,7 @@ impl HttpConn {
         ctx: &mut Ctx<'_, F>,
     ) {
         let request = dir == Direction::ClientToServer;
-        match head::parse_head(bytes, request, &ctx.config.headers) {
+        match head::parse_whole_head(bytes, request, &ctx.config.headers) {
             Ok(head) => self.on_head(dir, Ok(head), ts, ctx),
             Err(_) => {
                 let why = if request {

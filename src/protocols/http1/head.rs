@@ -199,6 +199,27 @@ pub fn parse_head(
     request: bool,
     policy: &HeaderPolicy,
 ) -> Result<MessageHead, HeadError> {
+    let len = find_head_end(buf, 0).ok_or(HeadError)?;
+    parse_head_of_len(buf, len, request, policy)
+}
+
+/// [`parse_head`] of a head whose end framing found already: `buf` is the head, up to and
+/// including its empty line, so it is not scanned for that line again.
+pub fn parse_whole_head(
+    buf: &[u8],
+    request: bool,
+    policy: &HeaderPolicy,
+) -> Result<MessageHead, HeadError> {
+    debug_assert_eq!(find_head_end(buf, 0), Some(buf.len()));
+    parse_head_of_len(buf, buf.len(), request, policy)
+}
+
+fn parse_head_of_len(
+    buf: &[u8],
+    len: usize,
+    request: bool,
+    policy: &HeaderPolicy,
+) -> Result<MessageHead, HeadError> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     // The start line is parsed by hand (httparse rejects `http/1.1` and similar forms that servers
     // accept); header lines go through httparse.
@@ -208,20 +229,21 @@ pub fn parse_head(
         Ok(httparse::Status::Complete((_, h))) => h,
         _ => return Err(HeadError),
     };
-    let mut head = MessageHead::bare(start, minor, find_head_end(buf, 0).ok_or(HeadError)?);
+    let mut head = MessageHead::bare(start, minor, len);
     for h in hdrs.iter() {
-        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         let name = h.name;
+        // Only the framing headers' values are read here, so most values are never decoded.
+        let value = || std::str::from_utf8(h.value).unwrap_or("").trim();
         if name.eq_ignore_ascii_case("content-length") {
             // RFC 9112 §6.3: differing or invalid lengths make the framing unreliable.
-            match value.parse::<u64>() {
+            match value().parse::<u64>() {
                 Ok(n) if head.content_length.is_none_or(|m| m == n) => {
                     head.content_length = Some(n)
                 }
                 _ => return Err(HeadError),
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = value.rsplit(',').next().unwrap_or("").trim();
+            let last = value().rsplit(',').next().unwrap_or("").trim();
             if last.eq_ignore_ascii_case("chunked") {
                 head.chunked = true;
                 head.other_transfer_encoding = false;
@@ -230,7 +252,7 @@ pub fn parse_head(
                 head.other_transfer_encoding = true;
             }
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
+            for token in value().split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
                     head.connection_close = true;
                 } else if token.eq_ignore_ascii_case("upgrade") {
@@ -326,8 +348,9 @@ fn lenient_start_line(buf: &[u8], request: bool) -> Option<(StartLine, u8, usize
 
 /// `HTTP/1.x` (any case) to its minor version; `HTTP/1.` and `HTTP/1` as 1.0 (Apache's reading).
 fn version_minor(v: &str) -> Option<u8> {
-    let v = v.to_ascii_uppercase();
-    let rest = v.strip_prefix("HTTP/1")?;
+    // What follows `HTTP/1` is read as it is: upper-casing it would change no digit or dot.
+    let prefix = v.get(..6).filter(|p| p.eq_ignore_ascii_case("HTTP/1"))?;
+    let rest = &v[prefix.len()..];
     match rest {
         "" | "." => Some(0),
         _ => rest
