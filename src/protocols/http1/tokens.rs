@@ -248,17 +248,21 @@ impl Collector {
 /// Whether a body with these headers is worth reading for tokens: not compressed, and JSON,
 /// a form, or plain text (or unlabelled).
 pub fn body_is_readable(headers: &[(String, String)]) -> bool {
+    // Compared up to ASCII case where they lie: no lower-cased copy per message.
     let value = |name: &str| {
         headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
     };
-    if value("content-encoding").is_some_and(|e| e.trim() != "identity") {
+    let is = |v: &[u8], word: &str| v.eq_ignore_ascii_case(word.as_bytes());
+    let starts = |v: &[u8], word: &str| v.get(..word.len()).is_some_and(|p| is(p, word));
+    let contains = |v: &[u8], word: &str| (0..v.len()).any(|i| starts(&v[i..], word));
+    if value("content-encoding").is_some_and(|e| !is(e.trim().as_bytes(), "identity")) {
         return false;
     }
-    value("content-type").is_none_or(|t| {
-        t.contains("json") || t.contains("x-www-form-urlencoded") || t.starts_with("text/plain")
+    value("content-type").map(str::as_bytes).is_none_or(|t| {
+        contains(t, "json") || contains(t, "x-www-form-urlencoded") || starts(t, "text/plain")
     })
 }
 
