@@ -8,7 +8,8 @@
 //! conventional server port, else a well-known or lower port, is the server's).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
 
 use tapspan_capture::{TcpSegment, Timestamp};
 
@@ -126,9 +127,32 @@ struct Conn {
 /// Order-independent key of a connection's 4-tuple.
 fn conn_key(a: SocketAddr, b: SocketAddr) -> ConnKey {
     if a <= b {
-        (a, b)
+        ConnKey(a, b)
     } else {
-        (b, a)
+        ConnKey(b, a)
+    }
+}
+
+/// A connection's two addresses, lower first (see [`conn_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ConnKey(SocketAddr, SocketAddr);
+
+impl Hash for ConnKey {
+    /// Both addresses and ports in one write. The maps keep std's keyed SipHash, as a capture
+    /// chooses its addresses (anyone can send packets that collide under an unkeyed hash); its
+    /// cost is mostly per write, and the derived `Hash` of two `SocketAddr`s makes eight.
+    /// Equal keys write equal bytes; a v4 address and its v6-mapped form merely share a hash.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut bytes = [0u8; 36];
+        for (at, addr) in [(0, self.0), (18, self.1)] {
+            let ip = match addr.ip() {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            bytes[at..at + 16].copy_from_slice(&ip.octets());
+            bytes[at + 16..at + 18].copy_from_slice(&addr.port().to_le_bytes());
+        }
+        state.write(&bytes);
     }
 }
 
@@ -160,8 +184,6 @@ pub struct Reassembler {
     closed: HashMap<ConnKey, Timestamp>,
     pub stats: ReassemblyStats,
 }
-
-type ConnKey = (SocketAddr, SocketAddr);
 
 impl Reassembler {
     /// A reassembler with no protocol knowledge (roles from handshakes and port ranges).
@@ -276,7 +298,6 @@ impl Reassembler {
             }
         }
         self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.held_total as u64);
-        let conn = self.conns.get_mut(&key).expect("connection is tracked");
         if flags.rst() {
             if conn.reset_at.is_none() {
                 conn.reset_at = Some(seg.ts);
