@@ -104,16 +104,33 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 /// Collects the tokens of one message as its bytes arrive, in as many pieces as they come.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Collector {
     tokens: Vec<u64>,
-    /// The run of token bytes not yet ended (carried across pieces), capped at MAX_TOKEN + 1.
-    run: Vec<u8>,
+    /// The run of token bytes not yet ended (carried across pieces): its first `run_len`
+    /// bytes, at most MAX_TOKEN + 1. A fixed buffer, so that no message allocates one.
+    run: [u8; MAX_TOKEN + 1],
+    run_len: usize,
     run_too_long: bool,
     /// A run has ended and its fate waits on the next bytes (`":` or `=` makes it a name).
     pending: Option<u64>,
-    after_pending: Vec<u8>,
+    /// A `"` followed the pending run (the end of a JSON string, which a `:` makes a key).
+    quote_after_pending: bool,
     body_seen: usize,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Collector {
+            tokens: Vec::new(),
+            run: [0; MAX_TOKEN + 1],
+            run_len: 0,
+            run_too_long: false,
+            pending: None,
+            quote_after_pending: false,
+            body_seen: 0,
+        }
+    }
 }
 
 impl Collector {
@@ -169,10 +186,7 @@ impl Collector {
         let mut tokens = std::mem::take(&mut self.tokens);
         tokens.sort_unstable();
         tokens.dedup();
-        *self = Collector {
-            tokens: Vec::new(),
-            ..Collector::default()
-        };
+        *self = Collector::default();
         Tokens(tokens)
     }
 
@@ -200,7 +214,7 @@ impl Collector {
         if self.pending.is_some() {
             match b {
                 b'=' | b':' => self.settle_pending(true),
-                b'"' if self.after_pending.is_empty() => self.after_pending.push(b),
+                b'"' if !self.quote_after_pending => self.quote_after_pending = true,
                 b' ' | b'\t' => {}
                 _ => self.settle_pending(false),
             }
@@ -208,24 +222,25 @@ impl Collector {
     }
 
     fn extend_run(&mut self, b: u8) {
-        if self.run.len() > MAX_TOKEN {
+        if self.run_len > MAX_TOKEN {
             self.run_too_long = true;
         } else {
-            self.run.push(b);
+            self.run[self.run_len] = b;
+            self.run_len += 1;
         }
     }
 
     fn end_run(&mut self) {
-        if self.run.is_empty() {
+        if self.run_len == 0 {
             return;
         }
-        let too_long = std::mem::take(&mut self.run_too_long) || self.run.len() > MAX_TOKEN;
-        if !too_long && self.run.len() >= 2 {
+        let too_long = std::mem::take(&mut self.run_too_long) || self.run_len > MAX_TOKEN;
+        if !too_long && self.run_len >= 2 {
             self.settle_pending(false);
-            self.pending = Some(keyed_hash(&self.run));
-            self.after_pending.clear();
+            self.pending = Some(keyed_hash(&self.run[..self.run_len]));
+            self.quote_after_pending = false;
         }
-        self.run.clear();
+        self.run_len = 0;
     }
 
     /// The pending run is a name (`is_name`) and dropped, or a value and kept.
@@ -235,7 +250,7 @@ impl Collector {
                 self.tokens.push(h);
             }
         }
-        self.after_pending.clear();
+        self.quote_after_pending = false;
     }
 
     fn push_token(&mut self, bytes: &[u8]) {
