@@ -317,11 +317,12 @@ fn lenient_start_line(buf: &[u8], request: bool) -> Option<(StartLine, u8, usize
     let line = &buf[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = String::from_utf8_lossy(line);
-    let parts: Vec<&str> = text.split([' ', '\t']).filter(|s| !s.is_empty()).collect();
+    let mut parts = text.split([' ', '\t']).filter(|s| !s.is_empty());
     if request {
-        let [method, target @ .., version] = parts.as_slice() else {
+        let (Some(method), Some(version)) = (parts.next(), parts.next_back()) else {
             return None;
         };
+        let target = joined(parts);
         if target.is_empty() || !is_token(method) {
             return None;
         }
@@ -329,21 +330,32 @@ fn lenient_start_line(buf: &[u8], request: bool) -> Option<(StartLine, u8, usize
         Some((
             StartLine::Request {
                 method: method.to_ascii_uppercase(),
-                target: target.join(" "),
+                target,
             },
             minor,
             nl + 1,
         ))
     } else {
-        let (version, code, reason) = match parts.as_slice() {
-            [version, code, reason @ ..] => (version, code, reason),
-            _ => return None,
+        let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+            return None;
         };
         let minor = version_minor(version)?;
         let status = status_code(code)?;
-        let reason = reason.join(" ");
+        let reason = joined(parts);
         Some((StartLine::Response { status, reason }, minor, nl + 1))
     }
+}
+
+/// The words (none empty) joined by single spaces, as a line's parts are read.
+fn joined<'a>(words: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for word in words {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 /// `HTTP/1.x` (any case) to its minor version; `HTTP/1.` and `HTTP/1` as 1.0 (Apache's reading).
