@@ -161,9 +161,13 @@ enum Owner {
 }
 
 /// Connection ids are small sequential integers: a multiplicative hash spreads them well and
-/// costs one instruction per lookup (one lookup per stream event).
+/// costs one instruction per lookup (one lookup per stream event). They are numbered here, in
+/// order, so a capture cannot choose them to collide.
 #[derive(Default)]
-struct ConnIdHasher(u64);
+pub(crate) struct ConnIdHasher(u64);
+
+/// A map keyed by connection id, hashed with [`ConnIdHasher`].
+pub(crate) type ConnIdMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnIdHasher>>;
 
 impl Hasher for ConnIdHasher {
     fn finish(&self) -> u64 {
@@ -183,7 +187,7 @@ impl Hasher for ConnIdHasher {
 pub struct Decoders {
     decoders: Vec<Box<dyn StreamDecoder>>,
     dns_udp: DnsUdp,
-    owners: HashMap<ConnId, Owner, BuildHasherDefault<ConnIdHasher>>,
+    owners: ConnIdMap<Owner>,
 }
 
 impl Decoders {

@@ -21,7 +21,7 @@ mod pairing;
 pub mod socks;
 pub mod tokens;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 pub use exchange::{
@@ -161,7 +161,7 @@ struct HttpConn {
 
 pub struct HttpDecoder {
     config: HttpConfig,
-    conns: HashMap<ConnId, HttpConn>,
+    conns: crate::protocols::ConnIdMap<HttpConn>,
     /// Capacity of every connection's head buffers, kept up to date after each event.
     head_bytes: usize,
     pub stats: HttpStats,
@@ -171,7 +171,7 @@ impl HttpDecoder {
     pub fn new(config: HttpConfig) -> Self {
         HttpDecoder {
             config,
-            conns: HashMap::new(),
+            conns: Default::default(),
             head_bytes: 0,
             stats: HttpStats::default(),
         }
