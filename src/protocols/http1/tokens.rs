@@ -100,8 +100,21 @@ fn keyed_hash(bytes: &[u8]) -> u64 {
 }
 
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b'%')
+    TOKEN_BYTES[usize::from(b)]
 }
+
+/// The bytes a token is made of, as a table: the test runs for every body byte read.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'@' | b'+' | b'%');
+        b += 1;
+    }
+    table
+};
 
 /// Collects the tokens of one message as its bytes arrive, in as many pieces as they come.
 #[derive(Clone, Debug)]
@@ -230,10 +243,15 @@ impl Collector {
         }
     }
 
+    /// Ends the current run, if there is one: called for every byte that is not a token's.
+    #[inline]
     fn end_run(&mut self) {
-        if self.run_len == 0 {
-            return;
+        if self.run_len > 0 {
+            self.finish_run();
         }
+    }
+
+    fn finish_run(&mut self) {
         let too_long = std::mem::take(&mut self.run_too_long) || self.run_len > MAX_TOKEN;
         if !too_long && self.run_len >= 2 {
             self.settle_pending(false);
