@@ -347,12 +347,11 @@ fn lenient_start_line(buf: &[u8], request: bool) -> Option<(StartLine, u8, usize
 }
 
 /// The words (none empty) joined by single spaces, as a line's parts are read.
-fn joined<'a>(words: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::new();
+fn joined<'a>(mut words: impl Iterator<Item = &'a str>) -> String {
+    // Most lines have one word here (a target, a reason `OK`): copied at its size.
+    let mut out = words.next().map(str::to_string).unwrap_or_default();
     for word in words {
-        if !out.is_empty() {
-            out.push(' ');
-        }
+        out.push(' ');
         out.push_str(word);
     }
     out
