@@ -181,7 +181,7 @@ impl HeaderPolicy {
         let kept = if self.captured_secret[at] {
             REDACTED.to_string()
         } else {
-            let raw = String::from_utf8_lossy(value);
+            let raw = shape::utf8_lossy(value);
             self.value_of_open_header(raw.trim()).into_owned()
         };
         Some((self.captured[at].clone(), kept))

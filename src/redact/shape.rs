@@ -76,6 +76,16 @@ fn is_opaque_token(s: &str) -> bool {
         && b.iter().any(u8::is_ascii_digit)
 }
 
+/// `bytes` as text, with what is not UTF-8 as U+FFFD: `String::from_utf8_lossy`, but valid text
+/// (nearly every header value and start line) is checked by `str::from_utf8`, which takes
+/// ASCII a word at a time where the lossy decoder goes byte by byte.
+pub fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// `s` with `%XX` escapes decoded (and `+` as a space where `plus_is_space`, as in a query):
 /// names are matched after this, so `%74oken` is `token`. Invalid escapes are kept as they are;
 /// bytes that are not UTF-8 become U+FFFD.

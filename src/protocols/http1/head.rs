@@ -316,7 +316,7 @@ fn lenient_start_line(buf: &[u8], request: bool) -> Option<(StartLine, u8, usize
     let nl = buf.iter().position(|&b| b == b'\n')?;
     let line = &buf[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let text = String::from_utf8_lossy(line);
+    let text = crate::redact::shape::utf8_lossy(line);
     let mut parts = text.split([' ', '\t']).filter(|s| !s.is_empty());
     if request {
         let (Some(method), Some(version)) = (parts.next(), parts.next_back()) else {
