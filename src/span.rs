@@ -327,7 +327,6 @@ pub fn build_spans(
 /// reading thread is still decoding packets.
 #[derive(Debug)]
 pub struct SpanDraft {
-    xid: u64,
     /// A Redis, PostgreSQL, DNS or TLS span's name; an HTTP span's comes from its route.
     call_name: Option<String>,
     attrs: Attributes,
@@ -340,8 +339,34 @@ pub struct SpanDraft {
     server_span: u64,
 }
 
+/// An HTTP exchange's captured headers, (request, response), as the draft takes them.
+type CapturedHeaders = (Vec<(String, String)>, Vec<(String, String)>);
+
 impl SpanDraft {
     pub fn of(ex: &Exchange) -> Self {
+        let headers = (
+            ex.request().map(|r| r.headers.clone()).unwrap_or_default(),
+            ex.response().map(|r| r.headers.clone()).unwrap_or_default(),
+        );
+        Self::with_headers(ex, headers)
+    }
+
+    /// [`Self::of`], moving `ex`'s captured headers into the draft instead of copying them
+    /// (the causality builder holds an exchange until it is placed, and needs them no more).
+    pub fn taking_headers(ex: &mut Exchange) -> Self {
+        let mut headers = CapturedHeaders::default();
+        if let Some(http) = ex.http_mut() {
+            if let Some(r) = &mut http.request {
+                headers.0 = std::mem::take(&mut r.headers);
+            }
+            if let Some(r) = &mut http.response {
+                headers.1 = std::mem::take(&mut r.headers);
+            }
+        }
+        Self::with_headers(ex, headers)
+    }
+
+    fn with_headers(ex: &Exchange, headers: CapturedHeaders) -> Self {
         let xid = exchange_id_of(ex);
         let (call_name, attrs, errors) = match calls::describe(&ex.call) {
             Some(call) => {
@@ -349,12 +374,11 @@ impl SpanDraft {
                 (Some(name), attrs, [error, error])
             }
             None => {
-                let (attrs, errors) = http_attributes(ex, xid);
+                let (attrs, errors) = http_attributes(ex, xid, headers);
                 (None, attrs, errors)
             }
         };
         SpanDraft {
-            xid,
             call_name,
             attrs,
             errors,
@@ -364,11 +388,6 @@ impl SpanDraft {
             client_span: ids::span_id(xid, "client"),
             server_span: ids::span_id(xid, "server"),
         }
-    }
-
-    /// The exchange id.
-    pub fn exchange_id(&self) -> u64 {
-        self.xid
     }
 
     /// The server span's id: the parent of the client spans of the calls it made.
@@ -431,7 +450,7 @@ impl SpanDraft {
 
 /// An HTTP exchange's attributes (its route aside), and whether its (client, server) spans
 /// are errors.
-fn http_attributes(ex: &Exchange, xid: u64) -> (Attributes, [bool; 2]) {
+fn http_attributes(ex: &Exchange, xid: u64, headers: CapturedHeaders) -> (Attributes, [bool; 2]) {
     // HTTP/2 keeps an empty method when its header's table entry came before the capture.
     let method = ex
         .request()
@@ -463,7 +482,7 @@ fn http_attributes(ex: &Exchange, xid: u64) -> (Attributes, [bool; 2]) {
         path: path.map(str::to_string),
         query: query.map(redact_query),
         status,
-        ..http_messages(ex)
+        ..http_messages(ex, headers)
     };
     let mut attrs = common_attributes(ex, xid, Address::Ip(ex.server.ip()));
     attrs.error_type = ex.error.map(str::to_string);
@@ -564,26 +583,28 @@ fn grpc_call(ex: &Exchange) -> Option<Grpc> {
     })
 }
 
-/// Attributes of the messages themselves: protocol version, headers, body sizes.
-fn http_messages(ex: &Exchange) -> Http {
+/// Attributes of the messages themselves: protocol version, `headers` (the captured ones, of
+/// the request and the response), body sizes.
+fn http_messages(ex: &Exchange, (request_headers, response_headers): CapturedHeaders) -> Http {
     // A request line without a version takes its answer's (`0.9` for a bare body).
     let version = ex
         .request()
         .and_then(|r| r.version)
         .or(ex.response().map(|r| r.version));
-    let request = ex.request();
     Http {
         version: version.map(|v| v.as_str()),
         // The last, as OpenTelemetry's single-valued attribute would be overwritten.
-        user_agent: request.and_then(|r| {
-            r.headers
-                .iter()
-                .rev()
-                .find(|(name, _)| name == "user-agent")
-                .map(|(_, v)| v.clone())
-        }),
-        request: request.map(|r| Message::new(&r.headers, r.body_size)),
-        response: ex.response().map(|r| Message::new(&r.headers, r.body_size)),
+        user_agent: request_headers
+            .iter()
+            .rev()
+            .find(|(name, _)| name == "user-agent")
+            .map(|(_, v)| v.clone()),
+        request: ex
+            .request()
+            .map(|r| Message::from_headers(request_headers, r.body_size)),
+        response: ex
+            .response()
+            .map(|r| Message::from_headers(response_headers, r.body_size)),
         ..Http::default()
     }
 }

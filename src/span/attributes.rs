@@ -98,7 +98,11 @@ pub struct Message {
 
 impl Message {
     pub fn new(headers: &[(String, String)], body_size: u64) -> Self {
-        let mut headers = headers.to_vec();
+        Self::from_headers(headers.to_vec(), body_size)
+    }
+
+    /// [`Self::new`] of headers the caller gives up.
+    pub fn from_headers(mut headers: Vec<(String, String)>, body_size: u64) -> Self {
         headers.sort_by(|a, b| a.0.cmp(&b.0));
         Message { headers, body_size }
     }

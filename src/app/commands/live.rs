@@ -31,6 +31,7 @@ use tapspan_capture::{CaptureError, Timestamp};
 
 use crate::app::cli::{CausalityArgs, LimitArgs, OutputArgs};
 use crate::app::output::Outputs;
+use tapspan::causality::CausalityBuilder;
 use tapspan::pipeline::{Back, Sink, Spans};
 use tapspan::privileges;
 use tapspan::run::live::engine::{self, EngineConfig, Ingest, Received};
@@ -119,7 +120,8 @@ pub fn run(args: &LiveArgs) -> Outcome {
     let interface = args.interface.clone().unwrap_or_default();
     let (source, metrics_listener) = open_capture(args, &interface)?;
     let writer = pcap_writer(args, &source)?;
-    let mut builder = super::causality_builder(&args.causality, &args.limits)?;
+    let mut builder =
+        CausalityBuilder::new(super::causality_config(&args.causality, &args.limits)?);
     let sampler = super::sampler(&args.output, &args.causality, &args.limits)?;
     let mut outputs = Outputs::open(&args.output, args.limits.memory_limits().analysis_config())?;
     outputs.set_sampler(sampler);

@@ -10,7 +10,7 @@ pub mod report;
 use std::fmt::Display;
 
 use crate::app::cli::{CausalityArgs, LimitArgs, OutputArgs};
-use tapspan::causality::CausalityBuilder;
+use tapspan::causality::CausalityConfig;
 use tapspan::sampling::Sampler;
 
 /// Why a command failed, which decides the exit code (see [`Failure::exit_code`]).
@@ -64,14 +64,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// The causality builder the flags describe; a bad `--services` file is a usage error (exit 2).
-pub fn causality_builder(
+/// The causality the flags describe; a bad `--services` file is a usage error (exit 2).
+pub fn causality_config(
     args: &CausalityArgs,
     limits: &LimitArgs,
-) -> Result<CausalityBuilder, Failure> {
-    args.config(&limits.memory_limits())
-        .map(CausalityBuilder::new)
-        .map_err(Failure::usage)
+) -> Result<CausalityConfig, Failure> {
+    args.config(&limits.memory_limits()).map_err(Failure::usage)
 }
 
 /// The sampler the output flags describe (traces in pieces wait one trace window for the rest);

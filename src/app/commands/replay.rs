@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::cli::{CausalityArgs, LimitArgs, ReplayArgs};
 use crate::app::output::Outputs;
+use tapspan::causality::{CausalityBuilder, CausalityConfig};
 use tapspan::pipeline::Spans;
 use tapspan::redact::HeaderPolicy;
 use tapspan::run::replay::replay_files;
@@ -92,7 +93,12 @@ pub struct Replay<'a> {
 
 impl Replay<'_> {
     pub fn run(self, mut outputs: Outputs) -> Outcome {
-        let mut builder = super::causality_builder(self.causality, self.limits)?;
+        let config = super::causality_config(self.causality, self.limits)?;
+        // Offline, a capture shorter than the trace window is placed after its last packet.
+        let mut builder = CausalityBuilder::new(CausalityConfig {
+            draft_on_arrival: true,
+            ..config
+        });
         outputs.set_inputs(self.files.iter().map(|f| f.display().to_string()).collect());
         let show_progress = self.progress && io::stderr().is_terminal();
         let mut bar: Option<ProgressBar> = None;
