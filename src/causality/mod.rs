@@ -817,10 +817,10 @@ impl CausalityBuilder {
             let Some(mut node) = self.nodes.remove(&id) else {
                 continue;
             };
-            let draft = match node.draft.take() {
-                Some(draft) => draft,
-                None => SpanDraft::taking_headers(&mut node.ex),
-            };
+            let draft = node
+                .draft
+                .take()
+                .unwrap_or_else(|| SpanDraft::taking_headers(&mut node.ex));
             if let Some(inbound) = self.inbound.get_mut(&node.ex.server.ip()) {
                 inbound
                     .by_start
