@@ -215,3 +215,38 @@ fn no_redis_key_or_sql_value_of_the_log_leaves_in_any_output() {
         .spans
         .contains(&sql::sanitize("SELECT name FROM users WHERE handle = 'x'")));
 }
+
+/// Share of the 330 logged calls whose span is a child of the request that made them. No id
+/// reaches Redis or PostgreSQL, so timing decides, with payload tokens where a request's value
+/// reappears in its calls (the order id in `items`' bound parameter, then each item's SKU from
+/// that answer in `product`'s); the dashboard's and the user's calls carry no value of their
+/// request (the keys hold hashed tags), three requests run at once and the pool of four
+/// connection pairs rotates. Measured with the default search: 268 of 330 (0.812; `items` and
+/// `product` all right, `flags` 54 of 90, `tenant` 22, `profile` 21 and `user` 21 of 30: whole
+/// requests swapped with a concurrent one of the same kind). Issue 19 asks for no worse than
+/// HTTP calls at the same concurrency (the causality lab at 4 in flight: 99.8 % and more), not
+/// met yet. The tolerance, four calls, leaves room for changes to causality's search that
+/// trade a call here for accuracy elsewhere.
+const MIN_RIGHT_PARENT: f64 = 0.8;
+
+#[test]
+fn database_calls_are_children_of_the_request_that_made_them() {
+    let (exchanges, _) = common::replay(&[common::repo_path("pcaps/protocols/dbfindings.pcap")]);
+    let log = std::fs::read_to_string(common::repo_path("pcaps/protocols/dbfindings.service.log"))
+        .unwrap();
+    let placed = common::placement::placement(&common::spans(&exchanges), &log, SERVICE);
+    assert_eq!(placed.requests, 90);
+    eprintln!("dbfindings by operation: {:?}", placed.by_op);
+    assert_eq!(placed.calls, 330);
+    let share = placed.share();
+    eprintln!(
+        "dbfindings: {} of {} calls under the right request ({share:.3})",
+        placed.right, placed.calls
+    );
+    assert!(
+        share >= MIN_RIGHT_PARENT,
+        "{} of {} calls under the right request",
+        placed.right,
+        placed.calls
+    );
+}

@@ -9,7 +9,7 @@ mod common;
 #[path = "common/server_logs.rs"]
 mod server_logs;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 use tapspan::protocols::postgres::sql;
@@ -254,78 +254,29 @@ fn no_redis_value_or_sql_literal_leaves_in_a_span() {
 /// elsewhere.
 const MIN_RIGHT_PARENT: f64 = 0.949;
 
-fn fields(line: &str) -> HashMap<&str, &str> {
-    line.split(' ')
-        .filter_map(|kv| kv.split_once('='))
-        .collect()
-}
-
 #[test]
 fn multitier_database_calls_are_children_of_the_request_that_made_them() {
-    let spans = spans_of("multitier.pcap");
-    let text = log("multitier.service.log");
-    let lines: Vec<HashMap<&str, &str>> = text.lines().map(fields).collect();
-    let num = |l: &HashMap<&str, &str>, k: &str| l[k].parse::<u64>().unwrap();
-    let slack = 1_000_000; // 1 ms between the service's clock reads and the capture's stamps
-                           // Each logged request's server span: on its client port, open at the handler's start.
-    let mut request_of_span: HashMap<&str, &str> = HashMap::new();
-    for l in lines.iter().filter(|l| l["kind"] == "http") {
-        let p: u16 = l["port"].parse().unwrap();
-        let start = num(l, "start");
-        let s = spans
-            .iter()
-            .filter(|s| {
-                s.kind == SpanKind::Server && attr(s, "http.request.method").as_deref().is_some()
-            })
-            .filter(|s| port(s, "client.port") == p && s.start_unix_nano <= start + slack)
-            // The connection's last request to begin before the handler did.
-            .max_by_key(|s| s.start_unix_nano)
-            .filter(|s| s.end_unix_nano + slack >= start)
-            .unwrap_or_else(|| panic!("no span for {l:?}"));
-        request_of_span.insert(&s.span_id, l["rid"]);
-    }
-    assert_eq!(request_of_span.len(), 120);
-    // Each logged call's client span: on its local port, its operation, inside its window.
-    let mut used = HashSet::new();
-    let (mut calls, mut right) = (0, 0);
-    let mut by_op: BTreeMap<&str, (u32, u32, u32)> = BTreeMap::new();
-    for l in lines.iter().filter(|l| l["kind"] != "http") {
-        calls += 1;
-        let p: u16 = l["port"].parse().unwrap();
-        let (start, end) = (num(l, "start"), num(l, "end"));
-        let Some(s) = spans.iter().find(|s| {
-            s.kind == SpanKind::Client
-                && attr(s, "db.operation.name").as_deref() == Some(l["op"])
-                && port(s, "client.port") == p
-                && s.start_unix_nano + slack >= start
-                && s.end_unix_nano <= end + slack
-                && !used.contains(&s.span_id)
-        }) else {
-            continue;
-        };
-        used.insert(s.span_id.clone());
+    let placed = common::placement::placement(
+        &spans_of("multitier.pcap"),
+        &log("multitier.service.log"),
         // The caller is the service listening on :8000 (its host also runs Redis and
         // PostgreSQL, which call no one).
-        assert_eq!(s.service, "127.0.0.1:8000", "{l:?}");
-        let parent = s.parent_span_id.as_deref();
-        let under = parent.and_then(|p| request_of_span.get(p));
-        let tally = by_op.entry(l["op"]).or_default();
-        tally.0 += 1;
-        if under == Some(&l["rid"]) {
-            right += 1;
-            tally.1 += 1;
-        } else if under.is_none() {
-            tally.2 += 1;
-        }
-    }
+        "127.0.0.1:8000",
+    );
+    assert_eq!(placed.requests, 120);
     // (calls, right, under no request) per operation: where a failure's misses are.
-    eprintln!("multitier by operation: {by_op:?}");
-    assert_eq!(calls, 294);
-    let share = f64::from(right) / f64::from(calls);
-    eprintln!("multitier: {right} of {calls} calls under the right request ({share:.3})");
+    eprintln!("multitier by operation: {:?}", placed.by_op);
+    assert_eq!(placed.calls, 294);
+    let share = placed.share();
+    eprintln!(
+        "multitier: {} of {} calls under the right request ({share:.3})",
+        placed.right, placed.calls
+    );
     assert!(
         share >= MIN_RIGHT_PARENT,
-        "{right} of {calls} calls under the right request"
+        "{} of {} calls under the right request",
+        placed.right,
+        placed.calls
     );
 }
 

@@ -13,6 +13,7 @@ use tapspan::span::Span;
 pub mod adversarial;
 pub mod cost;
 pub mod craft;
+pub mod placement;
 pub mod sim;
 pub mod soak;
 
