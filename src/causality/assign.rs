@@ -27,6 +27,7 @@ use super::beam::{search, Piece};
 use super::nesting::{
     alongside, DelayModel, Step, StepKey, StepTable, WaitingLoss, ARRIVAL, RESPOND,
 };
+use super::partners::Partners;
 use super::refine::refine;
 use super::reuse::{owner, reuse, Kind, PreviousOwner, ReuseModel};
 use super::tokens::TokenEvidence;
@@ -301,42 +302,42 @@ pub fn steps(reqs: &[Req], calls: &[Call], chosen: &[Option<(usize, f64)>]) -> V
     out
 }
 
-/// For each call, the parent an assignment gave the previous call on its connection.
-fn previous_owners(
-    reqs: &[Req],
-    calls: &[Call],
-    chosen: &[Option<(usize, f64)>],
-) -> Vec<Option<PreviousOwner>> {
-    calls
-        .iter()
-        .map(|c| {
-            let (k, _) = (*chosen.get(c.previous_on_conn?)?)?;
-            Some(PreviousOwner {
-                req: k,
-                responds: reqs[k].responds,
-            })
-        })
-        .collect()
+/// The parent an assignment gave call `p`.
+fn owner_in(reqs: &[Req], chosen: &[Option<(usize, f64)>], p: usize) -> Option<PreviousOwner> {
+    let (k, _) = (*chosen.get(p)?)?;
+    Some(PreviousOwner {
+        req: k,
+        responds: reqs[k].responds,
+    })
 }
 
 /// What an assignment shows of connection reuse: for each call with a chosen parent, the
 /// [`Kind`] of every candidate, whether it is the chosen one, and the choice's confidence.
+/// `partners`: the connections held together ([`super::partners`]).
 pub fn reuse_observations(
     reqs: &[Req],
     calls: &[Call],
     chosen: &[Option<(usize, f64)>],
+    partners: &Partners,
 ) -> Vec<(Kind, bool, f64)> {
-    let owners = previous_owners(reqs, calls, chosen);
+    let previous_on_partner = partners.previous_calls(calls);
     let per_req = calls_per_request(reqs, calls, chosen);
     let mut out = Vec::new();
-    for ((c, choice), previous) in calls.iter().zip(chosen).zip(&owners) {
+    for (j, (c, choice)) in calls.iter().zip(chosen).enumerate() {
         let Some((k, confidence)) = choice else {
             continue;
         };
+        let previous = c.previous_on_conn.and_then(|p| owner_in(reqs, chosen, p));
+        let partner_previous = previous_on_partner
+            .get(j)
+            .copied()
+            .flatten()
+            .and_then(|p| owner_in(reqs, chosen, p));
         for &r in &c.candidates {
             let kind = Kind {
                 reuse: reuse(&per_req[r], c.made.start, &c.made),
-                owner: owner(r, reqs[r].arrived, *previous),
+                owner: owner(r, reqs[r].arrived, previous),
+                partner: owner(r, reqs[r].arrived, partner_previous),
             };
             out.push((kind, r == *k, *confidence));
         }
@@ -485,7 +486,7 @@ pub fn assign_refined(
         calls,
         &mut chosen,
         StepTable::new(model),
-        reuse_model.table(),
+        reuse_model.table(calls),
         tokens,
     );
     // The score stays the beam's: the moves only ever raise it.

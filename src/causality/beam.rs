@@ -225,7 +225,7 @@ pub(super) fn search(
         events.push((calls[j].made.start, 1, Event::Call(j)));
     }
     events.sort_by_key(|(t, order, _)| (*t, *order));
-    let reuse_ratios = reuse_model.table();
+    let reuse_ratios = reuse_model.table(calls);
     let mut search = Search {
         reqs,
         calls,
@@ -326,14 +326,17 @@ impl Search<'_> {
             let all_lost: f64 = s.active.iter().map(|a| a.waiting.lost(at)).sum();
             // The connection's previous call, as this state assigned it (walking the choices
             // back to it is only worth it where reuse tells something).
-            let previous = call.previous_on_conn.filter(|_| !self.reuse_says_nothing);
-            let previous = previous.and_then(|p| {
+            let owner_of = |p: usize| {
                 let q = chosen_in(s, p)?;
                 Some(PreviousOwner {
                     req: q,
                     responds: reqs[q].responds,
                 })
-            });
+            };
+            let previous = call.previous_on_conn.filter(|_| !self.reuse_says_nothing);
+            let previous = previous.and_then(owner_of);
+            let partner_previous = self.reuse_ratios.previous_on_partner(j);
+            let partner_previous = partner_previous.and_then(owner_of);
             for &r in candidates {
                 // A candidate that already answered may still be streaming its response.
                 let (score, pos) = match self.slot_of[r] {
@@ -345,6 +348,7 @@ impl Search<'_> {
                             self.reuse_ratios.ln_ratio(Kind {
                                 reuse: reuse(&a.calls, at, &call.made),
                                 owner: owner(r, reqs[r].arrived, previous),
+                                partner: owner(r, reqs[r].arrived, partner_previous),
                             })
                         };
                         let how = a.waiting.follows(reqs[r].arrived, &a.calls, at);

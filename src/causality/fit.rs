@@ -13,6 +13,7 @@
 use super::assign::{self, Call, Links, Req};
 use super::guess;
 use super::nesting::DelayModel;
+use super::partners::Partners;
 use super::reuse::ReuseModel;
 use super::tokens::{Propagation, TokenEvidence, TokenMatches};
 
@@ -160,10 +161,9 @@ pub fn settle(
         }
         learned.delays = DelayModel::fitted(base, &steps);
         if reuse_informs {
-            learned.reuse = ReuseModel::fitted(
-                &history.reuse,
-                &assign::reuse_observations(reqs, calls, &links),
-            );
+            let partners = Partners::learned(calls, &links);
+            let observations = assign::reuse_observations(reqs, calls, &links, &partners);
+            learned.reuse = ReuseModel::fitted(&history.reuse, &observations, partners);
         }
         learned.propagation =
             Propagation::fitted(&history.propagation, &evidence, calls, reqs, &links);

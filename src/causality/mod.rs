@@ -41,6 +41,7 @@ mod beam;
 pub mod fit;
 pub mod guess;
 pub mod nesting;
+mod partners;
 pub mod refine;
 pub mod reuse;
 pub mod services;

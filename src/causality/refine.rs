@@ -77,16 +77,18 @@ impl Search<'_, '_> {
                 score += ln_early() + ln_tokens(self.tokens, j, r, &made);
                 continue;
             }
-            let previous =
-                call.previous_on_conn
-                    .and_then(|p| self.parent[p])
-                    .map(|q| PreviousOwner {
-                        req: q,
-                        responds: self.reqs[q].responds,
-                    });
+            let owner_of = |p: usize| {
+                self.parent[p].map(|q| PreviousOwner {
+                    req: q,
+                    responds: self.reqs[q].responds,
+                })
+            };
+            let previous = call.previous_on_conn.and_then(owner_of);
+            let partner_previous = self.ratios.previous_on_partner(j).and_then(owner_of);
             let kind = Kind {
                 reuse: reuse(&made, at, &call.made),
                 owner: owner(r, req.arrived, previous),
+                partner: owner(r, req.arrived, partner_previous),
             };
             score += ln_next(req, &made, at, call.made.launch, &mut self.table)
                 + self.ratios.ln_ratio(kind)
@@ -326,7 +328,7 @@ mod tests {
             calls,
             &mut chosen,
             table,
-            ReuseModel::default().table(),
+            ReuseModel::default().table(calls),
             &TokenEvidence::none(),
         );
         (chosen, work)

@@ -22,7 +22,8 @@
 //! ([`start_when_a_worker_is_free`]): under load a request waits for a worker, and its handler's
 //! think time starts then, not when it arrived.
 
-use super::assign::{Made, Req};
+use super::assign::{Call, Made, Req};
+use super::partners::Partners;
 use tapspan_capture::Timestamp;
 
 /// How a call's connection relates to a candidate handler's own earlier calls.
@@ -62,11 +63,14 @@ pub struct PreviousOwner {
 }
 
 /// Both relations, as one index (they are not independent: counting them jointly keeps the
-/// same evidence from being counted twice).
+/// same evidence from being counted twice); and how the candidate relates to the request that
+/// made the latest call on a partner of the connection ([`super::partners`]), counted on its
+/// own: another connection, taken by its own choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kind {
     pub reuse: Reuse,
     pub owner: Owner,
+    pub partner: Owner,
 }
 
 impl Kind {
@@ -76,18 +80,32 @@ impl Kind {
 }
 
 const KINDS: usize = 12;
+/// The four [`Owner`]s of a partner connection's latest call.
+const PARTNER_KINDS: usize = 4;
 
-/// [`ReuseModel::ln_ratio`] by table (see [`ReuseModel::table`]).
-pub struct RatioTable([f64; KINDS]);
+/// [`ReuseModel::ln_ratio`] by table for one batch's calls (see [`ReuseModel::table`]).
+pub struct RatioTable {
+    ratios: [f64; KINDS],
+    /// All zero where no connections are partners.
+    partner: [f64; PARTNER_KINDS],
+    /// For each call, the latest earlier call on a partner of its connection (empty where no
+    /// connections are partners).
+    previous_on_partner: Vec<Option<usize>>,
+}
 
 impl RatioTable {
     pub fn ln_ratio(&self, kind: Kind) -> f64 {
-        self.0[kind.index()]
+        self.ratios[kind.index()] + self.partner[kind.partner as usize]
     }
 
     /// Whether every kind weighs alike (nothing learned): then no call's kind need be found.
     pub fn is_flat(&self) -> bool {
-        self.0.iter().all(|&r| r == 0.0)
+        self.ratios.iter().chain(&self.partner).all(|&r| r == 0.0)
+    }
+
+    /// The latest call before call `j` on a partner of its connection.
+    pub fn previous_on_partner(&self, j: usize) -> Option<usize> {
+        *self.previous_on_partner.get(j)?
     }
 }
 
@@ -229,11 +247,20 @@ const PRIOR_COUNT: f64 = 2.0;
 /// Observations remembered across batches: older ones are scaled down to this.
 const MEMORY: f64 = 20_000.0;
 
-/// Counts of [`Reuse`] kinds among chosen parents and among candidates not chosen.
+/// Counts of [`Reuse`] kinds among chosen parents and among candidates not chosen, and the
+/// connections held together.
 #[derive(Clone, Debug, Default)]
 pub struct ReuseModel {
     chosen: [f64; KINDS],
     passed_over: [f64; KINDS],
+    partner_chosen: [f64; PARTNER_KINDS],
+    partner_passed_over: [f64; PARTNER_KINDS],
+    partners: Partners,
+}
+
+/// Log of the share of kind `k` among `counts`, each with [`PRIOR_COUNT`] added.
+fn ln_share<const N: usize>(counts: &[f64; N], k: usize) -> f64 {
+    ((counts[k] + PRIOR_COUNT) / (counts.iter().sum::<f64>() + PRIOR_COUNT * N as f64)).ln()
 }
 
 impl ReuseModel {
@@ -243,15 +270,24 @@ impl ReuseModel {
     }
 
     fn ln_ratio_at(&self, k: usize) -> f64 {
-        let share = |counts: &[f64; KINDS]| {
-            (counts[k] + PRIOR_COUNT) / (counts.iter().sum::<f64>() + PRIOR_COUNT * KINDS as f64)
-        };
-        share(&self.chosen).ln() - share(&self.passed_over).ln()
+        ln_share(&self.chosen, k) - ln_share(&self.passed_over, k)
     }
 
-    /// [`Self::ln_ratio`] of every kind, worked out once: the beam asks for it at every scoring.
-    pub fn table(&self) -> RatioTable {
-        RatioTable(std::array::from_fn(|k| self.ln_ratio_at(k)))
+    /// [`Self::ln_ratio`] of every kind for `calls` (a batch's, in start order), worked out
+    /// once: the beam asks for it at every scoring.
+    pub fn table(&self, calls: &[Call]) -> RatioTable {
+        let partner = if self.partners.is_empty() {
+            [0.0; PARTNER_KINDS]
+        } else {
+            std::array::from_fn(|k| {
+                ln_share(&self.partner_chosen, k) - ln_share(&self.partner_passed_over, k)
+            })
+        };
+        RatioTable {
+            ratios: std::array::from_fn(|k| self.ln_ratio_at(k)),
+            partner,
+            previous_on_partner: self.partners.previous_calls(calls),
+        }
     }
 
     /// `history` plus what an assignment shows: for each call, the kind of its chosen parent
@@ -259,8 +295,15 @@ impl ReuseModel {
     /// choice's confidence keeps a poor first assignment from teaching its own mistakes: a hard
     /// assignment that favours the connection's previous owner would otherwise find that
     /// previous owners are favoured, and the next round would favour them more.
-    pub fn fitted(history: &ReuseModel, observations: &[(Kind, bool, f64)]) -> Self {
+    /// `partners`: the connections held together in that assignment, which the observations'
+    /// [`Kind::partner`] was found with.
+    pub fn fitted(
+        history: &ReuseModel,
+        observations: &[(Kind, bool, f64)],
+        partners: Partners,
+    ) -> Self {
         let mut m = history.clone();
+        m.partners = partners;
         let seen: f64 = m.chosen.iter().chain(&m.passed_over).sum();
         let added: f64 = observations.iter().map(|o| o.2).sum();
         if seen + added > MEMORY && seen > 0.0 {
@@ -268,15 +311,18 @@ impl ReuseModel {
             m.chosen
                 .iter_mut()
                 .chain(&mut m.passed_over)
+                .chain(&mut m.partner_chosen)
+                .chain(&mut m.partner_passed_over)
                 .for_each(|c| *c *= keep);
         }
         for &(kind, chosen, weight) in observations {
-            let side = if chosen {
-                &mut m.chosen
+            let (side, partner_side) = if chosen {
+                (&mut m.chosen, &mut m.partner_chosen)
             } else {
-                &mut m.passed_over
+                (&mut m.passed_over, &mut m.partner_passed_over)
             };
             side[kind.index()] += weight;
+            partner_side[kind.partner as usize] += weight;
         }
         m
     }
@@ -439,7 +485,11 @@ mod tests {
 
     #[test]
     fn ratios_follow_what_the_chosen_parents_show() {
-        let kind = |reuse, owner| Kind { reuse, owner };
+        let kind = |reuse, owner| Kind {
+            reuse,
+            owner,
+            partner: Owner::Unknown,
+        };
         let same = kind(Reuse::Same, Owner::Same);
         let other = kind(Reuse::Other, Owner::Overlap);
         let fresh = kind(Reuse::Fresh, Owner::Unknown);
@@ -450,7 +500,7 @@ mod tests {
         obs.extend(vec![(other, false, 1.0); 600]);
         obs.extend(vec![(fresh, false, 1.0); 600]);
         obs.extend(vec![(fresh, true, 1.0); 100]);
-        let m = ReuseModel::fitted(&none, &obs);
+        let m = ReuseModel::fitted(&none, &obs, Partners::default());
         assert!(m.ln_ratio(same) > 3.0, "{m:?}");
         assert!(m.ln_ratio(other) < -3.0, "{m:?}");
         // A round-robin pool: kinds spread alike on both sides, no evidence.
@@ -458,7 +508,7 @@ mod tests {
         obs.extend(vec![(other, false, 1.0); 900]);
         obs.extend(vec![(fresh, true, 1.0); 100]);
         obs.extend(vec![(fresh, false, 1.0); 300]);
-        let m = ReuseModel::fitted(&none, &obs);
+        let m = ReuseModel::fitted(&none, &obs, Partners::default());
         assert!(m.ln_ratio(other).abs() < 0.05, "{m:?}");
     }
 }
