@@ -182,6 +182,56 @@ fn database_call_patterns_are_found_with_the_logged_counts_and_the_clean_handler
     }
 }
 
+/// The service map's edges to Redis and PostgreSQL count answers, not HTTP statuses: every
+/// statement the service logged was answered without an error; Redis also refused the
+/// commands the service did not log (redis-py's `CLIENT SETINFO`, which Redis 7.0 does not
+/// know), and those are the edge's failures; no call is left without an answer.
+#[test]
+fn database_edges_count_answers_and_refusals() {
+    let o = outputs();
+    let log = log();
+    let logged = |kind: &str| log.iter().filter(|l| l["kind"] == kind).count() as u64;
+    let edge = |callee: &str| {
+        o.analysis["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["caller"] == SERVICE && e["callee"] == callee)
+            .unwrap_or_else(|| panic!("no edge to {callee}"))
+            .clone()
+    };
+    let n = |e: &Value, k: &str| e[k].as_u64().unwrap();
+    let pg = edge(POSTGRES);
+    assert_eq!(
+        (n(&pg, "count"), n(&pg, "answered"), n(&pg, "failed")),
+        (logged("postgres"), logged("postgres"), 0)
+    );
+    let redis = edge(REDIS);
+    let refused: Vec<Value> = o
+        .spans
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|s| s["kind"] == "client" && s["status"] == "error")
+        .filter(|s| s["attributes"]["server.port"] == 6379)
+        .collect();
+    assert!(!refused.is_empty());
+    assert!(
+        refused.iter().all(|s| s["name"] == "CLIENT SETINFO"),
+        "{refused:?}"
+    );
+    assert_eq!(n(&redis, "failed"), refused.len() as u64);
+    assert!(n(&redis, "answered") >= logged("redis"));
+    assert_eq!(
+        n(&redis, "answered") + n(&redis, "failed"),
+        n(&redis, "count")
+    );
+    for e in [&pg, &redis] {
+        assert_eq!((n(e, "no_response"), n(e, "status_2xx")), (0, 0), "{e}");
+    }
+    let rate = redis["error_rate"].as_f64().unwrap();
+    assert!((rate - refused.len() as f64 / n(&redis, "count") as f64).abs() < 1e-9);
+}
+
 #[test]
 fn no_redis_key_or_sql_value_of_the_log_leaves_in_any_output() {
     let o = outputs();

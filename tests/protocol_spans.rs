@@ -215,6 +215,53 @@ fn tls_spans_name_the_server_version_cipher_and_failing_alert() {
     }
 }
 
+/// The service map names a TLS server by the name its clients asked for (SNI), the address
+/// only where none was given, and counts a refused handshake as a failed answer: nginx's
+/// access log (each completed handshake, with `$ssl_server_name`) and error log (each failed
+/// one) against `--analysis-json`.
+#[test]
+fn the_service_map_names_tls_servers_by_sni_and_counts_refusals() {
+    let dir = std::env::temp_dir().join(format!("tapspan-tls-map-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let analysis_path = dir.join("analysis.json");
+    let out = common::tapspan(&[
+        "replay",
+        recording("tls-handshakes.pcap").to_str().unwrap(),
+        "--output",
+        dir.join("spans.jsonl").to_str().unwrap(),
+        "--analysis-json",
+        analysis_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let analysis: Value =
+        serde_json::from_str(&std::fs::read_to_string(&analysis_path).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let edges = analysis["edges"].as_array().unwrap();
+    let n = |e: &Value, k: &str| e[k].as_u64().unwrap();
+    let mut completed: BTreeMap<String, u64> = BTreeMap::new();
+    for line in log("tls-handshakes.nginx.log").lines() {
+        let sni = line
+            .split(' ')
+            .find_map(|w| w.strip_prefix("sni="))
+            .unwrap();
+        let name = if sni == "-" { "127.0.0.1:8443" } else { sni };
+        *completed.entry(name.to_string()).or_default() += 1;
+    }
+    assert_eq!(completed.len(), 3);
+    for (name, count) in &completed {
+        let e = edges
+            .iter()
+            .find(|e| e["callee"] == name.as_str())
+            .unwrap_or_else(|| panic!("no edge to {name}: {edges:?}"));
+        assert_eq!(n(e, "answered"), *count, "{e}");
+    }
+    let failed: u64 = edges.iter().map(|e| n(e, "failed")).sum();
+    let refusals = log("tls-handshakes.nginx-error.log").lines().count() as u64;
+    assert_eq!(failed, refusals);
+    assert_eq!(edges.iter().map(|e| n(e, "no_response")).sum::<u64>(), 0);
+    assert_eq!(edges.len(), completed.len());
+}
+
 /// What the recordings' scripts put in values, literals and parameters: none of it may leave.
 #[test]
 fn no_redis_value_or_sql_literal_leaves_in_a_span() {

@@ -102,6 +102,10 @@ pub struct Edge {
     pub status_3xx: u64,
     pub status_4xx: u64,
     pub status_5xx: u64,
+    /// Answers without an HTTP status (Redis, PostgreSQL, DNS, TLS): those that report no
+    /// error, and those that do (an error reply, a SQLSTATE, an rcode, an alert).
+    pub answered: u64,
+    pub failed: u64,
     pub no_response: u64,
     pub error_rate: f64,
     pub latency_ns: Percentiles,
@@ -208,6 +212,8 @@ fn new_edge(caller: &str, callee: &str) -> Edge {
         status_3xx: 0,
         status_4xx: 0,
         status_5xx: 0,
+        answered: 0,
+        failed: 0,
         no_response: 0,
         error_rate: 0.0,
         latency_ns: Percentiles::default(),
@@ -266,6 +272,8 @@ impl StatsAcc {
                 (Some(s), None) if s < 400 => edge.status_3xx += 1,
                 (Some(s), None) if s < 500 => edge.status_4xx += 1,
                 (Some(_), None) => edge.status_5xx += 1,
+                (None, None) if c.response_start.is_some() => edge.answered += 1,
+                (None, Some(_)) if c.response_start.is_some() => edge.failed += 1,
                 _ => edge.no_response += 1,
             }
             acc.latency.add(d);
@@ -303,6 +311,8 @@ impl StatsAcc {
             a.status_3xx += b.status_3xx;
             a.status_4xx += b.status_4xx;
             a.status_5xx += b.status_5xx;
+            a.answered += b.answered;
+            a.failed += b.failed;
             a.no_response += b.no_response;
             to.latency.merge(&acc.latency);
         }
@@ -320,7 +330,7 @@ impl StatsAcc {
             .into_values()
             .map(|EdgeAcc { mut edge, latency }| {
                 edge.per_second = edge.count as f64 / seconds;
-                let failed = edge.status_5xx + edge.no_response;
+                let failed = edge.status_5xx + edge.failed + edge.no_response;
                 edge.error_rate = failed as f64 / edge.count.max(1) as f64;
                 edge.latency_ns = latency.percentiles();
                 edge

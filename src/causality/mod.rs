@@ -865,9 +865,18 @@ impl CausalityBuilder {
     /// known listening service, else its IP.
     fn names(&self, ex: &Exchange) -> Endpoints {
         let services = &self.config.services;
-        let server = services
-            .server_name(ex.server)
-            .map_or_else(|| text::socket_addr(&ex.server), str::to_string);
+        let server = match (services.server_name(ex.server), &ex.call) {
+            (Some(name), _) => name.to_string(),
+            // A TLS handshake says which server the client asked for (SNI): the service map
+            // should say `api.example.com`, not the address it resolved to. Nothing else on
+            // the connection is read (it is encrypted).
+            (None, Call::Tls(hs)) => hs
+                .client
+                .server_name
+                .clone()
+                .unwrap_or_else(|| text::socket_addr(&ex.server)),
+            (None, _) => text::socket_addr(&ex.server),
+        };
         let ip = ex.client.ip();
         let client = match services.client_name(ip) {
             Some(n) => n.to_string(),

@@ -223,6 +223,11 @@ impl TlsConn {
             }
             Event::Hello(..) => {}
             Event::Alert(d) => {
+                if !client {
+                    // A server's first answer may be an alert (no shared cipher, a version it
+                    // does not speak): it answered, with a refusal.
+                    self.hs.response_start.get_or_insert(ts);
+                }
                 self.hs.alert = Some((d, client));
                 self.end(ts, None, out);
             }

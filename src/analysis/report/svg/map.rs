@@ -342,7 +342,7 @@ fn edge_svg(
     (b, start): (Box2, bool),
     lines: &(String, String),
 ) {
-    let bad = e.status_5xx + e.no_response;
+    let bad = e.status_5xx + e.failed + e.no_response;
     let (class, marker) = if bad > 0 {
         ("edge failing", "arrow-bad")
     } else {
@@ -357,15 +357,22 @@ fn edge_svg(
         e.status_5xx,
         e.no_response,
     );
+    let (answered, failed) = (e.answered, e.failed);
+    // An edge of Redis, SQL, DNS or TLS calls has no HTTP statuses to list.
+    let outcomes = if answered + failed > 0 && c2 + c3 + c4 + c5 == 0 {
+        format!("answered {answered} · failed {failed}")
+    } else {
+        format!("2xx {c2} · 3xx {c3} · 4xx {c4} · 5xx {c5}")
+    };
     let (p50, p99) = (e.latency_ns.p50, e.latency_ns.p99);
     let (p50_text, p99_text) = (fmt_ns(p50), fmt_ns(p99));
     let title = format!(
-        "<title>{caller} → {callee}: {count} calls ({rate:.2}/s); 2xx {c2} · 3xx {c3} · 4xx {c4} \
-· 5xx {c5} · no response {none}; p50 {p50_text} · p99 {p99_text}</title>"
+        "<title>{caller} → {callee}: {count} calls ({rate:.2}/s); {outcomes} · no response \
+{none}; p50 {p50_text} · p99 {p99_text}</title>"
     );
     let _ = write!(
         edges,
-        r#"<g class="{class}" data-caller="{caller}" data-callee="{callee}" data-count="{count}" data-per-second="{rate:.3}" data-2xx="{c2}" data-3xx="{c3}" data-4xx="{c4}" data-5xx="{c5}" data-no-response="{none}" data-p50-ns="{p50}" data-p99-ns="{p99}">{title}<path d="{path}" marker-end="url(#{marker})"/></g>"#,
+        r#"<g class="{class}" data-caller="{caller}" data-callee="{callee}" data-count="{count}" data-per-second="{rate:.3}" data-2xx="{c2}" data-3xx="{c3}" data-4xx="{c4}" data-5xx="{c5}" data-answered="{answered}" data-failed="{failed}" data-no-response="{none}" data-p50-ns="{p50}" data-p99-ns="{p99}">{title}<path d="{path}" marker-end="url(#{marker})"/></g>"#,
     );
     let (lx, anchor) = if start {
         (b.x0 + 4.0, "start")
