@@ -1,7 +1,7 @@
 //! TLS handshakes, without decryption: one connection's two byte streams in, at most one
 //! [`TlsHandshake`] out — SNI, ALPN, the version and cipher chosen, how long it took, and the
-//! alert that ended it if one did. Not yet wired; [`TlsConn::server_name`] is what the
-//! pipeline should use to name `server.address` for everything on the connection.
+//! alert that ended it if one did. The SNI becomes the span's `server.address` and, unless a
+//! services map names the address, the server's service name (`causality`'s naming).
 //!
 //! Records (RFC 8446 §5.1) are framed per direction; handshake bytes are collected (at most
 //! [`MAX_HELLO`]) only until that direction's hello is read, everything else is skipped by
