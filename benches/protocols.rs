@@ -127,7 +127,8 @@ fn dns(datagrams: &[Datagram], conns: &[Conn]) -> usize {
         for (dir, ts, b) in &c.data {
             let x = &mut out;
             let tracker = &mut t;
-            framers[dir.index()].push(*ts, b, &mut |when, m| {
+            let offset = framers[dir.index()].next_offset();
+            framers[dir.index()].push((*ts, offset), b, &mut |when, m| {
                 tracker.message(when, c.client, server, m, x)
             });
         }

@@ -816,7 +816,8 @@ pub fn dns(data: &[u8]) {
             Step::Data { dir, bytes, .. } => {
                 let x = &mut out;
                 let tracker = &mut t;
-                framers[dir.index()].push(ts, bytes, &mut |when, m| {
+                let offset = framers[dir.index()].next_offset();
+                framers[dir.index()].push((ts, offset), bytes, &mut |when, m| {
                     tracker.message(when, clients[0], server, m, x)
                 });
             }

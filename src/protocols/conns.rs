@@ -295,6 +295,7 @@ mod tests {
     use tapspan_capture::Timestamp;
 
     use super::{ConnDecoder, PerConnection};
+    use crate::protocols::dns::stream::DnsConn;
     use crate::protocols::postgres::PgConn;
     use crate::protocols::redis::RedisConn;
     use crate::protocols::{Exchange, ProtocolStats, StreamDecoder};
@@ -405,6 +406,33 @@ mod tests {
         );
         assert_eq!((q1.len(), q2.len()), (14, 14));
         assert_eq!(got, [9000, 9014, 9028]);
+        // DNS over TCP: two queries in one segment, the second split across the next; each is
+        // anchored at its length prefix.
+        let query = |id: u8| {
+            let mut m = vec![0, 0, 0, id, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(b"\x01a\x04test\x00\x00\x01\x00\x01");
+            let len = (m.len() - 2) as u16;
+            m[..2].copy_from_slice(&len.to_be_bytes());
+            m
+        };
+        let stream = [query(1), query(2), query(3)].concat();
+        let each = query(1).len() as u32;
+        let cut = 2 * each as usize + 5;
+        let got = anchors::<DnsConn>(
+            Default::default(),
+            vec![
+                open(OpenHow::Handshake, 53),
+                data(Direction::ClientToServer, (0, 500), 10, &stream[..cut]),
+                data(
+                    Direction::ClientToServer,
+                    (cut as u64, 500 + cut as u32),
+                    20,
+                    &stream[cut..],
+                ),
+                close(),
+            ],
+        );
+        assert_eq!(got, [500, 500 + each, 500 + 2 * each]);
     }
 
     #[test]

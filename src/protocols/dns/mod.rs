@@ -66,6 +66,8 @@ pub struct DnsExchange {
     pub request_end: u64,
     pub response_start: Option<u64>,
     pub end: Option<u64>,
+    /// Over TCP, the client-stream offset of the query's first byte (its length prefix).
+    pub request_offset: u64,
     pub name: String,
     pub qtype: u16,
     pub rcode: Option<u8>,
@@ -147,21 +149,21 @@ impl DnsTracker {
     ) {
         let Some(m) = self.parse(payload) else { return };
         let (client, server) = if m.response { (dst, src) } else { (src, dst) };
-        self.handle(m, (ts, ts), client, server, Transport::Udp, out);
+        self.handle(m, (ts, ts, 0), client, server, Transport::Udp, out);
     }
 
     /// A whole message from a TCP connection between `client` and `server`, its first and
-    /// last byte seen at `start` and `end`.
+    /// last byte seen at `start` and `end`, its first byte at stream offset `offset`.
     pub fn message(
         &mut self,
-        (start, end): (u64, u64),
+        (start, end, offset): (u64, u64, u64),
         client: SocketAddr,
         server: SocketAddr,
         payload: &[u8],
         out: &mut Vec<DnsExchange>,
     ) {
         let Some(m) = self.parse(payload) else { return };
-        self.handle(m, (start, end), client, server, Transport::Tcp, out);
+        self.handle(m, (start, end, offset), client, server, Transport::Tcp, out);
     }
 
     fn parse(&mut self, payload: &[u8]) -> Option<DnsMessage> {
@@ -178,7 +180,7 @@ impl DnsTracker {
     fn handle(
         &mut self,
         m: DnsMessage,
-        (start, end): (u64, u64),
+        (start, end, offset): (u64, u64, u64),
         client: SocketAddr,
         server: SocketAddr,
         transport: Transport,
@@ -229,6 +231,7 @@ impl DnsTracker {
             request_end: end,
             response_start: None,
             end: None,
+            request_offset: offset,
             name,
             qtype,
             rcode: None,
@@ -286,18 +289,30 @@ impl DnsTracker {
 pub struct TcpFramer {
     buf: Vec<u8>,
     start: u64,
+    /// Stream offsets of the message being framed and of the next byte.
+    start_offset: u64,
+    next_offset: u64,
     lost: bool,
 }
 
 impl TcpFramer {
-    /// Feeds bytes seen at `ts`; `out` gets each whole message with its first byte's time.
-    pub fn push(&mut self, ts: u64, mut bytes: &[u8], out: &mut impl FnMut((u64, u64), &[u8])) {
+    /// Feeds bytes seen at `ts`, the first at stream offset `offset`; `out` gets each whole
+    /// message with the times of its first and last byte and the offset of its first (its
+    /// length prefix).
+    pub fn push(
+        &mut self,
+        (ts, offset): (u64, u64),
+        mut bytes: &[u8],
+        out: &mut impl FnMut((u64, u64, u64), &[u8]),
+    ) {
         if self.lost {
             return;
         }
+        self.next_offset = offset;
         while !bytes.is_empty() {
             if self.buf.is_empty() {
                 self.start = ts;
+                self.start_offset = self.next_offset;
             }
             let want = match self.buf.len() {
                 n if n < 2 => 2 - n,
@@ -308,12 +323,18 @@ impl TcpFramer {
             let n = want.min(bytes.len());
             self.buf.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
+            self.next_offset += n as u64;
             let len = self.buf.len();
             if len >= 2 && len == 2 + usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]])) {
-                out((self.start, ts), &self.buf[2..]);
+                out((self.start, ts, self.start_offset), &self.buf[2..]);
                 self.buf.clear();
             }
         }
+    }
+
+    /// The stream offset of the next byte, counted from the first one fed.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
     }
 
     /// Bytes were lost: message boundaries are unknown from here on.

@@ -128,7 +128,8 @@ fn convert(x: DnsExchange) -> Converted {
             closed: x.given_up.map(Timestamp),
             ..Instants::of_ns(x.start, x.request_end, x.response_start, x.end)
         },
-        request_offset: None,
+        // Over TCP, the query's own first byte anchors it, wherever its segment began.
+        request_offset: (x.transport == Transport::Tcp).then_some(x.request_offset),
         error,
         tokens: PayloadTokens::default(),
         call: Call::Dns(x),
@@ -170,9 +171,20 @@ impl ConnDecoder for DnsConn {
     }
 
     fn data(&mut self, dir: Direction, ts: u64, bytes: &[u8], out: &mut Vec<DnsExchange>) {
+        let offset = self.framers[dir as usize].next_offset();
+        self.data_at(dir, (ts, offset), bytes, out);
+    }
+
+    fn data_at(
+        &mut self,
+        dir: Direction,
+        at: (u64, u64),
+        bytes: &[u8],
+        out: &mut Vec<DnsExchange>,
+    ) {
         let (framers, tracker) = (&mut self.framers, &mut self.tracker);
         let first = out.len();
-        framers[dir as usize].push(ts, bytes, &mut |t, m| {
+        framers[dir as usize].push(at, bytes, &mut |t, m| {
             tracker.message(t, NOWHERE, NOWHERE, m, out)
         });
         out[first..].iter().for_each(|x| self.counts.count(x));

@@ -171,10 +171,17 @@ fn tcp_framing_across_any_split() {
     for cut in 0..stream.len() {
         let mut f = TcpFramer::default();
         let mut got = Vec::new();
-        f.push(1, &stream[..cut], &mut |t, m| got.push((t, m.to_vec())));
-        f.push(2, &stream[cut..], &mut |t, m| got.push((t, m.to_vec())));
+        f.push((1, 0), &stream[..cut], &mut |t, m| {
+            got.push((t, m.to_vec()))
+        });
+        f.push((2, cut as u64), &stream[cut..], &mut |t, m| {
+            got.push((t, m.to_vec()))
+        });
         assert_eq!(got.len(), 2, "{cut}");
         assert!(got.iter().all(|(_, m)| *m == q));
+        // Each message's offset is its length prefix's, however the stream was cut.
+        let offsets: Vec<u64> = got.iter().map(|((_, _, o), _)| *o).collect();
+        assert_eq!(offsets, [0, 2 + q.len() as u64], "{cut}");
     }
 }
 
@@ -189,11 +196,13 @@ proptest::proptest! {
         let mut t = DnsTracker::new(DnsConfig { timeout_ns: 10, max_pending: 8, ..DnsConfig::default() });
         let mut out = Vec::new();
         let mut f = TcpFramer::default();
+        let mut offset = 0;
         for (i, m) in msgs.iter().enumerate() {
             let (c, s) = (addr("127.0.0.1:1000"), addr("127.0.0.1:53"));
             let (src, dst) = if i % 2 == 0 { (c, s) } else { (s, c) };
             t.datagram(i as u64, src, dst, m, &mut out);
-            f.push(i as u64, m, &mut |w, b| t.message(w, c, s, b, &mut out));
+            f.push((i as u64, offset), m, &mut |w, b| t.message(w, c, s, b, &mut out));
+            offset += m.len() as u64;
         }
         t.finish(&mut out);
         proptest::prop_assert!(t.pending.is_empty() && t.order.is_empty());
