@@ -239,6 +239,35 @@ fn repeated_gets_retries_errors_and_timeouts() {
         .collect();
     assert_eq!(repeated, ["config GET /config"]);
 
+    // Each request fetches its own user twice: one finding for the endpoint, not one per URL.
+    let own_user = analyse(&requests(2, 30.0, |p, t| {
+        vec![
+            call(
+                p + 1,
+                Some(p),
+                "users",
+                &format!("/users/{p}"),
+                t + 1.0,
+                t + 5.0,
+            ),
+            call(
+                p + 2,
+                Some(p),
+                "users",
+                &format!("/users/{p}"),
+                t + 6.0,
+                t + 9.0,
+            ),
+        ]
+    }));
+    let repeated: Vec<_> = own_user
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::RepeatedGet)
+        .map(|f| (f.target.as_str(), f.occurrences, f.calls))
+        .collect();
+    assert_eq!(repeated, [("users GET /users/{id}", 2, 4)]);
+
     // Different targets of one route, fetched twice: neither repeated nor N+1 (under 3 calls).
     let distinct = analyse(&requests(2, 30.0, |p, t| {
         vec![

@@ -5,7 +5,8 @@
 //! Call patterns are found among the calls one request's handling made (its children):
 //! - retries: a call repeating an earlier sibling's method and target after that one failed;
 //! - repeated GETs: the same GET target fetched more than once (a cache could serve it): the
-//!   same URL, or a Redis GET of the same key;
+//!   same URL, or a Redis GET of the same key; one finding per endpoint (route or key
+//!   template), whatever the URLs or keys;
 //! - N+1: one downstream route called `n_plus_one_min_calls` times or more with different
 //!   targets (a batch call could replace them): different URLs, or one SQL statement template
 //!   (or Redis command and key template) with different parameters (keys).
@@ -233,9 +234,15 @@ fn call_patterns(
     for group in by_target.values().filter(|g| g.len() >= 2) {
         let all = group.iter().map(|c| c.duration()).saturating_sum();
         let first = group[0].duration();
-        acc.entry((FindingKind::RepeatedGet, ctx.clone(), fetched(group[0])))
-            .or_default()
-            .add(parent, group.len(), all - first, t.examples);
+        // Named by the endpoint, not the URL or key: one finding per pattern in the handler's
+        // code, however many different ids it fetched twice.
+        acc.entry((
+            FindingKind::RepeatedGet,
+            ctx.clone(),
+            group[0].endpoint_name(),
+        ))
+        .or_default()
+        .add(parent, group.len(), all - first, t.examples);
     }
     for group in by_route.values() {
         // Calls whose arguments are unknown (`None`) cannot be told apart: they do not count.
@@ -274,15 +281,6 @@ fn call_patterns(
 
 /// What a repeated call repeats: [`Call::request_identity`].
 type Identity<'c> = (&'c str, &'c str, u64);
-
-/// What a repeated GET names: the URL fetched again, or a database call's endpoint (its key or
-/// statement template; the value itself is never known here).
-fn fetched(c: &Call) -> String {
-    match c.target.as_str() {
-        "-" => c.endpoint_name(),
-        target => format!("{} {} {target}", c.callee, c.method),
-    }
-}
 
 /// For each of `kids` (in start order), the latest earlier sibling with the same callee, method
 /// and target (HTTP) or arguments (a database call) that had ended by the time it started: the attempt it may retry. Each key keeps
@@ -377,7 +375,7 @@ parameters: a batch call or a join would replace them (saving: all but the slowe
                 .to_string(),
         ),
         FindingKind::RepeatedGet => (
-            format!("{context} fetches {target} {per:.1} times per request"),
+            format!("{context} fetches the same {target} {per:.1} times per request"),
             "the same GET (URL, or Redis key) more than once while handling one request: a \
 cache or reusing the first answer would save the repeats"
                 .to_string(),
