@@ -47,7 +47,7 @@ pub mod reuse;
 pub mod services;
 pub mod tokens;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use tapspan_capture::Timestamp;
@@ -151,12 +151,12 @@ struct Node {
     children: Vec<NodeId>,
 }
 
+/// Whether the span `outer` (start, end) holds `inner` strictly: not the same span.
+fn encloses(outer: (Timestamp, Timestamp), inner: (Timestamp, Timestamp)) -> bool {
+    outer.0 <= inner.0 && inner.1 <= outer.1 && (outer.0 < inner.0 || inner.1 < outer.1)
+}
+
 impl Node {
-    fn encloses(&self, other: &Node) -> bool {
-        self.start <= other.start
-            && other.end <= self.end
-            && (self.start < other.start || other.end < self.end)
-    }
     fn explicit_context(&self) -> Option<&TraceContext> {
         self.ctx.as_ref().filter(|c| c.link != Link::XRequestId)
     }
@@ -199,8 +199,9 @@ pub(super) fn run_side_by_side<J: Sync, R: Send>(
 /// The inbound exchanges held at one IP.
 #[derive(Default)]
 struct Inbound {
-    /// (start, id, the server's port), in start order.
-    by_start: BTreeSet<(Timestamp, NodeId, u16)>,
+    /// (start, id) in start order, with the server's port and the request's end: what the
+    /// scan for candidates tests, without looking each request up.
+    by_start: BTreeMap<(Timestamp, NodeId), (u16, Timestamp)>,
     /// The longest any of them has lasted (never lowered): an exchange that encloses a call
     /// started at most this long before the call ended, so the scan for candidates stops there
     /// instead of going back through every request still held.
@@ -404,7 +405,9 @@ impl CausalityBuilder {
         // host) is no candidate parent of the calls that leave that address while it runs.
         if serves_handlers(&ex) {
             let inbound = self.inbound.entry(ex.server.ip()).or_default();
-            inbound.by_start.insert((start, id, ex.server.port()));
+            inbound
+                .by_start
+                .insert((start, id), (ex.server.port(), end));
             inbound.longest_ns = inbound.longest_ns.max(end.saturating_since(start));
         }
         self.undecided.insert((end, id));
@@ -748,12 +751,15 @@ impl CausalityBuilder {
         }
         at_caller
             .by_start
-            .range((earliest, 0, 0)..=(e.start, NodeId::MAX, u16::MAX))
+            .range((earliest, 0)..=(e.start, NodeId::MAX))
             .rev()
             .take(self.config.max_candidates)
-            .filter(|&&(_, r, port)| r != id && !(same_ip && port == called_port))
-            .map(|&(_, r, _)| r)
-            .filter(|r| self.nodes[r].encloses(e))
+            .filter(|&(&(start, r), &(port, end))| {
+                r != id
+                    && !(same_ip && port == called_port)
+                    && encloses((start, end), (e.start, e.end))
+            })
+            .map(|(&(_, r), _)| r)
             .collect()
     }
 
@@ -823,9 +829,7 @@ impl CausalityBuilder {
                 .take()
                 .unwrap_or_else(|| SpanDraft::taking_headers(&mut node.ex));
             if let Some(inbound) = self.inbound.get_mut(&node.ex.server.ip()) {
-                inbound
-                    .by_start
-                    .remove(&(node.start, id, node.ex.server.port()));
+                inbound.by_start.remove(&(node.start, id));
                 if inbound.by_start.is_empty() {
                     self.inbound.remove(&node.ex.server.ip());
                 }
