@@ -32,19 +32,43 @@ struct Active {
     waiting: Waiting,
 }
 
+/// A call given to a request, and the choice made before it in the same state: a state's
+/// choices are a path back through [`Choices`].
 struct Choice {
     call: usize,
     req: usize,
-    prev: Option<Rc<Choice>>,
+    prev: ChoiceId,
 }
 
-#[derive(Clone)]
+/// A choice's place in [`Choices`]; [`NO_CHOICE`] ends a path.
+type ChoiceId = u32;
+const NO_CHOICE: ChoiceId = ChoiceId::MAX;
+
+/// Every choice a search kept, shared by the states that made it: appended to, never removed
+/// from (a choice per kept expansion), so that a kept expansion costs no allocation of its own.
+#[derive(Default)]
+struct Choices(Vec<Choice>);
+
+impl Choices {
+    fn push(&mut self, call: usize, req: usize, prev: ChoiceId) -> ChoiceId {
+        let id = ChoiceId::try_from(self.0.len()).expect("fewer choices than u32::MAX");
+        self.0.push(Choice { call, req, prev });
+        id
+    }
+
+    /// The path of choices that ends at `id`, latest first.
+    fn path(&self, id: ChoiceId) -> impl Iterator<Item = &Choice> {
+        std::iter::successors(self.0.get(id as usize), |c| self.0.get(c.prev as usize))
+    }
+}
+
 struct State {
     score: f64,
     active: Vec<Active>,
     /// Sum of the actives' hashes: equal for states whose open handlers hold the same calls.
     signature: u64,
-    choices: Option<Rc<Choice>>,
+    /// Its latest choice in [`Search::choices`].
+    choices: ChoiceId,
 }
 
 enum Event {
@@ -61,15 +85,9 @@ fn mix(h: u64, x: u64) -> u64 {
 }
 /// The request that `state` gave call `p` (None if it gave it none), found by walking its
 /// choices back: they are in call order.
-fn chosen_in(state: &State, p: usize) -> Option<usize> {
-    let mut c = state.choices.as_deref();
-    while let Some(ch) = c {
-        if ch.call <= p {
-            return (ch.call == p).then_some(ch.req);
-        }
-        c = ch.prev.as_deref();
-    }
-    None
+fn chosen_in(choices: &Choices, state: &State, p: usize) -> Option<usize> {
+    let ch = choices.path(state.choices).find(|ch| ch.call <= p)?;
+    (ch.call == p).then_some(ch.req)
 }
 
 /// Puts the `k` smallest of `items` at its front, in order; the rest after them in no order.
@@ -98,14 +116,30 @@ pub(super) struct Beam {
     best: usize,
     pub(super) best_score: f64,
     /// For each call, the share each candidate had when the call was decided.
-    local_share: Vec<Vec<(usize, f64)>>,
+    local_share: Shares,
+}
+
+/// For each call, the share of probability each candidate had when the call was decided: one
+/// list per call, all in one allocation (a vector per call was a tenth of the search's
+/// allocations).
+struct Shares {
+    items: Vec<(usize, f64)>,
+    /// Where each call's list is in `items` (empty for a call not decided).
+    of_call: Vec<std::ops::Range<u32>>,
+}
+
+impl Shares {
+    fn of(&self, j: usize) -> &[(usize, f64)] {
+        let range = &self.of_call[j];
+        &self.items[range.start as usize..range.end as usize]
+    }
 }
 
 impl Beam {
     /// The best final state's choice for each call.
     pub(super) fn best(&self) -> Vec<Option<usize>> {
         let Some(best) = self.choices.get(self.best) else {
-            return vec![None; self.local_share.len()];
+            return vec![None; self.local_share.of_call.len()];
         };
         best.iter()
             .map(|&k| (k != usize::MAX).then_some(k))
@@ -128,7 +162,9 @@ impl Beam {
                     .filter(|(a, _)| a[j] == k)
                     .map(|(_, w)| w)
                     .sum();
-                let local = self.local_share[j]
+                let local = self
+                    .local_share
+                    .of(j)
                     .iter()
                     .find(|(r, _)| *r == k)
                     .map_or(0.0, |(_, w)| *w);
@@ -154,8 +190,8 @@ struct Search<'a> {
     table: StepTable<'a>,
     reuse_ratios: RatioTable,
     reuse_says_nothing: bool,
-    prior: Vec<Rc<[Made]>>,
     states: Vec<State>,
+    choices: Choices,
     /// Every state holds the same open handlers in the same order (arrivals and responses are
     /// applied to all alike, and a kept expansion copies its state's order), so a request's
     /// place among them is one lookup, not a scan per state and candidate.
@@ -163,14 +199,17 @@ struct Search<'a> {
     /// For each call, the share of probability each candidate had when the call was decided,
     /// before later evidence: a conservative confidence (the final beam often agrees with
     /// itself).
-    local_share: Vec<Vec<(usize, f64)>>,
+    local_share: Shares,
     // Buffers of each call's work, reused from call to call: its expansions, their ranking,
-    // the signatures kept, the expansions kept, and how many each state has.
+    // the signatures kept, the expansions kept, how many each state has, the states it makes,
+    // and the open handlers of states dropped (for copies of those kept).
     next: Vec<Expansion>,
     ranked: Vec<u128>,
     seen: KeySet<u64>,
     kept: Vec<Kept>,
     children: Vec<usize>,
+    spare_states: Vec<State>,
+    spare_active: Vec<Vec<Active>>,
 }
 
 /// The part of a batch one search goes through: the calls `calls` (indexes, in start order),
@@ -234,20 +273,25 @@ pub(super) fn search(
         table: StepTable::new(model),
         reuse_says_nothing: reuse_ratios.is_flat(),
         reuse_ratios,
-        prior: reqs.iter().map(|r| Rc::from(&r.prior_calls[..])).collect(),
         states: vec![State {
             score: 0.0,
             active: Vec::new(),
             signature: 0,
-            choices: None,
+            choices: NO_CHOICE,
         }],
+        choices: Choices::default(),
         slot_of: vec![None; reqs.len()],
-        local_share: vec![Vec::new(); calls.len()],
+        local_share: Shares {
+            items: Vec::new(),
+            of_call: vec![0..0; calls.len()],
+        },
         next: Vec::new(),
         ranked: Vec::new(),
         seen: KeySet::default(),
         kept: Vec::new(),
         children: Vec::new(),
+        spare_states: Vec::new(),
+        spare_active: Vec::new(),
     };
     for (at, _, ev) in events {
         match ev {
@@ -263,11 +307,13 @@ impl Search<'_> {
     fn arrive(&mut self, r: usize) {
         self.slot_of[r] = Some(self.states[0].active.len());
         let hash = mix(0x5eed, r as u64);
-        let waiting = Waiting::of(&self.reqs[r], &self.prior[r], &mut self.table);
+        let prior = &self.reqs[r].prior_calls;
+        let waiting = Waiting::of(&self.reqs[r], prior, &mut self.table);
+        let prior: Rc<[Made]> = Rc::from(&prior[..]);
         for s in &mut self.states {
             s.active.push(Active {
                 req: r,
-                calls: self.prior[r].clone(),
+                calls: prior.clone(),
                 hash,
                 waiting: waiting.clone(),
             });
@@ -305,7 +351,7 @@ impl Search<'_> {
             return;
         }
         self.expand(j, at, candidates);
-        self.local_share[j] = self.shares();
+        self.shares(j);
         // Viterbi: of states whose open handlers hold the same calls, whose futures are
         // therefore scored alike, only the best is worth keeping; the beam's room goes to
         // assignments that differ where it still matters. Many candidates narrow the beam, so
@@ -327,7 +373,7 @@ impl Search<'_> {
             // The connection's previous call, as this state assigned it (walking the choices
             // back to it is only worth it where reuse tells something).
             let owner_of = |p: usize| {
-                let q = chosen_in(s, p)?;
+                let q = chosen_in(&self.choices, s, p)?;
                 Some(PreviousOwner {
                     req: q,
                     responds: reqs[q].responds,
@@ -369,15 +415,17 @@ impl Search<'_> {
         }
     }
 
-    /// Each candidate's share of the expansions' probability.
-    fn shares(&self) -> Vec<(usize, f64)> {
+    /// Each candidate's share of the expansions' probability, as call `j`'s in `local_share`.
+    fn shares(&mut self, j: usize) {
         let top = self
             .next
             .iter()
             .map(|n| n.0)
             .fold(f64::NEG_INFINITY, f64::max);
-        let mut shares: Vec<(usize, f64)> = Vec::new();
+        let items = &mut self.local_share.items;
+        let from = items.len();
         for (score, _, _, r, _) in &self.next {
+            let shares = &mut items[from..];
             let ln_w = CONFIDENCE_TEMPER * (score - top);
             // Shares this small are zero to the sums (and cost an `exp` each).
             if ln_w < LN_NEGLIGIBLE_SHARE {
@@ -386,12 +434,14 @@ impl Search<'_> {
             let w = ln_w.exp();
             match shares.iter_mut().find(|(k, _)| k == r) {
                 Some((_, m)) => *m += w,
-                None => shares.push((*r, w)),
+                None => items.push((*r, w)),
             }
         }
+        let shares = &mut items[from..];
         let total: f64 = shares.iter().map(|(_, w)| w).sum();
         shares.iter_mut().for_each(|(_, w)| *w /= total);
-        shares
+        let to = u32::try_from(items.len()).expect("fewer shares than u32::MAX");
+        self.local_share.of_call[j] = from as u32..to;
     }
 
     /// The best `width` expansions of call `j` whose states differ, into `kept`, best first,
@@ -403,7 +453,15 @@ impl Search<'_> {
         ranked.clear();
         ranked.extend(next.iter().enumerate().map(|(k, n)| rank_key(n.1, k)));
         let mut sorted = (2 * width).min(ranked.len());
-        put_best_first(ranked, sorted);
+        if width == 1 {
+            // The best alone is kept (nothing is seen before it): no order beyond it is needed.
+            if let Some(best) = (0..ranked.len()).min_by_key(|&i| ranked[i]) {
+                ranked.swap(0, best);
+                sorted = 1;
+            }
+        } else {
+            put_best_first(ranked, sorted);
+        }
         self.seen.clear();
         self.kept.clear();
         let mut i = 0;
@@ -431,7 +489,7 @@ impl Search<'_> {
     }
 
     /// The kept expansions of call `j` become the states. A state's last kept expansion takes
-    /// its open handlers; the others copy them.
+    /// its open handlers; the others copy them (into the vectors of states dropped earlier).
     fn extend_kept(&mut self, j: usize) {
         let call = &self.calls[j];
         let children = &mut self.children;
@@ -440,37 +498,39 @@ impl Search<'_> {
         for k in &self.kept {
             children[k.1] += 1;
         }
-        let mut parents = std::mem::take(&mut self.states);
+        let mut parents =
+            std::mem::replace(&mut self.states, std::mem::take(&mut self.spare_states));
         let (reqs, table) = (self.reqs, &mut self.table);
-        self.states = self
-            .kept
-            .iter()
-            .map(|&(score, si, r, pos, signature)| {
-                children[si] -= 1;
-                let s = &mut parents[si];
-                let mut active = if children[si] == 0 {
-                    std::mem::take(&mut s.active)
-                } else {
-                    s.active.clone()
-                };
-                if let Some(pos) = pos {
-                    let a = &mut active[pos];
-                    a.calls = a.calls.iter().copied().chain([call.made]).collect();
-                    a.waiting = a.waiting.after(&reqs[r], &call.made, table);
-                    a.hash = mix(a.hash, j as u64);
-                }
-                State {
-                    score,
-                    active,
-                    signature,
-                    choices: Some(Rc::new(Choice {
-                        call: j,
-                        req: r,
-                        prev: s.choices.clone(),
-                    })),
-                }
-            })
-            .collect();
+        for &(score, si, r, pos, signature) in &self.kept {
+            children[si] -= 1;
+            let s = &mut parents[si];
+            let mut active = if children[si] == 0 {
+                std::mem::take(&mut s.active)
+            } else {
+                let mut copy = self.spare_active.pop().unwrap_or_default();
+                copy.extend_from_slice(&s.active);
+                copy
+            };
+            if let Some(pos) = pos {
+                let a = &mut active[pos];
+                a.calls = a.calls.iter().copied().chain([call.made]).collect();
+                a.waiting = a.waiting.after(&reqs[r], &call.made, table);
+                a.hash = mix(a.hash, j as u64);
+            }
+            self.states.push(State {
+                score,
+                active,
+                signature,
+                choices: self.choices.push(j, r, s.choices),
+            });
+        }
+        for mut s in parents.drain(..) {
+            if s.active.capacity() > 0 {
+                s.active.clear();
+                self.spare_active.push(s.active);
+            }
+        }
+        self.spare_states = parents;
     }
 
     /// What the beam ends with. Requests still open at the end of the batch add nothing more.
@@ -488,10 +548,8 @@ impl Search<'_> {
         weights.iter_mut().for_each(|w| *w /= total);
         let choices_of = |s: &State| {
             let mut out = vec![usize::MAX; self.calls.len()];
-            let mut c = s.choices.as_deref();
-            while let Some(ch) = c {
+            for ch in self.choices.path(s.choices) {
                 out[ch.call] = ch.req;
-                c = ch.prev.as_deref();
             }
             out
         };
