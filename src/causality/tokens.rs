@@ -80,6 +80,9 @@ pub struct TokenEvidence {
     direct: PerCall<(usize, f64)>,
     /// Earlier calls of the batch whose response matches the call, with the weight, by index.
     via: PerCall<(u32, f64)>,
+    /// Per call, bit `i % 64` set for each index `i` in its `via`: most of a candidate's calls
+    /// are in none, and this tells so without a search.
+    via_mask: Vec<u64>,
     /// The score of a candidate without a match, `ln(1 - q)`.
     no_match: Vec<f64>,
     /// The call carries at least one rare token.
@@ -257,6 +260,8 @@ impl TokenEvidence {
                 .items
                 .extend(m.via.iter().map(|&(i, f)| (i, weight(f))));
             ev.via.close();
+            ev.via_mask
+                .push(m.via.iter().fold(0, |mask, &(i, _)| mask | via_bit(i)));
             if m.informative && q >= NARROW_FROM_Q {
                 // Candidates whose request holds a token, or that may have made an earlier call
                 // whose response did.
@@ -358,10 +363,10 @@ impl TokenEvidence {
         // looked up in it (most fall outside: earlier batches', or made after the via calls).
         let via_j = self.via.get(j)?;
         let via = if let (Some(first), Some(last)) = (via_j.first(), via_j.last()) {
-            let range = first.0..=last.0;
+            let (range, mask) = (first.0..=last.0, self.via_mask[j]);
             calls
                 .iter()
-                .filter(|c| range.contains(&c.index))
+                .filter(|c| range.contains(&c.index) && mask & via_bit(c.index) != 0)
                 .filter_map(|c| {
                     let k = via_j.binary_search_by_key(&c.index, |m| m.0).ok()?;
                     Some(via_j[k].1)
@@ -386,6 +391,11 @@ impl TokenEvidence {
         }
         self.best_match(j, r, calls).unwrap_or(self.no_match[j])
     }
+}
+
+/// A call index's bit in [`TokenEvidence::via_mask`].
+fn via_bit(index: u32) -> u64 {
+    1 << (index % 64)
 }
 
 fn keep_rarest<K: PartialEq + Copy>(list: &mut Vec<(K, f64)>, k: K, f: f64) {
