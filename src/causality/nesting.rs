@@ -124,6 +124,19 @@ fn bin_start_ns(bin: usize) -> u64 {
 }
 
 pub(super) fn bin_width_ns(bin: usize) -> f64 {
+    static WIDTHS: std::sync::OnceLock<[f64; BINS]> = std::sync::OnceLock::new();
+    // Worked out once: two powers per bin were most of the cost of a row of a step's scores.
+    match WIDTHS
+        .get_or_init(|| std::array::from_fn(bin_width_by_pow))
+        .get(bin)
+    {
+        Some(&width) => width,
+        None => bin_width_by_pow(bin),
+    }
+}
+
+/// [`bin_width_ns`] by its definition.
+fn bin_width_by_pow(bin: usize) -> f64 {
     let lo = 2f64.powf(FIRST_OCTAVE + bin as f64 / BINS_PER_OCTAVE);
     lo * (2f64.powf(1.0 / BINS_PER_OCTAVE) - 1.0)
 }
@@ -345,6 +358,7 @@ impl DelayModel {
 }
 
 /// One step of a [`DelayModel`], ready to score at any bin ([`DelayModel::step_shape`]).
+#[derive(Clone, Copy)]
 enum StepShape<'m> {
     /// Nothing fitted yet: only the back-off density counts.
     Unfitted,
@@ -387,7 +401,9 @@ pub struct StepTable<'m> {
     pub model: &'m DelayModel,
     /// [`DelayModel::ln_density`] per bin.
     ln_density: Box<[f64]>,
-    rows: KeyMap<(u64, StepKey, StepKey), Box<[f64]>>,
+    /// [`DelayModel::pooled_density`] per bin.
+    pooled_density: Box<[f64]>,
+    rows: KeyMap<(u64, StepKey, StepKey), Row<'m>>,
     /// Per (endpoint, prev): [`Self::waiting_loss`].
     waiting_loss: KeyMap<(u64, StepKey), WaitingLoss>,
 }
@@ -419,6 +435,7 @@ impl<'m> StepTable<'m> {
         StepTable {
             model,
             ln_density: (0..BINS).map(|b| model.ln_density_in_bin(b)).collect(),
+            pooled_density: (0..BINS).map(|b| model.pooled_density(b)).collect(),
             rows: KeyMap::default(),
             waiting_loss: KeyMap::default(),
         }
@@ -483,16 +500,37 @@ impl<'m> StepTable<'m> {
         let bin = bin_of(gap_ns);
         let model = self.model;
         let key = (endpoint, prev, next);
-        if let Some(row) = self.rows.get(&key) {
-            return row[bin];
+        if let Some(row) = self.rows.get_mut(&key) {
+            return row.at(bin, &self.pooled_density);
         }
         if self.rows.len() >= MAX_TABLE_ROWS {
             return model.ln_step_in_bin(endpoint, prev, next, bin);
         }
-        let row = model.ln_step_row(endpoint, prev, next);
-        let ln = row[bin];
+        let mut row = Row {
+            shape: model.step_shape(endpoint, prev, next),
+            ln: vec![f64::NAN; BINS].into_boxed_slice(),
+        };
+        let ln = row.at(bin, &self.pooled_density);
         self.rows.insert(key, row);
         ln
+    }
+}
+
+/// A step's scores ([`DelayModel::ln_step_in_bin`]) per bin, each worked out when first asked
+/// for: a step's delays fall in a few bins, and a whole row was most of a table's work.
+struct Row<'m> {
+    shape: StepShape<'m>,
+    /// NaN where not worked out yet (a score never is: every density is above zero).
+    ln: Box<[f64]>,
+}
+
+impl Row<'_> {
+    fn at(&mut self, bin: usize, pooled_density: &[f64]) -> f64 {
+        let ln = &mut self.ln[bin];
+        if ln.is_nan() {
+            *ln = self.shape.ln(bin, pooled_density[bin]);
+        }
+        *ln
     }
 }
 
