@@ -21,6 +21,8 @@
 //! complete one wins ([`assign_refined`]: then improved by local moves, [`super::refine`]), and a call's
 //! confidence is the share of the final beam's probability mass that agrees with it.
 
+use std::cell::Cell;
+
 use tapspan_capture::Timestamp;
 
 use super::beam::{search, Piece};
@@ -207,7 +209,13 @@ pub(super) struct Waiting {
     since: Timestamp,
     /// [`StepTable::waiting_loss`] after `prev`.
     loss: WaitingLoss,
+    /// The loss last found by [`Self::lost`], and the waits that lose the same: the beam asks
+    /// every open handler at every call, as time moves on by less than a bin.
+    lost_in: Cell<(f64, u64, u64)>,
 }
+
+/// [`Waiting::lost_in`] before anything is found.
+const NOT_LOST_YET: (f64, u64, u64) = (0.0, 1, 0);
 
 impl Waiting {
     pub(super) fn of(req: &Req, calls: &[Made], steps: &mut StepTable) -> Self {
@@ -217,6 +225,7 @@ impl Waiting {
             prev,
             since,
             loss: steps.waiting_loss(req.endpoint, prev),
+            lost_in: Cell::new(NOT_LOST_YET),
         }
     }
 
@@ -227,6 +236,7 @@ impl Waiting {
         if call.end >= req.arrived && (call.end, call.ret) > (w.since, w.prev) {
             (w.since, w.prev) = (call.end, call.ret);
             w.loss = steps.waiting_loss(req.endpoint, call.ret);
+            w.lost_in.set(NOT_LOST_YET);
         }
         w
     }
@@ -248,10 +258,16 @@ impl Waiting {
     /// call of its runs.
     pub(super) fn lost(&self, at: Timestamp) -> f64 {
         if at < self.busy_until {
-            0.0
-        } else {
-            self.loss.after(at.saturating_since(self.since))
+            return 0.0;
         }
+        let waited = at.saturating_since(self.since);
+        let (lost, from, until) = self.lost_in.get();
+        if (from..until).contains(&waited) {
+            return lost;
+        }
+        let (lost, waits) = self.loss.after_in_bin(waited);
+        self.lost_in.set((lost, waits.start, waits.end));
+        lost
     }
 }
 

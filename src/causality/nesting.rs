@@ -425,6 +425,19 @@ impl WaitingLoss {
             self.per_bin[bin_of(waited_ns)]
         }
     }
+
+    /// [`Self::after`] `waited_ns`, and the waits `from..until` that lose the same (its bin).
+    pub fn after_in_bin(&self, waited_ns: u64) -> (f64, std::ops::Range<u64>) {
+        if waited_ns < self.free_ns {
+            return (0.0, 0..self.free_ns);
+        }
+        let bin = bin_of(waited_ns);
+        // `bin_starts()[i]` begins bin i + 1.
+        let starts = bin_starts();
+        let from = bin.checked_sub(1).map_or(0, |b| starts[b]);
+        let until = starts.get(bin).copied().unwrap_or(u64::MAX);
+        (self.per_bin[bin], from..until)
+    }
 }
 
 /// Rows a table keeps at most (1.5 KiB each); beyond, steps are scored directly.
