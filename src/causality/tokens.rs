@@ -342,17 +342,18 @@ impl TokenEvidence {
                 return None;
             }
             let start = calls[j].made.start;
-            let before: Vec<Made> = per_req_calls[r]
-                .iter()
-                .filter(|c| c.end <= start)
-                .copied()
-                .collect();
-            Some((j, self.best_match(j, r, &before).is_some()))
+            let before = per_req_calls[r].iter().filter(|c| c.end <= start);
+            Some((j, self.best_match(j, r, before).is_some()))
         })
     }
 
     /// The strongest match of call `j` with request `r`, whose handler had made `calls` before.
-    fn best_match(&self, j: usize, r: usize, calls: &[Made]) -> Option<f64> {
+    fn best_match<'c>(
+        &self,
+        j: usize,
+        r: usize,
+        calls: impl Iterator<Item = &'c Made>,
+    ) -> Option<f64> {
         let direct = self
             .direct
             .get(j)?
@@ -365,7 +366,6 @@ impl TokenEvidence {
         let via = if let (Some(first), Some(last)) = (via_j.first(), via_j.last()) {
             let (range, mask) = (first.0..=last.0, self.via_mask[j]);
             calls
-                .iter()
                 .filter(|c| range.contains(&c.index) && mask & via_bit(c.index) != 0)
                 .filter_map(|c| {
                     let k = via_j.binary_search_by_key(&c.index, |m| m.0).ok()?;
@@ -389,7 +389,8 @@ impl TokenEvidence {
         if !self.informative.get(j).copied().unwrap_or(false) {
             return 0.0;
         }
-        self.best_match(j, r, calls).unwrap_or(self.no_match[j])
+        self.best_match(j, r, calls.iter())
+            .unwrap_or(self.no_match[j])
     }
 }
 
