@@ -126,11 +126,11 @@ pub fn first_guess(
         let near = from.max(events.partition_point(|e| e.at.saturating_add(far_from) <= at));
         let near = near.min(to);
         if next != RESPOND {
-            pooled.pairs += (near - from) as f64;
+            pooled.pairs += (near - from) as u64;
         }
         if let Some(lk) = kind {
             for (ek, far) in far_by_kind.counts(from, near).enumerate() {
-                typed[ek * launch_kinds.len() + lk].pairs += far as f64;
+                typed[ek * launch_kinds.len() + lk].pairs += u64::from(far);
             }
         }
         // Nearest event first: the gap only grows, so its bin is found by walking up from the
@@ -264,31 +264,32 @@ impl KindPrefix {
     }
 }
 
-/// Gaps counted per bin: what [`first_guess`] weighs against chance.
+/// Gaps counted per bin: what [`first_guess`] weighs against chance. Counted in integers (a
+/// float's sum of ones is the same number, below 2^53, but each add waited on the last).
 struct Excess {
-    counts: Vec<f64>,
-    pairs: f64,
+    counts: Vec<u64>,
+    pairs: u64,
 }
 
 impl Excess {
     fn new(bins: usize) -> Self {
         Excess {
-            counts: vec![0.0; bins],
-            pairs: 0.0,
+            counts: vec![0; bins],
+            pairs: 0,
         }
     }
 
     fn add(&mut self, bin: usize) {
-        self.pairs += 1.0;
+        self.pairs += 1;
         if let Some(c) = self.counts.get_mut(bin) {
-            *c += 1.0;
+            *c += 1;
         }
     }
 
     /// Smoothed counts of what stands clear of chance in each bin, and their sum. Chance puts
     /// the same number of gaps per nanosecond of what the steps saw (`seen`), at any gap.
     fn over_chance(self, seen: &Exposure) -> (Vec<f64>, f64) {
-        let per_ns = self.pairs / seen.total().max(1.0);
+        let per_ns = self.pairs as f64 / seen.total().max(1.0);
         let mut excess = vec![0.0; BINS];
         let mut n = 0.0;
         for (b, &c) in self.counts.iter().enumerate() {
@@ -296,7 +297,7 @@ impl Excess {
             // The first bin also holds every gap below it.
             let from = if b == 0 { 0.0 } else { lo };
             let chance = per_ns * (seen.seen_up_to(lo + bin_width_ns(b)) - seen.seen_up_to(from));
-            let x = c - chance;
+            let x = c as f64 - chance;
             // Only what stands clear of chance's own noise (two standard deviations).
             if x > 2.0 * chance.sqrt() {
                 add_smoothed_at(&mut excess, b, x);
