@@ -245,10 +245,10 @@ impl TokenEvidence {
     }
 
     pub fn of_batch(matches: &TokenMatches, calls: &[Call], propagation: &Propagation) -> Self {
-        // Marks over the batch's requests, set for one call and cleared after it.
-        let mut reached_via = vec![false; matches.requests];
+        // Marks over the batch's requests: those marked with a call's stamp are marked for it.
+        let mut reached_via = vec![0u32; matches.requests];
         let mut ev = TokenEvidence::default();
-        for (call, m) in calls.iter().zip(&matches.calls) {
+        for (stamp, (call, m)) in (1u32..).zip(calls.iter().zip(&matches.calls)) {
             let q = propagation.q(call.made.launch);
             // A match's weight falls as its token gets commoner: the rarest match is the best.
             let weight = |f: f64| ((q + (1.0 - q) * f) / f).ln();
@@ -267,21 +267,15 @@ impl TokenEvidence {
                 // whose response did.
                 for &(i, _) in &m.via {
                     for &r in &calls[i as usize].candidates {
-                        reached_via[r] = true;
+                        reached_via[r] = stamp;
                     }
                 }
                 let from = ev.plausible.items.len();
                 ev.plausible.items.extend(
-                    call.candidates
-                        .iter()
-                        .copied()
-                        .filter(|r| reached_via[*r] || m.direct.iter().any(|(k, _)| k == r)),
+                    call.candidates.iter().copied().filter(|r| {
+                        reached_via[*r] == stamp || m.direct.iter().any(|(k, _)| k == r)
+                    }),
                 );
-                for &(i, _) in &m.via {
-                    for &r in &calls[i as usize].candidates {
-                        reached_via[r] = false;
-                    }
-                }
                 // All of them kept: none is left out, and the list stays empty (see
                 // `candidates`).
                 if ev.plausible.items.len() - from == call.candidates.len() {
