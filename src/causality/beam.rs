@@ -33,32 +33,83 @@ struct Active {
 }
 
 /// A call given to a request, and the choice made before it in the same state: a state's
-/// choices are a path back through [`Choices`].
+/// choices are a path back through [`Choices`], in call order (latest first).
 struct Choice {
     call: usize,
     req: usize,
     prev: ChoiceId,
+    /// An earlier choice on the path, further back the longer the path (skew-binary jump
+    /// pointers): the choice of a given call is found in a number of steps logarithmic in how
+    /// far back it is, not linear.
+    jump: ChoiceId,
+    /// Choices on the path up to this one.
+    depth: u32,
 }
 
-/// A choice's place in [`Choices`]; [`NO_CHOICE`] ends a path.
+/// A choice's place in [`Choices`]; [`NO_CHOICE`] (the root, which is no choice) ends a path.
 type ChoiceId = u32;
-const NO_CHOICE: ChoiceId = ChoiceId::MAX;
+const NO_CHOICE: ChoiceId = 0;
 
 /// Every choice a search kept, shared by the states that made it: appended to, never removed
 /// from (a choice per kept expansion), so that a kept expansion costs no allocation of its own.
-#[derive(Default)]
 struct Choices(Vec<Choice>);
+
+impl Default for Choices {
+    fn default() -> Self {
+        Choices(vec![Choice {
+            call: usize::MAX,
+            req: usize::MAX,
+            prev: NO_CHOICE,
+            jump: NO_CHOICE,
+            depth: 0,
+        }])
+    }
+}
 
 impl Choices {
     fn push(&mut self, call: usize, req: usize, prev: ChoiceId) -> ChoiceId {
         let id = ChoiceId::try_from(self.0.len()).expect("fewer choices than u32::MAX");
-        self.0.push(Choice { call, req, prev });
+        let p = &self.0[prev as usize];
+        let pj = &self.0[p.jump as usize];
+        let pjj = &self.0[pj.jump as usize];
+        let jump = if prev != NO_CHOICE && p.depth - pj.depth == pj.depth - pjj.depth {
+            pj.jump
+        } else {
+            prev
+        };
+        let depth = p.depth + 1;
+        self.0.push(Choice {
+            call,
+            req,
+            prev,
+            jump,
+            depth,
+        });
         id
     }
 
     /// The path of choices that ends at `id`, latest first.
     fn path(&self, id: ChoiceId) -> impl Iterator<Item = &Choice> {
-        std::iter::successors(self.0.get(id as usize), |c| self.0.get(c.prev as usize))
+        let at = |id: ChoiceId| (id != NO_CHOICE).then(|| &self.0[id as usize]);
+        std::iter::successors(at(id), move |c| at(c.prev))
+    }
+
+    /// The latest choice on the path that ends at `id` of a call no later than `p`: calls only
+    /// fall along a path, so every choice a jump passes over is of a later call than where it
+    /// lands.
+    fn latest_up_to(&self, mut id: ChoiceId, p: usize) -> Option<&Choice> {
+        while id != NO_CHOICE {
+            let c = &self.0[id as usize];
+            if c.call <= p {
+                return Some(c);
+            }
+            id = if c.jump != NO_CHOICE && self.0[c.jump as usize].call > p {
+                c.jump
+            } else {
+                c.prev
+            };
+        }
+        None
     }
 }
 
@@ -86,7 +137,7 @@ fn mix(h: u64, x: u64) -> u64 {
 /// The request that `state` gave call `p` (None if it gave it none), found by walking its
 /// choices back: they are in call order.
 fn chosen_in(choices: &Choices, state: &State, p: usize) -> Option<usize> {
-    let ch = choices.path(state.choices).find(|ch| ch.call <= p)?;
+    let ch = choices.latest_up_to(state.choices, p)?;
     (ch.call == p).then_some(ch.req)
 }
 
@@ -566,6 +617,34 @@ impl Search<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jumps_find_the_choice_a_walk_back_finds() {
+        // States branching at random, each extended by the next call (calls rise along a path).
+        let mut choices = Choices::default();
+        let mut ends = vec![NO_CHOICE];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for call in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let from = ends[x as usize % ends.len()];
+            // Some calls are given to no request: skipped on the path.
+            if x % 5 != 0 {
+                ends.push(choices.push(call, (x % 7) as usize, from));
+            }
+        }
+        for &end in ends.iter().step_by(37) {
+            for p in (0..2000).step_by(13) {
+                let walked = choices
+                    .path(end)
+                    .find(|c| c.call <= p)
+                    .map(|c| (c.call, c.req));
+                let jumped = choices.latest_up_to(end, p).map(|c| (c.call, c.req));
+                assert_eq!(jumped, walked, "{end} {p}");
+            }
+        }
+    }
 
     #[test]
     fn rank_keys_order_as_total_cmp_then_index() {
