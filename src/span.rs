@@ -416,8 +416,9 @@ impl SpanDraft {
         };
         let attrs = Arc::new(attrs);
         let client_span_id = hex64(self.client_span);
+        let trace_id = text::hex128(linkage.trace_id);
         let client = Span {
-            trace_id: text::hex128(linkage.trace_id),
+            trace_id: trace_id.clone(),
             span_id: client_span_id.clone(),
             parent_span_id: linkage.client_parent.map(hex64),
             kind: SpanKind::Client,
@@ -431,7 +432,7 @@ impl SpanDraft {
             trace_state: None,
         };
         let server = Span {
-            trace_id: text::hex128(linkage.trace_id),
+            trace_id,
             span_id: hex64(self.server_span),
             parent_span_id: Some(client_span_id),
             kind: SpanKind::Server,

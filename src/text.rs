@@ -161,22 +161,20 @@ pub fn hex64_bytes(v: u64) -> [u8; 16] {
 
 /// `format!("{v:016x}")`.
 pub fn hex64(v: u64) -> String {
-    hex_digits(u128::from(v), 16)
+    hex_string(&hex64_bytes(v))
 }
 
-/// `format!("{v:032x}")`.
+/// `format!("{v:032x}")`: its two halves, each in 64-bit arithmetic (a digit at a time of a
+/// 128-bit shift cost several times as much).
 pub fn hex128(v: u128) -> String {
-    hex_digits(v, 32)
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(&hex64_bytes((v >> 64) as u64));
+    bytes[16..].copy_from_slice(&hex64_bytes(v as u64));
+    hex_string(&bytes)
 }
 
-fn hex_digits(v: u128, width: usize) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = [0u8; 32];
-    let bytes = &mut bytes[..width];
-    for (i, b) in bytes.iter_mut().rev().enumerate() {
-        *b = DIGITS[((v >> (4 * i)) & 0xf) as usize];
-    }
-    std::str::from_utf8(bytes).expect("hex digits").to_owned()
+fn hex_string(digits: &[u8]) -> String {
+    std::str::from_utf8(digits).expect("hex digits").to_owned()
 }
 
 #[cfg(test)]
