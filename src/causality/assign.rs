@@ -277,7 +277,20 @@ pub fn calls_per_request(
     calls: &[Call],
     chosen: &[Option<(usize, f64)>],
 ) -> Vec<Vec<Made>> {
-    let mut per_req: Vec<Vec<Made>> = reqs.iter().map(|r| r.prior_calls.clone()).collect();
+    // Each list made at its final size: pushing onto a copy of the earlier calls regrew it.
+    let mut chosen_of = vec![0usize; reqs.len()];
+    for (k, _) in chosen.iter().flatten() {
+        chosen_of[*k] += 1;
+    }
+    let mut per_req: Vec<Vec<Made>> = reqs
+        .iter()
+        .zip(&chosen_of)
+        .map(|(r, &n)| {
+            let mut calls = Vec::with_capacity(r.prior_calls.len() + n);
+            calls.extend_from_slice(&r.prior_calls);
+            calls
+        })
+        .collect();
     for (c, choice) in calls.iter().zip(chosen) {
         if let Some((k, _)) = choice {
             per_req[*k].push(c.made);
