@@ -77,9 +77,21 @@ pub fn udp_anchor(id: u16, query_ns: u64) -> u32 {
 
 /// Span id of one side (`client` or `server`) of an exchange; never zero (zero is invalid in W3C).
 pub fn span_id(exchange_id: u64, kind: &str) -> u64 {
-    let mut buf = exchange_id.to_be_bytes().to_vec();
-    buf.extend_from_slice(kind.as_bytes());
-    hash64("tapspan.span", &buf).max(1)
+    // The id then the kind, on the stack when the kind is short (it is `client` or `server`).
+    let mut short = [0u8; 32];
+    let long: Vec<u8>;
+    let buf = match short.get_mut(..8 + kind.len()) {
+        Some(buf) => {
+            buf[..8].copy_from_slice(&exchange_id.to_be_bytes());
+            buf[8..].copy_from_slice(kind.as_bytes());
+            &*buf
+        }
+        None => {
+            long = [&exchange_id.to_be_bytes()[..], kind.as_bytes()].concat();
+            &long
+        }
+    };
+    hash64("tapspan.span", buf).max(1)
 }
 
 /// Trace id for an exchange that is its own root.
@@ -95,6 +107,17 @@ pub fn request_id_trace_id(value: &str) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn span_ids_hash_the_id_then_the_kind() {
+        let long = "a kind longer than the twenty-four bytes kept on the stack";
+        for kind in ["client", "server", "", long] {
+            let mut buf = 0x0123_4567_89ab_cdefu64.to_be_bytes().to_vec();
+            buf.extend_from_slice(kind.as_bytes());
+            let want = hash64("tapspan.span", &buf).max(1);
+            assert_eq!(span_id(0x0123_4567_89ab_cdef, kind), want, "{kind}");
+        }
+    }
 
     #[test]
     fn fnv_matches_the_published_test_vector() {
