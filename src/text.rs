@@ -87,12 +87,23 @@ impl<const N: usize> Ascii<N> {
     }
 
     fn push_v4(&mut self, ip: &std::net::Ipv4Addr) {
-        for (i, octet) in ip.octets().iter().enumerate() {
+        for (i, &octet) in ip.octets().iter().enumerate() {
             if i > 0 {
                 self.push(b'.');
             }
-            self.push_decimal(u64::from(*octet));
+            self.push_octet(octet);
         }
+    }
+
+    /// An octet's one to three digits, without the general [`Decimal`].
+    fn push_octet(&mut self, n: u8) {
+        if n >= 100 {
+            self.push(b'0' + n / 100);
+        }
+        if n >= 10 {
+            self.push(b'0' + n / 10 % 10);
+        }
+        self.push(b'0' + n % 10);
     }
 
     fn as_str(&self) -> &str {
@@ -197,6 +208,12 @@ mod tests {
             let addr: SocketAddr = text.parse().unwrap();
             assert_eq!(socket_addr(&addr), addr.to_string());
             assert_eq!(ip(&addr.ip()), addr.ip().to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
+            assert_eq!(self::ip(&ip), ip.to_string());
+            let addr = SocketAddr::new(ip, u16::from(octet) * 257);
+            assert_eq!(socket_addr(&addr), addr.to_string());
         }
         for v in [0u64, 1, 9, 10, 99, 100, 65535, u64::MAX] {
             let mut s = String::new();
