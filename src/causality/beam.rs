@@ -34,6 +34,7 @@ struct Active {
 
 /// A call given to a request, and the choice made before it in the same state: a state's
 /// choices are a path back through [`Choices`], in call order (latest first).
+#[derive(Clone, Copy)]
 struct Choice {
     call: usize,
     req: usize,
@@ -50,9 +51,13 @@ struct Choice {
 type ChoiceId = u32;
 const NO_CHOICE: ChoiceId = 0;
 
-/// Every choice a search kept, shared by the states that made it: appended to, never removed
-/// from (a choice per kept expansion), so that a kept expansion costs no allocation of its own.
+/// Every choice a search kept, shared by the states that made it: appended to (a choice per kept
+/// expansion), so that a kept expansion costs no allocation of its own, and compacted to the
+/// paths still held once it has doubled ([`Choices::keep_paths`]).
 struct Choices(Vec<Choice>);
+
+/// Choices held before the first compaction (2 MB): most searches never reach it.
+const FIRST_COMPACTION: usize = 1 << 16;
 
 impl Default for Choices {
     fn default() -> Self {
@@ -86,6 +91,39 @@ impl Choices {
             depth,
         });
         id
+    }
+
+    /// Keeps only the choices on the paths that end at `ends`, which are rewritten to their new
+    /// ids. Without it the arena held every choice of every state ever kept: a beam of width
+    /// `b` over `n` calls, `b n` choices (a wide search of lab/threads-c16, 78 MB), where the
+    /// paths still held share most of their length. A choice's `prev` and `jump` are earlier
+    /// on its path, so earlier in the arena: moved in arena order, they are renumbered before
+    /// they are needed.
+    fn keep_paths(&mut self, ends: &mut [ChoiceId]) {
+        let mut kept = vec![false; self.0.len()];
+        kept[NO_CHOICE as usize] = true;
+        for &end in ends.iter() {
+            let mut id = end;
+            while !kept[id as usize] {
+                kept[id as usize] = true;
+                id = self.0[id as usize].prev;
+            }
+        }
+        let mut renamed = vec![NO_CHOICE; self.0.len()];
+        let mut next = 0;
+        for id in 0..self.0.len() {
+            if !kept[id] {
+                continue;
+            }
+            let mut c = self.0[id];
+            c.prev = renamed[c.prev as usize];
+            c.jump = renamed[c.jump as usize];
+            self.0[next] = c;
+            renamed[id] = next as ChoiceId;
+            next += 1;
+        }
+        self.0.truncate(next);
+        ends.iter_mut().for_each(|e| *e = renamed[*e as usize]);
     }
 
     /// The path of choices that ends at `id`, latest first.
@@ -243,6 +281,8 @@ struct Search<'a> {
     reuse_says_nothing: bool,
     states: Vec<State>,
     choices: Choices,
+    /// Compact [`Self::choices`] once it holds this many.
+    compact_at: usize,
     /// Every state holds the same open handlers in the same order (arrivals and responses are
     /// applied to all alike, and a kept expansion copies its state's order), so a request's
     /// place among them is one lookup, not a scan per state and candidate.
@@ -331,6 +371,7 @@ pub(super) fn search(
             choices: NO_CHOICE,
         }],
         choices: Choices::default(),
+        compact_at: FIRST_COMPACTION,
         slot_of: vec![None; reqs.len()],
         local_share: Shares {
             items: Vec::new(),
@@ -413,6 +454,14 @@ impl Search<'_> {
             .min((EXPANSIONS_PER_CALL / candidates.len()).max(MIN_BEAM));
         self.keep_best(j, width);
         self.extend_kept(j);
+        if self.choices.0.len() >= self.compact_at {
+            let mut ends: Vec<ChoiceId> = self.states.iter().map(|s| s.choices).collect();
+            self.choices.keep_paths(&mut ends);
+            for (s, end) in self.states.iter_mut().zip(ends) {
+                s.choices = end;
+            }
+            self.compact_at = (2 * self.choices.0.len()).max(FIRST_COMPACTION);
+        }
     }
 
     /// Every kept state extended by giving call `j` to each of its candidates, into `next`.
@@ -642,6 +691,24 @@ mod tests {
                     .map(|c| (c.call, c.req));
                 let jumped = choices.latest_up_to(end, p).map(|c| (c.call, c.req));
                 assert_eq!(jumped, walked, "{end} {p}");
+            }
+        }
+        // Compacted to the paths of a few ends: the same paths, found the same way, in less.
+        let path = |choices: &Choices, end| -> Vec<(usize, usize)> {
+            choices.path(end).map(|c| (c.call, c.req)).collect()
+        };
+        let held: Vec<ChoiceId> = ends.iter().copied().step_by(101).collect();
+        let before: Vec<_> = held.iter().map(|&e| path(&choices, e)).collect();
+        let mut renamed = held.clone();
+        let len = choices.0.len();
+        choices.keep_paths(&mut renamed);
+        assert!(choices.0.len() < len / 2, "{} of {len}", choices.0.len());
+        for ((&end, want), &old) in renamed.iter().zip(&before).zip(&held) {
+            assert_eq!(&path(&choices, end), want, "{old}");
+            for p in (0..2000).step_by(13) {
+                let walked = want.iter().find(|c| c.0 <= p).copied();
+                let jumped = choices.latest_up_to(end, p).map(|c| (c.call, c.req));
+                assert_eq!(jumped, walked, "{old} {p}");
             }
         }
     }
