@@ -56,8 +56,8 @@ const NO_CHOICE: ChoiceId = 0;
 /// paths still held once it has doubled ([`Choices::keep_paths`]).
 struct Choices(Vec<Choice>);
 
-/// Choices held before the first compaction (2 MB): most searches never reach it.
-const FIRST_COMPACTION: usize = 1 << 16;
+/// Choices held before the first compaction (512 KiB).
+const FIRST_COMPACTION: usize = 1 << 14;
 
 impl Default for Choices {
     fn default() -> Self {
