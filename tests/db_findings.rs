@@ -288,18 +288,5 @@ fn database_calls_are_children_of_the_request_that_made_them() {
     let log = std::fs::read_to_string(common::repo_path("pcaps/protocols/dbfindings.service.log"))
         .unwrap();
     let placed = common::placement::placement(&common::spans(&exchanges), &log, SERVICE);
-    assert_eq!(placed.requests, 90);
-    eprintln!("dbfindings by operation: {:?}", placed.by_op);
-    assert_eq!(placed.calls, 330);
-    let share = placed.share();
-    eprintln!(
-        "dbfindings: {} of {} calls under the right request ({share:.3})",
-        placed.right, placed.calls
-    );
-    assert!(
-        share >= MIN_RIGHT_PARENT,
-        "{} of {} calls under the right request",
-        placed.right,
-        placed.calls
-    );
+    placed.check("dbfindings", (90, 330), MIN_RIGHT_PARENT);
 }

@@ -311,21 +311,7 @@ fn multitier_database_calls_are_children_of_the_request_that_made_them() {
         // PostgreSQL, which call no one).
         "127.0.0.1:8000",
     );
-    assert_eq!(placed.requests, 120);
-    // (calls, right, under no request) per operation: where a failure's misses are.
-    eprintln!("multitier by operation: {:?}", placed.by_op);
-    assert_eq!(placed.calls, 294);
-    let share = placed.share();
-    eprintln!(
-        "multitier: {} of {} calls under the right request ({share:.3})",
-        placed.right, placed.calls
-    );
-    assert!(
-        share >= MIN_RIGHT_PARENT,
-        "{} of {} calls under the right request",
-        placed.right,
-        placed.calls
-    );
+    placed.check("multitier", (120, 294), MIN_RIGHT_PARENT);
 }
 
 /// dnsmasq's `log-queries=extra` lines: (client port, type, name) of each query it answered.

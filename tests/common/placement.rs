@@ -30,6 +30,21 @@ impl Placement {
     pub fn share(&self) -> f64 {
         f64::from(self.right) / f64::from(self.calls.max(1))
     }
+
+    /// Fails unless the log's `requests` and `calls` were all scored and at least `min_share`
+    /// of the calls sit under the right request; says per operation where the misses are.
+    pub fn check(&self, recording: &str, (requests, calls): (usize, u32), min_share: f64) {
+        assert_eq!(self.requests, requests);
+        // (calls, right, under no request) per operation.
+        eprintln!("{recording} by operation: {:?}", self.by_op);
+        assert_eq!(self.calls, calls);
+        let (right, share) = (self.right, self.share());
+        eprintln!("{recording}: {right} of {calls} calls under the right request ({share:.3})");
+        assert!(
+            share >= min_share,
+            "{right} of {calls} calls under the right request"
+        );
+    }
 }
 
 fn fields(line: &str) -> HashMap<&str, &str> {
