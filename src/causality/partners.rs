@@ -22,6 +22,9 @@ const MIN_REQUESTS_TOGETHER: u32 = 5;
 /// Share of the requests that used a connection and called the other backend that must have
 /// used the partner for it.
 const TOGETHER_SHARE: f64 = 0.9;
+/// Connections a request may have used and still count: a pool lends a handful, and pairing
+/// each of a request's connections with each other costs their number squared.
+const MAX_HELD: usize = 16;
 
 /// For each connection, its partners (at most one per other backend).
 #[derive(Clone, Debug, Default)]
@@ -46,7 +49,8 @@ impl Partners {
             }
             callee_of.insert(conn, call.made.callee);
             let conns = used.entry(*r).or_default();
-            if !conns.iter().any(|&(c, _)| c == conn) {
+            // One past the most a request may hold marks it as holding too many.
+            if conns.len() <= MAX_HELD && !conns.iter().any(|&(c, _)| c == conn) {
                 conns.push((conn, call.made.callee));
             }
         }
@@ -55,7 +59,7 @@ impl Partners {
         let mut together: KeyMap<(u64, u64), u32> = KeyMap::default();
         let mut with_backend: KeyMap<(u64, u64), u32> = KeyMap::default();
         let mut backends: Vec<u64> = Vec::new();
-        for conns in used.values() {
+        for conns in used.values().filter(|conns| conns.len() <= MAX_HELD) {
             for &(a, callee_a) in conns {
                 backends.clear();
                 for &(b, callee_b) in conns.iter().filter(|(_, cb)| *cb != callee_a) {
@@ -166,6 +170,25 @@ mod tests {
         // the other pair) has none; the third request's Redis call follows the first's
         // PostgreSQL call on its partner.
         assert_eq!(&previous[..5], &[None, Some(0), None, Some(2), Some(1)]);
+    }
+
+    #[test]
+    fn requests_holding_more_than_a_pool_lends_pair_nothing() {
+        // Each request calls 40 backends, each on its own connection, the same ones every time.
+        let mut calls = Vec::new();
+        let mut links = Vec::new();
+        for r in 0..10u64 {
+            for b in 0..40u64 {
+                calls.push(call(1000 * r + b, b, 100 + b));
+                links.push(Some((r as usize, 1.0)));
+            }
+        }
+        assert!(Partners::learned(&calls, &links).is_empty());
+        // The same with 4 backends: held together.
+        let few: Vec<usize> = (0..calls.len()).filter(|i| i % 40 < 4).collect();
+        let calls: Vec<Call> = few.iter().map(|&i| calls[i].clone()).collect();
+        let links: Links = few.iter().map(|&i| links[i]).collect();
+        assert!(!Partners::learned(&calls, &links).is_empty());
     }
 
     #[test]
