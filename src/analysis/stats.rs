@@ -274,6 +274,7 @@ impl StatsAcc {
                 (Some(_), None) => edge.status_5xx += 1,
                 (None, None) if c.response_start.is_some() => edge.answered += 1,
                 (None, Some(_)) if c.response_start.is_some() => edge.failed += 1,
+                // No answer, or an HTTP answer cut short (a status and an error).
                 _ => edge.no_response += 1,
             }
             acc.latency.add(d);

@@ -470,19 +470,17 @@ impl Search<'_> {
         self.next.clear();
         for (si, s) in self.states.iter().enumerate() {
             let all_lost: f64 = s.active.iter().map(|a| a.waiting.lost(at)).sum();
-            // The connection's previous call, as this state assigned it (walking the choices
-            // back to it is only worth it where reuse tells something).
-            let owner_of = |p: usize| {
-                let q = chosen_in(&self.choices, s, p)?;
+            // The request this state gave the previous call on the connection, and on a partner
+            // of it (walking the choices back is only worth it where reuse tells something).
+            let owner_of = |p: Option<usize>| {
+                let q = chosen_in(&self.choices, s, p.filter(|_| !self.reuse_says_nothing)?)?;
                 Some(PreviousOwner {
                     req: q,
                     responds: reqs[q].responds,
                 })
             };
-            let previous = call.previous_on_conn.filter(|_| !self.reuse_says_nothing);
-            let previous = previous.and_then(owner_of);
-            let partner_previous = self.reuse_ratios.previous_on_partner(j);
-            let partner_previous = partner_previous.and_then(owner_of);
+            let previous = owner_of(call.previous_on_conn);
+            let partner_previous = owner_of(self.reuse_ratios.previous_on_partner(j));
             for &r in candidates {
                 // A candidate that already answered may still be streaming its response.
                 let (score, pos) = match self.slot_of[r] {

@@ -147,10 +147,9 @@ mod tests {
 
     #[test]
     fn connections_used_by_the_same_requests_are_partners() {
-        let (calls, links) = pooled_pairs();
+        let (mut calls, mut links) = pooled_pairs();
         // Three requests per pair: too few to tell.
         assert!(Partners::learned(&calls, &links).is_empty());
-        let (mut calls, mut links) = (calls.clone(), links.clone());
         let more = calls.clone();
         let offset = calls.len();
         calls.extend(
