@@ -115,9 +115,10 @@ pub struct Fitted {
 /// guess from the batch itself ([`guess::of_batch`]). The guess stays in every refit: fitted
 /// to a first assignment alone, the model learns that assignment's mistakes as the usual
 /// delays. It depends on the requests' start times, so each reading of them has its own.
-pub fn base_model(history: &Learned, reqs: &[Req], calls: &[Call]) -> DelayModel {
+/// On up to `threads` threads.
+pub fn base_model(history: &Learned, reqs: &[Req], calls: &[Call], threads: usize) -> DelayModel {
     if history.delays.samples() < FIRST_GUESS_BELOW_SAMPLES {
-        if let Some(guess) = guess::of_batch(reqs, calls) {
+        if let Some(guess) = guess::of_batch(reqs, calls, threads) {
             return guess;
         }
     }
@@ -132,23 +133,36 @@ pub struct Settled {
     pub score: f64,
 }
 
-/// Hard EM over `calls` (see the module's doc), refitting from `base` (see [`base_model`]).
+/// Where EM starts: what earlier batches taught, the delay model it refits from (see
+/// [`base_model`]), and the token evidence under `history`'s propagation rates.
+#[derive(Clone, Copy)]
+pub struct Start<'a> {
+    pub history: &'a Learned,
+    pub base: &'a DelayModel,
+    pub evidence: &'a TokenEvidence,
+}
+
+/// Hard EM over `calls` (see the module's doc), from `start`.
 /// `reuse_informs`: whether connections are evidence here (see `reuse::pool_is_shared`).
 pub fn settle(
     reqs: &[Req],
     calls: &[Call],
     tokens: &TokenMatches,
-    history: &Learned,
-    base: &DelayModel,
+    start: Start<'_>,
     reuse_informs: bool,
     effort: Effort,
 ) -> Settled {
+    let Start {
+        history,
+        base,
+        evidence,
+    } = start;
     let mut learned = Learned {
         delays: base.clone(),
         reuse: history.reuse.clone(),
         propagation: history.propagation.clone(),
     };
-    let mut evidence = TokenEvidence::of_batch(tokens, calls, &learned.propagation);
+    let mut evidence = evidence.clone();
     let assign_with = |l: &Learned, ev: &TokenEvidence, beam: usize| {
         assign::assign(reqs, calls, &l.delays, &l.reuse, ev, beam, effort.threads)
     };
@@ -159,15 +173,27 @@ pub fn settle(
         if steps.len() < 8 {
             break;
         }
+        // The three models are refitted to the same assignment, each on its own.
+        let refit_reuse = || {
+            reuse_informs.then(|| {
+                let partners = Partners::learned(calls, &links);
+                let observations = assign::reuse_observations(reqs, calls, &links, &partners);
+                ReuseModel::fitted(&history.reuse, &observations, partners)
+            })
+        };
+        let refit_tokens = || {
+            let propagation =
+                Propagation::fitted(&history.propagation, &evidence, calls, reqs, &links);
+            let evidence = TokenEvidence::of_batch(tokens, calls, &propagation);
+            (propagation, evidence)
+        };
+        let (reuse, (propagation, next_evidence)) =
+            super::both(effort.threads, refit_reuse, refit_tokens);
         learned.delays = DelayModel::fitted(base, &steps);
-        if reuse_informs {
-            let partners = Partners::learned(calls, &links);
-            let observations = assign::reuse_observations(reqs, calls, &links, &partners);
-            learned.reuse = ReuseModel::fitted(&history.reuse, &observations, partners);
+        if let Some(reuse) = reuse {
+            learned.reuse = reuse;
         }
-        learned.propagation =
-            Propagation::fitted(&history.propagation, &evidence, calls, reqs, &links);
-        evidence = TokenEvidence::of_batch(tokens, calls, &learned.propagation);
+        (learned.propagation, evidence) = (propagation, next_evidence);
         let next = assign_with(&learned, &evidence, effort.em_beam);
         let changed = next
             .links

@@ -17,7 +17,8 @@ const FIRST_GUESS_PAIRS: usize = 20_000_000;
 /// calls; over four times the median time a request is served, so that chance dominates the far
 /// gaps and can be measured there. A delay is taken to be shorter than that median (a step of a
 /// handler is shorter than the whole).
-pub fn of_batch(reqs: &[Req], calls: &[Call]) -> Option<DelayModel> {
+/// On up to `threads` threads.
+pub fn of_batch(reqs: &[Req], calls: &[Call], threads: usize) -> Option<DelayModel> {
     let mut served: Vec<u64> = reqs
         .iter()
         .map(|r| r.responds.saturating_since(r.arrived))
@@ -43,7 +44,7 @@ pub fn of_batch(reqs: &[Req], calls: &[Call]) -> Option<DelayModel> {
         .chain(reqs.iter().map(|r| (r.responds.0, RESPOND)))
         .collect();
     let horizon = (4 * median).clamp(1_000_000, 10_000_000_000);
-    first_guess(&events, &launches, horizon, median)
+    first_guess(&events, &launches, horizon, median, threads)
 }
 
 /// A first guess at the delays, before any assignment: Project5's observation that a
@@ -71,12 +72,14 @@ pub fn of_batch(reqs: &[Req], calls: &[Call]) -> Option<DelayModel> {
 /// Only gaps up to `longest_ns` are kept: far gaps hold the echo of earlier requests from the
 /// same closed-loop clients, an excess that is no handler's delay. It is a starting point for
 /// EM, not a test: chance alone leaves a few bins above two standard deviations. None when
-/// less than 8 gaps' worth stands out.
+/// less than 8 gaps' worth stands out. The launches are counted in two halves on up to
+/// `threads` threads (counts add up, so the guess is the same on any number).
 pub fn first_guess(
     events: &[GuessEvent],
     launches: &[(u64, StepKey)],
     horizon_ns: u64,
     longest_ns: u64,
+    threads: usize,
 ) -> Option<DelayModel> {
     let mut events = events.to_vec();
     events.sort_unstable_by_key(|e| e.at);
@@ -96,59 +99,36 @@ pub fn first_guess(
     // Bounded work: beyond FIRST_GUESS_PAIRS gaps, every k-th launch stands for the rest.
     let all_pairs: usize = within.iter().map(|(from, to)| to - from).sum();
     let stride = all_pairs.div_ceil(FIRST_GUESS_PAIRS).max(1);
-    let first_event = events.first().map_or(0, |e| e.at);
     let bins = (bin_of(longest_ns) + 1).min(BINS);
-    // Pooled over the calls, and per (kind of event, kind of step).
-    let mut pooled = Excess::new(bins);
-    let mut typed: Vec<Excess> = (0..event_kinds.len() * launch_kinds.len())
-        .map(|_| Excess::new(bins))
+    let counting = Counting {
+        events: &events,
+        event_kind: &event_kind,
+        event_kinds: event_kinds.len(),
+        launch_kinds: &launch_kinds,
+        first_event: events.first().map_or(0, |e| e.at),
+        horizon_ns,
+        bins,
+        // Gaps past the last bin kept only count towards chance (`Excess::pairs`): they are
+        // counted per kind of event from prefix sums instead of one by one (with the horizon at
+        // four times the longest delay kept, they were three quarters of the pairs).
+        far_from: bin_starts().get(bins - 1).copied().unwrap_or(u64::MAX),
+        far_by_kind: KindPrefix::new(&event_kind, event_kinds.len()),
+    };
+    let counted: Vec<Launch> = launches
+        .iter()
+        .zip(&within)
+        .step_by(stride)
+        .map(|(&(at, next), &(from, to))| Launch { at, next, from, to })
         .collect();
-    let mut pooled_exposure = Vec::new();
-    let mut exposure_by_kind = vec![Vec::new(); launch_kinds.len()];
-    let starts = bin_starts();
-    // Gaps past the last bin kept only count towards chance (`Excess::pairs`): they are counted
-    // per kind of event from prefix sums instead of one by one (with the horizon at four times
-    // the longest delay kept, they were three quarters of the pairs).
-    let far_from = starts.get(bins - 1).copied().unwrap_or(u64::MAX);
-    let far_by_kind = KindPrefix::new(&event_kind, event_kinds.len());
-    for (&(at, next), &(from, to)) in launches.iter().zip(&within).step_by(stride) {
-        // How far back this step could see events: the horizon, or less near the start of
-        // the batch. Without this, steps near the start see fewer far gaps than chance
-        // would put there, and every near bin looks like an excess.
-        let exposure = at.saturating_sub(first_event).min(horizon_ns) as f64;
-        let kind = launch_kinds.iter().position(|k| *k == next);
-        if next != RESPOND {
-            pooled_exposure.push(exposure);
-        }
-        if let Some(lk) = kind {
-            exposure_by_kind[lk].push(exposure);
-        }
-        let near = from.max(events.partition_point(|e| e.at.saturating_add(far_from) <= at));
-        let near = near.min(to);
-        if next != RESPOND {
-            pooled.pairs += (near - from) as u64;
-        }
-        if let Some(lk) = kind {
-            for (ek, far) in far_by_kind.counts(from, near).enumerate() {
-                typed[ek * launch_kinds.len() + lk].pairs += u64::from(far);
-            }
-        }
-        // Nearest event first: the gap only grows, so its bin is found by walking up from the
-        // last one ([`bin_of`] for every pair was most of the guess's time).
-        let mut bin = 0;
-        for (e, ek) in events[near..to].iter().zip(&event_kind[near..to]).rev() {
-            let gap = at - e.at;
-            while starts.get(bin).is_some_and(|&start| start <= gap) {
-                bin += 1;
-            }
-            if next != RESPOND {
-                pooled.add(bin);
-            }
-            if let (Some(ek), Some(lk)) = (ek, kind) {
-                typed[ek * launch_kinds.len() + lk].add(bin);
-            }
-        }
-    }
+    let (early, late) = counted.split_at(counted.len() / 2);
+    let (mut gaps, late) = super::both(threads, || counting.count(early), || counting.count(late));
+    gaps.add(late);
+    let Gaps {
+        pooled,
+        typed,
+        pooled_exposure,
+        exposure_by_kind,
+    } = gaps;
     let (pooled, n) = pooled.over_chance(&Exposure::new(pooled_exposure));
     if n < 8.0 {
         return None;
@@ -167,6 +147,112 @@ pub fn first_guess(
         }
     }
     Some(DelayModel::of_histograms((pooled, n), steps))
+}
+
+/// What [`first_guess`] counts the gaps before each launch against.
+struct Counting<'a> {
+    events: &'a [GuessEvent],
+    event_kind: &'a [Option<usize>],
+    event_kinds: usize,
+    launch_kinds: &'a [StepKey],
+    first_event: u64,
+    horizon_ns: u64,
+    bins: usize,
+    far_from: u64,
+    far_by_kind: KindPrefix,
+}
+
+/// A step counted by [`first_guess`], with the events within the horizon before it
+/// (`from..to`).
+#[derive(Clone, Copy)]
+struct Launch {
+    at: u64,
+    next: StepKey,
+    from: usize,
+    to: usize,
+}
+
+/// The gaps of some launches, counted: pooled over the calls, and per (kind of event, kind
+/// of step); and how far back each launch could see.
+struct Gaps {
+    pooled: Excess,
+    typed: Vec<Excess>,
+    pooled_exposure: Vec<f64>,
+    exposure_by_kind: Vec<Vec<f64>>,
+}
+
+impl Gaps {
+    /// `other`'s gaps, counted after these.
+    fn add(&mut self, other: Gaps) {
+        self.pooled.add_all(&other.pooled);
+        for (a, b) in self.typed.iter_mut().zip(&other.typed) {
+            a.add_all(b);
+        }
+        self.pooled_exposure.extend(other.pooled_exposure);
+        for (a, b) in self.exposure_by_kind.iter_mut().zip(other.exposure_by_kind) {
+            a.extend(b);
+        }
+    }
+}
+
+impl Counting<'_> {
+    /// The gaps before each of `launches` (each with the events within the horizon before it).
+    fn count(&self, launches: &[Launch]) -> Gaps {
+        let (events, event_kind, bins) = (self.events, self.event_kind, self.bins);
+        let launch_kinds = self.launch_kinds;
+        let mut pooled = Excess::new(bins);
+        let mut typed: Vec<Excess> = (0..self.event_kinds * launch_kinds.len())
+            .map(|_| Excess::new(bins))
+            .collect();
+        let mut pooled_exposure = Vec::new();
+        let mut exposure_by_kind = vec![Vec::new(); launch_kinds.len()];
+        let starts = bin_starts();
+        for &Launch { at, next, from, to } in launches {
+            // How far back this step could see events: the horizon, or less near the start of
+            // the batch. Without this, steps near the start see fewer far gaps than chance
+            // would put there, and every near bin looks like an excess.
+            let exposure = at.saturating_sub(self.first_event).min(self.horizon_ns) as f64;
+            let kind = launch_kinds.iter().position(|k| *k == next);
+            if next != RESPOND {
+                pooled_exposure.push(exposure);
+            }
+            if let Some(lk) = kind {
+                exposure_by_kind[lk].push(exposure);
+            }
+            let near =
+                from.max(events.partition_point(|e| e.at.saturating_add(self.far_from) <= at));
+            let near = near.min(to);
+            if next != RESPOND {
+                pooled.pairs += (near - from) as u64;
+            }
+            if let Some(lk) = kind {
+                for (ek, far) in self.far_by_kind.counts(from, near).enumerate() {
+                    typed[ek * launch_kinds.len() + lk].pairs += u64::from(far);
+                }
+            }
+            // Nearest event first: the gap only grows, so its bin is found by walking up from
+            // the last one ([`bin_of`] for every pair was most of the guess's time).
+            let mut bin = 0;
+            for (e, ek) in events[near..to].iter().zip(&event_kind[near..to]).rev() {
+                let gap = at - e.at;
+                while starts.get(bin).is_some_and(|&start| start <= gap) {
+                    bin += 1;
+                }
+                if next != RESPOND {
+                    pooled.add(bin);
+                }
+                if let (Some(ek), Some(lk)) = (ek, kind) {
+                    typed[ek * launch_kinds.len() + lk].add(bin);
+                }
+            }
+        }
+        Gaps {
+            pooled,
+            typed,
+            pooled_exposure,
+            exposure_by_kind,
+        }
+    }
 }
 
 /// An event a step may follow, for [`first_guess`]: a request to `endpoint`
@@ -286,6 +372,13 @@ impl Excess {
         }
     }
 
+    fn add_all(&mut self, other: &Excess) {
+        self.pairs += other.pairs;
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
     /// Smoothed counts of what stands clear of chance in each bin, and their sum. Chance puts
     /// the same number of gaps per nanosecond of what the steps saw (`seen`), at any gap.
     fn over_chance(self, seen: &Exposure) -> (Vec<f64>, f64) {
@@ -344,7 +437,7 @@ mod tests {
             launches.push((returned + 135_000 + next() % 30_000, RESPOND));
         }
         let guess =
-            first_guess(&events, &launches, 8_000_000, 2_000_000).expect("the delays stand out");
+            first_guess(&events, &launches, 8_000_000, 2_000_000, 2).expect("the delays stand out");
         // Pooled over the calls.
         assert!(guess.ln_density(300_000) > guess.ln_density(20_000) + 2.0);
         assert!(guess.ln_density(300_000) > guess.ln_density(900_000) + 2.0);

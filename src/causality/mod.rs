@@ -76,7 +76,8 @@ pub struct CausalityConfig {
     pub max_candidates: usize,
     /// How hard nesting searches (see [`fit::Search`]).
     pub search: fit::Search,
-    /// Threads that search different callers' calls side by side (1: none).
+    /// Whether different callers' calls, and pieces of one search, are searched side by side
+    /// (1: on the calling thread alone; more: on the worker pool, see [`run_side_by_side`]).
     pub threads: usize,
     pub services: ServiceMap,
     /// How spans' `http.route` is found (see [`crate::route`]).
@@ -97,12 +98,19 @@ impl Default for CausalityConfig {
             max_pending: 500_000,
             max_candidates: 4096,
             search: fit::Search::Adaptive,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: cores(),
             services: ServiceMap::default(),
             routes: RouteConfig::default(),
             draft_on_arrival: false,
         }
     }
+}
+
+/// The cores this process may use, asked once: each question reads the cgroup's CPU quota
+/// (five files), and the command line's defaults ask for a default configuration per option.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[derive(Clone, Debug, Default)]
@@ -162,38 +170,38 @@ impl Node {
     }
 }
 
-/// `solve` for every job, on up to `threads` threads (the calling one among them), the results
-/// in the jobs' order: each thread takes the next job not yet taken.
+/// `solve` for every job, the results in the jobs' order: on one thread when `threads` is 1,
+/// else on the process's pool of worker threads (rayon, one per core).
+///
+/// Jobs nest (callers, then each caller's readings, then each search's pieces, and the
+/// halves of some steps, [`both`]): with threads spawned per call, every level added its own,
+/// so that four to six shared two cores and the busiest caller's pieces waited behind another
+/// caller's first guess. A work-stealing pool runs no more threads than cores and hands an
+/// idle core the next job wherever it was queued.
 pub(super) fn run_side_by_side<J: Sync, R: Send>(
     jobs: Vec<J>,
     threads: usize,
     solve: impl Fn(&J) -> R + Sync,
 ) -> Vec<R> {
-    let threads = threads.clamp(1, jobs.len().max(1));
-    if threads == 1 {
+    use rayon::prelude::*;
+    if threads <= 1 || jobs.len() <= 1 {
         return jobs.iter().map(solve).collect();
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else {
-                return done;
-            };
-            done.push((i, solve(job)));
-        }
-    };
-    let mut results: Vec<(usize, R)> = std::thread::scope(|s| {
-        let others: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        let mut all = work();
-        for h in others {
-            all.extend(h.join().expect("a causality thread panicked"));
-        }
-        all
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    jobs.par_iter().map(&solve).collect()
+}
+
+/// `a` and `b`, side by side on the worker pool unless `threads` is 1 (see
+/// [`run_side_by_side`]).
+pub(super) fn both<A: Send, B: Send>(
+    threads: usize,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if threads <= 1 {
+        (a(), b())
+    } else {
+        rayon::join(a, b)
+    }
 }
 
 /// The inbound exchanges held at one IP.
@@ -654,7 +662,7 @@ impl CausalityBuilder {
         history: &fit::Learned,
     ) -> (Vec<(NodeId, Parent)>, fit::Learned) {
         let (req_ids, reqs, specs) = self.batch_problem(calls);
-        let tokens = tokens::TokenMatches::of_batch(&self.batch_tokens(&req_ids, calls), &specs);
+        let threads = self.config.threads;
         // Connections are evidence only where the pool is not shared (see `reuse`).
         // `specs` are in start order already (see `previous_on_conn` above).
         let made_in_order: Vec<assign::Made> = specs.iter().map(|c| c.made).collect();
@@ -676,13 +684,27 @@ impl CausalityBuilder {
             .chain(&queued)
             .map(Vec::as_slice)
             .collect();
-        let bases = run_side_by_side(starts.clone(), self.config.threads, |r| {
-            fit::base_model(history, r, &specs)
-        });
+        // The payload tokens and the first guesses do not depend on each other.
+        let (tokens, bases) = both(
+            threads,
+            || tokens::TokenMatches::of_batch(&self.batch_tokens(&req_ids, calls), &specs),
+            || {
+                run_side_by_side(starts.clone(), threads, |r| {
+                    fit::base_model(history, r, &specs, threads)
+                })
+            },
+        );
         let readings: Vec<(&[assign::Req], DelayModel)> = starts.into_iter().zip(bases).collect();
-        let threads = self.config.threads;
+        // What the tokens say before EM refits their propagation: where it starts, and whether
+        // they may carry the batch.
+        let first_evidence = tokens::TokenEvidence::of_batch(&tokens, &specs, &history.propagation);
         let settle = |(reqs, base): &(&[assign::Req], DelayModel), effort: fit::Effort| {
-            fit::settle(reqs, &specs, &tokens, history, base, reuse_informs, effort)
+            let start = fit::Start {
+                history,
+                base,
+                evidence: &first_evidence,
+            };
+            fit::settle(reqs, &specs, &tokens, start, reuse_informs, effort)
         };
         // The readings are searched side by side too.
         let read_and_fit = |effort: fit::Effort| {
@@ -704,9 +726,7 @@ impl CausalityBuilder {
         };
         // Where too few calls carry rare tokens for them to carry the batch, the narrow search
         // is not tried.
-        let may_carry = tokens::TokenEvidence::of_batch(&tokens, &specs, &history.propagation)
-            .informative_share()
-            >= fit::TOKENS_CARRY;
+        let may_carry = first_evidence.informative_share() >= fit::TOKENS_CARRY;
         let (mut fitted, mut reading) = if may_carry {
             read_and_fit(fit::Effort::NARROW)
         } else {
