@@ -239,6 +239,9 @@ pub struct CausalityBuilder {
     pub stats: CausalityStats,
 }
 
+/// Calls whose candidates one thread looks for at a time (`batch_problem`).
+const CANDIDATES_CHUNK: usize = 512;
+
 /// How long (capture time) ripe exchanges wait for others to ripen with them: a span's delay
 /// past its trace window grows by at most this, well within DESIGN.md's second.
 const RIPE_GROUP_NS: u64 = 100_000_000;
@@ -509,9 +512,13 @@ impl CausalityBuilder {
     /// are known when a later one is scored), then emit the traces whose roots were decided.
     /// Every exchange that could hang under those roots ended no later than they did, so it is in
     /// this batch or an earlier one.
-    fn decide_batch<F: FnMut(Span)>(&mut self, mut ids: Vec<NodeId>, out: &mut F) {
-        ids.retain(|id| self.nodes.contains_key(id));
-        ids.sort_by_key(|id| (self.nodes[id].start, *id));
+    fn decide_batch<F: FnMut(Span)>(&mut self, ids: Vec<NodeId>, out: &mut F) {
+        let mut ids: Vec<(Timestamp, NodeId)> = ids
+            .into_iter()
+            .filter_map(|id| Some((self.nodes.get(&id)?.start, id)))
+            .collect();
+        ids.sort_unstable();
+        let ids: Vec<NodeId> = ids.into_iter().map(|(_, id)| id).collect();
         let mut decided: Vec<(NodeId, Parent)> = Vec::new();
         // Calls without propagated ids, by calling IP: assigned jointly (see `assign`).
         let mut by_caller: HashMap<IpAddr, Vec<NodeId>> = HashMap::new();
@@ -570,8 +577,9 @@ impl CausalityBuilder {
                 };
             }
         }
+        let mut names = KeyMap::default();
         for root in roots {
-            self.emit_tree(root, out);
+            self.emit_tree(root, &mut names, out);
         }
     }
 
@@ -613,9 +621,17 @@ impl CausalityBuilder {
         let mut req_index: KeyMap<NodeId, usize> = KeyMap::default();
         let mut specs = Vec::with_capacity(calls.len());
         let mut last_on_conn: KeyMap<u64, usize> = KeyMap::default();
-        for &id in calls {
+        // Each call's candidates are found on their own: in chunks, side by side.
+        let chunks: Vec<&[NodeId]> = calls.chunks(CANDIDATES_CHUNK).collect();
+        let found = run_side_by_side(chunks, self.config.threads, |chunk| {
+            chunk
+                .iter()
+                .map(|&id| self.candidates(id))
+                .collect::<Vec<_>>()
+        });
+        for (&id, found) in calls.iter().zip(found.into_iter().flatten()) {
             let mut candidates = Vec::new();
-            for r in self.candidates(id) {
+            for r in found {
                 let k = *req_index.entry(r).or_insert_with(|| {
                     req_ids.push(r);
                     req_ids.len() - 1
@@ -684,10 +700,18 @@ impl CausalityBuilder {
             .chain(&queued)
             .map(Vec::as_slice)
             .collect();
-        // The payload tokens and the first guesses do not depend on each other.
-        let (tokens, bases) = both(
+        // The payload tokens and the first guesses do not depend on each other. With the
+        // tokens, what they say before EM refits their propagation: where it starts, and
+        // whether they may carry the batch.
+        let ((tokens, first_evidence), bases) = both(
             threads,
-            || tokens::TokenMatches::of_batch(&self.batch_tokens(&req_ids, calls), &specs),
+            || {
+                let tokens =
+                    tokens::TokenMatches::of_batch(&self.batch_tokens(&req_ids, calls), &specs);
+                let evidence =
+                    tokens::TokenEvidence::of_batch(&tokens, &specs, &history.propagation);
+                (tokens, evidence)
+            },
             || {
                 run_side_by_side(starts.clone(), threads, |r| {
                     fit::base_model(history, r, &specs, threads)
@@ -695,9 +719,6 @@ impl CausalityBuilder {
             },
         );
         let readings: Vec<(&[assign::Req], DelayModel)> = starts.into_iter().zip(bases).collect();
-        // What the tokens say before EM refits their propagation: where it starts, and whether
-        // they may carry the batch.
-        let first_evidence = tokens::TokenEvidence::of_batch(&tokens, &specs, &history.propagation);
         let settle = |(reqs, base): &(&[assign::Req], DelayModel), effort: fit::Effort| {
             let start = fit::Start {
                 history,
@@ -828,7 +849,14 @@ impl CausalityBuilder {
         })
     }
 
-    fn emit_tree<F: FnMut(Span)>(&mut self, root: NodeId, out: &mut F) {
+    /// `names`: the names of the ends of exchanges already emitted in this batch, by
+    /// [`Self::names_key`] (what the listeners map says cannot change within one).
+    fn emit_tree<F: FnMut(Span)>(
+        &mut self,
+        root: NodeId,
+        names: &mut KeyMap<(IpAddr, SocketAddr), Endpoints>,
+        out: &mut F,
+    ) {
         let Some(rn) = self.nodes.get(&root) else {
             return;
         };
@@ -874,7 +902,13 @@ impl CausalityBuilder {
                     link: node.ctx.as_ref().map(|c| (c.link, 1.0)),
                 },
             };
-            let names = self.names(&node.ex);
+            let names = match names_key(&node.ex) {
+                Some(key) => names
+                    .entry(key)
+                    .or_insert_with(|| self.names(&node.ex))
+                    .clone(),
+                None => self.names(&node.ex),
+            };
             let route = node.ex.request().and_then(|r| {
                 let path = split_target(&r.target).0?;
                 Some(self.routes.route(&names.server, &r.method, path))
@@ -922,6 +956,12 @@ impl CausalityBuilder {
         };
         Endpoints { client, server }
     }
+}
+
+/// What an exchange's names ([`CausalityBuilder::names`]) depend on, when that is only its
+/// addresses: not for a TLS handshake, whose server may be named by its SNI.
+fn names_key(ex: &Exchange) -> Option<(IpAddr, SocketAddr)> {
+    (!matches!(ex.call, Call::Tls(_))).then(|| (ex.client.ip(), ex.server))
 }
 
 #[cfg(test)]
