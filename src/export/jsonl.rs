@@ -135,6 +135,9 @@ fn write_lines(out: Box<dyn Write + Send>, requests: Receiver<Request>) {
     let mut json = SpanJsonWriter::default();
     let mut closed = false;
     let mut error: Option<io::Error> = None;
+    // Before any span comes: an output that is emptied when first flushed (the replaced file
+    // of `--output`) is emptied now, while this thread has nothing else to do.
+    absorb(out.flush(), &mut closed, &mut error);
     for request in requests {
         match request {
             Request::Spans(spans) => {

@@ -24,8 +24,10 @@ use super::PacketSource;
 use crate::bytes::rd32;
 use crate::{CaptureError, LinkType, RawFrame, Timestamp};
 
-/// Size of the read buffer.
-const READ_BUF: usize = 1 << 20;
+/// Size of the read buffer, which grows for a longer record. Small enough to stay in the
+/// cache between reads, and for the file's header to be read quickly before a replay's
+/// reading thread starts (a 1 MiB buffer, filled by that first read, took 0.6 ms there).
+const READ_BUF: usize = 128 << 10;
 /// Records may always be this long, whatever the snap length says (libpcap's MAXIMUM_SNAPLEN).
 const MIN_RECORD_CAP: u32 = 262_144;
 /// No record or block held in memory may be longer than this.
