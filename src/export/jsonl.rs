@@ -26,6 +26,8 @@ pub const MAX_UNFLUSHED: Duration = Duration::from_millis(500);
 const BATCH: usize = 256;
 /// Batches that may wait for the writing thread.
 const BATCHES_QUEUED: usize = 4;
+/// Written batches that may wait to be freed by the thread that made their spans.
+const BATCHES_RETURNED: usize = 4;
 
 enum Request {
     Spans(Vec<Span>),
@@ -36,6 +38,10 @@ enum Request {
 pub struct JsonlWriter {
     batch: Vec<Span>,
     to_writer: Option<SyncSender<Request>>,
+    /// Batches written, handed back to be freed here, where their spans were made: freeing
+    /// memory on another thread than the one that allocated it is the allocator's slow path,
+    /// and the writing thread, which finishes last, took it for every string of every span.
+    written_back: Receiver<Vec<Span>>,
     writer: Option<JoinHandle<()>>,
     pub written: u64,
     /// When the oldest span not yet flushed was written.
@@ -45,13 +51,15 @@ pub struct JsonlWriter {
 impl JsonlWriter {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         let (to_writer, requests) = sync_channel(BATCHES_QUEUED);
+        let (give_back, written_back) = sync_channel(BATCHES_RETURNED);
         let writer = std::thread::Builder::new()
             .name("tapspan-jsonl".into())
-            .spawn(move || write_lines(out, requests))
+            .spawn(move || write_lines(out, requests, give_back))
             .expect("the JSON lines thread starts");
         JsonlWriter {
             batch: Vec::with_capacity(BATCH),
             to_writer: Some(to_writer),
+            written_back,
             writer: Some(writer),
             written: 0,
             unflushed_since: None,
@@ -95,7 +103,15 @@ impl JsonlWriter {
 
     fn hand_over(&mut self) {
         if !self.batch.is_empty() {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            // A written batch, emptied here, holds the next one.
+            let next = match self.written_back.try_recv() {
+                Ok(mut written) => {
+                    written.clear();
+                    written
+                }
+                Err(_) => Vec::with_capacity(BATCH),
+            };
+            let batch = std::mem::replace(&mut self.batch, next);
             self.request(Request::Spans(batch));
         }
     }
@@ -115,6 +131,7 @@ impl Drop for JsonlWriter {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+        while self.written_back.try_recv().is_ok() {}
     }
 }
 
@@ -129,7 +146,13 @@ fn absorb(result: io::Result<()>, closed: &mut bool, error: &mut Option<io::Erro
 }
 
 /// The writing thread: lines out in the order their spans came, until the driver hangs up.
-fn write_lines(out: Box<dyn Write + Send>, requests: Receiver<Request>) {
+/// Each batch written goes back through `give_back` (or is freed here when the driver has not
+/// taken the last ones yet).
+fn write_lines(
+    out: Box<dyn Write + Send>,
+    requests: Receiver<Request>,
+    give_back: SyncSender<Vec<Span>>,
+) {
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     let mut line = Vec::with_capacity(2048);
     let mut json = SpanJsonWriter::default();
@@ -150,6 +173,8 @@ fn write_lines(out: Box<dyn Write + Send>, requests: Receiver<Request>) {
                     line.push(b'\n');
                     absorb(out.write_all(&line), &mut closed, &mut error);
                 }
+                // Never waits: a batch the driver has no room for is freed here.
+                let _ = give_back.try_send(spans);
             }
             Request::Flush(answer) => {
                 if !closed && error.is_none() {
