@@ -760,22 +760,7 @@ impl CausalityBuilder {
             let wide = fit::Effort::WIDE.on(threads);
             fitted = fit::final_assignment(reading.0, &specs, history, settle(reading, wide), wide);
         }
-        let links = calls
-            .iter()
-            .zip(fitted.links)
-            .map(|(&id, choice)| match choice {
-                Some((k, confidence)) => (
-                    id,
-                    Parent::Node {
-                        id: req_ids[k],
-                        link: Link::Nesting,
-                        confidence,
-                    },
-                ),
-                None => (id, Parent::Root),
-            })
-            .collect();
-        (links, fitted.learned)
+        (nesting_links(calls, &req_ids, fitted.links), fitted.learned)
     }
 
     fn candidates(&self, id: NodeId) -> Vec<NodeId> {
@@ -956,6 +941,30 @@ impl CausalityBuilder {
         };
         Endpoints { client, server }
     }
+}
+
+/// Each call's parent as the search chose it: the candidate (by its index in `req_ids`) with
+/// its confidence, or none.
+fn nesting_links(
+    calls: &[NodeId],
+    req_ids: &[NodeId],
+    chosen: assign::Links,
+) -> Vec<(NodeId, Parent)> {
+    calls
+        .iter()
+        .zip(chosen)
+        .map(|(&id, choice)| match choice {
+            Some((k, confidence)) => (
+                id,
+                Parent::Node {
+                    id: req_ids[k],
+                    link: Link::Nesting,
+                    confidence,
+                },
+            ),
+            None => (id, Parent::Root),
+        })
+        .collect()
 }
 
 /// What an exchange's names ([`CausalityBuilder::names`]) depend on, when that is only its
