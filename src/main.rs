@@ -8,9 +8,12 @@ use clap::Parser;
 
 mod app;
 
+use app::cli::{Cli, Command};
+use app::commands;
+
 /// mimalloc, not the system's allocator: a replay allocates and frees per exchange and per span
-/// on three threads (reading, causality, writing), and spans are freed on another thread than
-/// the one that made them; with glibc's allocator, malloc and free were 15 % of the
+/// on three threads (reading, causality, writing), and an exchange is made on the reading
+/// thread and freed on the main one; with glibc's allocator, malloc and free were 15 % of the
 /// instructions of a replay of the causality lab at 16 in flight (callgrind). Version 2,
 /// without transparent huge pages: on that replay about 9 % faster than glibc, for about 7 MB
 /// more peak memory (25 against 18); version 3 was 5 % faster, and with huge pages 17 %, but
@@ -18,9 +21,6 @@ mod app;
 /// (tests/adversarial.rs, bound 128 MiB).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use app::cli::{Cli, Command};
-use app::commands;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -835,7 +835,7 @@ impl CausalityBuilder {
     }
 
     /// `names`: the names of the ends of exchanges already emitted in this batch, by
-    /// [`Self::names_key`] (what the listeners map says cannot change within one).
+    /// [`names_key`] (what the listeners map says cannot change within one).
     fn emit_tree<F: FnMut(Span)>(
         &mut self,
         root: NodeId,
