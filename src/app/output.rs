@@ -197,7 +197,6 @@ impl Write for EmptiedOnFirstWrite {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
     create_private(path)
         .and_then(|mut f| f.write_all(bytes))
         .with_context(|| format!("cannot write {}", path.display()))

@@ -89,15 +89,17 @@ pub fn first_guess(
         .iter()
         .map(|e| event_kinds.iter().position(|k| *k == (e.endpoint, e.prev)))
         .collect();
-    let within: Vec<(usize, usize)> = launches
+    let within: Vec<Launch> = launches
         .iter()
-        .map(|&(at, _)| {
-            let from = events.partition_point(|e| e.at.saturating_add(horizon_ns) < at);
-            (from, events.partition_point(|e| e.at <= at))
+        .map(|&(at, next)| Launch {
+            at,
+            next,
+            from: events.partition_point(|e| e.at.saturating_add(horizon_ns) < at),
+            to: events.partition_point(|e| e.at <= at),
         })
         .collect();
     // Bounded work: beyond FIRST_GUESS_PAIRS gaps, every k-th launch stands for the rest.
-    let all_pairs: usize = within.iter().map(|(from, to)| to - from).sum();
+    let all_pairs: usize = within.iter().map(|l| l.to - l.from).sum();
     let stride = all_pairs.div_ceil(FIRST_GUESS_PAIRS).max(1);
     let bins = (bin_of(longest_ns) + 1).min(BINS);
     let counting = Counting {
@@ -114,12 +116,7 @@ pub fn first_guess(
         far_from: bin_starts().get(bins - 1).copied().unwrap_or(u64::MAX),
         far_by_kind: KindPrefix::new(&event_kind, event_kinds.len()),
     };
-    let counted: Vec<Launch> = launches
-        .iter()
-        .zip(&within)
-        .step_by(stride)
-        .map(|(&(at, next), &(from, to))| Launch { at, next, from, to })
-        .collect();
+    let counted: Vec<Launch> = within.into_iter().step_by(stride).collect();
     let (early, late) = counted.split_at(counted.len() / 2);
     let (mut gaps, late) = super::both(threads, || counting.count(early), || counting.count(late));
     gaps.add(late);

@@ -131,7 +131,6 @@ impl Drop for JsonlWriter {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
-        while self.written_back.try_recv().is_ok() {}
     }
 }
 
