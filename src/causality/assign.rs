@@ -29,9 +29,8 @@ use super::beam::{search, Piece};
 use super::nesting::{
     alongside, DelayModel, Step, StepKey, StepTable, WaitingLoss, ARRIVAL, RESPOND,
 };
-use super::partners::Partners;
 use super::refine::refine;
-use super::reuse::{owner, reuse, Kind, PreviousOwner, ReuseModel};
+use super::reuse::{owner, reuse, Kind, Observations, PreviousOwner, ReuseModel};
 use super::tokens::TokenEvidence;
 
 /// A candidate parent: an inbound request at the calling service.
@@ -342,36 +341,52 @@ fn owner_in(reqs: &[Req], chosen: &[Option<(usize, f64)>], p: usize) -> Option<P
 
 /// What an assignment shows of connection reuse: for each call with a chosen parent, the
 /// [`Kind`] of every candidate, whether it is the chosen one, and the choice's confidence.
-/// `partners`: the connections held together ([`super::partners`]).
-pub fn reuse_observations(
-    reqs: &[Req],
-    calls: &[Call],
-    chosen: &[Option<(usize, f64)>],
-    partners: &Partners,
-) -> Vec<(Kind, bool, f64)> {
-    let previous_on_partner = partners.previous_calls(calls);
-    let per_req = calls_per_request(reqs, calls, chosen);
-    let mut out = Vec::new();
-    for (j, (c, choice)) in calls.iter().zip(chosen).enumerate() {
-        let Some((k, confidence)) = choice else {
-            continue;
-        };
-        let previous = c.previous_on_conn.and_then(|p| owner_in(reqs, chosen, p));
-        let partner_previous = previous_on_partner
-            .get(j)
-            .copied()
+/// Visited where they are counted, never gathered: the front service's thousands of calls
+/// times their candidates made a vector of megabytes, regrown by doubling, at every refit.
+pub struct ReuseObservations<'a> {
+    pub reqs: &'a [Req],
+    pub calls: &'a [Call],
+    pub chosen: &'a [Option<(usize, f64)>],
+    /// Each call's previous call on a partner of its connection ([`super::partners::Partners::previous_calls`]).
+    pub previous_on_partner: &'a [Option<usize>],
+}
+
+impl Observations for ReuseObservations<'_> {
+    fn weight(&self) -> f64 {
+        self.calls
+            .iter()
+            .zip(self.chosen)
+            .filter_map(|(c, choice)| {
+                choice.map(|(_, confidence)| std::iter::repeat_n(confidence, c.candidates.len()))
+            })
             .flatten()
-            .and_then(|p| owner_in(reqs, chosen, p));
-        for &r in &c.candidates {
-            let kind = Kind {
-                reuse: reuse(&per_req[r], c.made.start, &c.made),
-                owner: owner(r, reqs[r].arrived, previous),
-                partner: owner(r, reqs[r].arrived, partner_previous),
+            .sum()
+    }
+
+    fn each(&self, mut observe: impl FnMut(Kind, bool, f64)) {
+        let (reqs, calls, chosen) = (self.reqs, self.calls, self.chosen);
+        let per_req = calls_per_request(reqs, calls, chosen);
+        for (j, (c, choice)) in calls.iter().zip(chosen).enumerate() {
+            let Some((k, confidence)) = choice else {
+                continue;
             };
-            out.push((kind, r == *k, *confidence));
+            let previous = c.previous_on_conn.and_then(|p| owner_in(reqs, chosen, p));
+            let partner_previous = self
+                .previous_on_partner
+                .get(j)
+                .copied()
+                .flatten()
+                .and_then(|p| owner_in(reqs, chosen, p));
+            for &r in &c.candidates {
+                let kind = Kind {
+                    reuse: reuse(&per_req[r], c.made.start, &c.made),
+                    owner: owner(r, reqs[r].arrived, previous),
+                    partner: owner(r, reqs[r].arrived, partner_previous),
+                };
+                observe(kind, r == *k, *confidence);
+            }
         }
     }
-    out
 }
 
 /// For each call, `(index of the chosen request, confidence)`, or None without candidates.

@@ -177,7 +177,12 @@ pub fn settle(
         let refit_reuse = || {
             reuse_informs.then(|| {
                 let partners = Partners::learned(calls, &links);
-                let observations = assign::reuse_observations(reqs, calls, &links, &partners);
+                let observations = assign::ReuseObservations {
+                    reqs,
+                    calls,
+                    chosen: &links,
+                    previous_on_partner: &partners.previous_calls(calls),
+                };
                 ReuseModel::fitted(&history.reuse, &observations, partners)
             })
         };

@@ -299,13 +299,13 @@ impl ReuseModel {
     /// [`Kind::partner`] was found with.
     pub fn fitted(
         history: &ReuseModel,
-        observations: &[(Kind, bool, f64)],
+        observations: &(impl Observations + ?Sized),
         partners: Partners,
     ) -> Self {
         let mut m = history.clone();
         m.partners = partners;
         let seen: f64 = m.chosen.iter().chain(&m.passed_over).sum();
-        let added: f64 = observations.iter().map(|o| o.2).sum();
+        let added = observations.weight();
         if seen + added > MEMORY && seen > 0.0 {
             let keep = (MEMORY - added).max(0.0) / seen;
             m.chosen
@@ -315,7 +315,7 @@ impl ReuseModel {
                 .chain(&mut m.partner_passed_over)
                 .for_each(|c| *c *= keep);
         }
-        for &(kind, chosen, weight) in observations {
+        observations.each(|kind, chosen, weight| {
             let (side, partner_side) = if chosen {
                 (&mut m.chosen, &mut m.partner_chosen)
             } else {
@@ -323,8 +323,29 @@ impl ReuseModel {
             };
             side[kind.index()] += weight;
             partner_side[kind.partner as usize] += weight;
-        }
+        });
         m
+    }
+}
+
+/// Observations of connection reuse, `(kind, chosen, weight)` each: what [`ReuseModel::fitted`]
+/// learns from.
+pub trait Observations {
+    /// The observations' weights summed, in the order [`Self::each`] gives them.
+    fn weight(&self) -> f64;
+    /// Every observation, in order.
+    fn each(&self, observe: impl FnMut(Kind, bool, f64));
+}
+
+impl Observations for [(Kind, bool, f64)] {
+    fn weight(&self) -> f64 {
+        self.iter().map(|o| o.2).sum()
+    }
+
+    fn each(&self, mut observe: impl FnMut(Kind, bool, f64)) {
+        for &(kind, chosen, weight) in self {
+            observe(kind, chosen, weight);
+        }
     }
 }
 
@@ -500,7 +521,7 @@ mod tests {
         obs.extend(vec![(other, false, 1.0); 600]);
         obs.extend(vec![(fresh, false, 1.0); 600]);
         obs.extend(vec![(fresh, true, 1.0); 100]);
-        let m = ReuseModel::fitted(&none, &obs, Partners::default());
+        let m = ReuseModel::fitted(&none, obs.as_slice(), Partners::default());
         assert!(m.ln_ratio(same) > 3.0, "{m:?}");
         assert!(m.ln_ratio(other) < -3.0, "{m:?}");
         // A round-robin pool: kinds spread alike on both sides, no evidence.
@@ -508,7 +529,7 @@ mod tests {
         obs.extend(vec![(other, false, 1.0); 900]);
         obs.extend(vec![(fresh, true, 1.0); 100]);
         obs.extend(vec![(fresh, false, 1.0); 300]);
-        let m = ReuseModel::fitted(&none, &obs, Partners::default());
+        let m = ReuseModel::fitted(&none, obs.as_slice(), Partners::default());
         assert!(m.ln_ratio(other).abs() < 0.05, "{m:?}");
     }
 }
