@@ -224,15 +224,18 @@ pub fn propagated_context(ex: &Exchange) -> Option<TraceContext> {
 
 /// Path and query of a request target (origin-form or absolute-form).
 pub fn split_target(target: &str) -> (Option<&str>, Option<&str>) {
-    let without_scheme = match target.find("://") {
-        Some(i) if target[..i].bytes().all(|b| b.is_ascii_alphabetic()) => {
-            let rest = &target[i + 3..];
-            match rest.find('/') {
-                Some(j) => &rest[j..],
-                None => "/",
-            }
-        }
-        _ => target,
+    // A scheme is letters up to `://` (the first `://`: none can come earlier, after letters
+    // alone), found without a substring search, which cost more than the rest of this.
+    let letters = target
+        .bytes()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(target.len());
+    let without_scheme = match target[letters..].strip_prefix("://") {
+        Some(rest) => match rest.find('/') {
+            Some(j) => &rest[j..],
+            None => "/",
+        },
+        None => target,
     };
     if !(without_scheme.starts_with('/') || without_scheme == "*") {
         return (None, None); // authority-form (CONNECT host:port)
@@ -511,7 +514,13 @@ fn http_span_name(attrs: &mut Attributes, route: Option<&str>) -> String {
             _,
             _,
         ) => format!("{s}/{m}"),
-        (_, Some(m), Some(r)) => format!("{m} {r}"),
+        (_, Some(m), Some(r)) => {
+            let mut name = String::with_capacity(m.len() + 1 + r.len());
+            name.push_str(m);
+            name.push(' ');
+            name.push_str(r);
+            name
+        }
         (_, Some(m), None) => m.to_string(),
         (_, None, _) => "HTTP".to_string(),
     }
@@ -700,5 +709,14 @@ mod tests {
         assert_eq!(split_target("http://h"), (Some("/"), None));
         assert_eq!(split_target("example.com:443"), (None, None));
         assert_eq!(split_target("*"), (Some("*"), None));
+        // A scheme is letters alone, and its `://` the first.
+        assert_eq!(split_target("h2c://h/p"), (None, None));
+        assert_eq!(
+            split_target("/r?next=http://x/y"),
+            (Some("/r"), Some("next=http://x/y"))
+        );
+        assert_eq!(split_target("/a://b"), (Some("/a://b"), None));
+        assert_eq!(split_target("://h/p"), (Some("/p"), None));
+        assert_eq!(split_target("https://h/x://y"), (Some("/x://y"), None));
     }
 }

@@ -74,13 +74,10 @@ struct ServiceRoutes {
     positions: KeyMap<u64, Option<KeySet<u64>>>,
 }
 
-fn hash(parts: &[&str]) -> u64 {
-    let mut key = Vec::new();
-    for p in parts {
-        key.extend_from_slice(p.as_bytes());
-        key.push(0);
-    }
-    crate::ids::hash64("tapspan.route", &key)
+fn hash<const N: usize>(parts: [&str; N]) -> u64 {
+    // Each part followed by a zero byte: ("ab", "c") and ("a", "bc") differ.
+    let with_ends: [[&[u8]; 2]; N] = parts.map(|p| [p.as_bytes(), &[0]]);
+    crate::ids::hash64_of_parts(&[b"tapspan.route"], with_ends.as_flattened())
 }
 
 impl Routes {
@@ -99,7 +96,7 @@ impl Routes {
         if !path.starts_with('/') {
             return template(path);
         }
-        let service_key = hash(&[service]);
+        let service_key = hash([service]);
         if !self.services.contains_key(&service_key)
             && self.services.len() >= self.config.max_services
         {
@@ -119,7 +116,7 @@ impl Routes {
                 route.push_str("{id}");
                 continue;
             }
-            let position = hash(&[method, &route]);
+            let position = hash([method, &route]);
             if !svc.positions.contains_key(&position) && svc.positions.len() >= max_positions {
                 route.push_str(PARAM);
                 continue;
@@ -128,7 +125,7 @@ impl Routes {
                 .positions
                 .entry(position)
                 .or_insert_with(|| Some(KeySet::default()));
-            let value = hash(&[seg]);
+            let value = hash([seg]);
             let literal = match values {
                 Some(seen) if seen.contains(&value) => true,
                 Some(seen) if seen.len() < config.values_per_position => {
@@ -143,7 +140,7 @@ impl Routes {
             };
             route.push_str(if literal { seg } else { PARAM });
         }
-        let key = hash(&[&route]);
+        let key = hash([&route]);
         if svc.routes.contains(&key) {
             return route;
         }
