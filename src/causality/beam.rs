@@ -61,17 +61,24 @@ const FIRST_COMPACTION: usize = 1 << 14;
 
 impl Default for Choices {
     fn default() -> Self {
-        Choices(vec![Choice {
+        Self::with_capacity(1)
+    }
+}
+
+impl Choices {
+    /// The root, with room for `n` choices in all.
+    fn with_capacity(n: usize) -> Self {
+        let mut choices = Vec::with_capacity(n.max(1));
+        choices.push(Choice {
             call: usize::MAX,
             req: usize::MAX,
             prev: NO_CHOICE,
             jump: NO_CHOICE,
             depth: 0,
-        }])
+        });
+        Choices(choices)
     }
-}
 
-impl Choices {
     fn push(&mut self, call: usize, req: usize, prev: ChoiceId) -> ChoiceId {
         let id = ChoiceId::try_from(self.0.len()).expect("fewer choices than u32::MAX");
         let p = &self.0[prev as usize];
@@ -340,7 +347,14 @@ pub(super) fn search(
     beam: usize,
     piece: &Piece,
 ) -> Beam {
-    let mut events: Vec<(Timestamp, u8, Event)> = Vec::new();
+    // What the search's lists will hold, at most (growing them was a tenth of its allocating).
+    let calls_here = piece.calls.len();
+    let shares: usize = piece
+        .calls
+        .clone()
+        .map(|j| tokens.candidates(j, &calls[j].candidates).len())
+        .sum();
+    let mut events: Vec<(Timestamp, u8, Event)> = Vec::with_capacity(2 * reqs.len() + calls_here);
     for (i, r) in reqs.iter().enumerate() {
         // Open at some time of the piece: arrived before its end, answering after its start.
         if r.responds < piece.from || piece.until.is_some_and(|until| r.arrived >= until) {
@@ -370,11 +384,12 @@ pub(super) fn search(
             signature: 0,
             choices: NO_CHOICE,
         }],
-        choices: Choices::default(),
+        // A choice per kept expansion, compacted once it holds FIRST_COMPACTION.
+        choices: Choices::with_capacity((1 + calls_here * beam).min(FIRST_COMPACTION)),
         compact_at: FIRST_COMPACTION,
         slot_of: vec![None; reqs.len()],
         local_share: Shares {
-            items: Vec::new(),
+            items: Vec::with_capacity(shares),
             of_call: vec![0..0; calls.len()],
         },
         next: Vec::new(),
