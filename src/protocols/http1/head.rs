@@ -6,6 +6,10 @@ use crate::redact::HeaderPolicy;
 
 /// Header fields per head (httparse needs room for them up front); more is a malformed head.
 const MAX_HEADERS: usize = 128;
+/// Header fields most heads fit in. httparse is given room for this many first, then for
+/// [`MAX_HEADERS`] if they do not fit: the room is set up for every head, and for 128 fields
+/// that was a quarter of parsing one.
+const USUAL_HEADERS: usize = 32;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartLine {
@@ -220,17 +224,34 @@ fn parse_head_of_len(
     request: bool,
     policy: &HeaderPolicy,
 ) -> Result<MessageHead, HeadError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     // The start line is parsed by hand (httparse rejects `http/1.1` and similar forms that servers
     // accept); header lines go through httparse.
     let (start, minor, headers_at) = lenient_start_line(buf, request).ok_or(HeadError)?;
     let start = policy.redact_start(start);
-    let hdrs = match httparse::parse_headers(&buf[headers_at..], &mut storage) {
-        Ok(httparse::Status::Complete((_, h))) => h,
-        _ => return Err(HeadError),
-    };
     let mut head = MessageHead::bare(start, minor, len);
-    for h in hdrs.iter() {
+    let lines = &buf[headers_at..];
+    let mut usual = [httparse::EMPTY_HEADER; USUAL_HEADERS];
+    match httparse::parse_headers(lines, &mut usual) {
+        Ok(httparse::Status::Complete((_, h))) => read_headers(&mut head, h, policy)?,
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match httparse::parse_headers(lines, &mut storage) {
+                Ok(httparse::Status::Complete((_, h))) => read_headers(&mut head, h, policy)?,
+                _ => return Err(HeadError),
+            }
+        }
+        _ => return Err(HeadError),
+    }
+    Ok(head)
+}
+
+/// What `head` keeps of its header fields: the framing headers' values, and the captured ones.
+fn read_headers(
+    head: &mut MessageHead,
+    hdrs: &[httparse::Header<'_>],
+    policy: &HeaderPolicy,
+) -> Result<(), HeadError> {
+    for h in hdrs {
         let name = h.name;
         // Only the framing headers' values are read here, so most values are never decoded.
         let value = || std::str::from_utf8(h.value).unwrap_or("").trim();
@@ -266,7 +287,7 @@ fn parse_head_of_len(
             head.headers.push(kept);
         }
     }
-    Ok(head)
+    Ok(())
 }
 
 /// What can be read of a head that was cut short (by a capture gap or the end of the data): its
@@ -424,6 +445,31 @@ mod tests {
 
     fn policy() -> HeaderPolicy {
         HeaderPolicy::default()
+    }
+
+    #[test]
+    fn heads_past_the_usual_room_are_read_whole_up_to_the_most() {
+        let head_of = |fields: usize| {
+            let mut raw = String::from("POST /x HTTP/1.1\r\n");
+            for k in 1..fields {
+                raw.push_str(&format!("X-Filler-{k}: v\r\n"));
+            }
+            raw.push_str("Content-Length: 7\r\nX-Request-ID: abc\r\n\r\n");
+            parse_head(raw.as_bytes(), true, &policy())
+        };
+        for fields in [
+            1,
+            USUAL_HEADERS - 1,
+            USUAL_HEADERS,
+            USUAL_HEADERS + 5,
+            MAX_HEADERS - 1,
+        ] {
+            let head = head_of(fields).unwrap_or_else(|_| panic!("{fields} fields"));
+            assert_eq!(head.content_length, Some(7), "{fields} fields");
+            let id = head.headers.iter().find(|(n, _)| n == "x-request-id");
+            assert_eq!(id.map(|(_, v)| v.as_str()), Some("abc"), "{fields} fields");
+        }
+        assert!(head_of(MAX_HEADERS).is_err());
     }
 
     #[test]
