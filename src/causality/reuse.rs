@@ -165,19 +165,22 @@ pub fn pool_is_shared(calls: &[Made]) -> bool {
         // response passed, and a request left a little before it passed: connections returned
         // within that slack of the call, or of each other, are not told apart.
         let surely_idle = |end: Timestamp| end.0.saturating_add(POOL_SLACK_NS) <= call.start.0;
-        let idle: Vec<(u64, Timestamp)> = conns
-            .iter()
-            .copied()
-            .filter(|&(conn, end)| surely_idle(end) || conn == call.conn && end <= call.start)
-            .collect();
+        // The idle connections: how many, and when the newest and the oldest were released
+        // (counted in one pass: a list of them per call was most of this function's work).
+        let (mut idle, mut newest, mut oldest) = (0usize, 0u64, u64::MAX);
+        for &(conn, end) in conns.iter() {
+            if surely_idle(end) || conn == call.conn && end <= call.start {
+                idle += 1;
+                newest = newest.max(end.0);
+                oldest = oldest.min(end.0);
+            }
+        }
         let known = conns.iter().position(|(conn, _)| *conn == call.conn);
         match known {
-            None => choices += usize::from(!idle.is_empty()),
-            Some(i) if idle.len() >= 2 => {
+            None => choices += usize::from(idle > 0),
+            Some(i) if idle >= 2 => {
                 choices += 1;
                 let chosen = conns[i].1 .0;
-                let newest = idle.iter().map(|(_, end)| end.0).max().unwrap_or(0);
-                let oldest = idle.iter().map(|(_, end)| end.0).min().unwrap_or(0);
                 lifo += usize::from(chosen.saturating_add(POOL_SLACK_NS) >= newest);
                 fifo += usize::from(chosen <= oldest.saturating_add(POOL_SLACK_NS));
             }
