@@ -347,7 +347,8 @@ pub struct ReuseObservations<'a> {
     pub reqs: &'a [Req],
     pub calls: &'a [Call],
     pub chosen: &'a [Option<(usize, f64)>],
-    /// Each call's previous call on a partner of its connection ([`super::partners::Partners::previous_calls`]).
+    /// Each call's previous call on a partner of its connection
+    /// ([`super::partners::Partners::previous_calls`]).
     pub previous_on_partner: &'a [Option<usize>],
 }
 

@@ -347,7 +347,7 @@ pub(super) fn search(
     beam: usize,
     piece: &Piece,
 ) -> Beam {
-    // What the search's lists will hold, at most (growing them was a tenth of its allocating).
+    // What the search's lists will hold, at most: made with that room, not regrown as they fill.
     let calls_here = piece.calls.len();
     let shares: usize = piece
         .calls

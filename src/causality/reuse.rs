@@ -166,7 +166,7 @@ pub fn pool_is_shared(calls: &[Made]) -> bool {
         // within that slack of the call, or of each other, are not told apart.
         let surely_idle = |end: Timestamp| end.0.saturating_add(POOL_SLACK_NS) <= call.start.0;
         // The idle connections: how many, and when the newest and the oldest were released
-        // (counted in one pass: a list of them per call was most of this function's work).
+        // (counted in one pass: a list of them made for each call was half this function's time).
         let (mut idle, mut newest, mut oldest) = (0usize, 0u64, u64::MAX);
         for &(conn, end) in conns.iter() {
             if surely_idle(end) || conn == call.conn && end <= call.start {

@@ -255,8 +255,8 @@ impl TokenEvidence {
     pub fn of_batch(matches: &TokenMatches, calls: &[Call], propagation: &Propagation) -> Self {
         // Marks over the batch's requests: those marked with a call's stamp are marked for it.
         let mut reached_via = vec![0u32; matches.requests];
-        // Every list made at its final size (the candidates kept, at the size of all of them
-        // where a call carries a rare token): regrowing them was a fifth of this work.
+        // Every list made with room for all it will hold (the candidates kept: at most all of
+        // those of the calls with a rare token), not regrown as it fills, at every EM round.
         let n = calls.len();
         let sum = |len: &dyn Fn(&CallMatches) -> usize| matches.calls.iter().map(len).sum();
         let plausible = calls

@@ -8,7 +8,7 @@ use crate::redact::HeaderPolicy;
 const MAX_HEADERS: usize = 128;
 /// Header fields most heads fit in. httparse is given room for this many first, then for
 /// [`MAX_HEADERS`] if they do not fit: the room is set up for every head, and for 128 fields
-/// that was a quarter of parsing one.
+/// (4 KiB) that was 6 % of parsing one.
 const USUAL_HEADERS: usize = 32;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
