@@ -340,6 +340,8 @@ pub trait Observations {
     fn each(&self, observe: impl FnMut(Kind, bool, f64));
 }
 
+/// Observations listed (the tests' way of giving them).
+#[cfg(test)]
 impl Observations for [(Kind, bool, f64)] {
     fn weight(&self) -> f64 {
         self.iter().map(|o| o.2).sum()
