@@ -101,9 +101,16 @@ pub(super) const CONFIDENCE_TEMPER: f64 = 0.25;
 /// over-confident by the factor [`CONFIDENCE_TEMPER`] corrects for; token weights are counted
 /// from the batch (how rare a value is, how often a kind of call carries its parent's), so
 /// they enter at that factor's inverse: a confidence then gives them their own weight, and a
-/// batch without tokens is scored as before.
-pub(super) fn ln_tokens(tokens: &TokenEvidence, j: usize, r: usize, calls: &[Made]) -> f64 {
-    tokens.ln(j, r, calls) / CONFIDENCE_TEMPER
+/// batch without tokens is scored as before. `calls_bits`: see [`TokenEvidence::ln`]
+/// (`u64::MAX` where they are not kept).
+pub(super) fn ln_tokens(
+    tokens: &TokenEvidence,
+    j: usize,
+    r: usize,
+    calls: &[Made],
+    calls_bits: u64,
+) -> f64 {
+    tokens.ln(j, r, calls, calls_bits) / CONFIDENCE_TEMPER
 }
 
 /// Log density of a parallel launch's gap after its sibling, before that step has been seen.

@@ -27,6 +27,9 @@ struct Active {
     /// a state is cloned for each candidate it keeps, and copying every handler's calls each
     /// time was an eighth of the work (pcaps/workers-c16.pcap).
     calls: Rc<[Made]>,
+    /// [`super::tokens::via_bits`] of `calls`: most handlers made none of the calls whose
+    /// responses matched a call's tokens, and this tells so without looking through them.
+    via_bits: u64,
     /// Identifies `req` with the calls given to it, for merging equivalent states.
     hash: u64,
     waiting: Waiting,
@@ -416,11 +419,13 @@ impl Search<'_> {
         let hash = mix(0x5eed, r as u64);
         let prior = &self.reqs[r].prior_calls;
         let waiting = Waiting::of(&self.reqs[r], prior, &mut self.table);
+        let via_bits = super::tokens::via_bits(prior);
         let prior: Rc<[Made]> = Rc::from(&prior[..]);
         for s in &mut self.states {
             s.active.push(Active {
                 req: r,
                 calls: prior.clone(),
+                via_bits,
                 hash,
                 waiting: waiting.clone(),
             });
@@ -512,11 +517,11 @@ impl Search<'_> {
                         };
                         let how = a.waiting.follows(reqs[r].arrived, &a.calls, at);
                         let ln = ln_following(&reqs[r], how, call.made.launch, &mut self.table);
-                        let tok = ln_tokens(self.tokens, j, r, &a.calls);
+                        let tok = ln_tokens(self.tokens, j, r, &a.calls, a.via_bits);
                         (s.score + ln + reused + tok, Some(pos))
                     }
                     None => {
-                        let tok = ln_tokens(self.tokens, j, r, &reqs[r].prior_calls);
+                        let tok = ln_tokens(self.tokens, j, r, &reqs[r].prior_calls, u64::MAX);
                         (s.score + ln_early() + tok, None)
                     }
                 };
@@ -627,6 +632,7 @@ impl Search<'_> {
             if let Some(pos) = pos {
                 let a = &mut active[pos];
                 a.calls = a.calls.iter().copied().chain([call.made]).collect();
+                a.via_bits |= super::tokens::via_bit(call.made.index);
                 a.waiting = a.waiting.after(&reqs[r], &call.made, table);
                 a.hash = mix(a.hash, j as u64);
             }

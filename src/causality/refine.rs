@@ -74,7 +74,7 @@ impl Search<'_, '_> {
             let call = &self.calls[j];
             let at = call.made.start;
             if at > req.responds || at < req.arrived {
-                score += ln_early() + ln_tokens(self.tokens, j, r, &made);
+                score += ln_early() + ln_tokens(self.tokens, j, r, &made, u64::MAX);
                 continue;
             }
             let owner_of = |p: usize| {
@@ -92,7 +92,7 @@ impl Search<'_, '_> {
             };
             score += ln_next(req, &made, at, call.made.launch, &mut self.table)
                 + self.ratios.ln_ratio(kind)
-                + ln_tokens(self.tokens, j, r, &made);
+                + ln_tokens(self.tokens, j, r, &made, u64::MAX);
             self.work += made.len() as u64 + 1;
             made.push(call.made);
         }

@@ -362,7 +362,7 @@ impl TokenEvidence {
             }
             let start = calls[j].made.start;
             let before = per_req_calls[r].iter().filter(|c| c.end <= start);
-            Some((j, self.best_match(j, r, before).is_some()))
+            Some((j, self.best_match(j, r, before, u64::MAX).is_some()))
         })
     }
 
@@ -372,6 +372,7 @@ impl TokenEvidence {
         j: usize,
         r: usize,
         calls: impl Iterator<Item = &'c Made>,
+        calls_bits: u64,
     ) -> Option<f64> {
         let direct = self
             .direct
@@ -384,6 +385,10 @@ impl TokenEvidence {
         let via_j = self.via.get(j)?;
         let via = if let (Some(first), Some(last)) = (via_j.first(), via_j.last()) {
             let (range, mask) = (first.0..=last.0, self.via_mask[j]);
+            if mask & calls_bits == 0 {
+                // None of the handler's calls can be one of them.
+                return direct;
+            }
             calls
                 .filter(|c| range.contains(&c.index) && mask & via_bit(c.index) != 0)
                 .filter_map(|c| {
@@ -404,17 +409,25 @@ impl TokenEvidence {
 
     /// The log-likelihood ratio the tokens give call `j` being made by request `r`'s handler,
     /// which had made `calls` before it (0 when the batch has no token evidence).
-    pub fn ln(&self, j: usize, r: usize, calls: &[Made]) -> f64 {
+    /// `calls_bits`: [`via_bits`] of `calls`, or more bits (`u64::MAX`: all); a handler none of
+    /// whose calls can be one of `j`'s earlier calls whose response matched is not looked
+    /// through.
+    pub fn ln(&self, j: usize, r: usize, calls: &[Made], calls_bits: u64) -> f64 {
         if !self.informative.get(j).copied().unwrap_or(false) {
             return 0.0;
         }
-        self.best_match(j, r, calls.iter())
+        self.best_match(j, r, calls.iter(), calls_bits)
             .unwrap_or(self.no_match[j])
     }
 }
 
+/// Every bit of [`via_bit`] for `calls`' indexes: what [`TokenEvidence::ln`] is given.
+pub fn via_bits(calls: &[Made]) -> u64 {
+    calls.iter().fold(0, |bits, c| bits | via_bit(c.index))
+}
+
 /// A call index's bit in [`TokenEvidence::via_mask`].
-fn via_bit(index: u32) -> u64 {
+pub fn via_bit(index: u32) -> u64 {
     1 << (index % 64)
 }
 
@@ -422,5 +435,59 @@ fn keep_rarest<K: PartialEq + Copy>(list: &mut Vec<(K, f64)>, k: K, f: f64) {
     match list.iter_mut().find(|(x, _)| *x == k) {
         Some((_, rarest)) => *rarest = rarest.min(f),
         None => list.push((k, f)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::causality::assign::NOT_IN_BATCH;
+    use tapspan_capture::Timestamp;
+
+    fn made(index: u32) -> Made {
+        Made {
+            start: Timestamp(0),
+            end: Timestamp(0),
+            launch: 9,
+            ret: 10,
+            callee: 1,
+            conn: 1,
+            index,
+        }
+    }
+
+    #[test]
+    fn handlers_passed_over_by_their_bits_score_as_when_looked_through() {
+        // Call 0 holds a token of request 1's own context (weight 2.0), and of the responses
+        // of calls 3 (1.5) and 70 (3.0) of the batch.
+        let mut ev = TokenEvidence::default();
+        ev.direct.items.push((1, 2.0));
+        ev.direct.close();
+        ev.via.items.extend([(3, 1.5), (70, 3.0)]);
+        ev.via.close();
+        ev.via_mask.push(via_bit(3) | via_bit(70));
+        ev.no_match.push(-2.3);
+        ev.informative.push(true);
+        ev.plausible.close();
+        // Call 6 shares call 70's bit (70 % 64), and earlier batches' calls have their own.
+        let handlers: [&[Made]; 6] = [
+            &[],
+            &[made(3)],
+            &[made(2), made(70)],
+            &[made(6)],
+            &[made(NOT_IN_BATCH), made(5)],
+            &[made(NOT_IN_BATCH), made(3), made(70)],
+        ];
+        for calls in handlers {
+            for r in 0..3 {
+                let looked_through = ev.ln(0, r, calls, u64::MAX);
+                assert_eq!(ev.ln(0, r, calls, via_bits(calls)), looked_through);
+            }
+        }
+        assert_eq!(ev.ln(0, 0, &[], 0), -2.3);
+        assert_eq!(ev.ln(0, 1, &[], 0), 2.0);
+        assert_eq!(ev.ln(0, 0, &[made(6)], via_bits(&[made(6)])), -2.3);
+        assert_eq!(ev.ln(0, 0, handlers[5], via_bits(handlers[5])), 3.0);
+        assert_eq!(ev.ln(0, 1, handlers[1], via_bits(handlers[1])), 2.0);
     }
 }
