@@ -62,12 +62,6 @@ struct Choices(Vec<Choice>);
 /// Choices held before the first compaction (512 KiB).
 const FIRST_COMPACTION: usize = 1 << 14;
 
-impl Default for Choices {
-    fn default() -> Self {
-        Self::with_capacity(1)
-    }
-}
-
 impl Choices {
     /// The root, with room for `n` choices in all.
     fn with_capacity(n: usize) -> Self {
@@ -689,7 +683,7 @@ mod tests {
     #[test]
     fn jumps_find_the_choice_a_walk_back_finds() {
         // States branching at random, each extended by the next call (calls rise along a path).
-        let mut choices = Choices::default();
+        let mut choices = Choices::with_capacity(1);
         let mut ends = vec![NO_CHOICE];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for call in 0..2000 {

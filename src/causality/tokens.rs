@@ -258,7 +258,8 @@ impl TokenEvidence {
         // Every list made with room for all it will hold (the candidates kept: at most all of
         // those of the calls with a rare token), not regrown as it fills, at every EM round.
         let n = calls.len();
-        let sum = |len: &dyn Fn(&CallMatches) -> usize| matches.calls.iter().map(len).sum();
+        let direct = matches.calls.iter().map(|m| m.direct.len()).sum();
+        let via = matches.calls.iter().map(|m| m.via.len()).sum();
         let plausible = calls
             .iter()
             .zip(&matches.calls)
@@ -266,8 +267,8 @@ impl TokenEvidence {
             .map(|(c, _)| c.candidates.len())
             .sum();
         let mut ev = TokenEvidence {
-            direct: PerCall::with_capacity(n, sum(&|m| m.direct.len())),
-            via: PerCall::with_capacity(n, sum(&|m| m.via.len())),
+            direct: PerCall::with_capacity(n, direct),
+            via: PerCall::with_capacity(n, via),
             via_mask: Vec::with_capacity(n),
             no_match: Vec::with_capacity(n),
             informative: Vec::with_capacity(n),
