@@ -423,12 +423,12 @@ impl TokenEvidence {
 }
 
 /// Every bit of [`via_bit`] for `calls`' indexes: what [`TokenEvidence::ln`] is given.
-pub fn via_bits(calls: &[Made]) -> u64 {
+pub(super) fn via_bits(calls: &[Made]) -> u64 {
     calls.iter().fold(0, |bits, c| bits | via_bit(c.index))
 }
 
 /// A call index's bit in [`TokenEvidence::via_mask`].
-pub fn via_bit(index: u32) -> u64 {
+pub(super) fn via_bit(index: u32) -> u64 {
     1 << (index % 64)
 }
 
