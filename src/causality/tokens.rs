@@ -410,9 +410,9 @@ impl TokenEvidence {
 
     /// The log-likelihood ratio the tokens give call `j` being made by request `r`'s handler,
     /// which had made `calls` before it (0 when the batch has no token evidence).
-    /// `calls_bits`: [`via_bits`] of `calls`, or more bits (`u64::MAX`: all); a handler none of
-    /// whose calls can be one of `j`'s earlier calls whose response matched is not looked
-    /// through.
+    /// `calls_bits`: the bits of `calls`' indexes (`via_bits`), or more (`u64::MAX`: all); a
+    /// handler none of whose calls can be one of `j`'s earlier calls whose response matched is
+    /// not looked through.
     pub fn ln(&self, j: usize, r: usize, calls: &[Made], calls_bits: u64) -> f64 {
         if !self.informative.get(j).copied().unwrap_or(false) {
             return 0.0;
