@@ -549,7 +549,7 @@ pub fn assign_refined(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn t(us: u64) -> Timestamp {
@@ -559,7 +559,7 @@ mod tests {
     /// `n` handlers of endpoint 7 arriving 700 µs apart, each: +300 µs a call (200 µs
     /// long), +300 µs after it returned another, +300 µs after that the response; each call's
     /// candidates are the requests open when it leaves.
-    fn staggered_handlers(n: u64) -> (Vec<Req>, Vec<Call>, Vec<usize>) {
+    pub(in crate::causality) fn staggered_handlers(n: u64) -> (Vec<Req>, Vec<Call>, Vec<usize>) {
         let reqs: Vec<Req> = (0..n)
             .map(|k| Req {
                 arrived: t(700 * k),

@@ -125,12 +125,12 @@ pub fn base_model(history: &Learned, reqs: &[Req], calls: &[Call], threads: usiz
     history.delays.clone()
 }
 
-/// What EM settled on: the models refitted to its last assignment, and that assignment's
-/// log-likelihood under them (found at the EM beam's width).
+/// What EM settled on: the models refitted to its last assignment, and the log-likelihood of
+/// the assignment they make (found at the EM beam's width), when it was asked for.
 pub struct Settled {
     pub learned: Learned,
     evidence: TokenEvidence,
-    pub score: f64,
+    pub score: Option<f64>,
 }
 
 /// Where EM starts: what earlier batches taught, the delay model it refits from (see
@@ -144,6 +144,8 @@ pub struct Start<'a> {
 
 /// Hard EM over `calls` (see the module's doc), from `start`.
 /// `reuse_informs`: whether connections are evidence here (see `reuse::pool_is_shared`).
+/// `scored`: whether the settled models' assignment is scored (readings of a batch are compared
+/// by it); without, EM's last round refits the models and stops there.
 pub fn settle(
     reqs: &[Req],
     calls: &[Call],
@@ -151,6 +153,7 @@ pub fn settle(
     start: Start<'_>,
     reuse_informs: bool,
     effort: Effort,
+    scored: bool,
 ) -> Settled {
     let Start {
         history,
@@ -168,7 +171,7 @@ pub fn settle(
     };
     let first = assign_with(&learned, &evidence, effort.em_beam);
     let (mut links, mut score) = (first.links, first.score);
-    for _ in 0..effort.em_rounds {
+    for round in 1..=effort.em_rounds {
         let steps = assign::steps(reqs, calls, &links);
         if steps.len() < 8 {
             break;
@@ -199,6 +202,15 @@ pub fn settle(
             learned.reuse = reuse;
         }
         (learned.propagation, evidence) = (propagation, next_evidence);
+        if round == effort.em_rounds && !scored {
+            // The last round's assignment would only be scored: no other round refits from it,
+            // and the final assignment is made afresh from these models.
+            return Settled {
+                learned,
+                evidence,
+                score: None,
+            };
+        }
         let next = assign_with(&learned, &evidence, effort.em_beam);
         let changed = next
             .links
@@ -214,7 +226,7 @@ pub fn settle(
     Settled {
         learned,
         evidence,
-        score,
+        score: scored.then_some(score),
     }
 }
 
@@ -258,5 +270,41 @@ pub fn final_assignment(
         links,
         learned,
         score,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::causality::assign::tests::staggered_handlers;
+
+    #[test]
+    fn em_left_unscored_settles_on_the_models_scored_em_does() {
+        let (reqs, calls, _) = staggered_handlers(12);
+        let (history, base) = (Learned::default(), DelayModel::default());
+        let evidence = TokenEvidence::none();
+        let tokens = TokenMatches::none(calls.len());
+        // One round: its assignment is the one left out when unscored.
+        let effort = Effort {
+            em_rounds: 1,
+            ..Effort::FAST
+        };
+        let settle_with = |scored| {
+            let start = Start {
+                history: &history,
+                base: &base,
+                evidence: &evidence,
+            };
+            settle(&reqs, &calls, &tokens, start, true, effort, scored)
+        };
+        let (scored, unscored) = (settle_with(true), settle_with(false));
+        assert!(scored.score.is_some_and(f64::is_finite));
+        assert_eq!(unscored.score, None);
+        assert_eq!(
+            format!("{:?}", scored.learned),
+            format!("{:?}", unscored.learned)
+        );
+        let last = |settled| final_assignment(&reqs, &calls, &history, settled, effort).links;
+        assert_eq!(last(scored), last(unscored));
     }
 }

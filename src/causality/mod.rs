@@ -725,7 +725,9 @@ impl CausalityBuilder {
                 base,
                 evidence: &first_evidence,
             };
-            fit::settle(reqs, &specs, &tokens, start, reuse_informs, effort)
+            // With one reading there is nothing to compare its score with.
+            let scored = readings.len() > 1;
+            fit::settle(reqs, &specs, &tokens, start, reuse_informs, effort, scored)
         };
         // The readings are searched side by side too.
         let read_and_fit = |effort: fit::Effort| {
@@ -736,7 +738,7 @@ impl CausalityBuilder {
                 .into_iter()
                 .zip(&readings)
                 .map(|(settled, reading)| {
-                    let joint = settled.score + assign::ln_prior(reading.0, &specs);
+                    let joint = settled.score.unwrap_or(0.0) + assign::ln_prior(reading.0, &specs);
                     (settled, reading, joint)
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2))

@@ -165,6 +165,21 @@ struct CallMatches {
 }
 
 impl TokenMatches {
+    /// No call of `calls` matches anything.
+    #[cfg(test)]
+    pub fn none(calls: usize) -> Self {
+        TokenMatches {
+            requests: 0,
+            calls: (0..calls)
+                .map(|_| CallMatches {
+                    direct: Vec::new(),
+                    via: Vec::new(),
+                    informative: false,
+                })
+                .collect(),
+        }
+    }
+
     pub fn of_batch(batch: &BatchTokens<'_>, calls: &[Call]) -> Self {
         let handlers = batch.req_context.len().max(1) as f64;
         let mut held: KeyMap<u64, u32> = KeyMap::default();
