@@ -12,7 +12,7 @@
 //! (live capture does, on its 100 ms tick), so a span leaves at most `--trace-window` + 1 s
 //! after its exchange ended (DESIGN.md "Causality").
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -144,6 +144,39 @@ fn absorb(result: io::Result<()>, closed: &mut bool, error: &mut Option<io::Erro
     }
 }
 
+/// Lines are written out once this many bytes of them wait.
+const LINES_WRITTEN_AT: usize = 256 << 10;
+
+/// The writing thread's buffer: each span's line is encoded straight into it (encoding a line
+/// apart and copying it into a `BufWriter` went over every byte twice) and written out in
+/// whole lines.
+struct Lines {
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn push(&mut self, json: &mut SpanJsonWriter, span: &Span) -> io::Result<()> {
+        json.write(span, &mut self.buf);
+        self.buf.push(b'\n');
+        if self.buf.len() >= LINES_WRITTEN_AT {
+            return self.write_out();
+        }
+        Ok(())
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        let written = self.out.write_all(&self.buf);
+        self.buf.clear();
+        written
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_out()?;
+        self.out.flush()
+    }
+}
+
 /// The writing thread: lines out in the order their spans came, until the driver hangs up.
 /// Each batch written goes back through `give_back` (or is freed here when the driver has not
 /// taken the last ones yet).
@@ -152,14 +185,16 @@ fn write_lines(
     requests: Receiver<Request>,
     give_back: SyncSender<Vec<Span>>,
 ) {
-    let mut out = BufWriter::with_capacity(256 * 1024, out);
-    let mut line = Vec::with_capacity(2048);
+    let mut out = Lines {
+        out,
+        buf: Vec::with_capacity(LINES_WRITTEN_AT + 4096),
+    };
     let mut json = SpanJsonWriter::default();
     let mut closed = false;
     let mut error: Option<io::Error> = None;
     // Before any span comes: an output that is emptied when first flushed (the replaced file
     // of `--output`) is emptied now, while this thread has nothing else to do.
-    absorb(out.flush(), &mut closed, &mut error);
+    absorb(out.out.flush(), &mut closed, &mut error);
     for request in requests {
         match request {
             Request::Spans(spans) => {
@@ -167,10 +202,7 @@ fn write_lines(
                     if closed || error.is_some() {
                         break;
                     }
-                    line.clear();
-                    json.write(span, &mut line);
-                    line.push(b'\n');
-                    absorb(out.write_all(&line), &mut closed, &mut error);
+                    absorb(out.push(&mut json, span), &mut closed, &mut error);
                 }
                 // Never waits: a batch the driver has no room for is freed here.
                 let _ = give_back.try_send(spans);
