@@ -519,9 +519,10 @@ impl CausalityBuilder {
             .collect();
         ids.sort_unstable();
         let ids: Vec<NodeId> = ids.into_iter().map(|(_, id)| id).collect();
-        let mut decided: Vec<(NodeId, Parent)> = Vec::new();
-        // Calls without propagated ids, by calling IP: assigned jointly (see `assign`).
+        // Calls without propagated ids, by calling IP: assigned jointly (see `assign`); the
+        // others, by their ids.
         let mut by_caller: HashMap<IpAddr, Vec<NodeId>> = HashMap::new();
+        let mut with_ids = Vec::new();
         for &id in &ids {
             let end = self.nodes[&id].end;
             self.undecided.remove(&(end, id));
@@ -529,8 +530,7 @@ impl CausalityBuilder {
             if n.ctx.is_none() && n.request_id.is_none() {
                 by_caller.entry(n.ex.client.ip()).or_default().push(id);
             } else {
-                let parent = self.find_parent(id);
-                decided.push((id, parent));
+                with_ids.push(id);
             }
         }
         let mut callers: Vec<_> = by_caller.into_iter().collect();
@@ -541,12 +541,24 @@ impl CausalityBuilder {
             .iter()
             .map(|(ip, _)| self.delays_at.remove(ip).unwrap_or_default())
             .collect();
-        let solved = {
+        // The parents ids give are found beside the search, which does not need them.
+        let (solved, mut decided) = {
             let this = &*self;
             let jobs: Vec<_> = callers.iter().zip(histories).collect();
-            run_side_by_side(jobs, self.config.threads, |((_, calls), history)| {
-                this.assign_by_nesting(calls, history)
-            })
+            both(
+                self.config.threads,
+                || {
+                    run_side_by_side(jobs, self.config.threads, |((_, calls), history)| {
+                        this.assign_by_nesting(calls, history)
+                    })
+                },
+                || {
+                    with_ids
+                        .iter()
+                        .map(|&id| (id, this.find_parent(id)))
+                        .collect::<Vec<_>>()
+                },
+            )
         };
         for ((ip, _), (links, learned)) in callers.iter().zip(solved) {
             self.delays_at.insert(*ip, learned);
@@ -791,7 +803,7 @@ impl CausalityBuilder {
             .collect()
     }
 
-    fn find_parent(&mut self, id: NodeId) -> Parent {
+    fn find_parent(&self, id: NodeId) -> Parent {
         let candidates = self.candidates(id);
         let e = &self.nodes[&id];
         if let Some(ctx) = e.explicit_context() {
