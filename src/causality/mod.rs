@@ -737,7 +737,7 @@ impl CausalityBuilder {
                 base,
                 evidence: &first_evidence,
             };
-            // With one reading there is nothing to compare its score with.
+            // With one reading there is nothing to compare its score with (see below).
             let scored = readings.len() > 1;
             fit::settle(reqs, &specs, &tokens, start, reuse_informs, effort, scored)
         };
@@ -746,15 +746,23 @@ impl CausalityBuilder {
             let settled = run_side_by_side(readings.iter().collect(), self.config.threads, |r| {
                 settle(r, effort.on(threads))
             });
-            let (settled, reading, _) = settled
-                .into_iter()
-                .zip(&readings)
-                .map(|(settled, reading)| {
-                    let joint = settled.score.unwrap_or(0.0) + assign::ln_prior(reading.0, &specs);
-                    (settled, reading, joint)
-                })
-                .max_by(|a, b| a.2.total_cmp(&b.2))
-                .expect("at least the plain reading");
+            let mut settled = settled.into_iter().zip(&readings);
+            let (settled, reading) = if readings.len() == 1 {
+                settled.next().expect("the plain reading")
+            } else {
+                settled
+                    .map(|(settled, reading)| {
+                        let score = settled.score.expect("compared readings are scored");
+                        (
+                            settled,
+                            reading,
+                            score + assign::ln_prior(reading.0, &specs),
+                        )
+                    })
+                    .max_by(|a, b| a.2.total_cmp(&b.2))
+                    .map(|(settled, reading, _)| (settled, reading))
+                    .expect("at least the plain reading")
+            };
             let fitted =
                 fit::final_assignment(reading.0, &specs, history, settled, effort.on(threads));
             (fitted, reading)
