@@ -6,7 +6,8 @@
 //! reuse ratios ([`ReuseModel`], only where connections are evidence) and the payload tokens'
 //! propagation rates ([`Propagation`]).
 //!
-//! Cost: at most `rounds + 1` beam searches of the batch, each linear in its calls (times the
+//! Cost: at most `rounds + 2` beam searches of the batch (`rounds + 1` when EM's result is not
+//! scored, see [`settle`]), each linear in its calls (times the
 //! beam width and the candidates per call, both capped in `assign`), each cut in pieces searched
 //! on up to [`Effort::threads`] threads (`assign::pieces`).
 
@@ -102,11 +103,10 @@ pub struct Learned {
     pub propagation: Propagation,
 }
 
-/// A batch's assignment with the models refitted to it, and its log-likelihood.
+/// A batch's assignment with the models refitted to it.
 pub struct Fitted {
     pub links: Links,
     pub learned: Learned,
-    pub score: f64,
     /// The share of calls whose parent holds one of their rare tokens.
     pub token_share: f64,
 }
@@ -125,8 +125,8 @@ pub fn base_model(history: &Learned, reqs: &[Req], calls: &[Call], threads: usiz
     history.delays.clone()
 }
 
-/// What EM settled on: the models refitted to its last assignment, and the log-likelihood of
-/// the assignment they make (found at the EM beam's width), when it was asked for.
+/// What EM settled on: the models as it last refitted them, and, when scored, the
+/// log-likelihood of the assignment they make (found at the EM beam's width).
 pub struct Settled {
     pub learned: Learned,
     evidence: TokenEvidence,
@@ -263,13 +263,12 @@ pub fn final_assignment(
             effort.threads,
         )
     };
-    let (links, score) = (last.links, last.score);
+    let links = last.links;
     learned.propagation = Propagation::fitted(&history.propagation, &evidence, calls, reqs, &links);
     Fitted {
         token_share: evidence.matched_share(calls, reqs, &links),
         links,
         learned,
-        score,
     }
 }
 

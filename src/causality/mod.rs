@@ -541,24 +541,28 @@ impl CausalityBuilder {
             .iter()
             .map(|(ip, _)| self.delays_at.remove(ip).unwrap_or_default())
             .collect();
-        // The parents ids give are found beside the search, which does not need them.
+        // Parents given by propagated ids are found beside the nesting search, which does not
+        // read them.
         let (solved, mut decided) = {
             let this = &*self;
+            let threads = this.config.threads;
             let jobs: Vec<_> = callers.iter().zip(histories).collect();
-            both(
-                self.config.threads,
-                || {
-                    run_side_by_side(jobs, self.config.threads, |((_, calls), history)| {
-                        this.assign_by_nesting(calls, history)
-                    })
-                },
-                || {
-                    with_ids
-                        .iter()
-                        .map(|&id| (id, this.find_parent(id)))
-                        .collect::<Vec<_>>()
-                },
-            )
+            let search = || {
+                run_side_by_side(jobs, threads, |((_, calls), history)| {
+                    this.assign_by_nesting(calls, history)
+                })
+            };
+            let by_ids = || -> Vec<(NodeId, Parent)> {
+                with_ids
+                    .iter()
+                    .map(|&id| (id, this.find_parent(id)))
+                    .collect()
+            };
+            if with_ids.is_empty() {
+                (search(), Vec::new())
+            } else {
+                both(threads, search, by_ids)
+            }
         };
         for ((ip, _), (links, learned)) in callers.iter().zip(solved) {
             self.delays_at.insert(*ip, learned);
@@ -730,39 +734,23 @@ impl CausalityBuilder {
                 })
             },
         );
-        let readings: Vec<(&[assign::Req], DelayModel)> = starts.into_iter().zip(bases).collect();
-        let settle = |(reqs, base): &(&[assign::Req], DelayModel), effort: fit::Effort| {
+        let readings: Vec<Reading<'_>> = starts.into_iter().zip(bases).collect();
+        let settle = |(reqs, base): &Reading<'_>, effort: fit::Effort, scored: bool| {
             let start = fit::Start {
                 history,
                 base,
                 evidence: &first_evidence,
             };
-            // With one reading there is nothing to compare its score with (see below).
-            let scored = readings.len() > 1;
             fit::settle(reqs, &specs, &tokens, start, reuse_informs, effort, scored)
         };
-        // The readings are searched side by side too.
+        // The readings are searched side by side too; their scores are worked out only to be
+        // compared (a lone reading has nothing to compare with).
         let read_and_fit = |effort: fit::Effort| {
-            let settled = run_side_by_side(readings.iter().collect(), self.config.threads, |r| {
-                settle(r, effort.on(threads))
+            let scored = readings.len() > 1;
+            let settled = run_side_by_side(readings.iter().collect(), threads, |r| {
+                settle(r, effort.on(threads), scored)
             });
-            let mut settled = settled.into_iter().zip(&readings);
-            let (settled, reading) = if readings.len() == 1 {
-                settled.next().expect("the plain reading")
-            } else {
-                settled
-                    .map(|(settled, reading)| {
-                        let score = settled.score.expect("compared readings are scored");
-                        (
-                            settled,
-                            reading,
-                            score + assign::ln_prior(reading.0, &specs),
-                        )
-                    })
-                    .max_by(|a, b| a.2.total_cmp(&b.2))
-                    .map(|(settled, reading, _)| (settled, reading))
-                    .expect("at least the plain reading")
-            };
+            let (settled, reading) = best_reading(settled, &readings, &specs);
             let fitted =
                 fit::final_assignment(reading.0, &specs, history, settled, effort.on(threads));
             (fitted, reading)
@@ -780,7 +768,8 @@ impl CausalityBuilder {
         }
         if self.config.search == fit::Search::Wide {
             let wide = fit::Effort::WIDE.on(threads);
-            fitted = fit::final_assignment(reading.0, &specs, history, settle(reading, wide), wide);
+            let settled = settle(reading, wide, false);
+            fitted = fit::final_assignment(reading.0, &specs, history, settled, wide);
         }
         (nesting_links(calls, &req_ids, fitted.links), fitted.learned)
     }
@@ -963,6 +952,33 @@ impl CausalityBuilder {
         };
         Endpoints { client, server }
     }
+}
+
+/// A reading of a caller's requests (when each handler began: see `assign_by_nesting`), and
+/// the delay model EM starts from under it.
+type Reading<'a> = (&'a [assign::Req], DelayModel);
+
+/// The reading whose settled models explain its calls best, by the likelihood of the
+/// assignment they make and the prior over the handlers running (see `assign_by_nesting`); a
+/// lone reading as it is.
+fn best_reading<'r, 'a>(
+    settled: Vec<fit::Settled>,
+    readings: &'r [Reading<'a>],
+    specs: &[assign::Call],
+) -> (fit::Settled, &'r Reading<'a>) {
+    let mut settled = settled.into_iter().zip(readings);
+    if readings.len() == 1 {
+        return settled.next().expect("the plain reading");
+    }
+    settled
+        .map(|(settled, reading)| {
+            let score = settled.score.expect("compared readings are scored");
+            let joint = score + assign::ln_prior(reading.0, specs);
+            (settled, reading, joint)
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|(settled, reading, _)| (settled, reading))
+        .expect("at least the plain reading")
 }
 
 /// Each call's parent as the search chose it: the candidate (by its index in `req_ids`) with

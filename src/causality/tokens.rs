@@ -165,7 +165,7 @@ struct CallMatches {
 }
 
 impl TokenMatches {
-    /// No call of `calls` matches anything.
+    /// None of `calls` calls matches anything.
     #[cfg(test)]
     pub fn none(calls: usize) -> Self {
         TokenMatches {

@@ -146,10 +146,11 @@ fn absorb(result: io::Result<()>, closed: &mut bool, error: &mut Option<io::Erro
 
 /// Lines are written out once this many bytes of them wait.
 const LINES_WRITTEN_AT: usize = 256 << 10;
+/// Room past [`LINES_WRITTEN_AT`] for the line that reaches it (most lines are about 1 KiB).
+const LINE_ROOM: usize = 4 << 10;
 
-/// The writing thread's buffer: each span's line is encoded straight into it (encoding a line
-/// apart and copying it into a `BufWriter` went over every byte twice) and written out in
-/// whole lines.
+/// The writing thread's buffer: each span's line is encoded straight into it, and it is
+/// written out in whole lines.
 struct Lines {
     out: Box<dyn Write + Send>,
     buf: Vec<u8>,
@@ -166,6 +167,9 @@ impl Lines {
     }
 
     fn write_out(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         let written = self.out.write_all(&self.buf);
         self.buf.clear();
         written
@@ -185,16 +189,16 @@ fn write_lines(
     requests: Receiver<Request>,
     give_back: SyncSender<Vec<Span>>,
 ) {
-    let mut out = Lines {
+    let mut lines = Lines {
         out,
-        buf: Vec::with_capacity(LINES_WRITTEN_AT + 4096),
+        buf: Vec::with_capacity(LINES_WRITTEN_AT + LINE_ROOM),
     };
     let mut json = SpanJsonWriter::default();
     let mut closed = false;
     let mut error: Option<io::Error> = None;
     // Before any span comes: an output that is emptied when first flushed (the replaced file
     // of `--output`) is emptied now, while this thread has nothing else to do.
-    absorb(out.out.flush(), &mut closed, &mut error);
+    absorb(lines.flush(), &mut closed, &mut error);
     for request in requests {
         match request {
             Request::Spans(spans) => {
@@ -202,14 +206,14 @@ fn write_lines(
                     if closed || error.is_some() {
                         break;
                     }
-                    absorb(out.push(&mut json, span), &mut closed, &mut error);
+                    absorb(lines.push(&mut json, span), &mut closed, &mut error);
                 }
                 // Never waits: a batch the driver has no room for is freed here.
                 let _ = give_back.try_send(spans);
             }
             Request::Flush(answer) => {
                 if !closed && error.is_none() {
-                    absorb(out.flush(), &mut closed, &mut error);
+                    absorb(lines.flush(), &mut closed, &mut error);
                 }
                 if let Some(answer) = answer {
                     let outcome = match &error {
@@ -222,7 +226,7 @@ fn write_lines(
         }
     }
     if !closed && error.is_none() {
-        let _ = out.flush();
+        let _ = lines.flush();
     }
 }
 
@@ -254,6 +258,29 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Err(io::Error::other("no space left"))
+        }
+    }
+
+    /// Takes `room` bytes, then its reader is gone (`| head`): counts the bytes taken and the
+    /// writes tried after that.
+    struct GoneAfter {
+        room: usize,
+        seen: Arc<Mutex<(usize, usize)>>,
+    }
+
+    impl Write for GoneAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut seen = self.seen.lock().unwrap();
+            if seen.0 == self.room {
+                seen.1 += 1;
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.room - seen.0);
+            seen.0 += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
         }
     }
 
@@ -325,5 +352,27 @@ mod tests {
         }
         let e = w.flush().unwrap_err();
         assert!(e.to_string().contains("no space left"), "{e}");
+    }
+
+    #[test]
+    fn a_reader_gone_ends_the_output_quietly_and_nothing_more_is_tried() {
+        let seen = Arc::new(Mutex::new((0, 0)));
+        let out = GoneAfter {
+            room: 1000,
+            seen: seen.clone(),
+        };
+        let mut w = JsonlWriter::new(Box::new(out));
+        // More than the buffer holds, so that writes reach the reader long gone.
+        for i in 0..2000 {
+            w.write(span(i)).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        let (taken, tried_after) = *seen.lock().unwrap();
+        assert_eq!(taken, 1000);
+        assert_eq!(
+            tried_after, 1,
+            "the write that found the reader gone, and no other"
+        );
     }
 }
