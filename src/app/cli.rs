@@ -2,6 +2,7 @@
 //! `commands::live`); the flags shared by both (outputs, memory caps, causality) are defined here.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -385,58 +386,63 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok(bytes.round() as usize)
 }
 
+/// The caps' defaults, made once: each is a whole [`MemoryLimits::default`] (every stage's
+/// default configuration, the header policy's secret names among them), and the command line
+/// asks for one per option — 16 of them were half the instructions of a start.
+static DEFAULT_LIMITS: LazyLock<MemoryLimits> = LazyLock::new(MemoryLimits::default);
+
 /// Memory caps: every buffer is bounded, and what overflows is counted.
 #[derive(Debug, Args, Clone)]
 pub struct LimitArgs {
     /// Connections tracked at once; the least recently active are evicted beyond it.
-    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_connections)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMITS.max_connections)]
     pub max_connections: usize,
 
     /// Out-of-order bytes held per connection direction while waiting for a hole to fill.
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_held_bytes_per_direction, value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_LIMITS.max_held_bytes_per_direction, value_parser = parse_size)]
     pub max_held_bytes: usize,
 
     /// Out-of-order bytes held across all connections.
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_held_bytes_total, value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_LIMITS.max_held_bytes_total, value_parser = parse_size)]
     pub max_held_bytes_total: usize,
 
     /// Bytes of one HTTP head; a longer head keeps its start line and ends in error.
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes, value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_LIMITS.max_head_bytes, value_parser = parse_size)]
     pub max_head_bytes: usize,
 
     /// Bytes of HTTP heads split over segments, waiting for their end, across all connections;
     /// a head that would cross it is dropped (its start line kept if it arrived).
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_head_bytes_total)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_LIMITS.max_head_bytes_total)]
     pub max_head_bytes_total: usize,
 
     /// Requests (HTTP requests, Redis commands, PostgreSQL queries) awaiting a response on one
     /// connection; beyond it the oldest is given up.
-    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_requests)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMITS.max_pending_requests)]
     pub max_pending_requests: usize,
 
     /// HTTP/2 streams open on one connection; beyond it the oldest is given up.
-    #[arg(long = "max-http2-streams", value_name = "N", default_value_t = MemoryLimits::default().max_http2_streams)]
+    #[arg(long = "max-http2-streams", value_name = "N", default_value_t = DEFAULT_LIMITS.max_http2_streams)]
     pub max_http2_streams: usize,
 
     /// Decoded bytes of one HTTP/2 header list; the fields past it are not kept.
-    #[arg(long = "max-http2-header-list-bytes", value_name = "BYTES", default_value_t = MemoryLimits::default().max_http2_header_list_bytes)]
+    #[arg(long = "max-http2-header-list-bytes", value_name = "BYTES", default_value_t = DEFAULT_LIMITS.max_http2_header_list_bytes)]
     pub max_http2_header_list_bytes: usize,
 
     /// Bytes of each direction's HTTP/2 header table (HPACK); a peer announcing more is held
     /// to it.
-    #[arg(long = "max-http2-table-bytes", value_name = "BYTES", default_value_t = MemoryLimits::default().max_http2_table_bytes)]
+    #[arg(long = "max-http2-table-bytes", value_name = "BYTES", default_value_t = DEFAULT_LIMITS.max_http2_table_bytes)]
     pub max_http2_table_bytes: usize,
 
     /// Exchanges held while their traces may still change; beyond it the oldest are decided early.
-    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_exchanges)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMITS.max_pending_exchanges)]
     pub max_pending_exchanges: usize,
 
     /// Bytes of IP fragments held for reassembly across all datagrams.
-    #[arg(long, value_name = "BYTES", default_value_t = MemoryLimits::default().max_fragment_bytes, value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_LIMITS.max_fragment_bytes, value_parser = parse_size)]
     pub max_fragment_bytes: usize,
 
     /// IP datagrams reassembled at once.
-    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_fragment_datagrams)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMITS.max_fragment_datagrams)]
     pub max_fragment_datagrams: usize,
 
     /// Exchanges analysed at most for the report; later ones are counted, not analysed
@@ -446,7 +452,7 @@ pub struct LimitArgs {
 
     /// Exchanges the analysis holds while their traces may still get spans; beyond it,
     /// traces that went quiet are folded into the aggregates and their calls dropped.
-    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_analysis_held_calls)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMITS.max_analysis_held_calls)]
     pub max_analysis_held_calls: usize,
 
     /// Close a connection after this many seconds (capture time) without a packet.
@@ -455,7 +461,7 @@ pub struct LimitArgs {
 
     /// DNS queries over UDP awaiting a response, all clients together; beyond it the oldest is
     /// given up (over TCP, `--max-pending-requests` holds per connection).
-    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_pending_dns_queries)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMITS.max_pending_dns_queries)]
     pub max_pending_dns_queries: usize,
 
     /// A DNS query unanswered this long (capture time; e.g. 500ms, 2s) ends with
@@ -465,12 +471,12 @@ pub struct LimitArgs {
 
     /// Spans sampling holds while traces with ids from the wire wait for the rest of their
     /// pieces (rules or tail sampling only); beyond it the oldest traces are decided early.
-    #[arg(long, value_name = "SPANS", default_value_t = MemoryLimits::default().max_sampling_spans)]
+    #[arg(long, value_name = "SPANS", default_value_t = DEFAULT_LIMITS.max_sampling_spans)]
     pub max_sampling_spans: usize,
 
     /// RED metric series (`--metrics-file`, `--metrics-addr`); beyond it a new series' samples
     /// go to one overflow series (`otel_metric_overflow="true"`).
-    #[arg(long, value_name = "N", default_value_t = MemoryLimits::default().max_metric_series)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMITS.max_metric_series)]
     pub max_metric_series: usize,
 }
 
