@@ -239,6 +239,23 @@ pub struct CausalityBuilder {
     pub stats: CausalityStats,
 }
 
+/// Where a call's candidates are among the requests held at its caller, by (start, id).
+type HeldRange = std::ops::RangeInclusive<(Timestamp, NodeId)>;
+
+/// The requests held at a caller that any call of a batch could have been made for, in start
+/// order, as [`Inbound::by_start`] holds them: the batch's calls look for their candidates in
+/// this slice rather than each walking the tree, and skip its blocks of [`HELD_BLOCK`] whose
+/// requests all ended before the call did (no candidate: most of what a call's range holds,
+/// as the range reaches back as far as the longest request ever held there).
+#[derive(Default)]
+struct Held {
+    entries: Vec<((Timestamp, NodeId), (u16, Timestamp))>,
+    /// The latest end in each block of `entries`.
+    latest_end: Vec<Timestamp>,
+}
+
+const HELD_BLOCK: usize = 16;
+
 /// Calls whose candidates one thread looks for at a time (`batch_problem`).
 const CANDIDATES_CHUNK: usize = 512;
 
@@ -637,12 +654,14 @@ impl CausalityBuilder {
         let mut req_index: KeyMap<NodeId, usize> = KeyMap::default();
         let mut specs = Vec::with_capacity(calls.len());
         let mut last_on_conn: KeyMap<u64, usize> = KeyMap::default();
-        // Each call's candidates are found on their own: in chunks, side by side.
+        // Each call's candidates are found on their own: in chunks, side by side, in a copy of
+        // the requests held at the caller that any of them could have been made for.
+        let held = self.held_for(calls);
         let chunks: Vec<&[NodeId]> = calls.chunks(CANDIDATES_CHUNK).collect();
         let found = run_side_by_side(chunks, self.config.threads, |chunk| {
             chunk
                 .iter()
-                .map(|&id| self.candidates(id))
+                .map(|&id| self.candidates_in(id, &held))
                 .collect::<Vec<_>>()
         });
         for (&id, found) in calls.iter().zip(found.into_iter().flatten()) {
@@ -774,30 +793,99 @@ impl CausalityBuilder {
         (nesting_links(calls, &req_ids, fitted.links), fitted.learned)
     }
 
+    /// The requests held at the caller's address whose start could make them a candidate of
+    /// call `e` (see [`Self::candidates`]), if any could.
+    fn held_range(&self, e: &Node) -> Option<(&Inbound, HeldRange)> {
+        let at_caller = self.inbound.get(&e.ex.client.ip())?;
+        let earliest = Timestamp(e.end.0.saturating_sub(at_caller.longest_ns));
+        // Longer than any request held there: none encloses it.
+        (earliest <= e.start).then_some((at_caller, (earliest, 0)..=(e.start, NodeId::MAX)))
+    }
+
+    /// The requests that may have made call `id`, latest started first.
     fn candidates(&self, id: NodeId) -> Vec<NodeId> {
         let e = &self.nodes[&id];
-        let Some(at_caller) = self.inbound.get(&e.ex.client.ip()) else {
+        let Some((at_caller, range)) = self.held_range(e) else {
             return Vec::new();
         };
+        let latest = at_caller.by_start.range(range).rev();
+        self.enclosing(id, latest.take(self.config.max_candidates))
+    }
+
+    /// The requests held at the caller of `calls` (one address) that any of them could have
+    /// been made for (see [`Held`]).
+    fn held_for(&self, calls: &[NodeId]) -> Held {
+        let mut bounds = None;
+        for (at_caller, range) in calls
+            .iter()
+            .filter_map(|id| self.held_range(&self.nodes[id]))
+        {
+            let (first, last) = range.into_inner();
+            bounds = Some(match bounds {
+                None => (at_caller, first, last),
+                Some((_, f, l)) => (at_caller, first.min(f), last.max(l)),
+            });
+        }
+        let Some((at_caller, first, last)) = bounds else {
+            return Held::default();
+        };
+        let entries: Vec<_> = at_caller
+            .by_start
+            .range(first..=last)
+            .map(|(&k, &v)| (k, v))
+            .collect();
+        let latest_end = entries
+            .chunks(HELD_BLOCK)
+            .map(|block| block.iter().map(|(_, (_, end))| *end).max())
+            .map(|end| end.unwrap_or_default())
+            .collect();
+        Held {
+            entries,
+            latest_end,
+        }
+    }
+
+    /// [`Self::candidates`], among `held` (see [`Self::held_for`]): the same requests in the
+    /// same order, without testing those of a block that all ended before the call did.
+    fn candidates_in(&self, id: NodeId, held: &Held) -> Vec<NodeId> {
+        let e = &self.nodes[&id];
+        let Some((_, range)) = self.held_range(e) else {
+            return Vec::new();
+        };
+        let entries = &held.entries;
+        let from = entries.partition_point(|(k, _)| k < range.start());
+        let to = entries.partition_point(|(k, _)| k <= range.end());
+        // The scan of the tree looks at the latest `max_candidates` started in range.
+        let from = from.max(to.saturating_sub(self.config.max_candidates));
+        let mut found = Vec::new();
+        let mut end = to;
+        while end > from {
+            let block = (end - 1) / HELD_BLOCK;
+            let start = (block * HELD_BLOCK).max(from);
+            if held.latest_end[block] >= e.end {
+                let scanned = entries[start..end].iter().rev().map(|(k, v)| (k, v));
+                found.extend(self.enclosing(id, scanned));
+            }
+            end = start;
+        }
+        found
+    }
+
+    /// Of the requests `held` (latest started first), those that enclose call `id`.
+    fn enclosing<'h>(
+        &self,
+        id: NodeId,
+        held: impl Iterator<Item = (&'h (Timestamp, NodeId), &'h (u16, Timestamp))>,
+    ) -> Vec<NodeId> {
+        let e = &self.nodes[&id];
         // A request to the very listener being called is not a candidate (same IP here).
         let called_port = e.ex.server.port();
         let same_ip = e.ex.server.ip() == e.ex.client.ip();
-        let earliest = Timestamp(e.end.0.saturating_sub(at_caller.longest_ns));
-        if earliest > e.start {
-            return Vec::new(); // longer than any request held there: none encloses it
-        }
-        at_caller
-            .by_start
-            .range((earliest, 0)..=(e.start, NodeId::MAX))
-            .rev()
-            .take(self.config.max_candidates)
-            .filter(|&(&(start, r), &(port, end))| {
-                r != id
-                    && !(same_ip && port == called_port)
-                    && encloses((start, end), (e.start, e.end))
-            })
-            .map(|(&(_, r), _)| r)
-            .collect()
+        held.filter(|&(&(start, r), &(port, end))| {
+            r != id && !(same_ip && port == called_port) && encloses((start, end), (e.start, e.end))
+        })
+        .map(|(&(_, r), _)| r)
+        .collect()
     }
 
     fn find_parent(&self, id: NodeId) -> Parent {
@@ -1049,5 +1137,106 @@ mod connection_key_tests {
         // HTTP/2: many handlers' calls share the connection, so it has no key (0: unknown).
         assert_eq!(StepKeys::of(&exchange(Version::Http2)).conn, 0);
         assert_ne!(StepKeys::of(&exchange(Version::Http1(1))).conn, 0);
+    }
+}
+
+#[cfg(test)]
+mod candidate_tests {
+    use super::*;
+    use crate::protocols::http1::{HttpExchange, Instants, PayloadTokens, RequestInfo, Version};
+
+    /// An exchange from `client` to `server` over [start, end] (ms).
+    fn exchange(client: &str, server: &str, start: u64, end: u64) -> Exchange {
+        let ms = 1_000_000;
+        HttpExchange {
+            conn: crate::reassembly::ConnId(start),
+            client: client.parse().unwrap(),
+            server: server.parse().unwrap(),
+            depth: 1,
+            anchor_seq: 1,
+            request: Some(RequestInfo {
+                method: "GET".into(),
+                target: "/".into(),
+                version: Some(Version::Http1(1)),
+                headers: Vec::new(),
+                body_size: 0,
+                truncated: false,
+                grpc: None,
+                unknown_headers: Vec::new(),
+            }),
+            response: None,
+            informational: Vec::new(),
+            t: Instants::of_ns(start * ms, start * ms, Some(end * ms), Some(end * ms)),
+            gaps: 0,
+            snapped: false,
+            error: None,
+            tokens: PayloadTokens::default(),
+        }
+        .into()
+    }
+
+    /// Requests served at 10.0.0.1 (short ones, and one long enough to make every call's
+    /// range reach far back) and calls leaving it, some to its own listener.
+    fn builder(max_candidates: usize) -> (CausalityBuilder, Vec<NodeId>) {
+        let mut builder = CausalityBuilder::new(CausalityConfig {
+            max_candidates,
+            threads: 1,
+            ..CausalityConfig::default()
+        });
+        let mut pushed = Vec::new();
+        let mut push = |b: &mut CausalityBuilder, ex: Exchange| {
+            pushed.push((ex.client.ip(), b.next_id));
+            b.push(ex, &mut |_| {
+                panic!("nothing is decided inside the trace window")
+            });
+        };
+        push(
+            &mut builder,
+            exchange("10.0.0.9:1", "10.0.0.1:8000", 0, 3_000),
+        );
+        for k in 0..300 {
+            let start = 10 + 7 * k;
+            let client = format!("10.0.0.9:{}", 2 + k);
+            push(
+                &mut builder,
+                exchange(&client, "10.0.0.1:8000", start, start + 25),
+            );
+        }
+        for k in 0..200 {
+            let start = 12 + 11 * k;
+            let server = if k % 10 == 0 {
+                "10.0.0.1:8000"
+            } else {
+                "10.0.0.2:9000"
+            };
+            let client = format!("10.0.0.1:{}", 40_000 + k);
+            push(
+                &mut builder,
+                exchange(&client, server, start, start + 3 + k % 5),
+            );
+        }
+        let calls = pushed
+            .into_iter()
+            .filter(|(ip, _)| *ip == "10.0.0.1".parse::<IpAddr>().unwrap())
+            .map(|(_, id)| id)
+            .collect();
+        (builder, calls)
+    }
+
+    #[test]
+    fn a_batch_finds_in_its_copy_the_candidates_the_tree_gives() {
+        for max_candidates in [4096, 5] {
+            let (builder, calls) = builder(max_candidates);
+            let held = builder.held_for(&calls);
+            let mut with_candidates = 0;
+            for &id in &calls {
+                let from_tree = builder.candidates(id);
+                assert_eq!(builder.candidates_in(id, &held), from_tree, "call {id}");
+                with_candidates += usize::from(from_tree.len() > 1);
+            }
+            // Most calls have several candidates (the long request among them): what is
+            // compared is more than empty lists.
+            assert!(with_candidates > calls.len() / 2, "{with_candidates}");
+        }
     }
 }
