@@ -168,10 +168,10 @@ pub fn hex64_bytes(v: u64) -> [u8; 16] {
     out
 }
 
-/// Eight hex digits at once (a digit at a time from a table was a tenth of the work of
-/// finishing a span): each nibble is spread to a byte of its own, most significant first in
-/// big-endian order, then made a digit: `'0' + n`, and 39 more (`'a' - '0' - 10`) where
-/// `n + 6` carries into the byte's high nibble, i.e. where `n >= 10`.
+/// Eight hex digits at once, rather than a digit at a time from a table: each nibble is spread
+/// to a byte of its own, most significant first in big-endian order, then made a digit:
+/// `'0' + n`, and 39 more (`'a' - '0' - 10`) where `n + 6` carries into the byte's high
+/// nibble, i.e. where `n >= 10`.
 fn hex32_bytes(v: u32) -> [u8; 8] {
     const ONES: u64 = 0x0101_0101_0101_0101;
     let mut x = u64::from(v);
@@ -179,7 +179,7 @@ fn hex32_bytes(v: u32) -> [u8; 8] {
     x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
     x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
     let letters = ((x + 6 * ONES) >> 4) & ONES;
-    (x + b'0' as u64 * ONES + letters * 39).to_be_bytes()
+    (x + u64::from(b'0') * ONES + letters * 39).to_be_bytes()
 }
 
 /// `format!("{v:016x}")`.
@@ -227,15 +227,14 @@ mod tests {
             let addr = SocketAddr::new(ip, u16::from(octet) * 257);
             assert_eq!(socket_addr(&addr), addr.to_string());
         }
-        let digits = [
-            0x0123_4567_89ab_cdef,
-            0xfedc_ba98_7654_3210,
-            0x9a9a_a9a9_0f0f_f0f0,
-        ];
-        for v in [0u64, 1, 9, 10, 99, 100, 65535, u64::MAX]
-            .into_iter()
-            .chain(digits)
-        {
+        // Every digit at every place, besides the numbers below.
+        for n in 0..16u64 {
+            for place in 0..16 {
+                let v = n << (4 * place);
+                assert_eq!(hex64(v), format!("{v:016x}"));
+            }
+        }
+        for v in [0u64, 1, 9, 10, 99, 100, 65535, u64::MAX] {
             let mut s = String::new();
             push_decimal(&mut s, v);
             assert_eq!(s, v.to_string());

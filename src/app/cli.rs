@@ -388,7 +388,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 
 /// The caps' defaults, made once: each is a whole [`MemoryLimits::default`] (every stage's
 /// default configuration, the header policy's secret names among them), and the command line
-/// asks for one per option — 16 of them were half the instructions of a start.
+/// asks for one per option.
 static DEFAULT_LIMITS: LazyLock<MemoryLimits> = LazyLock::new(MemoryLimits::default);
 
 /// Memory caps: every buffer is bounded, and what overflows is counted.

@@ -107,7 +107,8 @@ impl Default for CausalityConfig {
 }
 
 /// The cores this process may use, asked once: each question reads the cgroup's CPU quota
-/// (five files), and the command line's defaults ask for a default configuration per option.
+/// (five files), and a run makes several default configurations (the command line's, the
+/// replay's).
 fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -162,6 +163,23 @@ struct Node {
 /// Whether the span `outer` (start, end) holds `inner` strictly: not the same span.
 fn encloses(outer: (Timestamp, Timestamp), inner: (Timestamp, Timestamp)) -> bool {
     outer.0 <= inner.0 && inner.1 <= outer.1 && (outer.0 < inner.0 || inner.1 < outer.1)
+}
+
+/// Of the requests `held` (latest started first), those that enclose call `id` (`e`), onto
+/// `found`.
+fn enclosing<'h>(
+    id: NodeId,
+    e: &Node,
+    held: impl Iterator<Item = (&'h (Timestamp, NodeId), &'h (u16, Timestamp))>,
+    found: &mut Vec<NodeId>,
+) {
+    // A request to the very listener being called is not a candidate (same IP here).
+    let called_port = e.ex.server.port();
+    let same_ip = e.ex.server.ip() == e.ex.client.ip();
+    let enclosing = held.filter(|&(&(start, r), &(port, end))| {
+        r != id && !(same_ip && port == called_port) && encloses((start, end), (e.start, e.end))
+    });
+    found.extend(enclosing.map(|(&(_, r), _)| r));
 }
 
 impl Node {
@@ -254,6 +272,9 @@ struct Held {
     latest_end: Vec<Timestamp>,
 }
 
+/// Requests per block of [`Held`]: a block is skipped with one comparison, or its requests are
+/// tested one by one; at 16 or more in flight most blocks a call's range covers ended long
+/// before it, and a block this small rarely mixes the two.
 const HELD_BLOCK: usize = 16;
 
 /// Calls whose candidates one thread looks for at a time (`batch_problem`).
@@ -809,35 +830,56 @@ impl CausalityBuilder {
             return Vec::new();
         };
         let latest = at_caller.by_start.range(range).rev();
-        self.enclosing(id, latest.take(self.config.max_candidates))
+        let mut found = Vec::new();
+        enclosing(id, e, latest.take(self.config.max_candidates), &mut found);
+        found
     }
 
-    /// The requests held at the caller of `calls` (one address) that any of them could have
-    /// been made for (see [`Held`]).
+    /// The requests held at the caller of `calls` (one address; `calls` in start order) that
+    /// any of them could have been made for (see [`Held`]): from the earliest any call's range
+    /// reaches, but no further back than `max_candidates` before the first call, as no call
+    /// looks further (each looks at the latest `max_candidates` of its range, and the calls'
+    /// ranges end in start order). So a batch copies at most `max_candidates` more requests
+    /// than started during it.
     fn held_for(&self, calls: &[NodeId]) -> Held {
-        let mut bounds = None;
-        for (at_caller, range) in calls
+        let caller = calls.first().map(|id| self.nodes[id].ex.client.ip());
+        debug_assert!(calls
             .iter()
-            .filter_map(|id| self.held_range(&self.nodes[id]))
-        {
-            let (first, last) = range.into_inner();
-            bounds = Some(match bounds {
-                None => (at_caller, first, last),
-                Some((_, f, l)) => (at_caller, first.min(f), last.max(l)),
-            });
-        }
-        let Some((at_caller, first, last)) = bounds else {
+            .all(|id| Some(self.nodes[id].ex.client.ip()) == caller));
+        let mut ranges = calls
+            .iter()
+            .filter_map(|id| self.held_range(&self.nodes[id]));
+        let Some((at_caller, first_range)) = ranges.next() else {
             return Held::default();
         };
+        let (mut from, mut to) = first_range.clone().into_inner();
+        for (_, range) in ranges {
+            from = from.min(*range.start());
+            to = to.max(*range.end());
+        }
+        let Some(back) = self.config.max_candidates.checked_sub(1) else {
+            return Held::default();
+        };
+        let reach = at_caller
+            .by_start
+            .range(..=*first_range.end())
+            .rev()
+            .nth(back);
+        if let Some((&key, _)) = reach {
+            from = from.max(key);
+        }
         let entries: Vec<_> = at_caller
             .by_start
-            .range(first..=last)
+            .range(from..=to)
             .map(|(&k, &v)| (k, v))
             .collect();
         let latest_end = entries
             .chunks(HELD_BLOCK)
-            .map(|block| block.iter().map(|(_, (_, end))| *end).max())
-            .map(|end| end.unwrap_or_default())
+            .map(|block| {
+                block
+                    .iter()
+                    .fold(Timestamp(0), |t, (_, (_, end))| t.max(*end))
+            })
             .collect();
         Held {
             entries,
@@ -864,28 +906,11 @@ impl CausalityBuilder {
             let start = (block * HELD_BLOCK).max(from);
             if held.latest_end[block] >= e.end {
                 let scanned = entries[start..end].iter().rev().map(|(k, v)| (k, v));
-                found.extend(self.enclosing(id, scanned));
+                enclosing(id, e, scanned, &mut found);
             }
             end = start;
         }
         found
-    }
-
-    /// Of the requests `held` (latest started first), those that enclose call `id`.
-    fn enclosing<'h>(
-        &self,
-        id: NodeId,
-        held: impl Iterator<Item = (&'h (Timestamp, NodeId), &'h (u16, Timestamp))>,
-    ) -> Vec<NodeId> {
-        let e = &self.nodes[&id];
-        // A request to the very listener being called is not a candidate (same IP here).
-        let called_port = e.ex.server.port();
-        let same_ip = e.ex.server.ip() == e.ex.client.ip();
-        held.filter(|&(&(start, r), &(port, end))| {
-            r != id && !(same_ip && port == called_port) && encloses((start, end), (e.start, e.end))
-        })
-        .map(|(&(_, r), _)| r)
-        .collect()
     }
 
     fn find_parent(&self, id: NodeId) -> Parent {
@@ -1175,14 +1200,26 @@ mod candidate_tests {
         .into()
     }
 
-    /// Requests served at 10.0.0.1 (short ones, and one long enough to make every call's
-    /// range reach far back) and calls leaving it, some to its own listener.
-    fn builder(max_candidates: usize) -> (CausalityBuilder, Vec<NodeId>) {
+    /// Requests served at 10.0.0.1 and calls leaving it (some to its own listener, some longer
+    /// than any request), at times drawn from `seed`; with `long_request`, one request that
+    /// outlasts them all, so that every call's range reaches back to the first request.
+    fn builder(
+        max_candidates: usize,
+        seed: u64,
+        long_request: bool,
+    ) -> (CausalityBuilder, Vec<NodeId>) {
         let mut builder = CausalityBuilder::new(CausalityConfig {
             max_candidates,
             threads: 1,
             ..CausalityConfig::default()
         });
+        let mut state = seed;
+        let mut draw = |below: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % below
+        };
         let mut pushed = Vec::new();
         let mut push = |b: &mut CausalityBuilder, ex: Exchange| {
             pushed.push((ex.client.ip(), b.next_id));
@@ -1190,53 +1227,70 @@ mod candidate_tests {
                 panic!("nothing is decided inside the trace window")
             });
         };
-        push(
-            &mut builder,
-            exchange("10.0.0.9:1", "10.0.0.1:8000", 0, 3_000),
-        );
-        for k in 0..300 {
-            let start = 10 + 7 * k;
-            let client = format!("10.0.0.9:{}", 2 + k);
+        if long_request {
             push(
                 &mut builder,
-                exchange(&client, "10.0.0.1:8000", start, start + 25),
+                exchange("10.0.0.9:1", "10.0.0.1:8000", 0, 3_000),
             );
         }
+        for k in 0..300 {
+            let start = 10 + 7 * k + draw(7);
+            let client = format!("10.0.0.9:{}", 2 + k);
+            let end = start + 5 + draw(40);
+            push(&mut builder, exchange(&client, "10.0.0.1:8000", start, end));
+        }
         for k in 0..200 {
-            let start = 12 + 11 * k;
+            let start = 12 + 11 * k + draw(11);
             let server = if k % 10 == 0 {
                 "10.0.0.1:8000"
             } else {
                 "10.0.0.2:9000"
             };
             let client = format!("10.0.0.1:{}", 40_000 + k);
-            push(
-                &mut builder,
-                exchange(&client, server, start, start + 3 + k % 5),
-            );
+            let end = start + 1 + if k % 25 == 0 { 100 } else { draw(8) };
+            push(&mut builder, exchange(&client, server, start, end));
         }
-        let calls = pushed
+        let mut calls: Vec<(Timestamp, NodeId)> = pushed
             .into_iter()
             .filter(|(ip, _)| *ip == "10.0.0.1".parse::<IpAddr>().unwrap())
-            .map(|(_, id)| id)
+            .map(|(_, id)| (builder.nodes[&id].start, id))
             .collect();
-        (builder, calls)
+        calls.sort_unstable();
+        (builder, calls.into_iter().map(|(_, id)| id).collect())
     }
 
     #[test]
     fn a_batch_finds_in_its_copy_the_candidates_the_tree_gives() {
-        for max_candidates in [4096, 5] {
-            let (builder, calls) = builder(max_candidates);
-            let held = builder.held_for(&calls);
-            let mut with_candidates = 0;
-            for &id in &calls {
-                let from_tree = builder.candidates(id);
-                assert_eq!(builder.candidates_in(id, &held), from_tree, "call {id}");
-                with_candidates += usize::from(from_tree.len() > 1);
+        for (seed, long_request) in [(1, true), (2, false), (3, false)] {
+            for max_candidates in [4096, 17, 16, 15, 5, 1, 0] {
+                let (builder, calls) = builder(max_candidates, seed, long_request);
+                let held = builder.held_for(&calls);
+                let (mut with_candidates, mut with_none) = (0, 0);
+                for &id in &calls {
+                    let from_tree = builder.candidates(id);
+                    assert_eq!(
+                        builder.candidates_in(id, &held),
+                        from_tree,
+                        "call {id}, seed {seed}, at most {max_candidates}"
+                    );
+                    with_candidates += usize::from(from_tree.len() > 1);
+                    with_none += usize::from(from_tree.is_empty());
+                }
+                // What is compared is more than empty lists, and some calls have none.
+                if max_candidates > 1 {
+                    assert!(with_candidates > calls.len() / 2, "{with_candidates}");
+                }
+                assert!(with_none > 0);
+                // The copy reaches back no further than the first call looks.
+                let first_start = builder.nodes[&calls[0]].start;
+                let ip: IpAddr = "10.0.0.1".parse().unwrap();
+                let started_after = builder.inbound[&ip]
+                    .by_start
+                    .range((first_start, NodeId::MAX)..)
+                    .count();
+                let copied = held.entries.len();
+                assert!(copied <= max_candidates + started_after, "{copied}");
             }
-            // Most calls have several candidates (the long request among them): what is
-            // compared is more than empty lists.
-            assert!(with_candidates > calls.len() / 2, "{with_candidates}");
         }
     }
 }

@@ -183,6 +183,8 @@ pub struct Attributes {
 /// An attribute's key: fixed, or a header's (`http.request.header.` and the name).
 #[derive(Clone, Copy, Debug)]
 pub enum Key<'a> {
+    /// A name of the schema's, a literal in the source: never anything from the wire, and
+    /// nothing in it a JSON string escapes (the JSON lines writer copies it as it is).
     Fixed(&'static str),
     Header(&'static str, &'a str),
 }
