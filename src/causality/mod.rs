@@ -1129,7 +1129,7 @@ mod connection_key_tests {
     use super::*;
     use crate::protocols::http1::{Instants, PayloadTokens, RequestInfo, Version};
 
-    fn exchange(version: Version) -> Exchange {
+    pub(super) fn exchange(version: Version) -> Exchange {
         crate::protocols::http1::HttpExchange {
             conn: crate::reassembly::ConnId(1),
             client: "10.0.0.1:40000".parse().unwrap(),
@@ -1168,36 +1168,16 @@ mod connection_key_tests {
 #[cfg(test)]
 mod candidate_tests {
     use super::*;
-    use crate::protocols::http1::{HttpExchange, Instants, PayloadTokens, RequestInfo, Version};
+    use crate::protocols::http1::{Instants, Version};
 
     /// An exchange from `client` to `server` over [start, end] (ms).
     fn exchange(client: &str, server: &str, start: u64, end: u64) -> Exchange {
         let ms = 1_000_000;
-        HttpExchange {
-            conn: crate::reassembly::ConnId(start),
-            client: client.parse().unwrap(),
-            server: server.parse().unwrap(),
-            depth: 1,
-            anchor_seq: 1,
-            request: Some(RequestInfo {
-                method: "GET".into(),
-                target: "/".into(),
-                version: Some(Version::Http1(1)),
-                headers: Vec::new(),
-                body_size: 0,
-                truncated: false,
-                grpc: None,
-                unknown_headers: Vec::new(),
-            }),
-            response: None,
-            informational: Vec::new(),
-            t: Instants::of_ns(start * ms, start * ms, Some(end * ms), Some(end * ms)),
-            gaps: 0,
-            snapped: false,
-            error: None,
-            tokens: PayloadTokens::default(),
-        }
-        .into()
+        let mut ex = super::connection_key_tests::exchange(Version::Http1(1));
+        ex.client = client.parse().unwrap();
+        ex.server = server.parse().unwrap();
+        ex.t = Instants::of_ns(start * ms, start * ms, Some(end * ms), Some(end * ms));
+        ex
     }
 
     /// Requests served at 10.0.0.1 and calls leaving it (some to its own listener, some longer
