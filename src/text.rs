@@ -168,10 +168,9 @@ pub fn hex64_bytes(v: u64) -> [u8; 16] {
     out
 }
 
-/// Eight hex digits at once, rather than a digit at a time from a table: each nibble is spread
-/// to a byte of its own, most significant first in big-endian order, then made a digit:
-/// `'0' + n`, and 39 more (`'a' - '0' - 10`) where `n + 6` carries into the byte's high
-/// nibble, i.e. where `n >= 10`.
+/// Eight hex digits at once: each nibble is spread to a byte of its own, most significant
+/// first in big-endian order, then made a digit: `'0' + n`, and 39 more (`'a' - '0' - 10`)
+/// where `n + 6` carries into the byte's high nibble, i.e. where `n >= 10`.
 fn hex32_bytes(v: u32) -> [u8; 8] {
     const ONES: u64 = 0x0101_0101_0101_0101;
     let mut x = u64::from(v);

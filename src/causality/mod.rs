@@ -30,7 +30,8 @@
 //! oldest decisions are made early and counted.
 //!
 //! Cost per call, whatever the capture's length: its candidates are found by a scan of at most
-//! `max_candidates` requests; a batch is searched at most 20 times by default (two readings of
+//! `max_candidates` requests (a batch's calls scan one copy of what they can reach, never more
+//! than `max_candidates` per call); a batch is searched at most 20 times by default (two readings of
 //! its requests, each by EM at two widths: [`fit`]), 18 more with `--nesting-search wide`,
 //! and one search scores at most `assign::EXPANSIONS_PER_CALL` (call, handler) pairs per call;
 //! payload tokens add at most 32 per message and 16 earlier calls per token. What grows with
@@ -682,7 +683,10 @@ impl CausalityBuilder {
         let found = run_side_by_side(chunks, self.config.threads, |chunk| {
             chunk
                 .iter()
-                .map(|&id| self.candidates_in(id, &held))
+                .map(|&id| match &held {
+                    Some(held) => self.candidates_in(id, held),
+                    None => self.candidates(id),
+                })
                 .collect::<Vec<_>>()
         });
         for (&id, found) in calls.iter().zip(found.into_iter().flatten()) {
@@ -835,44 +839,49 @@ impl CausalityBuilder {
         found
     }
 
-    /// The requests held at the caller of `calls` (one address; `calls` in start order) that
-    /// any of them could have been made for (see [`Held`]): from the earliest any call's range
-    /// reaches, but no further back than `max_candidates` before the first call, as no call
-    /// looks further (each looks at the latest `max_candidates` of its range, and the calls'
-    /// ranges end in start order). So a batch copies at most `max_candidates` more requests
-    /// than started during it.
-    fn held_for(&self, calls: &[NodeId]) -> Held {
+    /// The requests held at the caller of `calls` (one address) that any of them could have
+    /// been made for (see [`Held`]): from the earliest any call's range reaches, but no further
+    /// back than `max_candidates` before the earliest end of a range, as no call looks further
+    /// (each looks at the latest `max_candidates` of its range, and no range ends before that).
+    /// None where that holds more than the calls' scans of the tree would look at together
+    /// (`max_candidates` each): a long call in a short batch then scans the tree itself.
+    fn held_for(&self, calls: &[NodeId]) -> Option<Held> {
         let caller = calls.first().map(|id| self.nodes[id].ex.client.ip());
         debug_assert!(calls
             .iter()
             .all(|id| Some(self.nodes[id].ex.client.ip()) == caller));
-        let mut ranges = calls
+        let mut bounds = None;
+        for (at_caller, range) in calls
             .iter()
-            .filter_map(|id| self.held_range(&self.nodes[id]));
-        let Some((at_caller, first_range)) = ranges.next() else {
-            return Held::default();
-        };
-        let (mut from, mut to) = first_range.clone().into_inner();
-        for (_, range) in ranges {
-            from = from.min(*range.start());
-            to = to.max(*range.end());
+            .filter_map(|id| self.held_range(&self.nodes[id]))
+        {
+            let (first, last) = range.into_inner();
+            bounds = Some(match bounds {
+                None => (at_caller, first, last, last),
+                Some((_, f, l, e)) => (at_caller, first.min(f), last.max(l), last.min(e)),
+            });
         }
-        let Some(back) = self.config.max_candidates.checked_sub(1) else {
-            return Held::default();
+        let Some((at_caller, mut from, to, earliest_end)) = bounds else {
+            return Some(Held::default());
         };
-        let reach = at_caller
-            .by_start
-            .range(..=*first_range.end())
-            .rev()
-            .nth(back);
+        // With no candidate allowed, no call looks at anything.
+        let Some(back) = self.config.max_candidates.checked_sub(1) else {
+            return Some(Held::default());
+        };
+        let reach = at_caller.by_start.range(..=earliest_end).rev().nth(back);
         if let Some((&key, _)) = reach {
             from = from.max(key);
         }
+        let most = calls.len().saturating_mul(self.config.max_candidates);
         let entries: Vec<_> = at_caller
             .by_start
             .range(from..=to)
+            .take(most.saturating_add(1))
             .map(|(&k, &v)| (k, v))
             .collect();
+        if entries.len() > most {
+            return None;
+        }
         let latest_end = entries
             .chunks(HELD_BLOCK)
             .map(|block| {
@@ -881,10 +890,10 @@ impl CausalityBuilder {
                     .fold(Timestamp(0), |t, (_, (_, end))| t.max(*end))
             })
             .collect();
-        Held {
+        Some(Held {
             entries,
             latest_end,
-        }
+        })
     }
 
     /// [`Self::candidates`], among `held` (see [`Self::held_for`]): the same requests in the
@@ -905,6 +914,7 @@ impl CausalityBuilder {
             let block = (end - 1) / HELD_BLOCK;
             let start = (block * HELD_BLOCK).max(from);
             if held.latest_end[block] >= e.end {
+                // As the tree's iterator gives them: a pair of references.
                 let scanned = entries[start..end].iter().rev().map(|(k, v)| (k, v));
                 enclosing(id, e, scanned, &mut found);
             }
@@ -1183,7 +1193,7 @@ mod candidate_tests {
     /// Requests served at 10.0.0.1 and calls leaving it (some to its own listener, some longer
     /// than any request), at times drawn from `seed`; with `long_request`, one request that
     /// outlasts them all, so that every call's range reaches back to the first request.
-    fn builder(
+    fn caller_with_calls(
         max_candidates: usize,
         seed: u64,
         long_request: bool,
@@ -1241,35 +1251,48 @@ mod candidate_tests {
 
     #[test]
     fn a_batch_finds_in_its_copy_the_candidates_the_tree_gives() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for (seed, long_request) in [(1, true), (2, false), (3, false)] {
             for max_candidates in [4096, 17, 16, 15, 5, 1, 0] {
-                let (builder, calls) = builder(max_candidates, seed, long_request);
-                let held = builder.held_for(&calls);
-                let (mut with_candidates, mut with_none) = (0, 0);
-                for &id in &calls {
-                    let from_tree = builder.candidates(id);
-                    assert_eq!(
-                        builder.candidates_in(id, &held),
-                        from_tree,
-                        "call {id}, seed {seed}, at most {max_candidates}"
-                    );
-                    with_candidates += usize::from(from_tree.len() > 1);
-                    with_none += usize::from(from_tree.is_empty());
+                let (made, calls) = caller_with_calls(max_candidates, seed, long_request);
+                let held_there = &made.inbound[&ip].by_start;
+                let (mut with_several, mut with_none) = (0, 0);
+                // The whole batch, and later parts of it: their copies start after requests
+                // still held.
+                for batch in std::iter::once(&calls[..]).chain(calls[100..].chunks(20)) {
+                    let Some(held) = made.held_for(batch) else {
+                        // Only where the copy would outgrow the calls' own scans.
+                        assert!(max_candidates < 5, "at most {max_candidates}");
+                        continue;
+                    };
+                    for &id in batch {
+                        let from_tree = made.candidates(id);
+                        assert_eq!(
+                            made.candidates_in(id, &held),
+                            from_tree,
+                            "call {id}, seed {seed}, at most {max_candidates}"
+                        );
+                        with_several += usize::from(from_tree.len() > 1);
+                        with_none += usize::from(from_tree.is_empty());
+                    }
+                    // No more than `max_candidates` before the first call that looks, and
+                    // what started from there to the last.
+                    let ends = batch
+                        .iter()
+                        .filter_map(|id| made.held_range(&made.nodes[id]))
+                        .map(|(_, range)| *range.end());
+                    if let (Some(first), Some(last)) = (ends.clone().min(), ends.max()) {
+                        let started =
+                            held_there.range(..=last).count() - held_there.range(..=first).count();
+                        let copied = held.entries.len();
+                        assert!(copied <= max_candidates + started, "{copied}");
+                    }
                 }
                 // What is compared is more than empty lists, and some calls have none.
                 if max_candidates > 1 {
-                    assert!(with_candidates > calls.len() / 2, "{with_candidates}");
+                    assert!(with_several > calls.len() / 2, "{with_several}");
                 }
                 assert!(with_none > 0);
-                // The copy reaches back no further than the first call looks.
-                let first_start = builder.nodes[&calls[0]].start;
-                let ip: IpAddr = "10.0.0.1".parse().unwrap();
-                let started_after = builder.inbound[&ip]
-                    .by_start
-                    .range((first_start, NodeId::MAX)..)
-                    .count();
-                let copied = held.entries.len();
-                assert!(copied <= max_candidates + started_after, "{copied}");
             }
         }
     }
