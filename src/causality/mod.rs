@@ -271,6 +271,16 @@ struct Held {
     entries: Vec<((Timestamp, NodeId), (u16, Timestamp))>,
     /// The latest end in each block of `entries`.
     latest_end: Vec<Timestamp>,
+    /// [`Inbound::longest_ns`] of the caller, for each call's range without looking it up.
+    longest_ns: u64,
+}
+
+/// Where call `e`'s candidates are among the requests held at its caller, the longest of which
+/// lasted `longest_ns` (see [`Inbound::longest_ns`]).
+fn held_range_of(e: &Node, longest_ns: u64) -> Option<HeldRange> {
+    let earliest = Timestamp(e.end.0.saturating_sub(longest_ns));
+    // Longer than any request held there: none encloses it.
+    (earliest <= e.start).then_some((earliest, 0)..=(e.start, NodeId::MAX))
 }
 
 /// Requests per block of [`Held`]: a block is skipped with one comparison, or its requests are
@@ -822,9 +832,7 @@ impl CausalityBuilder {
     /// call `e` (see [`Self::candidates`]), if any could.
     fn held_range(&self, e: &Node) -> Option<(&Inbound, HeldRange)> {
         let at_caller = self.inbound.get(&e.ex.client.ip())?;
-        let earliest = Timestamp(e.end.0.saturating_sub(at_caller.longest_ns));
-        // Longer than any request held there: none encloses it.
-        (earliest <= e.start).then_some((at_caller, (earliest, 0)..=(e.start, NodeId::MAX)))
+        Some((at_caller, held_range_of(e, at_caller.longest_ns)?))
     }
 
     /// The requests that may have made call `id`, latest started first.
@@ -893,6 +901,7 @@ impl CausalityBuilder {
         Some(Held {
             entries,
             latest_end,
+            longest_ns: at_caller.longest_ns,
         })
     }
 
@@ -900,7 +909,7 @@ impl CausalityBuilder {
     /// same order, without testing those of a block that all ended before the call did.
     fn candidates_in(&self, id: NodeId, held: &Held) -> Vec<NodeId> {
         let e = &self.nodes[&id];
-        let Some((_, range)) = self.held_range(e) else {
+        let Some(range) = held_range_of(e, held.longest_ns) else {
             return Vec::new();
         };
         let entries = &held.entries;
